@@ -1,0 +1,32 @@
+# convdp: what each layer of a convnet has learned, by Dirichlet-process Gaussian mixtures.
+# The rules are thin: each runs one script in scripts/, which calls the convdp package.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/model.smk"
+include: "rules/extract.smk"
+include: "rules/cluster.smk"
+include: "rules/report.smk"
+
+
+localrules:
+    all,
+    aggregate,
+
+
+rule all:
+    input:
+        "results/summary.csv",
+        FIGURES.values(),
+    default_target: True

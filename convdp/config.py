@@ -1,0 +1,88 @@
+"""Workflow configuration: JSON-schema validation (with defaults) plus the checks a schema can't do.
+
+Every error names the key at fault, and is raised before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; the message names the key."""
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a YAML config and validate it (see :func:`validate_config`)."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return validate_config(config)
+
+
+def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: bool = True) -> dict:
+    """Validate ``config`` in place against the schema, fill in defaults, check cross-references.
+
+    ``check_layers`` builds each model's architecture (no weights) to check its layer names.
+    """
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema), set_default=True)
+    except WorkflowError as exc:
+        raise ConfigError(_schema_message(exc)) from None
+    datasets = config["datasets"]
+    for name, spec in datasets.items():
+        need = {"torchvision": "name", "folder": "path", "images": "paths"}.get(spec["kind"])
+        if need and need not in spec:
+            raise ConfigError(f"datasets.{name}: kind {spec['kind']!r} needs the key {need!r}")
+    for name, spec in config["models"].items():
+        key = f"models.{name}"
+        for ds in spec["analyse_on"]:
+            if ds not in datasets:
+                raise ConfigError(f"{key}.analyse_on: unknown data set {ds!r}; defined: {sorted(datasets)}")
+        if spec["weights"] == "train":
+            if "train_on" not in spec:
+                raise ConfigError(f"{key}.train_on is required when weights is 'train'")
+            if spec["train_on"] not in datasets:
+                raise ConfigError(f"{key}.train_on: unknown data set {spec['train_on']!r}; defined: {sorted(datasets)}")
+        if check_layers:
+            from convdp.models import build_model, check_layers as check
+
+            try:
+                check(build_model(spec["arch"], spec.get("num_classes", 10), 3 if spec["arch"] != "digitnet" else 1),
+                      spec["layers"], name)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.layers: {exc}" if "layer" in str(exc) else f"{key}.arch: {exc}") from None
+    b = config["baseline"]
+    if b["k_min"] > b["k_max"]:
+        raise ConfigError(f"baseline.k_min ({b['k_min']}) is larger than baseline.k_max ({b['k_max']})")
+    return config
+
+
+def _schema_message(exc: Exception) -> str:
+    """The useful part of jsonschema's message, with the path to the key."""
+    cause = exc.__cause__ or exc.__context__
+    path = getattr(cause, "absolute_path", None)
+    where = ".".join(str(p) for p in path) if path else "(top level)"
+    msg = getattr(cause, "message", None) or str(exc)
+    return f"invalid config at {where}: {msg}"
+
+
+def with_overrides(config: dict, **overrides) -> dict:
+    """A deep copy of ``config`` with top-level sections updated (for tests and tools)."""
+    out = copy.deepcopy(config)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out

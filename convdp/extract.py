@@ -1,0 +1,256 @@
+"""Streaming activation extraction: a net's layer outputs, chunk by chunk, to one Zarr group.
+
+Each configured layer becomes one array, stored channels-last (N, H, W, C) so that the
+C-dimensional vector of one spatial position is contiguous and position mode is a free
+reshape to (N·H·W, C). A layer with a flat output (N, C) is stored as (N, 1, 1, C).
+Arrays are chunked along N only, ``chunk_size`` images per chunk, and compressed.
+
+The images are read one chunk at a time; each chunk goes through the net in batches; the
+finished chunk is handed to a writer thread (so compression and disk I/O overlap the next
+chunk's forward passes) and, once every layer's part of it is on disk, its index is added
+to the group attribute ``complete_chunks``. Memory is bounded by a few chunks, never a
+whole layer. A rerun after a crash keeps the chunks already complete and computes the
+rest; the result is bit-for-bit the same as an uninterrupted run, because the batches
+always fall at the same chunk boundaries. A store written for another model, data set or
+layer set (its ``fingerprint`` attribute differs) is discarded, never reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from torch import nn
+
+from convdp.models import disable_inplace, to_input
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def compressor():
+    """The codec for activation chunks: Blosc LZ4 with byte shuffle (fast, ~2-4× on ReLU maps)."""
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+
+
+def feature_extractor(model: nn.Module, layers: Sequence[str]) -> nn.Module:
+    """A module returning ``{layer: output}`` for the graph nodes ``layers`` of ``model``."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    model = disable_inplace(model.eval())
+    return create_feature_extractor(model, return_nodes={name: name for name in layers})
+
+
+def to_channels_last(name: str, out: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) → (N, H, W, C); (N, C) → (N, 1, 1, C)."""
+    if out.ndim == 4:
+        return out.permute(0, 2, 3, 1)
+    if out.ndim == 2:
+        return out[:, None, None, :]
+    raise ValueError(f"layer {name!r} has output shape {tuple(out.shape)}; expected (N,C,H,W) or (N,C)")
+
+
+def check_finite(name: str, out: torch.Tensor, offset: int) -> None:
+    """Raise a ValueError naming the layer and image if ``out`` holds NaN or Inf."""
+    bad = ~torch.isfinite(out.reshape(len(out), -1)).all(dim=1)
+    if bool(bad.any()):
+        idx = (torch.nonzero(bad).flatten() + offset).tolist()
+        raise ValueError(
+            f"layer {name!r} produced NaN or Inf activations for image(s) {idx[:10]}"
+            f"{' …' if len(idx) > 10 else ''}; check the weights and the input normalisation"
+        )
+
+
+def open_store(path: Path, fingerprint: dict) -> zarr.Group | None:
+    """The existing store at ``path`` if it was written with ``fingerprint``, else None."""
+    if not path.exists():
+        return None
+    try:
+        group = zarr.open_group(path, mode="a")
+        if group.attrs.get("fingerprint") == fingerprint:
+            return group
+        log.warning("%s was written for another model/data set/layers: discarding it", path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable store is discarded
+        log.warning("%s is unreadable (%s): discarding it", path, exc)
+    shutil.rmtree(path)
+    return None
+
+
+class _ChunkWriter:
+    """A writer thread: writes finished chunks while the next one is computed."""
+
+    def __init__(self, group: zarr.Group, arrays: dict[str, zarr.Array]):
+        self.group, self.arrays = group, arrays
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue
+            index, start, stop, outputs = item
+            try:
+                for name, data in outputs.items():
+                    self.arrays[name][start:stop] = data
+                done = sorted({*self.group.attrs.get("complete_chunks", []), index})
+                self.group.attrs["complete_chunks"] = done
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+                self.error = exc
+
+    def put(self, item) -> None:
+        self.raise_error()
+        self.queue.put(item)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.raise_error()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+@torch.no_grad()
+def extract_activations(
+    model: nn.Module,
+    images,
+    layers: Sequence[str],
+    store_path: str | Path,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    fingerprint: dict,
+    batch_size: int = 128,
+    chunk_size: int = 256,
+    device: str | torch.device = "cpu",
+    dtype: str = "float32",
+    progress: bool = True,
+) -> dict:
+    """Run ``model`` over ``images`` and write the outputs of ``layers`` to ``store_path``.
+
+    Parameters
+    ----------
+    model : the net (its in-place activations are switched off for extraction)
+    images : array-like (N, H, W, C) uint8 supporting slicing (a NumPy or Zarr array)
+    layers : graph node names (see :func:`convdp.models.layer_names`)
+    store_path : the Zarr group to write (created, resumed, or replaced)
+    mean, std : per-channel input normalisation on the 0–1 scale
+    fingerprint : identifies model, data and layers; a store with another one is discarded
+    batch_size, chunk_size : images per forward pass and per stored chunk
+    device : a torch device
+    dtype : ``float32`` or ``float16`` for the stored arrays
+
+    Returns
+    -------
+    dict with, per layer, ``shape`` (N, H, W, C) and the run's statistics.
+    """
+    store_path = Path(store_path)
+    n = len(images)
+    if n == 0:
+        raise ValueError("no images to extract activations from")
+    if batch_size < 1 or chunk_size < 1:
+        raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
+    device = torch.device(device)
+    extractor = feature_extractor(model, layers).to(device)
+    first = images[0:1]
+    in_ch = next((p.shape[1] for p in model.parameters() if p.ndim == 4), None)
+    if in_ch is not None and first.shape[-1] != in_ch:
+        raise ValueError(
+            f"the images have {first.shape[-1]} channel(s) but the model's first convolution "
+            f"takes {in_ch}"
+        )
+    probe = extractor(to_input(first, mean, std).to(device))
+    shapes = {name: (n, *to_channels_last(name, probe[name]).shape[1:]) for name in layers}
+    fingerprint = {**fingerprint, "layers": list(layers), "format": FORMAT_VERSION,
+                   "chunk_size": chunk_size, "dtype": dtype}
+
+    group = open_store(store_path, fingerprint)
+    if group is None:
+        group = zarr.open_group(store_path, mode="w")
+        for name, shape in shapes.items():
+            group.create_array(
+                name, shape=shape, chunks=(min(chunk_size, n), *shape[1:]), dtype=dtype,
+                compressors=compressor(), fill_value=0,
+                attributes={"layer": name, "layout": "NHWC"},
+            )
+        group.attrs.update({"fingerprint": fingerprint, "complete_chunks": [], "complete": False})
+    arrays = {name: group[name] for name in layers}
+    n_chunks = -(-n // chunk_size)
+    done = set(group.attrs.get("complete_chunks", []))
+    todo = [i for i in range(n_chunks) if i not in done]
+    if done:
+        log.info("%s: resuming, %d of %d chunks already complete", store_path, len(done), n_chunks)
+
+    from tqdm import tqdm
+
+    start_time = time.perf_counter()
+    writer = _ChunkWriter(group, arrays)
+    bar = tqdm(total=sum(min(chunk_size, n - i * chunk_size) for i in todo), unit="img",
+               desc=f"extract {store_path.name}", disable=not progress)
+    try:
+        for index in todo:
+            start, stop = index * chunk_size, min((index + 1) * chunk_size, n)
+            chunk_images = np.asarray(images[start:stop])
+            outputs = {name: np.empty((stop - start, *shapes[name][1:]), dtype) for name in layers}
+            for b in range(0, stop - start, batch_size):
+                x = to_input(chunk_images[b : b + batch_size], mean, std).to(device)
+                result = extractor(x)
+                for name in layers:
+                    out = to_channels_last(name, result[name])
+                    check_finite(name, out, start + b)
+                    outputs[name][b : b + len(x)] = out.to("cpu", getattr(torch, dtype)).numpy()
+                bar.update(len(x))
+            writer.put((index, start, stop, outputs))
+    finally:
+        bar.close()
+        writer.close()
+    group.attrs["complete"] = True
+    seconds = time.perf_counter() - start_time
+    return {
+        "layers": {name: {"shape": list(shapes[name]), "dtype": dtype} for name in layers},
+        "n_images": n,
+        "n_chunks": n_chunks,
+        "chunks_resumed": len(done),
+        "seconds": seconds,
+        "device": str(device),
+    }
+
+
+def open_activations(store_path: str | Path, fingerprint: dict | None = None) -> zarr.Group:
+    """Open an activation store for reading; refuse one that is incomplete or not ours.
+
+    ``fingerprint`` (from the extraction manifest) must match the store's, so a store left by
+    another model or data set is never silently used.
+    """
+    store_path = Path(store_path)
+    try:
+        group = zarr.open_group(store_path, mode="r")
+        attrs = dict(group.attrs)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{store_path} is not a readable activation store: {exc}") from exc
+    if not attrs.get("complete"):
+        raise ValueError(
+            f"{store_path} is incomplete ({len(attrs.get('complete_chunks', []))} chunks written); "
+            "rerun extract_activations"
+        )
+    if fingerprint is not None and {k: attrs.get("fingerprint", {}).get(k) for k in fingerprint} != fingerprint:
+        raise ValueError(
+            f"{store_path} was written for another model or data set "
+            f"(its fingerprint {attrs.get('fingerprint')} differs from {fingerprint}); "
+            "rerun extract_activations"
+        )
+    return group

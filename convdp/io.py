@@ -1,0 +1,81 @@
+"""Atomic file output: a file either appears whole or not at all.
+
+Every file the workflow writes goes through these helpers: the bytes go to a temporary
+name in the destination directory, are flushed to disk, and the temporary file is then
+renamed over the destination (``os.replace`` is atomic on POSIX). A job killed half-way
+leaves at most a ``.tmp-*`` file, never a destination that a later run would take as
+finished. On any error (a full disk included) the temporary file is removed and the
+error re-raised with the destination named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it to ``dest`` when the block succeeds.
+
+    The temporary name keeps ``suffix`` (e.g. ``".png"``) so that writers that infer the
+    format from the extension still work.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{dest.name}.", suffix=suffix, dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, dest)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"could not write {dest}: {exc.strerror or exc}") from exc
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_json(dest: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``dest`` atomically."""
+    with atomic_path(dest, ".json") as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file, naming the file in the error if it is not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON (truncated?): {exc}") from exc
+
+
+def write_npz(dest: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Write compressed ``.npz`` atomically."""
+    with atomic_path(dest, ".npz") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

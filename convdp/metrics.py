@@ -1,0 +1,34 @@
+"""Scores of a clustering against class labels (used only where labels exist)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+
+def purity(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
+    """Fraction of samples whose cluster's majority class is their own class."""
+    table = contingency(labels_true, labels_pred)[0]
+    return float(table.max(axis=0).sum() / max(table.sum(), 1))
+
+
+def contingency(labels_true: np.ndarray, labels_pred: np.ndarray):
+    """(classes × clusters) count table, with the class and cluster values of its rows/columns."""
+    classes, ci = np.unique(labels_true, return_inverse=True)
+    clusters, ki = np.unique(labels_pred, return_inverse=True)
+    table = np.zeros((len(classes), len(clusters)), np.int64)
+    np.add.at(table, (ci, ki), 1)
+    return table, classes, clusters
+
+
+def cluster_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]:
+    """NMI, adjusted Rand index and purity of ``labels_pred`` against ``labels_true``."""
+    labels_true = np.asarray(labels_true).ravel()
+    labels_pred = np.asarray(labels_pred).ravel()
+    if labels_true.shape != labels_pred.shape:
+        raise ValueError(f"{labels_true.shape[0]} class labels for {labels_pred.shape[0]} samples")
+    return {
+        "nmi": float(normalized_mutual_info_score(labels_true, labels_pred)),
+        "ari": float(adjusted_rand_score(labels_true, labels_pred)),
+        "purity": purity(labels_true, labels_pred),
+    }

@@ -1,0 +1,318 @@
+"""The nets: a small convnet trained in the pipeline, or any torchvision classifier.
+
+Layers are named the way torchvision's ``feature_extraction`` names graph nodes
+(``get_graph_node_names``), e.g. ``relu3`` for :class:`DigitNet` or ``features.22`` for
+VGG16 (Keras' ``block4_conv3`` after its ReLU).
+
+A checkpoint is a plain ``state_dict`` (``{model}.pt``, loaded with
+``torch.load(weights_only=True)``: anything that would need arbitrary unpickling is refused)
+plus ``{model}.json``: architecture, number of classes, input channels and size,
+normalisation, layer names, the classes trained on and the held-out accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+class DigitNet(nn.Module):
+    """Four 3×3 convolutions with ReLU, max pooling between them, and a linear head.
+
+    Input (N, C, 32, 32). Layer outputs: ``relu1`` (16×32×32), ``relu2`` (32×16×16),
+    ``relu3`` (64×8×8), ``relu4`` (64×4×4).
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16):
+        super().__init__()
+        w = [width, 2 * width, 4 * width, 4 * width]
+        self.conv1 = nn.Conv2d(in_channels, w[0], 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(w[0], w[1], 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        self.conv3 = nn.Conv2d(w[1], w[2], 3, padding=1)
+        self.relu3 = nn.ReLU()
+        self.pool3 = nn.MaxPool2d(2)
+        self.conv4 = nn.Conv2d(w[2], w[3], 3, padding=1)
+        self.relu4 = nn.ReLU()
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(w[3], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        x = self.pool3(self.relu3(self.conv3(x)))
+        x = self.relu4(self.conv4(x))
+        return self.fc(torch.flatten(self.gap(x), 1))
+
+
+LOCAL_ARCHS = {"digitnet": DigitNet}
+
+
+def build_model(arch: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """An untrained net: ``digitnet`` or any torchvision classification architecture name."""
+    if arch in LOCAL_ARCHS:
+        return LOCAL_ARCHS[arch](num_classes=num_classes, in_channels=in_channels)
+    import torchvision
+
+    available = torchvision.models.list_models(module=torchvision.models)
+    if arch not in available:
+        raise ValueError(
+            f"unknown architecture {arch!r}; choose 'digitnet' or a torchvision classifier: "
+            + ", ".join(sorted(available))
+        )
+    model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        raise ValueError(f"{arch} takes 3-channel images, got in_channels={in_channels}")
+    return model
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Every graph node name of ``model`` in evaluation mode (torchvision feature extraction)."""
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    _, eval_nodes = get_graph_node_names(model)
+    return [n for n in eval_nodes if n not in ("x", "input")]
+
+
+def check_layers(model: nn.Module, requested: list[str], model_name: str = "model") -> list[str]:
+    """Return ``requested`` if every name is a layer of ``model``; else a ValueError listing them."""
+    names = layer_names(model)
+    missing = [r for r in requested if r not in names]
+    if missing:
+        raise ValueError(
+            f"layer(s) {missing} not found in {model_name}; its layers are: " + ", ".join(names)
+        )
+    if not requested:
+        raise ValueError(f"no layers chosen for {model_name}")
+    return list(requested)
+
+
+def disable_inplace(model: nn.Module) -> nn.Module:
+    """Turn off in-place activations so a captured output is not overwritten by the next op."""
+    for module in model.modules():
+        if hasattr(module, "inplace") and isinstance(module.inplace, bool):
+            module.inplace = False
+    return model
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA where available, else CPU; otherwise the named device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    return dev
+
+
+def to_input(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
+    """(N, H, W, C) uint8 → normalised (N, C, H, W) float32 tensor."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of uint8 images, on the 0–1 scale."""
+    x = images.astype(np.float64) / 255.0
+    mean = x.mean(axis=(0, 1, 2))
+    std = x.std(axis=(0, 1, 2))
+    std[std == 0] = 1.0
+    return mean.tolist(), std.tolist()
+
+
+def train_classifier(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    mean: list[float],
+    std: list[float],
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    device: str = "cpu",
+    trainable: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train ``model`` on (N, H, W, C) uint8 images with labels 0…K-1; return metrics.
+
+    A seeded, stratified ``val_fraction`` of the images is held out and the accuracy on it is
+    returned as ``val_accuracy``. ``trainable`` (parameter-name prefixes) restricts which
+    parameters are updated; the others stay frozen.
+    """
+    from sklearn.model_selection import train_test_split
+    from tqdm import tqdm
+
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    torch.manual_seed(seed)
+    dev = resolve_device(device)
+    idx_train, idx_val = train_test_split(
+        np.arange(len(labels)), test_size=val_fraction, random_state=seed, stratify=labels
+    )
+    x = to_input(images, mean, std)
+    y = torch.from_numpy(np.asarray(labels, np.int64))
+    model = model.to(dev)
+    params = []
+    for name, p in model.named_parameters():
+        keep = trainable is None or any(name.startswith(t) for t in trainable)
+        p.requires_grad_(keep)
+        if keep:
+            params.append(p)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=epochs * int(np.ceil(len(idx_train) / batch_size))
+    )
+    gen = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    history = []
+    bar = tqdm(range(epochs), desc="train", unit="epoch", disable=not progress)
+    for _epoch in bar:
+        model.train()
+        order = torch.from_numpy(idx_train)[torch.randperm(len(idx_train), generator=gen)]
+        total = 0.0
+        for i in range(0, len(order), batch_size):
+            b = order[i : i + batch_size]
+            xb, yb = x[b].to(dev), y[b].to(dev)
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(b)
+        acc = evaluate(model, x[idx_val], y[idx_val], batch_size=256, device=dev)
+        history.append({"loss": total / len(idx_train), "val_accuracy": acc})
+        bar.set_postfix(loss=f"{total / len(idx_train):.3f}", val_acc=f"{acc:.3f}")
+    return {
+        "val_accuracy": history[-1]["val_accuracy"],
+        "n_train": len(idx_train),
+        "n_val": len(idx_val),
+        "epochs": epochs,
+        "history": history,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size=256, device="cpu"):
+    """Accuracy of ``model`` on normalised inputs ``x`` (N, C, H, W) and labels ``y`` (N,)."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        pred = model(x[i : i + batch_size].to(device)).argmax(1).cpu()
+        correct += int((pred == y[i : i + batch_size]).sum())
+    return correct / max(len(x), 1)
+
+
+def save_state_dict(model: nn.Module, path: str | os.PathLike) -> None:
+    """Save ``model.state_dict()`` (tensors on the CPU) atomically."""
+    from convdp.io import atomic_path
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path, ".pt") as tmp:
+        torch.save(state, tmp)
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a plain ``state_dict`` with ``weights_only=True``.
+
+    A file that needs arbitrary unpickling (a whole pickled model, custom objects) is
+    refused with a clear message; it is never unpickled.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
+        raise ValueError(
+            f"{path} is not a plain state_dict of tensors (it would need arbitrary unpickling, "
+            "which convdp refuses for safety); save it with torch.save(model.state_dict(), ...). "
+            f"Detail: {str(exc).splitlines()[0]}"
+        ) from exc
+    except EOFError as exc:
+        raise ValueError(f"{path} is empty or truncated") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} is not a state_dict (a dict of parameter name → tensor)")
+    return state
+
+
+def load_model(meta: dict, weights_path: str | os.PathLike | None) -> nn.Module:
+    """Rebuild the net that ``meta`` (the model JSON) describes and load its weights."""
+    model = build_model(meta["arch"], meta["num_classes"], meta["in_channels"])
+    if weights_path is not None:
+        state = load_state_dict(weights_path)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"{weights_path} does not fit architecture {meta['arch']!r}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
+    return model.eval()
+
+
+def load_pretrained(spec: dict) -> tuple[nn.Module, dict]:
+    """Build ``spec["arch"]`` with ``spec["weights"]``: ``none``, a torchvision weights name, or a file.
+
+    Returns the net and what the model JSON needs to know (classes, channels, and the
+    weights' own normalisation where they carry one). A torchvision weights name is
+    downloaded once into the torch cache (``TORCH_HOME``).
+    """
+    arch, weights = spec["arch"], spec["weights"]
+    in_channels = 1 if arch == "digitnet" else 3
+    num_classes = spec.get("num_classes", 10 if arch == "digitnet" else 1000)
+    extra: dict = {"in_channels": in_channels, "num_classes": num_classes, "classes": None}
+    if weights == "none":
+        torch.manual_seed(0)
+        return build_model(arch, num_classes, in_channels).eval(), extra
+    path = Path(weights)
+    if path.suffix in (".pt", ".pth", ".bin") or path.exists():
+        if not path.exists():
+            raise ValueError(f"weights file {path} does not exist")
+        state = load_state_dict(path)
+        net = build_model(arch, num_classes, in_channels)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"{path} does not fit architecture {arch!r} with num_classes={num_classes}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
+        return net.eval(), extra
+    import torchvision
+
+    try:
+        w = torchvision.models.get_weight(weights)
+    except (ValueError, KeyError) as exc:
+        raise ValueError(
+            f"weights {weights!r} is neither 'train', 'none', an existing file, nor a torchvision "
+            f"weights name such as 'VGG16_Weights.IMAGENET1K_V1'"
+        ) from exc
+    net = torchvision.models.get_model(arch, weights=w)
+    transforms = w.transforms()
+    categories = w.meta.get("categories") or []
+    extra |= {
+        "num_classes": len(categories) or num_classes,
+        "class_names": list(categories),
+        "mean": list(getattr(transforms, "mean", [])) or None,
+        "std": list(getattr(transforms, "std", [])) or None,
+    }
+    return net.eval(), extra

@@ -1,0 +1,235 @@
+"""The workflow's jobs as plain functions: paths and config sections in, files out.
+
+Each Snakemake rule's script calls exactly one of these through :func:`snakemake_job`,
+which sends log messages and progress bars to the rule's ``log:`` file. Everything here
+runs (and is tested) without Snakemake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from convdp import data as data_mod
+from convdp import models
+from convdp.io import read_json, write_json, write_npz
+
+log = logging.getLogger("convdp")
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+@contextlib.contextmanager
+def snakemake_job(smk):
+    """Run a rule's job with logging and stderr (progress bars) going to its log file."""
+    log_path = Path(smk.log[0]) if smk.log else None
+    if log_path is None:
+        yield
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1) as fh:
+        old_stderr = sys.stderr
+        sys.stderr = fh
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            yield
+        except BaseException:
+            logging.getLogger("convdp").exception("job failed")
+            raise
+        finally:
+            root.removeHandler(handler)
+            sys.stderr = old_stderr
+
+
+def prepare_dataset(spec: dict, out: str | Path, data_root: str | Path = "data") -> dict:
+    """Load the data set ``spec`` describes and write it to the Zarr store ``out``."""
+    ds = data_mod.load_dataset(spec, data_root)
+    checksum = data_mod.write_dataset(out, ds)
+    log.info("%s: %d images of %s from %s", out, len(ds.images), ds.images.shape[1:], ds.source)
+    return {"checksum": checksum, "n_images": len(ds.images)}
+
+
+def prepare_model(
+    spec: dict,
+    out_weights: str | Path,
+    out_meta: str | Path,
+    *,
+    train_data: str | Path | None = None,
+    seed: int = 0,
+    device: str = "auto",
+) -> dict:
+    """Train the net (``weights: train``) or build it with the configured weights; save both files.
+
+    Writes the ``state_dict`` to ``out_weights`` and the description (architecture, classes,
+    input channels and size, normalisation, layer names, held-out accuracy) to ``out_meta``.
+    """
+    arch, weights = spec["arch"], spec.get("weights", "train")
+    meta: dict = {"arch": arch, "weights": weights, "input_size": spec.get("input_size")}
+    if weights == "train":
+        ds = data_mod.read_dataset(train_data)
+        if ds.labels is None:
+            raise ValueError(f"{train_data} has no labels: a net can't be trained on it")
+        classes = np.unique(ds.labels)
+        y = np.searchsorted(classes, ds.labels)
+        in_channels = ds.images.shape[-1]
+        mean, std = _normalisation(spec, ds.images)
+        torch_seed(seed)
+        net = models.build_model(arch, len(classes), in_channels)
+        metrics = models.train_classifier(
+            net, ds.images, y, mean=mean, std=std, seed=seed, device=device, **spec.get("train", {})
+        )
+        log.info("trained %s: held-out accuracy %.4f", arch, metrics["val_accuracy"])
+        meta |= {
+            "num_classes": len(classes),
+            "in_channels": in_channels,
+            "classes": classes.tolist(),
+            "class_names": [ds.class_names[c] if c < len(ds.class_names) else str(c) for c in classes],
+            "trained_on": str(train_data),
+            "val_accuracy": metrics["val_accuracy"],
+            "training": {k: v for k, v in metrics.items() if k != "val_accuracy"},
+        }
+    else:
+        net, extra = models.load_pretrained(spec)
+        mean, std = extra.pop("mean", None), extra.pop("std", None)
+        if mean is None:
+            c = extra["in_channels"]
+            mean, std = (IMAGENET_MEAN, IMAGENET_STD) if c == 3 else ([0.5] * c, [0.5] * c)
+        meta |= {"val_accuracy": None, **extra}
+    meta |= {
+        "mean": list(map(float, mean)),
+        "std": list(map(float, std)),
+        "layer_names": models.layer_names(net),
+        "seed": seed,
+    }
+    models.save_state_dict(net, out_weights)
+    write_json(out_meta, meta)
+    return meta
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def _normalisation(spec: dict, images: np.ndarray) -> tuple[list[float], list[float]]:
+    norm = spec.get("normalize", "data")
+    if norm == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    if norm is None:
+        c = images.shape[-1]
+        return [0.0] * c, [1.0] * c
+    return models.channel_stats(images)
+
+
+def activation_store(manifest: str | Path) -> Path:
+    """The Zarr store that belongs to an extraction manifest (same name, ``.zarr``)."""
+    return Path(manifest).with_suffix(".zarr")
+
+
+def extract(
+    weights: str | Path,
+    meta_path: str | Path,
+    dataset: str | Path,
+    layers: list[str],
+    manifest: str | Path,
+    *,
+    device: str = "auto",
+    batch_size: int = 128,
+    chunk_size: int = 256,
+    dtype: str = "float32",
+    model_name: str = "model",
+    progress: bool = True,
+) -> dict:
+    """Extract ``layers`` of the net over ``dataset``; write the store and its manifest.
+
+    The manifest (the rule's declared output) is written last, so it exists only once the
+    store is complete. The store itself is not a declared output: Snakemake would delete it
+    before a rerun, and its completed chunks are what a rerun after a crash resumes from.
+    """
+    from convdp.extract import extract_activations
+
+    meta = read_json(meta_path)
+    net = models.load_model(meta, weights)
+    models.check_layers(net, layers, model_name)
+    group = data_mod.open_dataset(dataset)
+    images = group["images"]
+    if meta.get("input_size") and images.shape[1] != meta["input_size"]:
+        raise ValueError(
+            f"{dataset}: images are {images.shape[1]}×{images.shape[2]} but model {model_name!r} "
+            f"expects {meta['input_size']}; set the data set's size to {meta['input_size']}"
+        )
+    if images.shape[-1] != meta["in_channels"]:
+        raise ValueError(
+            f"{dataset}: images have {images.shape[-1]} channel(s) but model {model_name!r} "
+            f"takes {meta['in_channels']}"
+        )
+    fingerprint = {
+        "model_sha256": data_mod.sha256_file(weights),
+        "dataset_checksum": group.attrs["checksum"],
+    }
+    dev = models.resolve_device(device)
+    store = activation_store(manifest)
+    result = extract_activations(
+        net, images, layers, store, mean=meta["mean"], std=meta["std"], fingerprint=fingerprint,
+        batch_size=batch_size, chunk_size=chunk_size, device=dev, dtype=dtype, progress=progress,
+    )
+    out = {"store": store.name, "fingerprint": fingerprint, "model": model_name,
+           "dataset": str(dataset), **result}
+    write_json(manifest, out)
+    return out
+
+
+def open_layer(manifest: str | Path, layer: str):
+    """The Zarr array of ``layer`` from the store behind ``manifest`` (checked to belong to it)."""
+    from convdp.extract import open_activations
+
+    info = read_json(manifest)
+    if layer not in info["layers"]:
+        raise ValueError(f"layer {layer!r} was not extracted in {manifest}; it has {list(info['layers'])}")
+    group = open_activations(Path(manifest).parent / info["store"], info["fingerprint"])
+    array = group[layer]
+    if list(array.shape) != info["layers"][layer]["shape"]:
+        raise ValueError(f"{manifest}: layer {layer!r} has shape {array.shape}, manifest says "
+                         f"{info['layers'][layer]['shape']}")
+    return array
+
+
+def fit(
+    manifest: str | Path,
+    dataset: str | Path,
+    layer: str,
+    mode: str,
+    method: str,
+    params: dict,
+    out_npz: str | Path,
+    out_json: str | Path,
+    *,
+    seed: int = 0,
+    context: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Cluster one layer in one mode with one method; write ``.npz`` (arrays) and ``.json`` (scalars)."""
+    from convdp.cluster import fit_layer
+
+    array = open_layer(manifest, layer)
+    group = data_mod.open_dataset(dataset)
+    labels = group["labels"][:] if group.attrs.get("labelled", True) else None
+    start = time.perf_counter()
+    arrays, record = fit_layer(array, layer=layer, mode=mode, method=method, params=params,
+                               seed=seed, class_labels=labels, progress=progress)
+    record |= dict(context or {})
+    record["wall_seconds"] = time.perf_counter() - start
+    write_npz(out_npz, **arrays)
+    write_json(out_json, record)
+    return record

@@ -1,0 +1,72 @@
+"""From a layer's activations (N, H, W, C) to the samples that are clustered.
+
+- ``position`` mode (the paper's): every spatial position's C-dimensional channel vector is a
+  sample, (N, H, W, C) → (N·H·W, C), a free reshape of the channels-last layout. Sample
+  ``i`` is image ``i // (H·W)``, row ``(i // W) % H``, column ``i % W``.
+- ``image`` mode: one vector per image, the spatial mean, (N, C).
+
+The activations are read one stored chunk at a time, so a layer larger than memory can be
+subsampled for fitting and then labelled in chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+MODES = ("position", "image")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    return mode
+
+
+def n_samples(shape: tuple[int, ...], mode: str) -> int:
+    """How many samples a layer of ``shape`` (N, H, W, C) gives in ``mode``."""
+    n, h, w, _ = shape
+    return n * h * w if check_mode(mode) == "position" else n
+
+
+def image_chunks(array, step: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(start, stop, block)`` over the images of ``array`` (N, H, W, C), one chunk each."""
+    n = array.shape[0]
+    step = step or (array.chunks[0] if hasattr(array, "chunks") else n)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        yield start, stop, np.asarray(array[start:stop])
+
+
+def to_samples(block: np.ndarray, mode: str) -> np.ndarray:
+    """(n, H, W, C) activations → samples: (n·H·W, C) for ``position``, (n, C) for ``image``."""
+    if check_mode(mode) == "position":
+        return block.reshape(-1, block.shape[-1])
+    return block.mean(axis=(1, 2), dtype=np.float64).astype(block.dtype)
+
+
+def iter_samples(array, mode: str, step: int | None = None) -> Iterator[np.ndarray]:
+    """All samples of a layer in order, one stored chunk of images at a time."""
+    for _, _, block in image_chunks(array, step):
+        yield to_samples(block, mode)
+
+
+def fit_subset(array, mode: str, max_samples: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random subset of at most ``max_samples`` samples, read chunk by chunk.
+
+    Returns ``(X, index)``: X (n_fit, C) and the sorted sample indices it holds.
+    """
+    total = n_samples(array.shape, mode)
+    if max_samples is None or max_samples >= total:
+        index = np.arange(total)
+    else:
+        rng = np.random.default_rng(seed)
+        index = np.sort(rng.choice(total, size=max_samples, replace=False))
+    per_image = total // array.shape[0]
+    parts = []
+    for start, stop, block in image_chunks(array):
+        lo, hi = np.searchsorted(index, [start * per_image, stop * per_image])
+        if hi > lo:
+            parts.append(to_samples(block, mode)[index[lo:hi] - start * per_image])
+    return np.concatenate(parts), index

@@ -1,0 +1,72 @@
+# Helpers shared by the rules: config validation, wildcard constraints, target lists.
+
+import re
+
+from convdp.config import validate_config
+
+# Validates against config/schema.yaml with snakemake.utils.validate (defaults filled in),
+# then checks data set references and layer names; errors name the key, before any job runs.
+validate_config(config)
+
+MODELS = config["models"]
+DATASETS = config["datasets"]
+MODES = config["modes"]
+FIGURES = {
+    "clusters": "results/figures/clusters_per_layer.png",
+    "nmi": "results/figures/nmi_per_layer.png",
+    "label_maps": "results/figures/label_maps.png",
+    "heatmap": "results/figures/cluster_class_heatmap.png",
+}
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names)
+
+
+wildcard_constraints:
+    model=_alternatives(MODELS),
+    dataset=_alternatives(DATASETS),
+    mode="position|image",
+    layer="[^/]+",
+
+
+def source_of(model):
+    """The data set the net was trained on (the source); otherwise the first analysed."""
+    spec = MODELS[model]
+    return spec.get("train_on", spec["analyse_on"][0])
+
+
+def role_of(model, dataset):
+    return "source" if dataset == source_of(model) else "target"
+
+
+def fits(method, ext="json"):
+    """One fit output per model × data set × layer × mode."""
+    root = "dpgmm" if method == "dpgmm" else "baseline"
+    return [
+        f"results/{root}/{m}/{d}/{layer}/{mode}.{ext}"
+        for m, spec in MODELS.items()
+        for d in spec["analyse_on"]
+        for layer in spec["layers"]
+        for mode in MODES
+    ]
+
+
+def uses_gpu():
+    """Whether extraction will run on a GPU (device cuda*, or auto where CUDA is present)."""
+    device = config["extract"]["device"]
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
+def fit_context(wildcards):
+    """Fields every fit record carries, for the summary table."""
+    return {
+        "model": wildcards.model,
+        "dataset": wildcards.dataset,
+        "role": role_of(wildcards.model, wildcards.dataset),
+        "layer_index": MODELS[wildcards.model]["layers"].index(wildcards.layer),
+    }

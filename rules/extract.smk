@@ -1,0 +1,28 @@
+# The declared output is the manifest; the Zarr store beside it (same name, .zarr) is not
+# declared, so Snakemake does not delete its completed chunks before a rerun: extraction
+# resumes from them. The manifest is written last, once every chunk is on disk.
+
+
+rule extract_activations:
+    input:
+        weights="results/models/{model}.pt",
+        meta="results/models/{model}.json",
+        dataset="results/data/{dataset}.zarr",
+    output:
+        manifest="results/activations/{model}/{dataset}.json",
+    params:
+        layers=lambda wc: MODELS[wc.model]["layers"],
+        extract=config["extract"],
+    log:
+        "logs/extract_activations/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/extract_activations/{model}/{dataset}.tsv"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+        gpu=1 if uses_gpu() else 0,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../scripts/extract_activations.py"
