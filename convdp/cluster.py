@@ -131,7 +131,7 @@ def fit_bic_baseline(X: np.ndarray, params: dict, seed: int) -> tuple[object, di
             bic = est.bic(X)
         else:
             est = KMeans(k, n_init=3, random_state=seed).fit(X)
-            bic = kmeans_bic(X, est.inertia_, k)
+            bic = kmeans_bic(X, est.inertia_, np.bincount(est.labels_, minlength=k))
         bics[k] = float(bic)
         if best is None or bic < bics[best[0]]:
             best = (k, est)
@@ -145,11 +145,18 @@ def fit_bic_baseline(X: np.ndarray, params: dict, seed: int) -> tuple[object, di
     }
 
 
-def kmeans_bic(X: np.ndarray, inertia: float, k: int) -> float:
-    """BIC of k-means read as a mixture of k spherical Gaussians with one shared variance."""
+def kmeans_bic(X: np.ndarray, inertia: float, counts: np.ndarray) -> float:
+    """BIC of k-means read as a mixture of k spherical Gaussians with one shared variance.
+
+    ``counts`` (k,) are the cluster sizes; the mixing proportions are ``counts / n``
+    (Pelleg & Moore's X-means likelihood).
+    """
     n, d = X.shape
+    k = len(counts)
     var = max(inertia / max(n - k, 1) / d, 1e-12)
-    loglik = -0.5 * n * d * np.log(2 * np.pi * var) - 0.5 * inertia / var
+    nz = counts[counts > 0]
+    loglik = (np.sum(nz * np.log(nz / n)) - 0.5 * n * d * np.log(2 * np.pi * var)
+              - 0.5 * inertia / var)
     n_params = k * d + 1 + (k - 1)
     return float(-2 * loglik + n_params * np.log(n))
 

@@ -199,5 +199,16 @@ def load_dataset(spec: dict, data_root: str | os.PathLike = "data") -> ImageSet:
     """
     kind = spec["kind"]
     if kind == "digits":
-        return load_digits_split(spec.get("classes"), spec.get("size", 32))
-    raise ValueError(f"unknown data set kind {kind!r}")
+        ds = load_digits_split(spec.get("classes"), spec.get("size") or 32)
+    else:
+        raise ValueError(f"unknown data set kind {kind!r}")
+    return cap_samples(ds, spec.get("max_samples"), spec.get("seed", 0))
+
+
+def cap_samples(ds: ImageSet, max_samples: int | None, seed: int = 0) -> ImageSet:
+    """At most ``max_samples`` images, a seeded random subset kept in the original order."""
+    if max_samples is None or max_samples >= len(ds.images):
+        return ds
+    keep = np.sort(np.random.default_rng(seed).choice(len(ds.images), max_samples, replace=False))
+    labels = None if ds.labels is None else ds.labels[keep]
+    return ImageSet(ds.images[keep], labels, ds.class_names, ds.source, ds.files)

@@ -159,7 +159,7 @@ def extract_activations(
     dict with, per layer, ``shape`` (N, H, W, C) and the run's statistics.
     """
     store_path = Path(store_path)
-    n = len(images)
+    n = images.shape[0]
     if n == 0:
         raise ValueError("no images to extract activations from")
     if batch_size < 1 or chunk_size < 1:

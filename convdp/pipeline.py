@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from convdp import data as data_mod
-from convdp import models
 from convdp.io import read_json, write_json, write_npz
 
 log = logging.getLogger("convdp")
@@ -33,6 +32,7 @@ def snakemake_job(smk):
         yield
         return
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    _limit_threads(getattr(smk, "threads", 1))
     with open(log_path, "w", buffering=1) as fh:
         old_stderr = sys.stderr
         sys.stderr = fh
@@ -49,6 +49,19 @@ def snakemake_job(smk):
         finally:
             root.removeHandler(handler)
             sys.stderr = old_stderr
+
+
+def _limit_threads(threads: int) -> None:
+    """Keep torch to the threads Snakemake gave the job (parallel jobs must not oversubscribe)."""
+    import os
+
+    from threadpoolctl import threadpool_limits
+
+    threads = max(int(threads), 1)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it is first imported
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    threadpool_limits(threads)
 
 
 def prepare_dataset(spec: dict, out: str | Path, data_root: str | Path = "data") -> dict:
@@ -73,6 +86,8 @@ def prepare_model(
     Writes the ``state_dict`` to ``out_weights`` and the description (architecture, classes,
     input channels and size, normalisation, layer names, held-out accuracy) to ``out_meta``.
     """
+    from convdp import models
+
     arch, weights = spec["arch"], spec.get("weights", "train")
     meta: dict = {"arch": arch, "weights": weights, "input_size": spec.get("input_size")}
     if weights == "train":
@@ -123,6 +138,8 @@ def torch_seed(seed: int) -> None:
 
 
 def _normalisation(spec: dict, images: np.ndarray) -> tuple[list[float], list[float]]:
+    from convdp import models
+
     norm = spec.get("normalize", "data")
     if norm == "imagenet":
         return IMAGENET_MEAN, IMAGENET_STD
@@ -157,6 +174,7 @@ def extract(
     store is complete. The store itself is not a declared output: Snakemake would delete it
     before a rerun, and its completed chunks are what a rerun after a crash resumes from.
     """
+    from convdp import models
     from convdp.extract import extract_activations
 
     meta = read_json(meta_path)

@@ -1,0 +1,115 @@
+"""DPGMM and baseline fits of one layer: the right clusters, clear errors, the right shapes."""
+
+import numpy as np
+import pytest
+
+from convdp.cluster import Preprocess, fit_layer, kmeans_bic
+from tests.conftest import planted_mixture
+
+PARAMS = {
+    "preprocess": {"max_samples": None, "pca": None, "scale_max": None},
+    "dpgmm": {"backend": "sklearn", "n_components": 15, "concentration": 1.0,
+              "covariance_type": "full", "max_iter": 300, "tol": 1e-3, "init": "kmeans",
+              "weight_threshold": 0.02},
+    "baseline": {"method": "gmm", "covariance_type": "full", "k_min": 1, "k_max": 8, "max_iter": 100},
+}
+
+
+def as_image_layer(X):
+    """(n, d) samples as an image-mode layer (n, 1, 1, d)."""
+    return X[:, None, None, :].astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_dpgmm_finds_planted_number_of_clusters(k):
+    rng = np.random.default_rng(k)
+    centres = rng.uniform(-10, 10, (k, 4))
+    X, y = planted_mixture(150, centres, scale=0.4, seed=k)
+    arrays, rec = fit_layer(as_image_layer(X), layer="planted", mode="image", method="dpgmm",
+                            params=PARAMS, class_labels=y, progress=False)
+    assert rec["clusters_kept"] == k
+    assert rec["clusters_used"] == k
+    assert rec["nmi"] > 0.99
+    assert arrays["labels"].shape == (len(X),)
+    assert arrays["weights"].shape == (15,)
+
+
+def test_baseline_bic_picks_planted_k():
+    centres = np.array([[0, 0], [8, 0], [0, 8], [8, 8]], float)
+    X, y = planted_mixture(100, centres, scale=0.5)
+    for method in ("gmm", "kmeans"):
+        params = {**PARAMS, "baseline": {**PARAMS["baseline"], "method": method}}
+        _, rec = fit_layer(as_image_layer(X), layer="p", mode="image", method="baseline",
+                           params=params, class_labels=y, progress=False)
+        assert rec["clusters_kept"] == 4, method
+        assert rec["method"] == f"{method}-bic"
+
+
+def test_position_mode_gives_label_maps_and_uses_a_subset():
+    rng = np.random.default_rng(0)
+    acts = rng.standard_normal((6, 5, 7, 3)).astype(np.float32)
+    acts[:, :, :3] += 8.0  # left part of every map is its own cluster
+    params = {**PARAMS, "preprocess": {**PARAMS["preprocess"], "max_samples": 100}}
+    arrays, rec = fit_layer(acts, layer="grid", mode="position", method="dpgmm", params=params,
+                            progress=False)
+    assert arrays["labels"].shape == (6, 5, 7)
+    assert rec["n_samples"] == 6 * 5 * 7 and rec["n_samples_fit"] == 100
+    left, right = arrays["labels"][:, :, :3], arrays["labels"][:, :, 3:]
+    assert not set(np.unique(left)) & set(np.unique(right))
+
+
+def test_dead_channels_are_dropped():
+    centres = np.array([[0, 0], [10, 10]], float)
+    X, _ = planted_mixture(100, centres)
+    X = np.concatenate([X, np.zeros((len(X), 2)), np.full((len(X), 1), 3.0)], axis=1)
+    _, rec = fit_layer(as_image_layer(X), layer="deadish", mode="image", method="dpgmm",
+                       params=PARAMS, progress=False)
+    assert rec["dims_dropped"] == 3 and rec["n_dims"] == 2
+    assert rec["clusters_kept"] == 2
+
+
+def test_all_constant_layer_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"layer 'dead' .*all 4 channels are constant"):
+        fit_layer(np.ones((50, 2, 2, 4), np.float32), layer="dead", mode="image",
+                  method="dpgmm", params=PARAMS, progress=False)
+
+
+def test_fewer_samples_than_components_is_a_clear_error():
+    X = np.random.default_rng(0).standard_normal((10, 1, 1, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"layer 'small' .*10 samples are fewer than the 15"):
+        fit_layer(X, layer="small", mode="image", method="dpgmm", params=PARAMS, progress=False)
+
+
+def test_nan_activations_are_refused_naming_the_layer():
+    X = np.random.default_rng(0).standard_normal((40, 1, 1, 3)).astype(np.float32)
+    X[3, 0, 0, 1] = np.inf
+    with pytest.raises(ValueError, match="layer 'bad'.*NaN or Inf"):
+        fit_layer(X, layer="bad", mode="image", method="dpgmm", params=PARAMS, progress=False)
+
+
+def test_preprocess_scale_and_pca():
+    X = np.random.default_rng(0).standard_normal((200, 6)) * [1, 2, 3, 4, 5, 0]
+    pre = Preprocess(pca=3, scale_max=10.0).fit(X)
+    out = pre.transform(X)
+    assert out.shape == (200, 3)
+    assert np.isclose(np.abs(X[:, :5] * pre.scale_).max(), 10.0)
+
+
+def test_kmeans_bic_prefers_true_k():
+    from sklearn.cluster import KMeans
+
+    centres = np.array([[0, 0], [6, 0], [0, 6]], float)
+    X, _ = planted_mixture(100, centres, scale=0.5)
+    fits = {k: KMeans(k, n_init=3, random_state=0).fit(X) for k in range(1, 7)}
+    bics = {k: kmeans_bic(X, f.inertia_, np.bincount(f.labels_)) for k, f in fits.items()}
+    assert min(bics, key=bics.get) == 3
+
+
+def test_same_seed_same_labels():
+    X, _ = planted_mixture(80, np.array([[0, 0], [5, 5], [0, 5]], float))
+    a, _ = fit_layer(as_image_layer(X), layer="p", mode="image", method="dpgmm", params=PARAMS,
+                     seed=3, progress=False)
+    b, _ = fit_layer(as_image_layer(X), layer="p", mode="image", method="dpgmm", params=PARAMS,
+                     seed=3, progress=False)
+    np.testing.assert_array_equal(a["labels"], b["labels"])
+    np.testing.assert_array_equal(a["means"], b["means"])

@@ -1,0 +1,119 @@
+"""Activations in Zarr equal the layer outputs computed directly, in the NHWC layout."""
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from torch import nn
+
+from convdp.extract import extract_activations, open_activations
+from convdp.samples import to_samples
+
+MEAN, STD = [0.5], [0.25]
+
+
+def direct(model, images, upto):
+    """Run the net's modules by hand up to and including ``upto``: an independent reference."""
+    from convdp.models import to_input
+
+    x = to_input(images, MEAN, STD)
+    with torch.no_grad():
+        for name, module in model.named_children():
+            x = module(x)
+            if name == upto:
+                return x
+    raise KeyError(upto)
+
+
+def run(model, images, path, chunk_size=16, batch_size=8, **kw):
+    return extract_activations(
+        model, images, ["relu1", "relu3"], path, mean=MEAN, std=STD,
+        fingerprint={"model": "m", "data": "d"}, batch_size=batch_size,
+        chunk_size=chunk_size, progress=False, **kw,
+    )
+
+
+def test_zarr_equals_direct_forward(digitnet, tiny_images, tmp_path):
+    info = run(digitnet, tiny_images, tmp_path / "a.zarr")
+    group = open_activations(tmp_path / "a.zarr")
+    assert info["layers"]["relu1"]["shape"] == [40, 16, 16, 16]
+    assert info["layers"]["relu3"]["shape"] == [40, 4, 4, 64]
+    assert group["relu1"].chunks[0] == 16
+    for layer in ("relu1", "relu3"):
+        ref = direct(digitnet, tiny_images, layer).permute(0, 2, 3, 1).numpy()
+        np.testing.assert_allclose(group[layer][:], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_position_reshape_keeps_each_channel_vector(digitnet, tiny_images, tmp_path):
+    run(digitnet, tiny_images, tmp_path / "a.zarr")
+    stored = open_activations(tmp_path / "a.zarr")["relu3"][:]
+    samples = to_samples(stored, "position")
+    n, h, w, c = stored.shape
+    assert samples.shape == (n * h * w, c)
+    ref = direct(digitnet, tiny_images[7:8], "relu3")[0]  # (C, H, W) of image 7 alone
+    for row, col in [(0, 0), (1, 3), (3, 2)]:
+        i = 7 * h * w + row * w + col
+        np.testing.assert_allclose(samples[i], ref[:, row, col].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_samples(stored, "image")[7], ref.mean(dim=(1, 2)).numpy(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_resume_keeps_complete_chunks_and_is_bit_identical(digitnet, tiny_images, tmp_path):
+    run(digitnet, tiny_images, tmp_path / "clean.zarr")
+    full = tmp_path / "resumed.zarr"
+    run(digitnet, tiny_images, full)
+    # The state a run killed during chunk 2 (of 0-2) leaves: chunk 2 not marked, its data lost.
+    g = zarr.open_group(full, mode="a")
+    assert g.attrs["complete_chunks"] == [0, 1, 2]
+    g.attrs["complete_chunks"] = [0, 1]
+    g.attrs["complete"] = False
+    g["relu1"][32:] = 0
+    with pytest.raises(ValueError, match="incomplete"):
+        open_activations(full)
+    info = run(digitnet, tiny_images, full)
+    assert info["chunks_resumed"] == 2
+    clean = open_activations(tmp_path / "clean.zarr")
+    resumed = open_activations(full)
+    for layer in ("relu1", "relu3"):
+        assert np.array_equal(clean[layer][:], resumed[layer][:])
+
+
+def test_store_from_other_model_is_not_reused(digitnet, tiny_images, tmp_path):
+    run(digitnet, tiny_images, tmp_path / "a.zarr")
+    with pytest.raises(ValueError, match="another model"):
+        open_activations(tmp_path / "a.zarr", {"model": "other"})
+    torch.manual_seed(1)
+    other = type(digitnet)(num_classes=5, in_channels=1).eval()
+    extract_activations(other, tiny_images, ["relu1", "relu3"], tmp_path / "a.zarr",
+                        mean=MEAN, std=STD, fingerprint={"model": "other", "data": "d"},
+                        batch_size=8, chunk_size=16, progress=False)
+    ref = direct(other, tiny_images, "relu1").permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(open_activations(tmp_path / "a.zarr")["relu1"][:], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_inplace_relu_does_not_corrupt_captured_conv_output(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 3))
+    images = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 1), dtype=np.uint8)
+    extract_activations(net, images, ["0"], tmp_path / "s.zarr", mean=MEAN, std=STD,
+                        fingerprint={}, batch_size=4, chunk_size=4, progress=False)
+    from convdp.models import to_input
+
+    with torch.no_grad():
+        conv = net[0](to_input(images, MEAN, STD)).permute(0, 2, 3, 1).numpy()
+    stored = open_activations(tmp_path / "s.zarr")["0"][:]
+    assert (stored < 0).any(), "negative conv outputs must survive (no in-place ReLU)"
+    np.testing.assert_allclose(stored, conv, rtol=1e-5, atol=1e-6)
+
+
+def test_nan_activations_name_the_layer(digitnet, tiny_images, tmp_path):
+    with torch.no_grad():
+        digitnet.conv3.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="layer 'relu3' produced NaN"):
+        run(digitnet, tiny_images, tmp_path / "n.zarr")
+
+
+def test_channel_mismatch_is_named(digitnet, tmp_path):
+    rgb = np.zeros((4, 16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match="3 channel"):
+        run(digitnet, rgb, tmp_path / "c.zarr")
