@@ -23,10 +23,11 @@ include: "rules/report.smk"
 localrules:
     all,
     aggregate,
+    download,
 
 
 rule all:
+    default_target: True
     input:
         "results/summary.csv",
         FIGURES.values(),
-    default_target: True

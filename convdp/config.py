@@ -55,7 +55,8 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
             if spec["train_on"] not in datasets:
                 raise ConfigError(f"{key}.train_on: unknown data set {spec['train_on']!r}; defined: {sorted(datasets)}")
         if check_layers:
-            from convdp.models import build_model, check_layers as check
+            from convdp.models import build_model
+            from convdp.models import check_layers as check
 
             try:
                 check(build_model(spec["arch"], spec.get("num_classes", 10), 3 if spec["arch"] != "digitnet" else 1),

@@ -17,50 +17,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import zarr
 
+from convdp.datasets import Dataset, select_indices
+from convdp.download import file_hash
+
 UNLABELLED = -1
-
-
-@dataclass
-class ImageSet:
-    """Images with their labels and provenance.
-
-    Attributes
-    ----------
-    images : ndarray of shape (N, H, W, C), uint8
-    labels : ndarray of shape (N,), int64, or None when the set has no labels
-    class_names : list of str, indexed by label value
-    source : str, where the images came from (URL, folder, package)
-    files : dict, source file name → sha256 (or md5) of that file
-    """
-
-    images: np.ndarray
-    labels: np.ndarray | None
-    class_names: list[str]
-    source: str
-    files: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.images.ndim != 4:
-            raise ValueError(f"images must be (N, H, W, C), got shape {self.images.shape}")
-        if self.labels is not None and len(self.labels) != len(self.images):
-            raise ValueError(
-                f"{len(self.labels)} labels for {len(self.images)} images ({self.source})"
-            )
-
-
-def sha256_file(path: str | os.PathLike, block: int = 1 << 20) -> str:
-    """sha256 hex digest of a file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
@@ -73,7 +38,9 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def load_digits_split(classes: list[int] | None = None, size: int = 32) -> ImageSet:
+def load_digits_split(
+    classes: list[int] | None = None, size: int = 32, max_samples: int | None = None, seed: int = 0
+) -> Dataset:
     """scikit-learn's handwritten digits, optionally a class subset, resized to ``size``.
 
     Pixel values 0–16 are scaled to 0–255. Labels keep their digit value, so the target
@@ -89,13 +56,13 @@ def load_digits_split(classes: list[int] | None = None, size: int = 32) -> Image
         unknown = sorted(set(classes) - set(range(10)))
         if unknown:
             raise ValueError(f"digits has classes 0-9; unknown classes {unknown}")
-        keep = np.isin(labels, classes)
-        images, labels = images[keep], labels[keep]
+    keep = select_indices(labels, len(labels), classes, max_samples, seed)
+    images, labels = images[keep], labels[keep]
     if size != images.shape[1]:
         images = resize_images(images, size)
     csv = Path(sklearn.__file__).parent / "datasets" / "data" / "digits.csv.gz"
-    files = {csv.name: sha256_file(csv)} if csv.exists() else {}
-    return ImageSet(
+    files = {csv.name: file_hash(csv)} if csv.exists() else {}
+    return Dataset(
         images=images,
         labels=labels,
         class_names=[str(d) for d in range(10)],
@@ -114,7 +81,7 @@ def content_checksum(images: np.ndarray, labels: np.ndarray | None) -> str:
     return h.hexdigest()
 
 
-def write_dataset(path: str | os.PathLike, data: ImageSet, chunk: int = 256) -> str:
+def write_dataset(path: str | os.PathLike, data: Dataset, chunk: int = 256) -> str:
     """Write ``data`` to a Zarr store at ``path`` atomically; return its checksum.
 
     The store is written under a temporary name beside ``path`` and renamed into place, so
@@ -175,12 +142,12 @@ def open_dataset(path: str | os.PathLike) -> zarr.Group:
     return group
 
 
-def read_dataset(path: str | os.PathLike) -> ImageSet:
+def read_dataset(path: str | os.PathLike) -> Dataset:
     """Read a whole data set store back into memory."""
     group = open_dataset(path)
     attrs = dict(group.attrs)
     labels = group["labels"][:]
-    return ImageSet(
+    return Dataset(
         images=group["images"][:],
         labels=labels if attrs.get("labelled", True) else None,
         class_names=list(attrs.get("class_names", [])),
@@ -189,26 +156,41 @@ def read_dataset(path: str | os.PathLike) -> ImageSet:
     )
 
 
-def load_dataset(spec: dict, data_root: str | os.PathLike = "data") -> ImageSet:
+def load_dataset(spec: dict, data_root: str | os.PathLike = "data", seed: int = 0) -> Dataset:
     """Load the data set that one entry of the config's ``datasets:`` describes.
 
     ``spec["kind"]`` selects the loader: ``digits`` (bundled with scikit-learn),
     ``torchvision`` (MNIST, CIFAR10, …; downloaded into ``data_root``), ``folder`` (an image
     folder, class sub-folders as labels), ``images`` (a few images on their own) or
     ``histology`` (scikit-image's immunohistochemistry image, the paper's stand-in).
+    ``classes`` and ``max_samples`` select a class subset and cap the count (seeded).
     """
+    from convdp import datasets as dsets
+
     kind = spec["kind"]
+    classes, cap, size = spec.get("classes"), spec.get("max_samples"), spec.get("size")
     if kind == "digits":
-        ds = load_digits_split(spec.get("classes"), spec.get("size") or 32)
-    else:
-        raise ValueError(f"unknown data set kind {kind!r}")
-    return cap_samples(ds, spec.get("max_samples"), spec.get("seed", 0))
+        return load_digits_split(classes, size or 32, cap, seed)
+    if kind == "torchvision":
+        ds = dsets.load_torchvision_dataset(
+            spec["name"], data_root, spec.get("split", "train"), classes, cap, seed,
+            spec.get("base_url"),
+        )
+        return resize_dataset(ds, size)
+    if kind == "folder":
+        return dsets.load_image_folder(spec["path"], size, spec.get("on_error", "stop"), classes,
+                                       cap, seed)
+    if kind in ("images", "histology"):
+        if classes is not None:
+            raise ValueError(f"kind {kind!r} has no labels, so 'classes' cannot be used")
+        ds = dsets.load_images(spec["paths"], size) if kind == "images" else dsets.load_histology(size)
+        keep = select_indices(None, len(ds.images), None, cap, seed)
+        return Dataset(ds.images[keep], None, ds.class_names, ds.source, ds.files)
+    raise ValueError(f"unknown data set kind {kind!r}")
 
 
-def cap_samples(ds: ImageSet, max_samples: int | None, seed: int = 0) -> ImageSet:
-    """At most ``max_samples`` images, a seeded random subset kept in the original order."""
-    if max_samples is None or max_samples >= len(ds.images):
+def resize_dataset(ds: Dataset, size: int | None) -> Dataset:
+    """``ds`` with its (square) images resized to size × size; unchanged when size is None."""
+    if size is None or size == ds.images.shape[1] == ds.images.shape[2]:
         return ds
-    keep = np.sort(np.random.default_rng(seed).choice(len(ds.images), max_samples, replace=False))
-    labels = None if ds.labels is None else ds.labels[keep]
-    return ImageSet(ds.images[keep], labels, ds.class_names, ds.source, ds.files)
+    return Dataset(resize_images(ds.images, size), ds.labels, ds.class_names, ds.source, ds.files)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from convdp import data as data_mod
+from convdp.download import file_hash
 from convdp.io import read_json, write_json, write_npz
 
 log = logging.getLogger("convdp")
@@ -64,9 +65,22 @@ def _limit_threads(threads: int) -> None:
     threadpool_limits(threads)
 
 
-def prepare_dataset(spec: dict, out: str | Path, data_root: str | Path = "data") -> dict:
+def download(spec: dict, data_root: str | Path, out: str | Path) -> dict:
+    """Fetch and verify (md5) a torchvision data set's files for one split; list them in ``out``."""
+    from convdp.datasets import fetch_torchvision_dataset
+
+    folder = fetch_torchvision_dataset(spec["name"], data_root, spec.get("base_url"),
+                                       spec.get("split", "train"))
+    files = {str(p.relative_to(folder)): p.stat().st_size
+             for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+    record = {"name": spec["name"], "folder": str(folder), "files": files}
+    write_json(out, record)
+    return record
+
+
+def prepare_dataset(spec: dict, out: str | Path, data_root: str | Path = "data", seed: int = 0) -> dict:
     """Load the data set ``spec`` describes and write it to the Zarr store ``out``."""
-    ds = data_mod.load_dataset(spec, data_root)
+    ds = data_mod.load_dataset(spec, data_root, seed)
     checksum = data_mod.write_dataset(out, ds)
     log.info("%s: %d images of %s from %s", out, len(ds.images), ds.images.shape[1:], ds.source)
     return {"checksum": checksum, "n_images": len(ds.images)}
@@ -193,7 +207,7 @@ def extract(
             f"takes {meta['in_channels']}"
         )
     fingerprint = {
-        "model_sha256": data_mod.sha256_file(weights),
+        "model_sha256": file_hash(weights),
         "dataset_checksum": group.attrs["checksum"],
     }
     dev = models.resolve_device(device)

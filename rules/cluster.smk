@@ -8,21 +8,21 @@ rule fit_dpgmm:
     output:
         npz="results/dpgmm/{model}/{dataset}/{layer}/{mode}.npz",
         json="results/dpgmm/{model}/{dataset}/{layer}/{mode}.json",
+    log:
+        "logs/fit_dpgmm/{model}/{dataset}/{layer}/{mode}.log",
+    benchmark:
+        "benchmarks/runs/fit_dpgmm/{model}/{dataset}/{layer}/{mode}.tsv"
+    conda:
+        "../envs/cluster.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 3000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
     params:
         method="dpgmm",
         params={k: config[k] for k in ("preprocess", "dpgmm", "baseline")},
         seed=config["seed"],
         context=fit_context,
-    log:
-        "logs/fit_dpgmm/{model}/{dataset}/{layer}/{mode}.log",
-    benchmark:
-        "benchmarks/runs/fit_dpgmm/{model}/{dataset}/{layer}/{mode}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda wc, attempt: 3000 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
-    conda:
-        "../envs/cluster.yaml"
     script:
         "../scripts/fit.py"
 
@@ -34,20 +34,20 @@ rule fit_baseline:
     output:
         npz="results/baseline/{model}/{dataset}/{layer}/{mode}.npz",
         json="results/baseline/{model}/{dataset}/{layer}/{mode}.json",
+    log:
+        "logs/fit_baseline/{model}/{dataset}/{layer}/{mode}.log",
+    benchmark:
+        "benchmarks/runs/fit_baseline/{model}/{dataset}/{layer}/{mode}.tsv"
+    conda:
+        "../envs/cluster.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 3000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
     params:
         method="baseline",
         params={k: config[k] for k in ("preprocess", "dpgmm", "baseline")},
         seed=config["seed"],
         context=fit_context,
-    log:
-        "logs/fit_baseline/{model}/{dataset}/{layer}/{mode}.log",
-    benchmark:
-        "benchmarks/runs/fit_baseline/{model}/{dataset}/{layer}/{mode}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda wc, attempt: 3000 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
-    conda:
-        "../envs/cluster.yaml"
     script:
         "../scripts/fit.py"

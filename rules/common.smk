@@ -70,3 +70,18 @@ def fit_context(wildcards):
         "role": role_of(wildcards.model, wildcards.dataset),
         "layer_index": MODELS[wildcards.model]["layers"].index(wildcards.layer),
     }
+
+
+def train_input(wildcards):
+    """The training data set, when the net is trained in the pipeline."""
+    spec = MODELS[wildcards.model]
+    if spec["weights"] == "train":
+        return {"train_data": f"results/data/{spec['train_on']}.zarr"}
+    return {}
+
+
+def download_input(wildcards):
+    """Data sets fetched from the network go through the (local) download rule first."""
+    if DATASETS[wildcards.dataset]["kind"] == "torchvision":
+        return f"results/downloads/{wildcards.dataset}.json"
+    return []

@@ -10,19 +10,19 @@ rule extract_activations:
         dataset="results/data/{dataset}.zarr",
     output:
         manifest="results/activations/{model}/{dataset}.json",
-    params:
-        layers=lambda wc: MODELS[wc.model]["layers"],
-        extract=config["extract"],
     log:
         "logs/extract_activations/{model}/{dataset}.log",
     benchmark:
         "benchmarks/runs/extract_activations/{model}/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
     threads: 2
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
         gpu=1 if uses_gpu() else 0,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        layers=lambda wc: MODELS[wc.model]["layers"],
+        extract=config["extract"],
     script:
         "../scripts/extract_activations.py"

@@ -25,12 +25,12 @@ rule aggregate:
             caption="../report/heatmap.rst",
             category="Figures",
         ),
-    params:
-        datasets={d: f"results/data/{d}.zarr" for d in DATASETS},
-        n_examples=config["report"]["n_examples"],
     log:
         "logs/aggregate.log",
     conda:
         "../envs/report.yaml"
+    params:
+        datasets={d: f"results/data/{d}.zarr" for d in DATASETS},
+        n_examples=config["report"]["n_examples"],
     script:
         "../scripts/aggregate.py"

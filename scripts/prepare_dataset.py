@@ -3,4 +3,5 @@
 from convdp.pipeline import prepare_dataset, snakemake_job
 
 with snakemake_job(snakemake):
-    prepare_dataset(snakemake.params.spec, snakemake.output[0], snakemake.params.data_root)
+    p = snakemake.params
+    prepare_dataset(p.spec, snakemake.output[0], p.data_root, p.seed)

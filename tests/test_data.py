@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from convdp.data import (
-    ImageSet,
-    cap_samples,
+    Dataset,
     load_digits_split,
     open_dataset,
     read_dataset,
@@ -28,7 +27,8 @@ def test_unknown_digit_class_is_refused():
 
 
 def test_dataset_round_trip(tmp_path):
-    ds = cap_samples(load_digits_split([3, 4], size=16), 30, seed=1)
+    ds = load_digits_split([3, 4], size=16, max_samples=30, seed=1)
+    assert len(ds.images) == 30
     checksum = write_dataset(tmp_path / "d.zarr", ds, chunk=7)
     back = read_dataset(tmp_path / "d.zarr")
     np.testing.assert_array_equal(back.images, ds.images)
@@ -39,7 +39,7 @@ def test_dataset_round_trip(tmp_path):
 
 
 def test_unlabelled_dataset_round_trip(tmp_path):
-    ds = ImageSet(np.zeros((3, 4, 4, 3), np.uint8), None, [], "test")
+    ds = Dataset(np.zeros((3, 4, 4, 3), np.uint8), None, [], "test")
     write_dataset(tmp_path / "u.zarr", ds)
     assert read_dataset(tmp_path / "u.zarr").labels is None
 

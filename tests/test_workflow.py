@@ -1,0 +1,76 @@
+"""The Snakemake workflow itself: the DAG, a tiny end-to-end run, a bad config."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def snakemake(repo_root, workdir, *args, timeout=900):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo_root / "Snakefile"),
+           "--directory", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_dry_run_has_one_fit_per_layer_dataset_mode(repo_root, tmp_path):
+    out = snakemake(repo_root, tmp_path, "-n", "--configfile", str(repo_root / "config.yaml"))
+    assert out.returncode == 0, out.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, re.M))
+    # default config: 4 layers × 2 data sets × 2 modes
+    assert counts["fit_dpgmm"] == "16"
+    assert counts["fit_baseline"] == "16"
+    assert counts["extract_activations"] == "2"
+    assert counts["prepare_dataset"] == "2"
+
+
+def test_bad_config_fails_before_any_job(repo_root, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((repo_root / "tests/config/tiny.yaml").read_text().replace("max_iter: 30", "max_iter: -3", 1))
+    out = snakemake(repo_root, tmp_path, "--cores", "1", "--configfile", str(bad))
+    assert out.returncode != 0
+    assert "dpgmm.max_iter" in out.stderr + out.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_layer_fails_listing_layers(repo_root, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((repo_root / "tests/config/tiny.yaml").read_text().replace("relu4]", "fc7]"))
+    out = snakemake(repo_root, tmp_path, "-n", "--configfile", str(bad))
+    assert out.returncode != 0
+    assert "['fc7'] not found in digitnet; its layers are: conv1, relu1" in out.stderr + out.stdout
+
+
+@pytest.mark.slow
+def test_tiny_run_produces_every_output(repo_root, tmp_path):
+    out = snakemake(repo_root, tmp_path, "--cores", "2", "--configfile",
+                    str(repo_root / "tests/config/tiny.yaml"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = tmp_path / "results"
+    df = pd.read_csv(res / "summary.csv")
+    assert len(df) == 4 * 2 * 2 * 2
+    assert set(df["layer"]) == {"relu1", "relu2", "relu3", "relu4"}
+    assert set(df["dataset"]) == {"digits_source", "digits_target"}
+    assert set(df["mode"]) == {"position", "image"}
+    assert set(df["method"]) == {"dpgmm", "gmm-bic"}
+    assert (df["clusters_kept"] >= 1).all() and df["nmi"].between(0, 1).all()
+    for fig in ("clusters_per_layer", "nmi_per_layer", "label_maps", "cluster_class_heatmap"):
+        data = (res / "figures" / f"{fig}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, fig
+    maps = np.load(res / "dpgmm/digitnet/digits_source/relu2/position.npz")["labels"]
+    assert maps.shape == (120, 8, 8)  # 16×16 inputs, one pooling before relu2
+    meta = pd.read_json(res / "models/digitnet.json", typ="series")
+    assert meta["layer_names"][:3] == ["conv1", "relu1", "pool1"]
+    assert 0 < meta["val_accuracy"] <= 1
+    assert not list(res.rglob(".tmp-*")), "temporary files left behind"
+    # Nothing left to do, and the report builds.
+    again = snakemake(repo_root, tmp_path, "-n", "--configfile", str(repo_root / "tests/config/tiny.yaml"))
+    assert "Nothing to be done" in again.stdout + again.stderr
+    rep = snakemake(repo_root, tmp_path, "--report", str(tmp_path / "report.html"),
+                    "--configfile", str(repo_root / "tests/config/tiny.yaml"))
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    assert (tmp_path / "report.html").stat().st_size > 10000
