@@ -59,8 +59,9 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
             from convdp.models import check_layers as check
 
             try:
-                check(build_model(spec["arch"], spec.get("num_classes", 10), 3 if spec["arch"] != "digitnet" else 1),
-                      spec["layers"], name)
+                net = build_model(spec["arch"], spec.get("num_classes", 10),
+                                  3 if spec["arch"] != "digitnet" else 1)
+                spec["layers"] = check(net, spec["layers"], name)
             except ValueError as exc:
                 raise ConfigError(f"{key}.layers: {exc}" if "layer" in str(exc) else f"{key}.arch: {exc}") from None
     b = config["baseline"]

@@ -86,10 +86,36 @@ def layer_names(model: nn.Module) -> list[str]:
     return [n for n in eval_nodes if n not in ("x", "input")]
 
 
-def check_layers(model: nn.Module, requested: list[str], model_name: str = "model") -> list[str]:
-    """Return ``requested`` if every name is a layer of ``model``; else a ValueError listing them."""
+def block_layers(model: nn.Module) -> list[str]:
+    """The output of every conv block: the node just before each pooling step.
+
+    For VGG16 this is ``features.3, .8, .15, .22, .29`` (Keras' ``block1_conv2`` …
+    ``block5_conv3``, after their ReLU); for :class:`DigitNet` ``relu1`` … ``relu4``; for
+    ResNets the stem's ``relu`` and the stages ``layer1`` … ``layer4`` (module names).
+    """
+    pools = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    modules = dict(model.named_modules())
+    nodes = layer_names(model)
+    is_pool = [isinstance(modules.get(n), pools) for n in nodes]
+    out = [nodes[i - 1] for i in range(1, len(nodes)) if is_pool[i] and not is_pool[i - 1]]
+    stages = [n for n, _ in model.named_children() if n.startswith("layer") and n[5:].isdigit()]
+    if stages:
+        out = [n for n in out if not any(n.startswith(f"{s}.") for s in stages)] + stages
+    return out
+
+
+def check_layers(model: nn.Module, requested: list[str] | str, model_name: str = "model") -> list[str]:
+    """The layers ``requested`` (graph node or module names, or ``"blocks"``), checked.
+
+    Raises a ValueError listing the model's layer names when one is unknown.
+    """
+    if requested == "blocks":
+        return block_layers(model)
+    if isinstance(requested, str):
+        raise ValueError(f"layers must be a list of names or 'blocks', got {requested!r}")
     names = layer_names(model)
-    missing = [r for r in requested if r not in names]
+    modules = {n for n, _ in model.named_modules() if n}
+    missing = [r for r in requested if r not in names and r not in modules]
     if missing:
         raise ValueError(
             f"layer(s) {missing} not found in {model_name}; its layers are: " + ", ".join(names)

@@ -16,7 +16,7 @@ rule fit_dpgmm:
         "../envs/cluster.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 3000 * attempt,
+        mem_mb=fit_mem_mb,
         runtime=lambda wc, attempt: 60 * attempt,
     params:
         method="dpgmm",
@@ -42,7 +42,7 @@ rule fit_baseline:
         "../envs/cluster.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 3000 * attempt,
+        mem_mb=fit_mem_mb,
         runtime=lambda wc, attempt: 60 * attempt,
     params:
         method="baseline",

@@ -31,9 +31,9 @@ wildcard_constraints:
 
 
 def source_of(model):
-    """The data set the net was trained on (the source); otherwise the first analysed."""
-    spec = MODELS[model]
-    return spec.get("train_on", spec["analyse_on"][0])
+    """The source: the first data set in ``analyse_on`` (the training data, or held-out
+    images of the same distribution); the others are targets."""
+    return MODELS[model]["analyse_on"][0]
 
 
 def role_of(model, dataset):
@@ -50,6 +50,15 @@ def fits(method, ext="json"):
         for layer in spec["layers"]
         for mode in MODES
     ]
+
+
+def fit_mem_mb(wildcards, attempt):
+    """Memory for one fit, sized from what it holds: the fitting samples (at most
+    ``preprocess.max_samples``) with their responsibilities over the components, one chunk of
+    the layer being labelled, and the interpreter; doubled on each retry."""
+    n = config["preprocess"]["max_samples"] or 200_000
+    k = max(config["dpgmm"]["n_components"], config["baseline"]["k_max"])
+    return int((1000 + n * (k + 512) * 8 * 3 / 1e6) * attempt)
 
 
 def uses_gpu():

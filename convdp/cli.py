@@ -1,0 +1,61 @@
+"""Command line: ``convdp layers ARCH`` lists the layer names a config can use.
+
+Example::
+
+    $ convdp layers vgg16 --size 224
+    features.0        Conv2d        (64, 224, 224)
+    features.1        ReLU          (64, 224, 224)
+    ...
+    features.22 *     ReLU          (512, 28, 28)     <- block4_conv3 after its ReLU
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def list_layers(arch: str, size: int | None = None, num_classes: int = 10) -> list[tuple[str, str, tuple]]:
+    """(name, kind, output shape C×H×W) for every graph node of ``arch`` (random weights)."""
+    import torch
+
+    from convdp.extract import feature_extractor
+    from convdp.models import build_model, layer_names
+
+    in_ch = 1 if arch == "digitnet" else 3
+    size = size or (32 if arch == "digitnet" else 224)
+    model = build_model(arch, num_classes, in_ch).eval()
+    names = layer_names(model)
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        outs = feature_extractor(model, names)(torch.zeros(1, in_ch, size, size))
+    return [(n, type(modules[n]).__name__ if n in modules else "function",
+             tuple(outs[n].shape[1:])) for n in names]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="convdp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("layers", help="list an architecture's layer names (graph nodes)")
+    p.add_argument("arch", help="digitnet, or a torchvision classifier (vgg16, resnet18, ...)")
+    p.add_argument("--size", type=int, default=None, help="input size (default 32 digitnet, 224 else)")
+    args = parser.parse_args(argv)
+
+    from convdp.models import block_layers, build_model
+
+    try:
+        rows = list_layers(args.arch, args.size)
+    except ValueError as exc:
+        print(f"convdp: {exc}", file=sys.stderr)
+        return 2
+    blocks = set(block_layers(build_model(args.arch, 10, 1 if args.arch == "digitnet" else 3)))
+    width = max(len(r[0]) for r in rows) + 2
+    for name, kind, shape in rows:
+        mark = "*" if name in blocks else " "
+        print(f"{name:<{width}}{mark} {kind:<20} {shape}")
+    print("\n* = in 'layers: blocks' (the output of every conv block)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Nets, layer names, checkpoints."""
+
+
+import pytest
+import torch
+import torchvision
+
+from convdp.cli import main as cli_main
+from convdp.models import (
+    DigitNet,
+    block_layers,
+    check_layers,
+    load_pretrained,
+    load_state_dict,
+    save_state_dict,
+)
+
+
+def test_paper_layer_is_vgg16_block4_conv3_after_relu(repo_root):
+    import yaml
+
+    cfg = yaml.safe_load((repo_root / "config/paper.yaml").read_text())
+    spec = cfg["models"]["vgg16"]
+    assert "features.22" in spec["layers"]
+    vgg = torchvision.models.vgg16()
+    convs = [i for i, m in enumerate(vgg.features) if isinstance(m, torch.nn.Conv2d)]
+    # Keras blocks have 2, 2, 3, 3, 3 convs: block4_conv3 is the 10th conv.
+    assert convs[9] == 21
+    assert isinstance(vgg.features[22], torch.nn.ReLU)
+    assert isinstance(vgg.features[23], torch.nn.MaxPool2d)  # end of block 4
+    assert spec["layers"] == block_layers(vgg)
+    assert cfg["dpgmm"] == {**cfg["dpgmm"], "n_components": 50, "concentration": 1.0,
+                            "covariance_type": "diag"}
+    assert cfg["preprocess"]["scale_max"] == 10 and cfg["modes"] == ["position"]
+
+
+def test_block_layers_digitnet_and_resnet():
+    assert block_layers(DigitNet()) == ["relu1", "relu2", "relu3", "relu4"]
+    assert block_layers(torchvision.models.resnet18()) == ["relu", "layer1", "layer2", "layer3", "layer4"]
+
+
+def test_check_layers_accepts_nodes_modules_and_blocks():
+    net = torchvision.models.resnet18()
+    assert check_layers(net, ["layer1.0.relu_1", "layer2"]) == ["layer1.0.relu_1", "layer2"]
+    assert check_layers(net, "blocks")[-1] == "layer4"
+    with pytest.raises(ValueError, match=r"\['layer9'\] not found in resnet; its layers are: conv1, bn1"):
+        check_layers(net, ["layer9"], "resnet")
+
+
+def test_state_dict_round_trip(tmp_path):
+    net = DigitNet(num_classes=3)
+    save_state_dict(net, tmp_path / "m.pt")
+    state = load_state_dict(tmp_path / "m.pt")
+    assert torch.equal(state["conv1.weight"], net.conv1.weight)
+
+
+class _Payload:
+    """Unpickling this would create a marker file: proof that a file was unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoint_with_pickled_object_is_refused_never_unpickled(tmp_path):
+    marker = tmp_path / "UNPICKLED"
+    with open(tmp_path / "evil.pt", "wb") as fh:
+        torch.save({"conv1.weight": torch.zeros(1), "extra": _Payload(str(marker))}, fh)
+    assert not marker.exists()
+    with pytest.raises(ValueError, match=r"evil\.pt is not a plain state_dict"):
+        load_state_dict(tmp_path / "evil.pt")
+    assert not marker.exists(), "the checkpoint was unpickled"
+
+
+def test_whole_pickled_model_is_refused(tmp_path):
+    torch.save(DigitNet(), tmp_path / "whole.pt")
+    with pytest.raises(ValueError, match="not a plain state_dict"):
+        load_state_dict(tmp_path / "whole.pt")
+
+
+def test_truncated_checkpoint_is_named(tmp_path):
+    save_state_dict(DigitNet(), tmp_path / "m.pt")
+    data = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "m.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"m\.pt"):
+        load_state_dict(tmp_path / "m.pt")
+
+
+def test_local_weights_file_loads(tmp_path):
+    net = DigitNet(num_classes=10)
+    save_state_dict(net, tmp_path / "w.pt")
+    loaded, extra = load_pretrained({"arch": "digitnet", "weights": str(tmp_path / "w.pt")})
+    assert torch.equal(loaded.fc.weight, net.fc.weight) and extra["in_channels"] == 1
+
+
+def test_unknown_weights_name_is_explained():
+    with pytest.raises(ValueError, match="torchvision weights name"):
+        load_pretrained({"arch": "vgg16", "weights": "NOT_A_WEIGHTS_NAME"})
+
+
+def test_cli_lists_layers(capsys):
+    assert cli_main(["layers", "digitnet"]) == 0
+    out = capsys.readouterr().out
+    assert "relu3    * ReLU" in out and "(64, 8, 8)" in out
+    assert cli_main(["layers", "nonet"]) == 2
