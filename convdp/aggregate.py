@@ -109,7 +109,8 @@ def plot_label_maps(
     """
     rows = [(ds, i) for ds, imgs in examples.items() for i in range(len(imgs))]
     ncols = 1 + len(layers)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.6 * ncols, 1.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.6 * ncols, 1.6 * len(rows) + 0.5),
+                             squeeze=False, layout="constrained")
     cmap = plt.get_cmap("tab20")
     for r, (ds, i) in enumerate(rows):
         img = examples[ds][i]
@@ -160,7 +161,6 @@ def aggregate(
     from convdp.data import open_dataset
 
     df = summary_table(fit_jsons)
-    write_csv(df, out_csv)
     plot_clusters_per_layer(df, figures["clusters"])
     plot_nmi_per_layer(df, figures["nmi"])
 
@@ -194,4 +194,6 @@ def aggregate(
         ax.text(0.5, 0.5, "no labelled data set in image mode", ha="center", va="center")
         ax.set_axis_off()
         save_figure(fig, figures["heatmap"])
+    # Last: the summary table exists only once every figure does (a killed job leaves none).
+    write_csv(df, out_csv)
     return df

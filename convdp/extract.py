@@ -34,14 +34,19 @@ from convdp.models import disable_inplace, to_input
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every chunk is written (write_empty_chunks), so missing ones show
 
 
 def compressor():
-    """The codec for activation chunks: Blosc LZ4 with byte shuffle (fast, ~2-4× on ReLU maps)."""
+    """The codec for activation chunks: Blosc LZ4, level 1, byte shuffle.
+
+    Chosen from ``benchmarks/extract_speed.py --codecs`` (see benchmarks/RESULTS.md): it
+    writes about as fast as no compression at all, so it never slows the forward passes,
+    while zstd (1.6× smaller on ReLU maps) writes three times slower.
+    """
     from zarr.codecs import BloscCodec
 
-    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+    return BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
 
 
 def feature_extractor(model: nn.Module, layers: Sequence[str]) -> nn.Module:
@@ -63,6 +68,8 @@ def to_channels_last(name: str, out: torch.Tensor) -> torch.Tensor:
 
 def check_finite(name: str, out: torch.Tensor, offset: int) -> None:
     """Raise a ValueError naming the layer and image if ``out`` holds NaN or Inf."""
+    if bool(torch.isfinite(out.sum())):  # one cheap pass; the exact check only when it fails
+        return
     bad = ~torch.isfinite(out.reshape(len(out), -1)).all(dim=1)
     if bool(bad.any()):
         idx = (torch.nonzero(bad).flatten() + offset).tolist()
@@ -88,10 +95,14 @@ def open_store(path: Path, fingerprint: dict) -> zarr.Group | None:
 
 
 class _ChunkWriter:
-    """A writer thread: writes finished chunks while the next one is computed."""
+    """A writer thread: writes finished chunks while the next one is computed.
 
-    def __init__(self, group: zarr.Group, arrays: dict[str, zarr.Array]):
-        self.group, self.arrays = group, arrays
+    A failed write (a full disk, say) is re-raised in the main thread naming the store,
+    layer and chunk; the chunk is then not recorded as complete.
+    """
+
+    def __init__(self, group: zarr.Group, arrays: dict[str, zarr.Array], store_path: Path):
+        self.group, self.arrays, self.store_path = group, arrays, store_path
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -102,11 +113,20 @@ class _ChunkWriter:
             if self.error is not None:
                 continue
             index, start, stop, outputs = item
+            what = "the attribute complete_chunks"
             try:
                 for name, data in outputs.items():
+                    what = f"layer {name!r}"
                     self.arrays[name][start:stop] = data
+                what = "the attribute complete_chunks"
                 done = sorted({*self.group.attrs.get("complete_chunks", []), index})
                 self.group.attrs["complete_chunks"] = done
+            except OSError as exc:
+                self.error = OSError(
+                    exc.errno, f"could not write {what}, chunk {index} (images {start}-{stop - 1}) "
+                    f"to {self.store_path}: {exc.strerror or exc}"
+                )
+                self.error.__cause__ = exc
             except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
                 self.error = exc
 
@@ -188,7 +208,8 @@ def extract_activations(
                 attributes={"layer": name, "layout": "NHWC"},
             )
         group.attrs.update({"fingerprint": fingerprint, "complete_chunks": [], "complete": False})
-    arrays = {name: group[name] for name in layers}
+    # Every chunk gets a file, even an all-zero one, so a missing chunk file means damage.
+    arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in layers}
     n_chunks = -(-n // chunk_size)
     done = set(group.attrs.get("complete_chunks", []))
     todo = [i for i in range(n_chunks) if i not in done]
@@ -198,7 +219,7 @@ def extract_activations(
     from tqdm import tqdm
 
     start_time = time.perf_counter()
-    writer = _ChunkWriter(group, arrays)
+    writer = _ChunkWriter(group, arrays, store_path)
     bar = tqdm(total=sum(min(chunk_size, n - i * chunk_size) for i in todo), unit="img",
                desc=f"extract {store_path.name}", disable=not progress)
     try:
@@ -253,4 +274,12 @@ def open_activations(store_path: str | Path, fingerprint: dict | None = None) ->
             f"(its fingerprint {attrs.get('fingerprint')} differs from {fingerprint}); "
             "rerun extract_activations"
         )
+    if attrs.get("fingerprint", {}).get("format", 1) >= 2:
+        for name, array in group.arrays():
+            if array.nchunks_initialized < array.nchunks:
+                raise ValueError(
+                    f"{store_path}: layer {name!r} is damaged: {array.nchunks - array.nchunks_initialized}"
+                    f" of its {array.nchunks} chunk files are missing; delete the store and its "
+                    "manifest and rerun extract_activations"
+                )
     return group

@@ -1,0 +1,216 @@
+"""Extraction speed and memory: forward pass + Zarr write against the bare forward pass.
+
+Runs, side by side on the same images and the same number of threads:
+
+* the bare forward pass of the net (``model(x)``, outputs discarded), and
+* ``convdp.extract.extract_activations`` (forward pass through the feature extractor,
+  channels-last copy, compression and chunked Zarr write in a writer thread),
+
+for a realistic net (torchvision ResNet-18, random weights, 224×224 inputs, every block
+output: ``relu, layer1 … layer4``) and for the default run's small net (DigitNet, 32×32,
+``relu1 … relu4``). Peak memory is the peak RSS of a fresh process extracting N and 4N
+images: streaming means it does not grow with N.
+
+    python benchmarks/extract_speed.py            # headline lines first, then details
+    python benchmarks/extract_speed.py --codecs   # also: compression / chunking sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+NETS = {
+    "realistic": {"arch": "resnet18", "size": 224, "channels": 3, "n": 48, "chunk": 16, "batch": 16},
+    "small": {"arch": "digitnet", "size": 32, "channels": 1, "n": 2048, "chunk": 256, "batch": 128},
+}
+
+
+def build(net: str):
+    import torch
+
+    from convdp.models import block_layers, build_model
+
+    spec = NETS[net]
+    torch.manual_seed(0)
+    model = build_model(spec["arch"], 10, spec["channels"]).eval()
+    return model, block_layers(model)
+
+
+def images(net: str, n: int) -> np.ndarray:
+    spec = NETS[net]
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, spec["size"], spec["size"], spec["channels"]), dtype=np.uint8)
+
+
+def bare_forward(model, imgs, batch) -> float:
+    import torch
+
+    from convdp.models import to_input
+
+    c = imgs.shape[-1]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(imgs), batch):
+            model(to_input(imgs[i : i + batch], [0.5] * c, [0.25] * c))
+    return time.perf_counter() - start
+
+
+def extract(model, layers, imgs, chunk, batch, store, **kw) -> float:
+    from convdp.extract import extract_activations
+
+    c = imgs.shape[-1]
+    shutil.rmtree(store, ignore_errors=True)
+    start = time.perf_counter()
+    extract_activations(model, imgs, layers, store, mean=[0.5] * c, std=[0.25] * c,
+                        fingerprint={"bench": 1}, batch_size=batch, chunk_size=chunk,
+                        progress=False, **kw)
+    return time.perf_counter() - start
+
+
+def time_pair(net: str, repeats: int = 3) -> dict:
+    """Best-of-``repeats`` seconds for bare forward and extraction, interleaved."""
+    import torch
+
+    spec = NETS[net]
+    model, layers = build(net)
+    imgs = images(net, spec["n"])
+    tmp = tempfile.mkdtemp(prefix="convdp-bench-")
+    try:
+        bare_forward(model, imgs[: spec["batch"]], spec["batch"])  # warm-up
+        fwd, ext = [], []
+        for _ in range(repeats):
+            fwd.append(bare_forward(model, imgs, spec["batch"]))
+            ext.append(extract(model, layers, imgs, spec["chunk"], spec["batch"], f"{tmp}/a.zarr"))
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    raw = sum(np.prod(s) * 4 for s in _layer_shapes(model, layers, imgs[:1]))
+    return {"net": net, "arch": spec["arch"], "layers": layers, "n": spec["n"],
+            "forward_s": min(fwd), "extract_s": min(ext), "threads": torch.get_num_threads(),
+            "stored_mb": size / 1e6, "raw_mb": raw * spec["n"] / 1e6}
+
+
+def _layer_shapes(model, layers, one):
+    import torch
+
+    from convdp.extract import feature_extractor
+    from convdp.models import to_input
+
+    c = one.shape[-1]
+    with torch.no_grad():
+        out = feature_extractor(model, layers)(to_input(one, [0.5] * c, [0.25] * c))
+    return [tuple(o.shape[1:]) for o in out.values()]
+
+
+def peak_memory_worker(net: str, n: int) -> None:
+    """(In a fresh process) extract n images; print the peak RSS in MB."""
+    spec = NETS[net]
+    model, layers = build(net)
+    one = images(net, spec["batch"])
+
+    class Repeat:  # n images without holding n images: the input must not dominate memory
+        shape = (n, *one.shape[1:])
+
+        def __getitem__(self, sl):
+            idx = np.arange(n)[sl] % len(one)
+            return one[idx]
+
+        def __len__(self):
+            return n
+
+    with tempfile.TemporaryDirectory() as tmp:
+        extract(model, layers, Repeat(), spec["chunk"], spec["batch"], f"{tmp}/m.zarr")
+    print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def peak_memory(net: str, n: int) -> float:
+    out = subprocess.run([sys.executable, __file__, "--memory-worker", net, str(n)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def codec_sweep() -> None:
+    """Throughput and size of the realistic net's activations under several codecs/chunks."""
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    model, layers = build("realistic")
+    imgs = images("realistic", 32)
+    from convdp.extract import feature_extractor, to_channels_last
+    from convdp.models import to_input
+
+    import torch
+
+    with torch.no_grad():
+        outs = feature_extractor(model, layers)(to_input(imgs, [0.5] * 3, [0.25] * 3))
+    arrays = {k: to_channels_last(k, v).contiguous().numpy() for k, v in outs.items()}
+    raw = sum(a.nbytes for a in arrays.values())
+    print(f"\ncodec sweep: {raw / 1e6:.0f} MB of float32 activations (32 images, ResNet-18 blocks)")
+    print(f"{'codec':<28}{'chunk':>6}{'write MB/s':>12}{'read MB/s':>11}{'ratio':>7}")
+    codecs = {
+        "none": None,
+        "blosc lz4 clevel 1 shuffle": BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"),
+        "blosc lz4 clevel 5 shuffle": BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
+        "blosc zstd clevel 1 shuffle": BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),
+        "blosc lz4 clevel 5 bitshuffle": BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
+    }
+    for name, codec in codecs.items():
+        for chunk in (8, 32):
+            with tempfile.TemporaryDirectory() as tmp:
+                g = zarr.open_group(f"{tmp}/s.zarr", mode="w")
+                start = time.perf_counter()
+                for k, a in arrays.items():
+                    arr = g.create_array(k, shape=a.shape, chunks=(chunk, *a.shape[1:]),
+                                         dtype="float32", compressors=codec)
+                    arr[:] = a
+                w = time.perf_counter() - start
+                start = time.perf_counter()
+                for k in arrays:
+                    g[k][:]
+                r = time.perf_counter() - start
+                size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs)
+            print(f"{name:<28}{chunk:>6}{raw / w / 1e6:>12.0f}{raw / r / 1e6:>11.0f}{raw / size:>7.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--codecs", action="store_true", help="also sweep codecs and chunk sizes")
+    parser.add_argument("--memory-worker", nargs=2, metavar=("NET", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_worker:
+        peak_memory_worker(args.memory_worker[0], int(args.memory_worker[1]))
+        return
+    results = {net: time_pair(net) for net in NETS}
+    mem = {net: (peak_memory(net, NETS[net]["n"]), peak_memory(net, 4 * NETS[net]["n"]))
+           for net in NETS}
+    r, s = results["realistic"], results["small"]
+    print(f"realistic net ({r['arch']}, 224x224, {len(r['layers'])} block outputs): "
+          f"overhead {r['extract_s'] / r['forward_s']:.2f} "
+          f"(extract {r['extract_s']:.2f} s / bare forward {r['forward_s']:.2f} s, {r['n']} images)")
+    m1, m4 = mem["realistic"]
+    print(f"realistic net: memory {m4 / m1:.2f} (peak RSS {m4:.0f} MB at 4N={4 * r['n']} "
+          f"/ {m1:.0f} MB at N={r['n']})")
+    print(f"small net (digitnet, 32x32, {len(s['layers'])} layers): overhead "
+          f"{s['extract_s'] / s['forward_s']:.2f} (extract {s['extract_s']:.2f} s / bare forward "
+          f"{s['forward_s']:.2f} s, {s['n']} images)")
+    m1, m4 = mem["small"]
+    print(f"small net: memory {m4 / m1:.2f} (peak RSS {m4:.0f} MB at 4N / {m1:.0f} MB at N)")
+    for res in results.values():
+        print(f"  {res['arch']}: {res['raw_mb']:.0f} MB of activations stored as "
+              f"{res['stored_mb']:.0f} MB (blosc lz4), torch threads {res['threads']}")
+    if args.codecs:
+        codec_sweep()
+
+
+if __name__ == "__main__":
+    main()
