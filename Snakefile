@@ -18,6 +18,7 @@ include: "rules/model.smk"
 include: "rules/extract.smk"
 include: "rules/cluster.smk"
 include: "rules/report.smk"
+include: "rules/transfer.smk"
 
 
 localrules:
@@ -31,3 +32,4 @@ rule all:
     input:
         "results/summary.csv",
         FIGURES.values(),
+        transfer_outputs(),

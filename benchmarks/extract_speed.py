@@ -146,10 +146,10 @@ def codec_sweep() -> None:
 
     model, layers = build("realistic")
     imgs = images("realistic", 32)
+    import torch
+
     from convdp.extract import feature_extractor, to_channels_last
     from convdp.models import to_input
-
-    import torch
 
     with torch.no_grad():
         outs = feature_extractor(model, layers)(to_input(imgs, [0.5] * 3, [0.25] * 3))

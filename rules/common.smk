@@ -94,3 +94,66 @@ def download_input(wildcards):
     if DATASETS[wildcards.dataset]["kind"] == "torchvision":
         return f"results/downloads/{wildcards.dataset}.json"
     return []
+
+
+# Transfer verdict (rules/transfer.smk): one per model × analysed data set other than its source.
+
+
+def transfer_targets():
+    """(model, target data set) pairs: every analysed data set but the model's source."""
+    return [
+        (m, d)
+        for m, spec in MODELS.items()
+        for d in spec["analyse_on"]
+        if d != source_of(m)
+    ]
+
+
+def transfer_outputs():
+    """The verdict table, its JSON and the two figures of every (model, target) pair."""
+    return [
+        path
+        for m, d in transfer_targets()
+        for path in (
+            f"results/transfer/{m}/{d}.csv",
+            f"results/transfer/{m}/{d}.json",
+            f"results/figures/transfer_{m}_{d}.png",
+            f"results/figures/transfer_label_maps_{m}_{d}.png",
+        )
+    ]
+
+
+def transfer_scores_input(wildcards):
+    """Both data sets' activations and DPGMM fits (transfer mode; image mode for its NMI)."""
+    m, d = wildcards.model, wildcards.dataset
+    src, mode = source_of(m), config["transfer"]["mode"]
+    layers = MODELS[m]["layers"]
+    out = {
+        "source_manifest": f"results/activations/{m}/{src}.json",
+        "target_manifest": f"results/activations/{m}/{d}.json",
+        "dataset": f"results/data/{d}.zarr",
+        "source_fits": [
+            f"results/dpgmm/{m}/{src}/{layer}/{mode}.npz" for layer in layers
+        ],
+        "target_fits": [
+            f"results/dpgmm/{m}/{d}/{layer}/{mode}.npz" for layer in layers
+        ],
+    }
+    if "image" in MODES and mode != "image":
+        out["image_fits"] = [
+            f"results/dpgmm/{m}/{d}/{layer}/image.npz" for layer in layers
+        ]
+    return out
+
+
+def transfer_seeds():
+    return [config["seed"] + r for r in range(config["transfer"]["repeats"])]
+
+
+def transfer_train(wildcards):
+    """The model's training settings, with the transfer section's lr and batch size."""
+    t = config["transfer"]
+    return MODELS[wildcards.model].get("train", {}) | {
+        "lr": t["lr"],
+        "batch_size": t["batch_size"],
+    }

@@ -1,13 +1,13 @@
 rule download:
     output:
         "results/downloads/{dataset}.json",
-    params:
-        spec=lambda wc: DATASETS[wc.dataset],
-        data_root=config["data_root"],
     log:
         "logs/download/{dataset}.log",
     conda:
         "../envs/torch.yaml"
+    params:
+        spec=lambda wc: DATASETS[wc.dataset],
+        data_root=config["data_root"],
     script:
         "../scripts/download.py"
 
@@ -17,18 +17,18 @@ rule prepare_dataset:
         download_input,
     output:
         directory("results/data/{dataset}.zarr"),
-    params:
-        spec=lambda wc: DATASETS[wc.dataset],
-        data_root=config["data_root"],
-        seed=config["seed"],
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
         "benchmarks/runs/prepare_dataset/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        spec=lambda wc: DATASETS[wc.dataset],
+        data_root=config["data_root"],
+        seed=config["seed"],
     script:
         "../scripts/prepare_dataset.py"

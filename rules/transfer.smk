@@ -1,0 +1,98 @@
+# Which layers transfer from a model's source data set to each target data set
+# (convdp/transfer.py): unlabelled scores from the DPGMM fits, the ground truth from
+# retraining (Yosinski's AnB), and the verdict: a table, a figure, a label-map figure.
+
+
+localrules:
+    transfer_verdict,
+
+
+rule transfer_scores:
+    input:
+        unpack(transfer_scores_input),
+    output:
+        scores="results/transfer/{model}/{dataset}/scores.json",
+        maps="results/transfer/{model}/{dataset}/label_maps.npz",
+    log:
+        "logs/transfer_scores/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/transfer_scores/{model}/{dataset}.tsv"
+    conda:
+        "../envs/cluster.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 3000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        layers=lambda wc: MODELS[wc.model]["layers"],
+        source=lambda wc: source_of(wc.model),
+        settings=config["transfer"],
+        weight_threshold=config["dpgmm"]["weight_threshold"],
+        seed=config["seed"],
+    script:
+        "../scripts/transfer_scores.py"
+
+
+rule transfer_retrain:
+    input:
+        weights="results/models/{model}.pt",
+        meta="results/models/{model}.json",
+        dataset="results/data/{dataset}.zarr",
+    output:
+        "results/transfer/{model}/{dataset}/retrain.json",
+    log:
+        "logs/transfer_retrain/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/transfer_retrain/{model}/{dataset}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=lambda wc, attempt: 60 * attempt,
+        gpu=1 if uses_gpu() else 0,
+    params:
+        layers=lambda wc: MODELS[wc.model]["layers"],
+        retrain=config["transfer"]["retrain"],
+        epochs=config["transfer"]["epochs"],
+        seeds=transfer_seeds(),
+        train=transfer_train,
+        device=config["extract"]["device"],
+    script:
+        "../scripts/transfer_retrain.py"
+
+
+rule transfer_verdict:
+    input:
+        scores="results/transfer/{model}/{dataset}/scores.json",
+        maps="results/transfer/{model}/{dataset}/label_maps.npz",
+        retrain="results/transfer/{model}/{dataset}/retrain.json",
+    output:
+        table=report(
+            "results/transfer/{model}/{dataset}.csv",
+            caption="../report/transfer_table.rst",
+            category="Transfer",
+            subcategory="{model}: {dataset}",
+        ),
+        summary="results/transfer/{model}/{dataset}.json",
+        figure=report(
+            "results/figures/transfer_{model}_{dataset}.png",
+            caption="../report/transfer.rst",
+            category="Transfer",
+            subcategory="{model}: {dataset}",
+        ),
+        label_maps=report(
+            "results/figures/transfer_label_maps_{model}_{dataset}.png",
+            caption="../report/transfer_label_maps.rst",
+            category="Transfer",
+            subcategory="{model}: {dataset}",
+        ),
+    log:
+        "logs/transfer_verdict/{model}/{dataset}.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        shift_tolerance=config["transfer"]["shift_tolerance"],
+        accuracy_tolerance=config["transfer"]["accuracy_tolerance"],
+    script:
+        "../scripts/transfer_verdict.py"

@@ -1,0 +1,18 @@
+"""Rule transfer_verdict: the per-layer verdict table, its summary and the two figures."""
+
+from convdp.pipeline import snakemake_job
+from convdp.transfer import transfer_verdict
+
+with snakemake_job(snakemake):
+    out = snakemake.output
+    transfer_verdict(
+        snakemake.input.scores,
+        snakemake.input.retrain,
+        snakemake.input.maps,
+        out.table,
+        out.summary,
+        out.figure,
+        out.label_maps,
+        shift_tolerance=snakemake.params.shift_tolerance,
+        accuracy_tolerance=snakemake.params.accuracy_tolerance,
+    )

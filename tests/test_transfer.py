@@ -1,0 +1,391 @@
+"""The transfer verdict: rebuilt fits, planted targets, AnB retraining, the rendered report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from convdp import transfer as T
+
+LAYERS = ["relu1", "relu2", "relu3", "relu4"]
+PARAMS = {
+    "preprocess": {"max_samples": 300, "pca": 8},
+    "dpgmm": {"n_components": 6, "covariance_type": "full", "concentration": 1.0,
+              "max_iter": 30, "tol": 1e-3, "weight_threshold": 0.01},
+    "baseline": {},
+}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """A randomly initialised DigitNet; a source (digits 0-4), the same images, pure noise.
+
+    Returns the activations of each (Zarr groups) and the source's position-mode fits.
+    """
+    import zarr
+
+    from convdp.cluster import fit_layer
+    from convdp.data import load_digits_split
+    from convdp.extract import extract_activations
+    from convdp.models import DigitNet
+
+    root = tmp_path_factory.mktemp("planted")
+    torch.manual_seed(0)
+    net = DigitNet(num_classes=5, in_channels=1).eval()
+    digits = load_digits_split([0, 1, 2, 3, 4], size=16, max_samples=100)
+    noise = np.random.default_rng(0).integers(0, 256, digits.images.shape, dtype=np.uint8)
+    groups = {}
+    for name, images in (("source", digits.images), ("noise", noise)):
+        extract_activations(net, images, LAYERS, root / f"{name}.zarr", mean=[0.3], std=[0.33],
+                            fingerprint={"name": name}, batch_size=50, chunk_size=50,
+                            progress=False)
+        groups[name] = zarr.open_group(root / f"{name}.zarr", mode="r")
+    fits = {}
+    for layer in LAYERS:
+        arrays, record = fit_layer(groups["source"][layer], layer=layer, mode="position",
+                                   method="dpgmm", params=PARAMS, seed=0, progress=False)
+        fits[layer] = (arrays, record)
+    return {"groups": groups, "fits": fits, "labels": digits.labels, "net": net}
+
+
+def _loaded(arrays):
+    return arrays, T.preprocess_from_arrays(arrays), T.dpgmm_from_arrays(arrays)
+
+
+def test_rebuilt_fit_labels_like_the_original(planted):
+    from convdp.samples import to_samples
+
+    for layer in LAYERS:
+        arrays, _ = planted["fits"][layer]
+        _, pre, est = _loaded(arrays)
+        X = to_samples(np.asarray(planted["groups"]["source"][layer][:]), "position")
+        assert np.array_equal(est.predict(pre.transform(X)), arrays["labels"].ravel()), layer
+        assert np.isfinite(est.score_samples(pre.transform(X[:50]))).all()
+
+
+def test_rebuilt_fit_from_npz_file(planted, tmp_path):
+    from convdp.io import write_npz
+
+    arrays, _ = planted["fits"]["relu2"]
+    write_npz(tmp_path / "fit.npz", **arrays)
+    loaded, pre, est = T.load_fit(tmp_path / "fit.npz")
+    assert pre.n_dims == 8 and est.covariance_type == "full"
+    with pytest.raises(ValueError, match="not a DPGMM fit"):
+        T.dpgmm_from_arrays({k: v for k, v in arrays.items() if k != "means"})
+
+
+def test_target_is_the_source_itself_every_layer_transfers(planted):
+    src = planted["groups"]["source"]
+    z = []
+    for layer in LAYERS:
+        arrays, _ = planted["fits"][layer]
+        s = T.layer_shift(src[layer], src[layer], _loaded(arrays), "position",
+                          target_labels=arrays["labels"])
+        assert s["source_reference"] == "held-out" and s["n_source_scored"] >= T.MIN_HELDOUT
+        assert abs(s["shift_z"]) < 0.3, (layer, s["shift_z"])
+        assert s["usage_js"] < 0.02, (layer, s["usage_js"])
+        assert s["target_clusters_used"] == s["source_clusters_used"]
+        assert s["own_vs_source_nmi"] == pytest.approx(1.0)
+        z.append(s["shift_z"])
+    assert T.recommend_cut(z) == len(LAYERS)
+
+
+def test_noise_target_shifts_far_at_deep_layers(planted):
+    src, noise = planted["groups"]["source"], planted["groups"]["noise"]
+    z = {}
+    for layer in LAYERS:
+        arrays, _ = planted["fits"][layer]
+        same = T.layer_shift(src[layer], src[layer], _loaded(arrays), "position")
+        s = T.layer_shift(src[layer], noise[layer], _loaded(arrays), "position")
+        assert s["shift"] < same["shift"] - 1.0, layer
+        z[layer] = s["shift_z"]
+    assert z["relu3"] < -2 and z["relu4"] < -2, z
+    assert T.recommend_cut(list(z.values())) < len(LAYERS)
+
+
+def test_heldout_falls_back_to_in_sample_when_the_fit_used_everything(planted):
+    from convdp.cluster import fit_layer
+
+    src = planted["groups"]["source"]["relu4"]  # 100 images × 2 × 2 = 400 positions
+    params = PARAMS | {"preprocess": {"max_samples": None, "pca": 8}}
+    arrays, _ = fit_layer(src, layer="relu4", mode="position", method="dpgmm", params=params,
+                          seed=0, progress=False)
+    s = T.layer_shift(src, src, _loaded(arrays), "position")
+    assert s["source_reference"] == "in-sample" and s["shift"] == pytest.approx(0.0, abs=0.2)
+
+
+def test_image_mode_scores(planted):
+    from convdp.cluster import fit_layer
+
+    src, noise = planted["groups"]["source"]["relu3"], planted["groups"]["noise"]["relu3"]
+    params = PARAMS | {"preprocess": {"max_samples": None, "pca": 4},
+                       "dpgmm": PARAMS["dpgmm"] | {"n_components": 3}}
+    arrays, _ = fit_layer(src, layer="relu3", mode="image", method="dpgmm", params=params,
+                          seed=0, progress=False)
+    fit = _loaded(arrays)
+    same = T.layer_shift(src, src, fit, "image")
+    s = T.layer_shift(src, noise, fit, "image")
+    assert same["n_target_scored"] == 100 and same["source_reference"] == "in-sample"
+    assert s["shift"] < same["shift"] - 1.0 and 0 <= s["usage_js"] <= 1
+
+
+def test_js_divergence_and_rules():
+    assert T.js_divergence([1, 2, 3], [2, 4, 6]) == pytest.approx(0.0, abs=1e-12)
+    assert T.js_divergence([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert T.recommend_cut([0.1, -0.5, -1.5, 0.0], tolerance=1.0) == 2
+    assert T.recommend_cut([-2.0, 0.0], tolerance=1.0) == 0
+    assert T.recommend_cut([0.0, float("nan")], tolerance=1.0) == 1
+    assert T.best_retrain_cut([0.90, 0.95, 0.94, 0.80], tolerance=0.02) == 2
+    assert T.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert np.isnan(T.spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_linear_probe_is_seeded_and_separates_planted_classes():
+    from tests.conftest import planted_mixture
+
+    X, y = planted_mixture(20, np.array([[0.0, 0.0], [5.0, 5.0], [0.0, 5.0]]))
+    a = T.linear_probe(X, y, folds=4, seed=0)
+    assert a == T.linear_probe(X, y, folds=4, seed=0)
+    assert a[0] > 0.95
+    assert np.isnan(T.linear_probe(X[:3], y[:3])[0])  # one image per class
+
+
+def test_frozen_parameters_follow_the_graph(digitnet):
+    cuts = T.frozen_parameters(digitnet, LAYERS)
+    assert cuts[0] == []
+    assert cuts[1] == ["conv1.weight", "conv1.bias"]
+    assert cuts[2] == ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"]
+    assert "fc.weight" not in cuts[4] and "conv4.weight" in cuts[4]
+    assert T.frozen_parameters(digitnet, ["conv2"])[1][-1] == "conv2.bias"
+    with pytest.raises(ValueError, match="from the input towards the output"):
+        T.frozen_parameters(digitnet, ["relu3", "relu1"])
+
+
+def test_anb_retrain_freezes_the_cut_and_seeds_differ(planted, tmp_path, monkeypatch):
+    from convdp.data import load_digits_split
+    from convdp.models import save_state_dict
+
+    save_state_dict(planted["net"], tmp_path / "source.pt")
+    target = load_digits_split([5, 6, 7, 8, 9], size=16, max_samples=60)
+    meta = {"arch": "digitnet", "in_channels": 1, "mean": [0.3], "std": [0.33]}
+    source = {k: v.clone() for k, v in planted["net"].state_dict().items()}
+    seen = []
+
+    import convdp.models as models
+
+    original = models.train_classifier
+
+    def spy(net, *args, trainable=None, **kwargs):
+        out = original(net, *args, trainable=trainable, **kwargs)
+        seen.append((trainable, {k: v.clone() for k, v in net.state_dict().items()}))
+        return out
+
+    monkeypatch.setattr(models, "train_classifier", spy)
+    r = T.anb_retrain(meta, tmp_path / "source.pt", target.images, target.labels,
+                      ["relu1", "relu2"], epochs=1, seeds=(0, 1), train={"batch_size": 16})
+    assert [c["cut"] for c in r["cuts"]] == [0, 1, 2]
+    assert len(r["runs"]) == 6 and all(0 <= x["accuracy"] <= 1 for x in r["runs"])
+    # cut 2 of seed 0: conv1, conv2 keep the source weights; conv3 and the head were trained
+    trainable, state = seen[2]
+    assert "conv1.weight" not in trainable and "conv3.weight" in trainable
+    assert torch.equal(state["conv2.weight"], source["conv2.weight"])
+    assert not torch.equal(state["conv3.weight"], source["conv3.weight"])
+    assert state["fc.weight"].shape == (5, 64)
+    # seeds are real repeats: not all identical
+    per_seed = [[x["accuracy"] for x in r["runs"] if x["seed"] == s] for s in (0, 1)]
+    assert per_seed[0] != per_seed[1]
+
+
+def _scores(shift_z, probe=(0.5, 0.6, 0.7, 0.8)):
+    layers = []
+    for i, (z, p) in enumerate(zip(shift_z, probe, strict=True)):
+        layers.append({
+            "layer": LAYERS[i], "layer_index": i, "mode": "position", "shift": z * 2.0,
+            "shift_z": z, "source_ll": -5.0, "target_ll": -5.0 + 2 * z, "source_ll_sd": 2.0,
+            "source_reference": "held-out", "n_source_scored": 100, "n_target_scored": 100,
+            "usage_js": min(abs(z) / 5, 1.0), "source_clusters_used": 5,
+            "target_clusters_used": 4, "own_vs_source_nmi": 0.5, "source_clusters_kept": 6,
+            "target_clusters_kept": 5, "target_nmi": 0.3, "target_nmi_image": 0.4,
+            "probe_accuracy": p, "probe_std": 0.01,
+        })
+    return {"model": "m", "dataset": "t", "source": "s", "mode": "position", "layers": layers}
+
+
+def _retrain(means):
+    cuts = [{"cut": i, "layer": None if i == 0 else LAYERS[i - 1],
+             "accuracies": [m - 0.01, m + 0.01], "mean": m, "std": 0.014}
+            for i, m in enumerate(means)]
+    return {"cuts": cuts, "runs": [], "epochs": 2, "seeds": [0, 1]}
+
+
+def test_verdict_table_and_figures(tmp_path):
+    from convdp.io import write_json, write_npz
+
+    scores = _scores([0.1, -0.4, -1.5, -3.0])
+    df, summary = T.verdict(scores, _retrain([0.90, 0.92, 0.91, 0.85, 0.60]), shift_tolerance=1.0)
+    assert list(df["layer"]) == LAYERS and list(df["cut"]) == [1, 2, 3, 4]
+    assert summary["recommended_cut"] == 2 and summary["recommendation"] == "freeze up to layer relu2"
+    assert summary["retrain_best_cut"] == 2
+    assert summary["spearman"]["shift"] == pytest.approx(1.0)
+    assert list(df["transferable"]) == [True, True, False, False]
+    assert df["retrain_gain"].iloc[0] == pytest.approx(0.02)
+    # the workflow's verdict job, figures included
+    write_json(tmp_path / "scores.json", scores)
+    write_json(tmp_path / "retrain.json", _retrain([0.90, 0.92, 0.91, 0.85, 0.60]))
+    rng = np.random.default_rng(0)
+    write_npz(tmp_path / "maps.npz", images=rng.integers(0, 255, (2, 16, 16, 1), dtype=np.uint8),
+              **{f"{side}_{layer}": rng.integers(0, 6, (2, 4, 4))
+                 for side in ("source", "target") for layer in LAYERS})
+    paths = [tmp_path / n for n in ("v.csv", "v.json", "v.png", "maps.png")]
+    T.transfer_verdict(tmp_path / "scores.json", tmp_path / "retrain.json",
+                       tmp_path / "maps.npz", *paths)
+    assert len(pd.read_csv(paths[0])) == 4
+    assert json.loads(paths[1].read_text())["recommended_layer"] == "relu2"
+    for png in paths[2:]:
+        assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10000
+
+
+def test_verdict_without_retraining(tmp_path):
+    df, summary = T.verdict(_scores([0.0, 0.0, 0.0, 0.0]), None)
+    assert summary["recommended_cut"] == 4 and summary["retrain_best_cut"] is None
+    assert df["retrain_accuracy"].isna().all()
+
+
+# --------------------------------------------------------------------------------------
+# End to end: the tiny workflow, its report, rendered in headless Chromium
+
+# The Snakemake report is a single-page app: every result is embedded as a data: URL and shown
+# only after clicking through the menu (it has no URL per page). To screenshot a figure *as the
+# report shows it*, a copy of the report gets this script appended: after the app has loaded it
+# clicks the given menu entries (by their text) and, for ``eye:PATH``, the "eye" button of the
+# result PATH, then marks <body data-nav="done">. ``--virtual-time-budget`` lets Chromium run
+# the clicks' timers before it takes the screenshot.
+NAVIGATE = """<script data-steps='%s'>
+(function () {
+  var steps = JSON.parse(document.currentScript.dataset.steps);
+  function deepest(text) {
+    var all = Array.prototype.slice.call(document.querySelectorAll("body *"));
+    var hits = all.filter(function (e) { return e.textContent.trim() === text; });
+    return hits.filter(function (e) {
+      return !hits.some(function (o) { return o !== e && e.contains(o); });
+    })[0];
+  }
+  function target(step) {
+    if (step.indexOf("eye:") === 0) {
+      var cell = deepest(step.slice(4));
+      var row = cell && cell.closest("tr");
+      return row && row.querySelector("a[iconname=eye]");
+    }
+    return deepest(step);
+  }
+  var i = 0;
+  function next() {
+    if (i >= steps.length) { document.body.dataset.nav = "done"; return; }
+    var el = target(steps[i]);
+    if (el) { el.click(); i += 1; }
+    document.body.dataset.nav = "step" + i;
+    setTimeout(next, 300);
+  }
+  window.addEventListener("load", function () { setTimeout(next, 300); });
+})();
+</script>
+"""
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def run_chromium(url: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    """Debian's headless Chromium on ``url`` with ``extra`` flags (--screenshot, --dump-dom)."""
+    profile = tmp_path / "chromium-profile"
+    shutil.rmtree(profile, ignore_errors=True)
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={profile}", *extra, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+
+
+def screenshot(url: str, png, tmp_path, wait_ms: int = 8000) -> None:
+    r = run_chromium(url, tmp_path, f"--screenshot={png}", "--window-size=1280,2000",
+                     f"--virtual-time-budget={wait_ms}")
+    assert png.exists(), r.stderr[-2000:]
+
+
+def navigated_copy(report, steps: list[str], dest):
+    """A copy of the report that opens on the result reached by clicking ``steps``."""
+    import html as html_mod
+
+    text = report.read_text()
+    i = text.rfind("</body>")
+    script = NAVIGATE % html_mod.escape(json.dumps(steps))
+    dest.write_text(text[:i] + script + text[i:])
+    return dest
+
+
+def rendered(png, left: float = 0.45) -> dict:
+    """Distinct colours, share of non-white pixels and matplotlib-colour pixels right of ``left``."""
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    right = img[:, int(img.shape[1] * left):]
+
+    def near(rgb):
+        return int((np.abs(right - np.array(rgb)).sum(axis=2) < 40).sum())
+
+    return {"colours": len(np.unique(right.reshape(-1, 3), axis=0)),
+            "ink": float((right.min(axis=2) < 245).mean()),
+            "orange": near((255, 127, 14)), "red": near((214, 39, 40))}
+
+
+@pytest.mark.slow
+def test_tiny_workflow_transfer_verdict_and_report_renders(repo_root, tmp_path):
+    from tests.test_workflow import snakemake
+
+    cfg = str(repo_root / "tests/config/tiny.yaml")
+    out = snakemake(repo_root, tmp_path, "--cores", "2", "--configfile", cfg)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = tmp_path / "results"
+    df = pd.read_csv(res / "transfer/digitnet/digits_target.csv")
+    assert list(df["layer"]) == LAYERS and len(df) == 4
+    assert df["shift"].notna().all() and df["usage_js"].between(0, 1).all()
+    assert df["probe_accuracy"].between(0, 1).all()
+    assert df["retrain_accuracy"].between(0, 1).all()
+    summary = json.loads((res / "transfer/digitnet/digits_target.json").read_text())
+    assert 0 <= summary["recommended_cut"] <= 4
+    assert len(summary["retrain_cuts"]) == 5
+    runs = json.loads((res / "transfer/digitnet/digits_target/retrain.json").read_text())["runs"]
+    assert len({r["seed"] for r in runs}) == 2
+    for fig in ("transfer_digitnet_digits_target", "transfer_label_maps_digitnet_digits_target"):
+        assert (res / "figures" / f"{fig}.png").stat().st_size > 10000
+
+    report = tmp_path / "report.html"
+    rep = snakemake(repo_root, tmp_path, "--report", str(report), "--configfile", cfg)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    figure = "results/figures/transfer_digitnet_digits_target.png"
+    for path in (figure, "results/figures/transfer_label_maps_digitnet_digits_target.png",
+                 "results/transfer/digitnet/digits_target.csv"):
+        assert f'"{path}": {{' in report.read_text(), f"{path} is not in the report"
+    if chromium() is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    # The landing page renders (the app draws it with JavaScript; broken = blank page).
+    landing = tmp_path / "landing.png"
+    screenshot(report.as_uri(), landing, tmp_path)
+    seen = rendered(landing, left=0.0)
+    assert seen["colours"] > 100 and seen["ink"] > 0.005, seen
+    # The transfer figure as the report shows it: Results > Transfer > the figure's eye button.
+    page = navigated_copy(report, ["Transfer", f"eye:{figure}"], tmp_path / "navigated.html")
+    dom = run_chromium(page.as_uri(), tmp_path, "--dump-dom", "--virtual-time-budget=8000").stdout
+    assert 'data-nav="done"' in dom, "could not navigate the report to the transfer figure"
+    assert "filename=transfer_digitnet_digits_target.png;base64," in dom
+    shot = tmp_path / "figure.png"
+    screenshot(page.as_uri(), shot, tmp_path)
+    seen = rendered(shot)
+    assert seen["colours"] > 1000 and seen["ink"] > 0.03, seen
+    assert seen["orange"] > 100 and seen["red"] > 50, seen  # the figure's lines are on screen
