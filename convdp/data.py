@@ -24,6 +24,7 @@ import zarr
 
 from convdp.datasets import Dataset, select_indices
 from convdp.download import file_hash
+from convdp.io import finish_zarr_writes
 
 UNLABELLED = -1
 
@@ -121,8 +122,11 @@ def write_dataset(path: str | os.PathLike, data: Dataset, chunk: int = 256) -> s
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        finish_zarr_writes()  # else writes still in flight recreate what rmtree removes
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # a full disk, say: name the store
+            raise OSError(exc.errno, f"could not write {path}: {exc.strerror or exc}") from exc
         raise
     return checksum
 

@@ -30,6 +30,7 @@ import torch
 import zarr
 from torch import nn
 
+from convdp.io import finish_zarr_writes
 from convdp.models import disable_inplace, to_input
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,19 @@ def to_channels_last(name: str, out: torch.Tensor) -> torch.Tensor:
 
 
 def check_finite(name: str, out: torch.Tensor, offset: int) -> None:
-    """Raise a ValueError naming the layer and image if ``out`` holds NaN or Inf."""
-    if bool(torch.isfinite(out.sum())):  # one cheap pass; the exact check only when it fails
+    """Raise a ValueError naming the layer and image if ``out`` holds NaN or Inf.
+
+    Called on the activations already in the stored dtype, so a float16 overflow is caught.
+    """
+    if bool(torch.isfinite(out.sum(dtype=torch.float32))):  # one cheap pass; exact check if not
         return
     bad = ~torch.isfinite(out.reshape(len(out), -1)).all(dim=1)
     if bool(bad.any()):
         idx = (torch.nonzero(bad).flatten() + offset).tolist()
+        hint = (" (as float16: values beyond ±65504 overflow; use dtype float32)"
+                if out.dtype == torch.float16 else "")
         raise ValueError(
-            f"layer {name!r} produced NaN or Inf activations for image(s) {idx[:10]}"
+            f"layer {name!r} produced NaN or Inf activations{hint} for image(s) {idx[:10]}"
             f"{' …' if len(idx) > 10 else ''}; check the weights and the input normalisation"
         )
 
@@ -122,6 +128,7 @@ class _ChunkWriter:
                 done = sorted({*self.group.attrs.get("complete_chunks", []), index})
                 self.group.attrs["complete_chunks"] = done
             except OSError as exc:
+                finish_zarr_writes()  # nothing of this chunk is written after the error shows
                 self.error = OSError(
                     exc.errno, f"could not write {what}, chunk {index} (images {start}-{stop - 1}) "
                     f"to {self.store_path}: {exc.strerror or exc}"
@@ -231,9 +238,9 @@ def extract_activations(
                 x = to_input(chunk_images[b : b + batch_size], mean, std).to(device)
                 result = extractor(x)
                 for name in layers:
-                    out = to_channels_last(name, result[name])
+                    out = to_channels_last(name, result[name]).to(getattr(torch, dtype))
                     check_finite(name, out, start + b)
-                    outputs[name][b : b + len(x)] = out.to("cpu", getattr(torch, dtype)).numpy()
+                    outputs[name][b : b + len(x)] = out.cpu().numpy()
                 bar.update(len(x))
             writer.put((index, start, stop, outputs))
     finally:

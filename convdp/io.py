@@ -67,6 +67,25 @@ def write_npz(dest: str | os.PathLike, **arrays: np.ndarray) -> None:
         np.savez_compressed(fh, **arrays)
 
 
+def finish_zarr_writes() -> None:
+    """Wait for Zarr chunk writes still in flight.
+
+    When one chunk write fails (a full disk), Zarr raises at once while the other chunk
+    writes of the same call go on in its event loop; they would recreate files that a
+    clean-up has just removed. Call this after a failed write, before cleaning up.
+    """
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def _drain() -> None:
+        me = asyncio.current_task()
+        await asyncio.gather(*(t for t in asyncio.all_tasks() if t is not me),
+                             return_exceptions=True)
+
+    sync(_drain())
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)

@@ -210,8 +210,12 @@ def train_classifier(
     start = time.perf_counter()
     history = []
     bar = tqdm(range(epochs), desc="train", unit="epoch", disable=not progress)
+    frozen_norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                    and not any(p.requires_grad for p in m.parameters())]
     for _epoch in bar:
         model.train()
+        for m in frozen_norms:  # a frozen BatchNorm keeps its source statistics too
+            m.eval()
         order = torch.from_numpy(idx_train)[torch.randperm(len(idx_train), generator=gen)]
         total = 0.0
         for i in range(0, len(order), batch_size):
@@ -263,6 +267,12 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     refused with a clear message; it is never unpickled.
     """
     path = Path(path)
+    import zipfile
+
+    with open(path, "rb") as fh:
+        zipped = fh.read(4) == b"PK\x03\x04"
+    if zipped and not zipfile.is_zipfile(path):  # torch's own error is a bare "Invalid argument"
+        raise ValueError(f"{path} is truncated or damaged (an incomplete zip archive); save it again")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:

@@ -36,7 +36,19 @@ def image_chunks(array, step: int | None = None) -> Iterator[tuple[int, int, np.
     step = step or (array.chunks[0] if hasattr(array, "chunks") else n)
     for start in range(0, n, step):
         stop = min(start + step, n)
-        yield start, stop, np.asarray(array[start:stop])
+        try:
+            block = np.asarray(array[start:stop])
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged chunk: name the store and layer
+            if not hasattr(array, "store_path"):
+                raise
+            raise ValueError(
+                f"cannot read images {start}-{stop - 1} of layer {array.basename!r} from "
+                f"{array.store_path}: a stored chunk is damaged or truncated "
+                f"({type(exc).__name__}: {exc}); delete the store and rerun extract_activations"
+            ) from exc
+        yield start, stop, block
 
 
 def to_samples(block: np.ndarray, mode: str) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Fault-injection tests: killed jobs, damaged files, bad input, a full disk."""
