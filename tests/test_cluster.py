@@ -20,13 +20,15 @@ def as_image_layer(X):
     return X[:, None, None, :].astype(np.float32)
 
 
+@pytest.mark.parametrize("backend", ["sklearn", "torch"])
 @pytest.mark.parametrize("k", [3, 5])
-def test_dpgmm_finds_planted_number_of_clusters(k):
+def test_dpgmm_finds_planted_number_of_clusters(k, backend):
     rng = np.random.default_rng(k)
     centres = rng.uniform(-10, 10, (k, 4))
     X, y = planted_mixture(150, centres, scale=0.4, seed=k)
+    params = {**PARAMS, "dpgmm": {**PARAMS["dpgmm"], "backend": backend}}
     arrays, rec = fit_layer(as_image_layer(X), layer="planted", mode="image", method="dpgmm",
-                            params=PARAMS, class_labels=y, progress=False)
+                            params=params, class_labels=y, progress=False)
     assert rec["clusters_kept"] == k
     assert rec["clusters_used"] == k
     assert rec["nmi"] > 0.99

@@ -1,0 +1,280 @@
+"""Speed of the PyTorch DPGMM backend against scikit-learn, side by side.
+
+Default run (about 2-5 minutes on 2 cores):
+
+1. a planted mixture (20,000 x 64, 10 clusters with random full covariances),
+   fitted with 50 components, full covariance, max_iter=100, the same KMeans
+   initialisation (same ``random_state``) by
+
+   * scikit-learn ``BayesianGaussianMixture`` (float64),
+   * the torch backend, float32, default per-sample stopping rule,
+   * the torch backend, float32, scikit-learn's stopping rule
+     (``tol_per_sample=False``, so it runs as many iterations as scikit-learn);
+   * the torch backend, float64, scikit-learn's stopping rule (reproduces
+     scikit-learn's fit; planted data only; skip with ``--no-float64``);
+
+2. the same on real position-mode activations, if ``results/activations/*/*.zarr``
+   exists (one layer, (N, H, W, C) -> (N*H*W, C), 20,000 random rows).
+
+For each fit it prints wall and CPU seconds, lower bound per sample, NMI (to
+the planted labels, or to scikit-learn's labels for real data), iterations, and
+the headline ``ratio: X.XX`` (scikit-learn seconds / torch seconds, planted
+data, default torch settings: float32, per-sample stopping rule).  On a shared
+machine the CPU seconds of a ``--threads 1`` run are the most stable measure.
+
+``--scaling`` prints torch seconds per iteration against N (1e3..1e6, D=64) and
+D (8..512, N=20,000), with only ``--scaling-iters`` iterations (default 3) from a
+``random_from_data`` initialisation, the initialisation time subtracted.
+
+Usage::
+
+    python benchmarks/dpgmm_speed.py [--threads 2] [--scaling] [--no-sklearn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+# On a shared machine, OpenMP threads that spin while waiting make every torch
+# (and KMeans) operation many times slower; must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def planted(n, d, n_clusters, seed):
+    """Planted Gaussian mixture with random full covariances; returns X (float64), labels."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=3.0, size=(n_clusters, d))
+    y = rng.integers(0, n_clusters, n)
+    X = np.empty((n, d))
+    for c in range(n_clusters):
+        idx = np.flatnonzero(y == c)
+        mix = rng.normal(size=(d, d)) / np.sqrt(d)
+        X[idx] = means[c] + rng.normal(size=(len(idx), d)) @ mix
+    return X, y
+
+
+def real_activations(pattern, n_rows, seed, layer=None, want_channels=64):
+    """One layer's (N, H, W, C) zarr array as (<= n_rows, C) float64 rows, or (None, None).
+
+    Every array of every store matching `pattern` is a candidate (a store may be
+    a group of layers); `layer` keeps those whose "store/name" contains it.  The
+    pick: at least `n_rows` positions if possible, then channels closest to
+    `want_channels`.
+    """
+    import zarr
+
+    arrays = []
+    for p in sorted(glob.glob(pattern)):
+        try:
+            node = zarr.open(p, mode="r")
+        except Exception as err:  # report and skip unreadable stores
+            print(f"  (cannot open {p}: {err})")
+            continue
+        if hasattr(node, "shape"):
+            arrays.append((p, node))
+        else:
+            arrays.extend((f"{p}/{name}", arr) for name, arr in node.arrays())
+    arrays = [(p, a) for p, a in arrays if a.ndim in (2, 4) and (layer is None or layer in p)]
+    if not arrays:
+        return None, None
+
+    def rows_of(a):
+        return int(np.prod(a.shape[:-1]))
+
+    path, arr = min(
+        arrays,
+        key=lambda pa: (rows_of(pa[1]) < n_rows, abs(pa[1].shape[-1] - want_channels), pa[0]),
+    )
+    c, rows = arr.shape[-1], rows_of(arr)
+    rng = np.random.default_rng(seed)
+    take = np.sort(rng.choice(rows, size=min(n_rows, rows), replace=False))
+    X = np.asarray(arr[...]).reshape(rows, c)[take]  # (N, H, W, C) -> (N*H*W, C)
+    return np.asarray(X, dtype=np.float64), f"{path} {tuple(arr.shape)}"
+
+
+def run_fit(name, make, X, y_ref):
+    from sklearn.metrics import normalized_mutual_info_score
+
+    est = make()
+    t0, c0 = time.perf_counter(), time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X)
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
+    labels = est.predict(X)
+    lb = est.lower_bound_ / len(X)
+    nmi = f"{normalized_mutual_info_score(y_ref, labels):6.4f}" if y_ref is not None else "     -"
+    n_used = int((est.weights_ > 0.01).sum())
+    print(
+        f"  {name:<34s} {sec:7.2f} s (cpu {cpu:7.2f} s)  lb/sample {lb:10.5f}  NMI {nmi}  "
+        f"iters {est.n_iter_:3d}  converged {str(est.converged_):5s}  comps>0.01 {n_used}",
+        flush=True,
+    )
+    return dict(sec=sec, cpu=cpu, lb=lb, n_iter=est.n_iter_, labels=labels)
+
+
+def compare(X, y, args, title, float64=True):
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+    from sklearn.mixture import BayesianGaussianMixture
+
+    from convdp.dpgmm_torch import TorchBayesianGaussianMixture
+
+    n, d = X.shape
+    K = args.components
+    print(f"\n== {title}: N={n} D={d} K={K} full covariance, max_iter={args.max_iter}")
+    t0 = time.perf_counter()
+    KMeans(n_clusters=K, n_init=1, random_state=np.random.RandomState(args.seed)).fit(X)
+    print(
+        f"  (every fit below starts with the same KMeans initialisation: {time.perf_counter() - t0:.2f} s)"
+    )
+    common = dict(
+        n_components=K, covariance_type="full", max_iter=args.max_iter, random_state=args.seed
+    )
+    out = {}
+    if not args.no_sklearn:
+        out["sk"] = run_fit(
+            "scikit-learn (float64)", lambda: BayesianGaussianMixture(**common), X, y
+        )
+    y_ref = y if y is not None else out.get("sk", {}).get("labels")
+    out["torch"] = run_fit(
+        "torch float32, per-sample tol",
+        lambda: TorchBayesianGaussianMixture(**common, dtype="float32"),
+        X,
+        y_ref,
+    )
+    out["torch_sk_rule"] = run_fit(
+        "torch float32, sklearn's tol rule",
+        lambda: TorchBayesianGaussianMixture(**common, dtype="float32", tol_per_sample=False),
+        X,
+        y_ref,
+    )
+    if float64 and not args.no_float64:
+        out["torch64"] = run_fit(
+            "torch float64, sklearn's tol rule",
+            lambda: TorchBayesianGaussianMixture(**common, dtype="float64", tol_per_sample=False),
+            X,
+            y_ref,
+        )
+    if "sk" in out:
+        sk = out["sk"]["sec"]
+        for key in [k for k in out if k != "sk"]:
+            agree = normalized_mutual_info_score(out["sk"]["labels"], out[key]["labels"])
+            print(
+                f"  {key}: sklearn/torch time {sk / out[key]['sec']:.2f}x "
+                f"(cpu {out['sk']['cpu'] / out[key]['cpu']:.2f}x), "
+                f"lb/sample {out[key]['lb'] - out['sk']['lb']:+.5f} vs sklearn, "
+                f"NMI to sklearn labels {agree:.4f}"
+            )
+    return out
+
+
+def scaling(args):
+    from convdp.dpgmm_torch import TorchBayesianGaussianMixture
+
+    it = args.scaling_iters
+    print(
+        f"\n== torch scaling (float32, K={args.components}, full, {it} iterations from "
+        "random_from_data init, tol=0; seconds per iteration = (fit - init-only fit) / iterations)"
+    )
+    print(f"  {'N':>9s} {'D':>5s} {'s/iter':>9s} {'init s':>8s}")
+    grid = [(n, 64) for n in (1_000, 10_000, 100_000, 1_000_000)]
+    grid += [(20_000, d) for d in (8, 32, 128, 256, 512)]
+    for n, d in grid:
+        X, _ = planted(n, d, 10, args.seed)
+        kw = dict(
+            n_components=args.components,
+            covariance_type="full",
+            init_params="random_from_data",
+            random_state=args.seed,
+            tol=0.0,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            TorchBayesianGaussianMixture(**kw, max_iter=0).fit(X)
+            t_init = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            TorchBayesianGaussianMixture(**kw, max_iter=it).fit(X)
+            t_fit = time.perf_counter() - t0
+        print(f"  {n:9d} {d:5d} {(t_fit - t_init) / it:9.3f} {t_init:8.2f}", flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--n", type=int, default=20_000, help="samples of the planted mixture")
+    p.add_argument("--d", type=int, default=64, help="features of the planted mixture")
+    p.add_argument("--clusters", type=int, default=10, help="planted clusters")
+    p.add_argument("--components", type=int, default=50, help="DP truncation level K")
+    p.add_argument("--max-iter", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and BLAS threads")
+    p.add_argument("--activations", default="results/activations/*/*.zarr", help="zarr glob")
+    p.add_argument("--layer", default=None, help="substring selecting the activation layer")
+    p.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn fits")
+    p.add_argument("--no-float64", action="store_true", help="skip the torch float64 fit")
+    p.add_argument("--scaling", action="store_true", help="print the torch scaling table")
+    p.add_argument("--scaling-iters", type=int, default=3)
+    args = p.parse_args(argv)
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} cores; threads: torch {torch.get_num_threads()}"
+    )
+    print(f"torch {torch.__version__}, numpy {np.__version__}, ", end="")
+    import sklearn
+
+    print(f"scikit-learn {sklearn.__version__}; load average {os.getloadavg()}")
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+
+    X, y = planted(args.n, args.d, args.clusters, args.seed)
+    res = compare(X, y, args, f"planted mixture ({args.clusters} clusters)")
+    if "sk" in res:
+        print(f"ratio: {res['sk']['sec'] / res['torch']['sec']:.2f}")
+        print(f"ratio_same_stopping_rule: {res['sk']['sec'] / res['torch_sk_rule']['sec']:.2f}")
+        if "torch64" in res:
+            print(f"ratio_float64_same_rule: {res['sk']['sec'] / res['torch64']['sec']:.2f}")
+
+    os.chdir(ROOT)
+    Xr, desc = real_activations(args.activations, args.n, args.seed, args.layer, args.d)
+    if Xr is None:
+        print(f"\n(no activations matching {args.activations!r}: real-data comparison skipped)")
+    else:
+        compare(Xr, None, args, f"real activations {desc}", float64=False)
+
+    if args.scaling:
+        scaling(args)
+    print(f"\nload average at the end {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+"""Tests of the PyTorch DPGMM backend against scikit-learn's BayesianGaussianMixture."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import BayesianGaussianMixture
+from threadpoolctl import threadpool_limits
+
+from convdp.dpgmm_torch import TorchBayesianGaussianMixture
+
+K = 6
+
+
+@pytest.fixture(autouse=True)
+def _quiet_single_thread():
+    """No convergence warnings; 1 thread (the problems are tiny and the test
+    machine may be shared: oversubscribed threads make tiny ops very slow)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings(), threadpool_limits(1):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _blobs(n, d, centres, scales, seed, correlated=True):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(centres), n)
+    mix = rng.normal(size=(len(centres), d, d)) / np.sqrt(d) + np.eye(d)
+    if not correlated:  # axis-aligned clusters with per-axis spreads in [0.5, 1.5]
+        mix = np.eye(d) * rng.uniform(0.5, 1.5, size=(len(centres), 1, d))
+    noise = np.einsum("nd,nde->ne", rng.normal(size=(n, d)), mix[y])
+    X = np.asarray(centres)[y] + np.asarray(scales)[y, None] * noise
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def small():
+    """500 x 5, overlapping clusters, plus random soft initial responsibilities."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=3.0, size=(4, 5))
+    X, _ = _blobs(500, 5, centres, [1.0, 0.5, 2.0, 1.5], seed=1)
+    resp = rng.dirichlet(np.ones(K), size=len(X))
+    return X, resp
+
+
+def _sk(resp, **kw):
+    """scikit-learn's estimator, initialised from given responsibilities (test only)."""
+
+    class FromResp(BayesianGaussianMixture):
+        def _initialize_parameters(self, X, random_state, xp=None):
+            self._initialize(X, resp)
+
+    return FromResp(**kw)
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_parity_each_iteration(small, covariance_type):
+    X, resp = small
+    n_iter = 8
+    sk_bounds = []
+    for k in range(1, n_iter + 1):
+        sk = _sk(resp, n_components=K, covariance_type=covariance_type, max_iter=k, tol=0.0)
+        sk.fit(X)
+        sk_bounds.append(sk.lower_bound_)
+    tm = TorchBayesianGaussianMixture(
+        n_components=K,
+        covariance_type=covariance_type,
+        max_iter=n_iter,
+        tol=0.0,
+        dtype="float64",
+        tol_per_sample=False,
+    ).fit(X, resp_init=resp)
+    assert tm.n_iter_ == n_iter
+    assert len(tm.lower_bounds_) == n_iter
+    assert _rel(tm.lower_bounds_, sk_bounds) < 1e-6
+    assert tm.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-6)
+    assert tm.lower_bound_per_sample_ == pytest.approx(sk.lower_bound_ / len(X), rel=1e-6)
+    assert _rel(tm.weights_, sk.weights_) < 1e-6
+    assert _rel(tm.means_, sk.means_) < 1e-6
+    np.testing.assert_allclose(tm.covariances_, sk.covariances_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        tm.precisions_cholesky_, sk.precisions_cholesky_, rtol=1e-6, atol=1e-9
+    )
+    np.testing.assert_allclose(tm.precisions_, sk.precisions_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(tm.weight_concentration_[0], sk.weight_concentration_[0], rtol=1e-9)
+    np.testing.assert_allclose(tm.weight_concentration_[1], sk.weight_concentration_[1], rtol=1e-9)
+    np.testing.assert_allclose(tm.mean_precision_, sk.mean_precision_, rtol=1e-9)
+    np.testing.assert_allclose(tm.degrees_of_freedom_, sk.degrees_of_freedom_, rtol=1e-9)
+    np.testing.assert_allclose(tm.mean_prior_, sk.mean_prior_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(tm.covariance_prior_, sk.covariance_prior_, rtol=1e-9)
+    assert tm.weight_concentration_prior_ == sk.weight_concentration_prior_
+    assert tm.degrees_of_freedom_prior_ == sk.degrees_of_freedom_prior_
+    np.testing.assert_allclose(tm.score_samples(X), sk.score_samples(X), rtol=1e-8)
+    np.testing.assert_allclose(tm.predict_proba(X), sk.predict_proba(X), atol=1e-8)
+    np.testing.assert_array_equal(tm.predict(X), sk.predict(X))
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert getattr(tm, name).dtype == np.float64
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_parity_same_convergence_with_sklearn_criterion(small, covariance_type):
+    """Same init (KMeans, same random_state) and tol_per_sample=False -> same run."""
+    X, _ = small
+    kw = dict(n_components=K, covariance_type=covariance_type, random_state=3, max_iter=200)
+    sk = BayesianGaussianMixture(**kw).fit(X)
+    tm = TorchBayesianGaussianMixture(**kw, dtype="float64", tol_per_sample=False).fit(X)
+    assert tm.n_iter_ == sk.n_iter_
+    assert tm.converged_ == sk.converged_
+    assert tm.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-6)
+    assert _rel(tm.weights_, sk.weights_) < 1e-6
+    assert _rel(tm.means_, sk.means_) < 1e-6
+
+
+@pytest.mark.parametrize("init_params", ["random", "random_from_data", "k-means++"])
+def test_other_initialisations_match_sklearn(small, init_params):
+    X, _ = small
+    kw = dict(n_components=K, init_params=init_params, random_state=7, max_iter=5, tol=0.0)
+    sk = BayesianGaussianMixture(**kw).fit(X)
+    tm = TorchBayesianGaussianMixture(**kw, dtype="float64", tol_per_sample=False).fit(X)
+    assert _rel(tm.lower_bounds_, sk.lower_bounds_) < 1e-6
+    assert _rel(tm.means_, sk.means_) < 1e-6
+
+
+def test_per_sample_tolerance(small):
+    X, _ = small
+    kw = dict(n_components=K, random_state=0, max_iter=500, dtype="float64", tol=1e-3)
+    per_sample = TorchBayesianGaussianMixture(**kw).fit(X)
+    whole = TorchBayesianGaussianMixture(**kw, tol_per_sample=False).fit(X)
+    assert per_sample.converged_ and whole.converged_
+    assert per_sample.n_iter_ <= whole.n_iter_
+    lbs = per_sample.lower_bounds_
+    assert abs(lbs[-1] - lbs[-2]) / len(X) < 1e-3 <= abs(lbs[-2] - lbs[-3]) / len(X)
+    assert per_sample.lower_bound_per_sample_ == pytest.approx(lbs[-1] / len(X))
+
+
+def _planted(seed, n=3000, d=4, c=4):
+    """c well-separated clusters (centres ~15 apart, unit-ish spread) in d dims."""
+    rng = np.random.default_rng(seed)
+    centres = 15.0 * np.eye(c, max(c, d))[:, :d] + rng.normal(size=(c, d))
+    if d < c:
+        centres = rng.normal(size=(c, d)) * 15.0
+    return _blobs(n, d, centres, np.full(c, 1.0), seed, correlated=False)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_float32_planted_mixture(covariance_type):
+    X, y = _planted(0, n=2000)
+    kw = dict(n_components=10, covariance_type=covariance_type, random_state=0, max_iter=200)
+    sk = BayesianGaussianMixture(**kw).fit(X)
+    assert int((sk.weights_ > 0.01).sum()) == 4
+    # float32, scikit-learn's stopping rule: the same fit as float64 scikit-learn
+    tm = TorchBayesianGaussianMixture(**kw, dtype="float32", tol_per_sample=False).fit(X)
+    assert adjusted_rand_score(sk.predict(X), tm.predict(X)) >= 0.99
+    assert adjusted_rand_score(y, tm.predict(X)) >= 0.99
+    assert int((tm.weights_ > 0.01).sum()) == 4
+    assert tm.weights_.dtype == np.float64 and tm.means_.dtype == np.float64
+    assert tm.lower_bound_per_sample_ == pytest.approx(sk.lower_bound_ / len(X), rel=1e-4)
+    # per-sample stopping rule.  NB: with tol=1e-3 this fit stops on a plateau
+    # (|change| / N = 9.8e-4 at iteration 33) while a duplicate component is still
+    # draining, so the test uses tol=1e-4.
+    tm = TorchBayesianGaussianMixture(**kw, dtype="float32", tol=1e-4).fit(X)
+    assert tm.converged_
+    assert adjusted_rand_score(sk.predict(X), tm.predict(X)) >= 0.99
+    assert int((tm.weights_ > 0.01).sum()) == 4
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_chunking_does_not_change_result(small, covariance_type):
+    X, resp = small
+    kw = dict(n_components=K, covariance_type=covariance_type, max_iter=10, tol=0.0)
+    kw.update(dtype="float64")
+    whole = TorchBayesianGaussianMixture(**kw, chunk_size=100_000).fit(X, resp_init=resp)
+    chunked = TorchBayesianGaussianMixture(**kw, chunk_size=97).fit(X, resp_init=resp)
+    np.testing.assert_allclose(chunked.lower_bounds_, whole.lower_bounds_, rtol=1e-10)
+    np.testing.assert_allclose(chunked.means_, whole.means_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(chunked.covariances_, whole.covariances_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(chunked.weights_, whole.weights_, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(chunked.score_samples(X), whole.score_samples(X), rtol=1e-10)
+    # float32: also chunk-invariant up to float32 rounding
+    kw.update(dtype="float32")
+    whole = TorchBayesianGaussianMixture(**kw, chunk_size=100_000).fit(X, resp_init=resp)
+    chunked = TorchBayesianGaussianMixture(**kw, chunk_size=97).fit(X, resp_init=resp)
+    np.testing.assert_allclose(chunked.lower_bounds_, whole.lower_bounds_, rtol=1e-4)
+
+
+def test_skipping_negligible_components_is_exact():
+    """Skipped scatter contributions / shared Mahalanobis terms change nothing."""
+    X, y = _planted(1, n=2000, d=3)
+    X = X[np.argsort(y, kind="stable")]  # sorted by cluster: blocks see one cluster
+    y = np.sort(y)
+    # start from a split of the true clusters into 2 + 4 empty components
+    resp = np.zeros((len(X), 12))
+    resp[np.arange(len(X)), 2 * y + (np.arange(len(X)) % 2)] = 1.0
+    kw = dict(n_components=12, max_iter=20, tol=0.0, chunk_size=128)
+    # float64: identical to 1e-9.  float32: the sample order (hence the summation
+    # order) differs, so only equal up to float32 noise amplified over 20 iterations.
+    for dtype, rtol, atol in (("float64", 1e-9, 1e-9), ("float32", 1e-5, 1e-2)):
+        fast = TorchBayesianGaussianMixture(**kw, dtype=dtype).fit(X, resp_init=resp)
+        slow = TorchBayesianGaussianMixture(**kw, dtype=dtype)
+        for flag in ("_skip_negligible", "_share_identical", "_sort_blocks", "_prune_components"):
+            setattr(slow, flag, False)
+        slow.fit(X, resp_init=resp)
+        assert fast.fit_stats_["scatter_skipped"] > 0
+        assert set(slow.fit_stats_.values()) == {0}
+        if dtype == "float32":
+            assert fast.fit_stats_["mahalanobis_shared"] > 0
+            assert fast.fit_stats_["mahalanobis_pruned"] > 0
+        np.testing.assert_allclose(fast.lower_bounds_, slow.lower_bounds_, rtol=rtol)
+        np.testing.assert_allclose(fast.means_, slow.means_, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(fast.weights_, slow.weights_, rtol=rtol, atol=atol / 10)
+
+
+def test_fit_predict_and_api(small):
+    X, _ = small
+    tm = TorchBayesianGaussianMixture(n_components=K, random_state=0, max_iter=20)
+    labels = tm.fit_predict(X)
+    np.testing.assert_array_equal(labels, tm.predict(X))
+    proba = tm.predict_proba(X)
+    assert proba.shape == (len(X), K) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(proba.argmax(1), labels)
+    assert tm.score_samples(X).shape == (len(X),)
+    assert tm.score(X) == pytest.approx(tm.score_samples(X).mean())
+    assert tm.covariances_.shape == (K, 5, 5)
+    assert tm.means_.shape == (K, 5) and tm.weights_.shape == (K,)
+    assert tm.weights_.sum() == pytest.approx(1.0)
+    assert isinstance(tm.n_iter_, int) and isinstance(tm.converged_, bool)
+    assert tm.n_features_in_ == 5
+    # torch tensors and float32 arrays are accepted too
+    np.testing.assert_array_equal(tm.predict(torch.from_numpy(X)), labels)
+    assert tm.predict(X.astype(np.float32)).shape == (len(X),)
+    # max_iter=0: initialisation only
+    tm0 = TorchBayesianGaussianMixture(n_components=K, random_state=0, max_iter=0).fit(X)
+    assert tm0.n_iter_ == 0 and tm0.lower_bounds_ == []
+    # n_threads is applied during the call and restored afterwards
+    before = torch.get_num_threads()
+    tm2 = TorchBayesianGaussianMixture(n_components=K, max_iter=3, n_threads=2).fit(X)
+    assert torch.get_num_threads() == before and tm2.n_iter_ == 3
+    # sklearn-style params
+    assert tm.get_params()["chunk_size"] == 65536
+    assert TorchBayesianGaussianMixture(device="auto").fit(X[:60]).means_.shape[1] == 5
+
+
+def test_explicit_priors_match_sklearn(small):
+    X, resp = small
+    d = X.shape[1]
+    kw = dict(
+        n_components=K,
+        max_iter=4,
+        tol=0.0,
+        weight_concentration_prior=0.5,
+        mean_precision_prior=0.1,
+        mean_prior=np.ones(d),
+        degrees_of_freedom_prior=d + 2.5,
+    )
+    for ct, cp in (("full", np.eye(d) * 2.0), ("diag", np.full(d, 2.0))):
+        sk = _sk(resp, covariance_type=ct, covariance_prior=cp, **kw).fit(X)
+        tm = TorchBayesianGaussianMixture(
+            **kw, covariance_type=ct, covariance_prior=cp, dtype="float64"
+        ).fit(X, resp_init=resp)
+        assert _rel(tm.lower_bounds_, sk.lower_bounds_) < 1e-6
+        assert _rel(tm.means_, sk.means_) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(n_components=0), ValueError, "n_components"),
+        (dict(n_components=2.5), ValueError, "n_components"),
+        (dict(covariance_type="banana"), ValueError, "covariance_type"),
+        (dict(covariance_type="tied"), NotImplementedError, "tied"),
+        (dict(covariance_type="spherical"), NotImplementedError, "spherical"),
+        (dict(n_init=2), NotImplementedError, "n_init"),
+        (dict(init_params="nope"), ValueError, "init_params"),
+        (dict(tol=-1.0), ValueError, "tol"),
+        (dict(reg_covar=-1e-3), ValueError, "reg_covar"),
+        (dict(max_iter=-1), ValueError, "max_iter"),
+        (dict(chunk_size=0), ValueError, "chunk_size"),
+        (dict(dtype="float16"), ValueError, "dtype"),
+        (dict(device="tpu9"), ValueError, "device"),
+        (dict(weight_concentration_prior=0.0), ValueError, "weight_concentration_prior"),
+        (dict(mean_precision_prior=-1.0), ValueError, "mean_precision_prior"),
+        (dict(degrees_of_freedom_prior=2.0), ValueError, "degrees_of_freedom_prior"),
+        (dict(mean_prior=np.zeros(3)), ValueError, "mean_prior"),
+        (dict(covariance_prior=np.zeros((5, 5))), ValueError, "positive-definite"),
+        (dict(covariance_prior=np.eye(3)), ValueError, "covariance_prior"),
+        (dict(tol_per_sample="yes"), ValueError, "tol_per_sample"),
+        (dict(n_threads=0), ValueError, "n_threads"),
+    ],
+)
+def test_bad_parameters(small, kwargs, exc, match):
+    X, _ = small
+    kw = dict(n_components=3, max_iter=2)
+    kw.update(kwargs)
+    with pytest.raises(exc, match=match):
+        TorchBayesianGaussianMixture(**kw).fit(X)
+
+
+def test_bad_input(small):
+    X, resp = small
+    est = TorchBayesianGaussianMixture(n_components=K, max_iter=2)
+    with pytest.raises(ValueError, match=r"n_samples=4 should be >= n_components=6"):
+        est.fit(X[:4])
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        est.fit(bad)
+    bad[3, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        est.fit(bad)
+    with pytest.raises(ValueError, match="2-D"):
+        est.fit(X[:, 0])
+    with pytest.raises(ValueError, match="numeric"):
+        est.fit(np.array([["a", "b"]] * 10))
+    with pytest.raises(ValueError, match="resp_init should have shape"):
+        est.fit(X, resp_init=resp[:, :3])
+    with pytest.raises(ValueError, match="non-negative"):
+        est.fit(X, resp_init=-resp)
+    with pytest.raises(NotFittedError):
+        TorchBayesianGaussianMixture().predict(X)
+    est.fit(X)
+    with pytest.raises(ValueError, match="features"):
+        est.predict(X[:, :3])
