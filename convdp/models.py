@@ -256,8 +256,10 @@ def save_state_dict(model: nn.Module, path: str | os.PathLike) -> None:
     from convdp.io import atomic_path
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(path, ".pt") as tmp:
-        torch.save(state, tmp)
+    # Through a file handle: given a path, torch.save records the (random) temporary name in
+    # the archive, and the same weights would give a different file (and fingerprint) each run.
+    with atomic_path(path, ".pt") as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
