@@ -240,6 +240,7 @@ def main(argv=None):
     p.add_argument("--no-float64", action="store_true", help="skip the torch float64 fit")
     p.add_argument("--scaling", action="store_true", help="print the torch scaling table")
     p.add_argument("--scaling-iters", type=int, default=3)
+    p.add_argument("--only-scaling", action="store_true", help="print only the scaling table")
     args = p.parse_args(argv)
 
     import torch
@@ -255,6 +256,10 @@ def main(argv=None):
 
     print(f"scikit-learn {sklearn.__version__}; load average {os.getloadavg()}")
     print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+
+    if args.only_scaling:
+        scaling(args)
+        return
 
     X, y = planted(args.n, args.d, args.clusters, args.seed)
     res = compare(X, y, args, f"planted mixture ({args.clusters} clusters)")
