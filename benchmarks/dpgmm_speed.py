@@ -1,6 +1,8 @@
 """Speed of the PyTorch DPGMM backend against scikit-learn, side by side.
 
-Default run (about 2-5 minutes on 2 cores):
+Default run: about 7 CPU-minutes in all (scikit-learn's two fits are 5 of them),
+so ~4-5 minutes on an idle 2-core machine; 13 minutes were measured with
+``--threads 1`` while other jobs shared the cores.
 
 1. a planted mixture (20,000 x 64, 10 clusters with random full covariances),
    fitted with 50 components, full covariance, max_iter=100, the same KMeans
@@ -22,9 +24,11 @@ the headline ``ratio: X.XX`` (scikit-learn seconds / torch seconds, planted
 data, default torch settings: float32, per-sample stopping rule).  On a shared
 machine the CPU seconds of a ``--threads 1`` run are the most stable measure.
 
-``--scaling`` prints torch seconds per iteration against N (1e3..1e6, D=64) and
-D (8..512, N=20,000), with only ``--scaling-iters`` iterations (default 3) from a
-``random_from_data`` initialisation, the initialisation time subtracted.
+``--scaling`` (or ``--only-scaling``) prints torch seconds per iteration against
+N (1e3..1e6, D=64) and D (8..512, N=20,000), with only ``--scaling-iters``
+iterations (default 3, to keep it to ~4 minutes) from a ``random_from_data``
+initialisation, the initialisation time subtracted.  Early iterations prune
+little, so these per-iteration times are pessimistic.
 
 Usage::
 
