@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 NETS = {
-    "realistic": {"arch": "resnet18", "size": 224, "channels": 3, "n": 48, "chunk": 16, "batch": 16},
+    "realistic": {"arch": "resnet18", "size": 224, "channels": 3, "n": 96, "chunk": 16, "batch": 16},
     "small": {"arch": "digitnet", "size": 32, "channels": 1, "n": 2048, "chunk": 256, "batch": 128},
 }
 
@@ -77,7 +77,7 @@ def extract(model, layers, imgs, chunk, batch, store, **kw) -> float:
     return time.perf_counter() - start
 
 
-def time_pair(net: str, repeats: int = 3) -> dict:
+def time_pair(net: str, compression: str = "none", repeats: int = 5) -> dict:
     """Best-of-``repeats`` seconds for bare forward and extraction, interleaved."""
     import torch
 
@@ -90,14 +90,15 @@ def time_pair(net: str, repeats: int = 3) -> dict:
         fwd, ext = [], []
         for _ in range(repeats):
             fwd.append(bare_forward(model, imgs, spec["batch"]))
-            ext.append(extract(model, layers, imgs, spec["chunk"], spec["batch"], f"{tmp}/a.zarr"))
+            ext.append(extract(model, layers, imgs, spec["chunk"], spec["batch"], f"{tmp}/a.zarr",
+                               compression=compression))
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     raw = sum(np.prod(s) * 4 for s in _layer_shapes(model, layers, imgs[:1]))
     return {"net": net, "arch": spec["arch"], "layers": layers, "n": spec["n"],
             "forward_s": min(fwd), "extract_s": min(ext), "threads": torch.get_num_threads(),
-            "stored_mb": size / 1e6, "raw_mb": raw * spec["n"] / 1e6}
+            "stored_mb": size / 1e6, "compression": compression, "raw_mb": raw * spec["n"] / 1e6}
 
 
 def _layer_shapes(model, layers, one):
@@ -157,12 +158,14 @@ def codec_sweep() -> None:
     raw = sum(a.nbytes for a in arrays.values())
     print(f"\ncodec sweep: {raw / 1e6:.0f} MB of float32 activations (32 images, ResNet-18 blocks)")
     print(f"{'codec':<28}{'chunk':>6}{'write MB/s':>12}{'read MB/s':>11}{'ratio':>7}")
+    from convdp.extract import compressor
+
     codecs = {
         "none": None,
+        "blosc lz4 clevel 1 bitshuffle": compressor("lz4"),
+        "blosc zstd clevel 1 bitshuffle": compressor("zstd"),
         "blosc lz4 clevel 1 shuffle": BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"),
         "blosc lz4 clevel 5 shuffle": BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
-        "blosc zstd clevel 1 shuffle": BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),
-        "blosc lz4 clevel 5 bitshuffle": BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
     }
     for name, codec in codecs.items():
         for chunk in (8, 32):
@@ -171,7 +174,8 @@ def codec_sweep() -> None:
                 start = time.perf_counter()
                 for k, a in arrays.items():
                     arr = g.create_array(k, shape=a.shape, chunks=(chunk, *a.shape[1:]),
-                                         dtype="float32", compressors=codec)
+                                         dtype="float32", compressors=codec).with_config(
+                        {"write_empty_chunks": True})
                     arr[:] = a
                 w = time.perf_counter() - start
                 start = time.perf_counter()
@@ -185,12 +189,14 @@ def codec_sweep() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codecs", action="store_true", help="also sweep codecs and chunk sizes")
+    parser.add_argument("--compression", default="none", choices=["none", "lz4", "zstd"],
+                        help="extract.compression for the timed extraction (default: none)")
     parser.add_argument("--memory-worker", nargs=2, metavar=("NET", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_worker:
         peak_memory_worker(args.memory_worker[0], int(args.memory_worker[1]))
         return
-    results = {net: time_pair(net) for net in NETS}
+    results = {net: time_pair(net, args.compression) for net in NETS}
     mem = {net: (peak_memory(net, NETS[net]["n"]), peak_memory(net, 4 * NETS[net]["n"]))
            for net in NETS}
     r, s = results["realistic"], results["small"]
@@ -207,7 +213,7 @@ def main() -> None:
     print(f"small net: memory {m4 / m1:.2f} (peak RSS {m4:.0f} MB at 4N / {m1:.0f} MB at N)")
     for res in results.values():
         print(f"  {res['arch']}: {res['raw_mb']:.0f} MB of activations stored as "
-              f"{res['stored_mb']:.0f} MB (blosc lz4), torch threads {res['threads']}")
+              f"{res['stored_mb']:.0f} MB (compression: {res['compression']}), torch threads {res['threads']}")
     if args.codecs:
         codec_sweep()
 

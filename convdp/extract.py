@@ -17,7 +17,9 @@ layer set (its ``fingerprint`` attribute differs) is discarded, never reused.
 
 from __future__ import annotations
 
+import copy
 import logging
+import operator
 import queue
 import shutil
 import threading
@@ -31,31 +33,78 @@ import zarr
 from torch import nn
 
 from convdp.io import finish_zarr_writes
-from convdp.models import disable_inplace, to_input
+from convdp.models import to_input
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: every chunk is written (write_empty_chunks), so missing ones show
 
 
-def compressor():
-    """The codec for activation chunks: Blosc LZ4, level 1, byte shuffle.
+#: Codecs for activation chunks, by the name used in the config (``extract.compression``).
+COMPRESSIONS = ("none", "lz4", "zstd")
 
-    Chosen from ``benchmarks/extract_speed.py --codecs`` (see benchmarks/RESULTS.md): it
-    writes about as fast as no compression at all, so it never slows the forward passes,
-    while zstd (1.6× smaller on ReLU maps) writes three times slower.
+
+def compressor(name: str = "none"):
+    """The codec for activation chunks: ``none``, ``lz4`` or ``zstd`` (Blosc, level 1).
+
+    Chosen from ``benchmarks/extract_speed.py --codecs`` (see benchmarks/RESULTS.md):
+    activations barely compress (ReLU maps with half their values zero: 1.1–1.5× with LZ4,
+    1.6× with zstd), while compressing costs the writer more CPU time than the forward pass
+    can hide on a small machine, so the default is ``none``. ``zstd`` is for runs short of
+    disk rather than time.
     """
     from zarr.codecs import BloscCodec
 
-    return BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
+    if name not in COMPRESSIONS:
+        raise ValueError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
+    if name == "none":
+        return None
+    return BloscCodec(cname=name, clevel=1, shuffle="bitshuffle")
 
 
 def feature_extractor(model: nn.Module, layers: Sequence[str]) -> nn.Module:
-    """A module returning ``{layer: output}`` for the graph nodes ``layers`` of ``model``."""
+    """A module returning ``{layer: output}`` for the graph nodes ``layers`` of ``model``.
+
+    Ops that would overwrite a returned output in place (an ``nn.ReLU(inplace=True)`` right
+    after a captured convolution, ``out += identity`` on a captured batch norm, ``x.relu_()``)
+    are made to work out of place; every other in-place op is left alone, so the forward
+    pass costs what the net's own does.
+    """
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    model = disable_inplace(model.eval())
-    return create_feature_extractor(model, return_nodes={name: name for name in layers})
+    extractor = create_feature_extractor(model.eval(), return_nodes={name: name for name in layers})
+    _protect_outputs(extractor)
+    return extractor
+
+
+_OUT_OF_PLACE = {operator.iadd: operator.add, operator.isub: operator.sub,
+                 operator.imul: operator.mul, operator.itruediv: operator.truediv}
+
+
+def _protect_outputs(graph_module: torch.fx.GraphModule) -> None:
+    """Switch the in-place ops that take a returned node as input to their out-of-place form."""
+    output = next(node for node in graph_module.graph.nodes if node.op == "output")
+    for captured in output.all_input_nodes:
+        for user in list(captured.users):
+            if user.op == "call_module":
+                module = graph_module.get_submodule(user.target)
+                if getattr(module, "inplace", None) is True:  # a copy: the user's net stays as is
+                    module = copy.copy(module)
+                    module.inplace = False
+                    user.target = user.target.replace(".", "_") + "_out_of_place"
+                    graph_module.add_submodule(user.target, module)
+            elif user.op == "call_function":
+                if user.kwargs.get("inplace") is True:
+                    user.kwargs = {**user.kwargs, "inplace": False}
+                if user.target in _OUT_OF_PLACE and user.args[0] is captured:
+                    user.target = _OUT_OF_PLACE[user.target]
+                name = getattr(user.target, "__name__", "")
+                if name.endswith("_") and not name.startswith("_") and hasattr(torch, name[:-1]):
+                    user.target = getattr(torch, name[:-1])
+            elif (user.op == "call_method" and user.target.endswith("_")
+                  and not user.target.startswith("_") and user.args[0] is captured):
+                user.target = user.target[:-1]
+    graph_module.recompile()
 
 
 def to_channels_last(name: str, out: torch.Tensor) -> torch.Tensor:
@@ -107,9 +156,14 @@ class _ChunkWriter:
     layer and chunk; the chunk is then not recorded as complete.
     """
 
+    #: Sets of chunk buffers in circulation: one being filled, one queued, one being written.
+    n_buffers = 3
+
     def __init__(self, group: zarr.Group, arrays: dict[str, zarr.Array], store_path: Path):
         self.group, self.arrays, self.store_path = group, arrays, store_path
         self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.free: queue.Queue = queue.Queue()  # buffers written out, ready to be filled again
+        self.allocated = 0
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -123,7 +177,8 @@ class _ChunkWriter:
             try:
                 for name, data in outputs.items():
                     what = f"layer {name!r}"
-                    self.arrays[name][start:stop] = data
+                    self.arrays[name][start:stop] = data[: stop - start]
+                self.free.put(outputs)
                 what = "the attribute complete_chunks"
                 done = sorted({*self.group.attrs.get("complete_chunks", []), index})
                 self.group.attrs["complete_chunks"] = done
@@ -136,6 +191,19 @@ class _ChunkWriter:
                 self.error.__cause__ = exc
             except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
                 self.error = exc
+
+    def buffers(self, shapes: dict[str, tuple[int, ...]], dtype: str) -> dict[str, np.ndarray]:
+        """One chunk's output buffers: reused once written (fresh pages cost page faults)."""
+        if self.free.empty() and self.allocated < self.n_buffers:
+            self.allocated += 1
+            return {name: np.empty(shape, dtype) for name, shape in shapes.items()}
+        while True:
+            self.raise_error()
+            try:
+                return self.free.get(timeout=0.1)
+            except queue.Empty:
+                if not self.thread.is_alive():
+                    raise RuntimeError(f"the writer of {self.store_path} stopped") from None
 
     def put(self, item) -> None:
         self.raise_error()
@@ -165,6 +233,7 @@ def extract_activations(
     chunk_size: int = 256,
     device: str | torch.device = "cpu",
     dtype: str = "float32",
+    compression: str = "none",
     progress: bool = True,
 ) -> dict:
     """Run ``model`` over ``images`` and write the outputs of ``layers`` to ``store_path``.
@@ -180,6 +249,7 @@ def extract_activations(
     batch_size, chunk_size : images per forward pass and per stored chunk
     device : a torch device
     dtype : ``float32`` or ``float16`` for the stored arrays
+    compression : codec of new stores, see :func:`compressor`
 
     Returns
     -------
@@ -191,6 +261,7 @@ def extract_activations(
         raise ValueError("no images to extract activations from")
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
+    codec = compressor(compression)
     device = torch.device(device)
     extractor = feature_extractor(model, layers).to(device)
     first = images[0:1]
@@ -211,7 +282,7 @@ def extract_activations(
         for name, shape in shapes.items():
             group.create_array(
                 name, shape=shape, chunks=(min(chunk_size, n), *shape[1:]), dtype=dtype,
-                compressors=compressor(), fill_value=0,
+                compressors=codec, fill_value=0,
                 attributes={"layer": name, "layout": "NHWC"},
             )
         group.attrs.update({"fingerprint": fingerprint, "complete_chunks": [], "complete": False})
@@ -233,7 +304,7 @@ def extract_activations(
         for index in todo:
             start, stop = index * chunk_size, min((index + 1) * chunk_size, n)
             chunk_images = np.asarray(images[start:stop])
-            outputs = {name: np.empty((stop - start, *shapes[name][1:]), dtype) for name in layers}
+            outputs = writer.buffers({name: (min(chunk_size, n), *shapes[name][1:]) for name in layers}, dtype)
             for b in range(0, stop - start, batch_size):
                 x = to_input(chunk_images[b : b + batch_size], mean, std).to(device)
                 result = extractor(x)

@@ -125,14 +125,6 @@ def check_layers(model: nn.Module, requested: list[str] | str, model_name: str =
     return list(requested)
 
 
-def disable_inplace(model: nn.Module) -> nn.Module:
-    """Turn off in-place activations so a captured output is not overwritten by the next op."""
-    for module in model.modules():
-        if hasattr(module, "inplace") and isinstance(module.inplace, bool):
-            module.inplace = False
-    return model
-
-
 def resolve_device(device: str) -> torch.device:
     """``auto`` → CUDA where available, else CPU; otherwise the named device."""
     if device == "auto":

@@ -179,6 +179,7 @@ def extract(
     batch_size: int = 128,
     chunk_size: int = 256,
     dtype: str = "float32",
+    compression: str = "none",
     model_name: str = "model",
     progress: bool = True,
 ) -> dict:
@@ -214,7 +215,8 @@ def extract(
     store = activation_store(manifest)
     result = extract_activations(
         net, images, layers, store, mean=meta["mean"], std=meta["std"], fingerprint=fingerprint,
-        batch_size=batch_size, chunk_size=chunk_size, device=dev, dtype=dtype, progress=progress,
+        batch_size=batch_size, chunk_size=chunk_size, device=dev, dtype=dtype,
+        compression=compression, progress=progress,
     )
     out = {"store": store.name, "fingerprint": fingerprint, "model": model_name,
            "dataset": str(dataset), **result}

@@ -117,3 +117,66 @@ def test_channel_mismatch_is_named(digitnet, tmp_path):
     rgb = np.zeros((4, 16, 16, 3), np.uint8)
     with pytest.raises(ValueError, match="3 channel"):
         run(digitnet, rgb, tmp_path / "c.zarr")
+
+
+class _Block(nn.Module):
+    """Captured outputs modified in place three ways: ``+=``, a ``*_`` method, F.relu(inplace)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        a = self.conv(x)
+        b = self.bn(a)
+        b += a
+        c = b.mul(2.0)
+        c.clamp_(min=0.0)
+        d = self.act(c)
+        return nn.functional.relu(d - 1.0, inplace=True)
+
+
+def test_in_place_ops_after_captured_nodes_run_out_of_place_and_others_stay(tmp_path):
+    torch.manual_seed(0)
+    net = _Block().eval()
+    from convdp.extract import feature_extractor
+    from convdp.models import to_input
+
+    images = np.random.default_rng(0).integers(0, 255, (4, 8, 8, 1), dtype=np.uint8)
+    x = to_input(images, MEAN, STD)
+    with torch.no_grad():
+        a = net.conv(x)
+        b = net.bn(a)
+        c = (b + a).mul(2.0)
+        want = {"bn": b, "mul": c}
+        out = feature_extractor(net, ["bn", "mul"])(x)
+    for name, ref in want.items():
+        assert (out[name] < 0).any(), f"{name}: negative values must survive"
+        torch.testing.assert_close(out[name], ref)
+    # only the modules of the extractor change, and only those after a captured node
+    assert net.act.inplace is True
+    with torch.no_grad():
+        out = feature_extractor(net, ["mul", "relu"])(x)
+    assert (out["mul"] < 0).any()
+    torch.testing.assert_close(out["relu"], torch.relu(torch.relu(c) - 1.0))
+    assert feature_extractor(net, ["mul", "relu"]).act_out_of_place.inplace is False
+    assert feature_extractor(net, ["conv", "relu"]).act.inplace is True
+    assert net.act.inplace is True
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_compressed_stores_hold_the_same_values(digitnet, tiny_images, tmp_path, compression):
+    run(digitnet, tiny_images, tmp_path / "plain.zarr")
+    run(digitnet, tiny_images, tmp_path / "packed.zarr", compression=compression)
+    plain, packed = open_activations(tmp_path / "plain.zarr"), open_activations(tmp_path / "packed.zarr")
+    for layer in ("relu1", "relu3"):
+        np.testing.assert_array_equal(packed[layer][:], plain[layer][:])
+        assert packed[layer].compressors and not plain[layer].compressors
+
+
+def test_unknown_compression_is_named(digitnet, tiny_images, tmp_path):
+    with pytest.raises(ValueError, match="unknown compression 'gzip'; choose one of none, lz4, zstd"):
+        run(digitnet, tiny_images, tmp_path / "g.zarr", compression="gzip")
+    assert not (tmp_path / "g.zarr").exists()
