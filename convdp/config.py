@@ -64,10 +64,32 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
                 spec["layers"] = check(net, spec["layers"], name)
             except ValueError as exc:
                 raise ConfigError(f"{key}.layers: {exc}" if "layer" in str(exc) else f"{key}.arch: {exc}") from None
+    if check_layers or all(isinstance(s["layers"], list) for s in config["models"].values()):
+        _check_label_jobs(config)
     b = config["baseline"]
     if b["k_min"] > b["k_max"]:
         raise ConfigError(f"baseline.k_min ({b['k_min']}) is larger than baseline.k_max ({b['k_max']})")
     return config
+
+
+def _check_label_jobs(config: dict) -> None:
+    """``label_jobs`` as a mapping may name only layers that some model clusters."""
+    jobs = config["label_jobs"]
+    if not isinstance(jobs, dict):
+        return
+    layers = {name: spec["layers"] for name, spec in config["models"].items()}
+    known = {layer for names in layers.values() for layer in names}
+    for layer in jobs:
+        if layer not in known:
+            listing = "; ".join(f"{m}: {', '.join(names)}" for m, names in layers.items())
+            raise ConfigError(f"label_jobs.{layer}: {layer!r} is not a layer of any model; "
+                              f"the models' layers are {listing}")
+
+
+def label_jobs(config: dict, layer: str) -> int:
+    """How many jobs label ``layer``'s samples (config ``label_jobs``; 1 = the fit job itself)."""
+    jobs = config.get("label_jobs", 1)
+    return int(jobs.get(layer, 1)) if isinstance(jobs, dict) else int(jobs)
 
 
 def _schema_message(exc: Exception) -> str:
@@ -76,6 +98,12 @@ def _schema_message(exc: Exception) -> str:
     path = getattr(cause, "absolute_path", None)
     where = ".".join(str(p) for p in path) if path else "(top level)"
     msg = getattr(cause, "message", None) or str(exc)
+    if getattr(cause, "context", None):  # oneOf / anyOf: say why each alternative fails
+        why = "; ".join(
+            f"{'.'.join(str(p) for p in c.absolute_path) or where}: {c.message}"
+            for c in cause.context
+        )
+        msg += f" ({why})"
     return f"invalid config at {where}: {msg}"
 
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +265,113 @@ def fit(
                                seed=seed, class_labels=labels, progress=progress)
     record |= dict(context or {})
     record["wall_seconds"] = time.perf_counter() - start
+    write_npz(out_npz, **arrays)
+    write_json(out_json, record)
+    return record
+
+
+# A big layer's fit as separate jobs (config ``label_jobs``): fit once, label ranges, merge.
+
+
+def fit_model(
+    manifest: str | Path,
+    layer: str,
+    mode: str,
+    method: str,
+    params: dict,
+    out_npz: str | Path,
+    out_json: str | Path,
+    *,
+    seed: int = 0,
+) -> dict:
+    """Sample, preprocess and fit one layer; write the model (``.npz``) and its record (``.json``)."""
+    from convdp.cluster import fit_model as fit_layer_model
+
+    array = open_layer(manifest, layer)
+    start = time.perf_counter()
+    model, record = fit_layer_model(array, layer=layer, mode=mode, method=method, params=params,
+                                    seed=seed)
+    record["wall_seconds"] = time.perf_counter() - start
+    write_npz(out_npz, **model)
+    write_json(out_json, record)
+    return record
+
+
+def _load_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: cannot read the {what} ({type(exc).__name__}: {exc}); "
+                         "delete it and rerun") from exc
+
+
+def label_part(
+    manifest: str | Path,
+    model_npz: str | Path,
+    layer: str,
+    mode: str,
+    part: int,
+    parts: int,
+    out_npz: str | Path,
+    *,
+    progress: bool = True,
+) -> dict:
+    """Label the ``part``-th (1-based) of ``parts`` ranges of the layer's images (ranges aligned
+    to the stored chunks) with the saved model; write ``labels``, ``start``, ``stop``,
+    ``seconds`` to ``out_npz``."""
+    from convdp.cluster import label_images, label_ranges, predictor_from_state
+    from convdp.samples import chunk_size
+
+    if not 1 <= part <= parts:
+        raise ValueError(f"{out_npz}: part {part} of {parts} does not exist (parts are 1…{parts})")
+    array = open_layer(manifest, layer)
+    t0 = time.perf_counter()
+    model = _load_npz(model_npz, "fitted model")
+    predictor = predictor_from_state(model, str(model_npz))
+    start, stop = label_ranges(array.shape[0], chunk_size(array), parts)[part - 1]
+    log.info("layer %r (%s mode): labelling images %d–%d (part %d of %d)",
+             layer, mode, start, stop - 1, part, parts)
+    labels = label_images(array, model, mode=mode, start=start, stop=stop, layer=layer,
+                          predictor=predictor, progress=progress)
+    out = {"start": start, "stop": stop, "seconds": time.perf_counter() - t0}
+    write_npz(out_npz, labels=labels, **{k: np.asarray(v) for k, v in out.items()})
+    return out
+
+
+def merge_parts(
+    model_npz: str | Path,
+    model_json: str | Path,
+    parts: list[str | Path],
+    dataset: str | Path,
+    out_npz: str | Path,
+    out_json: str | Path,
+    *,
+    context: dict | None = None,
+) -> dict:
+    """Join the labelled parts of a split fit into the fit's ``.npz`` and ``.json``: the same
+    files, with the same arrays and record (timings aside), as :func:`fit` writes."""
+    from convdp.cluster import merge_labels
+
+    t0 = time.perf_counter()
+    model = _load_npz(model_npz, "fitted model")
+    record = read_json(model_json)
+    loaded, part_seconds = [], 0.0
+    for path in parts:
+        z = _load_npz(path, "labels part")
+        missing = [k for k in ("labels", "start", "stop", "seconds") if k not in z]
+        if missing:
+            raise ValueError(f"{path}: not a labels part, it lacks {missing}; delete it and rerun")
+        loaded.append((int(z["start"]), int(z["stop"]), z["labels"]))
+        part_seconds += float(z["seconds"])
+    group = data_mod.open_dataset(dataset)
+    labels = group["labels"][:] if group.attrs.get("labelled", True) else None
+    # seconds: fitting plus labelling, as in one job; wall_seconds: the jobs' own times
+    arrays, record = merge_labels(model, record, loaded, class_labels=labels,
+                                  seconds=record["fit_seconds"] + part_seconds,
+                                  names=[str(p) for p in parts])
+    record |= dict(context or {})
+    record["wall_seconds"] += part_seconds + time.perf_counter() - t0
     write_npz(out_npz, **arrays)
     write_json(out_json, record)
     return record

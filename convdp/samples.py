@@ -30,12 +30,40 @@ def n_samples(shape: tuple[int, ...], mode: str) -> int:
     return n * h * w if check_mode(mode) == "position" else n
 
 
-def image_chunks(array, step: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(start, stop, block)`` over the images of ``array`` (N, H, W, C), one chunk each."""
+def chunk_size(array) -> int:
+    """Images per stored chunk of ``array`` (N, H, W, C); the whole array for a NumPy array."""
     n = array.shape[0]
-    step = step or (array.chunks[0] if hasattr(array, "chunks") else n)
-    for start in range(0, n, step):
-        stop = min(start + step, n)
+    return int(array.chunks[0]) if hasattr(array, "chunks") else max(n, 1)
+
+
+def chunk_bounds(n: int, step: int, start: int = 0, stop: int | None = None) -> list[int]:
+    """Block boundaries over images ``[start, stop)`` that never cross a multiple of ``step``.
+
+    ``chunk_bounds(120, 50)`` is ``[0, 50, 100, 120]``; ``chunk_bounds(120, 50, 30, 110)`` is
+    ``[30, 50, 100, 110]``: every block lies inside one stored chunk of ``step`` images.
+    """
+    stop = n if stop is None else stop
+    if not 0 <= start <= stop <= n:
+        raise ValueError(f"image range [{start}, {stop}) is not within the {n} images")
+    if start == stop:
+        return [start]
+    inner = range((start // step + 1) * step, stop, step)
+    return [start, *inner, stop]
+
+
+def image_chunks(
+    array, step: int | None = None, start: int = 0, stop: int | None = None
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(start, stop, block)`` over the images of ``array`` (N, H, W, C), one chunk each.
+
+    ``start``/``stop`` restrict it to images ``[start, stop)``; blocks still end at the
+    multiples of ``step`` (the stored chunks), so a range aligned to the chunks reads each
+    of its chunks whole, once.
+    """
+    n = array.shape[0]
+    step = step or chunk_size(array)
+    bounds = chunk_bounds(n, step, start, stop)
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         try:
             block = np.asarray(array[start:stop])
         except MemoryError:
@@ -58,9 +86,12 @@ def to_samples(block: np.ndarray, mode: str) -> np.ndarray:
     return block.mean(axis=(1, 2), dtype=np.float64).astype(block.dtype)
 
 
-def iter_samples(array, mode: str, step: int | None = None) -> Iterator[np.ndarray]:
-    """All samples of a layer in order, one stored chunk of images at a time."""
-    for _, _, block in image_chunks(array, step):
+def iter_samples(
+    array, mode: str, step: int | None = None, start: int = 0, stop: int | None = None
+) -> Iterator[np.ndarray]:
+    """All samples of a layer (of images ``[start, stop)``) in order, one stored chunk of
+    images at a time."""
+    for _, _, block in image_chunks(array, step, start, stop):
         yield to_samples(block, mode)
 
 
