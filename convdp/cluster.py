@@ -101,16 +101,19 @@ def make_dpgmm(params: dict, seed: int):
         random_state=seed,
         init_params=params.get("init", "kmeans"),
     )
-    backend = params.get("backend", "sklearn")
+    backend = params.get("backend", "torch")
     if backend == "sklearn":
         from sklearn.mixture import BayesianGaussianMixture
 
+        if params.get("delete_below"):
+            log.warning("dpgmm.delete_below is ignored by the sklearn backend (torch only)")
         return BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process", **common)
     if backend == "torch":
         from convdp.dpgmm_torch import TorchBayesianGaussianMixture
 
         return TorchBayesianGaussianMixture(
-            device=params.get("device", "cpu"), dtype=params.get("dtype", "float32"), **common
+            device=params.get("device", "cpu"), dtype=params.get("dtype", "float32"),
+            delete_below=params.get("delete_below", 0.0), **common
         )
     raise ValueError(f"unknown dpgmm backend {backend!r}; choose sklearn or torch")
 
@@ -588,7 +591,7 @@ def label_memory_mb(shape, chunk: int, mode: str, n_components: int, parts: int)
     return int(INTERPRETER_MB + held / 1e6)
 
 
-def merge_memory_mb(shape, mode: str) -> int:
-    """Memory (MB) of merging a layer's labels: every sample's label, the class of every
-    sample and the temporaries of the scores (NMI, ARI, purity)."""
-    return int(INTERPRETER_MB + n_samples(shape, mode) * 64 / 1e6)
+def merge_memory_mb(samples: int) -> int:
+    """Memory (MB) of merging the labels of a layer's ``samples`` (the record's ``n_samples``):
+    every sample's label, its class and the temporaries of the scores (NMI, ARI, purity)."""
+    return int(INTERPRETER_MB + samples * 64 / 1e6)

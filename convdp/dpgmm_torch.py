@@ -163,6 +163,15 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         stay below ``_block_elems`` elements.
     tol_per_sample : bool, default=True
         See ``tol``.
+    delete_below : float in [0, 1), default=0.0
+        After convergence, try emptying every component holding fewer than
+        ``delete_below * n_samples`` samples, and keep the result only if the
+        lower bound rises (see ``_delete_moves``).  The model and the objective
+        are scikit-learn's; only the optimum reached differs, and its lower
+        bound is never lower.  A K-means start with many components leaves
+        small pieces of the true clusters that the Dirichlet process empties
+        very slowly: this move removes them.  0 (default) = never, which
+        reproduces scikit-learn's fit.  The workflow's default is 0.01.
     n_threads : int or None, default=None
         Torch intra-op threads used by ``fit`` / ``predict`` / ... (restored
         afterwards); None keeps ``torch.get_num_threads()``.  On a busy machine
@@ -200,7 +209,9 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         Diagnostics of the last fit: ``scatter_skipped`` = number of (block,
         component) scatter-matrix contributions skipped because provably
         negligible, ``mahalanobis_shared`` = number of (iteration, component)
-        Mahalanobis evaluations shared with an identical component.
+        Mahalanobis evaluations shared with an identical component; with
+        ``delete_below > 0`` also ``delete_moves`` (tried), ``delete_moves_kept``
+        and ``deleted`` (components emptied by the kept moves).
 
     All arrays are numpy float64.
     """
@@ -236,6 +247,7 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         dtype="float32",
         chunk_size=65536,
         tol_per_sample=True,
+        delete_below=0.0,
         n_threads=None,
         verbose=0,
     ):
@@ -256,6 +268,7 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         self.dtype = dtype
         self.chunk_size = chunk_size
         self.tol_per_sample = tol_per_sample
+        self.delete_below = delete_below
         self.n_threads = n_threads
         self.verbose = verbose
 
@@ -303,6 +316,9 @@ class TorchBayesianGaussianMixture(BaseEstimator):
             _real("degrees_of_freedom_prior", -math.inf, strict=True)
         if not isinstance(self.tol_per_sample, (bool, np.bool_)):
             raise ValueError(f"tol_per_sample must be a bool, got {self.tol_per_sample!r}")
+        _real("delete_below", 0.0, strict=False)
+        if self.delete_below >= 1.0:
+            raise ValueError(f"delete_below must be < 1 (a fraction of n_samples), got {self.delete_below!r}")
         if self.n_threads is not None:
             _int("n_threads", 1)
         return self._resolve_device(), self._resolve_dtype()
@@ -543,27 +559,12 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         state = self._m_step(*stats)
 
         # --- variational EM ------------------------------------------------
-        lower_bound = -math.inf
-        lower_bounds = []
-        converged = False
-        n_iter = 0
-        for n_iter in range(1, self.max_iter + 1):
-            prev = lower_bound
-            nk, xk, sk, ent = self._e_step_stats(Xc, state)
-            state = self._m_step(nk, xk, sk)
-            lower_bound = self._lower_bound(state, ent)
-            lower_bounds.append(lower_bound)
-            change = abs(lower_bound - prev)
-            if self.tol_per_sample:
-                change /= n_samples
-            if self.verbose:
-                print(
-                    f"  iteration {n_iter}: lower bound per sample "
-                    f"{lower_bound / n_samples:.6f}, change {change:.3g}"
-                )
-            if change < self.tol:
-                converged = True
-                break
+        self._deleted = None
+        state, lower_bounds, converged = self._iterate(Xc, state, [], self.max_iter)
+        n_iter = len(lower_bounds)
+        if converged and self.delete_below > 0:
+            state, lower_bounds, n_iter, converged = self._delete_moves(Xc, state, lower_bounds)
+        lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
         if not converged and self.max_iter > 0:
             warnings.warn(
                 "The torch DPGMM did not converge within max_iter iterations. Try a "
@@ -585,6 +586,77 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         self._prepare_estep(state)  # cache the E-step quantities for predict()
         self.fit_stats_ = stats
         return Xc
+
+    def _iterate(self, Xc, state, lower_bounds, max_iter):
+        """Variational EM from `state` until converged or `max_iter` more iterations.
+
+        Returns the last state, `lower_bounds` with this run's appended, and whether it
+        converged.
+        """
+        n_samples = Xc.shape[0]
+        lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
+        for _ in range(max_iter):
+            prev = lower_bound
+            nk, xk, sk, ent = self._e_step_stats(Xc, state)
+            self._deleted = None  # a deletion lasts one E-step; the components may come back
+            state = self._m_step(nk, xk, sk)
+            lower_bound = self._lower_bound(state, ent)
+            lower_bounds.append(lower_bound)
+            change = abs(lower_bound - prev)
+            if self.tol_per_sample:
+                change /= n_samples
+            if self.verbose:
+                print(
+                    f"  iteration {len(lower_bounds)}: lower bound per sample "
+                    f"{lower_bound / n_samples:.6f}, change {change:.3g}"
+                )
+            if change < self.tol:
+                return state, lower_bounds, True
+        return state, lower_bounds, False
+
+    def _delete_moves(self, Xc, state, lower_bounds):
+        """Empty small components while that raises the lower bound (a better optimum).
+
+        After convergence, the components with ``0.5 < N_k < delete_below * n_samples``
+        (typically the many small pieces a K-means start leaves, which the DP empties
+        only very slowly, if ever) are given no samples for one E-step; EM then runs to
+        convergence again. The result is kept only if its lower bound is higher than
+        before: the same model and objective, a better optimum. A rejected set is halved
+        (the smaller half is tried); an accepted move is followed by another on the new
+        fit. Every iteration counts towards ``max_iter``, those of rejected moves too.
+
+        Returns (state, lower bounds of the kept path, iterations run, converged).
+        """
+        n = Xc.shape[0]
+        stats = self.fit_stats_
+        stats.update(deleted=0, delete_moves=0, delete_moves_kept=0)
+        spent = len(lower_bounds)  # iterations run, rejected moves included
+
+        def candidates(state):  # smallest first; never the largest component
+            nk = state.wc_a - 1.0
+            order = torch.argsort(nk)[:-1]
+            return order[((nk > 0.5) & (nk < self.delete_below * n))[order]]
+
+        cand = candidates(state)
+        converged = True
+        while cand.numel() and self.max_iter - spent >= 2:
+            self._deleted = torch.zeros(self.n_components, dtype=torch.bool, device=self._device)
+            self._deleted[cand] = True
+            new_state, new_bounds, converged = self._iterate(Xc, state, [], self.max_iter - spent)
+            spent += len(new_bounds)
+            stats["delete_moves"] += 1
+            if new_bounds[-1] > lower_bounds[-1]:
+                stats["delete_moves_kept"] += 1
+                stats["deleted"] += int(cand.numel())
+                state, lower_bounds = new_state, lower_bounds + new_bounds
+                if not converged:
+                    break
+                cand = candidates(state)
+            else:
+                converged = True  # the kept fit had converged
+                cand = cand[: cand.numel() // 2]
+        self._deleted = None
+        return state, lower_bounds, spent, converged
 
     @staticmethod
     def _check_resp(resp, n_samples, K):
@@ -820,6 +892,8 @@ class TorchBayesianGaussianMixture(BaseEstimator):
             + 0.5 * (log_lambda - D / st.mean_precision)
             + log_weights
         )
+        if getattr(self, "_deleted", None) is not None:  # a deletion move: these components take no samples
+            const = const.masked_fill(self._deleted, -math.inf)
         if self.covariance_type == "full":
             P = st.prec_chol.to(dt)  # (K, D, D)
             muP = torch.einsum("kd,kde->ke", st.means, st.prec_chol).to(dt)

@@ -298,6 +298,8 @@ def test_explicit_priors_match_sklearn(small):
         (dict(covariance_prior=np.eye(3)), ValueError, "covariance_prior"),
         (dict(tol_per_sample="yes"), ValueError, "tol_per_sample"),
         (dict(n_threads=0), ValueError, "n_threads"),
+        (dict(delete_below=1.0), ValueError, "delete_below"),
+        (dict(delete_below=-0.1), ValueError, "delete_below"),
     ],
 )
 def test_bad_parameters(small, kwargs, exc, match):
@@ -333,3 +335,45 @@ def test_bad_input(small):
     est.fit(X)
     with pytest.raises(ValueError, match="features"):
         est.predict(X[:, :3])
+
+
+def _random_covariance_mixture(n, d, clusters, seed):
+    """Clusters with random full covariances and means ~ N(0, 3^2) (as benchmarks/dpgmm_speed.py)."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=3.0, size=(clusters, d))
+    y = rng.integers(0, clusters, n)
+    mix = rng.normal(size=(clusters, d, d)) / np.sqrt(d)
+    X = means[y] + np.einsum("nd,nde->ne", rng.normal(size=(n, d)), mix[y])
+    return X, y
+
+
+def test_delete_moves_empty_the_pieces_of_an_over_split_start():
+    X, y = _random_covariance_mixture(4000, 16, 6, seed=0)
+    kw = dict(n_components=30, random_state=0, max_iter=100)
+    plain = TorchBayesianGaussianMixture(**kw).fit(X)
+    moved = TorchBayesianGaussianMixture(**kw, delete_below=0.02).fit(X)
+    assert moved.fit_stats_["delete_moves_kept"] >= 1 and moved.fit_stats_["deleted"] >= 1
+    assert moved.lower_bound_per_sample_ > plain.lower_bound_per_sample_ + 1e-3
+    assert adjusted_rand_score(y, plain.predict(X)) < 0.999
+    assert adjusted_rand_score(y, moved.predict(X)) >= 0.999
+    assert plain.n_iter_ < moved.n_iter_ <= kw["max_iter"]
+    # the kept path starts with the plain fit's iterations
+    np.testing.assert_allclose(moved.lower_bounds_[: plain.n_iter_], plain.lower_bounds_, rtol=1e-12)
+    # no iterations left after convergence: no move
+    short = TorchBayesianGaussianMixture(**{**kw, "max_iter": plain.n_iter_ + 1}, delete_below=0.02).fit(X)
+    assert short.fit_stats_["delete_moves"] == 0
+    assert short.lower_bound_ == plain.lower_bound_
+
+
+def test_rejected_delete_moves_leave_the_fit_as_it_was():
+    """Four real clusters of ~25 % each: emptying any of them lowers the bound."""
+    X, y = _planted(0, n=2000)
+    kw = dict(n_components=4, random_state=0, max_iter=200, dtype="float64")
+    plain = TorchBayesianGaussianMixture(**kw).fit(X)
+    moved = TorchBayesianGaussianMixture(**kw, delete_below=0.5).fit(X)
+    assert moved.fit_stats_["delete_moves"] >= 2  # 3 candidates (never the largest), then 1
+    assert moved.fit_stats_["delete_moves_kept"] == 0
+    assert moved.n_iter_ > plain.n_iter_  # the rejected moves' iterations are counted
+    assert moved.lower_bounds_ == plain.lower_bounds_
+    np.testing.assert_array_equal(moved.means_, plain.means_)
+    np.testing.assert_array_equal(moved.predict(X), plain.predict(X))
