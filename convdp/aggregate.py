@@ -28,6 +28,7 @@ from convdp.metrics import contingency  # noqa: E402
 COLUMNS = [
     "model", "dataset", "role", "layer", "layer_index", "mode", "method",
     "clusters_kept", "clusters_used", "lower_bound_per_sample", "iterations", "converged",
+    "components_emptied",
     "n_samples", "n_samples_fit", "n_channels", "n_dims", "dims_dropped",
     "nmi", "ari", "purity", "fit_seconds", "seconds",
 ]

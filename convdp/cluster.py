@@ -128,6 +128,7 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
         "lower_bound_per_sample": float(est.lower_bound_) / len(X),
         "iterations": int(est.n_iter_),
         "converged": bool(est.converged_),
+        "components_emptied": int(getattr(est, "fit_stats_", {}).get("deleted", 0)),
     }
 
 
