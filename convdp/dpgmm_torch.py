@@ -1078,13 +1078,29 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         dof = nu0 + nk
         diff = xk - m0
         if self.covariance_type == "full":
-            cov = (
-                self._cov_prior
-                + nk[:, None, None] * sk
-                + (nk * beta0 / beta)[:, None, None] * diff[:, :, None] * diff[:, None, :]
-            )
-            cov = cov / dof[:, None, None]
+
+            def posterior_cov(sk):
+                cov = (
+                    self._cov_prior
+                    + nk[:, None, None] * sk
+                    + (nk * beta0 / beta)[:, None, None] * diff[:, :, None] * diff[:, None, :]
+                )
+                return cov / dof[:, None, None]
+
+            cov = posterior_cov(sk)
             L, info = torch.linalg.cholesky_ex(cov)
+            if bool((info != 0).any()) and self._dtype != torch.float64:
+                # A component of (nearly) identical samples far from the block centre: its
+                # float32 scatter matrix can come out indefinite by rounding (~eps32 |x|^2 per
+                # sample). An empirical covariance is positive semi-definite, so project the
+                # failed ones onto that cone (eigenvalues clipped at reg_covar) and retry.
+                bad = torch.nonzero(info != 0).squeeze(1)
+                vals, vecs = torch.linalg.eigh(0.5 * (sk[bad] + sk[bad].mT))
+                sk = sk.clone()
+                sk[bad] = (vecs * vals.clamp_min(self.reg_covar)[:, None, :]) @ vecs.mT
+                cov = posterior_cov(sk)
+                L, info = torch.linalg.cholesky_ex(cov)
+                self.fit_stats_["psd_repairs"] = self.fit_stats_.get("psd_repairs", 0) + bad.numel()
             if bool((info != 0).any()):
                 raise ValueError(_PRECISION_ERROR)
             eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
