@@ -35,6 +35,10 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    jobs = config.get("label_jobs")
+    if isinstance(jobs, dict):  # `--config 'label_jobs={relu4: 4}'` gives the 4 as a string
+        config["label_jobs"] = {k: int(v) if isinstance(v, str) and v.isdigit() else v
+                                for k, v in jobs.items()}
     try:
         validate(config, str(schema), set_default=True)
     except WorkflowError as exc:

@@ -2,7 +2,9 @@
 
 import re
 
-from convdp.config import validate_config
+from convdp.cluster import label_memory_mb, merge_memory_mb
+from convdp.config import label_jobs, validate_config
+from convdp.io import read_json
 
 # Validates against config/schema.yaml with snakemake.utils.validate (defaults filled in),
 # then checks data set references and layer names; errors name the key, before any job runs.
@@ -59,6 +61,53 @@ def fit_mem_mb(wildcards, attempt):
     n = config["preprocess"]["max_samples"] or 200_000
     k = max(config["dpgmm"]["n_components"], config["baseline"]["k_max"])
     return int((1000 + n * (k + 512) * 8 * 3 / 1e6) * attempt)
+
+
+# Split fits (config label_jobs > 1 for a layer): a *_model job fits, label_* jobs label one
+# range of images each, a merge_* job writes the same {mode}.npz/.json as an unsplit fit job.
+# Which rule writes a layer's {mode}.npz is decided by the layer wildcard's constraint.
+
+
+def layers_labelled(split):
+    """Pattern of the layer names whose samples are labelled in separate jobs (``split``) or
+    by the fit job itself; one that matches nothing when there are none."""
+    names = {
+        layer
+        for spec in MODELS.values()
+        for layer in spec["layers"]
+        if (label_jobs(config, layer) > 1) == split
+    }
+    return _alternatives(sorted(names)) if names else "(?!)"
+
+
+def label_parts(method):
+    """Input function of merge_{method}: the label parts of the layer, part 1 to n."""
+
+    def parts(wildcards):
+        n = label_jobs(config, wildcards.layer)
+        stem = "results/{}/{}/{}/{}/{}".format(
+            method, wildcards.model, wildcards.dataset, wildcards.layer, wildcards.mode
+        )
+        return [f"{stem}.part{i}of{n}.npz" for i in range(1, n + 1)]
+
+    return parts
+
+
+def label_mem_mb(wildcards, input, attempt):
+    """Memory for one label job, sized from one stored chunk of the layer (its shape from the
+    extraction manifest) and its range's labels, not from the fitting samples; doubled on each
+    retry. Before the extraction has run (a dry run) Snakemake shows it as <TBD>."""
+    shape = read_json(input.manifest)["layers"][wildcards.layer]["shape"]
+    k = max(config["dpgmm"]["n_components"], config["baseline"]["k_max"])
+    chunk = config["extract"]["chunk_size"]
+    parts = int(wildcards.parts)
+    return label_memory_mb(shape, chunk, wildcards.mode, k, parts) * attempt
+
+
+def merge_mem_mb(wildcards, input, attempt):
+    """Memory for merging a layer's labels: every sample's label and class (from the fitted
+    model's record); <TBD> in a dry run before the fit."""
+    return merge_memory_mb(read_json(input.model_json)["n_samples"]) * attempt
 
 
 def uses_gpu():

@@ -4,6 +4,10 @@
   with the Slurm profile on the default config.yaml plans one fit_dpgmm job per
   layer x data set x mode, each with its memory, run time and CPUs, and the
   extraction jobs ask for a GPU.
+* ``test_slurm_dry_run_lists_label_jobs_when_split`` (fast): the same with
+  ``label_jobs`` for one layer: its fits become a model fit, 3 label jobs and a
+  merge, one CPU each; a label job's memory is sized from one stored chunk of
+  the layer (shape from the extraction manifest; <TBD> before there is one).
 * ``test_tiny_workflow_through_slurm_equals_local_run`` (marker ``slurm``; needs
   root and the Debian Slurm packages, see .ci/install_slurm.sh; skipped
   otherwise): runs tests/config/tiny.yaml through Slurm and, at the same time,
@@ -31,6 +35,7 @@ Run with:  python -m pytest -m slurm tests/test_slurm_workflow.py
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -325,12 +330,12 @@ def parse_jobs(log: str) -> list[dict]:
 # --------------------------------------------------------------------------
 # fast: dry run with the Slurm profile (no Slurm needed)
 # --------------------------------------------------------------------------
-@pytest.mark.skipif(_why_not_plugin() is not None, reason=str(_why_not_plugin()))
-def test_slurm_dry_run_lists_one_job_per_fit(tmp_path):
+def slurm_dry_run(workdir: Path, *extra: str) -> str:
+    """``snakemake -n`` with profiles/slurm on the default config in ``workdir``: its log."""
     cmd = [
         sys.executable, "-m", "snakemake", "-n",
         "--snakefile", str(SNAKEFILE),
-        "--directory", str(tmp_path),  # nothing is written into the repository
+        "--directory", str(workdir),  # nothing is written into the repository
         "--configfile", str(DEFAULT_CONFIG),
         "--profile", str(PROFILE),
         "--workflow-profile", "none",
@@ -338,12 +343,19 @@ def test_slurm_dry_run_lists_one_job_per_fit(tmp_path):
         # (Snakemake then does not print them at all); a real Slurm run has no such
         # cap.  A large --cores makes the dry run show the threads sbatch would get.
         "--cores", "1024",
+        *extra,
     ]  # fmt: skip
     r = subprocess.run(
         cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=DRY_RUN_TIMEOUT_S
     )
     log = r.stdout + r.stderr
     assert r.returncode == 0, tail(log)
+    return log
+
+
+@pytest.mark.skipif(_why_not_plugin() is not None, reason=str(_why_not_plugin()))
+def test_slurm_dry_run_lists_one_job_per_fit(tmp_path):
+    log = slurm_dry_run(tmp_path)
     jobs = parse_jobs(log)
     by_rule: dict[str, list[dict]] = {}
     for job in jobs:
@@ -389,6 +401,58 @@ def test_slurm_dry_run_lists_one_job_per_fit(tmp_path):
         for job in by_rule[rule]:
             assert job["resources"].get("gpu") == "1", job
             assert int(job["resources"]["cpus_per_gpu"]) >= 1, job
+
+
+@pytest.mark.skipif(_why_not_plugin() is not None, reason=str(_why_not_plugin()))
+def test_slurm_dry_run_lists_label_jobs_when_split(tmp_path):
+    from convdp.cluster import label_memory_mb
+    from convdp.config import validate_config
+
+    cfg = validate_config(yaml.safe_load(DEFAULT_CONFIG.read_text()), check_layers=False)
+    (model, spec), = cfg["models"].items()
+    source, target = spec["analyse_on"]
+    layer = spec["layers"][-1]
+    # As when the source's extraction has run (the label jobs are submitted after it): its
+    # manifest gives the layer's shape. The target's extraction has not run yet.
+    shape = [2500, 4, 4, 64]
+    manifest = tmp_path / "results" / "activations" / model / f"{source}.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"layers": {layer: {"shape": shape}}}))
+    log = slurm_dry_run(tmp_path, "--config", f"label_jobs={{{layer}: 3}}")
+    jobs = parse_jobs(log)
+    stats = job_stats(log)
+    assert Counter(j["rule"] for j in jobs) == Counter(stats)
+    n_split = len(spec["analyse_on"]) * len(cfg["modes"])  # the layer's fits per method
+    n_fits = fits_per_method(DEFAULT_CONFIG)
+    k = max(cfg["dpgmm"]["n_components"], cfg["baseline"]["k_max"])
+    profile_runtime = {rule: res.get("runtime") for rule, res in profile_set_resources().items()}
+    for method in ("dpgmm", "baseline"):
+        assert stats[f"fit_{method}"] == n_fits - n_split, stats
+        assert stats[f"fit_{method}_model"] == stats[f"merge_{method}"] == n_split, stats
+        assert stats[f"label_{method}"] == 3 * n_split, stats
+        for job in jobs:
+            if job["rule"] not in (f"fit_{method}_model", f"label_{method}", f"merge_{method}"):
+                continue
+            res, wc = job["resources"], job["wildcards"]
+            assert wc["layer"] == layer and job["threads"] == 1 and not job["local"], job
+            assert int(res.get("gpu", "0") or 0) == 0 and int(res["runtime"]) > 0, job
+            if job["rule"] == f"fit_{method}_model":  # sized from the fitting samples
+                assert int(res["mem_mb"]) > 1000, job
+                assert res["runtime"] == profile_runtime[job["rule"]].replace(" * attempt", ""), job
+            elif job["rule"] == f"label_{method}":  # sized from one chunk of the layer
+                assert wc["parts"] == "3" and wc["part"] in {"1", "2", "3"}, job
+                if wc["dataset"] == source:
+                    want = label_memory_mb(shape, cfg["extract"]["chunk_size"], wc["mode"], k, 3)
+                    assert int(res["mem_mb"]) == want, job
+                else:  # evaluated when the job is submitted, after the extraction
+                    assert res["mem_mb"] == "<TBD>", job
+            else:  # merge: sized from the fit's record, written by the model fit
+                assert res["mem_mb"] == "<TBD>", job
+    # position mode holds 16 samples an image: its label jobs need more than image mode's
+    mem = {(j["wildcards"]["dataset"], j["wildcards"]["mode"]): int(j["resources"]["mem_mb"])
+           for j in jobs if j["rule"] == "label_dpgmm" and j["wildcards"]["dataset"] == source}
+    assert mem[source, "position"] > mem[source, "image"] >= 1000, mem
+    assert target in {j["wildcards"]["dataset"] for j in jobs if j["rule"] == "label_dpgmm"}
 
 
 # --------------------------------------------------------------------------

@@ -10,11 +10,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import ROOT
+
+TINY = ROOT / "tests/config/tiny.yaml"
+
 
 def snakemake(repo_root, workdir, *args, timeout=900):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo_root / "Snakefile"),
            "--directory", str(workdir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+SPLIT_RULES = tuple(f"{step}_{method}" for method in ("dpgmm", "baseline")
+                    for step in ("label", "merge")) + ("fit_dpgmm_model", "fit_baseline_model")
+TIMING = ["fit_seconds", "seconds", "wall_seconds"]
+
+
+def job_counts(text):
+    """Snakemake's ``Job stats`` table: rule -> jobs."""
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", text, re.M)}
 
 
 def test_dry_run_has_one_fit_per_layer_dataset_mode(repo_root, tmp_path):
@@ -26,6 +40,20 @@ def test_dry_run_has_one_fit_per_layer_dataset_mode(repo_root, tmp_path):
     assert counts["fit_baseline"] == "16"
     assert counts["extract_activations"] == "2"
     assert counts["prepare_dataset"] == "2"
+    # label_jobs: 1 (the default): each fit job labels its samples, no other job does
+    assert not set(SPLIT_RULES) & set(counts), counts
+
+
+def test_dry_run_with_label_jobs_has_fit_label_and_merge_jobs(repo_root, tmp_path):
+    out = snakemake(repo_root, tmp_path, "-n", "--configfile", str(repo_root / "config.yaml"),
+                    "--config", "label_jobs=3")
+    assert out.returncode == 0, out.stderr
+    counts = job_counts(out.stdout)
+    for method in ("dpgmm", "baseline"):  # 16 fits: 16 model fits, 3 × 16 labellings, 16 merges
+        assert f"fit_{method}" not in counts
+        assert counts[f"fit_{method}_model"] == 16
+        assert counts[f"label_{method}"] == 48
+        assert counts[f"merge_{method}"] == 16
 
 
 def test_bad_config_fails_before_any_job(repo_root, tmp_path):
@@ -45,11 +73,18 @@ def test_unknown_layer_fails_listing_layers(repo_root, tmp_path):
     assert "['fc7'] not found in digitnet; its layers are: conv1, relu1" in out.stderr + out.stdout
 
 
-@pytest.mark.slow
-def test_tiny_run_produces_every_output(repo_root, tmp_path):
-    out = snakemake(repo_root, tmp_path, "--cores", "2", "--configfile",
-                    str(repo_root / "tests/config/tiny.yaml"))
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """tests/config/tiny.yaml run end to end, once for the tests that read its results."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    out = snakemake(ROOT, workdir, "--cores", "2", "--configfile", str(TINY))
     assert out.returncode == 0, out.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_tiny_run_produces_every_output(repo_root, tiny_run):
+    tmp_path = tiny_run
     res = tmp_path / "results"
     df = pd.read_csv(res / "summary.csv")
     assert len(df) == 4 * 2 * 2 * 2
@@ -74,3 +109,37 @@ def test_tiny_run_produces_every_output(repo_root, tmp_path):
                     "--configfile", str(repo_root / "tests/config/tiny.yaml"))
     assert rep.returncode == 0, rep.stderr[-2000:]
     assert (tmp_path / "report.html").stat().st_size > 10000
+
+
+@pytest.mark.slow
+def test_split_labelling_gives_the_unsplit_results(tiny_run, tmp_path):
+    """relu2 fitted once per data set × mode × method, labelled by 3 jobs, merged: the same
+    summary (timings aside) and the same fit arrays as the unsplit tiny run."""
+    out = snakemake(ROOT, tmp_path, "--cores", "2", "--configfile", str(TINY),
+                    "--config", "label_jobs={relu2: 3}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = job_counts(out.stdout + out.stderr)
+    for method in ("dpgmm", "baseline"):  # relu2: 2 data sets × 2 modes, the other 3 layers unsplit
+        assert counts[f"fit_{method}"] == 3 * 2 * 2
+        assert counts[f"fit_{method}_model"] == 2 * 2
+        assert counts[f"label_{method}"] == 3 * 2 * 2
+        assert counts[f"merge_{method}"] == 2 * 2
+
+    def summary(root):
+        return pd.read_csv(root / "results/summary.csv").drop(columns=TIMING, errors="ignore")
+
+    pd.testing.assert_frame_equal(summary(tmp_path), summary(tiny_run))
+    fits = sorted(p.relative_to(tiny_run) for method in ("dpgmm", "baseline")
+                  for p in (tiny_run / "results" / method).rglob("*.npz")
+                  if p.stem in ("position", "image"))
+    assert len(fits) == 2 * 4 * 2 * 2
+    for rel in fits:
+        with np.load(tiny_run / rel) as whole, np.load(tmp_path / rel) as split:
+            assert split.files == whole.files, rel
+            for key in whole.files:
+                np.testing.assert_array_equal(split[key], whole[key], err_msg=f"{rel}: {key}")
+    relu2 = tmp_path / "results/dpgmm/digitnet/digits_source/relu2"
+    assert sorted(p.name for p in relu2.iterdir()) == [  # the parts were temporary
+        "image.json", "image.model.json", "image.model.npz", "image.npz",
+        "position.json", "position.model.json", "position.model.npz", "position.npz"]
+    assert (tmp_path / "logs/label_dpgmm/digitnet/digits_source/relu2/position.part3of3.log").is_file()
