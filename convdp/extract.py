@@ -51,7 +51,8 @@ def compressor(name: str = "none"):
     activations barely compress (ReLU maps with half their values zero: 1.1–1.5× with LZ4,
     1.6× with zstd), while compressing costs the writer more CPU time than the forward pass
     can hide on a small machine, so the default is ``none``. ``zstd`` is for runs short of
-    disk rather than time.
+    disk rather than time. A missing or truncated chunk is refused either way; garbled bytes
+    in a chunk of the right size are noticed only by a codec (``lz4``, ``zstd``).
     """
     from zarr.codecs import BloscCodec
 
