@@ -246,16 +246,21 @@ def _rebuild_sklearn_dpgmm(model, what):
         n_components=len(means), covariance_type=str(model[f"{PREDICT}covariance_type"]),
         weight_concentration_prior_type="dirichlet_process",
     )
+    _set_dpgmm_attributes(est, model)
+    return est
+
+
+def _set_dpgmm_attributes(est, model) -> None:
+    """The fitted attributes scikit-learn's DP mixture (and the torch backend) predict with."""
     est.weights_ = np.asarray(model["weights"])
-    est.means_ = means
+    est.means_ = np.asarray(model["means"])
     est.covariances_ = np.asarray(model["covariances"])
     est.precisions_cholesky_ = np.asarray(model["precisions_cholesky"])
     est.mean_precision_ = np.asarray(model["mean_precision"])
     est.degrees_of_freedom_ = np.asarray(model["degrees_of_freedom"])
     est.weight_concentration_ = (np.asarray(model["weight_concentration_a"]),
                                  np.asarray(model["weight_concentration_b"]))
-    est.n_features_in_ = means.shape[1]
-    return est
+    est.n_features_in_ = est.means_.shape[1]
 
 
 def _rebuild_torch_dpgmm(model, what):
@@ -281,16 +286,8 @@ def _rebuild_torch_dpgmm(model, what):
 
     est._device, est._dtype = device, dtype
     est._n_aug = 1 if covariance_type == "full" else 0
-    est.n_features_in_ = means.shape[1]
     est._shift = tensor(f"{PREDICT}shift")
-    est.weights_ = np.asarray(model["weights"])
-    est.means_ = means
-    est.covariances_ = np.asarray(model["covariances"])
-    est.precisions_cholesky_ = np.asarray(model["precisions_cholesky"])
-    est.mean_precision_ = np.asarray(model["mean_precision"])
-    est.degrees_of_freedom_ = np.asarray(model["degrees_of_freedom"])
-    est.weight_concentration_ = (np.asarray(model["weight_concentration_a"]),
-                                 np.asarray(model["weight_concentration_b"]))
+    _set_dpgmm_attributes(est, model)
     state = _State(
         wc_a=tensor("weight_concentration_a"), wc_b=tensor("weight_concentration_b"),
         mean_precision=tensor("mean_precision"), means=tensor(f"{PREDICT}means_centred"),
