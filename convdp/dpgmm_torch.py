@@ -47,7 +47,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = ["TorchBayesianGaussianMixture"]
 
@@ -132,7 +132,8 @@ class TorchBayesianGaussianMixture(BaseEstimator):
     max_iter : int, default=100
         Maximum number of variational EM iterations (0 = only initialise).
     n_init : int, default=1
-        Only 1 is supported.
+        Number of restarts (different initialisations); the fit with the highest lower
+        bound is kept, and every restart's result is in ``init_results_``.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
         How the initial responsibilities are obtained; identical to
         scikit-learn (``KMeans(n_clusters=K, n_init=1, random_state=rs)`` on the
@@ -172,6 +173,17 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         small pieces of the true clusters that the Dirichlet process empties
         very slowly: this move removes them.  0 (default) = never, which
         reproduces scikit-learn's fit.  The workflow's default is 0.01.
+    merge : bool, default=False
+        After convergence, try merging pairs of components that share responsibility
+        (memoized merge moves, Hughes & Sudderth): a merge is kept only if the lower bound
+        rises, then EM runs on; rounds repeat while merges are kept (see
+        ``convdp.dpgmm_moves``).  False reproduces scikit-learn's fit.
+    max_components : int or None, default=None
+        Adaptive truncation: when a fit holds more than ``grow_at * K`` occupied components
+        (>= 1 sample each), it is refitted with ``2 K``, up to ``max_components``, so that
+        the truncation is not what limits the number of clusters.  None = never.
+    grow_at : float in (0, 1], default=0.75
+        The occupied fraction of the truncation above which a fit is ``saturated_``.
     n_threads : int or None, default=None
         Torch intra-op threads used by ``fit`` / ``predict`` / ... (restored
         afterwards); None keeps ``torch.get_num_threads()``.  On a busy machine
@@ -198,10 +210,25 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         after the last iteration.
     lower_bound_per_sample_ : float
         ``lower_bound_ / n_samples``.
+    elbo_per_sample_ : float
+        The lower bound per sample without the constant scikit-learn drops per component
+        (see ``_empty_component_bound``): comparable across truncations and restarts, and
+        the criterion that picks the kept restart.
     lower_bounds_ : list of float
         Lower bound after each iteration (length ``n_iter_``).
     n_iter_ : int
     converged_ : bool
+    truncation_ : int
+        The truncation K of the kept fit (``n_components`` or grown, see ``max_components``).
+    n_active_ : int
+        Components holding at least one sample (sum of responsibilities >= 1).
+    saturated_ : bool
+        ``n_active_ > grow_at * truncation_``: the truncation may have bound the count.
+    n_effective_ : float
+        Effective number of clusters, ``exp(entropy of weights_)``.
+    init_results_ : list of dict
+        Per restart: lower_bound, lower_bound_per_sample, n_iter, converged, truncation,
+        n_active, saturated, fit_stats.
     weight_concentration_prior_, mean_precision_prior_, mean_prior_,
     degrees_of_freedom_prior_, covariance_prior_ : the priors actually used.
     n_features_in_ : int
@@ -248,6 +275,9 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         chunk_size=65536,
         tol_per_sample=True,
         delete_below=0.0,
+        merge=False,
+        max_components=None,
+        grow_at=0.75,
         n_threads=None,
         verbose=0,
     ):
@@ -269,6 +299,9 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         self.chunk_size = chunk_size
         self.tol_per_sample = tol_per_sample
         self.delete_below = delete_below
+        self.merge = merge
+        self.max_components = max_components
+        self.grow_at = grow_at
         self.n_threads = n_threads
         self.verbose = verbose
 
@@ -295,8 +328,6 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         _int("max_iter", 0)
         _int("chunk_size", 1)
         _int("n_init", 1)
-        if self.n_init != 1:
-            raise NotImplementedError(f"n_init={self.n_init}: only n_init=1 is supported")
         if self.covariance_type in ("tied", "spherical"):
             raise NotImplementedError(
                 f"covariance_type={self.covariance_type!r} is not implemented in the torch "
@@ -321,6 +352,13 @@ class TorchBayesianGaussianMixture(BaseEstimator):
             raise ValueError(f"delete_below must be < 1 (a fraction of n_samples), got {self.delete_below!r}")
         if self.n_threads is not None:
             _int("n_threads", 1)
+        if not isinstance(self.merge, (bool, np.bool_)):
+            raise ValueError(f"merge must be a bool, got {self.merge!r}")
+        if self.max_components is not None:
+            _int("max_components", self.n_components)
+        _real("grow_at", 0.0, strict=True)
+        if self.grow_at > 1.0:
+            raise ValueError(f"grow_at must be in (0, 1] (a fraction of the truncation), got {self.grow_at!r}")
         return self._resolve_device(), self._resolve_dtype()
 
     def _resolve_dtype(self):
@@ -342,36 +380,39 @@ class TorchBayesianGaussianMixture(BaseEstimator):
             raise ValueError(f"device={self.device!r} but CUDA is not available")
         return dev
 
-    @staticmethod
-    def _check_X(X, name="X"):
-        """Return X as a C-contiguous 2-D float32/float64 numpy array or torch tensor."""
-        if isinstance(X, torch.Tensor):
-            if X.dtype not in (torch.float32, torch.float64):
-                X = X.to(torch.float64)
-            arr = X.detach()
-        else:
-            try:
-                arr = np.asarray(X)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{name} must be a numeric 2-D array") from err
-            if arr.dtype not in (np.float32, np.float64):
-                if arr.dtype.kind not in "biuf":
-                    raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-                arr = arr.astype(np.float64)
-            arr = np.ascontiguousarray(arr)
+    def _check_X(self, X, reset):
+        """X as a C-contiguous 2-D float32/float64 numpy array or torch tensor.
+
+        Arrays go through scikit-learn's ``validate_data`` (its messages for sparse,
+        complex, object, 1-D and empty input; ``n_features_in_`` set on fit, checked on
+        predict); torch tensors are checked here with the same rules.
+        """
+        if not isinstance(X, torch.Tensor):
+            return validate_data(
+                self, X, reset=reset, dtype=[np.float64, np.float32], order="C",
+                ensure_min_samples=2 if reset else 1,
+            )
+        arr = X.detach()
+        if arr.dtype not in (torch.float32, torch.float64):
+            if arr.is_complex():
+                raise ValueError("Complex data not supported")
+            arr = arr.to(torch.float64)
         if arr.ndim != 2:
             raise ValueError(
-                f"{name} must be 2-D of shape (n_samples, n_features), got shape {tuple(arr.shape)}"
+                f"Expected 2D array, got shape {tuple(arr.shape)}. Reshape your data: X must be "
+                "of shape (n_samples, n_features)"
             )
         if arr.shape[0] < 1 or arr.shape[1] < 1:
-            raise ValueError(f"{name} is empty: shape {tuple(arr.shape)}")
-        finite = (
-            bool(torch.isfinite(arr).all())
-            if isinstance(arr, torch.Tensor)
-            else bool(np.isfinite(arr).all())
-        )
-        if not finite:
-            raise ValueError(f"{name} contains NaN or infinity")
+            raise ValueError(f"X is empty: shape {tuple(arr.shape)}")
+        if not bool(torch.isfinite(arr).all()):
+            raise ValueError("Input X contains NaN or infinity")
+        if reset:
+            self.n_features_in_ = arr.shape[1]
+        elif arr.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {arr.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
         return arr
 
     # ------------------------------------------------------------------ #
@@ -453,7 +494,7 @@ class TorchBayesianGaussianMixture(BaseEstimator):
     # ------------------------------------------------------------------ #
     def _fit(self, X, resp_init):
         device, dtype = self._check_params()
-        X = self._check_X(X)
+        X = self._check_X(X, reset=True)
         n_samples, n_features = X.shape
         K = self.n_components
         if n_samples < 2:
@@ -462,6 +503,9 @@ class TorchBayesianGaussianMixture(BaseEstimator):
             raise ValueError(f"n_samples={n_samples} should be >= n_components={K}")
         if resp_init is not None:
             resp_init = self._check_resp(resp_init, n_samples, K)
+            if self.max_components is not None or self.n_init > 1:
+                raise ValueError("resp_init fixes one start: use it with n_init=1 and "
+                                 "max_components=None")
 
         self._device, self._dtype = device, dtype
         self._n_aug = 1 if self.covariance_type == "full" else 0
@@ -470,11 +514,6 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         # --- priors (float64) and centred copy of the data ----------------
         Xc, shift, gram, absmax = self._centre(X, device, dtype)
         self._shift = shift
-        self.weight_concentration_prior_ = (
-            1.0 / K
-            if self.weight_concentration_prior is None
-            else float(self.weight_concentration_prior)
-        )
         self.mean_precision_prior_ = (
             1.0 if self.mean_precision_prior is None else float(self.mean_precision_prior)
         )
@@ -545,47 +584,130 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         self._flush = max(fi.tiny / fi.eps, fi.eps**2 / n_samples)
         self._prune_log = math.log(self._flush)
         self._prune = self._prune_components and self.covariance_type == "full"
-        self._prune_now = self._prune
-        self._prune_pause = 0  # iterations left without pruning (it did not pay off)
-        self.fit_stats_ = {"scatter_skipped": 0, "mahalanobis_shared": 0, "mahalanobis_pruned": 0}
 
-        # --- initialisation ------------------------------------------------
-        random_state = check_random_state(self.random_state)
-        if resp_init is not None:
-            resp_src = ("dense", torch.as_tensor(resp_init, device=device, dtype=dtype))
-        else:
-            resp_src = self._initial_resp(X, random_state, device, dtype)
-        stats = self._stats_from_resp(Xc, resp_src)
-        state = self._m_step(*stats)
-
-        # --- variational EM ------------------------------------------------
-        self._deleted = None
-        state, lower_bounds, converged = self._iterate(Xc, state, [], self.max_iter)
-        n_iter = len(lower_bounds)
-        if converged and self.delete_below > 0:
-            state, lower_bounds, n_iter, converged = self._delete_moves(Xc, state, lower_bounds)
-        lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
-        if not converged and self.max_iter > 0:
+        # --- restarts × truncation levels; the best lower bound is kept ------
+        best = None
+        self.init_results_ = []
+        for rs in self._init_random_states():
+            K = self.n_components
+            while True:
+                fit = self._fit_once(Xc, X, K, rs(), resp_init)
+                grow = self.max_components is not None and fit["saturated"] and K < self.max_components
+                if not grow:
+                    break
+                K = min(2 * K, self.max_components)
+            self.init_results_.append({k: v for k, v in fit.items() if k != "state"})
+            if best is None or fit["elbo_per_sample"] > best["elbo_per_sample"]:
+                best = fit
+        if not best["converged"] and self.max_iter > 0:
             warnings.warn(
                 "The torch DPGMM did not converge within max_iter iterations. Try a "
                 "larger max_iter or tol, or check for degenerate data.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
+        self._set_fitted(best, n_samples)
+        return Xc
 
+    def _init_random_states(self):
+        """One factory of the initialisation's random state per restart (``n_init``).
+
+        Restart 0 uses ``random_state`` itself (scikit-learn's initialisation); the others a
+        seed derived from it. An int seed gives every truncation level of a restart the
+        same stream, so a fit grown to K equals a fit started at K.
+        """
+        base = self.random_state
+        if base is not None and not isinstance(base, numbers.Integral):
+            return [lambda: check_random_state(base)] * self.n_init  # a shared RandomState
+        seeds = [base] + [
+            None if base is None else int(np.random.SeedSequence([int(base), i]).generate_state(1)[0])
+            for i in range(1, self.n_init)
+        ]
+        return [lambda s=s: check_random_state(s) for s in seeds]
+
+    def _fit_once(self, Xc, X, K, random_state, resp_init):
+        """One variational fit at truncation K: initialise, EM, moves (see convdp.dpgmm_moves).
+
+        Returns a dict: state, lower_bound, lower_bounds, n_iter, converged, truncation,
+        n_active (components holding >= 1 sample), saturated, fit_stats.
+        """
+        from convdp import dpgmm_moves
+
+        n_samples = Xc.shape[0]
+        if n_samples < K:
+            raise ValueError(f"n_samples={n_samples} should be >= n_components={K}")
+        self._K = K
+        self.weight_concentration_prior_ = (
+            1.0 / K if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
+        )
+        self._prune_now = self._prune
+        self._prune_pause = 0  # iterations left without pruning (it did not pay off)
+        self.fit_stats_ = {"scatter_skipped": 0, "mahalanobis_shared": 0, "mahalanobis_pruned": 0}
+        self._deleted = None
+        if resp_init is not None:
+            resp_src = ("dense", torch.as_tensor(resp_init, device=self._device, dtype=self._dtype))
+        else:
+            resp_src = self._initial_resp(X, random_state, self._device, self._dtype)
+        state = self._m_step(*self._stats_from_resp(Xc, resp_src))
+        state, lower_bounds, converged = self._iterate(Xc, state, [], self.max_iter)
+        state, lower_bounds, n_iter, converged = dpgmm_moves.run_moves(
+            self, Xc, state, lower_bounds, converged
+        )
+        n_active = int(((state.wc_a - 1.0) >= 1.0).sum())
+        lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
+        elbo = lower_bound - K * self._empty_component_bound()
+        return {
+            "state": state,
+            "lower_bound": float(lower_bound),
+            "lower_bound_per_sample": float(lower_bound) / n_samples,
+            "elbo_per_sample": float(elbo) / n_samples,
+            "lower_bounds": [float(v) for v in lower_bounds],
+            "n_iter": n_iter if self.max_iter > 0 else 0,
+            "converged": converged,
+            "truncation": K,
+            "n_active": n_active,
+            "saturated": n_active > self.grow_at * K,
+            "fit_stats": dict(self.fit_stats_),
+        }
+
+    def _empty_component_bound(self):
+        """What one component without samples adds to scikit-learn's lower bound.
+
+        scikit-learn drops constant terms per component, so its bound grows with the
+        truncation by this much for every empty component (prior = posterior: no KL).
+        ``lower_bound_ - K * this`` is the bound with those terms restored, equal for any
+        truncation that leaves components empty.
+        """
+        D = self.n_features_in_
+        f64 = dict(dtype=torch.float64, device=self._device)
+        nk = torch.full((1,), 10 * torch.finfo(self._dtype).eps, **f64)
+        xk = torch.zeros(1, D, **f64)
+        eye = torch.eye(D, **f64) if self.covariance_type == "full" else torch.ones(D, **f64)
+        return self._lower_bound(self._m_step(nk, xk, (self.reg_covar * eye)[None]), 0.0)
+
+    def _set_fitted(self, fit, n_samples):
+        """Public attributes and the predict cache from the kept fit."""
+        state = fit["state"]
+        self._K = fit["truncation"]
         self._state = state
         self._set_attributes(state)
-        self.n_iter_ = n_iter if self.max_iter > 0 else 0
-        self.converged_ = converged
-        self.lower_bound_ = float(lower_bound)
-        self.lower_bound_per_sample_ = float(lower_bound) / n_samples
-        self.lower_bounds_ = [float(v) for v in lower_bounds]
+        self.n_iter_ = fit["n_iter"]
+        self.converged_ = fit["converged"]
+        self.lower_bound_ = fit["lower_bound"]
+        self.lower_bound_per_sample_ = fit["lower_bound_per_sample"]
+        self.elbo_per_sample_ = fit["elbo_per_sample"]
+        self.lower_bounds_ = fit["lower_bounds"]
+        self.truncation_ = fit["truncation"]
+        self.n_active_ = fit["n_active"]
+        self.saturated_ = bool(fit["saturated"])
+        w = self.weights_[self.weights_ > 0]
+        self.n_effective_ = float(np.exp(-np.sum(w * np.log(w))))
         self._perm = None
         self._prune_now = False
-        stats = dict(self.fit_stats_)
+        self._deleted = None
+        self.fit_stats_ = dict(fit["fit_stats"])
         self._prepare_estep(state)  # cache the E-step quantities for predict()
-        self.fit_stats_ = stats
-        return Xc
+        self.fit_stats_ = dict(fit["fit_stats"])
 
     def _iterate(self, Xc, state, lower_bounds, max_iter):
         """Variational EM from `state` until converged or `max_iter` more iterations.
@@ -614,50 +736,6 @@ class TorchBayesianGaussianMixture(BaseEstimator):
                 return state, lower_bounds, True
         return state, lower_bounds, False
 
-    def _delete_moves(self, Xc, state, lower_bounds):
-        """Empty small components while that raises the lower bound (a better optimum).
-
-        After convergence, the components with ``0.5 < N_k < delete_below * n_samples``
-        (typically the many small pieces a K-means start leaves, which the DP empties
-        only very slowly, if ever) are given no samples for one E-step; EM then runs to
-        convergence again. The result is kept only if its lower bound is higher than
-        before: the same model and objective, a better optimum. A rejected set is halved
-        (the smaller half is tried); an accepted move is followed by another on the new
-        fit. Every iteration counts towards ``max_iter``, those of rejected moves too.
-
-        Returns (state, lower bounds of the kept path, iterations run, converged).
-        """
-        n = Xc.shape[0]
-        stats = self.fit_stats_
-        stats.update(deleted=0, delete_moves=0, delete_moves_kept=0)
-        spent = len(lower_bounds)  # iterations run, rejected moves included
-
-        def candidates(state):  # smallest first; never the largest component
-            nk = state.wc_a - 1.0
-            order = torch.argsort(nk)[:-1]
-            return order[((nk > 0.5) & (nk < self.delete_below * n))[order]]
-
-        cand = candidates(state)
-        converged = True
-        while cand.numel() and self.max_iter - spent >= 2:
-            self._deleted = torch.zeros(self.n_components, dtype=torch.bool, device=self._device)
-            self._deleted[cand] = True
-            new_state, new_bounds, converged = self._iterate(Xc, state, [], self.max_iter - spent)
-            spent += len(new_bounds)
-            stats["delete_moves"] += 1
-            if new_bounds[-1] > lower_bounds[-1]:
-                stats["delete_moves_kept"] += 1
-                stats["deleted"] += int(cand.numel())
-                state, lower_bounds = new_state, lower_bounds + new_bounds
-                if not converged:
-                    break
-                cand = candidates(state)
-            else:
-                converged = True  # the kept fit had converged
-                cand = cand[: cand.numel() // 2]
-        self._deleted = None
-        return state, lower_bounds, spent, converged
-
     @staticmethod
     def _check_resp(resp, n_samples, K):
         if isinstance(resp, torch.Tensor):
@@ -683,7 +761,7 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         if self.covariance_type == "full":
             # (rows, K, D) temporaries bounded by _block_elems, but rows >= 2 D so
             # that the O(K D^2) work per block stays small next to the products
-            per_row = self.n_components * self.n_features_in_
+            per_row = self._K * self.n_features_in_
             rows = min(rows, max(16, 2 * self.n_features_in_, self._block_elems // per_row))
         return max(1, rows)
 
@@ -721,7 +799,7 @@ class TorchBayesianGaussianMixture(BaseEstimator):
     def _initial_resp(self, X, random_state, device, dtype):
         """Initial responsibilities exactly as scikit-learn's ``_initialize_parameters``."""
         n, _ = X.shape
-        K = self.n_components
+        K = self._K
         Xn = X.cpu().numpy() if isinstance(X, torch.Tensor) else X
         if self.init_params == "kmeans":
             from sklearn.cluster import KMeans
@@ -749,12 +827,12 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         kind, data = resp_src
         if kind == "dense":
             return data[s:e]
-        ar = torch.arange(self.n_components, device=data.device)
+        ar = torch.arange(self._K, device=data.device)
         return (data[s:e, None] == ar).to(self._dtype)
 
     # --- sufficient statistics ----------------------------------------------
     def _new_acc(self, centres):
-        K, D = self.n_components, self.n_features_in_
+        K, D = self._K, self.n_features_in_
         z = dict(dtype=torch.float64, device=self._device)
         acc = {
             "nk": torch.zeros(K, **z),
@@ -796,11 +874,11 @@ class TorchBayesianGaussianMixture(BaseEstimator):
             n_act = idx.numel()
         else:
             active = None
-            n_act = self.n_components
-        self.fit_stats_["scatter_skipped"] += self.n_components - n_act
+            n_act = self._K
+        self.fit_stats_["scatter_skipped"] += self._K - n_act
         if n_act == 0:
             return
-        full_set = active is None or n_act == self.n_components
+        full_set = active is None or n_act == self._K
         if full_set:
             Ra, nb, c = R, bnk.to(f64), acc["centres64"]
         else:
@@ -852,7 +930,7 @@ class TorchBayesianGaussianMixture(BaseEstimator):
 
     def _stats_from_resp(self, Xc, resp_src):
         rows = self._block_rows()
-        K, D = self.n_components, self.n_features_in_
+        K, D = self._K, self.n_features_in_
         zeros = torch.zeros(K, D, dtype=torch.float64, device=self._device)
         acc = self._new_acc(zeros)
         if self.covariance_type == "full":
@@ -1158,7 +1236,7 @@ class TorchBayesianGaussianMixture(BaseEstimator):
     # --- prediction ------------------------------------------------------------
     def _prepare_new(self, X):
         check_is_fitted(self, "means_")
-        X = self._check_X(X)
+        X = self._check_X(X, reset=False)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but the model was fitted with "

@@ -282,7 +282,10 @@ def test_explicit_priors_match_sklearn(small):
         (dict(covariance_type="banana"), ValueError, "covariance_type"),
         (dict(covariance_type="tied"), NotImplementedError, "tied"),
         (dict(covariance_type="spherical"), NotImplementedError, "spherical"),
-        (dict(n_init=2), NotImplementedError, "n_init"),
+        (dict(n_init=0), ValueError, "n_init"),
+        (dict(max_components=2), ValueError, "max_components"),
+        (dict(grow_at=1.5), ValueError, "grow_at"),
+        (dict(merge="yes"), ValueError, "merge"),
         (dict(init_params="nope"), ValueError, "init_params"),
         (dict(tol=-1.0), ValueError, "tol"),
         (dict(reg_covar=-1e-3), ValueError, "reg_covar"),
@@ -317,14 +320,18 @@ def test_bad_input(small):
         est.fit(X[:4])
     bad = X.copy()
     bad[3, 2] = np.nan
-    with pytest.raises(ValueError, match="NaN or infinity"):
+    with pytest.raises(ValueError, match="contains NaN"):
         est.fit(bad)
+    with pytest.raises(ValueError, match="contains NaN"):
+        est.fit(torch.as_tensor(bad))
     bad[3, 2] = np.inf
-    with pytest.raises(ValueError, match="NaN or infinity"):
+    with pytest.raises(ValueError, match="infinity"):
         est.fit(bad)
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match="Reshape your data"):
         est.fit(X[:, 0])
-    with pytest.raises(ValueError, match="numeric"):
+    with pytest.raises(ValueError, match="Reshape your data"):
+        est.fit(torch.as_tensor(X[:, 0]))
+    with pytest.raises(ValueError, match="could not convert|numeric"):
         est.fit(np.array([["a", "b"]] * 10))
     with pytest.raises(ValueError, match="resp_init should have shape"):
         est.fit(X, resp_init=resp[:, :3])
@@ -333,8 +340,22 @@ def test_bad_input(small):
     with pytest.raises(NotFittedError):
         TorchBayesianGaussianMixture().predict(X)
     est.fit(X)
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match="X has 3 features, but .* is expecting 5"):
         est.predict(X[:, :3])
+    with pytest.raises(ValueError, match="X has 3 features, but .* is expecting 5"):
+        est.predict(torch.as_tensor(X[:, :3]))
+
+
+def test_scikit_learn_estimator_checks():
+    """scikit-learn's own estimator test suite accepts the torch estimator (input
+    validation messages, n_features_in_, cloning, fit idempotence, ...)."""
+    from sklearn.utils.estimator_checks import check_estimator
+
+    results = check_estimator(TorchBayesianGaussianMixture(n_components=3), on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results
+              if r["status"] == "failed"]
+    assert len(results) >= 40
+    assert failed == []
 
 
 def _random_covariance_mixture(n, d, clusters, seed):

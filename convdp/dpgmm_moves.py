@@ -1,0 +1,265 @@
+"""Moves of the torch DPGMM between variational optima: merge, delete, reorder.
+
+Variational EM started from K-means with K = truncation rarely empties a component: the
+optimum it reaches keeps about as many clusters as it was given. These moves jump to a
+better optimum of the *same* objective (scikit-learn's lower bound), in the manner of
+memoized variational inference (Hughes & Sudderth, 2013): a move is proposed on the
+sufficient statistics, scored by the lower bound it gives, and kept only if that rises.
+
+The lower bound after an M-step is a function of the responsibilities R alone:
+``L(R) = H(R) + sum_k [log Z_post(stats_k(R))] + stick terms``. Merging components j and
+k replaces their columns of R by their sum, so the merged statistics are the sums of the
+two (no pass over the data), and only the entropy needs the data: ``sum_n (r_j + r_k)
+log(r_j + r_k)`` for each candidate pair, from one pass. A merged state is scored exactly,
+then EM runs on from it (every EM step can only raise the bound).
+
+Every function takes the estimator ``est`` (its priors, E-step and M-step) and a state;
+shapes: ``N`` samples, ``D`` features, ``K`` = the fit's truncation ``est._K``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Merge rounds after convergence at most (each: two passes over the data, then EM).
+MAX_MERGE_ROUNDS = 25
+
+
+def run_moves(est, Xc, state, lower_bounds, converged):
+    """Merge and delete moves until neither raises the bound (or the iterations run out).
+
+    Returns (state, lower bounds of the kept path, iterations run, converged).
+    """
+    spent = len(lower_bounds)
+    stats = est.fit_stats_
+    stats.update(merges=0, merge_rounds=0, deleted=0, delete_moves=0, delete_moves_kept=0)
+    if not converged:
+        return state, lower_bounds, spent, converged
+    for _ in range(MAX_MERGE_ROUNDS):
+        kept = 0
+        if est.merge:
+            state, lower_bounds, spent, converged, kept = merge_round(
+                est, Xc, state, lower_bounds, spent
+            )
+        if est.delete_below > 0 and converged:
+            state, lower_bounds, spent, converged, deleted = delete_moves(
+                est, Xc, state, lower_bounds, spent
+            )
+            kept += deleted
+        if not kept or not converged or not est.merge:
+            break
+    return state, lower_bounds, spent, converged
+
+
+# --------------------------------------------------------------------------------------
+# passes over the data
+
+
+def _responsibilities(est, Xc, state):
+    """Yield ``(Xb, R, log_resp, F)`` per block under ``state`` (plain E-step, no pruning)."""
+    est._prune_now = False
+    est._deleted = None
+    est._prepare_estep(state)
+    D = est.n_features_in_
+    diag = est.covariance_type == "diag"
+    for s, e in est._blocks(Xc.shape[0]):
+        Xa = Xc[s:e]
+        Xb = Xa[:, :D]
+        F = torch.cat([Xb * Xb, Xb], dim=1) if diag else None
+        wlp = est._weighted_log_prob(Xa, F)
+        log_resp = wlp - torch.logsumexp(wlp, dim=1, keepdim=True)
+        R = torch.exp(log_resp)
+        R.masked_fill_(R < est._flush, 0.0)
+        yield Xb, R, log_resp, F
+
+
+def stats_and_overlap(est, Xc, state):
+    """One pass: the statistics (nk, xk, sk) and entropy term of an E-step under ``state``,
+    and the responsibility overlap ``R^T R`` (K, K), float64."""
+    acc = est._new_acc(state.means)
+    K = est._K
+    overlap = torch.zeros(K, K, dtype=torch.float64, device=Xc.device)
+    for Xb, R, log_resp, F in _responsibilities(est, Xc, state):
+        acc["ent"] += torch.where(R > 0, R * log_resp, 0.0).sum(dtype=torch.float64)
+        est._accumulate(acc, Xb, R, F)
+        overlap += (R.T @ R).to(torch.float64)
+    nk, xk, sk = est._finish_stats(acc)
+    return (nk, xk, sk), float(acc["ent"]), overlap
+
+
+def pair_entropy_change(est, Xc, state, pairs):
+    """For each pair (j, k) of ``pairs`` (P, 2): the change of ``sum R log R`` when the two
+    columns are summed, ``sum_n m log m - r_j log r_j - r_k log r_k`` (m = r_j + r_k), (P,)."""
+    j, k = pairs[:, 0], pairs[:, 1]
+    out = torch.zeros(len(pairs), dtype=torch.float64, device=Xc.device)
+    xlogx = torch.special.xlogy
+    for _, R, _, _ in _responsibilities(est, Xc, state):
+        Rj, Rk = R[:, j], R[:, k]
+        m = Rj + Rk
+        out += (xlogx(m, m) - xlogx(Rj, Rj) - xlogx(Rk, Rk)).sum(0, dtype=torch.float64)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# proposals on the statistics
+
+
+def merge_candidates(stats, overlap, state, max_pairs):
+    """Pairs (P, 2) of occupied components worth trying, most promising first: those that
+    share responsibility (overlap normalised by the components' own), then each one's
+    nearest neighbour by the distance of the means relative to their spreads."""
+    nk = stats[0]
+    occupied = torch.nonzero(nk >= 1.0).squeeze(1)
+    a = occupied.numel()
+    if a < 2:
+        return torch.empty(0, 2, dtype=torch.int64, device=nk.device)
+    shared_resp = overlap[occupied][:, occupied]
+    d = torch.sqrt(torch.diagonal(shared_resp).clamp_min(1e-300))
+    score = shared_resp / (d[:, None] * d[None, :])
+    m = state.means[occupied]
+    spread = (torch.diagonal(state.cov, dim1=1, dim2=2) if state.cov.dim() == 3 else state.cov)
+    spread = spread.sum(1)[occupied]
+    dist = torch.cdist(m, m).square() / (spread[:, None] + spread[None, :])
+    dist.fill_diagonal_(float("inf"))
+    near = torch.zeros_like(score, dtype=torch.bool)
+    near[torch.arange(a), dist.argmin(1)] = True
+    near |= near.T.clone()
+    iu = torch.triu_indices(a, a, 1, device=nk.device)
+    s, dd, nn = score[iu[0], iu[1]], dist[iu[0], iu[1]], near[iu[0], iu[1]]
+    shared = torch.nonzero(s > 1e-6).squeeze(1)
+    shared = shared[torch.argsort(s[shared], descending=True)]
+    close = torch.nonzero((s <= 1e-6) & nn).squeeze(1)
+    close = close[torch.argsort(dd[close])]
+    order = torch.cat([shared, close])[:max_pairs]
+    return occupied[iu[:, order].T]
+
+
+def merge_stats(est, stats, j, k):
+    """The statistics with component k merged into j (k left empty), as
+    ``_finish_stats`` would give them for the summed responsibilities."""
+    nk, xk, sk = (t.clone() for t in stats)
+    e = 10 * torch.finfo(est._dtype).eps
+    n = nk[j] + nk[k] - e
+    x = (nk[j] * xk[j] + nk[k] * xk[k]) / n
+    dj, dk = xk[j] - x, xk[k] - x
+    reg = est.reg_covar
+    if est.covariance_type == "full":
+        eye = torch.eye(xk.shape[1], dtype=sk.dtype, device=sk.device)
+        scatter = ((sk[j] - reg * eye) * nk[j] + (sk[k] - reg * eye) * nk[k]
+                   + nk[j] * torch.outer(dj, dj) + nk[k] * torch.outer(dk, dk))
+        sk[j] = scatter / n + reg * eye
+        sk[k] = reg * eye
+    else:
+        scatter = (sk[j] - reg) * nk[j] + (sk[k] - reg) * nk[k] + nk[j] * dj**2 + nk[k] * dk**2
+        sk[j] = scatter / n + reg
+        sk[k] = reg
+    nk[j], xk[j] = n, x
+    nk[k], xk[k] = e, 0.0
+    return nk, xk, sk
+
+
+def _score(est, stats, ent):
+    """Lower bound of the M-step on ``stats`` (with entropy term ``ent``), and the state;
+    ``(-inf, None)`` when a component's covariance is not positive definite."""
+    try:
+        state = est._m_step(*stats)
+    except ValueError:
+        return float("-inf"), None
+    return est._lower_bound(state, ent), state
+
+
+def sort_by_size(est, stats, ent, bound):
+    """Components reordered largest first (the stick-breaking prior favours it), if that
+    raises the bound. Returns (stats, bound, reordered)."""
+    order = torch.argsort(stats[0], descending=True, stable=True)
+    if torch.equal(order, torch.arange(len(order), device=order.device)):
+        return stats, bound, False
+    permuted = tuple(t[order] for t in stats)
+    new, _ = _score(est, permuted, ent)
+    return (permuted, new, True) if new > bound else (stats, bound, False)
+
+
+# --------------------------------------------------------------------------------------
+# moves
+
+
+def merge_round(est, Xc, state, lower_bounds, spent):
+    """One round of merges: score candidate pairs on the statistics of one E-step, keep
+    (greedily, each component in one pair at most) every merge that raises the bound,
+    reorder by size, then run EM to convergence from the merged state. The round is kept
+    only if its converged bound beats the one it started from.
+
+    Returns (state, lower bounds, iterations spent, converged, merges kept).
+    """
+    stats, ent, overlap = stats_and_overlap(est, Xc, state)
+    pairs = merge_candidates(stats, overlap, state, max_pairs=4 * est._K)
+    est.fit_stats_["merge_rounds"] += 1
+    if not len(pairs):
+        return state, lower_bounds, spent, True, 0
+    delta = pair_entropy_change(est, Xc, state, pairs)
+    bound, _ = _score(est, stats, ent)
+    used, kept = set(), 0
+    for (j, k), dh in zip(pairs.tolist(), delta.tolist(), strict=True):
+        if j in used or k in used:
+            continue
+        trial = merge_stats(est, stats, j, k)
+        new, _ = _score(est, trial, ent + dh)
+        if new > bound:
+            stats, ent, bound = trial, ent + dh, new
+            used |= {j, k}
+            kept += 1
+    if not kept:
+        return state, lower_bounds, spent, True, 0
+    stats, bound, _ = sort_by_size(est, stats, ent, bound)
+    merged = est._m_step(*stats)
+    new_state, new_bounds, converged = est._iterate(Xc, merged, [bound], est.max_iter - spent)
+    new_bounds = new_bounds[1:]
+    if not new_bounds or new_bounds[-1] <= lower_bounds[-1]:
+        return state, lower_bounds, spent + len(new_bounds), True, 0
+    est.fit_stats_["merges"] += kept
+    return new_state, lower_bounds + new_bounds, spent + len(new_bounds), converged, kept
+
+
+def delete_moves(est, Xc, state, lower_bounds, spent):
+    """Empty small components while that raises the lower bound (a better optimum).
+
+    The components with ``0.5 < N_k < delete_below * n_samples`` (typically the small
+    pieces a K-means start leaves, which the DP empties only very slowly, if ever) are
+    given no samples for one E-step; EM then runs to convergence again. The result is kept
+    only if its lower bound is higher than before. A rejected set is halved (the smaller
+    half is tried); an accepted move is followed by another on the new fit. Every
+    iteration counts towards ``max_iter``, those of rejected moves too.
+
+    Returns (state, lower bounds of the kept path, iterations spent, converged, components
+    emptied).
+    """
+    n = Xc.shape[0]
+    stats = est.fit_stats_
+    emptied = 0
+
+    def candidates(state):  # smallest first; never the largest component
+        nk = state.wc_a - 1.0
+        order = torch.argsort(nk)[:-1]
+        return order[((nk > 0.5) & (nk < est.delete_below * n))[order]]
+
+    cand = candidates(state)
+    converged = True
+    while cand.numel() and est.max_iter - spent >= 2:
+        est._deleted = torch.zeros(est._K, dtype=torch.bool, device=est._device)
+        est._deleted[cand] = True
+        new_state, new_bounds, converged = est._iterate(Xc, state, [], est.max_iter - spent)
+        spent += len(new_bounds)
+        stats["delete_moves"] += 1
+        if new_bounds[-1] > lower_bounds[-1]:
+            stats["delete_moves_kept"] += 1
+            stats["deleted"] += int(cand.numel())
+            emptied += int(cand.numel())
+            state, lower_bounds = new_state, lower_bounds + new_bounds
+            if not converged:
+                break
+            cand = candidates(state)
+        else:
+            converged = True  # the kept fit had converged
+            cand = cand[: cand.numel() // 2]
+    est._deleted = None
+    return state, lower_bounds, spent, converged, emptied
