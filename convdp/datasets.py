@@ -15,6 +15,7 @@ local ``file://`` folder, or a test server).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gzip
 import hashlib
@@ -839,32 +840,151 @@ def _resize_center_crop(im: Any, size: int) -> Any:
     return im.crop((left, top, left + size, top + size))
 
 
-def _to_rgb(im: Any) -> Any:
+# Pillow modes whose samples are 8 bits (or fewer): converted to RGB by Pillow itself.
+_EIGHT_BIT_MODES = frozenset(
+    {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
+)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _wide_bits(peak: int) -> int:
+    """The depth a greyscale integer image wider than 8 bits is scaled by: the smallest even
+    bit count ≥ 8 that holds its maximum ``peak`` (10, 12, 14 and 16 bits are the usual
+    sensor depths: a 16-bit PNG holding 12-bit data 0–4095 is scaled as 12-bit)."""
+    n = int(peak).bit_length()
+    return max(8, n + n % 2)
+
+
+def _from_wide_int(im: Any, bits: int | None) -> tuple[Any, tuple]:
+    """Mode I;16… or I as mode L: 0…2**bits - 1 → 0…255, ``bits`` from the data when None."""
     from PIL import Image
 
-    if im.mode.startswith("I;16"):  # 16-bit greyscale (common in microscopy TIFFs)
-        im = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8), "L")
+    arr = np.asarray(im).astype(np.int64)
+    low, peak = int(arr.min()), int(arr.max())
+    if low < 0:
+        raise ValueError(f"{im.mode} image with negative values (min {low}): no faithful 0-255 map")
+    bits = max(bits or 0, _wide_bits(peak))
+    scaled = np.round(arr * (255 / (2**bits - 1))).astype(np.uint8)
+    return Image.fromarray(scaled, "L"), ("int", bits, peak, im.mode)
+
+
+def _from_float(im: Any) -> tuple[Any, tuple]:
+    """Mode F as mode L: values within [0, 1] taken as 0…1, others by the image's min…max."""
+    from PIL import Image
+
+    arr = np.asarray(im, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError("float image with NaN or infinite values: no faithful 0-255 map")
+    low, high = float(arr.min()), float(arr.max())
+    unit = low >= 0.0 and high <= 1.0
+    if not unit and low == high:
+        raise ValueError(f"float image constant at {low:g}, outside [0, 1]: no range to scale by")
+    if unit:
+        low, high = 0.0, 1.0
+    scaled = np.round((arr - low) * (255 / (high - low))).astype(np.uint8)
+    return Image.fromarray(scaled, "L"), ("float", unit, low, high)
+
+
+def _check_wide_colour(im: Any, data: bytes) -> None:
+    """Refuse a 16-bit colour image whose data would come out nearly black.
+
+    Pillow reads 16-bit colour (PNG, TIFF) by the top 8 bits of each sample: faithful to the
+    depth the file declares, but data of 14 bits or fewer in it (12-bit camera data) would
+    be stored at most a quarter bright, so such an image is refused.
+    """
+    declared = data[24] if data[:8] == _PNG_SIGNATURE and len(data) > 24 else 8
+    tags = getattr(im, "tag_v2", None)  # TIFF: BitsPerSample
+    if tags is not None:
+        declared = int(max(np.atleast_1d(tags.get(258, 8))))
+    if im.mode not in ("LA", "RGB", "RGBA") or declared <= 8:
+        return
+    bands = [b for b, band in zip(im.getextrema(), im.getbands(), strict=True) if band != "A"]
+    peak = max(high for _, high in bands)
+    if peak < 64:
+        raise ValueError(
+            f"{declared}-bit {im.mode} image whose values fit in 14 bits (top byte max {peak}): "
+            "read as 8-bit colour it would be nearly black; save it as 16-bit greyscale or "
+            "scale it to 8 bits"
+        )
+
+
+def _to_rgb(im: Any, bits: int | None = None) -> tuple[Any, tuple | None]:
+    """``im`` as 8-bit RGB, with how its values were mapped (None for 8-bit images).
+
+    * 8-bit modes (L, P, RGB, RGBA, CMYK, …): Pillow's conversion (alpha is dropped).
+    * Greyscale integers wider than 8 bits (I;16…, I): scaled by their real depth, see
+      :func:`_wide_bits` (at least ``bits``: a data set's images share one depth);
+      negative values are refused. Note ``("int", bits, max, mode)``.
+    * Float greyscale (F): values within [0, 1] are taken as 0…1, otherwise the image's own
+      min…max is stretched to 0…255; NaN or infinite values are refused. Note
+      ``("float", in_unit_range, low, high)``.
+    * Any other mode is refused (ValueError).
+    """
+    note = None
+    if im.mode.startswith("I;16") or im.mode == "I":
+        im, note = _from_wide_int(im, bits)
+    elif im.mode == "F":
+        im, note = _from_float(im)
+    elif im.mode not in _EIGHT_BIT_MODES:
+        raise ValueError(f"unsupported image mode {im.mode!r}")
     elif im.mode in ("P", "PA") and "transparency" in im.info:
         im = im.convert("RGBA")
-    return im if im.mode == "RGB" else im.convert("RGB")
+    return (im if im.mode == "RGB" else im.convert("RGB")), note
 
 
-def _decode(data: bytes, path: Path, size: int | None) -> np.ndarray:
-    """Decode one image file's bytes to an (H, W, 3) uint8 array; ImageReadError if bad."""
+def _decode(
+    data: bytes, path: Path, size: int | None, bits: int | None = None
+) -> tuple[np.ndarray, tuple | None]:
+    """Decode one image file's bytes to an (H, W, 3) uint8 array and its value-mapping note
+    (see :func:`_to_rgb`); ImageReadError naming the file if it is bad or can't be mapped."""
     from PIL import Image, ImageOps
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
+            _check_wide_colour(im, data)
             im = ImageOps.exif_transpose(im)
-            im = _to_rgb(im)
+            im, note = _to_rgb(im, bits)
             if size is not None:
                 im = _resize_center_crop(im, size)
-            return np.asarray(im, dtype=np.uint8).copy()
+            return np.asarray(im, dtype=np.uint8).copy(), note
     except MemoryError:
         raise
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, struct.error, ...
         raise ImageReadError(path, e) from e
+
+
+def _one_depth(out: np.ndarray, notes: list, size: int | None) -> None:
+    """Give the wide integer images of one data set one depth (the widest any needs), so a dim
+    image is not brightened next to the others, and log the choice once."""
+    wide = [(j, path, n) for j, path, n in notes if n[0] == "int"]
+    if not wide:
+        return
+    bits = max(n[1] for _, _, n in wide)
+    for j, path, n in wide:
+        if n[1] < bits:
+            out[j] = _decode(path.read_bytes(), path, size, bits)[0]
+    peak, where, mode = max((n[2], str(path), n[3]) for _, path, n in wide)
+    log.info(
+        "%d image(s) wider than 8 bits (e.g. %s, mode %s): data max %d -> scaled as %d-bit "
+        "(0..%d -> 0..255)", len(wide), where, mode, peak, bits, 2**bits - 1,
+    )
+
+
+def _log_floats(notes: list) -> None:
+    """Say once how the float images of a data set were mapped to 0…255."""
+    floats = [(path, n) for _, path, n in notes if n[0] == "float"]
+    stretched = [(path, n) for path, n in floats if not n[1]]
+    if len(stretched) < len(floats):
+        log.info("%d float image(s) with values in [0, 1]: taken as 0..1 -> 0..255",
+                 len(floats) - len(stretched))
+    if stretched:
+        path, n = stretched[0]
+        log.warning(
+            "%d float image(s) with values outside [0, 1]: each scaled by its own min..max to "
+            "0..255 (e.g. %s: %g..%g), so their absolute intensities are not comparable",
+            len(stretched), path, n[2], n[3],
+        )
 
 
 def _check_size(size: int | None) -> None:
@@ -882,6 +1002,7 @@ def _read_images(
     first: tuple[str, tuple[int, ...]] | None = None
     kept: list[int] = []
     files: dict[str, str] = {}
+    notes: list[tuple[int, Path, tuple]] = []  # (position in out, file, value-mapping note)
     with _strict_decoding():
         for i, (path, name) in enumerate(zip(paths, names, strict=True)):
             try:
@@ -889,7 +1010,7 @@ def _read_images(
                     data = path.read_bytes()
                 except OSError as e:
                     raise ImageReadError(path, e) from e
-                arr = _decode(data, path, size)
+                arr, note = _decode(data, path, size)
             except ImageReadError as e:
                 if on_error == "stop":
                     raise
@@ -905,24 +1026,77 @@ def _read_images(
                     "all images to one size"
                 )
             assert out is not None
+            if note is not None:
+                notes.append((len(kept), path, note))
             out[len(kept)] = arr
             kept.append(i)
             files[name] = hashlib.sha256(data).hexdigest()
-    if out is None:
-        raise DatasetError(f"none of the {len(paths)} images could be read")
+        if out is None:
+            raise DatasetError(f"none of the {len(paths)} images could be read")
+        _one_depth(out, notes, size)
+    _log_floats(notes)
     return out[: len(kept)], kept, files
 
 
-def _is_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+@dataclass
+class _Scan:
+    """One folder scan: links are followed, but each real folder and file is taken once;
+    the files left out are counted by reason."""
+
+    seen: set[tuple[int, int]] = field(default_factory=set)  # (st_dev, st_ino)
+    skipped: collections.Counter = field(default_factory=collections.Counter)
+
+    def first_visit(self, path: str | Path) -> bool:
+        """True the first time the real file or folder behind ``path`` is met."""
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+    def take(self, p: Path) -> bool:
+        """Whether ``p`` is an image file to read (each real file once); counts the others."""
+        if p.name.startswith("."):
+            reason = "hidden"
+        elif p.suffix.lower() not in IMAGE_EXTENSIONS:
+            reason = "unsupported extension"
+        elif not p.is_file():
+            reason = "unreadable (broken link or not a file)"
+        elif not self.first_visit(p):
+            reason = "duplicate via a link"
+        else:
+            return True
+        self.skipped[reason] += 1
+        return False
+
+    def report(self, folder: Path) -> None:
+        """Log once how many files the scan of ``folder`` left out, and why."""
+        if self.skipped:
+            why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+            quiet = set(self.skipped) <= {"hidden", "unsupported extension"}
+            log.log(logging.INFO if quiet else logging.WARNING,
+                    "%s: skipped %d file(s): %s", folder, self.skipped.total(), why)
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files in ``folder`` and its sub-folders (hidden ones skipped), sorted."""
+def _images_under(folder: Path, scan: _Scan) -> list[Path]:
+    """Image files in ``folder`` and its sub-folders (hidden ones skipped), sorted; links are
+    followed without cycles, each real folder and file once (``scan`` remembers them)."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+
+    def unreadable(err: OSError) -> None:
+        scan.skipped["unreadable folder"] += 1
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=unreadable):
+        if not scan.first_visit(dirpath):  # a link loop, or a second link to one folder
+            dirnames[:] = []
+            scan.skipped["duplicate via a link"] += sum(
+                not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
+                for f in filenames
+            )
+            continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in filenames if _is_image(Path(dirpath) / f))
+        found.extend(p for f in sorted(filenames) if scan.take(p := Path(dirpath) / f))
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
@@ -946,18 +1120,23 @@ def load_image_folder(
     warning naming it and goes on. ``classes`` (indices or folder names) keeps a class
     subset, labels keep their values; ``max_samples`` caps the count (seeded,
     class-stratified), chosen before decoding, so skipped images can make it fewer.
-    Extensions: .png .jpg .jpeg .bmp .tif .tiff .webp (any case).
+    Extensions: .png .jpg .jpeg .bmp .tif .tiff .webp (any case). Links are followed, but
+    each real folder and file is read once; the files left out are logged by reason.
+    Pixel values are mapped as :func:`_to_rgb` says (greyscale wider than 8 bits by its
+    real depth, float by [0, 1] or its own range); an image that can't be mapped faithfully
+    (NaN, negative integers, 12-bit data in 16-bit colour) counts as unreadable.
     """
     _check_size(size)
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist or is not a folder")
-    top = sorted(p for p in folder.iterdir() if _is_image(p))
-    subdirs = sorted(
-        (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.name,
-    )
-    per_class = {d.name: _images_under(d) for d in subdirs}
+    scan = _Scan()
+    scan.first_visit(folder)
+    entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    top = [p for p in entries if not p.is_dir() and scan.take(p)]
+    subdirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    per_class = {d.name: _images_under(d, scan) for d in subdirs}
+    scan.report(folder)
     labelled = any(per_class.values())
     labels: np.ndarray | None
     if labelled:
@@ -1020,8 +1199,8 @@ def load_images(
     """A few images on their own (e.g. large microscopy images), unlabelled, as RGB.
 
     ``size`` resizes each so its short side is ``size`` and centre-crops to size×size; when
-    None they must all have the same size. Any unreadable image raises
-    :class:`ImageReadError`.
+    None they must all have the same size. Any unreadable image, or one whose values can't
+    be mapped to 0–255 faithfully (see :func:`_to_rgb`), raises :class:`ImageReadError`.
     """
     _check_size(size)
     if isinstance(paths, str | os.PathLike):

@@ -152,6 +152,23 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     return mean.tolist(), std.tolist()
 
 
+def check_classes(labels: np.ndarray, data_name: str) -> None:
+    """Refuse training labels with fewer than two classes (a one-class net scores loss 0 and
+    accuracy 1 while learning nothing) or a class of one image (no stratified held-out split)."""
+    values, counts = np.unique(labels, return_counts=True)
+    if len(values) < 2:
+        which = f"one class (label {values[0]})" if len(values) else "no labelled images"
+        raise ValueError(
+            f"{data_name} has {which}: a classifier needs at least two classes to learn "
+            "anything; train on a data set with two or more classes"
+        )
+    if counts.min() < 2:
+        raise ValueError(
+            f"{data_name}: class {values[counts.argmin()]} has a single image; each class needs "
+            "at least two (one to train on, one to hold out)"
+        )
+
+
 def train_classifier(
     model: nn.Module,
     images: np.ndarray,
@@ -168,18 +185,21 @@ def train_classifier(
     device: str = "cpu",
     trainable: list[str] | None = None,
     progress: bool = True,
+    data_name: str = "the training data",
 ) -> dict:
     """Train ``model`` on (N, H, W, C) uint8 images with labels 0…K-1; return metrics.
 
     A seeded, stratified ``val_fraction`` of the images is held out and the accuracy on it is
     returned as ``val_accuracy``. ``trainable`` (parameter-name prefixes) restricts which
-    parameters are updated; the others stay frozen.
+    parameters are updated; the others stay frozen. Labels of fewer than two classes, or a
+    class with a single image, are refused with a ValueError naming ``data_name``.
     """
     from sklearn.model_selection import train_test_split
     from tqdm import tqdm
 
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    check_classes(labels, data_name)
     torch.manual_seed(seed)
     dev = resolve_device(device)
     idx_train, idx_val = train_test_split(

@@ -1,0 +1,95 @@
+"""Images read faithfully or refused naming the file; folder scans count each real file once;
+training refuses a single class (issue 12: no silent wrong result)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convdp.datasets import ImageReadError, load_image_folder, load_images
+
+
+def save(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_12_bit_data_in_a_16_bit_png_is_scaled_by_its_real_range(tmp_path, caplog):
+    bright = np.tile(np.array([0, 2048, 4095], np.uint16), (4, 2))  # 12-bit camera data
+    dim = np.full((4, 6), 1000, np.uint16)  # on its own it would be scaled as 10-bit
+    paths = [save(tmp_path / "bright.png", bright), save(tmp_path / "dim.png", dim)]
+    assert Image.open(paths[0]).mode == "I;16"
+    with caplog.at_level(logging.INFO, logger="convdp"):
+        d = load_images(paths)
+    assert d.images.dtype == np.uint8 and d.images.shape == (2, 4, 6, 3)
+    assert d.images[0, 0, :3, 0].tolist() == [0, 128, 255]  # was 0, 8, 15 (a black image)
+    assert (d.images[1] == round(1000 * 255 / 4095)).all()  # one depth for the data set
+    assert "data max 4095 -> scaled as 12-bit" in caplog.text
+
+
+def test_float_tiff_in_unit_range_keeps_its_grey_levels(tmp_path, caplog):
+    grey = np.full((4, 4), 0.5, np.float32)
+    ramp = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
+    wide = np.linspace(-2, 6, 16, dtype=np.float32).reshape(4, 4)  # outside [0, 1]
+    paths = [save(tmp_path / f"{n}.tif", a) for n, a in [("grey", grey), ("ramp", ramp),
+                                                          ("wide", wide)]]
+    with caplog.at_level(logging.INFO, logger="convdp"):
+        d = load_images(paths)
+    assert (d.images[0] == 128).all()  # mid-grey stays mid-grey (was clipped to 0)
+    assert d.images[1].min() == 0 and d.images[1].max() == 255
+    assert len(np.unique(d.images[1])) == 16
+    assert d.images[2, 0, 0, 0] == 0 and d.images[2, -1, -1, 0] == 255  # own min..max
+    assert "wide.tif: -2..6" in caplog.text
+
+
+def test_float_image_with_nan_is_refused_naming_the_file(tmp_path, caplog):
+    bad = np.full((4, 4), 0.5, np.float32)
+    bad[1, 2] = np.nan
+    path = save(tmp_path / "flat" / "nan.tif", bad)
+    save(tmp_path / "flat" / "ok.tif", np.full((4, 4), 0.25, np.float32))
+    with pytest.raises(ImageReadError, match=r"nan\.tif.*NaN"):
+        load_images(path)
+    with pytest.raises(ImageReadError, match=r"nan\.tif"):
+        load_image_folder(tmp_path / "flat")
+    with caplog.at_level(logging.WARNING, logger="convdp"):
+        d = load_image_folder(tmp_path / "flat", on_error="skip")
+    assert list(d.files) == ["ok.tif"] and "nan.tif" in caplog.text
+
+
+def test_16_bit_colour_holding_12_bit_data_is_refused(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "rgb16.tif"
+    tifffile.imwrite(path, np.full((4, 4, 3), 4000, np.uint16), photometric="rgb")
+    with pytest.raises(ImageReadError, match=r"rgb16\.tif.*16-bit RGB"):
+        load_images(path)
+
+
+def test_symlink_loop_counts_each_real_file_once(tmp_path, caplog):
+    root = tmp_path / "pets"
+    for i in range(3):
+        save(root / "cat" / f"{i}.png", np.full((4, 4, 3), 10 * i, np.uint8))
+    for i in range(2):
+        save(root / "dog" / f"{i}.png", np.full((4, 4, 3), 200, np.uint8))
+    (root / "cat" / "again").symlink_to(".", target_is_directory=True)  # a loop
+    (root / "dog" / "cats").symlink_to("../cat", target_is_directory=True)  # another class
+    (root / "dog" / "copy.png").symlink_to("0.png")  # one file by two names
+    (root / "dog" / "notes.txt").write_text("not an image")
+    with caplog.at_level(logging.INFO, logger="convdp"):
+        d = load_image_folder(root)
+    assert np.bincount(d.labels).tolist() == [3, 2]  # was 3 * 41 cats
+    assert sorted(d.files) == ["cat/0.png", "cat/1.png", "cat/2.png", "dog/0.png", "dog/1.png"]
+    assert "skipped 8 file(s)" in caplog.text
+    assert "7 duplicate via a link" in caplog.text and "1 unsupported extension" in caplog.text
+
+
+def test_training_on_a_single_class_is_refused_naming_the_data_set():
+    from convdp.models import DigitNet, train_classifier
+
+    images = np.random.default_rng(0).integers(0, 255, (10, 8, 8, 1), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"shapes has one class \(label 0\)"):
+        train_classifier(DigitNet(num_classes=1), images, np.zeros(10, np.int64),
+                         mean=[0.5], std=[0.25], epochs=1, progress=False, data_name="shapes")
