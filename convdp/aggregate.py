@@ -27,8 +27,11 @@ from convdp.metrics import contingency  # noqa: E402
 
 COLUMNS = [
     "model", "dataset", "role", "layer", "layer_index", "mode", "method",
-    "clusters_kept", "clusters_used", "lower_bound_per_sample", "iterations", "converged",
-    "components_emptied",
+    "clusters_kept", "clusters_kept_min", "clusters_kept_max",
+    "clusters_effective", "clusters_effective_min", "clusters_effective_max",
+    "truncation", "saturated", "restarts", "clusters_used",
+    "lower_bound_per_sample", "elbo_per_sample", "iterations", "converged",
+    "components_emptied", "components_merged",
     "n_samples", "n_samples_fit", "n_channels", "n_dims", "dims_dropped",
     "nmi", "ari", "purity", "fit_seconds", "seconds",
 ]
@@ -36,7 +39,7 @@ COLUMNS = [
 
 def summary_table(fit_jsons: Sequence[str | Path]) -> pd.DataFrame:
     """One tidy row per fit, sorted by model, data set role, layer depth, mode and method."""
-    rows = [read_json(p) for p in fit_jsons]
+    rows = [_with_spread(read_json(p)) for p in fit_jsons]
     if not rows:
         raise ValueError("no fits to aggregate")
     df = pd.DataFrame(rows)
@@ -46,6 +49,18 @@ def summary_table(fit_jsons: Sequence[str | Path]) -> pd.DataFrame:
     df = df[COLUMNS].sort_values(["model", "role", "dataset", "layer_index", "mode", "method"],
                                  kind="stable")
     return df.reset_index(drop=True)
+
+
+def _with_spread(record: dict) -> dict:
+    """The record with min / max of the cluster counts over its restarts (the kept fit's
+    count when there is one restart, or for the baseline)."""
+    out = dict(record)
+    for name in ("clusters_kept", "clusters_effective"):
+        values = record.get(f"restart_{name}") or [record.get(name)]
+        values = [v for v in values if v is not None]
+        out[f"{name}_min"] = min(values) if values else np.nan
+        out[f"{name}_max"] = max(values) if values else np.nan
+    return out
 
 
 def write_csv(df: pd.DataFrame, dest: str | Path) -> None:
@@ -64,17 +79,36 @@ def _layer_order(df: pd.DataFrame) -> list[str]:
 
 
 def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
-    """Clusters kept per layer: data sets as colours, methods as line styles, one panel per mode."""
+    """Clusters per layer, one column per mode: clusters kept (top) and the effective number
+    (bottom); data sets as colours, methods as line styles, the range over restarts as a
+    band, and fits whose truncation may have bound the count as red crosses."""
     modes = sorted(df["mode"].unique())
-    fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), squeeze=False)
-    for ax, mode in zip(axes[0], modes, strict=True):
+    fig, axes = plt.subplots(2, len(modes), figsize=(5.5 * len(modes), 7.5), squeeze=False,
+                             sharex="col")
+    for col, mode in enumerate(modes):
         sub = df[df["mode"] == mode]
-        sns.lineplot(sub, x="layer", y="clusters_kept", hue="dataset", style="method",
-                     markers=True, ax=ax, sort=False)
-        ax.set_xticks(range(len(_layer_order(sub))), _layer_order(sub), rotation=30)
-        ax.set_title(f"{mode} mode")
-        ax.set_ylabel("clusters kept")
-    fig.suptitle(f"Clusters per layer ({', '.join(df['model'].unique())})")
+        order = _layer_order(sub)
+        for row, what in enumerate(("clusters_kept", "clusters_effective")):
+            ax = axes[row, col]
+            sns.lineplot(sub, x="layer", y=what, hue="dataset", style="method", markers=True,
+                         ax=ax, sort=False, legend=row == 0 and col == 0)
+            for _, grp in sub.groupby(["dataset", "method"], sort=False):
+                x = [order.index(v) for v in grp["layer"]]
+                ax.fill_between(x, grp[f"{what}_min"], grp[f"{what}_max"], alpha=0.15,
+                                color="grey", linewidth=0)
+            sat = sub[sub["saturated"].astype(bool)]
+            if len(sat):
+                ax.scatter([order.index(v) for v in sat["layer"]], sat[what], marker="x",
+                           s=80, color="red", zorder=5, label="truncation bound the count")
+                if row == 0 and col == 0:
+                    ax.legend(fontsize=7)
+            ax.set_xticks(range(len(order)), order, rotation=30)
+            ax.set_ylabel("clusters kept" if row == 0 else "effective number (exp entropy)")
+            ax.set_ylim(bottom=0)
+            if row == 0:
+                ax.set_title(f"{mode} mode")
+    fig.suptitle(f"Clusters per layer ({', '.join(df['model'].unique())}); "
+                 "band: range over restarts, red x: saturated fit")
     save_figure(fig, dest)
 
 

@@ -7,13 +7,14 @@
    largest absolute value is ``scale_max`` (the paper used 10), optionally PCA;
 3. fit the model on those samples;
 4. label every sample of the layer, one stored chunk at a time;
-5. record the fit (clusters kept and used, lower bound per sample, iterations,
-   convergence, seconds) and, where class labels exist, NMI / ARI / purity.
+5. record the fit (clusters kept and used, effective number of clusters, truncation used and
+   whether it bound the count, lower bound per sample, iterations, convergence, seconds)
+   and, where class labels exist, NMI / ARI / purity.
 
 A big layer's fit can be split into jobs (config ``label_jobs``): :func:`fit_model` does 1–3
 and returns the model as plain arrays; :func:`label_images` does 4 for one range of images
 (:func:`label_ranges`, aligned to the stored chunks) with the predictor rebuilt from those
-arrays (:func:`predictor_from_state`, no pickles); :func:`merge_labels` does 5. ``fit_layer``
+arrays (:func:`convdp.fitted.load_predictor`, no pickles); :func:`merge_labels` does 5. ``fit_layer``
 is the three in a row, and the split gives the same arrays and record.
 """
 
@@ -21,12 +22,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.decomposition import PCA
 
+from convdp.fitted import load_predictor, model_arrays
 from convdp.metrics import cluster_scores
+from convdp.preprocess import Preprocess
 from convdp.samples import (
     check_mode,
     chunk_bounds,
@@ -41,55 +42,6 @@ log = logging.getLogger(__name__)
 METHODS = ("dpgmm", "baseline")
 
 
-@dataclass
-class Preprocess:
-    """Drop constant dimensions, scale, and project: fitted on samples (n, C), applied per chunk.
-
-    Parameters
-    ----------
-    pca : int or None, number of principal components kept (None or >= dims: no PCA)
-    scale_max : float or None, scale so that max |x| over the fitting samples is this value
-    seed : int, for the randomised PCA solver
-    """
-
-    pca: int | None = None
-    scale_max: float | None = None
-    seed: int = 0
-    keep_: np.ndarray = field(default=None, repr=False)
-    scale_: float = 1.0
-    pca_: PCA | None = field(default=None, repr=False)
-
-    def fit(self, X: np.ndarray, what: str = "layer") -> Preprocess:
-        var = X.var(axis=0, dtype=np.float64)
-        self.keep_ = var > 1e-12 * max(float(var.max()), 1e-30)
-        if not self.keep_.any() or float(var.max()) == 0.0:
-            raise ValueError(
-                f"{what}: all {X.shape[1]} channels are constant over the {len(X)} samples "
-                "(a dead layer); there is nothing to cluster"
-            )
-        Xk = X[:, self.keep_]
-        if self.scale_max is not None:
-            self.scale_ = float(self.scale_max) / float(np.abs(Xk).max())
-        if self.pca is not None and self.pca < Xk.shape[1]:
-            self.pca_ = PCA(self.pca, random_state=self.seed).fit(Xk * self.scale_)
-        return self
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        Xk = X[:, self.keep_].astype(np.float64) * self.scale_
-        return self.pca_.transform(Xk) if self.pca_ is not None else Xk
-
-    @property
-    def n_dims(self) -> int:
-        return self.pca_.n_components_ if self.pca_ is not None else int(self.keep_.sum())
-
-    def state(self) -> dict[str, np.ndarray]:
-        """Arrays that reproduce this transform (saved beside the fit)."""
-        out = {"pre_keep": self.keep_, "pre_scale": np.float64(self.scale_)}
-        if self.pca_ is not None:
-            out |= {"pre_pca_mean": self.pca_.mean_, "pre_pca_components": self.pca_.components_}
-        return out
-
-
 def make_dpgmm(params: dict, seed: int):
     """The DPGMM estimator the config asks for (``backend: sklearn | torch``)."""
     common = dict(
@@ -100,66 +52,120 @@ def make_dpgmm(params: dict, seed: int):
         tol=params["tol"],
         random_state=seed,
         init_params=params.get("init", "kmeans"),
+        n_init=params.get("restarts", 1),
     )
     backend = params.get("backend", "torch")
     if backend == "sklearn":
         from sklearn.mixture import BayesianGaussianMixture
 
-        if params.get("delete_below"):
-            log.warning("dpgmm.delete_below is ignored by the sklearn backend (torch only)")
+        ignored = [k for k in ("delete_below", "merge", "max_components") if params.get(k)]
+        if ignored:
+            log.warning("dpgmm.%s: torch backend only, ignored by sklearn", ", ".join(ignored))
         return BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process", **common)
     if backend == "torch":
         from convdp.dpgmm_torch import TorchBayesianGaussianMixture
 
         return TorchBayesianGaussianMixture(
             device=params.get("device", "cpu"), dtype=params.get("dtype", "float32"),
-            delete_below=params.get("delete_below", 0.0), **common
+            delete_below=params.get("delete_below", 0.0), merge=params.get("merge", False),
+            max_components=params.get("max_components"), grow_at=params.get("grow_at", 0.75),
+            **common,
         )
     raise ValueError(f"unknown dpgmm backend {backend!r}; choose sklearn or torch")
 
 
+def effective_clusters(weights: np.ndarray) -> float:
+    """exp(entropy) of the mixing weights: the number of equally weighted clusters that
+    would be as spread out (a count that small leftover components barely move)."""
+    w = np.asarray(weights, np.float64)
+    w = w[w > 0] / w.sum()
+    return float(np.exp(-np.sum(w * np.log(w))))
+
+
 def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
-    """Fit a DPGMM on X (n, d); return the estimator and its fit record."""
+    """Fit a DPGMM on X (n, d); return the estimator and its fit record.
+
+    Besides clusters kept (weight above ``weight_threshold``), the record says whether the
+    truncation may have bound the count (``saturated``: more than ``grow_at`` of the final
+    truncation occupied), the truncation used, the effective number of clusters and, over
+    the restarts (``restarts``), the spread of both counts.
+    """
     est = make_dpgmm(params, seed)
     est.fit(X)
     weights = np.asarray(est.weights_)
-    return est, {
-        "clusters_kept": int((weights > params["weight_threshold"]).sum()),
+    threshold = params["weight_threshold"]
+    record = {
+        "clusters_kept": int((weights > threshold).sum()),
+        "clusters_effective": effective_clusters(weights),
         "lower_bound_per_sample": float(est.lower_bound_) / len(X),
         "iterations": int(est.n_iter_),
         "converged": bool(est.converged_),
         "components_emptied": int(getattr(est, "fit_stats_", {}).get("deleted", 0)),
+        "components_merged": int(getattr(est, "fit_stats_", {}).get("merges", 0)),
+        "truncation": int(getattr(est, "truncation_", len(weights))),
+        "restarts": int(params.get("restarts", 1)),
     }
+    if hasattr(est, "saturated_"):  # torch backend
+        record |= {"saturated": bool(est.saturated_), "elbo_per_sample": est.elbo_per_sample_}
+        runs = est.init_results_
+    else:  # scikit-learn: bound when (nearly) every component holds samples
+        occupied = int((weights * len(X) >= 1.0).sum())
+        record["saturated"] = occupied > params.get("grow_at", 0.75) * len(weights)
+        runs = []
+    if runs:
+        record |= {
+            "restart_clusters_kept": [int((r["weights"] > threshold).sum()) for r in runs],
+            "restart_clusters_effective": [r["n_effective"] for r in runs],
+            "restart_elbo_per_sample": [r["elbo_per_sample"] for r in runs],
+        }
+    return est, record
 
 
 def fit_bic_baseline(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
-    """k-means or a Gaussian mixture, the number of clusters chosen by BIC over a range."""
-    from sklearn.cluster import KMeans
-    from sklearn.mixture import GaussianMixture
+    """k-means or a Gaussian mixture, the number of clusters chosen by BIC over a range.
 
+    When the best BIC is at the top of the range, the range grows (doubling ``k_max``, up
+    to ``k_limit``) so the choice is the data's; if it still is, ``saturated`` says so.
+    """
     k_lo, k_hi = params["k_min"], min(params["k_max"], len(X))
-    best, bics = None, {}
-    for k in range(k_lo, k_hi + 1):
-        if params["method"] == "gmm":
-            est = GaussianMixture(
-                k, covariance_type=params["covariance_type"], random_state=seed,
-                max_iter=params.get("max_iter", 100), reg_covar=1e-6,
-            ).fit(X)
-            bic = est.bic(X)
-        else:
-            est = KMeans(k, n_init=3, random_state=seed).fit(X)
-            bic = kmeans_bic(X, est.inertia_, np.bincount(est.labels_, minlength=k))
-        bics[k] = float(bic)
-        if best is None or bic < bics[best[0]]:
-            best = (k, est)
+    k_limit = min(max(params.get("k_limit") or 4 * params["k_max"], k_hi), len(X))
+    bics: dict[int, float] = {}
+    best = None
+    while True:
+        for k in range(k_lo, k_hi + 1):
+            est, bic = _bic_fit(X, k, params, seed)
+            bics[k] = bic
+            if best is None or bic < bics[best[0]]:
+                best = (k, est)
+        if best[0] < k_hi or k_hi >= k_limit:
+            break
+        k_lo, k_hi = k_hi + 1, min(2 * k_hi, k_limit)
     k, est = best
     return est, {
         "clusters_kept": k,
+        "clusters_effective": effective_clusters(getattr(est, "weights_", np.ones(k))),
         "lower_bound_per_sample": float(est.score(X)) if params["method"] == "gmm" else float("nan"),
         "iterations": int(getattr(est, "n_iter_", 0)),
         "converged": bool(getattr(est, "converged_", True)),
+        "truncation": k_hi,
+        "saturated": k == k_hi,
         "bic": bics,
     }
+
+
+def _bic_fit(X, k, params, seed):
+    """One candidate of the BIC search: the fitted model with k clusters and its BIC."""
+    from sklearn.cluster import KMeans
+    from sklearn.mixture import GaussianMixture
+
+    if params["method"] == "gmm":
+        est = GaussianMixture(
+            k, covariance_type=params["covariance_type"], random_state=seed,
+            max_iter=params.get("max_iter", 100), reg_covar=1e-6,
+        ).fit(X)
+        return est, float(est.bic(X))
+    est = KMeans(k, n_init=3, random_state=seed).fit(X)
+    return est, kmeans_bic(X, est.inertia_, np.bincount(est.labels_, minlength=k))
 
 
 def kmeans_bic(X: np.ndarray, inertia: float, counts: np.ndarray) -> float:
@@ -178,194 +184,6 @@ def kmeans_bic(X: np.ndarray, inertia: float, counts: np.ndarray) -> float:
     return float(-2 * loglik + n_params * np.log(n))
 
 
-def estimator_state(est) -> dict[str, np.ndarray]:
-    """The fitted parameters of a mixture, as plain arrays for the ``.npz``."""
-    out = {}
-    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "mean_precision_",
-                 "degrees_of_freedom_", "cluster_centers_"):
-        if hasattr(est, name):
-            out[name.rstrip("_")] = np.asarray(getattr(est, name))
-    wc = getattr(est, "weight_concentration_", None)
-    if isinstance(wc, tuple):
-        out["weight_concentration_a"], out["weight_concentration_b"] = map(np.asarray, wc)
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# A layer's clustering in three steps: fit once, label image ranges (in parallel), merge.
-
-PREDICT = "predict_"
-"""Prefix of the model arrays that only rebuilding the predictor needs: they are kept in the
-model file of a split fit and left out of the fit's ``.npz``."""
-
-
-def predictor_state(est) -> dict[str, np.ndarray]:
-    """What rebuilding ``est.predict`` exactly needs beyond :func:`estimator_state`."""
-    kind = type(est).__name__
-    if kind not in _REBUILD:
-        raise ValueError(f"cannot save a {kind} for labelling; known: {', '.join(_REBUILD)}")
-    out = {f"{PREDICT}estimator": np.array(kind)}
-    if kind != "KMeans":
-        out[f"{PREDICT}covariance_type"] = np.array(est.covariance_type)
-    if kind == "TorchBayesianGaussianMixture":
-        # Its predict() works on data centred on the fitting samples' mean, from the
-        # variational state, in the fit's dtype. The centred means are saved as they are:
-        # ``means_ - mean`` would not give them back bit for bit.
-        state = est._state
-        out |= {
-            f"{PREDICT}shift": _to_numpy(est._shift),
-            f"{PREDICT}means_centred": _to_numpy(state.means),
-            f"{PREDICT}log_det_prec_chol": _to_numpy(state.log_det_prec_chol),
-            f"{PREDICT}dtype": np.array(str(est._dtype).removeprefix("torch.")),
-            f"{PREDICT}chunk_size": np.int64(est.chunk_size),
-        }
-    return out
-
-
-def _to_numpy(tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy().copy()
-
-
-def _need(model, keys, what: str) -> None:
-    missing = [k for k in keys if k not in model]
-    if missing:
-        raise ValueError(f"{what}: the saved model lacks {missing}; fit the layer again")
-
-
-_MIXTURE = ("weights", "means", "covariances", "precisions_cholesky", f"{PREDICT}covariance_type")
-_DPGMM = (*_MIXTURE, "mean_precision", "degrees_of_freedom", "weight_concentration_a",
-          "weight_concentration_b")
-
-
-def _rebuild_sklearn_dpgmm(model, what):
-    from sklearn.mixture import BayesianGaussianMixture
-
-    _need(model, _DPGMM, what)
-    means = np.asarray(model["means"])
-    est = BayesianGaussianMixture(
-        n_components=len(means), covariance_type=str(model[f"{PREDICT}covariance_type"]),
-        weight_concentration_prior_type="dirichlet_process",
-    )
-    _set_dpgmm_attributes(est, model)
-    return est
-
-
-def _set_dpgmm_attributes(est, model) -> None:
-    """The fitted attributes scikit-learn's DP mixture (and the torch backend) predict with."""
-    est.weights_ = np.asarray(model["weights"])
-    est.means_ = np.asarray(model["means"])
-    est.covariances_ = np.asarray(model["covariances"])
-    est.precisions_cholesky_ = np.asarray(model["precisions_cholesky"])
-    est.mean_precision_ = np.asarray(model["mean_precision"])
-    est.degrees_of_freedom_ = np.asarray(model["degrees_of_freedom"])
-    est.weight_concentration_ = (np.asarray(model["weight_concentration_a"]),
-                                 np.asarray(model["weight_concentration_b"]))
-    est.n_features_in_ = est.means_.shape[1]
-
-
-def _rebuild_torch_dpgmm(model, what):
-    """The torch backend's predictor: its fitted attributes, its variational state, and the
-    E-step quantities it caches at the end of ``fit`` for ``predict`` (computed by the class
-    itself, from the same state, so the labels are the same bit for bit)."""
-    import torch
-
-    from convdp.dpgmm_torch import TorchBayesianGaussianMixture, _State
-
-    extra = ("shift", "means_centred", "log_det_prec_chol", "dtype", "chunk_size")
-    _need(model, (*_DPGMM, *(PREDICT + k for k in extra)), what)
-    covariance_type = str(model[f"{PREDICT}covariance_type"])
-    means = np.asarray(model["means"])
-    est = TorchBayesianGaussianMixture(
-        n_components=len(means), covariance_type=covariance_type,
-        dtype=str(model[f"{PREDICT}dtype"]), chunk_size=int(model[f"{PREDICT}chunk_size"]),
-    )
-    device, dtype = est._check_params()
-
-    def tensor(key):
-        return torch.as_tensor(np.asarray(model[key], np.float64), device=device)
-
-    est._device, est._dtype = device, dtype
-    est._n_aug = 1 if covariance_type == "full" else 0
-    est._shift = tensor(f"{PREDICT}shift")
-    _set_dpgmm_attributes(est, model)
-    state = _State(
-        wc_a=tensor("weight_concentration_a"), wc_b=tensor("weight_concentration_b"),
-        mean_precision=tensor("mean_precision"), means=tensor(f"{PREDICT}means_centred"),
-        dof=tensor("degrees_of_freedom"), cov=tensor("covariances"),
-        prec_chol=tensor("precisions_cholesky"),
-        log_det_prec_chol=tensor(f"{PREDICT}log_det_prec_chol"),
-    )
-    est._state = state
-    est._perm = None
-    est._prune_now = False
-    est.fit_stats_ = {"scatter_skipped": 0, "mahalanobis_shared": 0, "mahalanobis_pruned": 0}
-    est._prepare_estep(state)
-    return est
-
-
-def _rebuild_gmm(model, what):
-    from sklearn.mixture import GaussianMixture
-
-    _need(model, _MIXTURE, what)
-    means = np.asarray(model["means"])
-    est = GaussianMixture(len(means), covariance_type=str(model[f"{PREDICT}covariance_type"]))
-    est.weights_ = np.asarray(model["weights"])
-    est.means_ = means
-    est.covariances_ = np.asarray(model["covariances"])
-    est.precisions_cholesky_ = np.asarray(model["precisions_cholesky"])
-    est.n_features_in_ = means.shape[1]
-    return est
-
-
-def _rebuild_kmeans(model, what):
-    from sklearn.cluster import KMeans
-    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
-
-    _need(model, ("cluster_centers",), what)
-    centres = np.asarray(model["cluster_centers"])
-    est = KMeans(len(centres))
-    est.cluster_centers_ = centres
-    est.n_features_in_ = centres.shape[1]
-    est._n_threads = _openmp_effective_n_threads()  # what KMeans.fit sets for predict
-    return est
-
-
-_REBUILD = {
-    "BayesianGaussianMixture": _rebuild_sklearn_dpgmm,
-    "TorchBayesianGaussianMixture": _rebuild_torch_dpgmm,
-    "GaussianMixture": _rebuild_gmm,
-    "KMeans": _rebuild_kmeans,
-}
-
-
-def preprocess_from_state(model, what: str = "model") -> Preprocess:
-    """The fitted :class:`Preprocess` that :meth:`Preprocess.state`'s arrays describe."""
-    _need(model, ("pre_keep", "pre_scale"), what)
-    pre = Preprocess()
-    pre.keep_ = np.asarray(model["pre_keep"]).astype(bool)
-    pre.scale_ = float(model["pre_scale"])
-    if "pre_pca_components" in model:
-        components = np.asarray(model["pre_pca_components"])
-        pca = PCA(n_components=components.shape[0])
-        pca.components_ = components
-        pca.mean_ = np.asarray(model["pre_pca_mean"])
-        pca.n_components_ = components.shape[0]
-        pca.n_features_in_ = components.shape[1]
-        pre.pca, pre.pca_ = components.shape[0], pca
-    return pre
-
-
-def predictor_from_state(model, what: str = "model") -> tuple[Preprocess, object]:
-    """The preprocessing and the estimator of a saved model (:func:`fit_model`'s arrays),
-    rebuilt from the arrays alone (no pickles): ``est.predict(pre.transform(x))`` labels
-    samples exactly as the fitted estimator did. ``what`` names the model in errors."""
-    _need(model, (f"{PREDICT}estimator",), what)
-    kind = str(model[f"{PREDICT}estimator"])
-    if kind not in _REBUILD:
-        raise ValueError(f"{what}: unknown estimator {kind!r}; known: {', '.join(_REBUILD)}")
-    return preprocess_from_state(model, what), _REBUILD[kind](model, what)
-
-
 def fit_model(
     array, *, layer: str, mode: str, method: str, params: dict, seed: int = 0
 ) -> tuple[dict[str, np.ndarray], dict]:
@@ -375,7 +193,7 @@ def fit_model(
     -------
     model : ``fit_index`` (the samples fitted on), the model's parameters and the
             preprocessing (what the fit's ``.npz`` holds besides the labels), then the
-            ``predict_*`` arrays :func:`predictor_from_state` needs
+            ``predict_*`` arrays :func:`convdp.fitted.load_predictor` needs
     record : the fit's scalar results except those the labels give (see :func:`merge_labels`)
     """
     model, record, _ = _fit_model(array, layer=layer, mode=mode, method=method, params=params,
@@ -420,12 +238,7 @@ def _fit_model(array, *, layer, mode, method, params, seed):
         "fit_seconds": time.perf_counter() - start,
         "grid": [h, w],
     }
-    model = {
-        "fit_index": index.astype(np.int64),
-        **estimator_state(est),
-        **pre.state(),
-        **predictor_state(est),
-    }
+    model = {"fit_index": index.astype(np.int64), **model_arrays(est, pre)}
     return model, record, (pre, est)
 
 
@@ -448,7 +261,7 @@ def label_images(
     from tqdm import tqdm
 
     check_mode(mode)
-    pre, est = predictor or predictor_from_state(model, f"layer {layer!r} ({mode} mode)")
+    pre, est = predictor or load_predictor(model, f"layer {layer!r} ({mode} mode)")
     n = array.shape[0]
     stop = n if stop is None else stop
     blocks = len(chunk_bounds(n, chunk_size(array), start, stop)) - 1
@@ -524,10 +337,7 @@ def merge_labels(
     if class_labels is not None:
         per_sample = np.repeat(class_labels, h * w) if mode == "position" else class_labels
         record |= cluster_scores(per_sample, labels)
-    arrays = {
-        "labels": labels.reshape(n, h, w) if mode == "position" else labels,
-        **{k: v for k, v in model.items() if not k.startswith(PREDICT)},
-    }
+    arrays = {"labels": labels.reshape(n, h, w) if mode == "position" else labels, **model}
     return arrays, record
 
 

@@ -82,6 +82,18 @@ class _State:
     log_det_prec_chol: torch.Tensor  # (K,) log det of prec_chol
 
 
+_STATE_FIELDS = ("wc_a", "wc_b", "mean_precision", "means", "dof", "cov", "prec_chol",
+                 "log_det_prec_chol")
+
+
+def _expected_weights(st):
+    """Expected mixing weights of the stick-breaking posterior, float64 numpy (K,)."""
+    a, b = st.wc_a, st.wc_b
+    tmp = b / (a + b)
+    w = a / (a + b) * torch.cat([tmp.new_ones(1), torch.cumprod(tmp[:-1], 0)])
+    return (w / w.sum()).detach().to(torch.float64).cpu().numpy()
+
+
 def _dedupe_components(st, P, muP):
     """Group components with bitwise-identical (dof, beta, P_k, mu_k P_k).
 
@@ -227,8 +239,8 @@ class TorchBayesianGaussianMixture(BaseEstimator):
     n_effective_ : float
         Effective number of clusters, ``exp(entropy of weights_)``.
     init_results_ : list of dict
-        Per restart: lower_bound, lower_bound_per_sample, n_iter, converged, truncation,
-        n_active, saturated, fit_stats.
+        Per restart: lower_bound, lower_bound_per_sample, elbo_per_sample, n_iter,
+        converged, truncation, n_active, n_effective, weights, saturated, fit_stats.
     weight_concentration_prior_, mean_precision_prior_, mean_prior_,
     degrees_of_freedom_prior_, covariance_prior_ : the priors actually used.
     n_features_in_ : int
@@ -476,6 +488,57 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         """Mean of :meth:`score_samples` (float)."""
         return float(np.mean(self.score_samples(X)))
 
+    def get_state(self):
+        """The fitted model as plain arrays (no pickles): what :meth:`from_state` needs to
+        rebuild an estimator whose ``predict`` / ``predict_proba`` / ``score_samples``
+        give the same results bit for bit.
+
+        Returns a dict of NumPy arrays: ``covariance_type``, ``dtype``, ``chunk_size``,
+        ``shift`` (D,) (the fitting data's mean; the state is centred on it), the
+        variational state ``wc_a``, ``wc_b``, ``mean_precision``, ``dof`` (K,),
+        ``means_centred`` (K, D), ``cov`` and ``prec_chol`` ((K, D, D) full, (K, D) diag),
+        ``log_det_prec_chol`` (K,).
+        """
+        check_is_fitted(self, "means_")
+
+        def np64(t):
+            return t.detach().to(torch.float64).cpu().numpy().copy()
+
+        st = self._state
+        return {
+            "covariance_type": np.array(self.covariance_type),
+            "dtype": np.array(str(self._dtype).removeprefix("torch.")),
+            "chunk_size": np.int64(self.chunk_size),
+            "shift": np64(self._shift),
+            **{name: np64(getattr(st, name)) for name in _STATE_FIELDS},
+        }
+
+    @classmethod
+    def from_state(cls, state, device="cpu"):
+        """A fitted estimator rebuilt from :meth:`get_state`'s arrays, on ``device``."""
+        missing = [k for k in ("covariance_type", "dtype", "chunk_size", "shift", *_STATE_FIELDS)
+                   if k not in state]
+        if missing:
+            raise ValueError(f"not a TorchBayesianGaussianMixture state: {missing} missing")
+        wc_a = np.asarray(state["wc_a"])
+        est = cls(n_components=len(wc_a), covariance_type=str(state["covariance_type"]),
+                  dtype=str(state["dtype"]), chunk_size=int(state["chunk_size"]), device=device)
+        est._device, est._dtype = est._check_params()
+        est._n_aug = 1 if est.covariance_type == "full" else 0
+        est._K = len(wc_a)
+        est._shift = torch.as_tensor(np.asarray(state["shift"], np.float64), device=est._device)
+        est.n_features_in_ = est._shift.shape[0]
+        st = _State(**{
+            name: torch.as_tensor(np.asarray(state[name], np.float64), device=est._device)
+            for name in _STATE_FIELDS
+        })
+        est._state = st
+        est._set_attributes(st)
+        est._perm, est._prune_now, est._deleted = None, False, None
+        est.fit_stats_ = {"scatter_skipped": 0, "mahalanobis_shared": 0, "mahalanobis_pruned": 0}
+        est._prepare_estep(st)
+        return est
+
     @contextlib.contextmanager
     def _threads(self):
         n = self.n_threads
@@ -656,6 +719,8 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         n_active = int(((state.wc_a - 1.0) >= 1.0).sum())
         lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
         elbo = lower_bound - K * self._empty_component_bound()
+        weights = _expected_weights(state)
+        w = weights[weights > 0]
         return {
             "state": state,
             "lower_bound": float(lower_bound),
@@ -666,6 +731,8 @@ class TorchBayesianGaussianMixture(BaseEstimator):
             "converged": converged,
             "truncation": K,
             "n_active": n_active,
+            "n_effective": float(np.exp(-np.sum(w * np.log(w)))),
+            "weights": weights,
             "saturated": n_active > self.grow_at * K,
             "fit_stats": dict(self.fit_stats_),
         }
@@ -700,8 +767,7 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         self.truncation_ = fit["truncation"]
         self.n_active_ = fit["n_active"]
         self.saturated_ = bool(fit["saturated"])
-        w = self.weights_[self.weights_ > 0]
-        self.n_effective_ = float(np.exp(-np.sum(w * np.log(w))))
+        self.n_effective_ = fit["n_effective"]
         self._perm = None
         self._prune_now = False
         self._deleted = None
@@ -1217,12 +1283,8 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         def np64(t):
             return t.detach().to(torch.float64).cpu().numpy()
 
-        a, b = st.wc_a, st.wc_b
-        s = a + b
-        tmp = b / s
-        w = a / s * torch.cat([tmp.new_ones(1), torch.cumprod(tmp[:-1], 0)])
-        self.weights_ = np64(w / w.sum())
-        self.weight_concentration_ = (np64(a), np64(b))
+        self.weights_ = _expected_weights(st)
+        self.weight_concentration_ = (np64(st.wc_a), np64(st.wc_b))
         self.mean_precision_ = np64(st.mean_precision)
         self.means_ = np64(st.means + self._shift)
         self.degrees_of_freedom_ = np64(st.dof)

@@ -320,7 +320,8 @@ def label_part(
     """Label the ``part``-th (1-based) of ``parts`` ranges of the layer's images (ranges aligned
     to the stored chunks) with the saved model; write ``labels``, ``start``, ``stop``,
     ``seconds`` to ``out_npz``."""
-    from convdp.cluster import label_images, label_ranges, predictor_from_state
+    from convdp.cluster import label_images, label_ranges
+    from convdp.fitted import load_predictor
     from convdp.samples import chunk_size
 
     if not 1 <= part <= parts:
@@ -328,7 +329,7 @@ def label_part(
     array = open_layer(manifest, layer)
     t0 = time.perf_counter()
     model = _load_npz(model_npz, "fitted model")
-    predictor = predictor_from_state(model, str(model_npz))
+    predictor = load_predictor(model, str(model_npz))
     start, stop = label_ranges(array.shape[0], chunk_size(array), parts)[part - 1]
     log.info("layer %r (%s mode): labelling images %d–%d (part %d of %d)",
              layer, mode, start, stop - 1, part, parts)

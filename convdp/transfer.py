@@ -5,11 +5,10 @@ each configured layer gets, from unlabelled activations only:
 
 - **domain shift**: the mean log-likelihood per sample of the target's activations under
   the DPGMM fitted on the source, minus that of *held-out* source activations (samples
-  that are not in the source fit's ``fit_index``). The fitted
-  ``sklearn.mixture.BayesianGaussianMixture`` and the fit's preprocessing are rebuilt from
-  the arrays saved in the fit's ``.npz`` (no pickles). The log-likelihood is scikit-learn's
-  ``score_samples`` of the variational model (expected log-density under the variational
-  posterior). 0 means the target looks like unseen source data; more negative means less
+  that are not in the source fit's ``fit_index``). The fitted estimator (either backend) and
+  the fit's preprocessing are rebuilt from the arrays saved in the fit's ``.npz`` (no
+  pickles; :mod:`convdp.fitted`). The log-likelihood is ``score_samples`` of the variational
+  model (scikit-learn's definition: expected log-density under the variational posterior). 0 means the target looks like unseen source data; more negative means less
   transferable. ``shift_z`` is the same difference in units of the standard deviation of
   the held-out source log-likelihoods (an effect size, comparable across layers);
 - **cluster usage**: which of the source's clusters the target's samples fall in: how many
@@ -51,7 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convdp.cluster import Preprocess
+from convdp.fitted import load_npz, load_predictor
+from convdp.preprocess import Preprocess
 from convdp.samples import check_mode, image_chunks, iter_samples, n_samples, to_samples
 
 log = logging.getLogger(__name__)
@@ -74,69 +74,11 @@ COLUMNS = [
 # Rebuilding a saved fit
 
 
-def preprocess_from_arrays(arrays) -> Preprocess:
-    """The fitted :class:`convdp.cluster.Preprocess` that a fit's ``.npz`` arrays describe."""
-    from sklearn.decomposition import PCA
-
-    pre = Preprocess()
-    pre.keep_ = np.asarray(arrays["pre_keep"]).astype(bool)
-    pre.scale_ = float(arrays["pre_scale"])
-    if "pre_pca_components" in arrays:
-        components = np.asarray(arrays["pre_pca_components"], np.float64)
-        pca = PCA(n_components=components.shape[0])
-        pca.components_ = components
-        pca.mean_ = np.asarray(arrays["pre_pca_mean"], np.float64)
-        pca.n_components_ = components.shape[0]
-        pca.n_features_in_ = components.shape[1]
-        pre.pca = components.shape[0]
-        pre.pca_ = pca
-    return pre
-
-
-def dpgmm_from_arrays(arrays):
-    """A fitted ``BayesianGaussianMixture`` (Dirichlet process) rebuilt from a fit's arrays.
-
-    The fitted attributes are set on an unfitted estimator; ``predict`` and
-    ``score_samples`` then give what the original fit gives (sklearn or torch backend:
-    both save the same arrays). The covariance type follows from the arrays' shapes.
-    """
-    from sklearn.mixture import BayesianGaussianMixture
-
-    missing = [k for k in ("weights", "means", "covariances", "precisions_cholesky",
-                           "mean_precision", "degrees_of_freedom", "weight_concentration_a",
-                           "weight_concentration_b") if k not in arrays]
-    if missing:
-        raise ValueError(f"not a DPGMM fit: the arrays lack {missing}")
-    means = np.asarray(arrays["means"], np.float64)
-    k, d = means.shape
-    cov = np.asarray(arrays["covariances"], np.float64)
-    covariance_type = {3: "full", 2: "diag"}.get(cov.ndim)
-    if covariance_type is None or cov.shape[0] != k:
-        raise ValueError(f"covariances of shape {cov.shape} do not fit {k} components")
-    est = BayesianGaussianMixture(n_components=k, covariance_type=covariance_type,
-                                  weight_concentration_prior_type="dirichlet_process")
-    est.weights_ = np.asarray(arrays["weights"], np.float64)
-    est.means_ = means
-    est.covariances_ = cov
-    est.precisions_cholesky_ = np.asarray(arrays["precisions_cholesky"], np.float64)
-    pc = est.precisions_cholesky_
-    est.precisions_ = (pc @ np.transpose(pc, (0, 2, 1)) if covariance_type == "full" else pc**2)
-    est.mean_precision_ = np.asarray(arrays["mean_precision"], np.float64)
-    est.degrees_of_freedom_ = np.asarray(arrays["degrees_of_freedom"], np.float64)
-    est.weight_concentration_ = (np.asarray(arrays["weight_concentration_a"], np.float64),
-                                 np.asarray(arrays["weight_concentration_b"], np.float64))
-    est.n_features_in_ = d
-    est.converged_ = True
-    est.n_iter_ = 0
-    est.lower_bound_ = float("nan")
-    return est
-
-
 def load_fit(npz_path: str | Path) -> tuple[dict[str, np.ndarray], Preprocess, object]:
-    """A DPGMM fit's arrays, its preprocessing and its estimator."""
-    with np.load(npz_path) as z:
-        arrays = {k: z[k] for k in z.files}
-    return arrays, preprocess_from_arrays(arrays), dpgmm_from_arrays(arrays)
+    """A DPGMM fit's arrays, its preprocessing and its estimator (rebuilt by
+    :func:`convdp.fitted.load_predictor`: the backend that made the fit)."""
+    arrays = load_npz(npz_path)
+    return (arrays, *load_predictor(arrays, str(npz_path)))
 
 
 # --------------------------------------------------------------------------------------

@@ -55,7 +55,9 @@ def planted(tmp_path_factory):
 
 
 def _loaded(arrays):
-    return arrays, T.preprocess_from_arrays(arrays), T.dpgmm_from_arrays(arrays)
+    from convdp.fitted import load_predictor
+
+    return arrays, *load_predictor(arrays)
 
 
 def test_rebuilt_fit_labels_like_the_original(planted):
@@ -76,8 +78,10 @@ def test_rebuilt_fit_from_npz_file(planted, tmp_path):
     write_npz(tmp_path / "fit.npz", **arrays)
     loaded, pre, est = T.load_fit(tmp_path / "fit.npz")
     assert pre.n_dims == 8 and est.covariance_type == "full"
-    with pytest.raises(ValueError, match="not a DPGMM fit"):
-        T.dpgmm_from_arrays({k: v for k, v in arrays.items() if k != "means"})
+    assert type(est).__name__ == "TorchBayesianGaussianMixture"  # the backend that fitted
+    write_npz(tmp_path / "bad.npz", **{k: v for k, v in arrays.items() if k != "predict_torch_shift"})
+    with pytest.raises(ValueError, match=r"bad.npz: .*\['shift'\] missing"):
+        T.load_fit(tmp_path / "bad.npz")
 
 
 def test_target_is_the_source_itself_every_layer_transfers(planted):
