@@ -6,9 +6,13 @@ Every error names the key at fault, and is raised before any job runs.
 from __future__ import annotations
 
 import copy
+import logging
+from collections import Counter
 from pathlib import Path
 
 import yaml
+
+log = logging.getLogger(__name__)
 
 SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
 
@@ -43,11 +47,10 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
         validate(config, str(schema), set_default=True)
     except WorkflowError as exc:
         raise ConfigError(_schema_message(exc)) from None
+    _check_duplicates(config)
+    _check_device(config["extract"]["device"])
     datasets = config["datasets"]
-    for name, spec in datasets.items():
-        need = {"torchvision": "name", "folder": "path", "images": "paths"}.get(spec["kind"])
-        if need and need not in spec:
-            raise ConfigError(f"datasets.{name}: kind {spec['kind']!r} needs the key {need!r}")
+    facts = {name: _check_dataset(name, spec) for name, spec in datasets.items()}
     for name, spec in config["models"].items():
         key = f"models.{name}"
         for ds in spec["analyse_on"]:
@@ -58,22 +61,208 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
                 raise ConfigError(f"{key}.train_on is required when weights is 'train'")
             if spec["train_on"] not in datasets:
                 raise ConfigError(f"{key}.train_on: unknown data set {spec['train_on']!r}; defined: {sorted(datasets)}")
+        else:
+            from convdp.provenance import weights_file
+
+            w = weights_file(spec)
+            if w and not Path(w).is_file():
+                raise ConfigError(f"{key}.weights: weights file {w} does not exist")
+            if not w and spec["weights"] != "none":
+                _check_weights_name(key, spec["weights"])
+        channels = _check_channels(name, spec, facts)
         if check_layers:
+            import torch
+
             from convdp.models import build_model
             from convdp.models import check_layers as check
 
             try:
-                net = build_model(spec["arch"], spec.get("num_classes", 10),
-                                  3 if spec["arch"] != "digitnet" else 1)
+                with torch.device("meta"):  # the architecture only, no weights in memory
+                    net = build_model(spec["arch"], spec.get("num_classes", 10), channels).eval()
                 spec["layers"] = check(net, spec["layers"], name)
             except ValueError as exc:
                 raise ConfigError(f"{key}.layers: {exc}" if "layer" in str(exc) else f"{key}.arch: {exc}") from None
+            _check_sizes(config, name, net, channels, facts)
     if check_layers or all(isinstance(s["layers"], list) for s in config["models"].values()):
         _check_label_jobs(config)
     b = config["baseline"]
     if b["k_min"] > b["k_max"]:
         raise ConfigError(f"baseline.k_min ({b['k_min']}) is larger than baseline.k_max ({b['k_max']})")
     return config
+
+
+def _check_duplicates(config: dict) -> None:
+    """No list names the same thing twice."""
+    lists = {"modes": config["modes"]}
+    for name, spec in config["datasets"].items():
+        lists |= {f"datasets.{name}.{k}": spec[k] for k in ("classes", "paths") if k in spec}
+    for name, spec in config["models"].items():
+        lists[f"models.{name}.analyse_on"] = spec["analyse_on"]
+        if isinstance(spec["layers"], list):
+            lists[f"models.{name}.layers"] = spec["layers"]
+    for key, items in lists.items():
+        twice = [x for x, n in Counter(items).items() if n > 1]
+        if twice:
+            raise ConfigError(f"{key}: {twice[0]!r} is listed more than once")
+
+
+def _check_device(device: str) -> None:
+    if device == "auto":
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"extract.device: {device!r} is not a device; use auto, cpu, cuda, "
+                          "cuda:N (N = 0, 1, ...) or mps")
+
+
+def _check_dataset(name: str, spec: dict) -> dict:
+    """Check one data set's keys against what it is; return what the nets will see of it:
+    ``channels``, image ``size`` (None where only the files know) and number of ``images``
+    (None where unknown without reading it)."""
+    key, kind = f"datasets.{name}", spec["kind"]
+    need = {"torchvision": "name", "folder": "path", "images": "paths"}.get(kind)
+    if need and need not in spec:
+        raise ConfigError(f"{key}: kind {kind!r} needs the key {need!r}")
+    size, n_images = spec.get("size"), None
+    if kind == "digits":
+        from sklearn.datasets import load_digits
+
+        counts = Counter(load_digits().target.tolist())
+        channels, size, n_classes, what = 1, size or 32, 10, "digits"
+        n_images = sum(counts[c] for c in spec.get("classes") or range(10))
+    elif kind == "torchvision":
+        from convdp.datasets import TORCHVISION_REGISTRY as known
+
+        def norm(n: str) -> str:
+            return "".join(ch for ch in n.lower() if ch.isalnum())
+
+        tv = {norm(k): v for k, v in known.items()}.get(norm(spec["name"]))
+        if tv is None:
+            raise ConfigError(f"{key}.name: unknown torchvision data set {spec['name']!r}; "
+                              f"known: {', '.join(known)}")
+        if spec["split"] not in tv.splits:
+            raise ConfigError(f"{key}.split: {tv.name} has splits {', '.join(tv.splits)}; "
+                              f"unknown split {spec['split']!r}")
+        channels, what = (1 if tv.fmt == "idx" else 3), tv.name
+        size = size or {"idx": 28, "stl10": 96}.get(tv.fmt, 32)
+        n_classes = 100 if tv.fmt == "cifar100" else 10
+    elif kind == "folder":
+        folder = Path(spec["path"])
+        if not folder.is_dir():
+            raise ConfigError(f"{key}.path: image folder {folder} does not exist or is not a folder")
+        channels, what = 3, f"image folder {folder} (class sub-folders)"
+        n_classes = sum(1 for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    else:  # a few images on their own, unlabelled
+        channels, n_classes, what = 3, 0, f"kind {kind!r}"
+        if kind == "images":
+            missing = [p for p in spec["paths"] if not Path(p).is_file()]
+            if missing:
+                raise ConfigError(f"{key}.paths: image {missing[0]} does not exist")
+            n_images = len(spec["paths"])
+        else:
+            size, n_images = size or 512, 1
+    classes = spec.get("classes")
+    if classes is not None:
+        if n_classes == 0:
+            raise ConfigError(f"{key}.classes: {what} has no labels, so no class subset")
+        bad = sorted(c for c in set(classes) if c >= n_classes)
+        if bad:
+            raise ConfigError(f"{key}.classes: unknown class(es) {bad}; {what} has classes "
+                              f"0-{n_classes - 1}")
+    if n_images is not None and spec.get("max_samples"):
+        n_images = min(n_images, spec["max_samples"])
+    return {"channels": channels, "size": size, "images": n_images}
+
+
+def _check_weights_name(key: str, weights: str) -> None:
+    import torchvision
+
+    try:
+        torchvision.models.get_weight(weights)
+    except (ValueError, KeyError, AttributeError):
+        raise ConfigError(f"{key}.weights: {weights!r} is neither 'train', 'none', an existing "
+                          "file, nor a torchvision weights name such as "
+                          "'VGG16_Weights.IMAGENET1K_V1'") from None
+
+
+def _check_channels(name: str, spec: dict, facts: dict) -> int:
+    """The number of input channels of the net, checked against every data set it sees."""
+    key = f"models.{name}"
+    if spec["weights"] == "train":
+        src = spec["train_on"]
+        channels = facts[src]["channels"]
+        if spec.get("normalize") == "imagenet" and channels != 3:
+            raise ConfigError(f"{key}.normalize: 'imagenet' normalisation is for 3-channel images, "
+                              f"but {src!r} has {channels}-channel images; use data or null")
+    else:
+        channels = 1 if spec["arch"] == "digitnet" else 3
+    for ds in spec["analyse_on"]:
+        if facts[ds]["channels"] != channels:
+            raise ConfigError(f"{key}.analyse_on: data set {ds!r} has {facts[ds]['channels']}-channel "
+                              f"images but the net takes {channels}-channel images")
+    return channels
+
+
+def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> None:
+    """Each data set's images go through the net's configured layers (and through the whole
+    net where it is trained on them) with at least one position left: a forward pass on the
+    meta device (shapes only, nothing computed)."""
+    import torch
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    from convdp.models import layer_names
+
+    spec = config["models"][name]
+    layers = list(spec["layers"])
+    trained = {spec["train_on"]} if spec["weights"] == "train" else set()
+    if config["transfer"]["retrain"]:
+        trained |= set(spec["analyse_on"][1:])
+    head = layer_names(net)[-1]
+    for ds in dict.fromkeys([*spec["analyse_on"], *sorted(trained)]):
+        size, size_key = facts[ds]["size"], f"datasets.{ds}.size"
+        if spec.get("input_size"):
+            size, size_key = spec["input_size"], f"models.{name}.input_size"
+        if size is None:  # the files decide; the extraction checks them
+            continue
+        nodes = layers + [head] if ds in trained else layers
+        try:
+            out = create_feature_extractor(net, nodes)(
+                torch.empty(1, channels, size, size, device="meta"))
+            small = [n for n in layers if out[n].dim() == 4 and min(out[n].shape[2:]) < 1]
+            why = f"layer {small[0]} has no positions left" if small else ""
+        except (RuntimeError, ValueError) as exc:
+            why = f"the forward pass fails: {str(exc).splitlines()[0]}"
+        if why:
+            raise ConfigError(f"{size_key}: {size}×{size} images are too small for model {name!r} "
+                              f"({spec['arch']}): {why}; use larger images or earlier layers")
+        if ds in spec["analyse_on"]:
+            _check_pca(config, name, ds, facts[ds]["images"],
+                       {n: tuple(out[n].shape) for n in layers})
+
+
+def _check_pca(config: dict, model: str, ds: str, n_images: int | None, shapes: dict) -> None:
+    """Warn where ``preprocess.pca`` asks for more components than a layer has samples (image
+    mode: one per image, so a few images fall short): PCA can keep at most that many."""
+    pca, cap = config["preprocess"]["pca"], config["preprocess"]["max_samples"]
+    if pca is None or n_images is None:
+        return
+    for mode in config["modes"]:
+        short = {}
+        for layer, shape in shapes.items():
+            per_image = shape[2] * shape[3] if mode == "position" and len(shape) == 4 else 1
+            n = min(n_images * per_image, cap or n_images * per_image)
+            if n < pca < shape[1]:
+                short[layer] = n
+        if short:
+            log.warning("preprocess.pca (%d) is more than the %d samples that data set %r gives "
+                        "layer(s) %s of model %r in %s mode; PCA keeps at most that many "
+                        "components there (lower preprocess.pca, or leave %s out of modes)",
+                        pca, min(short.values()), ds, ", ".join(short), model, mode, mode)
 
 
 def _check_label_jobs(config: dict) -> None:

@@ -2,6 +2,7 @@
 
 import re
 
+from convdp import provenance
 from convdp.cluster import label_memory_mb, merge_memory_mb
 from convdp.config import label_jobs, validate_config
 from convdp.io import read_json
@@ -131,11 +132,36 @@ def fit_context(wildcards):
 
 
 def train_input(wildcards):
-    """The training data set, when the net is trained in the pipeline."""
+    """The training data set, when the net is trained in the pipeline; the weights file,
+    when it is loaded from one (so that replacing the file reruns the model's jobs)."""
     spec = MODELS[wildcards.model]
     if spec["weights"] == "train":
         return {"train_data": f"results/data/{spec['train_on']}.zarr"}
-    return {}
+    return {"weights_file": provenance.model_inputs(spec)}
+
+
+# Provenance (convdp/provenance.py). A job that fails has its outputs deleted, and Snakemake
+# does not remake a missing intermediate file whose consumers look up to date: so every job
+# that reads a model or a data set store also carries, as a param, what that file is made
+# from, and a change reruns it (and the jobs it needs) whether or not the file still exists.
+
+
+def model_sources(model):
+    """What a model's weights are made from: the keys training reads, the weights file's
+    stamp, the fingerprint of the training data's files."""
+    spec = MODELS[model]
+    train_on = DATASETS[spec["train_on"]] if spec["weights"] == "train" else None
+    return provenance.model_params(spec) | {
+        "train_on": train_on and provenance.dataset_fingerprint(train_on)
+    }
+
+
+def upstream(wildcards):
+    """Param of the jobs that read {model}'s files and {dataset}'s store: their sources."""
+    return {
+        "model": model_sources(wildcards.model),
+        "dataset": provenance.dataset_fingerprint(DATASETS[wildcards.dataset]),
+    }
 
 
 def download_input(wildcards):

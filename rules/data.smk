@@ -6,7 +6,9 @@ rule download:
     conda:
         "../envs/torch.yaml"
     params:
-        spec=lambda wc: DATASETS[wc.dataset],
+        spec=lambda wc: {
+            k: DATASETS[wc.dataset].get(k) for k in ("name", "split", "base_url")
+        },
         data_root=config["data_root"],
     script:
         "../scripts/download.py"
@@ -15,6 +17,7 @@ rule download:
 rule prepare_dataset:
     input:
         download_input,
+        lambda wc: provenance.dataset_inputs(DATASETS[wc.dataset]),
     output:
         directory("results/data/{dataset}.zarr"),
     log:
@@ -28,6 +31,7 @@ rule prepare_dataset:
         runtime=30,
     params:
         spec=lambda wc: DATASETS[wc.dataset],
+        sources=lambda wc: provenance.dataset_fingerprint(DATASETS[wc.dataset]),
         data_root=config["data_root"],
         seed=config["seed"],
     script:

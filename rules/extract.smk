@@ -24,5 +24,6 @@ rule extract_activations:
     params:
         layers=lambda wc: MODELS[wc.model]["layers"],
         extract=config["extract"],
+        upstream=upstream,
     script:
         "../scripts/extract_activations.py"

@@ -16,7 +16,8 @@ rule train_model:
         runtime=60,
         gpu=1 if uses_gpu() else 0,
     params:
-        spec=lambda wc: MODELS[wc.model],
+        spec=lambda wc: provenance.model_params(MODELS[wc.model]),
+        train_on=lambda wc: model_sources(wc.model)["train_on"],
         seed=config["seed"],
         device=config["extract"]["device"],
     script:

@@ -26,9 +26,13 @@ rule transfer_scores:
     params:
         layers=lambda wc: MODELS[wc.model]["layers"],
         source=lambda wc: source_of(wc.model),
-        settings=config["transfer"],
+        settings={
+            k: config["transfer"][k]
+            for k in ("mode", "max_samples", "probe_folds", "n_examples")
+        },
         weight_threshold=config["dpgmm"]["weight_threshold"],
         seed=config["seed"],
+        upstream=upstream,
     script:
         "../scripts/transfer_scores.py"
 
@@ -58,6 +62,7 @@ rule transfer_retrain:
         seeds=transfer_seeds(),
         train=transfer_train,
         device=config["extract"]["device"],
+        upstream=upstream,
     script:
         "../scripts/transfer_retrain.py"
 

@@ -1,0 +1,97 @@
+"""What a job reads beyond its declared inputs, in a form Snakemake's rerun triggers see.
+
+Snakemake reruns a job when an input is newer than its output (``mtime``), when its inputs
+are other files (``input``) or when its params changed (``params``). Files named in the
+config (a ``weights:`` state_dict, the ``paths:`` of an ``images`` data set) are declared
+inputs, and their stamps (size and modification time) are params too, so that a file
+replaced by an older one (``mv``, ``cp -p``) also reruns the job. An image folder is not a
+file: its fingerprint (every image's name, size and modification time) is a param.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+# The keys of a model spec that training or loading the net reads (convdp.pipeline.prepare_model).
+_MODEL_KEYS = {"train": ("arch", "weights", "input_size", "normalize", "train"),
+               "other": ("arch", "weights", "input_size", "num_classes")}
+
+
+def stamp(path: str | os.PathLike) -> str:
+    """``size:mtime_ns`` of one file (``missing`` where there is none)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def weights_file(spec: dict) -> str | None:
+    """The state_dict file a model spec loads, or None (``train``, ``none``, a torchvision name)."""
+    w = spec.get("weights", "train")
+    if w in ("train", "none"):
+        return None
+    return w if Path(w).suffix in (".pt", ".pth", ".bin") or Path(w).exists() else None
+
+
+def model_inputs(spec: dict) -> list[str]:
+    """The files a model spec names (its weights file), as inputs of ``train_model``."""
+    w = weights_file(spec)
+    return [w] if w else []
+
+
+def model_params(spec: dict) -> dict:
+    """The model spec as ``train_model`` reads it: only the keys it uses, and the weights
+    file's stamp. Adding a layer or a data set to analyse does not retrain the net."""
+    keys = _MODEL_KEYS["train" if spec.get("weights", "train") == "train" else "other"]
+    out = {k: spec[k] for k in keys if k in spec}
+    w = weights_file(spec)
+    return out | ({"weights_stamp": stamp(w)} if w else {})
+
+
+def dataset_inputs(spec: dict) -> list[str]:
+    """The files a data set spec names (``paths:`` of kind ``images``), as inputs."""
+    return list(spec.get("paths", [])) if spec["kind"] == "images" else []
+
+
+def dataset_fingerprint(spec: dict) -> str | None:
+    """What the data set's source files look like now: the stamp of each ``paths:`` file, or an
+    image folder's fingerprint; None for data sets that ship with a package or are verified
+    downloads."""
+    if spec["kind"] == "images":
+        return _digest(f"{p}\t{stamp(p)}" for p in spec["paths"])
+    if spec["kind"] == "folder":
+        return folder_fingerprint(spec["path"])
+    return None
+
+
+@functools.cache  # once per Snakemake process: every job reading the data set asks
+def folder_fingerprint(folder: str | os.PathLike) -> str:
+    """Count and digest of every image under ``folder`` (relative name, size, modification
+    time); links are followed, each real folder once, hidden files and folders skipped."""
+    from convdp.datasets import IMAGE_EXTENSIONS
+
+    root = Path(folder)
+    lines, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back up the tree
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in filenames:
+            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS:
+                p = Path(dirpath) / f
+                lines.append(f"{p.relative_to(root).as_posix()}\t{stamp(p)}")
+    return f"{len(lines)} images, {_digest(sorted(lines))}"
+
+
+def _digest(lines) -> str:
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode() + b"\n")
+    return "sha256:" + h.hexdigest()[:16]

@@ -1,0 +1,145 @@
+"""Provenance: changing a file a result depends on reruns exactly the jobs it feeds; a job
+that fails leaves the previous result in place.
+
+One small real run (an image folder and a few images, a net from a weights file and one
+trained in the pipeline, up to the activations), then each change on a copy and a dry run
+whose planned jobs are compared, output by output (nothing else is planned).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from tests.test_workflow import snakemake
+
+from .helpers import ROOT, make_model, snapshot
+
+TARGETS = ["results/models/net.json", "results/activations/trained/shapes.json",
+           "results/activations/trained/pics.json"]
+DAY = 86400
+# the folder's store; the net trained on it; both its extractions (the net changed)
+FED_BY_SHAPES = {"results/data/shapes.zarr", "results/models/trained.pt",
+                 "results/activations/trained/shapes.json", "results/activations/trained/pics.json"}
+
+
+def png(path, seed):
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(path)
+
+
+def older(path):
+    """Set the file's modification time a day back: only a recorded stamp can notice it."""
+    t = path.stat().st_mtime - DAY
+    os.utime(path, (t, t))
+
+
+CONFIG = {
+    "seed": 0,
+    "datasets": {  # paths relative to the working directory
+        "digits": {"kind": "digits", "classes": [0, 1, 2], "size": 16},
+        "shapes": {"kind": "folder", "path": "inputs/shapes", "size": 16},
+        "pics": {"kind": "images", "paths": ["inputs/a.png", "inputs/b.png"], "size": 16},
+    },
+    "models": {
+        "net": {"arch": "digitnet", "weights": "inputs/net.pt", "num_classes": 5,
+                "analyse_on": ["digits"], "layers": ["relu1"]},
+        "trained": {"arch": "digitnet", "weights": "train", "train_on": "shapes",
+                    "analyse_on": ["shapes", "pics"], "layers": ["relu1"], "train": {"epochs": 1}},
+    },
+    "modes": ["position"],
+    "extract": {"device": "cpu", "batch_size": 16, "chunk_size": 16},
+    "preprocess": {"pca": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """A working directory where the TARGETS are built and up to date."""
+    work = tmp_path_factory.mktemp("provenance") / "work"
+    for cls, seed in (("red", 0), ("blue", 100)):
+        for i in range(6):
+            png(work / f"inputs/shapes/{cls}/{i}.png", seed + i)
+    png(work / "inputs/a.png", 7)
+    png(work / "inputs/b.png", 8)
+    make_model(work / "inputs")
+    (work / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    out = run(work, "--cores", "2", "results/data/digits.zarr", *TARGETS)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return work
+
+
+def run(work, *args):
+    return snakemake(ROOT, work, "--configfile", str(work / "config.yaml"), *args)
+
+
+def planned(work):
+    """What a dry run would do: the first output of each job it lists."""
+    out = run(work, "-n", *TARGETS)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return set(re.findall(r"^\s+output: ([^,\s]+)", out.stdout, re.M))
+
+
+@pytest.fixture
+def work(done, tmp_path):
+    dest = tmp_path / "work"
+    shutil.copytree(done, dest, symlinks=True)  # keeps modification times
+    return dest
+
+
+def test_replaced_weights_file_and_paths_file_rerun_what_they_feed(work):
+    make_model(work / "inputs", seed=1)  # other weights and another image, both given an
+    png(work / "inputs/b.png", 9)  # older time than the results: only their stamps tell
+    older(work / "inputs/net.pt")
+    older(work / "inputs/b.png")
+    assert planned(work) == {"results/models/net.pt", "results/data/pics.zarr",
+                             "results/activations/trained/pics.json"}
+
+
+def test_image_added_to_a_folder_reruns_what_it_feeds(work):
+    png(work / "inputs/shapes/red/6.png", 50)
+    older(work / "inputs/shapes/red/6.png")
+    assert planned(work) == FED_BY_SHAPES
+
+
+def test_added_layer_or_data_set_does_not_retrain(work):
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["models"]["trained"]["layers"].append("relu2")
+    config["models"]["trained"]["analyse_on"].append("pic_a")
+    config["datasets"]["pic_a"] = {"kind": "images", "paths": ["inputs/a.png"], "size": 16}
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    assert planned(work) == {"results/activations/trained/shapes.json",
+                             "results/activations/trained/pics.json"}
+
+
+def test_failed_job_is_planned_again(work):
+    """An image that breaks the job (not a config error) stops it naming the file; Snakemake
+    has deleted the old store, and the next run plans it again with what it feeds, although
+    the results made from the old store are still there (their params name its sources).
+    Snakemake's ``update()`` flag would keep the old store, but it records the failed job's
+    params for it: the old store would pass as made from the new images."""
+    (work / "inputs/shapes/blue/2.png").write_bytes(b"not a png")
+    out = run(work, "--cores", "1", "results/data/shapes.zarr")
+    assert out.returncode != 0
+    assert "cannot read image inputs/shapes/blue/2.png" in out.stderr
+    assert planned(work) == FED_BY_SHAPES
+
+
+def test_config_error_fails_before_any_job_and_keeps_results(work):
+    """`classes: [5, 12]` for digits used to fail in the job, after its store was deleted."""
+    before = snapshot(work / "results")
+    assert "data/digits.zarr/zarr.json" in before
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["datasets"]["digits"]["classes"] = [5, 12]
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    out = run(work, "--cores", "1", "results/data/digits.zarr")
+    assert out.returncode != 0
+    assert "datasets.digits.classes: unknown class(es) [12]" in out.stderr
+    assert snapshot(work / "results") == before

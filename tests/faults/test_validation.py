@@ -1,0 +1,157 @@
+"""Config errors that used to surface at job time are found at validation, naming the key."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import yaml
+
+from convdp.config import ConfigError, validate_config
+
+from .helpers import ROOT, make_model
+
+TINY = yaml.safe_load((ROOT / "tests/config/tiny.yaml").read_text())
+
+
+def histology(config, size=64):
+    config["datasets"]["tissue"] = {"kind": "histology", "size": size}
+
+
+def vgg(config, layers, analyse_on=("tissue",)):
+    config["models"]["vgg"] = {"arch": "vgg16", "weights": "none",
+                               "analyse_on": list(analyse_on), "layers": layers}
+
+
+def fails(mutate, culprit):
+    config = copy.deepcopy(TINY)
+    mutate(config)
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    assert culprit in str(err.value), str(err.value)
+    return str(err.value)
+
+
+def test_unknown_classes_of_digits():
+    msg = fails(lambda c: c["datasets"]["digits_target"].update(classes=[5, 12]),
+                "datasets.digits_target.classes: unknown class(es) [12]")
+    assert "0-9" in msg
+
+
+def test_classes_of_unlabelled_images():
+    def mutate(c):
+        histology(c)
+        c["datasets"]["tissue"]["classes"] = [0]
+    fails(mutate, "datasets.tissue.classes: kind 'histology' has no labels")
+
+
+def test_unknown_torchvision_data_set_and_split():
+    fails(lambda c: c["datasets"].update(x={"kind": "torchvision", "name": "MNISTT"}),
+          "datasets.x.name: unknown torchvision data set 'MNISTT'")
+    fails(lambda c: c["datasets"].update(x={"kind": "torchvision", "name": "mnist",
+                                            "split": "extra"}),
+          "datasets.x.split: MNIST has splits train, test")
+
+
+def test_missing_image_files_and_folders(tmp_path):
+    fails(lambda c: c["datasets"].update(x={"kind": "images", "paths": [str(tmp_path / "a.png")]}),
+          "datasets.x.paths: image")
+    fails(lambda c: c["datasets"].update(x={"kind": "folder", "path": str(tmp_path / "none")}),
+          "datasets.x.path: image folder")
+
+
+def test_size_too_small_for_the_layers():
+    def mutate(c):
+        histology(c, size=8)
+        vgg(c, ["features.3", "features.29"])
+    fails(mutate, "datasets.tissue.size: 8×8 images are too small for model 'vgg'")
+
+
+def test_size_enough_for_early_layers_only():
+    config = copy.deepcopy(TINY)
+    histology(config, size=8)
+    vgg(config, ["features.3", "features.15"])  # 2×2 at features.15; the head is never run
+    validate_config(config)
+
+
+def test_size_too_small_for_the_whole_net_when_trained():
+    def mutate(c):
+        histology(c, size=16)
+        c["datasets"]["tissue2"] = {"kind": "histology", "size": 64}
+        vgg(c, ["features.3"], analyse_on=("tissue2",))
+        c["models"]["vgg"] |= {"weights": "train", "train_on": "tissue"}
+    fails(mutate, "datasets.tissue.size: 16×16 images are too small for model 'vgg' (vgg16): "
+                  "the forward pass fails")
+
+
+def test_imagenet_normalisation_on_a_one_channel_net():
+    fails(lambda c: c["models"]["digitnet"].update(normalize="imagenet"),
+          "models.digitnet.normalize: 'imagenet' normalisation is for 3-channel images, but "
+          "'digits_source' has 1-channel images")
+
+
+def test_data_set_with_other_channels_than_the_net():
+    def mutate(c):
+        histology(c)
+        c["models"]["digitnet"]["analyse_on"].append("tissue")
+    fails(mutate, "models.digitnet.analyse_on: data set 'tissue' has 3-channel images but the "
+                  "net takes 1-channel images")
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "CUDA", "meta"])
+def test_invalid_device(device):
+    fails(lambda c: c["extract"].update(device=device), f"extract.device: {device!r} is not a device")
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_valid_devices(device):
+    config = copy.deepcopy(TINY)
+    config["extract"]["device"] = device
+    validate_config(config)
+
+
+def test_missing_weights_file_and_unknown_weights_name(tmp_path):
+    fails(lambda c: c["models"]["digitnet"].update(weights=str(tmp_path / "net.pt")),
+          "models.digitnet.weights: weights file")
+    fails(lambda c: c["models"]["digitnet"].update(weights="VGG16_Weights.NOPE"),
+          "models.digitnet.weights: 'VGG16_Weights.NOPE' is neither")
+
+
+def test_weights_file_that_exists_is_accepted(tmp_path):
+    weights, _ = make_model(tmp_path)
+    config = copy.deepcopy(TINY)
+    config["models"]["digitnet"].update(weights=str(weights), num_classes=5)
+    validate_config(config)
+
+
+@pytest.mark.parametrize("key, mutate", [
+    ("models.digitnet.layers", lambda c: c["models"]["digitnet"].update(layers=["relu1", "relu1"])),
+    ("models.digitnet.analyse_on",
+     lambda c: c["models"]["digitnet"]["analyse_on"].append("digits_target")),
+    ("datasets.digits_source.classes", lambda c: c["datasets"]["digits_source"].update(classes=[1, 1])),
+    ("modes", lambda c: c.update(modes=["image", "image"])),
+])
+def test_duplicate_entries(key, mutate):
+    msg = fails(mutate, key)
+    assert "more than once" in msg or "non-unique" in msg
+
+
+def test_pca_above_the_samples_of_image_mode_is_named(tmp_path, caplog):
+    """A few images give a layer a few samples in image mode: the validation warns, naming
+    preprocess.pca (the fit keeps what it can; see the fit's record)."""
+    from PIL import Image
+
+    paths = []
+    for i in range(3):
+        Image.new("RGB", (20, 20), (40 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    config = copy.deepcopy(TINY)
+    config["datasets"]["few"] = {"kind": "images", "paths": paths, "size": 16}
+    config["models"]["net"] = {"arch": "resnet18", "weights": "none", "analyse_on": ["few"],
+                               "layers": ["layer1"]}
+    with caplog.at_level(logging.WARNING, logger="convdp.config"):
+        validate_config(config)
+    warned = [r.getMessage() for r in caplog.records if "preprocess.pca" in r.getMessage()]
+    assert len(warned) == 1, caplog.text
+    assert "3 samples that data set 'few'" in warned[0] and "image mode" in warned[0]
