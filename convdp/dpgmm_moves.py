@@ -23,6 +23,9 @@ import torch
 
 #: Merge rounds after convergence at most (each: two passes over the data, then EM).
 MAX_MERGE_ROUNDS = 25
+#: Candidate pairs scored per round at most: every pair of occupied components up to this
+#: many, else those sharing responsibility first, then each component's nearest neighbour.
+MAX_PAIRS = 1500
 
 
 def run_moves(est, Xc, state, lower_bounds, converged):
@@ -32,7 +35,8 @@ def run_moves(est, Xc, state, lower_bounds, converged):
     """
     spent = len(lower_bounds)
     stats = est.fit_stats_
-    stats.update(merges=0, merge_rounds=0, deleted=0, delete_moves=0, delete_moves_kept=0)
+    stats.update(merges=0, merge_rounds=0, reordered=0, deleted=0, delete_moves=0,
+                 delete_moves_kept=0)
     if not converged:
         return state, lower_bounds, spent, converged
     for _ in range(MAX_MERGE_ROUNDS):
@@ -41,6 +45,7 @@ def run_moves(est, Xc, state, lower_bounds, converged):
             state, lower_bounds, spent, converged, kept = merge_round(
                 est, Xc, state, lower_bounds, spent
             )
+
         if est.delete_below > 0 and converged:
             state, lower_bounds, spent, converged, deleted = delete_moves(
                 est, Xc, state, lower_bounds, spent
@@ -48,7 +53,35 @@ def run_moves(est, Xc, state, lower_bounds, converged):
             kept += deleted
         if not kept or not converged or not est.merge:
             break
+    if est.merge and converged:
+        state, lower_bounds, spent, converged = sort_round(est, Xc, state, lower_bounds, spent)
     return state, lower_bounds, spent, converged
+
+
+def sort_round(est, Xc, state, lower_bounds, spent):
+    """Reorder the components largest first if that raises the bound (stick-breaking puts
+    more prior mass on the first sticks), then run EM on. Returns as :func:`run_moves`."""
+    stats, ent, _ = stats_and_overlap(est, Xc, state)
+    bound, _ = _score(est, stats, ent)
+    stats, new, reordered = sort_by_size(est, stats, ent, bound)
+    if not reordered:
+        return state, lower_bounds, spent, True
+    est.fit_stats_["reordered"] = 1
+    return _continue(est, Xc, state, lower_bounds, spent, stats, new)
+
+
+def _continue(est, Xc, state, lower_bounds, spent, stats, bound):
+    """EM from the state the moved ``stats`` give (whose bound is ``bound``), to
+    convergence; kept only if it ends above ``lower_bounds[-1]``.
+
+    Returns (state, lower bounds, iterations spent, converged)."""
+    moved = est._m_step(*stats)
+    new_state, new_bounds, converged = est._iterate(Xc, moved, [bound], est.max_iter - spent)
+    new_bounds = new_bounds[1:]
+    spent += len(new_bounds)
+    if not new_bounds or new_bounds[-1] <= lower_bounds[-1]:
+        return state, lower_bounds, spent, True
+    return new_state, lower_bounds + new_bounds, spent, converged
 
 
 # --------------------------------------------------------------------------------------
@@ -106,8 +139,9 @@ def pair_entropy_change(est, Xc, state, pairs):
 
 def merge_candidates(stats, overlap, state, max_pairs):
     """Pairs (P, 2) of occupied components worth trying, most promising first: those that
-    share responsibility (overlap normalised by the components' own), then each one's
-    nearest neighbour by the distance of the means relative to their spreads."""
+    share responsibility (overlap normalised by the components' own), then the others by
+    the distance of the means relative to their spreads (all of them when there are at most
+    ``max_pairs`` pairs, else each component's nearest neighbour only)."""
     nk = stats[0]
     occupied = torch.nonzero(nk >= 1.0).squeeze(1)
     a = occupied.numel()
@@ -128,7 +162,7 @@ def merge_candidates(stats, overlap, state, max_pairs):
     s, dd, nn = score[iu[0], iu[1]], dist[iu[0], iu[1]], near[iu[0], iu[1]]
     shared = torch.nonzero(s > 1e-6).squeeze(1)
     shared = shared[torch.argsort(s[shared], descending=True)]
-    close = torch.nonzero((s <= 1e-6) & nn).squeeze(1)
+    close = torch.nonzero((s <= 1e-6) & (nn | (len(s) <= max_pairs))).squeeze(1)
     close = close[torch.argsort(dd[close])]
     order = torch.cat([shared, close])[:max_pairs]
     return occupied[iu[:, order].T]
@@ -192,7 +226,7 @@ def merge_round(est, Xc, state, lower_bounds, spent):
     Returns (state, lower bounds, iterations spent, converged, merges kept).
     """
     stats, ent, overlap = stats_and_overlap(est, Xc, state)
-    pairs = merge_candidates(stats, overlap, state, max_pairs=4 * est._K)
+    pairs = merge_candidates(stats, overlap, state, max_pairs=MAX_PAIRS)
     est.fit_stats_["merge_rounds"] += 1
     if not len(pairs):
         return state, lower_bounds, spent, True, 0
@@ -211,13 +245,12 @@ def merge_round(est, Xc, state, lower_bounds, spent):
     if not kept:
         return state, lower_bounds, spent, True, 0
     stats, bound, _ = sort_by_size(est, stats, ent, bound)
-    merged = est._m_step(*stats)
-    new_state, new_bounds, converged = est._iterate(Xc, merged, [bound], est.max_iter - spent)
-    new_bounds = new_bounds[1:]
-    if not new_bounds or new_bounds[-1] <= lower_bounds[-1]:
-        return state, lower_bounds, spent + len(new_bounds), True, 0
+    new_state, new_bounds, new_spent, converged = _continue(est, Xc, state, lower_bounds, spent,
+                                                            stats, bound)
+    if new_state is state:
+        return state, lower_bounds, new_spent, True, 0
     est.fit_stats_["merges"] += kept
-    return new_state, lower_bounds + new_bounds, spent + len(new_bounds), converged, kept
+    return new_state, new_bounds, new_spent, converged, kept
 
 
 def delete_moves(est, Xc, state, lower_bounds, spent):

@@ -1,6 +1,12 @@
 # One job per model × data set × layer × mode: independent, so they run in parallel.
-# A layer with label_jobs > 1 gets a *_model job, that many label_* jobs and a merge_* job
-# instead (same {mode}.npz/.json); the layer wildcard's constraints pick the rules.
+# The DPGMM rules are written once; the baseline's are the same rules with their own paths
+# (`use rule ... with:`) and their own section of the config as params, so editing one
+# method's settings reruns only that method's fits.
+#
+# Which rules write a layer's {mode}.npz/.json (the layer wildcard's constraint decides):
+# - label_jobs 1 (the default): fit_{method} fits and labels every image in one job;
+# - label_jobs n > 1: fit_{method}_model fits, n label_{method} jobs label one range of
+#   images each, merge_{method} writes the same {mode}.npz/.json as an unsplit fit.
 
 
 rule fit_dpgmm:
@@ -24,17 +30,15 @@ rule fit_dpgmm:
         runtime=lambda wc, attempt: 60 * attempt,
     params:
         method="dpgmm",
-        params={k: config[k] for k in ("preprocess", "dpgmm", "baseline")},
+        params=fit_params("dpgmm"),
         seed=config["seed"],
         context=fit_context,
+        upstream=upstream,
     script:
         "../scripts/fit.py"
 
 
-rule fit_baseline:
-    input:
-        manifest="results/activations/{model}/{dataset}.json",
-        dataset="results/data/{dataset}.zarr",
+use rule fit_dpgmm as fit_baseline with:
     output:
         npz="results/baseline/{model}/{dataset}/{layer}/{mode}.npz",
         json="results/baseline/{model}/{dataset}/{layer}/{mode}.json",
@@ -42,21 +46,12 @@ rule fit_baseline:
         "logs/fit_baseline/{model}/{dataset}/{layer}/{mode}.log",
     benchmark:
         "benchmarks/runs/fit_baseline/{model}/{dataset}/{layer}/{mode}.tsv"
-    wildcard_constraints:
-        layer=layers_labelled(split=False),
-    conda:
-        "../envs/cluster.yaml"
-    threads: 1
-    resources:
-        mem_mb=fit_mem_mb,
-        runtime=lambda wc, attempt: 60 * attempt,
     params:
         method="baseline",
-        params={k: config[k] for k in ("preprocess", "dpgmm", "baseline")},
+        params=fit_params("baseline"),
         seed=config["seed"],
         context=fit_context,
-    script:
-        "../scripts/fit.py"
+        upstream=upstream,
 
 
 rule fit_dpgmm_model:
@@ -79,10 +74,26 @@ rule fit_dpgmm_model:
         runtime=lambda wc, attempt: 60 * attempt,
     params:
         method="dpgmm",
-        params={k: config[k] for k in ("preprocess", "dpgmm", "baseline")},
+        params=fit_params("dpgmm"),
         seed=config["seed"],
+        upstream=upstream,
     script:
         "../scripts/fit_model.py"
+
+
+use rule fit_dpgmm_model as fit_baseline_model with:
+    output:
+        npz="results/baseline/{model}/{dataset}/{layer}/{mode}.model.npz",
+        json="results/baseline/{model}/{dataset}/{layer}/{mode}.model.json",
+    log:
+        "logs/fit_baseline_model/{model}/{dataset}/{layer}/{mode}.log",
+    benchmark:
+        "benchmarks/runs/fit_baseline_model/{model}/{dataset}/{layer}/{mode}.tsv"
+    params:
+        method="baseline",
+        params=fit_params("baseline"),
+        seed=config["seed"],
+        upstream=upstream,
 
 
 rule label_dpgmm:
@@ -111,6 +122,20 @@ rule label_dpgmm:
         "../scripts/label.py"
 
 
+use rule label_dpgmm as label_baseline with:
+    input:
+        manifest="results/activations/{model}/{dataset}.json",
+        model="results/baseline/{model}/{dataset}/{layer}/{mode}.model.npz",
+    output:
+        npz=temp(
+            "results/baseline/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.npz"
+        ),
+    log:
+        "logs/label_baseline/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.log",
+    benchmark:
+        "benchmarks/runs/label_baseline/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.tsv"
+
+
 rule merge_dpgmm:
     input:
         model="results/dpgmm/{model}/{dataset}/{layer}/{mode}.model.npz",
@@ -136,59 +161,7 @@ rule merge_dpgmm:
         "../scripts/merge.py"
 
 
-rule fit_baseline_model:
-    input:
-        manifest="results/activations/{model}/{dataset}.json",
-    output:
-        npz="results/baseline/{model}/{dataset}/{layer}/{mode}.model.npz",
-        json="results/baseline/{model}/{dataset}/{layer}/{mode}.model.json",
-    log:
-        "logs/fit_baseline_model/{model}/{dataset}/{layer}/{mode}.log",
-    benchmark:
-        "benchmarks/runs/fit_baseline_model/{model}/{dataset}/{layer}/{mode}.tsv"
-    wildcard_constraints:
-        layer=layers_labelled(split=True),
-    conda:
-        "../envs/cluster.yaml"
-    threads: 1
-    resources:
-        mem_mb=fit_mem_mb,
-        runtime=lambda wc, attempt: 60 * attempt,
-    params:
-        method="baseline",
-        params={k: config[k] for k in ("preprocess", "dpgmm", "baseline")},
-        seed=config["seed"],
-    script:
-        "../scripts/fit_model.py"
-
-
-rule label_baseline:
-    input:
-        manifest="results/activations/{model}/{dataset}.json",
-        model="results/baseline/{model}/{dataset}/{layer}/{mode}.model.npz",
-    output:
-        npz=temp(
-            "results/baseline/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.npz"
-        ),
-    log:
-        "logs/label_baseline/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.log",
-    benchmark:
-        "benchmarks/runs/label_baseline/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.tsv"
-    wildcard_constraints:
-        layer=layers_labelled(split=True),
-        part="[0-9]+",
-        parts="[0-9]+",
-    conda:
-        "../envs/cluster.yaml"
-    threads: 1
-    resources:
-        mem_mb=label_mem_mb,
-        runtime=lambda wc, attempt: 60 * attempt,
-    script:
-        "../scripts/label.py"
-
-
-rule merge_baseline:
+use rule merge_dpgmm as merge_baseline with:
     input:
         model="results/baseline/{model}/{dataset}/{layer}/{mode}.model.npz",
         model_json="results/baseline/{model}/{dataset}/{layer}/{mode}.model.json",
@@ -199,15 +172,3 @@ rule merge_baseline:
         json="results/baseline/{model}/{dataset}/{layer}/{mode}.json",
     log:
         "logs/merge_baseline/{model}/{dataset}/{layer}/{mode}.log",
-    wildcard_constraints:
-        layer=layers_labelled(split=True),
-    conda:
-        "../envs/cluster.yaml"
-    threads: 1
-    resources:
-        mem_mb=merge_mem_mb,
-        runtime=lambda wc, attempt: 30 * attempt,
-    params:
-        context=fit_context,
-    script:
-        "../scripts/merge.py"

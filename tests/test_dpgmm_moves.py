@@ -1,0 +1,118 @@
+"""The number of clusters comes from the data, not from the truncation: merge and delete
+moves, adaptive truncation and restarts of the torch DPGMM (convdp/dpgmm_moves.py)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import BayesianGaussianMixture
+from threadpoolctl import threadpool_limits
+
+from convdp.dpgmm_torch import TorchBayesianGaussianMixture
+
+MOVES = dict(merge=True, delete_below=0.01, weight_concentration_prior=1.0, max_iter=300,
+             random_state=0)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings(), threadpool_limits(1):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def planted(k, d, n, seed):
+    """k anisotropic Gaussian clusters in d dimensions with unequal weights (1:4 at most)."""
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(1.0, 4.0, k)
+    y = rng.choice(k, n, p=weights / weights.sum())
+    centres = rng.normal(scale=6.0, size=(k, d))
+    mix = rng.normal(size=(k, d, d)) / np.sqrt(d) * rng.uniform(0.3, 1.5, size=(k, 1, d))
+    X = centres[y] + np.einsum("nd,nde->ne", rng.normal(size=(n, d)), mix[y])
+    return X, y
+
+
+@pytest.fixture(scope="module", params=[(3, 16), (8, 32), (15, 64), (30, 16)],
+                ids=lambda p: f"{p[0]}clusters-{p[1]}d")
+def mixture(request):
+    k, d = request.param
+    X, y = planted(k, d, 100 * k + 40 * d, seed=k)
+    return k, X, y
+
+
+@pytest.mark.parametrize("truncation", [20, 50, 100])
+def test_planted_clusters_are_recovered_whatever_the_truncation(mixture, truncation):
+    k, X, y = mixture
+    est = TorchBayesianGaussianMixture(n_components=truncation, max_components=400, **MOVES)
+    labels = est.fit(X).predict(X)
+    assert est.n_active_ == k
+    assert int((est.weights_ > 0.01).sum()) == k
+    assert adjusted_rand_score(y, labels) >= 0.95
+    assert not est.saturated_
+    # the truncation grew only where it had to (k above grow_at of the start)
+    assert est.truncation_ == (truncation if k <= 0.75 * truncation else 2 * truncation)
+
+
+def test_bound_is_comparable_across_truncations_and_beats_scikit_learn(mixture):
+    """``elbo_per_sample_`` (the bound with the per-component constants restored) is the same
+    at every truncation, and at least scikit-learn's at the same truncation."""
+    k, X, _ = mixture
+    fits = [TorchBayesianGaussianMixture(n_components=t, max_components=400, **MOVES).fit(X)
+            for t in (20, 50)]
+    a, b = (f.elbo_per_sample_ for f in fits)
+    assert abs(a - b) <= 2e-3 * abs(a) + 1e-3
+    sk = BayesianGaussianMixture(n_components=20, weight_concentration_prior=1.0, max_iter=300,
+                                 weight_concentration_prior_type="dirichlet_process",
+                                 random_state=0).fit(X)
+    sk_elbo = (sk.lower_bound_ - 20 * fits[0]._empty_component_bound()) / len(X)
+    assert a >= sk_elbo - 1e-6 * abs(sk_elbo)
+
+
+def test_moves_off_is_scikit_learns_fit():
+    """With every move off (the defaults) the fit is scikit-learn's, iteration for iteration."""
+    X, _ = planted(4, 5, 600, seed=1)
+    kw = dict(n_components=12, covariance_type="full", max_iter=40, tol=0.0, random_state=0)
+    sk = BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process", **kw).fit(X)
+    tm = TorchBayesianGaussianMixture(dtype="float64", tol_per_sample=False, **kw).fit(X)
+    np.testing.assert_allclose(tm.lower_bound_, sk.lower_bound_, rtol=1e-9)
+    np.testing.assert_allclose(tm.weights_, sk.weights_, rtol=1e-6, atol=1e-9)
+    assert tm.fit_stats_["merges"] == 0 and tm.truncation_ == 12
+
+
+def test_a_saturated_fit_grows_until_the_cap_and_says_so():
+    X, _ = planted(30, 8, 3000, seed=2)
+    est = TorchBayesianGaussianMixture(n_components=10, max_components=20, **MOVES).fit(X)
+    assert est.truncation_ == 20 and est.saturated_
+    assert [r["truncation"] for r in est.init_results_] == [20]
+
+
+def test_restarts_keep_the_best_bound_and_report_each():
+    X, _ = planted(6, 8, 1500, seed=3)
+    est = TorchBayesianGaussianMixture(n_components=20, n_init=3, init_params="random", **MOVES)
+    est.fit(X)
+    runs = est.init_results_
+    assert len(runs) == 3
+    assert est.elbo_per_sample_ == max(r["elbo_per_sample"] for r in runs)
+    assert est.n_effective_ == pytest.approx(np.exp(-np.sum(est.weights_ * np.log(est.weights_))))
+
+
+def test_state_round_trip_predicts_the_same():
+    X, _ = planted(5, 6, 800, seed=4)
+    for covariance_type in ("full", "diag"):
+        est = TorchBayesianGaussianMixture(n_components=10, covariance_type=covariance_type,
+                                           **MOVES).fit(X)
+        again = TorchBayesianGaussianMixture.from_state(est.get_state())
+        assert np.array_equal(again.predict(X), est.predict(X))
+        np.testing.assert_array_equal(again.score_samples(X), est.score_samples(X))
+        np.testing.assert_array_equal(again.weights_, est.weights_)
+    with pytest.raises(ValueError, match=r"\['shift'\] missing"):
+        TorchBayesianGaussianMixture.from_state({k: v for k, v in est.get_state().items()
+                                                 if k != "shift"})
