@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 
 METHODS = ("dpgmm", "baseline")
 
+MIN_SAMPLES_PER_DIM = 10
+"""A fit on fewer than this many samples per dimension (after preprocessing), or on fewer
+than :data:`MIN_SAMPLES`, is marked ``too_few_samples``: its count says little."""
+MIN_SAMPLES = 100
+
 
 def make_dpgmm(params: dict, seed: int):
     """The DPGMM estimator the config asks for (``backend: sklearn | torch``)."""
@@ -213,7 +218,12 @@ def _fit_model(array, *, layer, mode, method, params, seed):
     X, index = fit_subset(array, mode, pre_params.get("max_samples"), seed)
     if not np.isfinite(X).all():
         raise ValueError(f"{what}: the activations hold NaN or Inf values")
-    pre = Preprocess(pre_params.get("pca"), pre_params.get("scale_max"), seed).fit(X, what)
+    pca = pre_params.get("pca")
+    if pca is not None and pca > len(X):
+        log.warning("%s: preprocess.pca = %d is more than the %d samples; keeping %d "
+                    "principal components", what, pca, len(X), len(X))
+        pca = len(X)
+    pre = Preprocess(pca, pre_params.get("scale_max"), seed).fit(X, what)
     Xp = pre.transform(X)
     k_needed = fit_params["n_components"] if method == "dpgmm" else fit_params["k_min"]
     if len(Xp) < k_needed:
@@ -222,6 +232,10 @@ def _fit_model(array, *, layer, mode, method, params, seed):
             "lower n_components (or k_min) or use more images"
         )
     log.info("%s: fitting %s on %d samples × %d dims", what, method, *Xp.shape)
+    if len(Xp) < max(MIN_SAMPLES, MIN_SAMPLES_PER_DIM * Xp.shape[1]):
+        log.warning("%s: only %d samples for %d dimensions (fewer than %d, or %d per "
+                    "dimension): marked too_few_samples", what, len(Xp), Xp.shape[1],
+                    MIN_SAMPLES, MIN_SAMPLES_PER_DIM)
     if method == "dpgmm":
         est, record = fit_dpgmm(Xp, fit_params, seed)
     else:
@@ -235,6 +249,7 @@ def _fit_model(array, *, layer, mode, method, params, seed):
         "n_channels": c,
         "n_dims": pre.n_dims,
         "dims_dropped": int((~pre.keep_).sum()),
+        "too_few_samples": len(Xp) < max(MIN_SAMPLES, MIN_SAMPLES_PER_DIM * pre.n_dims),
         "fit_seconds": time.perf_counter() - start,
         "grid": [h, w],
     }

@@ -59,13 +59,18 @@ log = logging.getLogger(__name__)
 MIN_HELDOUT = 100
 """Fewer held-out source samples than this: the in-sample ones are used (and flagged)."""
 
+MIN_SCORED = 100
+"""A layer scored on fewer target (or source) samples than this is marked
+``too_few_samples`` in the table, and the verdict's summary warns."""
+
 COLUMNS = [
     "model", "dataset", "source", "layer", "layer_index", "cut", "mode",
     "shift", "shift_z", "source_ll", "target_ll", "source_reference", "n_source_scored",
     "n_target_scored", "usage_js", "source_clusters_used", "target_clusters_used",
     "own_vs_source_nmi", "source_clusters_kept", "target_clusters_kept", "target_nmi",
     "target_nmi_image", "probe_accuracy", "probe_std", "retrain_accuracy", "retrain_std",
-    "retrain_accuracies", "retrain_gain", "transferable", "recommended_cut", "retrain_best_cut",
+    "retrain_accuracies", "retrain_gain", "transferable", "too_few_samples", "recommended_cut",
+    "retrain_best_cut",
     "spearman_shift", "spearman_shift_z",
 ]
 
@@ -183,6 +188,7 @@ def layer_shift(
         "source_reference": reference,
         "n_source_scored": len(src_index),
         "n_target_scored": len(tgt_index),
+        "too_few_samples": min(len(src_index), len(tgt_index)) < MIN_SCORED,
         "usage_js": js_divergence(source_usage, target_usage),
         "source_clusters_used": int((source_usage / source_usage.sum() > weight_threshold).sum()),
         "target_clusters_used": int((target_usage / target_usage.sum() > weight_threshold).sum()),
@@ -435,7 +441,14 @@ def verdict(
         "retrain_epochs": retrain["epochs"] if retrain else None,
         "retrain_seeds": retrain["seeds"] if retrain else None,
         "spearman": corr,
+        "too_few_samples": [r["layer"] for r in rows if r.get("too_few_samples")],
+        "min_scored": MIN_SCORED,
     }
+    if summary["too_few_samples"]:
+        summary["warning"] = (
+            f"scored on fewer than {MIN_SCORED} samples at {', '.join(summary['too_few_samples'])}"
+            ": the shift there is not a reliable basis for the verdict")
+        log.warning("%s -> %s: %s", scores["source"], scores["dataset"], summary["warning"])
     for r in rows:
         r["recommended_cut"] = name(n_rec)
         r["retrain_best_cut"] = name(n_best) if n_best is not None else ""
@@ -523,8 +536,11 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
     ax.legend(fontsize=7, loc="lower left")
     for a in axes[0].tolist() + [axes[1, 0]]:
         a.set_xticks(x, layers)
-    fig.suptitle(f"Which layers of {summary['model']} transfer from {summary['source']} to "
-                 f"{summary['dataset']} ({summary['mode']} mode)")
+    title = (f"Which layers of {summary['model']} transfer from {summary['source']} to "
+             f"{summary['dataset']} ({summary['mode']} mode)")
+    if summary.get("warning"):
+        title += f"\nWARNING: {summary['warning']}"
+    fig.suptitle(title, color="firebrick" if summary.get("warning") else "black")
     fig.tight_layout()
     save_figure(fig, dest)
 
