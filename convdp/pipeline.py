@@ -116,7 +116,8 @@ def prepare_model(
         torch_seed(seed)
         net = models.build_model(arch, len(classes), in_channels)
         metrics = models.train_classifier(
-            net, ds.images, y, mean=mean, std=std, seed=seed, device=device, **spec.get("train", {})
+            net, ds.images, y, mean=mean, std=std, seed=seed, device=device,
+            data_name=str(train_data), **spec.get("train", {})
         )
         log.info("trained %s: held-out accuracy %.4f", arch, metrics["val_accuracy"])
         meta |= {

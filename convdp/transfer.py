@@ -284,6 +284,7 @@ def anb_retrain(
     train: dict | None = None,
     device: str = "cpu",
     progress: bool = False,
+    data_name: str = "the target data",
 ) -> dict:
     """Yosinski's AnB for every cut: freeze the source's first n layers, retrain the rest.
 
@@ -325,7 +326,8 @@ def anb_retrain(
             start = time.perf_counter()
             metrics = train_classifier(net, images, y, mean=meta["mean"], std=meta["std"],
                                        epochs=epochs, seed=seed, device=device,
-                                       trainable=trainable, progress=progress, **train)
+                                       trainable=trainable, progress=progress,
+                                       data_name=data_name, **train)
             runs.append({
                 "seed": seed, "cut": cut, "layer": layers[cut - 1] if cut else None,
                 "accuracy": metrics["val_accuracy"], "n_val": metrics["n_val"],
@@ -709,7 +711,8 @@ def transfer_retrain(
                   "skipped": "the target data set has no labels"}
     else:
         record = anb_retrain(meta, weights, ds.images, ds.labels, layers, epochs=epochs,
-                             seeds=seeds, train=train, device=device)
+                             seeds=seeds, train=train, device=device,
+                             data_name=str(target_dataset))
     write_json(out_json, record)
     return record
 
