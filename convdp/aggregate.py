@@ -129,40 +129,103 @@ def plot_nmi_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
     save_figure(fig, dest)
 
 
+#: Distinguishable colours for the largest clusters of a layer; the rest are drawn grey.
+PALETTE = plt.get_cmap("tab20").colors
+NEUTRAL = (0.82, 0.82, 0.82)
+
+
+def cluster_colours(weights: np.ndarray) -> tuple[np.ndarray, int]:
+    """An RGB colour per cluster id (K, 3): the largest :data:`PALETTE` clusters by weight get
+    the palette's colours in order of weight, every other cluster the neutral grey. Returns
+    the colours and how many clusters share the grey. The same cluster has the same colour
+    in every image and figure drawn from the same fit."""
+    weights = np.asarray(weights, np.float64)
+    order = np.argsort(-weights, kind="stable")
+    colours = np.tile(NEUTRAL, (len(weights), 1))
+    top = order[: len(PALETTE)]
+    colours[top] = np.asarray(PALETTE)[: len(top)]
+    grey = int((weights[order[len(PALETTE):]] > 0).sum()) if len(weights) > len(PALETTE) else 0
+    return colours, grey
+
+
 def plot_label_maps(
-    examples: dict[str, np.ndarray],
-    label_maps: dict[str, dict[str, np.ndarray]],
-    layers: Sequence[str],
+    blocks: Sequence[dict],
     dest: str | Path,
 ) -> None:
-    """Rows: example images (per data set); columns: the input, then each layer's label map.
+    """One block per model: rows are example images (per data set), columns the input and
+    then each of that model's layers' label maps, coloured by :func:`cluster_colours`.
 
     Parameters
     ----------
-    examples : data set → (n, H, W, C) uint8 images
-    label_maps : data set → layer → (n, h, w) cluster labels of the same images
+    blocks : per model, ``{"model": name, "layers": [...], "examples": {data set: (n, H, W, C)
+             uint8}, "maps": {data set: {layer: (n, h, w) labels}}, "weights": {data set:
+             {layer: (K,) weights}}}``; a layer is drawn only where every data set has it.
     """
-    rows = [(ds, i) for ds, imgs in examples.items() for i in range(len(imgs))]
-    ncols = 1 + len(layers)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.6 * ncols, 1.6 * len(rows) + 0.5),
-                             squeeze=False, layout="constrained")
-    cmap = plt.get_cmap("tab20")
+    sizes = [sum(len(v) for v in b["examples"].values()) for b in blocks]
+    width = max(1 + len(b["layers"]) for b in blocks)
+    fig = plt.figure(figsize=(1.7 * width, sum(1.7 * n + 0.6 for n in sizes)),
+                     layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(len(blocks), 1, height_ratios=[n + 0.4 for n in sizes]))
+    for sub, block in zip(subfigs, blocks, strict=True):
+        _label_map_block(sub, block, width)
+    fig.suptitle("DPGMM label maps (position mode): one colour per cluster of that layer, "
+                 "largest first; grey = the smaller clusters beyond 20")
+    save_figure(fig, dest)
+
+
+def _label_map_block(sub, block, width):
+    rows = [(ds, i) for ds, imgs in block["examples"].items() for i in range(len(imgs))]
+    axes = sub.subplots(len(rows), width, squeeze=False)
     for r, (ds, i) in enumerate(rows):
-        img = examples[ds][i]
+        img = block["examples"][ds][i]
         axes[r, 0].imshow(img[..., 0] if img.shape[-1] == 1 else img,
                           cmap="gray" if img.shape[-1] == 1 else None)
         axes[r, 0].set_ylabel(f"{ds}\n#{i}", fontsize=7)
-        for c, layer in enumerate(layers, start=1):
-            lab = label_maps[ds][layer][i]
-            axes[r, c].imshow(lab % 20, cmap=cmap, vmin=0, vmax=19, interpolation="nearest")
-            if r == 0:
-                axes[r, c].set_title(layer, fontsize=8)
+        for c, layer in enumerate(block["layers"], start=1):
+            colours, grey = cluster_colours(block["weights"][ds][layer])
+            axes[r, c].imshow(colours[block["maps"][ds][layer][i]], interpolation="nearest")
+            if r == 0 or rows[r - 1][0] != ds:  # first row of each data set
+                note = f"{grey} small clusters grey" if grey else ""
+                title = f"{layer}\n{note}" if r == 0 else note
+                axes[r, c].set_title(title, fontsize=7)
         if r == 0:
             axes[r, 0].set_title("input", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("DPGMM label maps (position mode): each colour is one cluster of that layer")
+    for ax in axes[:, 1 + len(block["layers"]):].flat:
+        ax.set_axis_off()
+    sub.suptitle(block["model"], fontsize=10, fontweight="bold")
+
+
+def plot_model_comparison(df: pd.DataFrame, dest: str | Path) -> None:
+    """Models side by side, against relative depth (0 = first analysed layer, 1 = last):
+    clusters kept and effective number (position and image mode) and NMI with the classes
+    (image mode); one line per model × data set, DPGMM only; saturated fits as red crosses."""
+    dp = df[df["method"] == "dpgmm"].copy()
+    depth = dp.groupby("model")["layer_index"].transform(lambda s: s / max(s.max(), 1))
+    dp["relative depth"] = depth
+    dp["model × data set"] = dp["model"] + " · " + dp["dataset"]
+    panels = [(m, y) for m in sorted(dp["mode"].unique())
+              for y in ("clusters_kept", "clusters_effective")]
+    panels.append(("image", "nmi"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    for ax, (mode, what) in zip(axes[0], panels, strict=True):
+        sub = dp[(dp["mode"] == mode) & dp[what].notna()]
+        if sub.empty:
+            ax.text(0.5, 0.5, f"no {what} in {mode} mode", ha="center", va="center")
+            ax.set_axis_off()
+            continue
+        sns.lineplot(sub, x="relative depth", y=what, hue="model × data set", style="role",
+                     markers=True, ax=ax, legend=ax is axes[0, 0])
+        sat = sub[sub["saturated"].astype(bool)]
+        if len(sat):
+            ax.scatter(sat["relative depth"], sat[what], marker="x", s=80, color="red", zorder=5)
+        ax.set_title(f"{what.replace('_', ' ')} ({mode} mode)", fontsize=9)
+        ax.set_ylim(bottom=0, top=1 if what == "nmi" else None)
+    if axes[0, 0].get_legend():
+        sns.move_legend(axes[0, 0], "upper left", bbox_to_anchor=(0, -0.15), fontsize=7)
+    fig.suptitle("Models compared: what each layer groups, by relative depth")
     save_figure(fig, dest)
 
 
@@ -188,47 +251,73 @@ def aggregate(
     figures: dict[str, str | Path],
     n_examples: int = 4,
 ) -> pd.DataFrame:
-    """Write the summary table and the four figures from the fits' JSON (and .npz) files.
+    """Write the summary table and the figures from the fits' JSON (and .npz) files.
 
     ``datasets`` maps each data set name to its Zarr store (for the example images and
-    class labels); ``figures`` maps ``clusters``, ``nmi``, ``label_maps``, ``heatmap`` to paths.
+    class labels); ``figures`` maps ``clusters``, ``nmi``, ``label_maps``, ``heatmap`` and
+    ``comparison`` to paths.
     """
-    from convdp.data import open_dataset
-
     df = summary_table(fit_jsons)
     plot_clusters_per_layer(df, figures["clusters"])
     plot_nmi_per_layer(df, figures["nmi"])
+    plot_model_comparison(df, figures["comparison"])
 
-    by_key = {(r["dataset"], r["layer"], r["mode"], r["method"]): Path(p)
+    by_key = {(r["model"], r["dataset"], r["layer"], r["mode"], r["method"]): Path(p)
               for p, r in zip(fit_jsons, map(read_json, fit_jsons), strict=True)}
-    dp = df[df["method"] == "dpgmm"]
-    layers = _layer_order(dp)
-    order = dp.sort_values("role", kind="stable")["dataset"].drop_duplicates().tolist()
-    examples, maps, tables = {}, {}, {}
-    deepest = layers[-1]
-    for ds in order:
-        group = open_dataset(datasets[ds])
-        n = min(n_examples, group["images"].shape[0])
-        pick = np.linspace(0, group["images"].shape[0] - 1, n).astype(int)
-        examples[ds] = group["images"].get_orthogonal_selection((pick,))
-        maps[ds] = {}
-        for layer in layers:
-            key = (ds, layer, "position", "dpgmm")
-            if key in by_key:
-                maps[ds][layer] = np.load(by_key[key].with_suffix(".npz"))["labels"][pick]
-        key = (ds, deepest, "image", "dpgmm")
-        if key in by_key and group.attrs.get("labelled", True):
-            pred = np.load(by_key[key].with_suffix(".npz"))["labels"]
-            tables[ds] = contingency(group["labels"][:], pred)
-    map_layers = [layer for layer in layers if all(layer in maps[ds] for ds in order)]
-    plot_label_maps(examples, maps, map_layers, figures["label_maps"])
-    if tables:
-        plot_cluster_class_heatmap(tables, deepest, figures["heatmap"])
+    blocks, tables = [], {}
+    for model, dp in df[df["method"] == "dpgmm"].groupby("model", sort=False):
+        block, deepest = _model_block(model, dp, by_key, datasets, n_examples)
+        if block["layers"]:
+            blocks.append(block)
+        for ds in block["examples"]:
+            key = (model, ds, deepest, "image", "dpgmm")
+            group = _open(datasets[ds])
+            if key in by_key and group.attrs.get("labelled", True):
+                pred = np.load(by_key[key].with_suffix(".npz"))["labels"]
+                tables[f"{model}: {ds}"] = contingency(group["labels"][:], pred)
+    if blocks:
+        plot_label_maps(blocks, figures["label_maps"])
     else:
-        fig, ax = plt.subplots(figsize=(4, 2))
-        ax.text(0.5, 0.5, "no labelled data set in image mode", ha="center", va="center")
-        ax.set_axis_off()
-        save_figure(fig, figures["heatmap"])
+        _placeholder("no position-mode DPGMM fit: no label maps", figures["label_maps"])
+    if tables:
+        plot_cluster_class_heatmap(tables, "deepest layer", figures["heatmap"])
+    else:
+        _placeholder("no labelled data set in image mode", figures["heatmap"])
     # Last: the summary table exists only once every figure does (a killed job leaves none).
     write_csv(df, out_csv)
     return df
+
+
+def _open(store):
+    from convdp.data import open_dataset
+
+    return open_dataset(store)
+
+
+def _model_block(model, dp, by_key, datasets, n_examples):
+    """The label-map block of one model (see :func:`plot_label_maps`) and its deepest layer."""
+    layers = _layer_order(dp)
+    order = dp.sort_values("role", kind="stable")["dataset"].drop_duplicates().tolist()
+    block = {"model": model, "examples": {}, "maps": {}, "weights": {}}
+    for ds in order:
+        group = _open(datasets[ds])
+        n = min(n_examples, group["images"].shape[0])
+        pick = np.linspace(0, group["images"].shape[0] - 1, n).astype(int)
+        block["examples"][ds] = group["images"].get_orthogonal_selection((pick,))
+        block["maps"][ds], block["weights"][ds] = {}, {}
+        for layer in layers:
+            key = (model, ds, layer, "position", "dpgmm")
+            if key in by_key:
+                with np.load(by_key[key].with_suffix(".npz")) as z:
+                    block["maps"][ds][layer] = z["labels"][pick]
+                    block["weights"][ds][layer] = z["weights"]
+    block["layers"] = [layer for layer in layers
+                       if all(layer in block["maps"][ds] for ds in order)]
+    return block, layers[-1]
+
+
+def _placeholder(text: str, dest: str | Path) -> None:
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+    save_figure(fig, dest)

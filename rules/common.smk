@@ -19,6 +19,7 @@ FIGURES = {
     "nmi": "results/figures/nmi_per_layer.png",
     "label_maps": "results/figures/label_maps.png",
     "heatmap": "results/figures/cluster_class_heatmap.png",
+    "comparison": "results/figures/model_comparison.png",
 }
 
 

@@ -25,6 +25,11 @@ rule aggregate:
             caption="../report/heatmap.rst",
             category="Figures",
         ),
+        comparison=report(
+            FIGURES["comparison"],
+            caption="../report/comparison.rst",
+            category="Figures",
+        ),
     log:
         "logs/aggregate.log",
     conda:

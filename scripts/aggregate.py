@@ -9,6 +9,6 @@ with snakemake_job(snakemake):
         snakemake.input.fits,
         snakemake.params.datasets,
         out.summary,
-        {"clusters": out.clusters, "nmi": out.nmi, "label_maps": out.label_maps, "heatmap": out.heatmap},
+        {k: getattr(out, k) for k in ("clusters", "nmi", "label_maps", "heatmap", "comparison")},
         n_examples=snakemake.params.n_examples,
     )

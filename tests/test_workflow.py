@@ -93,7 +93,16 @@ def test_tiny_run_produces_every_output(repo_root, tiny_run):
     assert set(df["mode"]) == {"position", "image"}
     assert set(df["method"]) == {"dpgmm", "gmm-bic"}
     assert (df["clusters_kept"] >= 1).all() and df["nmi"].between(0, 1).all()
-    for fig in ("clusters_per_layer", "nmi_per_layer", "label_maps", "cluster_class_heatmap"):
+    # every fit says whether its truncation bound the count, the truncation used, the
+    # effective number of clusters, and the range over restarts
+    for col in ("saturated", "truncation", "clusters_effective", "clusters_kept_min",
+                "clusters_kept_max", "too_few_samples"):
+        assert df[col].notna().all(), col
+    assert (df["clusters_kept_min"] <= df["clusters_kept"]).all()
+    assert (df["clusters_kept"] <= df["clusters_kept_max"]).all()
+    assert (df["clusters_effective"] <= df["truncation"]).all()
+    for fig in ("clusters_per_layer", "nmi_per_layer", "label_maps", "cluster_class_heatmap",
+                "model_comparison"):
         data = (res / "figures" / f"{fig}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, fig
     maps = np.load(res / "dpgmm/digitnet/digits_source/relu2/position.npz")["labels"]

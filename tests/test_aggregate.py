@@ -1,0 +1,66 @@
+"""Aggregation across models: the summary keyed by model, per-model label maps with colours
+by cluster weight, and the model comparison figure."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convdp.aggregate import NEUTRAL, PALETTE, aggregate, cluster_colours
+from convdp.data import load_digits_split, write_dataset
+from convdp.io import write_json, write_npz
+
+LAYERS = {"small": ["conv1", "conv2"], "control": ["conv1", "conv2", "conv3"]}
+
+
+def test_colours_follow_weight_and_grey_the_rest():
+    weights = np.r_[np.linspace(0.01, 0.05, 25), 0.0][::-1]  # 26 clusters, one empty
+    colours, grey = cluster_colours(weights)
+    order = np.argsort(-weights, kind="stable")
+    assert np.allclose(colours[order[0]], PALETTE[0]) and np.allclose(colours[order[19]], PALETTE[19])
+    assert np.allclose(colours[order[20:]], NEUTRAL)
+    assert grey == 5  # 25 occupied clusters, 20 coloured
+    assert len({tuple(c) for c in colours[order[:20]]}) == 20  # distinct
+
+
+@pytest.fixture
+def two_models(tmp_path):
+    """Fit records of two models (2 and 3 layers) on one data set, position and image mode."""
+    ds = load_digits_split([0, 1, 2], size=8, max_samples=12)
+    store = tmp_path / "data.zarr"
+    write_dataset(store, ds)
+    rng = np.random.default_rng(0)
+    jsons = []
+    for model, layers in LAYERS.items():
+        for i, layer in enumerate(layers):
+            for mode in ("position", "image"):
+                k = 3 + i + (model == "control")
+                stem = tmp_path / "fits" / model / layer / mode
+                stem.parent.mkdir(parents=True, exist_ok=True)
+                labels = rng.integers(0, k, (12, 4, 4) if mode == "position" else 12)
+                write_npz(stem.with_suffix(".npz"), labels=labels,
+                          weights=np.full(k, 1.0 / k))
+                write_json(stem.with_suffix(".json"), {
+                    "model": model, "dataset": "digits", "role": "source", "layer": layer,
+                    "layer_index": i, "mode": mode, "method": "dpgmm", "clusters_kept": k,
+                    "clusters_effective": k - 0.5, "saturated": False, "truncation": 40,
+                    "nmi": 0.1 * i if mode == "image" else None,
+                })
+                jsons.append(stem.with_suffix(".json"))
+    return jsons, {"digits": store}, tmp_path
+
+
+def test_two_models_on_one_data_set_keep_their_own_rows_and_figures(two_models):
+    jsons, datasets, root = two_models
+    figures = {k: root / f"{k}.png" for k in ("clusters", "nmi", "label_maps", "heatmap",
+                                              "comparison")}
+    df = aggregate(jsons, datasets, root / "summary.csv", figures, n_examples=2)
+    assert len(df) == 10  # (2 + 3 layers) x 2 modes, one row each
+    assert not df.duplicated(["model", "dataset", "layer", "mode", "method"]).any()
+    assert set(df["model"]) == set(LAYERS)
+    for path in figures.values():
+        assert path.stat().st_size > 5000
+    # The label-map figure has a block per model: the control's third layer is drawn
+    # although the other model has no such layer (no empty column, no layer dropped).
+    maps = np.asarray(Image.open(figures["label_maps"]).convert("RGB"))
+    assert maps.shape[0] > maps.shape[1] * 0.6
+    assert len(np.unique(maps.reshape(-1, 3), axis=0)) > 20
