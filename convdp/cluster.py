@@ -73,7 +73,7 @@ def make_dpgmm(params: dict, seed: int):
         return TorchBayesianGaussianMixture(
             device=params.get("device", "cpu"), dtype=params.get("dtype", "float32"),
             delete_below=params.get("delete_below", 0.0), merge=params.get("merge", False),
-            max_components=params.get("max_components"), grow_at=params.get("grow_at", 0.75),
+            max_components=params.get("max_components"), grow_at=params.get("grow_at", 0.6),
             **common,
         )
     raise ValueError(f"unknown dpgmm backend {backend!r}; choose sklearn or torch")
@@ -115,7 +115,7 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
         runs = est.init_results_
     else:  # scikit-learn: bound when (nearly) every component holds samples
         occupied = int((weights * len(X) >= 1.0).sum())
-        record["saturated"] = occupied > params.get("grow_at", 0.75) * len(weights)
+        record["saturated"] = occupied > params.get("grow_at", 0.6) * len(weights)
         runs = []
     if runs:
         record |= {

@@ -26,6 +26,10 @@ MAX_MERGE_ROUNDS = 25
 #: Candidate pairs scored per round at most: every pair of occupied components up to this
 #: many, else those sharing responsibility first, then each component's nearest neighbour.
 MAX_PAIRS = 1500
+#: Merges tried with EM refinement per round when none raises the bound as it stands, and
+#: the EM iterations each gets.
+REFINE = 4
+REFINE_ITER = 15
 
 
 def run_moves(est, Xc, state, lower_bounds, converged):
@@ -232,7 +236,7 @@ def merge_round(est, Xc, state, lower_bounds, spent):
         return state, lower_bounds, spent, True, 0
     delta = pair_entropy_change(est, Xc, state, pairs)
     bound, _ = _score(est, stats, ent)
-    used, kept = set(), 0
+    used, kept, missed = set(), 0, []
     for (j, k), dh in zip(pairs.tolist(), delta.tolist(), strict=True):
         if j in used or k in used:
             continue
@@ -242,8 +246,10 @@ def merge_round(est, Xc, state, lower_bounds, spent):
             stats, ent, bound = trial, ent + dh, new
             used |= {j, k}
             kept += 1
+        else:
+            missed.append((new - bound, trial, ent + dh, new))
     if not kept:
-        return state, lower_bounds, spent, True, 0
+        return refined_merge(est, Xc, state, lower_bounds, spent, missed)
     stats, bound, _ = sort_by_size(est, stats, ent, bound)
     new_state, new_bounds, new_spent, converged = _continue(est, Xc, state, lower_bounds, spent,
                                                             stats, bound)
@@ -251,6 +257,27 @@ def merge_round(est, Xc, state, lower_bounds, spent):
         return state, lower_bounds, new_spent, True, 0
     est.fit_stats_["merges"] += kept
     return new_state, new_bounds, new_spent, converged, kept
+
+
+def refined_merge(est, Xc, state, lower_bounds, spent, missed):
+    """When no merge raises the bound with the responsibilities held fixed, the
+    :data:`REFINE` closest misses are each given a few EM iterations (the samples
+    re-assign around the merged component); the first that ends above the current bound is
+    kept and EM runs on to convergence. Iterations of rejected trials do not count towards
+    ``max_iter``. Returns as :func:`merge_round`."""
+    for _, stats, _, bound in sorted(missed, key=lambda m: -m[0])[:REFINE]:
+        if bound == float("-inf"):
+            break
+        moved = est._m_step(*stats)
+        trial, bounds, _ = est._iterate(Xc, moved, [bound], REFINE_ITER)
+        if bounds[-1] > lower_bounds[-1]:
+            new_state, new_bounds, converged = est._iterate(Xc, trial, [bounds[-1]],
+                                                            est.max_iter - spent)
+            est.fit_stats_["merges"] += 1
+            est.fit_stats_["refined_merges"] = est.fit_stats_.get("refined_merges", 0) + 1
+            kept_bounds = bounds[1:] + new_bounds[1:]
+            return (new_state, lower_bounds + kept_bounds, spent + len(kept_bounds), converged, 1)
+    return state, lower_bounds, spent, True, 0
 
 
 def delete_moves(est, Xc, state, lower_bounds, spent):

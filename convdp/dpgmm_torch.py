@@ -194,7 +194,7 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         Adaptive truncation: when a fit holds more than ``grow_at * K`` occupied components
         (>= 1 sample each), it is refitted with ``2 K``, up to ``max_components``, so that
         the truncation is not what limits the number of clusters.  None = never.
-    grow_at : float in (0, 1], default=0.75
+    grow_at : float in (0, 1], default=0.6
         The occupied fraction of the truncation above which a fit is ``saturated_``.
     n_threads : int or None, default=None
         Torch intra-op threads used by ``fit`` / ``predict`` / ... (restored
@@ -289,7 +289,7 @@ class TorchBayesianGaussianMixture(BaseEstimator):
         delete_below=0.0,
         merge=False,
         max_components=None,
-        grow_at=0.75,
+        grow_at=0.6,
         n_threads=None,
         verbose=0,
     ):

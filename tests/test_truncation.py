@@ -10,7 +10,7 @@ from convdp.truncation import FIXED_TRUNCATION, invariance, truncation_sweep
 
 DPGMM = dict(backend="torch", n_components=40, concentration=1.0, covariance_type="full",
              max_iter=200, tol=1e-3, weight_threshold=0.01, delete_below=0.01, merge=True,
-             max_components=320, grow_at=0.75, restarts=1)
+             max_components=320, grow_at=0.6, restarts=1)
 PREPROCESS = {"max_samples": 3000, "pca": 8}
 
 
