@@ -126,25 +126,34 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
     return est, record
 
 
+GROW_STEPS = 6
+"""Values of K tried in each range the BIC search grows into."""
+
+
 def fit_bic_baseline(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
     """k-means or a Gaussian mixture, the number of clusters chosen by BIC over a range.
 
     When the best BIC is at the top of the range, the range grows (doubling ``k_max``, up
-    to ``k_limit``) so the choice is the data's; if it still is, ``saturated`` says so.
+    to ``k_limit``; each new range searched on a grid of about :data:`GROW_STEPS` values) so
+    the choice is the data's; if it still is, ``saturated`` says so.
     """
     k_lo, k_hi = params["k_min"], min(params["k_max"], len(X))
     k_limit = min(max(params.get("k_limit") or 4 * params["k_max"], k_hi), len(X))
     bics: dict[int, float] = {}
     best = None
+    candidates = range(k_lo, k_hi + 1)
     while True:
-        for k in range(k_lo, k_hi + 1):
+        for k in candidates:
             est, bic = _bic_fit(X, k, params, seed)
             bics[k] = bic
             if best is None or bic < bics[best[0]]:
                 best = (k, est)
         if best[0] < k_hi or k_hi >= k_limit:
             break
+        # the best K is at the top: search above it, on a grid of about GROW_STEPS values
         k_lo, k_hi = k_hi + 1, min(2 * k_hi, k_limit)
+        step = max(1, (k_hi - k_lo + 1) // GROW_STEPS)
+        candidates = sorted({*range(k_lo, k_hi + 1, step), k_hi})
     k, est = best
     return est, {
         "clusters_kept": k,

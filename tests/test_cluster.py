@@ -115,3 +115,18 @@ def test_same_seed_same_labels():
                      seed=3, progress=False)
     np.testing.assert_array_equal(a["labels"], b["labels"])
     np.testing.assert_array_equal(a["means"], b["means"])
+
+
+def test_bic_baseline_grows_past_k_max_or_says_it_is_bound():
+    """20 well-separated blobs and k_max 6: the search grows past k_max and picks about 20;
+    capped at 12 it stops there and marks the choice saturated."""
+    from convdp.cluster import fit_bic_baseline
+
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(-50, 50, (20, 3))
+    X = np.concatenate([rng.normal(c, 1.0, (80, 3)) for c in centres])
+    params = {"method": "gmm", "covariance_type": "full", "k_min": 2, "k_max": 6}
+    _, grown = fit_bic_baseline(X, params, 0)
+    assert 18 <= grown["clusters_kept"] < grown["truncation"] and not grown["saturated"]
+    _, capped = fit_bic_baseline(X, params | {"k_limit": 12}, 0)
+    assert capped["clusters_kept"] == capped["truncation"] == 12 and capped["saturated"]
