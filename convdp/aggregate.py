@@ -134,18 +134,22 @@ PALETTE = plt.get_cmap("tab20").colors
 NEUTRAL = (0.82, 0.82, 0.82)
 
 
-def cluster_colours(weights: np.ndarray) -> tuple[np.ndarray, int]:
+def cluster_colours(weights: np.ndarray) -> np.ndarray:
     """An RGB colour per cluster id (K, 3): the largest :data:`PALETTE` clusters by weight get
-    the palette's colours in order of weight, every other cluster the neutral grey. Returns
-    the colours and how many clusters share the grey. The same cluster has the same colour
-    in every image and figure drawn from the same fit."""
+    the palette's colours in order of weight, every other cluster the neutral grey. The same
+    cluster has the same colour in every image and figure drawn from the same fit."""
     weights = np.asarray(weights, np.float64)
     order = np.argsort(-weights, kind="stable")
     colours = np.tile(NEUTRAL, (len(weights), 1))
     top = order[: len(PALETTE)]
     colours[top] = np.asarray(PALETTE)[: len(top)]
-    grey = int((weights[order[len(PALETTE):]] > 0).sum()) if len(weights) > len(PALETTE) else 0
-    return colours, grey
+    return colours
+
+
+def grey_clusters(weights: np.ndarray, labels: np.ndarray) -> int:
+    """How many of the clusters present in ``labels`` :func:`cluster_colours` draws grey."""
+    top = np.argsort(-np.asarray(weights, np.float64), kind="stable")[: len(PALETTE)]
+    return int(np.setdiff1d(np.unique(labels), top).size)
 
 
 def plot_label_maps(
@@ -182,10 +186,11 @@ def _label_map_block(sub, block, width):
                           cmap="gray" if img.shape[-1] == 1 else None)
         axes[r, 0].set_ylabel(f"{ds}\n#{i}", fontsize=7)
         for c, layer in enumerate(block["layers"], start=1):
-            colours, grey = cluster_colours(block["weights"][ds][layer])
-            axes[r, c].imshow(colours[block["maps"][ds][layer][i]], interpolation="nearest")
+            weights, maps = block["weights"][ds][layer], block["maps"][ds][layer]
+            axes[r, c].imshow(cluster_colours(weights)[maps[i]], interpolation="nearest")
             if r == 0 or rows[r - 1][0] != ds:  # first row of each data set
-                note = f"{grey} small clusters grey" if grey else ""
+                grey = grey_clusters(weights, maps)
+                note = f"{grey} smaller clusters grey" if grey else ""
                 title = f"{layer}\n{note}" if r == 0 else note
                 axes[r, c].set_title(title, fontsize=7)
         if r == 0:
