@@ -1,5 +1,8 @@
 """Command line: ``convdp layers ARCH`` lists the layer names a config can use.
 
+ARCH is ``digitnet``, a torchvision classifier (``vgg16``), ``timm:NAME`` (timm installed)
+or your own ``module:factory`` (importable from PYTHONPATH or the working directory).
+
 Example::
 
     $ convdp layers vgg16 --size 224
@@ -15,20 +18,29 @@ import argparse
 import sys
 
 
-def list_layers(arch: str, size: int | None = None, num_classes: int = 10) -> list[tuple[str, str, tuple]]:
-    """(name, kind, output shape C×H×W) for every graph node of ``arch`` (random weights)."""
+def list_layers(arch: str, size: int | None = None, num_classes: int | None = None,
+                model=None) -> list[tuple[str, str, tuple]]:
+    """(name, kind, output shape C×H×W) for every graph node of ``arch`` (random weights).
+
+    ``num_classes`` None: the architecture's default (a factory's own).
+    """
     import torch
 
     from convdp.extract import feature_extractor
-    from convdp.models import build_model, layer_names
+    from convdp.models import build_model, input_channels, layer_names
 
-    in_ch = 1 if arch == "digitnet" else 3
+    if model is None:
+        model = build_model(arch, num_classes, None).eval()
+    in_ch = input_channels(model) or 3
     size = size or (32 if arch == "digitnet" else 224)
-    model = build_model(arch, num_classes, in_ch).eval()
     names = layer_names(model)
     modules = dict(model.named_modules())
-    with torch.no_grad():
-        outs = feature_extractor(model, names)(torch.zeros(1, in_ch, size, size))
+    try:
+        with torch.no_grad():
+            outs = feature_extractor(model, names)(torch.zeros(1, in_ch, size, size))
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"{arch}: the forward pass of a {in_ch}×{size}×{size} image fails "
+                         f"({str(exc).splitlines()[0]}); give the input size with --size") from None
     return [(n, type(modules[n]).__name__ if n in modules else "function",
              tuple(outs[n].shape[1:])) for n in names]
 
@@ -37,18 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="convdp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("layers", help="list an architecture's layer names (graph nodes)")
-    p.add_argument("arch", help="digitnet, or a torchvision classifier (vgg16, resnet18, ...)")
+    p.add_argument("arch", help="digitnet, a torchvision classifier (vgg16, resnet18, ...), "
+                   "timm:NAME, or your own module:factory")
     p.add_argument("--size", type=int, default=None, help="input size (default 32 digitnet, 224 else)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="output classes (default: the architecture's own)")
     args = parser.parse_args(argv)
 
     from convdp.models import block_layers, build_model
 
     try:
-        rows = list_layers(args.arch, args.size)
+        model = build_model(args.arch, args.num_classes, None).eval()
+        rows = list_layers(args.arch, args.size, model=model)
     except ValueError as exc:
         print(f"convdp: {exc}", file=sys.stderr)
         return 2
-    blocks = set(block_layers(build_model(args.arch, 10, 1 if args.arch == "digitnet" else 3)))
+    blocks = set(block_layers(model))
     width = max(len(r[0]) for r in rows) + 2
     for name, kind, shape in rows:
         mark = "*" if name in blocks else " "

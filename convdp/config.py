@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -39,10 +40,9 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    jobs = config.get("label_jobs")
-    if isinstance(jobs, dict):  # `--config 'label_jobs={relu4: 4}'` gives the 4 as a string
-        config["label_jobs"] = {k: int(v) if isinstance(v, str) and v.isdigit() else v
-                                for k, v in jobs.items()}
+    # `--config 'dpgmm={n_components: 80}'` hands the 80 over as a string: take it as the
+    # schema's type (an unconvertible value is left for the schema to refuse, naming the key)
+    coerce_types(config, yaml.safe_load(Path(schema).read_text()))
     try:
         validate(config, str(schema), set_default=True)
     except WorkflowError as exc:
@@ -71,17 +71,20 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
                 _check_weights_name(key, spec["weights"])
         channels = _check_channels(name, spec, facts)
         if check_layers:
-            import torch
-
-            from convdp.models import build_model
+            from convdp.models import arch_kind, build_on_meta
             from convdp.models import check_layers as check
 
+            # the architecture only, no weights in memory; a factory gets num_classes only
+            # where the config gives it
+            default = None if arch_kind(spec["arch"]) == "factory" else 10
             try:
-                with torch.device("meta"):  # the architecture only, no weights in memory
-                    net = build_model(spec["arch"], spec.get("num_classes", 10), channels).eval()
+                net = build_on_meta(spec["arch"], spec.get("num_classes", default), channels)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.arch: {exc}") from None
+            try:
                 spec["layers"] = check(net, spec["layers"], name)
             except ValueError as exc:
-                raise ConfigError(f"{key}.layers: {exc}" if "layer" in str(exc) else f"{key}.arch: {exc}") from None
+                raise ConfigError(f"{key}.layers: {exc}") from None
             _check_sizes(config, name, net, channels, facts)
     if check_layers or all(isinstance(s["layers"], list) for s in config["models"].values()):
         _check_label_jobs(config)
@@ -89,6 +92,75 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
     if b["k_min"] > b["k_max"]:
         raise ConfigError(f"baseline.k_min ({b['k_min']}) is larger than baseline.k_max ({b['k_max']})")
     return config
+
+
+_NULLS = {"null", "Null", "NULL", "~", "none", "None"}
+_TRUE, _FALSE = {"true", "True", "TRUE", "yes", "Yes"}, {"false", "False", "FALSE", "no", "No"}
+
+
+def coerce_types(value, schema: dict):
+    """``value`` with strings taken as the type the JSON schema asks where it asks for no
+    string: integer, number, boolean or null (unions such as ``[integer, "null"]`` too), in
+    nested objects and arrays, mappings updated in place.
+
+    Snakemake gives the values inside a nested ``--config`` entry (``'dpgmm={n_components:
+    80}'``) as strings. A string that none of the types takes is returned unchanged, so that
+    validation refuses it naming the key.
+    """
+    if isinstance(value, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        objects = [s for s in _alternatives(schema) if s.get("type") == "object"]
+        for key in list(value):
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is None:  # a oneOf alternative that is an object (label_jobs)
+                sub = next((o.get("properties", {}).get(key, o.get("additionalProperties"))
+                            for o in objects), None)
+            if isinstance(sub, dict):
+                value[key] = coerce_types(value[key], sub)
+        return value
+    if isinstance(value, list):
+        items = schema.get("items") or next(
+            (s["items"] for s in _alternatives(schema) if isinstance(s.get("items"), dict)), None)
+        return [coerce_types(v, items) for v in value] if isinstance(items, dict) else value
+    if not isinstance(value, str):
+        return value
+    types, consts = _types(schema)
+    if value in consts:
+        return value
+    if "null" in types and value in _NULLS:
+        return None
+    if "string" in types:
+        return value
+    if "boolean" in types and value in _TRUE | _FALSE:
+        return value in _TRUE
+    for kind, convert in (("integer", int), ("number", float)):
+        if kind in types:
+            try:
+                number = convert(value)
+            except ValueError:
+                continue
+            if math.isfinite(number):
+                return number
+    return value
+
+
+def _alternatives(schema: dict) -> list[dict]:
+    return [schema] + [s for k in ("oneOf", "anyOf") for s in schema.get(k, [])]
+
+
+def _types(schema: dict) -> tuple[set[str], list]:
+    """The JSON types ``schema`` allows (over oneOf/anyOf alternatives), and its enum/const
+    values."""
+    types, consts = set(), []
+    for s in _alternatives(schema):
+        t = s.get("type", [])
+        types |= {t} if isinstance(t, str) else set(t)
+        consts += list(s.get("enum", [])) + ([s["const"]] if "const" in s else [])
+    for c in consts:
+        types.add("null" if c is None else "boolean" if isinstance(c, bool) else
+                  "integer" if isinstance(c, int) else "number" if isinstance(c, float) else
+                  "string" if isinstance(c, str) else "other")
+    return types, consts
 
 
 def _check_duplicates(config: dict) -> None:
@@ -200,7 +272,12 @@ def _check_channels(name: str, spec: dict, facts: dict) -> int:
             raise ConfigError(f"{key}.normalize: 'imagenet' normalisation is for 3-channel images, "
                               f"but {src!r} has {channels}-channel images; use data or null")
     else:
-        channels = 1 if spec["arch"] == "digitnet" else 3
+        from convdp.models import native_channels
+
+        try:
+            channels = native_channels(spec["arch"])
+        except ValueError as exc:
+            raise ConfigError(f"{key}.arch: {exc}") from None
     for ds in spec["analyse_on"]:
         if facts[ds]["channels"] != channels:
             raise ConfigError(f"{key}.analyse_on: data set {ds!r} has {facts[ds]['channels']}-channel "
@@ -231,8 +308,9 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
             continue
         nodes = layers + [head] if ds in trained else layers
         try:
+            device = next(net.parameters(), torch.empty(0, device="meta")).device
             out = create_feature_extractor(net, nodes)(
-                torch.empty(1, channels, size, size, device="meta"))
+                torch.empty(1, channels, size, size, device=device))
             small = [n for n in layers if out[n].dim() == 4 and min(out[n].shape[2:]) < 1]
             why = f"layer {small[0]} has no positions left" if small else ""
         except (RuntimeError, ValueError) as exc:

@@ -1,4 +1,16 @@
-"""The nets: a small convnet trained in the pipeline, or any torchvision classifier.
+"""The nets: a small convnet trained in the pipeline, any torchvision classifier, a timm
+model (``timm:NAME``, with the optional extra ``convdp[timm]``), or your own
+(``package.module:factory``).
+
+Your own model: ``arch: "mymodule:build"`` imports ``mymodule`` (from ``PYTHONPATH``, or the
+working directory) and calls ``build``, which must return an ``nn.Module``. The factory is
+called with the keyword arguments its signature names among ``num_classes`` (the config's
+``num_classes``, or the number of classes trained on with ``weights: train``; not passed when
+neither is known, so the factory's default holds) and ``in_channels``; a factory that names
+neither is called with no arguments and its net is used as it is. Its input channels are read
+from its first convolution. ``weights:`` is then a ``state_dict`` file saved with
+``torch.save(net.state_dict(), path)``; keys that do not fit are named (missing, unexpected,
+shape mismatch).
 
 Layers are named the way torchvision's ``feature_extraction`` names graph nodes
 (``get_graph_node_names``), e.g. ``relu3`` for :class:`DigitNet` or ``features.22`` for
@@ -60,21 +72,199 @@ class DigitNet(nn.Module):
 LOCAL_ARCHS = {"digitnet": DigitNet}
 
 
-def build_model(arch: str, num_classes: int, in_channels: int = 3) -> nn.Module:
-    """An untrained net: ``digitnet`` or any torchvision classification architecture name."""
+def arch_kind(arch: str) -> str:
+    """``digitnet``, ``timm`` (``timm:NAME``), ``factory`` (``module:callable``) or
+    ``torchvision``."""
     if arch in LOCAL_ARCHS:
-        return LOCAL_ARCHS[arch](num_classes=num_classes, in_channels=in_channels)
+        return "digitnet"
+    if arch.startswith("timm:"):
+        return "timm"
+    return "factory" if ":" in arch else "torchvision"
+
+
+def build_model(arch: str, num_classes: int | None, in_channels: int | None = 3) -> nn.Module:
+    """An untrained net: ``digitnet``, a torchvision classification architecture name,
+    ``timm:NAME`` or ``module:factory`` (see the module docstring).
+
+    ``num_classes`` None: the architecture's default (10 for digitnet, 1000 for torchvision and
+    timm, the factory's own). ``in_channels`` None: the architecture's own (3, or what a
+    factory builds).
+    """
+    kind = arch_kind(arch)
+    if kind == "factory":
+        return _build_from_factory(arch, num_classes, in_channels)
+    if kind == "timm":
+        return _build_timm(arch[len("timm:"):], num_classes, in_channels)
+    if arch in LOCAL_ARCHS:
+        return LOCAL_ARCHS[arch](num_classes=num_classes or 10, in_channels=in_channels or 1)
     import torchvision
 
     available = torchvision.models.list_models(module=torchvision.models)
     if arch not in available:
         raise ValueError(
-            f"unknown architecture {arch!r}; choose 'digitnet' or a torchvision classifier: "
-            + ", ".join(sorted(available))
+            f"unknown architecture {arch!r}; choose 'digitnet', a torchvision classifier "
+            f"({', '.join(sorted(available))}), 'timm:NAME' or your own 'module:factory'"
         )
-    model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
-    if in_channels != 3:
+    if in_channels not in (None, 3):
         raise ValueError(f"{arch} takes 3-channel images, got in_channels={in_channels}")
+    return torchvision.models.get_model(arch, weights=None, num_classes=num_classes or 1000)
+
+
+def _import_factory(arch: str):
+    """The callable that ``module:attr`` names; ValueError naming what could not be imported."""
+    import importlib
+    import sys
+
+    module_name, _, attr = arch.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"architecture {arch!r}: write your own model as 'module:factory' "
+                         "(e.g. 'mymodule:build' or 'mypackage.nets:resnet_tiny')")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module_name
+        cwd = os.getcwd()
+        is_ours = module_name == missing or module_name.startswith(missing + ".")
+        if is_ours and cwd not in sys.path:  # a module beside the config, as a script sees it
+            sys.path.append(cwd)
+            try:
+                return _import_factory(arch)
+            except ValueError:
+                pass
+            finally:
+                sys.path.remove(cwd)
+        if is_ours:
+            raise ValueError(
+                f"architecture {arch!r}: cannot import module {missing!r} (no module of that "
+                "name on the Python path); put the folder that holds it on PYTHONPATH, "
+                "or install its package") from None
+        raise ValueError(f"architecture {arch!r}: module {module_name!r} imports {missing!r}, "
+                         f"which is not installed: {exc}") from None
+    except Exception as exc:
+        raise ValueError(f"architecture {arch!r}: importing module {module_name!r} failed: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            names = sorted(n for n, v in vars(module).items()
+                           if callable(v) and not n.startswith("_"))
+            raise ValueError(f"architecture {arch!r}: module {module_name!r} "
+                             f"({getattr(module, '__file__', '?')}) has no {attr!r}; its "
+                             f"callables: {', '.join(names[:20]) or 'none'}"
+                             + (f" and {len(names) - 20} more" if len(names) > 20 else ""))
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"architecture {arch!r}: {attr!r} in module {module_name!r} is a "
+                         f"{type(obj).__name__}, not a callable that returns an nn.Module")
+    return obj
+
+
+def factory_arguments(factory) -> set[str]:
+    """Which of ``num_classes`` and ``in_channels`` the factory's signature names."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return set()
+    return {n for n in ("num_classes", "in_channels") if n in params
+            and params[n].kind in (params[n].POSITIONAL_OR_KEYWORD, params[n].KEYWORD_ONLY)}
+
+
+def _build_from_factory(arch: str, num_classes: int | None, in_channels: int | None) -> nn.Module:
+    factory = _import_factory(arch)
+    accepts = factory_arguments(factory)
+    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels))
+              if k in accepts and v is not None}
+    try:
+        net = factory(**kwargs)
+    except Exception as exc:
+        call = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+        raise ValueError(f"architecture {arch!r}: calling {arch.partition(':')[2]}({call}) "
+                         f"failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"architecture {arch!r}: the factory returned a "
+                         f"{type(net).__name__}, not a torch nn.Module")
+    got = input_channels(net)
+    if in_channels is not None and got is not None and got != in_channels and (
+            "in_channels" not in accepts):
+        raise ValueError(f"architecture {arch!r} takes {got}-channel images, got "
+                         f"in_channels={in_channels} (a factory with an in_channels argument "
+                         "gets the number asked for)")
+    return net
+
+
+def _build_timm(name: str, num_classes: int | None, in_channels: int | None) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise ValueError(f"architecture 'timm:{name}' needs timm, which is not installed: "
+                         "pip install 'convdp[timm]' (or pip install timm)") from None
+    if not name or not timm.is_model(name):
+        import difflib
+
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
+        raise ValueError(f"unknown timm architecture {name!r}"
+                         + (f"; close names: {', '.join(close)}" if close else "")
+                         + "; timm.list_models('PATTERN*') lists them")
+    kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+    return timm.create_model(name, pretrained=False, in_chans=in_channels or 3, **kwargs)
+
+
+def input_channels(model: nn.Module) -> int | None:
+    """The input channels of ``model``'s first convolution (None where it has none)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            return m.in_channels
+    return None
+
+
+def native_channels(arch: str) -> int:
+    """The input channels an architecture takes when it is not trained in the pipeline:
+    1 for digitnet, 3 for torchvision and timm, a factory's from the net it builds."""
+    kind = arch_kind(arch)
+    if kind == "digitnet":
+        return 1
+    if kind != "factory":
+        return 3
+    return input_channels(build_on_meta(arch, None, None)) or 3
+
+
+def build_on_meta(arch: str, num_classes: int | None, in_channels: int | None) -> nn.Module:
+    """The architecture without its weights in memory (the meta device), in evaluation mode;
+    a factory that cannot build there is built on the CPU."""
+    try:
+        with torch.device("meta"):
+            return build_model(arch, num_classes, in_channels).eval()
+    except ValueError as exc:
+        if arch_kind(arch) != "factory" or "failed:" not in str(exc):
+            raise
+    return build_model(arch, num_classes, in_channels).eval()
+
+
+def fit_state_dict(model: nn.Module, state: dict, source: str, what: str) -> nn.Module:
+    """Load ``state`` into ``model``; a ValueError names the keys that do not fit (missing,
+    unexpected, shape mismatch). A ``module.`` prefix on every key (a net saved from
+    ``DataParallel``) is taken off."""
+    own = model.state_dict()
+    if state and all(k.startswith("module.") for k in state) and not any(
+            k.startswith("module.") for k in own):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} (file {tuple(state[k].shape)}, net {tuple(own[k].shape)})"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+
+        parts = [f"{label}: {few(keys)}" for label, keys in (
+            ("missing keys (in the net, not in the file)", missing),
+            ("unexpected keys (in the file, not in the net)", unexpected),
+            ("shape mismatch", shapes)) if keys]
+        raise ValueError(f"{source} does not fit {what}: " + "; ".join(parts))
+    model.load_state_dict(state)
     return model
 
 
@@ -308,45 +498,45 @@ def load_model(meta: dict, weights_path: str | os.PathLike | None) -> nn.Module:
     """Rebuild the net that ``meta`` (the model JSON) describes and load its weights."""
     model = build_model(meta["arch"], meta["num_classes"], meta["in_channels"])
     if weights_path is not None:
-        state = load_state_dict(weights_path)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"{weights_path} does not fit architecture {meta['arch']!r}: "
-                f"{str(exc).splitlines()[0]}"
-            ) from exc
+        fit_state_dict(model, load_state_dict(weights_path), str(weights_path),
+                       f"architecture {meta['arch']!r}")
     return model.eval()
 
 
 def load_pretrained(spec: dict) -> tuple[nn.Module, dict]:
     """Build ``spec["arch"]`` with ``spec["weights"]``: ``none``, a torchvision weights name, or a file.
 
+    A factory (``module:factory``) gets ``num_classes`` only where the spec gives it; its
+    input channels are read from the net.
+
     Returns the net and what the model JSON needs to know (classes, channels, and the
     weights' own normalisation where they carry one). A torchvision weights name is
     downloaded once into the torch cache (``TORCH_HOME``).
     """
     arch, weights = spec["arch"], spec["weights"]
-    in_channels = 1 if arch == "digitnet" else 3
-    num_classes = spec.get("num_classes", 10 if arch == "digitnet" else 1000)
+    kind = arch_kind(arch)
+    if kind == "factory":  # the factory's own defaults, unless the config says
+        num_classes, in_channels = spec.get("num_classes"), None
+    else:
+        in_channels = 1 if kind == "digitnet" else 3
+        num_classes = spec.get("num_classes", 10 if kind == "digitnet" else 1000)
     extra: dict = {"in_channels": in_channels, "num_classes": num_classes, "classes": None}
-    if weights == "none":
-        torch.manual_seed(0)
-        return build_model(arch, num_classes, in_channels).eval(), extra
     path = Path(weights)
-    if path.suffix in (".pt", ".pth", ".bin") or path.exists():
-        if not path.exists():
+    if weights == "none" or path.suffix in (".pt", ".pth", ".bin") or path.exists():
+        if weights == "none":
+            torch.manual_seed(0)
+        elif not path.exists():
             raise ValueError(f"weights file {path} does not exist")
-        state = load_state_dict(path)
         net = build_model(arch, num_classes, in_channels)
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"{path} does not fit architecture {arch!r} with num_classes={num_classes}: "
-                f"{str(exc).splitlines()[0]}"
-            ) from exc
+        if weights != "none":
+            what = f"architecture {arch!r}" + (f" with num_classes={num_classes}"
+                                               if num_classes is not None else "")
+            fit_state_dict(net, load_state_dict(path), str(path), what)
+        extra["in_channels"] = in_channels or input_channels(net) or 3
         return net.eval(), extra
+    if kind != "torchvision":
+        raise ValueError(f"weights {weights!r}: architecture {arch!r} takes 'none' or a "
+                         "state_dict file (weights names are for torchvision's own nets)")
     import torchvision
 
     try:
