@@ -151,7 +151,7 @@ def compare(X, y, args, title, float64=True):
     from sklearn.metrics import normalized_mutual_info_score
     from sklearn.mixture import BayesianGaussianMixture
 
-    from convdp.dpgmm_torch import TorchBayesianGaussianMixture
+    from convdp.dpgmm import TorchBayesianGaussianMixture
 
     n, d = X.shape
     K = args.components
@@ -209,7 +209,7 @@ def compare(X, y, args, title, float64=True):
 
 
 def scaling(args):
-    from convdp.dpgmm_torch import TorchBayesianGaussianMixture
+    from convdp.dpgmm import TorchBayesianGaussianMixture
 
     it = args.scaling_iters
     print(

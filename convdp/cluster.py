@@ -68,7 +68,7 @@ def make_dpgmm(params: dict, seed: int):
             log.warning("dpgmm.%s: torch backend only, ignored by sklearn", ", ".join(ignored))
         return BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process", **common)
     if backend == "torch":
-        from convdp.dpgmm_torch import TorchBayesianGaussianMixture
+        from convdp.dpgmm import TorchBayesianGaussianMixture
 
         return TorchBayesianGaussianMixture(
             device=params.get("device", "cpu"), dtype=params.get("dtype", "float32"),

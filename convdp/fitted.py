@@ -7,7 +7,7 @@ A fit's ``.npz`` (and a split fit's ``.model.npz``) holds:
   ``covariances``, ...; :func:`estimator_arrays`);
 - ``predict_*``: what rebuilding the estimator's ``predict`` (and ``score_samples``)
   exactly needs: its kind, its covariance type and, for the torch DPGMM, its
-  :meth:`~convdp.dpgmm_torch.TorchBayesianGaussianMixture.get_state` (:func:`predictor_arrays`).
+  :meth:`~convdp.dpgmm.TorchBayesianGaussianMixture.get_state` (:func:`predictor_arrays`).
 
 :func:`load_predictor` rebuilds ``(preprocess, estimator)`` from those arrays for the four
 kinds the workflow fits: scikit-learn's DP mixture, the torch DP mixture, scikit-learn's
@@ -105,7 +105,7 @@ def _rebuild_sklearn_dpgmm(model, what):
 
 
 def _rebuild_torch_dpgmm(model, what):
-    from convdp.dpgmm_torch import TorchBayesianGaussianMixture
+    from convdp.dpgmm import TorchBayesianGaussianMixture
 
     state = {k.removeprefix(_TORCH): v for k, v in model.items() if k.startswith(_TORCH)}
     try:

@@ -1,5 +1,5 @@
 """The number of clusters comes from the data, not from the truncation: merge and delete
-moves, adaptive truncation and restarts of the torch DPGMM (convdp/dpgmm_moves.py)."""
+moves, adaptive truncation and restarts of the torch DPGMM (convdp/dpgmm/moves.py)."""
 
 import warnings
 
@@ -11,7 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import BayesianGaussianMixture
 from threadpoolctl import threadpool_limits
 
-from convdp.dpgmm_torch import TorchBayesianGaussianMixture
+from convdp.dpgmm import TorchBayesianGaussianMixture
 
 MOVES = dict(merge=True, delete_below=0.01, weight_concentration_prior=1.0, max_iter=300,
              random_state=0)

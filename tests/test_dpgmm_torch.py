@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import BayesianGaussianMixture
 from threadpoolctl import threadpool_limits
 
-from convdp.dpgmm_torch import TorchBayesianGaussianMixture
+from convdp.dpgmm import TorchBayesianGaussianMixture
 
 K = 6
 

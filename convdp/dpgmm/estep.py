@@ -1,0 +1,224 @@
+"""E-step of the torch DP mixture: the weighted log probabilities of every sample under
+every component (one GEMM), with exact shortcuts (identical components share their terms,
+provably negligible components are skipped), the responsibilities and the entropy term."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _dedupe_components(st, P, muP):
+    """Group components with bitwise-identical (dof, beta, P_k, mu_k P_k).
+
+    Returns ``uniq`` (list of representative indices) and ``inverse`` (list of
+    length K: position in ``uniq`` of each component's representative).
+    """
+    keys = list(zip(st.dof.tolist(), st.mean_precision.tolist(), strict=True))
+    reps: dict = {}
+    uniq: list = []
+    inverse: list = []
+    for k, key in enumerate(keys):
+        for j in reps.get(key, ()):
+            r = uniq[j]
+            if torch.equal(P[k], P[r]) and torch.equal(muP[k], muP[r]):
+                inverse.append(j)
+                break
+        else:
+            reps.setdefault(key, []).append(len(uniq))
+            inverse.append(len(uniq))
+            uniq.append(k)
+    return uniq, inverse
+
+
+class _EStep:
+    """Mixin: E-step quantities cached per state, weighted log probabilities, one E-step pass."""
+
+    # --- E-step --------------------------------------------------------------
+    def _prepare_estep(self, st):
+        """Cache the compute-dtype quantities of the E-step for state `st`."""
+        D = self.n_features_in_
+        dt = self._dtype
+        digamma = torch.special.digamma
+        i = torch.arange(D, dtype=torch.float64, device=self._device)
+        log_lambda = D * math.log(2.0) + digamma(0.5 * (st.dof[:, None] - i)).sum(1)
+        dsum = digamma(st.wc_a + st.wc_b)
+        cum = torch.cumsum(digamma(st.wc_b) - dsum, 0)
+        log_weights = digamma(st.wc_a) - dsum + torch.cat([cum.new_zeros(1), cum[:-1]])
+        const = (
+            -0.5 * D * math.log(2 * math.pi)
+            + st.log_det_prec_chol
+            - 0.5 * D * torch.log(st.dof)
+            + 0.5 * (log_lambda - D / st.mean_precision)
+            + log_weights
+        )
+        if getattr(self, "_deleted", None) is not None:  # a deletion move: these components take no samples
+            const = const.masked_fill(self._deleted, -math.inf)
+        if self.covariance_type == "full":
+            P = st.prec_chol.to(dt)  # (K, D, D)
+            muP = torch.einsum("kd,kde->ke", st.means, st.prec_chol).to(dt)
+            # Components whose (P_k, mu_k P_k) are bitwise identical in the
+            # compute dtype have identical Mahalanobis distances: compute them
+            # once.  This is exact; it happens for "dead" components whose
+            # responsibilities underflow to 0 (their parameters all equal the
+            # prior's), which is most of them once the DP has pruned.
+            if self._share_identical:
+                uniq, inverse = _dedupe_components(st, P, muP)
+            else:
+                uniq = list(range(P.shape[0]))
+            U = len(uniq)
+            if U < P.shape[0]:
+                self.fit_stats_["mahalanobis_shared"] += P.shape[0] - U
+                idx = torch.as_tensor(uniq, device=P.device)
+                P, muP = P[idx], muP[idx]
+                self._inverse = torch.as_tensor(inverse, device=P.device)
+            else:
+                self._inverse = None
+            # [x, 1] @ [[P_1 ... P_U], [-mu_1 P_1 ... -mu_U P_U]] = [(x - mu_k) P_k]_k
+            self._Pcat = torch.cat(
+                [P.permute(1, 0, 2).reshape(D, U * D), -muP.reshape(1, U * D)], 0
+            ).contiguous()
+            self._n_unique = U
+            self._const = const.to(dt)
+            if self._prune_now:
+                self._prepare_prune(st, uniq, self._inverse, const)
+        else:
+            prec = st.prec_chol**2  # (K, D)
+            c2 = (st.means**2 * prec).sum(1)
+            # wlp = [x^2, x] @ W^T + const'
+            self._W = (-0.5 * torch.cat([prec, -2.0 * st.means * prec], 1)).T.to(dt).contiguous()
+            self._const = (const - 0.5 * c2).to(dt)
+
+    def _prepare_prune(self, st, uniq, inverse, const):
+        """Quantities for :meth:`_wlp_full_pruned` (float64 except ``_mu_t``)."""
+        idx = torch.as_tensor(uniq, device=self._device)
+        means = st.means[idx]  # (U, D)
+        # lambda_min(precision_u) = 1 / lambda_max(cov_u), slightly shrunk for safety
+        lam_max = torch.linalg.eigvalsh(st.cov[idx])[:, -1]
+        self._lam_u = (1.0 - 1e-6) / lam_max
+        if inverse is None:
+            self._const_u = const.clone()
+        else:
+            self._const_u = torch.full_like(lam_max, -math.inf)
+            self._const_u.scatter_reduce_(0, inverse, const, reduce="amax")
+        self._mu_t = means.T.to(self._dtype).contiguous()  # (D, U)
+        self._mu2 = (means**2).sum(1).to(self._dtype)  # (U,)
+        self._d2_rel_err = 4.0 * (self.n_features_in_ + 2) * torch.finfo(self._dtype).eps
+
+    def _maha_subset(self, Xa, idx):
+        """Mahalanobis distances (b, len(idx)) of a block to the unique components idx."""
+        D = self.n_features_in_
+        b, n = Xa.shape[0], idx.numel()
+        if n == self._n_unique:
+            Pc = self._Pcat
+        else:
+            Pc = self._Pcat.view(D + 1, self._n_unique, D).index_select(1, idx).view(D + 1, n * D)
+        Y = torch.mm(Xa, Pc).view(b, n, D)
+        return torch.linalg.vector_norm(Y, dim=2).square_()
+
+    def _wlp_full_pruned(self, Xa):
+        """Weighted log probabilities (b, K) of a block, skipping negligible components.
+
+        For every sample x and unique component u, ``UB_u(x) = max_{k in u} const_k
+        - 0.5 * lambda_min(Lambda_u) * ||x - mu_u||^2`` bounds the weighted log
+        probability from above.  The exact values are computed for the
+        components that maximise the bound for some row of the block (A), which
+        gives a lower bound L(x) of the row's log-normaliser, and then for every
+        other component whose bound comes within ``log(flush) - margin`` of L(x)
+        for some row (B).  The remaining components have responsibilities below
+        ``self._flush * e^-10`` everywhere in the block: they would be flushed to
+        0 by the E-step anyway and their share of the normaliser is far below
+        rounding.  They get -inf.
+        """
+        D = self.n_features_in_
+        U = self._n_unique
+        b = Xa.shape[0]
+        f64 = torch.float64
+        Xb = Xa[:, :D]
+        x2 = (Xb * Xb).sum(1, keepdim=True)  # (b, 1)
+        s2 = x2 + self._mu2  # (b, U)
+        d2 = torch.addmm(s2, Xb, self._mu_t, alpha=-2.0)
+        d2 = torch.clamp_min_(d2 - self._d2_rel_err * s2, 0.0).to(f64)
+        ub = self._const_u - 0.5 * self._lam_u * d2  # (b, U), float64
+        a_idx = torch.unique(ub.argmax(1))
+        maha = torch.full((b, U), math.inf, dtype=Xa.dtype, device=Xa.device)
+        m_a = self._maha_subset(Xa, a_idx)
+        maha[:, a_idx] = m_a
+        if a_idx.numel() < U:
+            low = (self._const_u[a_idx] - 0.5 * m_a.to(f64)).amax(1, keepdim=True)  # (b, 1)
+            margin = self._prune_log - 10.0 - 1e-4 * low.abs()
+            cand = ((ub - low) > margin).any(0)
+            cand[a_idx] = False
+            b_idx = torch.nonzero(cand).squeeze(1)
+            if b_idx.numel():
+                maha[:, b_idx] = self._maha_subset(Xa, b_idx)
+            self._pruned_now += U - a_idx.numel() - b_idx.numel()
+        if self._inverse is not None:
+            maha = maha.index_select(1, self._inverse)
+        return torch.add(self._const, maha, alpha=-0.5)
+
+    def _weighted_log_prob(self, Xb, F=None):
+        """``_estimate_log_prob + _estimate_log_weights`` of a centred block, (b, K).
+
+        Xb : (b, D + 1) for "full" (last column 1, see ``_centre``), (b, D) for
+        "diag"; F : optional ``[Xb**2, Xb]`` for "diag".
+        """
+        if self.covariance_type == "full":
+            b = Xb.shape[0]
+            Y = torch.mm(Xb, self._Pcat).view(b, self._n_unique, -1)
+            maha = torch.linalg.vector_norm(Y, dim=2).square_()
+            if self._inverse is not None:
+                maha = maha.index_select(1, self._inverse)
+            return torch.add(self._const, maha, alpha=-0.5)
+        if F is None:
+            F = torch.cat([Xb * Xb, Xb], dim=1)
+        return torch.addmm(self._const, F, self._W)
+
+    def _e_step_stats(self, Xc, st):
+        """One pass over the data: E-step + sufficient statistics + entropy.
+
+        For "full", samples are visited in the order ``self._perm`` (sorted by
+        their most probable component at the previous iteration), so that a
+        block mostly holds samples of a few components and the scatter matrices
+        of the others can be skipped (their responsibilities are exactly 0 or
+        provably negligible there).  The order changes only the summation order.
+        """
+        # Pruning (see _wlp_full_pruned) is paused for 5 iterations when it
+        # removed < 10% of the Mahalanobis terms: then its overhead is wasted.
+        self._prune_now = self._prune and self._prune_pause == 0
+        self._prune_pause = max(0, self._prune_pause - 1)
+        self._pruned_now = 0
+        self._prepare_estep(st)
+        acc = self._new_acc(st.means)
+        D = self.n_features_in_
+        perm = self._perm
+        labels = []
+        n_blocks = 0
+        for s, e in self._blocks(Xc.shape[0]):
+            n_blocks += 1
+            Xa = Xc[s:e] if perm is None else Xc.index_select(0, perm[s:e])
+            Xb = Xa[:, :D]
+            F = torch.cat([Xb * Xb, Xb], dim=1) if self.covariance_type == "diag" else None
+            if self._prune_now:
+                wlp = self._wlp_full_pruned(Xa)
+            else:
+                wlp = self._weighted_log_prob(Xa, F)
+            mx, lab = wlp.max(1, keepdim=True)
+            if perm is not None:
+                labels.append(lab.squeeze(1))
+            R = torch.exp(wlp - mx)
+            ssum = R.sum(1, keepdim=True)
+            R /= ssum
+            log_resp = wlp - (mx + torch.log(ssum))
+            R.masked_fill_(R < self._flush, 0.0)  # see _fit
+            acc["ent"] += torch.where(R > 0, R * log_resp, 0.0).sum(dtype=torch.float64)
+            self._accumulate(acc, Xb, R, F)
+        if perm is not None:
+            self._perm = perm[torch.argsort(torch.cat(labels), stable=True)]
+        if self._prune_now:
+            self.fit_stats_["mahalanobis_pruned"] += self._pruned_now
+            if self._pruned_now < 0.1 * n_blocks * self._n_unique:
+                self._prune_pause = 5
+        nk, xk, sk = self._finish_stats(acc)
+        return nk, xk, sk, float(acc["ent"])

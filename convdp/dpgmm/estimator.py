@@ -1,0 +1,366 @@
+"""The torch DP mixture's parameters and scikit-learn API (see the package docstring)."""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from convdp.dpgmm.estep import _EStep
+from convdp.dpgmm.fitting import _Fitting
+from convdp.dpgmm.state import STATE_FIELDS, State
+from convdp.dpgmm.stats import _Statistics
+from convdp.dpgmm.validation import _Validation
+
+
+class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, BaseEstimator):
+    """Dirichlet-process Gaussian mixture (variational), PyTorch implementation.
+
+    Fits the same model as ``sklearn.mixture.BayesianGaussianMixture`` with
+    ``weight_concentration_prior_type="dirichlet_process"`` (same priors,
+    updates and lower bound), vectorised over components and chunked over
+    samples.
+
+    Parameters
+    ----------
+    n_components : int, default=50
+        Truncation level ``K`` of the stick-breaking process.
+    covariance_type : {"full", "diag"}, default="full"
+        "tied" and "spherical" raise ``NotImplementedError``.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the lower bound between two
+        iterations.  With ``tol_per_sample=True`` (default) the change is
+        divided by ``n_samples``, i.e. the fit stops when
+        ``|lb_t - lb_{t-1}| / n_samples < tol``.  scikit-learn applies ``tol``
+        to the un-normalised lower bound of the whole data set, which is why
+        it rarely converges for large ``n_samples``; ``tol_per_sample=False``
+        reproduces scikit-learn's criterion exactly.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every component's empirical covariance.
+    max_iter : int, default=100
+        Maximum number of variational EM iterations (0 = only initialise).
+    n_init : int, default=1
+        Number of restarts (different initialisations); the fit with the highest lower
+        bound is kept, and every restart's result is in ``init_results_``.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        How the initial responsibilities are obtained; identical to
+        scikit-learn (``KMeans(n_clusters=K, n_init=1, random_state=rs)`` on the
+        original data, with ``rs = check_random_state(random_state)``), so the
+        same ``random_state`` gives the same initialisation as scikit-learn.
+    weight_concentration_prior : float > 0 or None, default=None
+        Concentration ``alpha`` of the Dirichlet process; None -> ``1 / K``.
+    mean_precision_prior : float > 0 or None, default=None
+        ``beta_0``; None -> 1.
+    mean_prior : array-like of shape (D,) or None, default=None
+        ``m_0``; None -> mean of X.
+    degrees_of_freedom_prior : float > D - 1 or None, default=None
+        ``nu_0``; None -> D.
+    covariance_prior : array-like or None, default=None
+        ``W_0^{-1}``; shape (D, D) for "full", (D,) for "diag".  None -> the
+        empirical covariance of X (``np.cov(X.T)``) for "full", the per-feature
+        variance with ``ddof=1`` for "diag".
+    random_state : int, RandomState instance or None, default=None
+        Seed of the initialisation (as in scikit-learn).
+    device : str or torch.device, default="cpu"
+        "cpu", "cuda", "cuda:1", ... or "auto" (cuda if available).
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the per-sample computations (E-step, statistics).  Small
+        per-component quantities are always float64.
+    chunk_size : int, default=65536
+        Maximum number of samples processed at once.  For "full" covariance
+        the block is further limited so that the (block, K, D) temporaries
+        stay below ``_block_elems`` elements.
+    tol_per_sample : bool, default=True
+        See ``tol``.
+    delete_below : float in [0, 1), default=0.0
+        After convergence, try emptying every component holding fewer than
+        ``delete_below * n_samples`` samples, and keep the result only if the
+        lower bound rises (see ``_delete_moves``).  The model and the objective
+        are scikit-learn's; only the optimum reached differs, and its lower
+        bound is never lower.  A K-means start with many components leaves
+        small pieces of the true clusters that the Dirichlet process empties
+        very slowly: this move removes them.  0 (default) = never, which
+        reproduces scikit-learn's fit.  The workflow's default is 0.01.
+    merge : bool, default=False
+        After convergence, try merging pairs of components that share responsibility
+        (memoized merge moves, Hughes & Sudderth): a merge is kept only if the lower bound
+        rises, then EM runs on; rounds repeat while merges are kept (see
+        ``convdp.dpgmm.moves``).  False reproduces scikit-learn's fit.
+    max_components : int or None, default=None
+        Adaptive truncation: when a fit holds more than ``grow_at * K`` occupied components
+        (>= 1 sample each), it is refitted with ``2 K``, up to ``max_components``, so that
+        the truncation is not what limits the number of clusters.  None = never.
+    grow_at : float in (0, 1], default=0.6
+        The occupied fraction of the truncation above which a fit is ``saturated_``.
+    n_threads : int or None, default=None
+        Torch intra-op threads used by ``fit`` / ``predict`` / ... (restored
+        afterwards); None keeps ``torch.get_num_threads()``.  On a busy machine
+        (e.g. several workflow jobs sharing the cores) oversubscribed threads
+        make small block operations very slow: give each job its share.
+    verbose : int, default=0
+        Print the lower bound per sample at each iteration when > 0.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (K,)
+    means_ : ndarray of shape (K, D)
+    covariances_ : ndarray of shape (K, D, D) ("full") or (K, D) ("diag")
+    precisions_ : ndarray, same shape as ``covariances_``
+    precisions_cholesky_ : ndarray, same shape as ``covariances_``
+        Upper-triangular ``P_k`` with ``precision_k = P_k P_k^T`` (scikit-learn's
+        convention); ``1 / sqrt(covariances_)`` for "diag".
+    weight_concentration_ : tuple of two ndarrays of shape (K,)
+        Beta parameters of the sticks, as in scikit-learn.
+    mean_precision_ : ndarray of shape (K,)
+    degrees_of_freedom_ : ndarray of shape (K,)
+    lower_bound_ : float
+        scikit-learn's lower bound (whole data set, constant terms dropped)
+        after the last iteration.
+    lower_bound_per_sample_ : float
+        ``lower_bound_ / n_samples``.
+    elbo_per_sample_ : float
+        The lower bound per sample without the constant scikit-learn drops per component
+        (see ``_empty_component_bound``): comparable across truncations and restarts, and
+        the criterion that picks the kept restart.
+    lower_bounds_ : list of float
+        Lower bound after each iteration (length ``n_iter_``).
+    n_iter_ : int
+    converged_ : bool
+    truncation_ : int
+        The truncation K of the kept fit (``n_components`` or grown, see ``max_components``).
+    n_active_ : int
+        Components holding at least one sample (sum of responsibilities >= 1).
+    saturated_ : bool
+        ``n_active_ > grow_at * truncation_``: the truncation may have bound the count.
+    n_effective_ : float
+        Effective number of clusters, ``exp(entropy of weights_)``.
+    init_results_ : list of dict
+        Per restart: lower_bound, lower_bound_per_sample, elbo_per_sample, n_iter,
+        converged, truncation, n_active, n_effective, weights, saturated, fit_stats.
+    weight_concentration_prior_, mean_precision_prior_, mean_prior_,
+    degrees_of_freedom_prior_, covariance_prior_ : the priors actually used.
+    n_features_in_ : int
+    fit_stats_ : dict
+        Diagnostics of the last fit: ``scatter_skipped`` = number of (block,
+        component) scatter-matrix contributions skipped because provably
+        negligible, ``mahalanobis_shared`` = number of (iteration, component)
+        Mahalanobis evaluations shared with an identical component; with
+        ``delete_below > 0`` also ``delete_moves`` (tried), ``delete_moves_kept``
+        and ``deleted`` (components emptied by the kept moves).
+
+    All arrays are numpy float64.
+    """
+
+    #: Maximum number of elements of the (block, K, D) temporaries ("full").
+    _block_elems = 1 << 21
+    #: Skip scatter contributions that are provably below rounding (see fit).
+    _skip_negligible = True
+    #: Compute the Mahalanobis terms of bitwise-identical components once.
+    _share_identical = True
+    #: Visit samples grouped by their previous most probable component ("full").
+    _sort_blocks = True
+    #: Skip Mahalanobis terms of components that are provably negligible ("full").
+    _prune_components = True
+
+    def __init__(
+        self,
+        *,
+        n_components=50,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        device="cpu",
+        dtype="float32",
+        chunk_size=65536,
+        tol_per_sample=True,
+        delete_below=0.0,
+        merge=False,
+        max_components=None,
+        grow_at=0.6,
+        n_threads=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.device = device
+        self.dtype = dtype
+        self.chunk_size = chunk_size
+        self.tol_per_sample = tol_per_sample
+        self.delete_below = delete_below
+        self.merge = merge
+        self.max_components = max_components
+        self.grow_at = grow_at
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    # --- public API ---------------------------------------------------------------
+    def fit(self, X, y=None, resp_init=None):
+        """Fit the model.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (N, D)
+        y : ignored
+        resp_init : array-like of shape (N, K) or None
+            Initial responsibilities (non-negative, finite); replaces the
+            ``init_params`` initialisation (used for parity tests).
+
+        Returns
+        -------
+        self
+        """
+        with self._threads():
+            self._fit(X, resp_init)
+        return self
+
+    def fit_predict(self, X, y=None, resp_init=None):
+        """Fit, then return the labels of X, shape (N,) (as ``fit(X).predict(X)``)."""
+        with self._threads():
+            Xc = self._fit(X, resp_init)
+            return self._predict_centred(Xc).cpu().numpy()
+
+    def predict(self, X):
+        """Most probable component of each sample, int64 array of shape (N,)."""
+        with self._threads():
+            return self._predict_centred(self._prepare_new(X)).cpu().numpy()
+
+    def predict_proba(self, X):
+        """Responsibilities, float64 array of shape (N, K) (rows sum to 1)."""
+        with self._threads():
+            Xc = self._prepare_new(X)
+            out = []
+            for s, e in self._blocks(Xc.shape[0]):
+                wlp = self._weighted_log_prob(Xc[s:e])
+                out.append(torch.softmax(wlp, dim=1).to(torch.float64).cpu())
+            return torch.cat(out).numpy()
+
+    def score_samples(self, X):
+        """``logsumexp`` over components of the weighted log probabilities, shape (N,).
+
+        Same definition as scikit-learn's ``BaseMixture.score_samples`` for the
+        Bayesian mixture (``_estimate_log_prob + _estimate_log_weights``).
+        """
+        with self._threads():
+            Xc = self._prepare_new(X)
+            out = []
+            for s, e in self._blocks(Xc.shape[0]):
+                wlp = self._weighted_log_prob(Xc[s:e])
+                out.append(torch.logsumexp(wlp, dim=1).to(torch.float64).cpu())
+            return torch.cat(out).numpy()
+
+    def score(self, X, y=None):
+        """Mean of :meth:`score_samples` (float)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def get_state(self):
+        """The fitted model as plain arrays (no pickles): what :meth:`from_state` needs to
+        rebuild an estimator whose ``predict`` / ``predict_proba`` / ``score_samples``
+        give the same results bit for bit.
+
+        Returns a dict of NumPy arrays: ``covariance_type``, ``dtype``, ``chunk_size``,
+        ``shift`` (D,) (the fitting data's mean; the state is centred on it), the
+        variational state ``wc_a``, ``wc_b``, ``mean_precision``, ``dof`` (K,),
+        ``means_centred`` (K, D), ``cov`` and ``prec_chol`` ((K, D, D) full, (K, D) diag),
+        ``log_det_prec_chol`` (K,).
+        """
+        check_is_fitted(self, "means_")
+
+        def np64(t):
+            return t.detach().to(torch.float64).cpu().numpy().copy()
+
+        st = self._state
+        return {
+            "covariance_type": np.array(self.covariance_type),
+            "dtype": np.array(str(self._dtype).removeprefix("torch.")),
+            "chunk_size": np.int64(self.chunk_size),
+            "shift": np64(self._shift),
+            **{name: np64(getattr(st, name)) for name in STATE_FIELDS},
+        }
+
+    @classmethod
+    def from_state(cls, state, device="cpu"):
+        """A fitted estimator rebuilt from :meth:`get_state`'s arrays, on ``device``."""
+        missing = [k for k in ("covariance_type", "dtype", "chunk_size", "shift", *STATE_FIELDS)
+                   if k not in state]
+        if missing:
+            raise ValueError(f"not a TorchBayesianGaussianMixture state: {missing} missing")
+        wc_a = np.asarray(state["wc_a"])
+        est = cls(n_components=len(wc_a), covariance_type=str(state["covariance_type"]),
+                  dtype=str(state["dtype"]), chunk_size=int(state["chunk_size"]), device=device)
+        est._device, est._dtype = est._check_params()
+        est._n_aug = 1 if est.covariance_type == "full" else 0
+        est._K = len(wc_a)
+        est._shift = torch.as_tensor(np.asarray(state["shift"], np.float64), device=est._device)
+        est.n_features_in_ = est._shift.shape[0]
+        st = State(**{
+            name: torch.as_tensor(np.asarray(state[name], np.float64), device=est._device)
+            for name in STATE_FIELDS
+        })
+        est._state = st
+        est._set_attributes(st)
+        est._perm, est._prune_now, est._deleted = None, False, None
+        est.fit_stats_ = {"scatter_skipped": 0, "mahalanobis_shared": 0, "mahalanobis_pruned": 0}
+        est._prepare_estep(st)
+        return est
+
+    @contextlib.contextmanager
+    def _threads(self):
+        n = self.n_threads
+        if n is None or isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            yield  # invalid values are reported by _check_params
+            return
+        old = torch.get_num_threads()
+        torch.set_num_threads(int(n))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+
+    # --- prediction ------------------------------------------------------------
+    def _prepare_new(self, X):
+        check_is_fitted(self, "means_")
+        X = self._check_X(X, reset=False)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the model was fitted with "
+                f"{self.n_features_in_} features"
+            )
+        src = X if isinstance(X, torch.Tensor) else torch.from_numpy(X)
+        n, d = X.shape
+        out = torch.empty((n, d + self._n_aug), dtype=self._dtype, device=self._device)
+        if self._n_aug:
+            out[:, d] = 1.0
+        rows = max(1, min(self.chunk_size, (1 << 22) // d))
+        for s in range(0, n, rows):
+            out[s : s + rows, :d] = src[s : s + rows].to(self._device, torch.float64) - self._shift
+        return out
+
+    def _predict_centred(self, Xc):
+        out = []
+        for s, e in self._blocks(Xc.shape[0]):
+            out.append(self._weighted_log_prob(Xc[s:e]).argmax(1))
+        return torch.cat(out)

@@ -1,0 +1,293 @@
+"""The EM driver of the torch DP mixture: priors, restarts, adaptive truncation, variational
+EM iterations, the moves between optima, and the fitted attributes."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+
+from convdp.dpgmm import moves
+from convdp.dpgmm.state import COVARIANCES, Priors, expected_weights, lower_bound, m_step
+
+
+class _Fitting:
+    """Mixin: ``_fit`` and what it runs."""
+
+    def _fit(self, X, resp_init):
+        device, dtype = self._check_params()
+        X = self._check_X(X, reset=True)
+        n_samples, n_features = X.shape
+        K = self.n_components
+        if n_samples < 2:
+            raise ValueError(f"n_samples={n_samples} should be >= 2")
+        if n_samples < K:
+            raise ValueError(f"n_samples={n_samples} should be >= n_components={K}")
+        if resp_init is not None:
+            resp_init = self._check_resp(resp_init, n_samples, K)
+            if self.max_components is not None or self.n_init > 1:
+                raise ValueError("resp_init fixes one start: use it with n_init=1 and "
+                                 "max_components=None")
+
+        self._device, self._dtype = device, dtype
+        self._n_aug = 1 if self.covariance_type == "full" else 0
+        self.n_features_in_ = n_features
+
+        # --- priors (float64) and centred copy of the data ----------------
+        Xc, shift, gram, absmax = self._centre(X, device, dtype)
+        self._shift = shift
+        self.mean_precision_prior_ = (
+            1.0 if self.mean_precision_prior is None else float(self.mean_precision_prior)
+        )
+        if self.mean_prior is None:
+            mean_prior = shift.clone()
+        else:
+            mean_prior = torch.as_tensor(
+                np.asarray(self.mean_prior, dtype=np.float64), device=device
+            )
+            if tuple(mean_prior.shape) != (n_features,):
+                raise ValueError(
+                    f"mean_prior should have shape ({n_features},), got {tuple(mean_prior.shape)}"
+                )
+            if not bool(torch.isfinite(mean_prior).all()):
+                raise ValueError("mean_prior contains NaN or infinity")
+        self.mean_prior_ = mean_prior.cpu().numpy()
+        self._mean_prior_c = mean_prior - shift
+        if self.degrees_of_freedom_prior is None:
+            self.degrees_of_freedom_prior_ = float(n_features)
+        elif self.degrees_of_freedom_prior > n_features - 1.0:
+            self.degrees_of_freedom_prior_ = float(self.degrees_of_freedom_prior)
+        else:
+            raise ValueError(
+                f"degrees_of_freedom_prior should be greater than {n_features - 1}, "
+                f"got {self.degrees_of_freedom_prior}"
+            )
+        full = self.covariance_type == "full"
+        if self.covariance_prior is None:
+            cp = gram / (n_samples - 1)
+            if not full:
+                cp = torch.diagonal(cp).clone()
+        else:
+            cp = torch.as_tensor(np.asarray(self.covariance_prior, dtype=np.float64), device=device)
+            want = (n_features, n_features) if full else (n_features,)
+            if tuple(cp.shape) != want:
+                raise ValueError(
+                    f"covariance_prior should have shape {want} for covariance_type="
+                    f"{self.covariance_type!r}, got {tuple(cp.shape)}"
+                )
+            if not bool(torch.isfinite(cp).all()):
+                raise ValueError("covariance_prior contains NaN or infinity")
+            if full:
+                if not (
+                    torch.allclose(cp, cp.T, rtol=1e-5, atol=1e-8)
+                    and bool((torch.linalg.eigvalsh(cp) > 0).all())
+                ):
+                    raise ValueError("covariance_prior should be symmetric, positive-definite")
+            elif bool((cp <= 0).any()):
+                raise ValueError("covariance_prior should be positive")
+        self._cov_prior = cp
+        self.covariance_prior_ = cp.cpu().numpy()
+
+        # Bound used to skip negligible scatter contributions: for every
+        # feature i, (x_i - xbar_k,i)^2 <= (2 max|x_i|)^2 <= ratio * W0_ii.
+        cp_diag = torch.diagonal(cp) if full else cp
+        r2 = (2.0 * absmax) ** 2
+        if bool(((cp_diag <= 0) & (r2 > 0)).any()):
+            ratio = math.inf
+        else:
+            ratio = float(torch.where(r2 > 0, r2 / cp_diag.clamp_min(1e-300), 0.0).max())
+        # skipped contributions sum to <= 1e-3 * eps * W0_ii (far below rounding)
+        self._skip_ratio = ratio
+        self._skip_thr = 1e-3 * torch.finfo(dtype).eps / n_samples
+        # Responsibilities below `_flush` are set to 0: together they change any
+        # N_k by < eps^2 (absolute), far below the 10*eps scikit-learn adds to
+        # N_k, and they avoid denormals (10-100x slower arithmetic).
+        fi = torch.finfo(dtype)
+        self._flush = max(fi.tiny / fi.eps, fi.eps**2 / n_samples)
+        self._prune_log = math.log(self._flush)
+        self._prune = self._prune_components and self.covariance_type == "full"
+
+        # --- restarts × truncation levels; the best lower bound is kept ------
+        best = None
+        self.init_results_ = []
+        for rs in self._init_random_states():
+            K = self.n_components
+            while True:
+                fit = self._fit_once(Xc, X, K, rs(), resp_init)
+                grow = self.max_components is not None and fit["saturated"] and K < self.max_components
+                if not grow:
+                    break
+                K = min(2 * K, self.max_components)
+            self.init_results_.append({k: v for k, v in fit.items() if k != "state"})
+            if best is None or fit["elbo_per_sample"] > best["elbo_per_sample"]:
+                best = fit
+        if not best["converged"] and self.max_iter > 0:
+            warnings.warn(
+                "The torch DPGMM did not converge within max_iter iterations. Try a "
+                "larger max_iter or tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self._set_fitted(best, n_samples)
+        return Xc
+
+    def _init_random_states(self):
+        """One factory of the initialisation's random state per restart (``n_init``).
+
+        Restart 0 uses ``random_state`` itself (scikit-learn's initialisation); the others a
+        seed derived from it. An int seed gives every truncation level of a restart the
+        same stream, so a fit grown to K equals a fit started at K.
+        """
+        base = self.random_state
+        if base is not None and not isinstance(base, numbers.Integral):
+            return [lambda: check_random_state(base)] * self.n_init  # a shared RandomState
+        seeds = [base] + [
+            None if base is None else int(np.random.SeedSequence([int(base), i]).generate_state(1)[0])
+            for i in range(1, self.n_init)
+        ]
+        return [lambda s=s: check_random_state(s) for s in seeds]
+
+    def _fit_once(self, Xc, X, K, random_state, resp_init):
+        """One variational fit at truncation K: initialise, EM, moves (see convdp.dpgmm.moves).
+
+        Returns a dict: state, lower_bound, lower_bounds, n_iter, converged, truncation,
+        n_active (components holding >= 1 sample), saturated, fit_stats.
+        """
+        n_samples = Xc.shape[0]
+        if n_samples < K:
+            raise ValueError(f"n_samples={n_samples} should be >= n_components={K}")
+        self._K = K
+        self.weight_concentration_prior_ = (
+            1.0 / K if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
+        )
+        self._priors = Priors(self.weight_concentration_prior_, self.mean_precision_prior_,
+                              self.degrees_of_freedom_prior_, self._mean_prior_c, self._cov_prior)
+        self._prune_now = self._prune
+        self._prune_pause = 0  # iterations left without pruning (it did not pay off)
+        self.fit_stats_ = {"scatter_skipped": 0, "mahalanobis_shared": 0, "mahalanobis_pruned": 0}
+        self._deleted = None
+        if resp_init is not None:
+            resp_src = ("dense", torch.as_tensor(resp_init, device=self._device, dtype=self._dtype))
+        else:
+            resp_src = self._initial_resp(X, random_state, self._device, self._dtype)
+        state = self._m_step(*self._stats_from_resp(Xc, resp_src))
+        state, lower_bounds, converged = self._iterate(Xc, state, [], self.max_iter)
+        state, lower_bounds, n_iter, converged = moves.run_moves(
+            self, Xc, state, lower_bounds, converged
+        )
+        n_active = int(((state.wc_a - 1.0) >= 1.0).sum())
+        lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
+        elbo = lower_bound - K * self._empty_component_bound()
+        weights = expected_weights(state)
+        w = weights[weights > 0]
+        return {
+            "state": state,
+            "lower_bound": float(lower_bound),
+            "lower_bound_per_sample": float(lower_bound) / n_samples,
+            "elbo_per_sample": float(elbo) / n_samples,
+            "lower_bounds": [float(v) for v in lower_bounds],
+            "n_iter": n_iter if self.max_iter > 0 else 0,
+            "converged": converged,
+            "truncation": K,
+            "n_active": n_active,
+            "n_effective": float(np.exp(-np.sum(w * np.log(w)))),
+            "weights": weights,
+            "saturated": n_active > self.grow_at * K,
+            "fit_stats": dict(self.fit_stats_),
+        }
+
+    def _empty_component_bound(self):
+        """What one component without samples adds to scikit-learn's lower bound.
+
+        scikit-learn drops constant terms per component, so its bound grows with the
+        truncation by this much for every empty component (prior = posterior: no KL).
+        ``lower_bound_ - K * this`` is the bound with those terms restored, equal for any
+        truncation that leaves components empty.
+        """
+        D = self.n_features_in_
+        f64 = dict(dtype=torch.float64, device=self._device)
+        nk = torch.full((1,), 10 * torch.finfo(self._dtype).eps, **f64)
+        xk = torch.zeros(1, D, **f64)
+        eye = torch.eye(D, **f64) if self.covariance_type == "full" else torch.ones(D, **f64)
+        return self._lower_bound(self._m_step(nk, xk, (self.reg_covar * eye)[None]), 0.0)
+
+    def _set_fitted(self, fit, n_samples):
+        """Public attributes and the predict cache from the kept fit."""
+        state = fit["state"]
+        self._K = fit["truncation"]
+        self._state = state
+        self._set_attributes(state)
+        self.n_iter_ = fit["n_iter"]
+        self.converged_ = fit["converged"]
+        self.lower_bound_ = fit["lower_bound"]
+        self.lower_bound_per_sample_ = fit["lower_bound_per_sample"]
+        self.elbo_per_sample_ = fit["elbo_per_sample"]
+        self.lower_bounds_ = fit["lower_bounds"]
+        self.truncation_ = fit["truncation"]
+        self.n_active_ = fit["n_active"]
+        self.saturated_ = bool(fit["saturated"])
+        self.n_effective_ = fit["n_effective"]
+        self._perm = None
+        self._prune_now = False
+        self._deleted = None
+        self.fit_stats_ = dict(fit["fit_stats"])
+        self._prepare_estep(state)  # cache the E-step quantities for predict()
+        self.fit_stats_ = dict(fit["fit_stats"])
+
+    def _iterate(self, Xc, state, lower_bounds, max_iter):
+        """Variational EM from `state` until converged or `max_iter` more iterations.
+
+        Returns the last state, `lower_bounds` with this run's appended, and whether it
+        converged.
+        """
+        n_samples = Xc.shape[0]
+        lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
+        for _ in range(max_iter):
+            prev = lower_bound
+            nk, xk, sk, ent = self._e_step_stats(Xc, state)
+            self._deleted = None  # a deletion lasts one E-step; the components may come back
+            state = self._m_step(nk, xk, sk)
+            lower_bound = self._lower_bound(state, ent)
+            lower_bounds.append(lower_bound)
+            change = abs(lower_bound - prev)
+            if self.tol_per_sample:
+                change /= n_samples
+            if self.verbose:
+                print(
+                    f"  iteration {len(lower_bounds)}: lower bound per sample "
+                    f"{lower_bound / n_samples:.6f}, change {change:.3g}"
+                )
+            if change < self.tol:
+                return state, lower_bounds, True
+        return state, lower_bounds, False
+
+    # --- M-step / lower bound (float64, small; convdp.dpgmm.state) -----------------------
+    def _m_step(self, nk, xk, sk):
+        """Update the variational parameters from scikit-learn-style (nk, xk, sk)."""
+        state, repaired = m_step(COVARIANCES[self.covariance_type], self._priors, nk, xk, sk,
+                                 self.reg_covar, repair=self._dtype != torch.float64)
+        if repaired:
+            self.fit_stats_["psd_repairs"] = self.fit_stats_.get("psd_repairs", 0) + repaired
+        return state
+
+    def _lower_bound(self, st, ent):
+        """scikit-learn's ``_compute_lower_bound`` (constant terms dropped)."""
+        return lower_bound(st, ent)
+
+    def _set_attributes(self, st):
+        def np64(t):
+            return t.detach().to(torch.float64).cpu().numpy()
+
+        self.weights_ = expected_weights(st)
+        self.weight_concentration_ = (np64(st.wc_a), np64(st.wc_b))
+        self.mean_precision_ = np64(st.mean_precision)
+        self.means_ = np64(st.means + self._shift)
+        self.degrees_of_freedom_ = np64(st.dof)
+        self.covariances_ = np64(st.cov)
+        self.precisions_cholesky_ = np64(st.prec_chol)
+        self.precisions_ = np64(COVARIANCES[self.covariance_type].precisions(st.prec_chol))

@@ -1,0 +1,213 @@
+"""Sufficient statistics of the torch DP mixture: data blocks, centring, initial
+responsibilities, and (nk, xk, sk) accumulated block by block with large matrix products."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class _Statistics:
+    """Mixin: the per-sample passes that produce scikit-learn-style statistics."""
+
+    def _blocks(self, n, rows=None):
+        if rows is None:
+            rows = self._block_rows()
+        for s in range(0, n, rows):
+            yield s, min(s + rows, n)
+
+    def _block_rows(self):
+        rows = self.chunk_size
+        if self.covariance_type == "full":
+            # (rows, K, D) temporaries bounded by _block_elems, but rows >= 2 D so
+            # that the O(K D^2) work per block stays small next to the products
+            per_row = self._K * self.n_features_in_
+            rows = min(rows, max(16, 2 * self.n_features_in_, self._block_elems // per_row))
+        return max(1, rows)
+
+    def _centre(self, X, device, dtype):
+        """Centred copy of X in `dtype` on `device` plus float64 mean, Gram, max|x|.
+
+        Returns
+        -------
+        Xc : tensor (N, D) of `dtype`, or (N, D + 1) for "full" where the last
+            column is 1 (it folds ``- mu_k P_k`` into the Mahalanobis product)
+        shift : tensor (D,) float64, the column means of X
+        gram : tensor (D, D) float64, sum of centred outer products
+        absmax : tensor (D,) float64, max |Xc| per feature
+        """
+        f64 = torch.float64
+        n, d = X.shape
+        rows = max(1, min(self.chunk_size, (1 << 22) // d))
+        src = X if isinstance(X, torch.Tensor) else torch.from_numpy(X)
+        total = torch.zeros(d, dtype=f64, device=device)
+        for s in range(0, n, rows):
+            total += src[s : s + rows].to(device=device, dtype=f64).sum(0)
+        shift = total / n
+        Xc = torch.empty((n, d + self._n_aug), dtype=dtype, device=device)
+        if self._n_aug:
+            Xc[:, d] = 1.0
+        gram = torch.zeros((d, d), dtype=f64, device=device)
+        absmax = torch.zeros(d, dtype=f64, device=device)
+        for s in range(0, n, rows):
+            blk = src[s : s + rows].to(device=device, dtype=f64) - shift
+            gram += blk.T @ blk
+            absmax = torch.maximum(absmax, blk.abs().amax(0))
+            Xc[s : s + rows, :d] = blk
+        return Xc, shift, gram, absmax
+
+    def _initial_resp(self, X, random_state, device, dtype):
+        """Initial responsibilities exactly as scikit-learn's ``_initialize_parameters``."""
+        n, _ = X.shape
+        K = self._K
+        Xn = X.cpu().numpy() if isinstance(X, torch.Tensor) else X
+        if self.init_params == "kmeans":
+            from sklearn.cluster import KMeans
+
+            labels = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(Xn).labels_
+            return ("labels", torch.as_tensor(labels, device=device, dtype=torch.int64))
+        if self.init_params == "k-means++":
+            from sklearn.cluster import kmeans_plusplus
+
+            _, idx = kmeans_plusplus(Xn, K, random_state=random_state)
+            labels = np.full(n, -1, dtype=np.int64)
+            labels[idx] = np.arange(K)
+            return ("labels", torch.as_tensor(labels, device=device))
+        if self.init_params == "random":
+            resp = random_state.uniform(size=(n, K)).astype(Xn.dtype)
+            resp /= resp.sum(axis=1)[:, np.newaxis]
+            return ("dense", torch.as_tensor(resp, device=device, dtype=dtype))
+        # random_from_data
+        idx = random_state.choice(n, size=K, replace=False)
+        labels = np.full(n, -1, dtype=np.int64)
+        labels[idx] = np.arange(K)
+        return ("labels", torch.as_tensor(labels, device=device))
+
+    def _resp_block(self, resp_src, s, e):
+        kind, data = resp_src
+        if kind == "dense":
+            return data[s:e]
+        ar = torch.arange(self._K, device=data.device)
+        return (data[s:e, None] == ar).to(self._dtype)
+
+    # --- sufficient statistics ----------------------------------------------
+    def _new_acc(self, centres):
+        K, D = self._K, self.n_features_in_
+        z = dict(dtype=torch.float64, device=self._device)
+        acc = {
+            "nk": torch.zeros(K, **z),
+            "sx": torch.zeros(K, D, **z),
+            "nk_inc": torch.zeros(K, **z),
+            "sx_inc": torch.zeros(K, D, **z),
+            "ent": torch.zeros((), **z),
+        }
+        if self.covariance_type == "full":
+            acc["S"] = torch.zeros(K, D, D, **z)
+            acc["centres64"] = centres
+        else:
+            acc["sxx"] = torch.zeros(K, D, **z)
+        return acc
+
+    def _accumulate(self, acc, Xb, R, F=None):
+        """Add the statistics of one block.
+
+        Xb : (b, D) centred data; R : (b, K) responsibilities; F : (b, 2D)
+        ``[Xb**2, Xb]`` for "diag" (computed here when None).
+        """
+        b = Xb.shape[0]
+        f64 = torch.float64
+        D = Xb.shape[1]
+        bnk = R.sum(0)
+        acc["nk"] += bnk
+        if self.covariance_type == "diag":
+            if F is None:
+                F = torch.cat([Xb * Xb, Xb], dim=1)
+            G = R.T @ F  # (K, 2D): [sum r x^2, sum r x]
+            acc["sxx"] += G[:, :D]
+            acc["sx"] += G[:, D:]
+            return
+        bsx = R.T @ Xb
+        acc["sx"] += bsx
+        if self._skip_negligible:
+            active = bnk.to(f64) * self._skip_ratio > self._skip_thr * b
+            idx = torch.nonzero(active).squeeze(1)
+            n_act = idx.numel()
+        else:
+            active = None
+            n_act = self._K
+        self.fit_stats_["scatter_skipped"] += self._K - n_act
+        if n_act == 0:
+            return
+        full_set = active is None or n_act == self._K
+        if full_set:
+            Ra, nb, c = R, bnk.to(f64), acc["centres64"]
+        else:
+            Ra, nb, c = R[:, idx], bnk[idx].to(f64), acc["centres64"][idx]
+        # Block-centred scatter, one GEMM for all components: with cb the block
+        # mean, Sb_k = sum_n r_nk (x_n - cb)(x_n - cb)^T.  It is moved to the
+        # component's reference centre c_k in float64:
+        #   sum r (x - c_k)(x - c_k)^T = Sb_k + u d^T + d u^T + n d d^T,
+        # with u = sum r (x - cb), d = cb - c_k.  As samples are sorted by
+        # component, cb is close to the centres that matter (float32 accuracy).
+        cb = Xb.mean(0)
+        Xcb = Xb - cb
+        A = Xcb.unsqueeze(1) * Ra.unsqueeze(2)  # (b, n_act, D)
+        Sb = (A.view(b, n_act * D).T @ Xcb).view(n_act, D, D).to(f64)
+        u = (Ra.T @ Xcb).to(f64)
+        d = cb.to(f64) - c
+        ud = u[:, :, None] * d[:, None, :]
+        Sb += ud + ud.mT + nb[:, None, None] * d[:, :, None] * d[:, None, :]
+        if full_set:
+            acc["S"] += Sb
+            acc["nk_inc"] += bnk
+            acc["sx_inc"] += bsx
+        else:
+            acc["S"].index_add_(0, idx, Sb)
+            acc["nk_inc"].index_add_(0, idx, bnk[idx].to(f64))
+            acc["sx_inc"].index_add_(0, idx, bsx[idx].to(f64))
+
+    def _finish_stats(self, acc):
+        """(nk, xk, sk) exactly as scikit-learn's ``_estimate_gaussian_parameters``."""
+        eps = torch.finfo(self._dtype).eps
+        nk_raw = acc["nk"]
+        nk = nk_raw + 10 * eps
+        xk = acc["sx"] / nk[:, None]
+        D = xk.shape[1]
+        if self.covariance_type == "diag":
+            sk = acc["sxx"] / nk[:, None] - xk**2 + self.reg_covar
+            return nk, xk, sk
+        c = acc["centres64"]
+        # acc["S"] = sum_inc r (x - c)(x - c)^T over the included blocks
+        u = acc["sx_inc"] - acc["nk_inc"][:, None] * c  # sum_inc r (x - c)
+        S = 0.5 * (acc["S"] + acc["S"].mT)
+        # shift the centre from c to xk: sum r (x-xk)(x-xk)^T
+        d = xk - c
+        ud = u[:, :, None] * d[:, None, :]
+        S = S - ud - ud.mT + acc["nk_inc"][:, None, None] * d[:, :, None] * d[:, None, :]
+        sk = S / nk[:, None, None]
+        sk = sk + self.reg_covar * torch.eye(D, dtype=sk.dtype, device=sk.device)
+        return nk, xk, sk
+
+    def _stats_from_resp(self, Xc, resp_src):
+        rows = self._block_rows()
+        K, D = self._K, self.n_features_in_
+        zeros = torch.zeros(K, D, dtype=torch.float64, device=self._device)
+        acc = self._new_acc(zeros)
+        if self.covariance_type == "full":
+            # first pass: centres = xk (two-pass algorithm, as accurate as sklearn)
+            nk = torch.zeros(K, dtype=torch.float64, device=self._device)
+            sx = torch.zeros(K, D, dtype=torch.float64, device=self._device)
+            for s, e in self._blocks(Xc.shape[0], rows):
+                R = self._resp_block(resp_src, s, e)
+                nk += R.sum(0)
+                sx += R.T @ Xc[s:e, :D]
+            acc = self._new_acc(sx / (nk + 10 * torch.finfo(self._dtype).eps)[:, None])
+        labels = []
+        for s, e in self._blocks(Xc.shape[0], rows):
+            R = self._resp_block(resp_src, s, e)
+            labels.append(R.argmax(1))
+            self._accumulate(acc, Xc[s:e, :D], R)
+        self._perm = None
+        if self.covariance_type == "full" and self._sort_blocks:
+            self._perm = torch.argsort(torch.cat(labels), stable=True)
+        return self._finish_stats(acc)
