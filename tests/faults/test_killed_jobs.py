@@ -110,7 +110,8 @@ def test_aggregate_killed_mid_way_leaves_no_summary(assets, tmp_path):
                          f"{out}.json", context=ctx, progress=False)
             jsons.append(f"{out}.json")
     res = tmp_path / "w/results"
-    figs = {k: str(res / f"figures/{k}.png") for k in ("clusters", "nmi", "label_maps", "heatmap")}
+    figs = {k: str(res / f"figures/{k}.png")
+            for k in ("clusters", "nmi", "label_maps", "heatmap", "comparison")}
     call = (f"aggregate({jsons!r}, {{'digits': {str(a.data)!r}}}, {str(res / 'summary.csv')!r}, "
             f"{figs!r}, n_examples=2)")
     proc = child([DIE_MID_WRITE, f"""
@@ -128,11 +129,12 @@ def test_aggregate_killed_mid_way_leaves_no_summary(assets, tmp_path):
     proc.wait(timeout=300)
     assert proc.returncode == -9, (tmp_path / "agg.log").read_text()[-2000:]
     assert not (res / "summary.csv").exists(), "summary.csv exists though aggregation was killed"
-    assert not (res / "figures/label_maps.png").exists()
+    for name in ("comparison", "label_maps"):  # killed while writing, and never reached
+        assert not (res / f"figures/{name}.png").exists()
     for name in ("clusters", "nmi"):  # written before the kill: whole
         assert (res / f"figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     leftovers = tmp_files(res)
-    assert len(leftovers) == 1 and leftovers[0].name.startswith(".tmp-label_maps.png.")
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".tmp-comparison.png.")
     from convdp.aggregate import aggregate
 
     aggregate(jsons, {"digits": a.data}, res / "summary.csv", figs, n_examples=2)
