@@ -238,5 +238,7 @@ def test_own_model_runs_through_the_workflow(trained, tmp_path):
     assert set(df["model"]) == {"mine"}
     assert set(df["layer"]) == {"features.1", "features.4"}
     assert len(df) == 2 * 2  # layers × methods (position mode, one data set)
+    figures = list((work / "results/figures").glob("*.png"))
+    assert any(f.name == "model_comparison.png" for f in figures), figures
     meta = yaml.safe_load((work / "results/models/mine.json").read_text())
     assert meta["arch"] == "mymodule:build" and meta["in_channels"] == 3
