@@ -1,8 +1,14 @@
-"""Shared fixtures: the repository root, a tiny trained-or-not net, planted mixtures."""
+"""Shared fixtures: the repository root, a tiny trained-or-not net, planted mixtures, a
+loopback HTTP server and a refused URL."""
 
 from __future__ import annotations
 
+import functools
+import http.server
+import socket
+import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -38,3 +44,73 @@ def planted_mixture(n_per: int, centres: np.ndarray, scale: float = 0.3, seed: i
     X = np.concatenate([c + scale * rng.standard_normal((n_per, centres.shape[1])) for c in centres])
     y = np.repeat(np.arange(len(centres)), n_per)
     return X, y
+
+
+# --------------------------------------------------------------------------------------
+# Loopback HTTP: a file server on 127.0.0.1 that records requests, a refused URL
+# --------------------------------------------------------------------------------------
+
+
+class Served(NamedTuple):
+    """What :func:`http_server` serves: the folder, its base URL, the paths requested."""
+
+    root: Path
+    url: str
+    requests: list[str]
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves files quietly, recording each path asked for; ``/short`` announces more bytes
+    than it sends, then hangs up (an interrupted download)."""
+
+    requests: list[str]
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.requests.append(self.path)
+        if self.path == "/short":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+    def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
+        pass
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """Requests to 127.0.0.1 must not be sent to a proxy from the environment."""
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def http_server(tmp_path, no_proxy) -> Served:
+    """A file server on 127.0.0.1 for ``tmp_path / "www"``: (folder, base URL, requests)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    requests: list[str] = []
+    handler = type("Handler", (_Handler,), {"requests": requests})
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
+    )
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield Served(root, f"http://127.0.0.1:{httpd.server_address[1]}", requests)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def refused_url(no_proxy) -> str:
+    """A base URL on 127.0.0.1 that refuses connections (a port bound, not listening)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"

@@ -47,3 +47,40 @@ def test_unlabelled_dataset_round_trip(tmp_path):
 def test_missing_store_is_named(tmp_path):
     with pytest.raises(ValueError, match="nothere.zarr"):
         open_dataset(tmp_path / "nothere.zarr")
+
+
+def test_one_resize_short_side_then_centre_crop():
+    from convdp.data import resize_center_crop, resize_dataset
+
+    # 10×30: left | middle | right thirds of 0, 100, 200; the short side is 10 already, so
+    # the crop alone keeps the middle third; shrunk to 5 the middle column stays 100.
+    wide = np.zeros((1, 10, 30, 1), np.uint8)
+    wide[:, :, 10:20], wide[:, :, 20:] = 100, 200
+    assert (resize_center_crop(wide, 10) == 100).all()
+    tall = resize_center_crop(wide.transpose(0, 2, 1, 3), 10)  # 30×10 → the middle rows
+    assert tall.shape == (1, 10, 10, 1) and (tall == 100).all()
+    small = resize_center_crop(wide, 5)
+    assert small.shape == (1, 5, 5, 1) and (small[:, :, 2] == 100).all()
+    square = wide[:, :, :10]
+    assert resize_center_crop(square, 10) is square  # already 10×10: unchanged
+    # Every kind goes through it: a non-square torchvision-like data set is cropped too.
+    ds = Dataset(np.repeat(wide, 3, axis=0), np.arange(3), ["a", "b", "c"], "test")
+    assert resize_dataset(ds, 5).images.shape == (3, 5, 5, 1)
+    assert resize_dataset(ds, None) is ds
+
+
+def test_square_resize_is_bilinear_antialiased():
+    """Square images (the digits) only resize, with the filter the digits always had."""
+    import torch
+    import torch.nn.functional as F
+
+    from convdp.data import resize_center_crop
+
+    rng = np.random.default_rng(0)
+    for size_in, size_out in ((8, 32), (40, 16)):
+        x = rng.integers(0, 256, (4, size_in, size_in, 3), dtype=np.uint8)
+        t = torch.from_numpy(x).permute(0, 3, 1, 2).float()
+        want = F.interpolate(t, size=(size_out, size_out), mode="bilinear", align_corners=False,
+                             antialias=True).round().clamp(0, 255).to(torch.uint8)
+        np.testing.assert_array_equal(resize_center_crop(x, size_out),
+                                      want.permute(0, 2, 3, 1).numpy())

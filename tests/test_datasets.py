@@ -8,17 +8,13 @@ unpack and parse code runs end to end without the internet.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gzip
 import hashlib
-import http.server
 import io
 import logging
 import pickle
-import socket
 import struct
 import tarfile
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +26,7 @@ from convdp.datasets import (
     Dataset,
     DatasetError,
     ImageReadError,
+    cifar,
     fetch_torchvision_dataset,
     load_histology,
     load_image_folder,
@@ -37,47 +34,9 @@ from convdp.datasets import (
     load_torchvision_dataset,
     select_indices,
 )
-from convdp.download import DownloadError
+from convdp.datasets.fetch import DownloadError
 
-# --------------------------------------------------------------------------------------
-# Fixtures: a local HTTP server, a refused port
-# --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """(served folder, base URL)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root))
-    )
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
-
-
-@pytest.fixture
-def refused_url():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        yield f"http://127.0.0.1:{s.getsockname()[1]}"
+pytestmark = pytest.mark.usefixtures("no_proxy")  # 127.0.0.1 must not go to a proxy
 
 
 def _md5(path: Path) -> str:
@@ -168,8 +127,8 @@ def _make_mnist(folder: Path, rng, n_train=40, n_test=7):
 
 
 @pytest.mark.parametrize("name", ["MNIST", "FashionMNIST", "KMNIST"])
-def test_mnist_family_download_and_parse(server, tmp_path, monkeypatch, name):
-    www, base = server
+def test_mnist_family_download_and_parse(http_server, tmp_path, monkeypatch, name):
+    www, base, _ = http_server
     served = www / name.lower()
     data = _make_mnist(served, np.random.default_rng(1))
     _patch_registry(monkeypatch, name, served)
@@ -194,8 +153,8 @@ def test_mnist_family_download_and_parse(server, tmp_path, monkeypatch, name):
     np.testing.assert_array_equal(d.labels, data["train"][1])
 
 
-def test_mnist_class_subset_and_max_samples(server, tmp_path, monkeypatch):
-    www, base = server
+def test_mnist_class_subset_and_max_samples(http_server, tmp_path, monkeypatch):
+    www, base, _ = http_server
     data = _make_mnist(www, np.random.default_rng(2), n_train=200)
     _patch_registry(monkeypatch, "MNIST", www)
     root = tmp_path / "data"
@@ -246,8 +205,8 @@ def test_download_failure_names_url_and_destination(tmp_path, refused_url):
     assert "train-labels-idx1-ubyte.gz (md5 d53e105ee54ea40749a09fcbcd1e9432)" in note
 
 
-def test_checksum_mismatch_from_server(server, tmp_path):
-    www, base = server
+def test_checksum_mismatch_from_server(http_server, tmp_path):
+    www, base, _ = http_server
     _make_mnist(www, np.random.default_rng(3))  # registry keeps the real MNIST md5s
     with pytest.raises(DownloadError, match="checksum mismatch") as info:
         load_torchvision_dataset("MNIST", tmp_path / "data", base_url=base)
@@ -255,8 +214,8 @@ def test_checksum_mismatch_from_server(server, tmp_path):
     assert list((tmp_path / "data" / "MNIST").iterdir()) == []
 
 
-def test_mirrors_are_tried_in_turn(server, tmp_path, monkeypatch, refused_url):
-    www, base = server
+def test_mirrors_are_tried_in_turn(http_server, tmp_path, monkeypatch, refused_url):
+    www, base, _ = http_server
     data = _make_mnist(www, np.random.default_rng(4))
     _patch_registry(monkeypatch, "MNIST", www)
     spec = ds.TORCHVISION_REGISTRY["MNIST"]
@@ -345,8 +304,8 @@ def _make_cifar10(path: Path, rng):
     return batches, names
 
 
-def test_cifar10(server, tmp_path, monkeypatch):
-    www, base = server
+def test_cifar10(http_server, tmp_path, monkeypatch):
+    www, base, _ = http_server
     batches, names = _make_cifar10(www / "cifar-10-python.tar.gz", np.random.default_rng(5))
     _patch_registry(monkeypatch, "CIFAR10", www)
     root = tmp_path / "data"
@@ -385,8 +344,8 @@ def test_cifar10_unpacked_folder_without_archive(tmp_path, monkeypatch, refused_
         load_torchvision_dataset("CIFAR10", root, split="test", base_url=refused_url)
 
 
-def test_cifar100(server, tmp_path, monkeypatch):
-    www, base = server
+def test_cifar100(http_server, tmp_path, monkeypatch):
+    www, base, _ = http_server
     rng = np.random.default_rng(7)
     fine = [f"fine{i}" for i in range(100)]
     written = {}
@@ -427,7 +386,7 @@ def test_cifar_pickle_with_foreign_globals_is_refused(tmp_path):
     path = tmp_path / "evil"
     path.write_bytes(pickle.dumps({b"data": collections.OrderedDict()}, protocol=2))
     with pytest.raises(pickle.UnpicklingError, match="not allowed"):
-        ds._read_cifar_pickle(path)
+        cifar.read_pickle(path)
 
 
 # --------------------------------------------------------------------------------------
@@ -435,10 +394,10 @@ def test_cifar_pickle_with_foreign_globals_is_refused(tmp_path):
 # --------------------------------------------------------------------------------------
 
 
-def test_svhn(server, tmp_path, monkeypatch):
+def test_svhn(http_server, tmp_path, monkeypatch):
     import scipy.io
 
-    www, base = server
+    www, base, _ = http_server
     rng = np.random.default_rng(8)
     images = _rng_images(rng, 9, 32, 32, 3)
     digits = np.array([0, 1, 2, 3, 4, 5, 6, 0, 9])
@@ -469,8 +428,8 @@ def _stl_bytes(images: np.ndarray) -> bytes:
     return np.ascontiguousarray(images.transpose(0, 3, 2, 1)).tobytes()
 
 
-def test_stl10(server, tmp_path, monkeypatch):
-    www, base = server
+def test_stl10(http_server, tmp_path, monkeypatch):
+    www, base, _ = http_server
     rng = np.random.default_rng(9)
     # Images that are not symmetric, so a wrong transpose would show.
     written = {s: _rng_images(rng, n, 96, 96, 3) for s, n in (("train", 5), ("test", 3))}
@@ -500,8 +459,8 @@ def test_stl10(server, tmp_path, monkeypatch):
         load_torchvision_dataset("STL10", root, split="unlabeled", classes=[0], base_url=base)
 
 
-def test_fetch_then_load_offline(server, tmp_path, monkeypatch, refused_url):
-    www, base = server
+def test_fetch_then_load_offline(http_server, tmp_path, monkeypatch, refused_url):
+    www, base, _ = http_server
     data = _make_mnist(www, np.random.default_rng(10))
     _patch_registry(monkeypatch, "MNIST", www)
     root = tmp_path / "data"

@@ -1,18 +1,16 @@
-"""convdp.download: verified, atomic downloads, against a local HTTP server on 127.0.0.1."""
+"""convdp.datasets.fetch (also importable as convdp.download): verified, atomic downloads,
+against the local HTTP server on 127.0.0.1 of tests/conftest.py."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from convdp.download import (
+from convdp.datasets.fetch import (
     ChecksumMismatchError,
     DownloadError,
     download,
@@ -20,75 +18,22 @@ from convdp.download import (
     verify_file,
 )
 
+pytestmark = pytest.mark.usefixtures("no_proxy")  # 127.0.0.1 must not go to a proxy
+
 PAYLOAD = bytes(range(256)) * 1000  # 256 kB
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    """Requests to 127.0.0.1 must not be sent to a proxy from the environment."""
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    requests: list[str]
-
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        self.requests.append(self.path)
-        if self.path == "/short":  # announces more bytes than it sends, then hangs up
-            self.send_response(200)
-            self.send_header("Content-Length", "1000")
-            self.end_headers()
-            self.wfile.write(b"x" * 10)
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        super().do_GET()
-
-    def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
-        pass
-
-
-@pytest.fixture
-def server(tmp_path):
-    """(served folder, base URL, list of requested paths)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    requests: list[str] = []
-    handler = type("Handler", (_Handler,), {"requests": requests})
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
-    )
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{httpd.server_address[1]}", requests
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
-
-
-@pytest.fixture
-def refused_port():
-    """A port on 127.0.0.1 that refuses connections (bound, not listening)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        yield s.getsockname()[1]
-
-
 def _served(server, name="blob.bin", data=PAYLOAD):
-    root, base, _ = server
-    (root / name).write_bytes(data)
-    return f"{base}/{name}", hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest()
+    (server.root / name).write_bytes(data)
+    return f"{server.url}/{name}", hashlib.md5(data).hexdigest(), hashlib.sha256(data).hexdigest()
 
 
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def test_download_with_right_checksums(server, tmp_path):
-    url, md5, sha = _served(server)
+def test_download_with_right_checksums(http_server, tmp_path):
+    url, md5, sha = _served(http_server)
     dest = tmp_path / "data" / "sub" / "blob.bin"
     out = download(url, dest, md5=md5, sha256=sha)
     assert out == dest
@@ -98,37 +43,37 @@ def test_download_with_right_checksums(server, tmp_path):
     assert file_hash(dest, "md5") == md5
 
 
-def test_existing_file_with_right_checksum_is_not_downloaded_again(server, tmp_path):
-    url, md5, _ = _served(server)
+def test_existing_file_with_right_checksum_is_not_downloaded_again(http_server, tmp_path):
+    url, md5, _ = _served(http_server)
     dest = tmp_path / "blob.bin"
     download(url, dest, md5=md5)
-    requests = server[2]
+    requests = http_server.requests
     assert len(requests) == 1
-    (server[0] / "blob.bin").unlink()  # the server no longer has it
+    (http_server.root / "blob.bin").unlink()  # the server no longer has it
     download(url, dest, md5=md5)
     assert len(requests) == 1
     assert dest.read_bytes() == PAYLOAD
 
 
-def test_existing_file_with_wrong_checksum_is_downloaded_again(server, tmp_path):
-    url, md5, _ = _served(server)
+def test_existing_file_with_wrong_checksum_is_downloaded_again(http_server, tmp_path):
+    url, md5, _ = _served(http_server)
     dest = tmp_path / "blob.bin"
     dest.write_bytes(b"stale")
     download(url, dest, md5=md5)
     assert dest.read_bytes() == PAYLOAD
-    assert len(server[2]) == 1
+    assert len(http_server.requests) == 1
 
 
-def test_download_without_checksum(server, tmp_path):
-    url, _, _ = _served(server)
+def test_download_without_checksum(http_server, tmp_path):
+    url, _, _ = _served(http_server)
     dest = tmp_path / "blob.bin"
     download(url, dest)
     assert dest.read_bytes() == PAYLOAD
 
 
 @pytest.mark.parametrize("algorithm", ["md5", "sha256"])
-def test_wrong_checksum_is_rejected_and_nothing_is_left(server, tmp_path, algorithm):
-    url, md5, sha = _served(server)
+def test_wrong_checksum_is_rejected_and_nothing_is_left(http_server, tmp_path, algorithm):
+    url, md5, sha = _served(http_server)
     wrong = "0" * (32 if algorithm == "md5" else 64)
     folder = tmp_path / "data"
     dest = folder / "blob.bin"
@@ -145,8 +90,8 @@ def test_wrong_checksum_is_rejected_and_nothing_is_left(server, tmp_path, algori
     assert _leftovers(folder) == []  # no half file, no temporary file
 
 
-def test_wrong_checksum_keeps_an_existing_file_untouched(server, tmp_path):
-    url, _, _ = _served(server)
+def test_wrong_checksum_keeps_an_existing_file_untouched(http_server, tmp_path):
+    url, _, _ = _served(http_server)
     dest = tmp_path / "data" / "blob.bin"
     dest.parent.mkdir()
     dest.write_bytes(b"old copy")
@@ -156,8 +101,8 @@ def test_wrong_checksum_keeps_an_existing_file_untouched(server, tmp_path):
     assert _leftovers(dest.parent) == ["blob.bin"]
 
 
-def test_refused_connection_gives_the_offline_message(refused_port, tmp_path):
-    url = f"http://127.0.0.1:{refused_port}/some/file.tar.gz"
+def test_refused_connection_gives_the_offline_message(refused_url, tmp_path):
+    url = f"{refused_url}/some/file.tar.gz"
     dest = tmp_path / "data" / "file.tar.gz"
     with pytest.raises(DownloadError) as info:
         download(url, dest, md5="0" * 32, timeout=5)
@@ -184,8 +129,8 @@ def test_timeout_gives_the_offline_message(tmp_path):
     assert _leftovers(tmp_path) == []
 
 
-def test_http_error_names_url_and_destination(server, tmp_path):
-    url = f"{server[1]}/missing.bin"
+def test_http_error_names_url_and_destination(http_server, tmp_path):
+    url = f"{http_server.url}/missing.bin"
     dest = tmp_path / "data" / "missing.bin"
     with pytest.raises(DownloadError) as info:
         download(url, dest)
@@ -194,8 +139,8 @@ def test_http_error_names_url_and_destination(server, tmp_path):
     assert _leftovers(dest.parent) == []
 
 
-def test_incomplete_body_is_rejected(server, tmp_path):
-    url = f"{server[1]}/short"
+def test_incomplete_body_is_rejected(http_server, tmp_path):
+    url = f"{http_server.url}/short"
     dest = tmp_path / "data" / "short.bin"
     with pytest.raises(DownloadError) as info:
         download(url, dest, timeout=5)

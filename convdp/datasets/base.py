@@ -1,0 +1,136 @@
+"""The common types of every loader: :class:`Dataset`, the errors, the torchvision registry's
+entries (:class:`RemoteFile`, :class:`TorchvisionSpec`), and :func:`select_indices`, the class
+subset and seeded cap that all loaders share."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Dataset:
+    """Images with their labels and provenance.
+
+    Attributes
+    ----------
+    images : ndarray (N, H, W, C) uint8
+    labels : ndarray (N,) int64, or None when the images are unlabelled
+    class_names : names indexed by label value (the full list, also for a class subset)
+    source : human-readable provenance (URL, folder, package)
+    files : source file name → md5 or sha256 hex digest of each source file used
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    class_names: list[str]
+    source: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, np.ndarray) or self.images.ndim != 4:
+            shape = getattr(self.images, "shape", None)
+            raise ValueError(f"images must be an (N, H, W, C) array, got shape {shape}")
+        if self.images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8, got {self.images.dtype} ({self.source})")
+        if self.labels is not None:
+            if not isinstance(self.labels, np.ndarray):
+                raise ValueError(f"labels must be a numpy array or None ({self.source})")
+            if self.labels.dtype != np.int64 or self.labels.shape != (len(self.images),):
+                raise ValueError(
+                    f"labels must be ({len(self.images)},) int64, got {self.labels.shape} "
+                    f"{self.labels.dtype} ({self.source})"
+                )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class DatasetError(ValueError):
+    """A data set cannot be loaded as asked (bad layout, bad argument, bad file format)."""
+
+
+class ImageReadError(DatasetError):
+    """An image file cannot be read (unreadable, truncated, not an image)."""
+
+    def __init__(self, path: str | os.PathLike, reason: object):
+        super().__init__(f"cannot read image {path}: {reason}")
+        self.path = Path(path)
+
+
+def select_indices(
+    labels: np.ndarray | None,
+    n: int,
+    classes: Iterable[int] | None = None,
+    max_samples: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Indices (sorted) of the images to keep out of ``n``.
+
+    ``classes`` keeps the images whose label is in it (needs labels). ``max_samples`` caps
+    the count: a seeded, class-stratified pick when there are labels (each class keeps its
+    share, largest remainders get the leftover slots), a seeded uniform pick otherwise.
+    """
+    idx = np.arange(n)
+    if classes is not None:
+        if labels is None:
+            raise DatasetError("a class subset was asked for, but the images have no labels")
+        wanted = np.asarray(sorted({int(c) for c in classes}), dtype=np.int64)
+        idx = idx[np.isin(labels, wanted)]
+        if len(idx) == 0:
+            raise DatasetError(f"no images of classes {wanted.tolist()}")
+    if max_samples is None or max_samples >= len(idx):
+        return idx
+    if max_samples < 1:
+        raise DatasetError(f"max_samples must be a positive integer, got {max_samples}")
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return np.sort(rng.choice(idx, size=max_samples, replace=False))
+    sub = labels[idx]
+    values, inverse = np.unique(sub, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(values)).astype(np.int64)
+    # Proportional quotas in exact integer arithmetic (largest remainder method).
+    quota = counts * max_samples // len(idx)
+    remainder = counts * max_samples % len(idx)
+    leftover = max_samples - int(quota.sum())
+    quota[np.argsort(-remainder, kind="stable")[:leftover]] += 1
+    picked = [
+        rng.choice(idx[inverse == k], size=int(q), replace=False)
+        for k, q in enumerate(quota)
+        if q > 0
+    ]
+    return np.sort(np.concatenate(picked))
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a data set on its server.
+
+    ``members`` (for a tar archive) maps the archive member files to their MD5, relative to
+    the spec's ``archive_folder``, and ``member_splits`` says which split needs which member.
+    """
+
+    filename: str
+    md5: str
+    splits: tuple[str, ...]
+    members: tuple[tuple[str, str], ...] = ()
+    member_splits: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class TorchvisionSpec:
+    """One torchvision data set: its server files and how to read them (``fmt``)."""
+
+    name: str
+    fmt: str  # "idx", "cifar10", "cifar100", "svhn", "stl10"
+    mirrors: tuple[str, ...]  # base URLs; a file's URL is mirror + filename
+    files: tuple[RemoteFile, ...]
+    splits: tuple[str, ...]
+    class_names: tuple[str, ...] = ()  # when the archive carries no class name file
+    archive_folder: str | None = None  # the folder a tar archive unpacks to
+    homepage: str = ""
+

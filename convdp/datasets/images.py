@@ -1,0 +1,449 @@
+"""Image files: image folders (class sub-folders as labels, or flat), a few images on their own,
+and scikit-image's histology stand-in; decoding with faithful value mapping.
+
+Images are decoded as 8-bit RGB: 8-bit modes by Pillow, greyscale wider than 8 bits by its
+real depth (one depth per data set), float greyscale by [0, 1] or its own range (see
+:func:`_to_rgb`); an image that can't be mapped faithfully counts as unreadable. With a
+``size`` every image goes through :func:`convdp.datasets.resize.resize_center_crop`. Folder
+scans follow links without loops, each real folder and file once.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convdp.datasets.base import Dataset, DatasetError, ImageReadError, select_indices
+from convdp.datasets.fetch import file_hash
+from convdp.datasets.resize import resize_center_crop
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@contextlib.contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Make PIL raise on truncated images (restoring the caller's setting afterwards)."""
+    from PIL import ImageFile
+
+    old = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = old
+
+
+
+# Pillow modes whose samples are 8 bits (or fewer): converted to RGB by Pillow itself.
+_EIGHT_BIT_MODES = frozenset(
+    {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
+)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _wide_bits(peak: int) -> int:
+    """The depth a greyscale integer image wider than 8 bits is scaled by: the smallest even
+    bit count ≥ 8 that holds its maximum ``peak`` (10, 12, 14 and 16 bits are the usual
+    sensor depths: a 16-bit PNG holding 12-bit data 0–4095 is scaled as 12-bit)."""
+    n = int(peak).bit_length()
+    return max(8, n + n % 2)
+
+
+def _from_wide_int(im: Any, bits: int | None) -> tuple[Any, tuple]:
+    """Mode I;16… or I as mode L: 0…2**bits - 1 → 0…255, ``bits`` from the data when None."""
+    from PIL import Image
+
+    arr = np.asarray(im).astype(np.int64)
+    low, peak = int(arr.min()), int(arr.max())
+    if low < 0:
+        raise ValueError(f"{im.mode} image with negative values (min {low}): no faithful 0-255 map")
+    bits = max(bits or 0, _wide_bits(peak))
+    scaled = np.round(arr * (255 / (2**bits - 1))).astype(np.uint8)
+    return Image.fromarray(scaled, "L"), ("int", bits, peak, im.mode)
+
+
+def _from_float(im: Any) -> tuple[Any, tuple]:
+    """Mode F as mode L: values within [0, 1] taken as 0…1, others by the image's min…max."""
+    from PIL import Image
+
+    arr = np.asarray(im, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError("float image with NaN or infinite values: no faithful 0-255 map")
+    low, high = float(arr.min()), float(arr.max())
+    unit = low >= 0.0 and high <= 1.0
+    if not unit and low == high:
+        raise ValueError(f"float image constant at {low:g}, outside [0, 1]: no range to scale by")
+    if unit:
+        low, high = 0.0, 1.0
+    scaled = np.round((arr - low) * (255 / (high - low))).astype(np.uint8)
+    return Image.fromarray(scaled, "L"), ("float", unit, low, high)
+
+
+def _check_wide_colour(im: Any, data: bytes) -> None:
+    """Refuse a 16-bit colour image whose data would come out nearly black.
+
+    Pillow reads 16-bit colour (PNG, TIFF) by the top 8 bits of each sample: faithful to the
+    depth the file declares, but data of 14 bits or fewer in it (12-bit camera data) would
+    be stored at most a quarter bright, so such an image is refused.
+    """
+    declared = data[24] if data[:8] == _PNG_SIGNATURE and len(data) > 24 else 8
+    tags = getattr(im, "tag_v2", None)  # TIFF: BitsPerSample
+    if tags is not None:
+        declared = int(max(np.atleast_1d(tags.get(258, 8))))
+    if im.mode not in ("LA", "RGB", "RGBA") or declared <= 8:
+        return
+    bands = [b for b, band in zip(im.getextrema(), im.getbands(), strict=True) if band != "A"]
+    peak = max(high for _, high in bands)
+    if peak < 64:
+        raise ValueError(
+            f"{declared}-bit {im.mode} image whose values fit in 14 bits (top byte max {peak}): "
+            "read as 8-bit colour it would be nearly black; save it as 16-bit greyscale or "
+            "scale it to 8 bits"
+        )
+
+
+def _to_rgb(im: Any, bits: int | None = None) -> tuple[Any, tuple | None]:
+    """``im`` as 8-bit RGB, with how its values were mapped (None for 8-bit images).
+
+    * 8-bit modes (L, P, RGB, RGBA, CMYK, …): Pillow's conversion (alpha is dropped).
+    * Greyscale integers wider than 8 bits (I;16…, I): scaled by their real depth, see
+      :func:`_wide_bits` (at least ``bits``: a data set's images share one depth);
+      negative values are refused. Note ``("int", bits, max, mode)``.
+    * Float greyscale (F): values within [0, 1] are taken as 0…1, otherwise the image's own
+      min…max is stretched to 0…255; NaN or infinite values are refused. Note
+      ``("float", in_unit_range, low, high)``.
+    * Any other mode is refused (ValueError).
+    """
+    note = None
+    if im.mode.startswith("I;16") or im.mode == "I":
+        im, note = _from_wide_int(im, bits)
+    elif im.mode == "F":
+        im, note = _from_float(im)
+    elif im.mode not in _EIGHT_BIT_MODES:
+        raise ValueError(f"unsupported image mode {im.mode!r}")
+    elif im.mode in ("P", "PA") and "transparency" in im.info:
+        im = im.convert("RGBA")
+    return (im if im.mode == "RGB" else im.convert("RGB")), note
+
+
+def _decode(
+    data: bytes, path: Path, size: int | None, bits: int | None = None
+) -> tuple[np.ndarray, tuple | None]:
+    """Decode one image file's bytes to an (H, W, 3) uint8 array and its value-mapping note
+    (see :func:`_to_rgb`); ImageReadError naming the file if it is bad or can't be mapped."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            _check_wide_colour(im, data)
+            im = ImageOps.exif_transpose(im)
+            im, note = _to_rgb(im, bits)
+            arr = np.asarray(im, dtype=np.uint8)
+            if size is not None:
+                arr = resize_center_crop(arr[None], size)[0]
+            return arr.copy(), note
+    except MemoryError:
+        raise
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, struct.error, ...
+        raise ImageReadError(path, e) from e
+
+
+def _one_depth(out: np.ndarray, notes: list, size: int | None) -> None:
+    """Give the wide integer images of one data set one depth (the widest any needs), so a dim
+    image is not brightened next to the others, and log the choice once."""
+    wide = [(j, path, n) for j, path, n in notes if n[0] == "int"]
+    if not wide:
+        return
+    bits = max(n[1] for _, _, n in wide)
+    for j, path, n in wide:
+        if n[1] < bits:
+            out[j] = _decode(path.read_bytes(), path, size, bits)[0]
+    peak, where, mode = max((n[2], str(path), n[3]) for _, path, n in wide)
+    log.info(
+        "%d image(s) wider than 8 bits (e.g. %s, mode %s): data max %d -> scaled as %d-bit "
+        "(0..%d -> 0..255)", len(wide), where, mode, peak, bits, 2**bits - 1,
+    )
+
+
+def _log_floats(notes: list) -> None:
+    """Say once how the float images of a data set were mapped to 0…255."""
+    floats = [(path, n) for _, path, n in notes if n[0] == "float"]
+    stretched = [(path, n) for path, n in floats if not n[1]]
+    if len(stretched) < len(floats):
+        log.info("%d float image(s) with values in [0, 1]: taken as 0..1 -> 0..255",
+                 len(floats) - len(stretched))
+    if stretched:
+        path, n = stretched[0]
+        log.warning(
+            "%d float image(s) with values outside [0, 1]: each scaled by its own min..max to "
+            "0..255 (e.g. %s: %g..%g), so their absolute intensities are not comparable",
+            len(stretched), path, n[2], n[3],
+        )
+
+
+def _check_size(size: int | None) -> None:
+    if size is not None and (not isinstance(size, int | np.integer) or size < 1):
+        raise DatasetError(f"size must be a positive integer or None, got {size!r}")
+
+
+def _read_images(
+    paths: Sequence[Path], names: Sequence[str], size: int | None, on_error: str
+) -> tuple[np.ndarray, list[int], dict[str, str]]:
+    """Decode ``paths``; returns the stacked images, the positions kept and name → sha256."""
+    if on_error not in ("stop", "skip"):
+        raise DatasetError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
+    out: np.ndarray | None = None
+    first: tuple[str, tuple[int, ...]] | None = None
+    kept: list[int] = []
+    files: dict[str, str] = {}
+    notes: list[tuple[int, Path, tuple]] = []  # (position in out, file, value-mapping note)
+    with _strict_decoding():
+        for i, (path, name) in enumerate(zip(paths, names, strict=True)):
+            try:
+                try:
+                    data = path.read_bytes()
+                except OSError as e:
+                    raise ImageReadError(path, e) from e
+                arr, note = _decode(data, path, size)
+            except ImageReadError as e:
+                if on_error == "stop":
+                    raise
+                log.warning("skipping unreadable image %s: %s", path, e)
+                continue
+            if first is None:
+                first = (str(path), arr.shape)
+                out = np.empty((len(paths), *arr.shape), dtype=np.uint8)
+            elif arr.shape != first[1]:
+                raise DatasetError(
+                    f"{path} is {arr.shape[1]}×{arr.shape[0]} pixels but {first[0]} is "
+                    f"{first[1][1]}×{first[1][0]}; pass size= to resize and centre-crop "
+                    "all images to one size"
+                )
+            assert out is not None
+            if note is not None:
+                notes.append((len(kept), path, note))
+            out[len(kept)] = arr
+            kept.append(i)
+            files[name] = hashlib.sha256(data).hexdigest()
+        if out is None:
+            raise DatasetError(f"none of the {len(paths)} images could be read")
+        _one_depth(out, notes, size)
+    _log_floats(notes)
+    return out[: len(kept)], kept, files
+
+
+@dataclass
+class _Scan:
+    """One folder scan: links are followed, but each real folder and file is taken once;
+    the files left out are counted by reason."""
+
+    seen: set[tuple[int, int]] = field(default_factory=set)  # (st_dev, st_ino)
+    skipped: collections.Counter = field(default_factory=collections.Counter)
+
+    def first_visit(self, path: str | Path) -> bool:
+        """True the first time the real file or folder behind ``path`` is met."""
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+    def take(self, p: Path) -> bool:
+        """Whether ``p`` is an image file to read (each real file once); counts the others."""
+        if p.name.startswith("."):
+            reason = "hidden"
+        elif p.suffix.lower() not in IMAGE_EXTENSIONS:
+            reason = "unsupported extension"
+        elif not p.is_file():
+            reason = "unreadable (broken link or not a file)"
+        elif not self.first_visit(p):
+            reason = "duplicate via a link"
+        else:
+            return True
+        self.skipped[reason] += 1
+        return False
+
+    def report(self, folder: Path) -> None:
+        """Log once how many files the scan of ``folder`` left out, and why."""
+        if self.skipped:
+            why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+            quiet = set(self.skipped) <= {"hidden", "unsupported extension"}
+            log.log(logging.INFO if quiet else logging.WARNING,
+                    "%s: skipped %d file(s): %s", folder, self.skipped.total(), why)
+
+
+def _images_under(folder: Path, scan: _Scan) -> list[Path]:
+    """Image files in ``folder`` and its sub-folders (hidden ones skipped), sorted; links are
+    followed without cycles, each real folder and file once (``scan`` remembers them)."""
+    found = []
+
+    def unreadable(err: OSError) -> None:
+        scan.skipped["unreadable folder"] += 1
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=unreadable):
+        if not scan.first_visit(dirpath):  # a link loop, or a second link to one folder
+            dirnames[:] = []
+            scan.skipped["duplicate via a link"] += sum(
+                not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
+                for f in filenames
+            )
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(p for f in sorted(filenames) if scan.take(p := Path(dirpath) / f))
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def load_image_folder(
+    path: str | os.PathLike,
+    size: int | None = None,
+    on_error: str = "stop",
+    classes: Sequence[int | str] | None = None,
+    max_samples: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Images of a folder, as RGB.
+
+    * Class sub-folders (``path/<class>/…``, searched recursively): labels are the indices of
+      the sorted folder names, which are the ``class_names``.
+    * A flat folder (no sub-folder holds images): labels None, ``class_names`` [].
+
+    ``size``: resize each image so its short side is ``size`` and centre-crop to size×size;
+    when None all images must have the same size. ``on_error``: "stop" raises
+    :class:`ImageReadError` on the first unreadable or truncated image, "skip" logs a
+    warning naming it and goes on. ``classes`` (indices or folder names) keeps a class
+    subset, labels keep their values; ``max_samples`` caps the count (seeded,
+    class-stratified), chosen before decoding, so skipped images can make it fewer.
+    Extensions: .png .jpg .jpeg .bmp .tif .tiff .webp (any case). Links are followed, but
+    each real folder and file is read once; the files left out are logged by reason.
+    Pixel values are mapped as :func:`_to_rgb` says (greyscale wider than 8 bits by its
+    real depth, float by [0, 1] or its own range); an image that can't be mapped faithfully
+    (NaN, negative integers, 12-bit data in 16-bit colour) counts as unreadable.
+    """
+    _check_size(size)
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist or is not a folder")
+    scan = _Scan()
+    scan.first_visit(folder)
+    entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    top = [p for p in entries if not p.is_dir() and scan.take(p)]
+    subdirs = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    per_class = {d.name: _images_under(d, scan) for d in subdirs}
+    scan.report(folder)
+    labelled = any(per_class.values())
+    labels: np.ndarray | None
+    if labelled:
+        if top:
+            raise DatasetError(
+                f"{folder} has both class sub-folders and images of its own (e.g. {top[0]}); "
+                "put every image in a class folder, or use a flat folder"
+            )
+        empty = [name for name, files in per_class.items() if not files]
+        if empty:
+            raise DatasetError(
+                f"class folder {folder / empty[0]} has no images "
+                f"(extensions {' '.join(IMAGE_EXTENSIONS)})"
+            )
+        class_names = list(per_class)
+        paths = [p for files in per_class.values() for p in files]
+        labels = np.concatenate(
+            [np.full(len(files), k, np.int64) for k, files in enumerate(per_class.values())]
+        )
+    else:
+        if not top:
+            raise DatasetError(
+                f"no images in {folder} (looked for {' '.join(IMAGE_EXTENSIONS)}, "
+                "in the folder or in class sub-folders)"
+            )
+        class_names, paths, labels = [], top, None
+    class_idx: list[int] | None = None
+    if classes is not None:
+        if labels is None:
+            raise DatasetError(f"{folder} has no class sub-folders, so no class subset")
+        class_idx = []
+        for c in classes:
+            if isinstance(c, str):
+                if c not in class_names:
+                    raise DatasetError(f"no class folder {c!r} in {folder}; have {class_names}")
+                class_idx.append(class_names.index(c))
+            elif 0 <= int(c) < len(class_names):
+                class_idx.append(int(c))
+            else:
+                raise DatasetError(
+                    f"class index {c} out of range: {folder} has {len(class_names)} classes"
+                )
+    idx = select_indices(labels, len(paths), class_idx, max_samples, seed)
+    paths = [paths[i] for i in idx]
+    labels = None if labels is None else labels[idx]
+    names = [p.relative_to(folder).as_posix() for p in paths]
+    images, kept, files = _read_images(paths, names, size, on_error)
+    return Dataset(
+        images=images,
+        labels=None if labels is None else labels[kept],
+        class_names=class_names,
+        source=f"image folder {folder.resolve()}",
+        files=files,
+    )
+
+
+def load_images(
+    paths: str | os.PathLike | Sequence[str | os.PathLike], size: int | None = None
+) -> Dataset:
+    """A few images on their own (e.g. large microscopy images), unlabelled, as RGB.
+
+    ``size`` resizes each so its short side is ``size`` and centre-crops to size×size; when
+    None they must all have the same size. Any unreadable image, or one whose values can't
+    be mapped to 0–255 faithfully (see :func:`_to_rgb`), raises :class:`ImageReadError`.
+    """
+    _check_size(size)
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    plist = [Path(p) for p in paths]
+    if not plist:
+        raise DatasetError("load_images needs at least one image path")
+    for p in plist:
+        if not p.is_file():
+            raise FileNotFoundError(f"image {p} does not exist")
+    images, _, files = _read_images(plist, [str(p) for p in plist], size, "stop")
+    return Dataset(
+        images=images,
+        labels=None,
+        class_names=[],
+        source="images " + ", ".join(str(p.resolve()) for p in plist),
+        files=files,
+    )
+
+
+def load_histology(size: int | None = 224) -> Dataset:
+    """scikit-image's immunohistochemistry image (512×512 RGB, ships with scikit-image, so
+    this works offline), resized so its short side is ``size`` and centre-cropped; the
+    stand-in for the paper's GlaS histology image. ``size=None`` keeps 512×512."""
+    _check_size(size)
+    import skimage.data
+
+    image = np.asarray(skimage.data.immunohistochemistry(), dtype=np.uint8)[None]
+    if size is not None:
+        image = resize_center_crop(image, size)
+    png = Path(skimage.data.__file__).parent / "ihc.png"
+    files = {"ihc.png": file_hash(png, "sha256")} if png.is_file() else {}
+    return Dataset(
+        images=np.ascontiguousarray(image),
+        labels=None,
+        class_names=[],
+        source="skimage.data.immunohistochemistry",
+        files=files,
+    )
