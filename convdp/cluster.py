@@ -74,6 +74,7 @@ def make_dpgmm(params: dict, seed: int):
             device=params.get("device", "cpu"), dtype=params.get("dtype", "float32"),
             delete_below=params.get("delete_below", 0.0), merge=params.get("merge", False),
             max_components=params.get("max_components"), grow_at=params.get("grow_at", 0.6),
+            init_sizes="halving" if params.get("merge", False) else "same",
             **common,
         )
     raise ValueError(f"unknown dpgmm backend {backend!r}; choose sklearn or torch")
@@ -408,6 +409,14 @@ def fit_layer(
 
 INTERPRETER_MB = 1000
 """Python with NumPy, scikit-learn and torch loaded, and some slack."""
+
+
+def components_cap(config: dict) -> int:
+    """The most mixture components any fit of ``config`` (validated) can hold: the DPGMM's
+    truncation after growth (``dpgmm.max_components``), the BIC baseline's largest K
+    (``baseline.k_limit``, 4 x ``k_max`` by default). The fit and label jobs' memory uses it."""
+    dp, bl = config["dpgmm"], config["baseline"]
+    return max(dp.get("max_components") or dp["n_components"], bl.get("k_limit") or 4 * bl["k_max"])
 
 
 def label_memory_mb(shape, chunk: int, mode: str, n_components: int, parts: int) -> int:

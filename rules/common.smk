@@ -3,7 +3,7 @@
 import re
 
 from convdp import provenance
-from convdp.cluster import label_memory_mb, merge_memory_mb
+from convdp.cluster import components_cap, label_memory_mb, merge_memory_mb
 from convdp.config import label_jobs, validate_config
 from convdp.io import read_json
 
@@ -62,22 +62,12 @@ def fit_params(method):
     return {"preprocess": config["preprocess"], method: config[method]}
 
 
-def components_cap():
-    """The most mixture components a fit can hold: the DPGMM's truncation after growth
-    (``dpgmm.max_components``), the baseline's largest K (``k_limit``, 4 x ``k_max``).
-    """
-    dp, bl = config["dpgmm"], config["baseline"]
-    return max(
-        dp["max_components"] or dp["n_components"], bl["k_limit"] or 4 * bl["k_max"]
-    )
-
-
 def fit_mem_mb(wildcards, attempt):
     """Memory for one fit, sized from what it holds: the fitting samples (at most
     ``preprocess.max_samples``) with their responsibilities over the components, one chunk of
     the layer being labelled, and the interpreter; doubled on each retry."""
     n = config["preprocess"]["max_samples"] or 200_000
-    return int((1000 + n * (components_cap() + 512) * 8 * 3 / 1e6) * attempt)
+    return int((1000 + n * (components_cap(config) + 512) * 8 * 3 / 1e6) * attempt)
 
 
 # Split fits (config label_jobs > 1 for a layer): a *_model job fits, label_* jobs label one
@@ -115,7 +105,7 @@ def label_mem_mb(wildcards, input, attempt):
     extraction manifest) and its range's labels, not from the fitting samples; doubled on each
     retry. Before the extraction has run (a dry run) Snakemake shows it as <TBD>."""
     shape = read_json(input.manifest)["layers"][wildcards.layer]["shape"]
-    k = components_cap()
+    k = components_cap(config)
     chunk = config["extract"]["chunk_size"]
     parts = int(wildcards.parts)
     return label_memory_mb(shape, chunk, wildcards.mode, k, parts) * attempt

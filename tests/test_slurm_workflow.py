@@ -405,7 +405,7 @@ def test_slurm_dry_run_lists_one_job_per_fit(tmp_path):
 
 @pytest.mark.skipif(_why_not_plugin() is not None, reason=str(_why_not_plugin()))
 def test_slurm_dry_run_lists_label_jobs_when_split(tmp_path):
-    from convdp.cluster import label_memory_mb
+    from convdp.cluster import components_cap, label_memory_mb
     from convdp.config import validate_config
 
     cfg = validate_config(yaml.safe_load(DEFAULT_CONFIG.read_text()), check_layers=False)
@@ -424,7 +424,7 @@ def test_slurm_dry_run_lists_label_jobs_when_split(tmp_path):
     assert Counter(j["rule"] for j in jobs) == Counter(stats)
     n_split = len(spec["analyse_on"]) * len(cfg["modes"])  # the layer's fits per method
     n_fits = fits_per_method(DEFAULT_CONFIG)
-    k = max(cfg["dpgmm"]["n_components"], cfg["baseline"]["k_max"])
+    k = components_cap(cfg)
     profile_runtime = {rule: res.get("runtime") for rule, res in profile_set_resources().items()}
     for method in ("dpgmm", "baseline"):
         assert stats[f"fit_{method}"] == n_fits - n_split, stats

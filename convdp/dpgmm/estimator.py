@@ -94,6 +94,12 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         Adaptive truncation: when a fit holds more than ``grow_at * K`` occupied components
         (>= 1 sample each), it is refitted with ``2 K``, up to ``max_components``, so that
         the truncation is not what limits the number of clusters.  None = never.
+    init_sizes : {"same", "halving"}, default="same"
+        Size of each restart's start: "same" = every restart initialises all K components
+        (differently seeded, scikit-learn's ``n_init``); "halving" = restart r initialises
+        ``ceil(K / 2^r)`` components (the others start empty) from the same seed, so fits at
+        truncations K and 2K share starts and the best bound does not depend on where the
+        truncation started.
     grow_at : float in (0, 1], default=0.6
         The occupied fraction of the truncation above which a fit is ``saturated_``.
     n_threads : int or None, default=None
@@ -190,6 +196,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         merge=False,
         max_components=None,
         grow_at=0.6,
+        init_sizes="same",
         n_threads=None,
         verbose=0,
     ):
@@ -214,6 +221,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         self.merge = merge
         self.max_components = max_components
         self.grow_at = grow_at
+        self.init_sizes = init_sizes
         self.n_threads = n_threads
         self.verbose = verbose
 

@@ -115,10 +115,11 @@ class _Fitting:
         # --- restarts × truncation levels; the best lower bound is kept ------
         best = None
         self.init_results_ = []
-        for rs in self._init_random_states():
+        for restart, rs in enumerate(self._init_random_states()):
             K = self.n_components
             while True:
-                fit = self._fit_once(Xc, X, K, rs(), resp_init)
+                k_init = K if self.init_sizes == "same" else max(2, -(-K // 2**restart))
+                fit = self._fit_once(Xc, X, K, rs(), resp_init, k_init)
                 grow = self.max_components is not None and fit["saturated"] and K < self.max_components
                 if not grow:
                     break
@@ -140,20 +141,25 @@ class _Fitting:
         """One factory of the initialisation's random state per restart (``n_init``).
 
         Restart 0 uses ``random_state`` itself (scikit-learn's initialisation); the others a
-        seed derived from it. An int seed gives every truncation level of a restart the
+        seed derived from it (``init_sizes="same"``) or the same seed (``"halving"``: the
+        restarts differ by the size of their start, and a start of a given size is the same
+        whatever the truncation). An int seed gives every truncation level of a restart the
         same stream, so a fit grown to K equals a fit started at K.
         """
         base = self.random_state
         if base is not None and not isinstance(base, numbers.Integral):
             return [lambda: check_random_state(base)] * self.n_init  # a shared RandomState
+        if self.init_sizes == "halving":  # the starts differ by their size; same seed
+            return [lambda: check_random_state(base)] * self.n_init
         seeds = [base] + [
             None if base is None else int(np.random.SeedSequence([int(base), i]).generate_state(1)[0])
             for i in range(1, self.n_init)
         ]
         return [lambda s=s: check_random_state(s) for s in seeds]
 
-    def _fit_once(self, Xc, X, K, random_state, resp_init):
-        """One variational fit at truncation K: initialise, EM, moves (see convdp.dpgmm.moves).
+    def _fit_once(self, Xc, X, K, random_state, resp_init, k_init):
+        """One variational fit at truncation K from a start over ``k_init`` <= K components:
+        initialise, EM, moves (see convdp.dpgmm.moves).
 
         Returns a dict: state, lower_bound, lower_bounds, n_iter, converged, truncation,
         n_active (components holding >= 1 sample), saturated, fit_stats.
@@ -161,7 +167,7 @@ class _Fitting:
         n_samples = Xc.shape[0]
         if n_samples < K:
             raise ValueError(f"n_samples={n_samples} should be >= n_components={K}")
-        self._K = K
+        self._K, self._k_init = K, k_init
         self.weight_concentration_prior_ = (
             1.0 / K if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
         )
@@ -194,6 +200,7 @@ class _Fitting:
             "n_iter": n_iter if self.max_iter > 0 else 0,
             "converged": converged,
             "truncation": K,
+            "start": k_init,
             "n_active": n_active,
             "n_effective": float(np.exp(-np.sum(w * np.log(w)))),
             "weights": weights,

@@ -57,9 +57,10 @@ class _Statistics:
         return Xc, shift, gram, absmax
 
     def _initial_resp(self, X, random_state, device, dtype):
-        """Initial responsibilities exactly as scikit-learn's ``_initialize_parameters``."""
+        """Initial responsibilities exactly as scikit-learn's ``_initialize_parameters``, over
+        the first ``self._k_init`` components (the others start empty; ``= K`` by default)."""
         n, _ = X.shape
-        K = self._K
+        K = self._k_init
         Xn = X.cpu().numpy() if isinstance(X, torch.Tensor) else X
         if self.init_params == "kmeans":
             from sklearn.cluster import KMeans
@@ -76,6 +77,7 @@ class _Statistics:
         if self.init_params == "random":
             resp = random_state.uniform(size=(n, K)).astype(Xn.dtype)
             resp /= resp.sum(axis=1)[:, np.newaxis]
+            resp = np.pad(resp, ((0, 0), (0, self._K - K)))
             return ("dense", torch.as_tensor(resp, device=device, dtype=dtype))
         # random_from_data
         idx = random_state.choice(n, size=K, replace=False)

@@ -61,6 +61,8 @@ class _Validation:
             raise ValueError(f"delete_below must be < 1 (a fraction of n_samples), got {self.delete_below!r}")
         if self.n_threads is not None:
             _int("n_threads", 1)
+        if self.init_sizes not in ("same", "halving"):
+            raise ValueError(f"init_sizes must be 'same' or 'halving', got {self.init_sizes!r}")
         if not isinstance(self.merge, (bool, np.bool_)):
             raise ValueError(f"merge must be a bool, got {self.merge!r}")
         if self.max_components is not None:
