@@ -226,6 +226,12 @@ def extract(
     return out
 
 
+def _class_labels(dataset: str | Path) -> np.ndarray | None:
+    """The class of each image of the stored data set, or None when it is unlabelled."""
+    group = data_mod.open_dataset(dataset)
+    return group["labels"][:] if group.attrs.get("labelled", True) else None
+
+
 def open_layer(manifest: str | Path, layer: str):
     """The Zarr array of ``layer`` from the store behind ``manifest`` (checked to belong to it)."""
     from convdp.extract import open_activations
@@ -259,8 +265,7 @@ def fit(
     from convdp.cluster import fit_layer
 
     array = open_layer(manifest, layer)
-    group = data_mod.open_dataset(dataset)
-    labels = group["labels"][:] if group.attrs.get("labelled", True) else None
+    labels = _class_labels(dataset)
     start = time.perf_counter()
     arrays, record = fit_layer(array, layer=layer, mode=mode, method=method, params=params,
                                seed=seed, class_labels=labels, progress=progress)
@@ -366,8 +371,7 @@ def merge_parts(
             raise ValueError(f"{path}: not a labels part, it lacks {missing}; delete it and rerun")
         loaded.append((int(z["start"]), int(z["stop"]), z["labels"]))
         part_seconds += float(z["seconds"])
-    group = data_mod.open_dataset(dataset)
-    labels = group["labels"][:] if group.attrs.get("labelled", True) else None
+    labels = _class_labels(dataset)
     # seconds: fitting plus labelling, as in one job; wall_seconds: the jobs' own times
     arrays, record = merge_labels(model, record, loaded, class_labels=labels,
                                   seconds=record["fit_seconds"] + part_seconds,
@@ -377,3 +381,116 @@ def merge_parts(
     write_npz(out_npz, **arrays)
     write_json(out_json, record)
     return record
+
+
+# Which layers transfer (convdp.transfer): scores, AnB retraining, verdict.
+
+
+def transfer_scores(
+    source_manifest: str | Path,
+    target_manifest: str | Path,
+    source_fits: dict[str, str | Path],
+    target_fits: dict[str, str | Path],
+    target_dataset: str | Path,
+    layers: list[str],
+    out_json: str | Path,
+    out_maps: str | Path,
+    *,
+    mode: str = "position",
+    target_image_fits: dict[str, str | Path] | None = None,
+    max_samples: int | None = 20000,
+    probe_folds: int = 5,
+    weight_threshold: float = 0.01,
+    n_examples: int = 3,
+    seed: int = 0,
+    context: dict | None = None,
+) -> dict:
+    """Every unlabelled score (and the linear probe) per layer; example label maps.
+
+    ``source_fits`` / ``target_fits`` map each layer to its DPGMM fit's ``.npz`` in ``mode``
+    (the ``.json`` beside it is read too); ``target_image_fits`` (optional) to the image-mode
+    fit's ``.npz``, for its NMI. Writes the record to ``out_json`` and the label maps of
+    ``n_examples`` target images to ``out_maps`` (position mode only).
+    """
+    from convdp.transfer import score_layer
+
+    images = data_mod.open_dataset(target_dataset)["images"]
+    classes = _class_labels(target_dataset)
+    pick = np.linspace(0, images.shape[0] - 1, min(n_examples, images.shape[0])).astype(int)
+    maps: dict[str, np.ndarray] = {"images": images.get_orthogonal_selection((pick,))}
+    rows = []
+    for i, layer in enumerate(layers):
+        own = _load_npz(target_fits[layer], "target fit")["labels"]
+        row, layer_maps = score_layer(
+            open_layer(source_manifest, layer), open_layer(target_manifest, layer),
+            source_fits[layer], own, mode, pick=pick, classes=classes, max_samples=max_samples,
+            probe_folds=probe_folds, weight_threshold=weight_threshold, seed=seed)
+        maps |= {f"{side}_{layer}": m for side, m in layer_maps.items()}
+        src_json, tgt_json = (read_json(Path(fits[layer]).with_suffix(".json"))
+                              for fits in (source_fits, target_fits))
+        image_fit = (target_image_fits or {}).get(layer)
+        nmi_image = (read_json(Path(image_fit).with_suffix(".json")).get("nmi", float("nan"))
+                     if image_fit else float("nan"))
+        row |= {"layer": layer, "layer_index": i, "source_clusters_kept": src_json["clusters_kept"],
+                "target_clusters_kept": tgt_json["clusters_kept"],
+                "target_nmi": tgt_json.get("nmi", float("nan")), "target_nmi_image": nmi_image}
+        log.info("%s: shift %.3f (z %.2f), JS %.3f, probe %.3f", layer, row["shift"],
+                 row["shift_z"], row["usage_js"], row["probe_accuracy"])
+        rows.append(row)
+    record = {"mode": mode, "layers": rows, "examples": pick.tolist(), **(context or {})}
+    write_json(out_json, record)
+    write_npz(out_maps, **maps)
+    return record
+
+
+def transfer_retrain(
+    weights: str | Path,
+    meta_path: str | Path,
+    target_dataset: str | Path,
+    layers: list[str],
+    out_json: str | Path,
+    *,
+    epochs: int = 5,
+    seeds: list[int] | tuple[int, ...] = (0, 1),
+    train: dict | None = None,
+    device: str = "cpu",
+) -> dict:
+    """Run :func:`convdp.transfer.anb_retrain` on the target data set and write its record."""
+    from convdp.transfer import anb_retrain
+
+    ds = data_mod.read_dataset(target_dataset)
+    if ds.labels is None:
+        record = {"cuts": [], "runs": [], "epochs": epochs, "seeds": list(seeds),
+                  "skipped": "the target data set has no labels"}
+    else:
+        record = anb_retrain(read_json(meta_path), weights, ds.images, ds.labels, layers,
+                             epochs=epochs, seeds=seeds, train=train, device=device,
+                             data_name=str(target_dataset))
+    write_json(out_json, record)
+    return record
+
+
+def transfer_verdict(
+    scores_json: str | Path,
+    retrain_json: str | Path,
+    maps_npz: str | Path,
+    out_csv: str | Path,
+    out_json: str | Path,
+    out_figure: str | Path,
+    out_label_maps: str | Path,
+    *,
+    shift_tolerance: float = 1.0,
+    accuracy_tolerance: float = 0.02,
+) -> dict:
+    """The verdict table, its summary JSON and the two figures."""
+    from convdp.aggregate import write_csv
+    from convdp.transfer import plot_verdict, verdict
+
+    retrain = read_json(retrain_json)
+    df, summary = verdict(read_json(scores_json), retrain if retrain.get("cuts") else None,
+                          shift_tolerance=shift_tolerance, accuracy_tolerance=accuracy_tolerance)
+    write_csv(df, out_csv)
+    summary["layers"] = df.to_dict(orient="records")
+    write_json(out_json, summary)
+    plot_verdict(df, summary, _load_npz(maps_npz, "label maps"), out_figure, out_label_maps)
+    return summary

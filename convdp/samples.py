@@ -95,21 +95,33 @@ def iter_samples(
         yield to_samples(block, mode)
 
 
-def fit_subset(array, mode: str, max_samples: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded random subset of at most ``max_samples`` samples, read chunk by chunk.
+def subsample(index: np.ndarray, max_samples: int | None, seed: int) -> np.ndarray:
+    """A seeded random subset (sorted) of at most ``max_samples`` of ``index``."""
+    index = np.asarray(index, np.int64)
+    if max_samples is None or len(index) <= max_samples:
+        return index
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(index, size=max_samples, replace=False))
 
-    Returns ``(X, index)``: X (n_fit, C) and the sorted sample indices it holds.
-    """
-    total = n_samples(array.shape, mode)
-    if max_samples is None or max_samples >= total:
-        index = np.arange(total)
-    else:
-        rng = np.random.default_rng(seed)
-        index = np.sort(rng.choice(total, size=max_samples, replace=False))
-    per_image = total // array.shape[0]
+
+def read_samples(array, mode: str, index: np.ndarray) -> np.ndarray:
+    """The samples at the sorted indices ``index`` of a layer (N, H, W, C), chunk by chunk."""
+    index = np.asarray(index, np.int64)
+    per_image = n_samples(array.shape, mode) // array.shape[0]
     parts = []
     for start, stop, block in image_chunks(array):
         lo, hi = np.searchsorted(index, [start * per_image, stop * per_image])
         if hi > lo:
             parts.append(to_samples(block, mode)[index[lo:hi] - start * per_image])
-    return np.concatenate(parts), index
+    if not parts:
+        return np.empty((0, array.shape[-1]), np.float32)
+    return np.concatenate(parts)
+
+
+def fit_subset(array, mode: str, max_samples: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random subset of at most ``max_samples`` samples, read chunk by chunk.
+
+    Returns ``(X, index)``: X (n_fit, C) and the sorted sample indices it holds.
+    """
+    index = subsample(np.arange(n_samples(array.shape, mode)), max_samples, seed)
+    return read_samples(array, mode, index), index

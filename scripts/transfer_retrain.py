@@ -1,8 +1,7 @@
 """Rule transfer_retrain: Yosinski's AnB on the target, one run per cut and seed."""
 
 from convdp.io import write_json
-from convdp.pipeline import snakemake_job
-from convdp.transfer import transfer_retrain
+from convdp.pipeline import snakemake_job, transfer_retrain
 
 with snakemake_job(snakemake):
     p = snakemake.params

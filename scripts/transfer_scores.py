@@ -1,7 +1,6 @@
 """Rule transfer_scores: per-layer domain shift, cluster usage and linear probe of a target."""
 
-from convdp.pipeline import snakemake_job
-from convdp.transfer import transfer_scores
+from convdp.pipeline import snakemake_job, transfer_scores
 
 with snakemake_job(snakemake):
     inp, p = snakemake.input, snakemake.params

@@ -1,7 +1,6 @@
 """Rule transfer_verdict: the per-layer verdict table, its summary and the two figures."""
 
-from convdp.pipeline import snakemake_job
-from convdp.transfer import transfer_verdict
+from convdp.pipeline import snakemake_job, transfer_verdict
 
 with snakemake_job(snakemake):
     out = snakemake.output

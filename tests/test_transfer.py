@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from convdp import pipeline
 from convdp import transfer as T
 
 LAYERS = ["relu1", "relu2", "relu3", "relu4"]
@@ -247,8 +248,8 @@ def test_verdict_table_and_figures(tmp_path):
               **{f"{side}_{layer}": rng.integers(0, 6, (2, 4, 4))
                  for side in ("source", "target") for layer in LAYERS})
     paths = [tmp_path / n for n in ("v.csv", "v.json", "v.png", "maps.png")]
-    T.transfer_verdict(tmp_path / "scores.json", tmp_path / "retrain.json",
-                       tmp_path / "maps.npz", *paths)
+    pipeline.transfer_verdict(tmp_path / "scores.json", tmp_path / "retrain.json",
+                              tmp_path / "maps.npz", *paths)
     assert len(pd.read_csv(paths[0])) == 4
     assert json.loads(paths[1].read_text())["recommended_layer"] == "relu2"
     for png in paths[2:]:

@@ -1,0 +1,65 @@
+"""Figure helpers shared by the aggregation and the transfer figures: pyplot on the Agg
+backend, atomic PNG writes, a placeholder figure, and rows of label maps beside their input.
+
+Importing this module does not touch matplotlib; the functions switch it to Agg when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from convdp.io import atomic_path
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (these figures are only ever saved to files)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, dest: str | Path) -> None:
+    """Write ``fig`` to the PNG ``dest`` (atomically: complete or not there) and close it."""
+    with atomic_path(dest, ".png") as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    pyplot().close(fig)
+
+
+def placeholder(text: str, dest: str | Path, figsize: tuple[float, float] = (4, 2)) -> None:
+    """A figure that only says ``text``, for an output that has nothing to show."""
+    fig, ax = pyplot().subplots(figsize=figsize)
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+    save_figure(fig, dest)
+
+
+def label_map_rows(
+    axes, rows: Sequence[tuple[np.ndarray, str, Sequence[np.ndarray | None]]]
+) -> None:
+    """Draw label maps beside their input image, one row of ``axes`` (a 2-D grid) per row.
+
+    Each row is ``(image, ylabel, maps)``: the input (H, W, C) goes in column 0 (grey when it
+    has one channel) with ``ylabel``, then one RGB map (h, w, 3) per column (None leaves the
+    cell empty). Column 0's top is titled ``input``, every tick is removed, and the columns
+    that no row's maps reach are switched off. The layers' titles are the caller's.
+    """
+    width = 1 + max(len(maps) for _, _, maps in rows)
+    for r, (img, ylabel, maps) in enumerate(rows):
+        grey = img.shape[-1] == 1
+        axes[r, 0].imshow(img[..., 0] if grey else img, cmap="gray" if grey else None)
+        axes[r, 0].set_ylabel(ylabel, fontsize=7)
+        for c, rgb in enumerate(maps, start=1):
+            if rgb is not None:
+                axes[r, c].imshow(rgb, interpolation="nearest")
+    axes[0, 0].set_title("input", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[:, width:].flat:
+        ax.set_axis_off()

@@ -1,0 +1,191 @@
+"""The unlabelled scores of one layer (domain shift, cluster usage) and the linear probe."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from convdp.fitted import load_npz, load_predictor
+from convdp.preprocess import Preprocess
+from convdp.samples import check_mode, iter_samples, n_samples, read_samples, subsample, to_samples
+from convdp.transfer.verdict import MIN_SCORED
+
+log = logging.getLogger(__name__)
+
+MIN_HELDOUT = 100
+"""Fewer held-out source samples than this: the in-sample ones are used (and flagged)."""
+
+
+def load_fit(npz_path: str | Path) -> tuple[dict[str, np.ndarray], Preprocess, object]:
+    """A DPGMM fit's arrays, its preprocessing and its estimator (rebuilt by
+    :func:`convdp.fitted.load_predictor`: the backend that made the fit)."""
+    arrays = load_npz(npz_path)
+    return (arrays, *load_predictor(arrays, str(npz_path)))
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen–Shannon divergence (base 2, in [0, 1]) between two count or probability vectors."""
+    p = np.asarray(p, np.float64)
+    q = np.asarray(q, np.float64)
+    p, q = p / p.sum(), q / q.sum()
+    m = 0.5 * (p + q)
+
+    def kl(a, b):
+        nz = a > 0
+        return float(np.sum(a[nz] * np.log2(a[nz] / b[nz])))
+
+    return max(0.5 * kl(p, m) + 0.5 * kl(q, m), 0.0)
+
+
+def layer_shift(
+    source_array,
+    target_array,
+    source_fit: str | Path | tuple,
+    mode: str,
+    *,
+    max_samples: int | None = 20000,
+    seed: int = 0,
+    weight_threshold: float = 0.01,
+    target_labels: np.ndarray | None = None,
+) -> dict:
+    """Domain shift and cluster usage of one layer under the source's DPGMM.
+
+    Parameters
+    ----------
+    source_array, target_array : (N, H, W, C) activations of the layer (Zarr or NumPy)
+    source_fit : the source fit's ``.npz`` path, or ``load_fit``'s result
+    mode : ``position`` or ``image`` (the mode the source fit was made in)
+    max_samples : at most this many samples are scored on each side (seeded subset)
+    weight_threshold : a cluster counts as used by a data set when it holds more than this
+        share of the data set's samples
+    target_labels : the target's own cluster labels (flat, one per sample), for
+        ``own_vs_source_nmi`` and the label colour matching; optional
+
+    Returns
+    -------
+    dict of scalars, plus ``target_index`` and ``target_assigned`` (the scored target
+    samples and the source cluster each falls in) and ``own_to_source`` (each target
+    cluster → the source cluster most of its scored samples fall in).
+    """
+    from sklearn.metrics import normalized_mutual_info_score
+
+    check_mode(mode)
+    arrays, pre, est = source_fit if isinstance(source_fit, tuple) else load_fit(source_fit)
+    k = len(arrays["weights"])
+    n_src = n_samples(source_array.shape, mode)
+    heldout = np.setdiff1d(np.arange(n_src), arrays["fit_index"], assume_unique=True)
+    reference = "held-out"
+    if len(heldout) < MIN_HELDOUT:
+        log.warning("only %d held-out source samples (%s mode): scoring the fitted ones instead; "
+                    "the shift is then biased towards more negative values", len(heldout), mode)
+        heldout, reference = np.arange(n_src), "in-sample"
+    src_index = subsample(heldout, max_samples, seed)
+    tgt_index = subsample(np.arange(n_samples(target_array.shape, mode)), max_samples, seed + 1)
+    Xs = pre.transform(read_samples(source_array, mode, src_index))
+    Xt = pre.transform(read_samples(target_array, mode, tgt_index))
+    ll_s, ll_t = est.score_samples(Xs), est.score_samples(Xt)
+    assigned = est.predict(Xt)
+    source_usage = np.bincount(np.asarray(arrays["labels"]).ravel(), minlength=k)
+    target_usage = np.bincount(assigned, minlength=k)
+    sd = float(ll_s.std())
+    out = {
+        "mode": mode,
+        "source_ll": float(ll_s.mean()),
+        "target_ll": float(ll_t.mean()),
+        "shift": float(ll_t.mean() - ll_s.mean()),
+        "shift_z": float((ll_t.mean() - ll_s.mean()) / sd) if sd > 0 else float("nan"),
+        "source_ll_sd": sd,
+        "source_reference": reference,
+        "n_source_scored": len(src_index),
+        "n_target_scored": len(tgt_index),
+        "too_few_samples": min(len(src_index), len(tgt_index)) < MIN_SCORED,
+        "usage_js": js_divergence(source_usage, target_usage),
+        "source_clusters_used": int((source_usage / source_usage.sum() > weight_threshold).sum()),
+        "target_clusters_used": int((target_usage / target_usage.sum() > weight_threshold).sum()),
+        "source_usage": source_usage.tolist(),
+        "target_usage": target_usage.tolist(),
+        "target_index": tgt_index,
+        "target_assigned": assigned,
+    }
+    if target_labels is not None:
+        own = np.asarray(target_labels).ravel()[tgt_index]
+        out["own_vs_source_nmi"] = float(normalized_mutual_info_score(own, assigned))
+        out["own_to_source"] = own_to_source(own, assigned)
+    return out
+
+
+def own_to_source(own: np.ndarray, assigned: np.ndarray) -> dict[int, int]:
+    """Each of the target's own clusters → the source cluster most of its samples fall in."""
+    from convdp.metrics import contingency
+
+    table, own_ids, src_ids = contingency(own, assigned)
+    return {int(o): int(src_ids[row.argmax()]) for o, row in zip(own_ids, table, strict=True)}
+
+
+def pooled_features(array) -> np.ndarray:
+    """(N, C) spatial means of a layer's activations (the image-mode samples)."""
+    return np.concatenate(list(iter_samples(array, "image"))).astype(np.float64)
+
+
+def linear_probe(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0):
+    """Stratified, seeded k-fold accuracy of a standardised logistic regression.
+
+    Returns ``(mean, std)`` over the folds; NaN when a class has fewer than 2 images.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _, counts = np.unique(labels, return_counts=True)
+    folds = min(folds, int(counts.min()))
+    if folds < 2 or len(counts) < 2:
+        return float("nan"), float("nan")
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    acc = cross_val_score(clf, features, labels, cv=cv)
+    return float(acc.mean()), float(acc.std())
+
+
+def score_layer(
+    source_array,
+    target_array,
+    source_fit: str | Path | tuple,
+    target_labels: np.ndarray,
+    mode: str,
+    *,
+    pick: np.ndarray,
+    classes: np.ndarray | None = None,
+    max_samples: int | None = 20000,
+    probe_folds: int = 5,
+    weight_threshold: float = 0.01,
+    seed: int = 0,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """One layer's row of the scores record and its label maps.
+
+    The row holds :func:`layer_shift`'s scalars and the linear probe on the target's
+    ``classes`` (NaN when None). In position mode the maps are ``source`` (the source
+    DPGMM's labels of the target images ``pick``) and ``target`` (the target fit's own
+    ``target_labels`` of them, each cluster renumbered to the source cluster most of its
+    samples fall in), both (n, h, w); in image mode there are none.
+    """
+    fit = source_fit if isinstance(source_fit, tuple) else load_fit(source_fit)
+    s = layer_shift(source_array, target_array, fit, mode, max_samples=max_samples, seed=seed,
+                    weight_threshold=weight_threshold, target_labels=target_labels)
+    maps = {}
+    if mode == "position":
+        _, pre, est = fit
+        block = np.asarray(target_array.get_orthogonal_selection((pick,)) if hasattr(
+            target_array, "get_orthogonal_selection") else target_array[pick])
+        _, h, w, _ = block.shape
+        maps["source"] = est.predict(pre.transform(to_samples(block, mode))).reshape(-1, h, w)
+        mapping = s["own_to_source"]
+        lut = np.array([mapping.get(k, k) for k in range(int(target_labels.max()) + 1)])
+        maps["target"] = lut[target_labels[pick]]
+    probe = (linear_probe(pooled_features(target_array), classes, probe_folds, seed)
+             if classes is not None else (float("nan"), float("nan")))
+    row = {k: v for k, v in s.items()
+           if k not in ("target_index", "target_assigned", "own_to_source")}
+    return row | {"probe_accuracy": probe[0], "probe_std": probe[1]}, maps

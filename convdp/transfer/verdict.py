@@ -1,0 +1,143 @@
+"""The verdict: the recommended cut, its check against retraining, the per-layer table.
+
+Pure: the scores' and the retraining's records in, a table and its summary out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MIN_SCORED = 100
+"""A layer scored on fewer target (or source) samples than this is marked
+``too_few_samples`` in the table, and the verdict's summary warns."""
+
+COLUMNS = [
+    "model", "dataset", "source", "layer", "layer_index", "cut", "mode",
+    "shift", "shift_z", "source_ll", "target_ll", "source_reference", "n_source_scored",
+    "n_target_scored", "usage_js", "source_clusters_used", "target_clusters_used",
+    "own_vs_source_nmi", "source_clusters_kept", "target_clusters_kept", "target_nmi",
+    "target_nmi_image", "probe_accuracy", "probe_std", "retrain_accuracy", "retrain_std",
+    "retrain_accuracies", "retrain_gain", "transferable", "too_few_samples", "recommended_cut",
+    "retrain_best_cut",
+    "spearman_shift", "spearman_shift_z",
+]
+
+
+
+def recommend_cut(shift_z: Sequence[float], tolerance: float = 1.0) -> int:
+    """The recommended cut from the unlabelled domain shift: how many layers to freeze.
+
+    Rule: freeze up to the deepest layer L such that *every* layer from the first up to
+    and including L has a standardised domain shift ``shift_z >= -tolerance``, i.e. the
+    target's mean log-likelihood under the source's DPGMM is at most ``tolerance`` standard
+    deviations (of the held-out source samples' log-likelihoods) below that of unseen
+    source data. Layers are frozen as a prefix, so the first layer that fails ends the run.
+    Returns n (0 = no layer passes: retrain everything; L = every layer transfers).
+    """
+    n = 0
+    for z in shift_z:
+        if not (z >= -tolerance):  # NaN fails too
+            break
+        n += 1
+    return n
+
+
+def best_retrain_cut(means: Sequence[float], tolerance: float = 0.02) -> int:
+    """The deepest cut whose mean retraining accuracy is within ``tolerance`` of the best cut's."""
+    means = np.asarray(means, np.float64)
+    ok = np.flatnonzero(means >= np.nanmax(means) - tolerance)
+    return int(ok.max())
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation; NaN when either side is constant or has fewer than 3 values."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return float("nan")
+    return float(spearmanr(x[ok], y[ok]).statistic)
+
+
+def verdict(
+    scores: dict,
+    retrain: dict | None,
+    *,
+    shift_tolerance: float = 1.0,
+    accuracy_tolerance: float = 0.02,
+):
+    """The verdict table (one row per layer) and its summary.
+
+    ``scores`` is :func:`convdp.pipeline.transfer_scores`' record, ``retrain``
+    :func:`convdp.transfer.retrain.anb_retrain`'s (or None). Returns ``(DataFrame, summary
+    dict)``.
+    """
+    import pandas as pd
+
+    rows = [dict(r) for r in scores["layers"]]
+    layers = [r["layer"] for r in rows]
+    n_rec = recommend_cut([r["shift_z"] for r in rows], shift_tolerance)
+    cuts = retrain["cuts"] if retrain else []
+    acc0 = cuts[0]["mean"] if cuts else float("nan")
+    for i, r in enumerate(rows):
+        r["cut"] = i + 1
+        c = cuts[i + 1] if cuts else None
+        r["retrain_accuracy"] = c["mean"] if c else float("nan")
+        r["retrain_std"] = c["std"] if c else float("nan")
+        r["retrain_accuracies"] = ";".join(f"{a:.4f}" for a in c["accuracies"]) if c else ""
+        r["retrain_gain"] = r["retrain_accuracy"] - acc0
+        r["transferable"] = bool(r["shift_z"] >= -shift_tolerance)
+    acc = [r["retrain_accuracy"] for r in rows]
+    corr = {
+        "shift": spearman([r["shift"] for r in rows], acc),
+        "shift_z": spearman([r["shift_z"] for r in rows], acc),
+        "usage_js_negated": spearman([-r["usage_js"] for r in rows], acc),
+        "probe_accuracy": spearman([r["probe_accuracy"] for r in rows], acc),
+    }
+    n_best = best_retrain_cut([c["mean"] for c in cuts], accuracy_tolerance) if cuts else None
+    name = lambda n: layers[n - 1] if n else "none"  # noqa: E731
+    summary = {
+        "model": scores["model"], "dataset": scores["dataset"], "source": scores["source"],
+        "mode": scores["mode"],
+        "rule": (f"freeze up to the deepest layer L such that every layer up to L has "
+                 f"shift_z >= -{shift_tolerance}"),
+        "shift_tolerance": shift_tolerance,
+        "recommended_cut": n_rec,
+        "recommended_layer": name(n_rec),
+        "recommendation": (f"freeze up to layer {name(n_rec)}" if n_rec
+                           else "freeze nothing (retrain every layer)"),
+        "accuracy_tolerance": accuracy_tolerance,
+        "retrain_best_cut": n_best,
+        "retrain_best_layer": name(n_best) if n_best is not None else None,
+        "retrain_accuracy_at_recommended": cuts[n_rec]["mean"] if cuts else None,
+        "retrain_accuracy_at_best": cuts[n_best]["mean"] if cuts else None,
+        "retrain_accuracy_scratch": acc0 if cuts else None,
+        "retrain_cuts": cuts,
+        "retrain_epochs": retrain["epochs"] if retrain else None,
+        "retrain_seeds": retrain["seeds"] if retrain else None,
+        "spearman": corr,
+        "too_few_samples": [r["layer"] for r in rows if r.get("too_few_samples")],
+        "min_scored": MIN_SCORED,
+    }
+    if summary["too_few_samples"]:
+        summary["warning"] = (
+            f"scored on fewer than {MIN_SCORED} samples at {', '.join(summary['too_few_samples'])}"
+            ": the shift there is not a reliable basis for the verdict")
+        log.warning("%s -> %s: %s", scores["source"], scores["dataset"], summary["warning"])
+    for r in rows:
+        r["recommended_cut"] = name(n_rec)
+        r["retrain_best_cut"] = name(n_best) if n_best is not None else ""
+        r["spearman_shift"] = corr["shift"]
+        r["spearman_shift_z"] = corr["shift_z"]
+        r |= {k: scores[k] for k in ("model", "dataset", "source")}
+    df = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in df:
+            df[col] = np.nan
+    return df[COLUMNS], summary
