@@ -120,10 +120,10 @@ class _Fitting:
             while True:
                 k_init = K if self.init_sizes == "same" else max(2, -(-K // 2**restart))
                 fit = self._fit_once(Xc, X, K, rs(), resp_init, k_init)
-                grow = self.max_components is not None and fit["saturated"] and K < self.max_components
-                if not grow:
+                cap = min(self.max_components or K, n_samples)
+                if not (fit["saturated"] and K < cap):
                     break
-                K = min(2 * K, self.max_components)
+                K = min(2 * K, cap)
             self.init_results_.append({k: v for k, v in fit.items() if k != "state"})
             if best is None or fit["elbo_per_sample"] > best["elbo_per_sample"]:
                 best = fit
