@@ -18,6 +18,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
+def single_thread():
+    """One torch and BLAS thread, no convergence warnings: the mixture problems of the tests
+    are small and the machine may be shared (oversubscribed threads make small ops slow)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings(), threadpool_limits(1):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def repo_root() -> Path:
     return ROOT
 

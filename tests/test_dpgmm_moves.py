@@ -1,15 +1,11 @@
 """The number of clusters comes from the data, not from the truncation: merge and delete
 moves, adaptive truncation and restarts of the torch DPGMM (convdp/dpgmm/moves.py)."""
 
-import warnings
 
 import numpy as np
 import pytest
-import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import BayesianGaussianMixture
-from threadpoolctl import threadpool_limits
 
 from convdp.dpgmm import TorchBayesianGaussianMixture
 
@@ -17,16 +13,7 @@ MOVES = dict(merge=True, delete_below=0.01, weight_concentration_prior=1.0, max_
              random_state=0)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with warnings.catch_warnings(), threadpool_limits(1):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def planted(k, d, n, seed):

@@ -1,32 +1,19 @@
 """Tests of the PyTorch DPGMM backend against scikit-learn's BayesianGaussianMixture."""
 
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import BayesianGaussianMixture
-from threadpoolctl import threadpool_limits
 
 from convdp.dpgmm import TorchBayesianGaussianMixture
 
 K = 6
 
 
-@pytest.fixture(autouse=True)
-def _quiet_single_thread():
-    """No convergence warnings; 1 thread (the problems are tiny and the test
-    machine may be shared: oversubscribed threads make tiny ops very slow)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with warnings.catch_warnings(), threadpool_limits(1):
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _blobs(n, d, centres, scales, seed, correlated=True):

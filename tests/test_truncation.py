@@ -1,10 +1,8 @@
 """On real activations (a DigitNet layer), the count does not follow the truncation level."""
 
-import warnings
 
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from convdp.truncation import FIXED_TRUNCATION, invariance, truncation_sweep
 
@@ -32,16 +30,7 @@ def layers(tmp_path_factory):
     return zarr.open_group(root, mode="r")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.parametrize(("layer", "mode"), [("relu1", "position"), ("relu1", "image"),
