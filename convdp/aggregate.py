@@ -24,6 +24,14 @@ import seaborn as sns  # noqa: E402
 
 from convdp.io import atomic_path, read_json  # noqa: E402
 from convdp.metrics import contingency  # noqa: E402
+from convdp.plotting import (  # noqa: E402
+    PALETTE,
+    cluster_colours,
+    grey_clusters,
+    label_map_rows,
+    placeholder,
+    save_figure,
+)
 
 COLUMNS = [
     "model", "dataset", "role", "layer", "layer_index", "mode", "method",
@@ -66,12 +74,6 @@ def _with_spread(record: dict) -> dict:
 def write_csv(df: pd.DataFrame, dest: str | Path) -> None:
     with atomic_path(dest, ".csv") as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
-
-
-def save_figure(fig, dest: str | Path) -> None:
-    with atomic_path(dest, ".png") as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _layer_order(df: pd.DataFrame) -> list[str]:
@@ -129,29 +131,6 @@ def plot_nmi_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
     save_figure(fig, dest)
 
 
-#: Distinguishable colours for the largest clusters of a layer; the rest are drawn grey.
-PALETTE = plt.get_cmap("tab20").colors
-NEUTRAL = (0.82, 0.82, 0.82)
-
-
-def cluster_colours(weights: np.ndarray) -> np.ndarray:
-    """An RGB colour per cluster id (K, 3): the largest :data:`PALETTE` clusters by weight get
-    the palette's colours in order of weight, every other cluster the neutral grey. The same
-    cluster has the same colour in every image and figure drawn from the same fit."""
-    weights = np.asarray(weights, np.float64)
-    order = np.argsort(-weights, kind="stable")
-    colours = np.tile(NEUTRAL, (len(weights), 1))
-    top = order[: len(PALETTE)]
-    colours[top] = np.asarray(PALETTE)[: len(top)]
-    return colours
-
-
-def grey_clusters(weights: np.ndarray, labels: np.ndarray) -> int:
-    """How many of the clusters present in ``labels`` :func:`cluster_colours` draws grey."""
-    top = np.argsort(-np.asarray(weights, np.float64), kind="stable")[: len(PALETTE)]
-    return int(np.setdiff1d(np.unique(labels), top).size)
-
-
 def plot_label_maps(
     blocks: Sequence[dict],
     dest: str | Path,
@@ -173,33 +152,26 @@ def plot_label_maps(
     for sub, block in zip(subfigs, blocks, strict=True):
         _label_map_block(sub, block, width)
     fig.suptitle("DPGMM label maps (position mode): one colour per cluster of that layer, "
-                 "largest first; grey = the smaller clusters beyond 20")
+                 f"largest first; grey = the smaller clusters beyond {len(PALETTE)}")
     save_figure(fig, dest)
 
 
 def _label_map_block(sub, block, width):
     rows = [(ds, i) for ds, imgs in block["examples"].items() for i in range(len(imgs))]
     axes = sub.subplots(len(rows), width, squeeze=False)
-    for r, (ds, i) in enumerate(rows):
-        img = block["examples"][ds][i]
-        axes[r, 0].imshow(img[..., 0] if img.shape[-1] == 1 else img,
-                          cmap="gray" if img.shape[-1] == 1 else None)
-        axes[r, 0].set_ylabel(f"{ds}\n#{i}", fontsize=7)
-        for c, layer in enumerate(block["layers"], start=1):
-            weights, maps = block["weights"][ds][layer], block["maps"][ds][layer]
-            axes[r, c].imshow(cluster_colours(weights)[maps[i]], interpolation="nearest")
-            if r == 0 or rows[r - 1][0] != ds:  # first row of each data set
-                grey = grey_clusters(weights, maps)
-                note = f"{grey} smaller clusters grey" if grey else ""
-                title = f"{layer}\n{note}" if r == 0 else note
-                axes[r, c].set_title(title, fontsize=7)
-        if r == 0:
-            axes[r, 0].set_title("input", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in axes[:, 1 + len(block["layers"]):].flat:
-        ax.set_axis_off()
+    layers = block["layers"]
+    label_map_rows(axes, [
+        (block["examples"][ds][i], f"{ds}\n#{i}",
+         [cluster_colours(block["weights"][ds][layer])[block["maps"][ds][layer][i]]
+          for layer in layers])
+        for ds, i in rows])
+    for r, (ds, _) in enumerate(rows):
+        if r and rows[r - 1][0] == ds:
+            continue  # titles on the first row of each data set only
+        for c, layer in enumerate(layers, start=1):
+            grey = grey_clusters(block["weights"][ds][layer], block["maps"][ds][layer])
+            note = f"{grey} smaller clusters grey" if grey else ""
+            axes[r, c].set_title(f"{layer}\n{note}" if r == 0 else note, fontsize=7)
     sub.suptitle(block["model"], fontsize=10, fontweight="bold")
 
 
@@ -283,11 +255,11 @@ def aggregate(
     if blocks:
         plot_label_maps(blocks, figures["label_maps"])
     else:
-        _placeholder("no position-mode DPGMM fit: no label maps", figures["label_maps"])
+        placeholder("no position-mode DPGMM fit: no label maps", figures["label_maps"])
     if tables:
         plot_cluster_class_heatmap(tables, "deepest layer", figures["heatmap"])
     else:
-        _placeholder("no labelled data set in image mode", figures["heatmap"])
+        placeholder("no labelled data set in image mode", figures["heatmap"])
     # Last: the summary table exists only once every figure does (a killed job leaves none).
     write_csv(df, out_csv)
     return df
@@ -319,10 +291,3 @@ def _model_block(model, dp, by_key, datasets, n_examples):
     block["layers"] = [layer for layer in layers
                        if all(layer in block["maps"][ds] for ds in order)]
     return block, layers[-1]
-
-
-def _placeholder(text: str, dest: str | Path) -> None:
-    fig, ax = plt.subplots(figsize=(4, 2))
-    ax.text(0.5, 0.5, text, ha="center", va="center")
-    ax.set_axis_off()
-    save_figure(fig, dest)

@@ -1,7 +1,8 @@
 """Figure helpers shared by the aggregation and the transfer figures: pyplot on the Agg
-backend, atomic PNG writes, a placeholder figure, and rows of label maps beside their input.
+backend, atomic PNG writes, a placeholder figure, rows of label maps beside their input, and
+one colour per cluster by weight.
 
-Importing this module does not touch matplotlib; the functions switch it to Agg when called.
+Importing this module does not load pyplot; the functions switch it to Agg when called.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 
 from convdp.io import atomic_path
 
@@ -63,3 +65,27 @@ def label_map_rows(
         ax.set_yticks([])
     for ax in axes[:, width:].flat:
         ax.set_axis_off()
+
+
+#: Distinguishable colours for the largest clusters of a layer; the rest are drawn grey.
+PALETTE = tuple(c for i, c in enumerate(colormaps["tab20"].colors) if i not in (14, 15))
+"""tab20 without its two greys (grey is for the small clusters): 18 colours."""
+NEUTRAL = (0.82, 0.82, 0.82)
+
+
+def cluster_colours(weights: np.ndarray) -> np.ndarray:
+    """An RGB colour per cluster id (K, 3): the largest :data:`PALETTE` clusters by weight get
+    the palette's colours in order of weight, every other cluster the neutral grey. The same
+    cluster has the same colour in every image and figure drawn from the same fit."""
+    weights = np.asarray(weights, np.float64)
+    order = np.argsort(-weights, kind="stable")
+    colours = np.tile(NEUTRAL, (len(weights), 1))
+    top = order[: len(PALETTE)]
+    colours[top] = np.asarray(PALETTE)[: len(top)]
+    return colours
+
+
+def grey_clusters(weights: np.ndarray, labels: np.ndarray) -> int:
+    """How many of the clusters present in ``labels`` :func:`cluster_colours` draws grey."""
+    top = np.argsort(-np.asarray(weights, np.float64), kind="stable")[: len(PALETTE)]
+    return int(np.setdiff1d(np.unique(labels), top).size)

@@ -1,5 +1,5 @@
 # Which layers transfer from a model's source data set to each target data set
-# (convdp/transfer.py): unlabelled scores from the DPGMM fits, the ground truth from
+# (convdp/transfer/): unlabelled scores from the DPGMM fits, the ground truth from
 # retraining (Yosinski's AnB), and the verdict: a table, a figure, a label-map figure.
 
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convdp.aggregate import NEUTRAL, PALETTE, aggregate, cluster_colours, grey_clusters
+from convdp.aggregate import aggregate
 from convdp.data import load_digits_split, write_dataset
 from convdp.io import write_json, write_npz
+from convdp.plotting import NEUTRAL, PALETTE, cluster_colours, grey_clusters
 
 LAYERS = {"small": ["conv1", "conv2"], "control": ["conv1", "conv2", "conv3"]}
 
@@ -16,11 +17,12 @@ def test_colours_follow_weight_and_grey_the_rest():
     weights = np.r_[np.linspace(0.01, 0.05, 25), 0.0][::-1]  # 26 clusters, one empty
     colours = cluster_colours(weights)
     order = np.argsort(-weights, kind="stable")
-    assert np.allclose(colours[order[0]], PALETTE[0]) and np.allclose(colours[order[19]], PALETTE[19])
-    assert np.allclose(colours[order[20:]], NEUTRAL)
-    assert grey_clusters(weights, order[:24]) == 4  # 24 clusters drawn, 20 coloured
+    n = len(PALETTE)
+    assert np.allclose(colours[order[0]], PALETTE[0]) and np.allclose(colours[order[n - 1]], PALETTE[-1])
+    assert np.allclose(colours[order[n:]], NEUTRAL)
+    assert grey_clusters(weights, order[: n + 4]) == 4  # n + 4 clusters drawn, n coloured
     assert grey_clusters(weights, order[:10]) == 0
-    assert len({tuple(c) for c in colours[order[:20]]}) == 20  # distinct
+    assert len({tuple(c) for c in colours[order[:n]]} | {NEUTRAL}) == n + 1  # distinct
 
 
 @pytest.fixture

@@ -106,9 +106,9 @@ def plot_transfer_label_maps(maps: dict, layers: Sequence[str], dest: str | Path
     DPGMM's labels of the target images) and ``target_{layer}`` (the target fit's own
     labels, recoloured: each target cluster takes the colour of the source cluster most of
     its samples fall in), both (n, h, w). A label ``k`` takes colour ``k % 20`` of
-    :data:`convdp.aggregate.PALETTE`.
+    :data:`convdp.plotting.PALETTE`.
     """
-    from convdp.aggregate import PALETTE
+    from convdp.plotting import PALETTE
 
     images = maps["images"]
     palette = np.asarray(PALETTE)
