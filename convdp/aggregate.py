@@ -169,9 +169,13 @@ def _label_map_block(sub, block, width):
         if r and rows[r - 1][0] == ds:
             continue  # titles on the first row of each data set only
         for c, layer in enumerate(layers, start=1):
+            kept, few = block.get("notes", {}).get((ds, layer), (None, False))
             grey = grey_clusters(block["weights"][ds][layer], block["maps"][ds][layer])
-            note = f"{grey} smaller clusters grey" if grey else ""
-            axes[r, c].set_title(f"{layer}\n{note}" if r == 0 else note, fontsize=7)
+            note = "" if kept is None else f"{kept} cluster{'s' if kept != 1 else ''} kept"
+            note += f", {grey} grey" if grey else ""
+            note += "\n(too few samples)" if few else ""
+            axes[r, c].set_title(f"{layer}\n{note}" if r == 0 else note, fontsize=7,
+                                 color="firebrick" if few else "black")
     sub.suptitle(block["model"], fontsize=10, fontweight="bold")
 
 
@@ -288,6 +292,9 @@ def _model_block(model, dp, by_key, datasets, n_examples):
                 with np.load(by_key[key].with_suffix(".npz")) as z:
                     block["maps"][ds][layer] = z["labels"][pick]
                     block["weights"][ds][layer] = z["weights"]
+    pos = dp[dp["mode"] == "position"].set_index(["dataset", "layer"])
+    block["notes"] = {key: (int(row["clusters_kept"]), bool(row["too_few_samples"] is True))
+                      for key, row in pos.iterrows()}
     block["layers"] = [layer for layer in layers
                        if all(layer in block["maps"][ds] for ds in order)]
     return block, layers[-1]
