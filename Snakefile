@@ -7,7 +7,7 @@ min_version("9.0")
 
 
 # A config file given on the command line (--configfile) is the run's whole configuration,
-# with the schema's defaults (config/schema.yaml), not a merge into config.yaml: otherwise
+# with the schema's defaults (convdp/schema.yaml), not a merge into config.yaml: otherwise
 # `--configfile config/paper.yaml` would add the default digits data sets and models to the
 # paper's. --config overrides apply on top of either.
 if not workflow.overwrite_configfiles:

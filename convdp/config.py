@@ -9,13 +9,15 @@ import copy
 import logging
 import math
 from collections import Counter
+from importlib import resources
 from pathlib import Path
 
 import yaml
 
 log = logging.getLogger(__name__)
 
-SCHEMA = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+SCHEMA = Path(str(resources.files("convdp").joinpath("schema.yaml")))
+"""The config schema, shipped in the package (so a non-editable install validates too)."""
 
 
 class ConfigError(ValueError):

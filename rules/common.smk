@@ -7,7 +7,7 @@ from convdp.cluster import components_cap, label_memory_mb, merge_memory_mb
 from convdp.config import label_jobs, validate_config
 from convdp.io import read_json
 
-# Validates against config/schema.yaml with snakemake.utils.validate (defaults filled in),
+# Validates against convdp/schema.yaml with snakemake.utils.validate (defaults filled in),
 # then checks data set references and layer names; errors name the key, before any job runs.
 validate_config(config)
 

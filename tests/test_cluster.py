@@ -130,3 +130,17 @@ def test_bic_baseline_grows_past_k_max_or_says_it_is_bound():
     assert 18 <= grown["clusters_kept"] < grown["truncation"] and not grown["saturated"]
     _, capped = fit_bic_baseline(X, params | {"k_limit": 12}, 0)
     assert capped["clusters_kept"] == capped["truncation"] == 12 and capped["saturated"]
+
+
+def test_pca_above_the_samples_is_clamped_and_a_small_fit_flagged(caplog):
+    """Image mode on 12 images with preprocess.pca 16: the PCA keeps 12 components (with a
+    warning naming the key) and the fit is marked too_few_samples."""
+    X = np.random.default_rng(0).standard_normal((12, 1, 1, 32)).astype(np.float32)
+    params = {**PARAMS, "preprocess": {"max_samples": None, "pca": 16},
+              "dpgmm": {**PARAMS["dpgmm"], "n_components": 3}}
+    with caplog.at_level("WARNING"):
+        arrays, rec = fit_layer(X, layer="few", mode="image", method="dpgmm", params=params,
+                                progress=False)
+    assert rec["n_dims"] <= 12 and rec["too_few_samples"] is True
+    assert "preprocess.pca = 16 is more than the 12 samples" in caplog.text
+    assert "layer 'few' (image mode)" in caplog.text

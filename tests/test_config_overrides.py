@@ -140,7 +140,7 @@ def test_unconvertible_override_is_refused_naming_the_key(entry, message):
 
 
 def test_strings_stay_strings_where_the_schema_takes_strings():
-    schema = yaml.safe_load((ROOT / "config/schema.yaml").read_text())
+    schema = yaml.safe_load((ROOT / "convdp/schema.yaml").read_text())
     config = {"models": {"m": {"arch": "x", "weights": "none", "layers": "blocks"}},
               "datasets": {"d": {"kind": "digits", "name": "10", "base_url": "null"}},
               "extract": {"device": "auto"}}

@@ -256,6 +256,21 @@ def test_verdict_table_and_figures(tmp_path):
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10000
 
 
+def test_a_target_scored_on_few_samples_is_flagged(tmp_path):
+    """A one-image target scores a handful of positions at deep layers: the table marks those
+    layers too_few_samples and the verdict warns (in its summary and on its figure)."""
+    scores = _scores([0.1, -0.4, -1.5, -3.0])
+    for row, n in zip(scores["layers"], [1024, 256, 16, 4], strict=True):
+        row["n_target_scored"] = n
+        row["too_few_samples"] = n < T.MIN_SCORED
+    df, summary = T.verdict(scores, None)
+    assert list(df["too_few_samples"]) == [False, False, True, True]
+    assert summary["too_few_samples"] == ["relu3", "relu4"]
+    assert "fewer than 100 samples at relu3, relu4" in summary["warning"]
+    quiet = T.verdict(_scores([0.1, -0.4, -1.5, -3.0]), None)[1]
+    assert quiet["too_few_samples"] == [] and "warning" not in quiet
+
+
 def test_verdict_without_retraining(tmp_path):
     df, summary = T.verdict(_scores([0.0, 0.0, 0.0, 0.0]), None)
     assert summary["recommended_cut"] == 4 and summary["retrain_best_cut"] is None

@@ -152,3 +152,16 @@ def test_split_labelling_gives_the_unsplit_results(tiny_run, tmp_path):
         "image.json", "image.model.json", "image.model.npz", "image.npz",
         "position.json", "position.model.json", "position.model.npz", "position.npz"]
     assert (tmp_path / "logs/label_dpgmm/digitnet/digits_source/relu2/position.part3of3.log").is_file()
+
+
+@pytest.mark.slow
+def test_changing_only_the_baseline_reruns_only_its_fits(tiny_run):
+    """Each fit's params are its own method's section: a new baseline.k_max plans the baseline
+    fits and the aggregation, and no DPGMM fit (nor anything upstream)."""
+    out = snakemake(ROOT, tiny_run, "-n", "--configfile", str(TINY), "--config",
+                    "baseline={method: gmm, covariance_type: full, k_min: 2, k_max: 7}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    counts = job_counts(out.stdout + out.stderr)
+    assert counts.get("fit_baseline") == 4 * 2 * 2, counts
+    assert counts.get("aggregate") == 1, counts
+    assert not {"fit_dpgmm", "extract_activations", "train_model", "transfer_scores"} & set(counts)
