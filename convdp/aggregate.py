@@ -37,7 +37,7 @@ COLUMNS = [
     "model", "dataset", "role", "layer", "layer_index", "mode", "method",
     "clusters_kept", "clusters_kept_min", "clusters_kept_max",
     "clusters_effective", "clusters_effective_min", "clusters_effective_max",
-    "truncation", "saturated", "restarts", "clusters_used",
+    "truncation", "saturated", "restarts", "restarts_near_best", "clusters_used",
     "lower_bound_per_sample", "elbo_per_sample", "iterations", "converged",
     "components_emptied", "components_merged",
     "n_samples", "n_samples_fit", "too_few_samples", "n_channels", "n_dims", "dims_dropped",
@@ -60,8 +60,8 @@ def summary_table(fit_jsons: Sequence[str | Path]) -> pd.DataFrame:
 
 
 def _with_spread(record: dict) -> dict:
-    """The record with min / max of the cluster counts over its restarts (the kept fit's
-    count when there is one restart, or for the baseline)."""
+    """The record with min / max of the cluster counts over its near-optimal restarts (the
+    kept fit's count when there is one, or for the baseline)."""
     out = dict(record)
     for name in ("clusters_kept", "clusters_effective"):
         values = record.get(f"restart_{name}") or [record.get(name)]
@@ -109,8 +109,8 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
             ax.set_ylim(bottom=0)
             if row == 0:
                 ax.set_title(f"{mode} mode")
-    fig.suptitle(f"Clusters per layer ({', '.join(df['model'].unique())}); "
-                 "band: range over restarts, red x: saturated fit")
+    fig.suptitle(f"Clusters per layer ({', '.join(df['model'].unique())}); band: range over the "
+                 "restarts within 1 % of the best bound, red x: saturated fit")
     save_figure(fig, dest)
 
 
