@@ -1,6 +1,7 @@
 """A plain (non-editable) install validates a config from any directory: the schema ships
 inside the package."""
 
+import shutil
 import subprocess
 import sys
 
@@ -15,7 +16,11 @@ def test_non_editable_install_validates_the_default_config_elsewhere(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
                    check=True)
     py = venv / "bin" / "python"
-    build = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(ROOT)],
+    # a copy of the sources, so that the build leaves nothing in the checkout
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", "results", ".snakemake", "logs", "build", "*.egg-info", "__pycache__", ".*cache"))
+    build = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(src)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
     elsewhere = tmp_path / "elsewhere"
