@@ -3,10 +3,12 @@
 ``results/summary.csv`` has one row per model × data set × layer × mode × method. The
 figures read it (and the label arrays beside each fit's JSON):
 
-1. ``clusters_per_layer.png``  clusters kept per layer, source vs target, DPGMM vs BIC baseline
+1. ``clusters_per_layer.png``  clusters kept and effective number per layer, source vs
+   target, DPGMM vs BIC baseline, the range over near-optimal restarts, saturated fits marked
 2. ``nmi_per_layer.png``       NMI with the classes per layer (image mode), source vs target
-3. ``label_maps.png``          example images (rows) × layers (columns), the input beside them
-4. ``cluster_class_heatmap.png`` cluster × class counts for the deepest layer, source and target
+3. ``label_maps.png``          per model: example images (rows) × layers (columns)
+4. ``cluster_class_heatmap.png`` cluster × class counts for the deepest layer, per model × data set
+5. ``model_comparison.png``    every model × data set against relative depth
 """
 
 from __future__ import annotations
@@ -275,6 +277,11 @@ def _open(store):
     return open_dataset(store)
 
 
+def _flag(value) -> bool:
+    """A summary flag as a bool (missing = False)."""
+    return bool(value) if pd.notna(value) else False
+
+
 def _model_block(model, dp, by_key, datasets, n_examples):
     """The label-map block of one model (see :func:`plot_label_maps`) and its deepest layer."""
     layers = _layer_order(dp)
@@ -293,7 +300,7 @@ def _model_block(model, dp, by_key, datasets, n_examples):
                     block["maps"][ds][layer] = z["labels"][pick]
                     block["weights"][ds][layer] = z["weights"]
     pos = dp[dp["mode"] == "position"].set_index(["dataset", "layer"])
-    block["notes"] = {key: (int(row["clusters_kept"]), bool(row["too_few_samples"] is True))
+    block["notes"] = {key: (int(row["clusters_kept"]), _flag(row["too_few_samples"]))
                       for key, row in pos.iterrows()}
     block["layers"] = [layer for layer in layers
                        if all(layer in block["maps"][ds] for ds in order)]

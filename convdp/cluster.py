@@ -70,11 +70,13 @@ def make_dpgmm(params: dict, seed: int):
     if backend == "torch":
         from convdp.dpgmm import TorchBayesianGaussianMixture
 
+        # the fallbacks are the schema's defaults (for callers with unvalidated params)
+        merge = params.get("merge", True)
+        cap = params.get("max_components", 320)
         return TorchBayesianGaussianMixture(
-            device=params.get("device", "cpu"), dtype=params.get("dtype", "float32"),
-            delete_below=params.get("delete_below", 0.0), merge=params.get("merge", False),
-            max_components=params.get("max_components"), grow_at=params.get("grow_at", 0.6),
-            init_sizes="halving" if params.get("merge", False) else "same",
+            dtype=params.get("dtype", "float32"), delete_below=params.get("delete_below", 0.01),
+            merge=merge, max_components=None if cap is None else max(cap, common["n_components"]),
+            grow_at=params.get("grow_at", 0.6), init_sizes="halving" if merge else "same",
             **common,
         )
     raise ValueError(f"unknown dpgmm backend {backend!r}; choose sklearn or torch")
@@ -241,10 +243,11 @@ def _fit_model(array, *, layer, mode, method, params, seed):
     if not np.isfinite(X).all():
         raise ValueError(f"{what}: the activations hold NaN or Inf values")
     pca = pre_params.get("pca")
-    if pca is not None and pca > len(X):
-        log.warning("%s: preprocess.pca = %d is more than the %d samples; keeping %d "
-                    "principal components", what, pca, len(X), len(X))
-        pca = len(X)
+    if pca is not None and pca >= len(X) and len(X) - 1 < X.shape[1]:
+        # centred samples span at most n - 1 dimensions
+        log.warning("%s: preprocess.pca = %d is not below the %d samples; keeping %d "
+                    "principal components", what, pca, len(X), len(X) - 1)
+        pca = max(len(X) - 1, 1)
     pre = Preprocess(pca, pre_params.get("scale_max"), seed).fit(X, what)
     Xp = pre.transform(X)
     k_needed = fit_params["n_components"] if method == "dpgmm" else fit_params["k_min"]
@@ -254,7 +257,8 @@ def _fit_model(array, *, layer, mode, method, params, seed):
             "lower n_components (or k_min) or use more images"
         )
     log.info("%s: fitting %s on %d samples × %d dims", what, method, *Xp.shape)
-    if len(Xp) < max(MIN_SAMPLES, MIN_SAMPLES_PER_DIM * Xp.shape[1]):
+    few = len(Xp) < max(MIN_SAMPLES, MIN_SAMPLES_PER_DIM * Xp.shape[1])
+    if few:
         log.warning("%s: only %d samples for %d dimensions (fewer than %d, or %d per "
                     "dimension): marked too_few_samples", what, len(Xp), Xp.shape[1],
                     MIN_SAMPLES, MIN_SAMPLES_PER_DIM)
@@ -271,7 +275,7 @@ def _fit_model(array, *, layer, mode, method, params, seed):
         "n_channels": c,
         "n_dims": pre.n_dims,
         "dims_dropped": int((~pre.keep_).sum()),
-        "too_few_samples": len(Xp) < max(MIN_SAMPLES, MIN_SAMPLES_PER_DIM * pre.n_dims),
+        "too_few_samples": few,
         "fit_seconds": time.perf_counter() - start,
         "grid": [h, w],
     }

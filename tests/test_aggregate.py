@@ -1,6 +1,8 @@
 """Aggregation across models: the summary keyed by model, per-model label maps with colours
 by cluster weight, and the model comparison figure."""
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -47,6 +49,7 @@ def two_models(tmp_path):
                     "layer_index": i, "mode": mode, "method": "dpgmm", "clusters_kept": k,
                     "clusters_effective": k - 0.5, "saturated": False, "truncation": 40,
                     "nmi": 0.1 * i if mode == "image" else None,
+                    "too_few_samples": model == "control" and i == 2,
                 })
                 jsons.append(stem.with_suffix(".json"))
     return jsons, {"digits": store}, tmp_path
@@ -67,3 +70,15 @@ def test_two_models_on_one_data_set_keep_their_own_rows_and_figures(two_models):
     maps = np.asarray(Image.open(figures["label_maps"]).convert("RGB"))
     assert maps.shape[0] > maps.shape[1] * 0.6
     assert len(np.unique(maps.reshape(-1, 3), axis=0)) > 20
+    # the control's conv3 is flagged too_few_samples: its title is drawn in dark red, which
+    # the same figure without the flag does not have
+    def firebrick(png):
+        rgb = np.asarray(Image.open(png).convert("RGB")).astype(int)
+        return int((np.abs(rgb - [178, 34, 34]).max(axis=2) < 30).sum())
+
+    for path in jsons:
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps(record | {"too_few_samples": False}))
+    aggregate(jsons, datasets, root / "summary.csv", figures | {"label_maps": root / "plain.png"},
+              n_examples=2)
+    assert firebrick(figures["label_maps"]) > firebrick(root / "plain.png") + 20

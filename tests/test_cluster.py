@@ -133,14 +133,31 @@ def test_bic_baseline_grows_past_k_max_or_says_it_is_bound():
 
 
 def test_pca_above_the_samples_is_clamped_and_a_small_fit_flagged(caplog):
-    """Image mode on 12 images with preprocess.pca 16: the PCA keeps 12 components (with a
-    warning naming the key) and the fit is marked too_few_samples."""
+    """Image mode on 12 images with preprocess.pca 16: the PCA keeps 11 components (with a
+    warning naming the key; centred samples span 11 dimensions) and the fit is marked
+    too_few_samples."""
     X = np.random.default_rng(0).standard_normal((12, 1, 1, 32)).astype(np.float32)
     params = {**PARAMS, "preprocess": {"max_samples": None, "pca": 16},
               "dpgmm": {**PARAMS["dpgmm"], "n_components": 3}}
     with caplog.at_level("WARNING"):
         arrays, rec = fit_layer(X, layer="few", mode="image", method="dpgmm", params=params,
                                 progress=False)
-    assert rec["n_dims"] <= 12 and rec["too_few_samples"] is True
-    assert "preprocess.pca = 16 is more than the 12 samples" in caplog.text
+    assert rec["n_dims"] == 11 and rec["too_few_samples"] is True
+    assert "preprocess.pca = 16 is not below the 12 samples; keeping 11" in caplog.text
     assert "layer 'few' (image mode)" in caplog.text
+
+
+def test_restart_spread_is_over_the_near_optimal_restarts():
+    from convdp.cluster import fit_dpgmm, near_best
+
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 0.5, (150, 4)) for c in rng.uniform(-8, 8, (5, 4))])
+    params = {"backend": "torch", "n_components": 12, "concentration": 1.0,
+              "covariance_type": "full", "max_iter": 200, "tol": 1e-3, "weight_threshold": 0.01,
+              "restarts": 3}
+    _, rec = fit_dpgmm(X, params, 0)
+    elbos = rec["restart_elbo_per_sample"]
+    near = [e for e in elbos if e >= max(elbos) - near_best(max(elbos))]
+    assert len(elbos) == 3 and rec["restarts_near_best"] == len(near) >= 1
+    assert len(rec["restart_clusters_kept"]) == len(near)
+    assert min(rec["restart_clusters_kept"]) <= rec["clusters_kept"] <= max(rec["restart_clusters_kept"])

@@ -106,3 +106,16 @@ def test_state_round_trip_predicts_the_same():
     with pytest.raises(ValueError, match=r"\['shift'\] missing"):
         TorchBayesianGaussianMixture.from_state({k: v for k, v in est.get_state().items()
                                                  if k != "shift"})
+
+
+def test_halving_restarts_start_from_fewer_components():
+    """init_sizes='halving' (the workflow's, with merges): restart r initialises K / 2^r
+    components, never more than K; the planted count is found."""
+    X, _ = planted(6, 8, 1500, seed=5)
+    est = TorchBayesianGaussianMixture(n_components=20, n_init=3, init_sizes="halving",
+                                       **MOVES).fit(X)
+    assert [r["start"] for r in est.init_results_] == [20, 10, 5]
+    assert est.n_active_ == 6
+    tiny = TorchBayesianGaussianMixture(n_components=1, n_init=2, init_sizes="halving",
+                                        **MOVES).fit(X)
+    assert [r["start"] for r in tiny.init_results_] == [1, 1]

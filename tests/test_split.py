@@ -48,7 +48,7 @@ def params_for(method, kind, covariance_type, pca):
         "dpgmm": {"backend": kind if method == "dpgmm" else "sklearn", "n_components": 6,
                   "concentration": 1.0, "covariance_type": covariance_type, "max_iter": 40,
                   "tol": 1e-3, "init": "kmeans", "weight_threshold": 0.01, "dtype": "float32",
-                  "delete_below": 0.05},
+                  "delete_below": 0.05, "merge": False, "max_components": None},
         "baseline": {"method": kind if method == "baseline" else "gmm",
                      "covariance_type": covariance_type, "k_min": 2, "k_max": 5, "max_iter": 40},
     }

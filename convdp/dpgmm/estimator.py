@@ -79,7 +79,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     delete_below : float in [0, 1), default=0.0
         After convergence, try emptying every component holding fewer than
         ``delete_below * n_samples`` samples, and keep the result only if the
-        lower bound rises (see ``_delete_moves``).  The model and the objective
+        lower bound rises (see ``convdp.dpgmm.moves.delete_moves``).  The model and the objective
         are scikit-learn's; only the optimum reached differs, and its lower
         bound is never lower.  A K-means start with many components leaves
         small pieces of the true clusters that the Dirichlet process empties
@@ -146,7 +146,8 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         Effective number of clusters, ``exp(entropy of weights_)``.
     init_results_ : list of dict
         Per restart: lower_bound, lower_bound_per_sample, elbo_per_sample, n_iter,
-        converged, truncation, n_active, n_effective, weights, saturated, fit_stats.
+        converged, truncation, start (components its initialisation filled), n_active,
+        n_effective, weights, saturated, fit_stats.
     weight_concentration_prior_, mean_precision_prior_, mean_prior_,
     degrees_of_freedom_prior_, covariance_prior_ : the priors actually used.
     n_features_in_ : int
@@ -154,8 +155,9 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         Diagnostics of the last fit: ``scatter_skipped`` = number of (block,
         component) scatter-matrix contributions skipped because provably
         negligible, ``mahalanobis_shared`` = number of (iteration, component)
-        Mahalanobis evaluations shared with an identical component; with
-        ``delete_below > 0`` also ``delete_moves`` (tried), ``delete_moves_kept``
+        Mahalanobis evaluations shared with an identical component; the moves'
+        counts ``merges`` (``refined_merges`` of them after EM refinement),
+        ``merge_rounds``, ``reordered``, ``delete_moves`` (tried), ``delete_moves_kept``
         and ``deleted`` (components emptied by the kept moves).
 
     All arrays are numpy float64.

@@ -118,7 +118,7 @@ class _Fitting:
         for restart, rs in enumerate(self._init_random_states()):
             K = self.n_components
             while True:
-                k_init = K if self.init_sizes == "same" else max(2, -(-K // 2**restart))
+                k_init = K if self.init_sizes == "same" else min(K, max(2, -(-K // 2**restart)))
                 fit = self._fit_once(Xc, X, K, rs(), resp_init, k_init)
                 cap = min(self.max_components or K, n_samples)
                 if not (fit["saturated"] and K < cap):
@@ -147,9 +147,8 @@ class _Fitting:
         same stream, so a fit grown to K equals a fit started at K.
         """
         base = self.random_state
-        if base is not None and not isinstance(base, numbers.Integral):
-            return [lambda: check_random_state(base)] * self.n_init  # a shared RandomState
-        if self.init_sizes == "halving":  # the starts differ by their size; same seed
+        shared = base is not None and not isinstance(base, numbers.Integral)  # a RandomState
+        if shared or self.init_sizes == "halving":  # halving: the starts differ by size
             return [lambda: check_random_state(base)] * self.n_init
         seeds = [base] + [
             None if base is None else int(np.random.SeedSequence([int(base), i]).generate_state(1)[0])

@@ -70,8 +70,10 @@ def sort_round(est, Xc, state, lower_bounds, spent):
     stats, new, reordered = sort_by_size(est, stats, ent, bound)
     if not reordered:
         return state, lower_bounds, spent, True
-    est.fit_stats_["reordered"] = 1
-    return _continue(est, Xc, state, lower_bounds, spent, stats, new)
+    new_state, new_bounds, new_spent, converged = _continue(est, Xc, state, lower_bounds, spent,
+                                                            stats, new)
+    est.fit_stats_["reordered"] = int(new_state is not state)
+    return new_state, new_bounds, new_spent, converged
 
 
 def _continue(est, Xc, state, lower_bounds, spent, stats, bound):
@@ -266,13 +268,14 @@ def refined_merge(est, Xc, state, lower_bounds, spent, missed):
     kept and EM runs on to convergence. Iterations of rejected trials do not count towards
     ``max_iter``. Returns as :func:`merge_round`."""
     for _, stats, _, bound in sorted(missed, key=lambda m: -m[0])[:REFINE]:
-        if bound == float("-inf"):
+        left = est.max_iter - spent
+        if bound == float("-inf") or left < 2:
             break
         moved = est._m_step(*stats)
-        trial, bounds, _ = est._iterate(Xc, moved, [bound], REFINE_ITER)
+        trial, bounds, _ = est._iterate(Xc, moved, [bound], min(REFINE_ITER, left - 1))
         if bounds[-1] > lower_bounds[-1]:
-            new_state, new_bounds, converged = est._iterate(Xc, trial, [bounds[-1]],
-                                                            est.max_iter - spent)
+            new_state, new_bounds, converged = est._iterate(
+                Xc, trial, [bounds[-1]], left - (len(bounds) - 1))
             est.fit_stats_["merges"] += 1
             est.fit_stats_["refined_merges"] = est.fit_stats_.get("refined_merges", 0) + 1
             kept_bounds = bounds[1:] + new_bounds[1:]

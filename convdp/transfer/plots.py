@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convdp.plotting import label_map_rows, placeholder, pyplot, save_figure
+from convdp.plotting import PALETTE, label_map_rows, placeholder, pyplot, save_figure
 
 
 def plot_verdict(df, summary: dict, maps: dict, figure: str | Path, label_maps: str | Path) -> None:
@@ -105,11 +105,10 @@ def plot_transfer_label_maps(maps: dict, layers: Sequence[str], dest: str | Path
     ``maps`` holds ``images`` (n, H, W, C) and per layer ``source_{layer}`` (the source
     DPGMM's labels of the target images) and ``target_{layer}`` (the target fit's own
     labels, recoloured: each target cluster takes the colour of the source cluster most of
-    its samples fall in), both (n, h, w). A label ``k`` takes colour ``k % 20`` of
-    :data:`convdp.plotting.PALETTE`.
+    its samples fall in), both (n, h, w). A label ``k`` takes colour ``k % len(PALETTE)``
+    of :data:`convdp.plotting.PALETTE` (the label maps here show source cluster ids, not
+    weights: clusters ``k`` and ``k + 18`` share a colour).
     """
-    from convdp.plotting import PALETTE
-
     images = maps["images"]
     palette = np.asarray(PALETTE)
     ncols = 1 + len(layers)
