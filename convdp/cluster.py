@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from convdp.fitted import load_predictor, model_arrays
-from convdp.metrics import cluster_scores
+from convdp.metrics import cluster_scores, effective_number
 from convdp.preprocess import Preprocess
 from convdp.samples import (
     check_mode,
@@ -82,14 +82,6 @@ def make_dpgmm(params: dict, seed: int):
     raise ValueError(f"unknown dpgmm backend {backend!r}; choose sklearn or torch")
 
 
-def effective_clusters(weights: np.ndarray) -> float:
-    """exp(entropy) of the mixing weights: the number of equally weighted clusters that
-    would be as spread out (a count that small leftover components barely move)."""
-    w = np.asarray(weights, np.float64)
-    w = w[w > 0] / w.sum()
-    return float(np.exp(-np.sum(w * np.log(w))))
-
-
 def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
     """Fit a DPGMM on X (n, d); return the estimator and its fit record.
 
@@ -105,7 +97,7 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
     threshold = params["weight_threshold"]
     record = {
         "clusters_kept": int((weights > threshold).sum()),
-        "clusters_effective": effective_clusters(weights),
+        "clusters_effective": effective_number(weights),
         "lower_bound_per_sample": float(est.lower_bound_) / len(X),
         "iterations": int(est.n_iter_),
         "converged": bool(est.converged_),
@@ -172,7 +164,7 @@ def fit_bic_baseline(X: np.ndarray, params: dict, seed: int) -> tuple[object, di
     k, est = best
     return est, {
         "clusters_kept": k,
-        "clusters_effective": effective_clusters(getattr(est, "weights_", np.ones(k))),
+        "clusters_effective": effective_number(getattr(est, "weights_", np.ones(k))),
         "lower_bound_per_sample": float(est.score(X)) if params["method"] == "gmm" else float("nan"),
         "iterations": int(getattr(est, "n_iter_", 0)),
         "converged": bool(getattr(est, "converged_", True)),

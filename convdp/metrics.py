@@ -1,4 +1,5 @@
-"""Scores of a clustering against class labels (used only where labels exist)."""
+"""Scores of a clustering: against class labels (used only where labels exist), and the
+effective number of clusters of its weights."""
 
 from __future__ import annotations
 
@@ -32,3 +33,11 @@ def cluster_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str
         "ari": float(adjusted_rand_score(labels_true, labels_pred)),
         "purity": purity(labels_true, labels_pred),
     }
+
+
+def effective_number(weights: np.ndarray) -> float:
+    """exp(entropy) of mixing weights: the number of equally weighted clusters that would be
+    as spread out (a count that small leftover components barely move)."""
+    w = np.asarray(weights, np.float64)
+    w = w[w > 0] / w.sum()
+    return float(np.exp(-np.sum(w * np.log(w))))

@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from convdp.dpgmm.estep import _EStep
 from convdp.dpgmm.fitting import _Fitting
-from convdp.dpgmm.state import STATE_FIELDS, State
+from convdp.dpgmm.state import STATE_FIELDS, State, new_fit_stats, to_numpy64
 from convdp.dpgmm.stats import _Statistics
 from convdp.dpgmm.validation import _Validation
 
@@ -298,10 +298,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         ``log_det_prec_chol`` (K,).
         """
         check_is_fitted(self, "means_")
-
-        def np64(t):
-            return t.detach().to(torch.float64).cpu().numpy().copy()
-
+        np64 = to_numpy64
         st = self._state
         return {
             "covariance_type": np.array(self.covariance_type),
@@ -333,7 +330,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         est._state = st
         est._set_attributes(st)
         est._perm, est._prune_now, est._deleted = None, False, None
-        est.fit_stats_ = {"scatter_skipped": 0, "mahalanobis_shared": 0, "mahalanobis_pruned": 0}
+        est.fit_stats_ = new_fit_stats()
         est._prepare_estep(st)
         return est
 

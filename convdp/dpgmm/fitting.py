@@ -13,7 +13,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from convdp.dpgmm import moves
-from convdp.dpgmm.state import COVARIANCES, Priors, expected_weights, lower_bound, m_step
+from convdp.dpgmm.state import (
+    COVARIANCES,
+    Priors,
+    expected_weights,
+    lower_bound,
+    m_step,
+    new_fit_stats,
+    to_numpy64,
+)
+from convdp.metrics import effective_number
 
 
 class _Fitting:
@@ -174,7 +183,7 @@ class _Fitting:
                               self.degrees_of_freedom_prior_, self._mean_prior_c, self._cov_prior)
         self._prune_now = self._prune
         self._prune_pause = 0  # iterations left without pruning (it did not pay off)
-        self.fit_stats_ = {"scatter_skipped": 0, "mahalanobis_shared": 0, "mahalanobis_pruned": 0}
+        self.fit_stats_ = new_fit_stats()
         self._deleted = None
         if resp_init is not None:
             resp_src = ("dense", torch.as_tensor(resp_init, device=self._device, dtype=self._dtype))
@@ -189,7 +198,6 @@ class _Fitting:
         lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
         elbo = lower_bound - K * self._empty_component_bound()
         weights = expected_weights(state)
-        w = weights[weights > 0]
         return {
             "state": state,
             "lower_bound": float(lower_bound),
@@ -201,7 +209,7 @@ class _Fitting:
             "truncation": K,
             "start": k_init,
             "n_active": n_active,
-            "n_effective": float(np.exp(-np.sum(w * np.log(w)))),
+            "n_effective": effective_number(weights),
             "weights": weights,
             "saturated": n_active > self.grow_at * K,
             "fit_stats": dict(self.fit_stats_),
@@ -286,9 +294,7 @@ class _Fitting:
         return lower_bound(st, ent)
 
     def _set_attributes(self, st):
-        def np64(t):
-            return t.detach().to(torch.float64).cpu().numpy()
-
+        np64 = to_numpy64
         self.weights_ = expected_weights(st)
         self.weight_concentration_ = (np64(st.wc_a), np64(st.wc_b))
         self.mean_precision_ = np64(st.mean_precision)

@@ -159,6 +159,16 @@ def lower_bound(st: State, ent: float) -> float:
     return float(lb)
 
 
+def to_numpy64(t: torch.Tensor) -> np.ndarray:
+    """A float64 NumPy copy of a tensor (on any device)."""
+    return t.detach().to(torch.float64).cpu().numpy().copy()
+
+
+def new_fit_stats() -> dict:
+    """The E-step diagnostics of a fit, zeroed (see ``fit_stats_``)."""
+    return {"scatter_skipped": 0, "mahalanobis_shared": 0, "mahalanobis_pruned": 0}
+
+
 def expected_weights(st: State) -> np.ndarray:
     """Expected mixing weights of the stick-breaking posterior, float64 numpy (K,)."""
     a, b = st.wc_a, st.wc_b
