@@ -249,7 +249,7 @@ def merge_round(est, Xc, state, lower_bounds, spent):
             used |= {j, k}
             kept += 1
         else:
-            missed.append((new - bound, trial, ent + dh, new))
+            missed.append((new, trial))  # bound is fixed while nothing is kept
     if not kept:
         return refined_merge(est, Xc, state, lower_bounds, spent, missed)
     stats, bound, _ = sort_by_size(est, stats, ent, bound)
@@ -267,7 +267,7 @@ def refined_merge(est, Xc, state, lower_bounds, spent, missed):
     re-assign around the merged component); the first that ends above the current bound is
     kept and EM runs on to convergence. Iterations of rejected trials do not count towards
     ``max_iter``. Returns as :func:`merge_round`."""
-    for _, stats, _, bound in sorted(missed, key=lambda m: -m[0])[:REFINE]:
+    for bound, stats in sorted(missed, key=lambda m: -m[0])[:REFINE]:
         left = est.max_iter - spent
         if bound == float("-inf") or left < 2:
             break
