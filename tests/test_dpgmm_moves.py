@@ -109,13 +109,31 @@ def test_state_round_trip_predicts_the_same():
 
 
 def test_halving_restarts_start_from_fewer_components():
-    """init_sizes='halving' (the workflow's, with merges): restart r initialises K / 2^r
-    components, never more than K; the planted count is found."""
+    """init_sizes='halving' (the workflow's, with merges): restart r starts from K / 2^r
+    components with that truncation, grown while saturated, then twice the best fit's
+    truncation is tried; the planted count is found."""
     X, _ = planted(6, 8, 1500, seed=5)
     est = TorchBayesianGaussianMixture(n_components=20, n_init=3, init_sizes="halving",
-                                       **MOVES).fit(X)
-    assert [r["start"] for r in est.init_results_] == [20, 10, 5]
+                                       max_components=80, **MOVES).fit(X)
+    runs = est.init_results_
+    assert [r["start"] for r in runs[:3]] == [20, 10, 5]
+    # 5 of 5 occupied is saturated: that start grew to 10 (one fit, the second restart's)
+    assert runs[2]["truncation"] == 10 and runs[2]["elbo_per_sample"] == runs[1]["elbo_per_sample"]
+    best = max(runs, key=lambda r: r["elbo_per_sample"])
+    assert 2 * best["truncation"] in [r["start"] for r in runs]  # tried, and not better
     assert est.n_active_ == 6
     tiny = TorchBayesianGaussianMixture(n_components=1, n_init=2, init_sizes="halving",
                                         **MOVES).fit(X)
     assert [r["start"] for r in tiny.init_results_] == [1, 1]
+
+
+def test_halving_starts_make_the_fit_independent_of_the_truncation():
+    """Truncations K and 2K share every start but the largest, and each tries twice its best
+    fit's truncation: where the truncation started does not change the kept fit."""
+    X, _ = planted(8, 12, 2000, seed=6)
+    fits = [TorchBayesianGaussianMixture(n_components=k, n_init=4, init_sizes="halving",
+                                         max_components=160, **MOVES).fit(X) for k in (20, 40)]
+    a, b = fits
+    assert a.truncation_ == b.truncation_ and a.n_active_ == b.n_active_ == 8
+    assert a.elbo_per_sample_ == b.elbo_per_sample_
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))

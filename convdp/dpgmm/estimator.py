@@ -96,10 +96,11 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         the truncation is not what limits the number of clusters.  None = never.
     init_sizes : {"same", "halving"}, default="same"
         Size of each restart's start: "same" = every restart initialises all K components
-        (differently seeded, scikit-learn's ``n_init``); "halving" = restart r initialises
-        ``ceil(K / 2^r)`` components (the others start empty) from the same seed, so fits at
-        truncations K and 2K share starts and the best bound does not depend on where the
-        truncation started.
+        (differently seeded, scikit-learn's ``n_init``); "halving" = restart r starts from
+        ``ceil(K / 2^r)`` components with that truncation (grown while saturated), all from
+        one seed, then from twice the best fit's truncation for as long as that raises the
+        bound: truncations K and 2K share every start but the largest, so the kept fit does
+        not depend on where the truncation started (``_fit_ladder``).
     grow_at : float in (0, 1], default=0.6
         The occupied fraction of the truncation above which a fit is ``saturated_``.
     n_threads : int or None, default=None
@@ -145,9 +146,10 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     n_effective_ : float
         Effective number of clusters, ``exp(entropy of weights_)``.
     init_results_ : list of dict
-        Per restart: lower_bound, lower_bound_per_sample, elbo_per_sample, n_iter,
-        converged, truncation, start (components its initialisation filled), n_active,
-        n_effective, weights, saturated, fit_stats.
+        Per start (restart, and with "halving" the larger starts tried after them):
+        lower_bound, lower_bound_per_sample, elbo_per_sample, n_iter, converged,
+        truncation, start (components its initialisation filled), n_active, n_effective,
+        weights, saturated, fit_stats.
     weight_concentration_prior_, mean_precision_prior_, mean_prior_,
     degrees_of_freedom_prior_, covariance_prior_ : the priors actually used.
     n_features_in_ : int

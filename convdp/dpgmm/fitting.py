@@ -122,20 +122,11 @@ class _Fitting:
         self._prune = self._prune_components and self.covariance_type == "full"
 
         # --- restarts × truncation levels; the best lower bound is kept ------
-        best = None
         self.init_results_ = []
-        for restart, rs in enumerate(self._init_random_states()):
-            K = self.n_components
-            while True:
-                k_init = K if self.init_sizes == "same" else min(K, max(2, -(-K // 2**restart)))
-                fit = self._fit_once(Xc, X, K, rs(), resp_init, k_init)
-                cap = min(self.max_components or K, n_samples)
-                if not (fit["saturated"] and K < cap):
-                    break
-                K = min(2 * K, cap)
-            self.init_results_.append({k: v for k, v in fit.items() if k != "state"})
-            if best is None or fit["elbo_per_sample"] > best["elbo_per_sample"]:
-                best = fit
+        if self.init_sizes == "halving" and resp_init is None:
+            best = self._fit_ladder(Xc, X, n_samples)
+        else:
+            best = self._fit_restarts(Xc, X, n_samples, resp_init)
         if not best["converged"] and self.max_iter > 0:
             warnings.warn(
                 "The torch DPGMM did not converge within max_iter iterations. Try a "
@@ -146,14 +137,83 @@ class _Fitting:
         self._set_fitted(best, n_samples)
         return Xc
 
+    def _fit_restarts(self, Xc, X, n_samples, resp_init):
+        """``init_sizes="same"`` (scikit-learn's ``n_init``): every restart starts from all
+        ``n_components`` components, differently seeded; a saturated fit is refitted at
+        twice its truncation up to ``max_components``. Returns the best fit."""
+        best = None
+        cap = min(self.max_components or self.n_components, n_samples)
+        for rs in self._init_random_states():
+            K = self.n_components
+            while True:
+                fit = self._fit_once(Xc, X, K, rs(), resp_init)
+                if not (fit["saturated"] and K < cap):
+                    break
+                K = min(2 * K, cap)
+            self._record_start(fit, self.n_components)
+            if best is None or fit["elbo_per_sample"] > best["elbo_per_sample"]:
+                best = fit
+        return best
+
+    def _fit_ladder(self, Xc, X, n_samples):
+        """``init_sizes="halving"`` (the workflow's, with merges). Restart r starts from
+        K-means with ``ceil(K / 2^r)`` components and as many as its truncation, doubled while
+        saturated (up to ``max_components``); then, as long as it raises the bound, a start
+        at twice the best fit's truncation. All starts share one seed, so a start of a given
+        size is one fit whichever restart reaches it (each size is fitted once), and the
+        starts of truncation K are those of 2K but the largest: the truncation sets where
+        the search begins, not where it ends. Returns the best fit."""
+        cap = min(self.max_components or self.n_components, n_samples)
+        fits = {}
+        seeded = self._init_random_states()[0]
+
+        def grown(K):
+            while True:
+                if K not in fits:
+                    fits[K] = self._fit_once(Xc, X, K, seeded(), None)
+                if not (fits[K]["saturated"] and K < cap):
+                    return fits[K]
+                K = min(2 * K, cap)
+
+        K = self.n_components
+        ends = []  # the fits the starts end at (a saturated fit below the cap grew on)
+        for r in range(self.n_init):
+            start = min(K, max(2, -(-K // 2**r)))
+            ends.append(grown(start))
+            self._record_start(ends[-1], start)
+        best = self._pick(ends, n_samples)
+        while (up := min(2 * best["truncation"], cap)) not in fits:
+            ends.append(grown(up))
+            self._record_start(ends[-1], up)
+            best, previous = self._pick(ends, n_samples), best
+            if best is previous:
+                break
+        return best
+
+    def _pick(self, fits, n_samples):
+        """The kept fit: the highest bound, where bounds within the convergence tolerance
+        (per sample) of it count as equal and the smallest truncation among them wins (a
+        larger truncation holding the same clusters ends a little above or below it by
+        chance)."""
+        fits = list(fits)
+        tie = self.tol if self.tol_per_sample else self.tol / n_samples
+        top = max(f["elbo_per_sample"] for f in fits)
+        return min((f for f in fits if f["elbo_per_sample"] >= top - tie),
+                   key=lambda f: f["truncation"])
+
+    def _record_start(self, fit, start):
+        """One entry of ``init_results_``: the fit reached from a start of ``start``
+        components (without its state)."""
+        self.init_results_.append({k: v for k, v in fit.items() if k != "state"} | {"start": start})
+
     def _init_random_states(self):
         """One factory of the initialisation's random state per restart (``n_init``).
 
         Restart 0 uses ``random_state`` itself (scikit-learn's initialisation); the others a
         seed derived from it (``init_sizes="same"``) or the same seed (``"halving"``: the
-        restarts differ by the size of their start, and a start of a given size is the same
-        whatever the truncation). An int seed gives every truncation level of a restart the
-        same stream, so a fit grown to K equals a fit started at K.
+        restarts differ by the size of their start: see ``_fit_ladder``). An int seed gives
+        every truncation level of a restart the same stream, so a fit grown to K equals a fit
+        started at K.
         """
         base = self.random_state
         shared = base is not None and not isinstance(base, numbers.Integral)  # a RandomState
@@ -165,8 +225,8 @@ class _Fitting:
         ]
         return [lambda s=s: check_random_state(s) for s in seeds]
 
-    def _fit_once(self, Xc, X, K, random_state, resp_init, k_init):
-        """One variational fit at truncation K from a start over ``k_init`` <= K components:
+    def _fit_once(self, Xc, X, K, random_state, resp_init):
+        """One variational fit at truncation K from a start over all K components:
         initialise, EM, moves (see convdp.dpgmm.moves).
 
         Returns a dict: state, lower_bound, lower_bounds, n_iter, converged, truncation,
@@ -175,7 +235,7 @@ class _Fitting:
         n_samples = Xc.shape[0]
         if n_samples < K:
             raise ValueError(f"n_samples={n_samples} should be >= n_components={K}")
-        self._K, self._k_init = K, k_init
+        self._K = K
         self.weight_concentration_prior_ = (
             1.0 / K if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
         )
@@ -207,7 +267,6 @@ class _Fitting:
             "n_iter": n_iter if self.max_iter > 0 else 0,
             "converged": converged,
             "truncation": K,
-            "start": k_init,
             "n_active": n_active,
             "n_effective": effective_number(weights),
             "weights": weights,

@@ -58,9 +58,9 @@ class _Statistics:
 
     def _initial_resp(self, X, random_state, device, dtype):
         """Initial responsibilities exactly as scikit-learn's ``_initialize_parameters``, over
-        the first ``self._k_init`` components (the others start empty; ``= K`` by default)."""
+        the truncation's ``self._K`` components."""
         n, _ = X.shape
-        K = self._k_init
+        K = self._K
         Xn = X.cpu().numpy() if isinstance(X, torch.Tensor) else X
         if self.init_params == "kmeans":
             from sklearn.cluster import KMeans
@@ -77,7 +77,6 @@ class _Statistics:
         if self.init_params == "random":
             resp = random_state.uniform(size=(n, K)).astype(Xn.dtype)
             resp /= resp.sum(axis=1)[:, np.newaxis]
-            resp = np.pad(resp, ((0, 0), (0, self._K - K)))
             return ("dense", torch.as_tensor(resp, device=device, dtype=dtype))
         # random_from_data
         idx = random_state.choice(n, size=K, replace=False)
