@@ -158,6 +158,7 @@ def test_restart_spread_is_over_the_near_optimal_restarts():
     _, rec = fit_dpgmm(X, params, 0)
     elbos = rec["restart_elbo_per_sample"]
     near = [e for e in elbos if e >= max(elbos) - near_best(max(elbos))]
-    assert len(elbos) == 3 and rec["restarts_near_best"] == len(near) >= 1
+    # the three restarts, then any larger start tried after them
+    assert len(elbos) >= 3 and rec["restarts_near_best"] == len(near) >= 1
     assert len(rec["restart_clusters_kept"]) == len(near)
     assert min(rec["restart_clusters_kept"]) <= rec["clusters_kept"] <= max(rec["restart_clusters_kept"])
