@@ -1,33 +1,28 @@
 """Speed of the PyTorch DPGMM backend against scikit-learn, side by side.
 
-Default run: about 7 CPU-minutes in all (scikit-learn's two fits are 5 of them),
-so ~4-5 minutes on an idle 2-core machine; 13 minutes were measured with
-``--threads 1`` while other jobs shared the cores.
-
 1. a planted mixture (20,000 x 64, 10 clusters with random full covariances),
    fitted with 50 components, full covariance, max_iter=100, the same KMeans
    initialisation (same ``random_state``) by
 
    * scikit-learn ``BayesianGaussianMixture`` (float64),
-   * the torch backend as the workflow runs it: float32, per-sample stopping
-     rule, delete moves (``delete_below=0.01``: after convergence, components
-     under 1 % of the samples are emptied, kept only if the lower bound rises;
-     all iterations count towards the same max_iter),
-   * the torch backend, float32, per-sample stopping rule, no delete moves,
-   * the torch backend, float32, scikit-learn's stopping rule
-     (``tol_per_sample=False``, so it runs as many iterations as scikit-learn);
-   * the torch backend, float64, scikit-learn's stopping rule (reproduces
-     scikit-learn's fit; planted data only; skip with ``--no-float64``);
+   * the torch backend with the workflow's moves on one start: float32, per-sample
+     stopping rule, merge and delete moves (``delete_below=0.01``); the workflow adds
+     restarts and adaptive truncation, which cost more starts, not a slower fit;
+   * with ``--variants``: torch without moves, torch with scikit-learn's stopping rule
+     (``tol_per_sample=False``, as many iterations as scikit-learn) and the same in
+     float64 (reproduces scikit-learn's fit; planted data only; ``--no-float64`` skips it);
 
 2. the same on real position-mode activations, if ``results/activations/*/*.zarr``
    exists (one layer, (N, H, W, C) -> (N*H*W, C), 20,000 random rows).
 
-For each fit it prints wall and CPU seconds, lower bound per sample, NMI (to
-the planted labels, or to scikit-learn's labels for real data), iterations, and
-the headline ``ratio: X.XX`` (scikit-learn seconds / torch seconds, planted
-data, the workflow's torch settings), followed by both fits' lower bound per
-sample and NMI.  On a shared
-machine the CPU seconds of a ``--threads 1`` run are the most stable measure.
+Every peer is fitted ``--repeats`` times (3), the peers interleaved so that load on the
+machine falls on all alike; the medians are compared. For each fit it prints wall and CPU
+seconds, lower bound per sample, NMI (to the planted labels, or to scikit-learn's labels for
+real data), iterations; then the medians, the torch fit's time per phase (initialisation,
+E-step with the statistics, M-step, bound, moves) and ``efficiency``: the GEMM work of the
+E-step and the statistics per second of it, against this machine's own ``torch.mm`` on the
+E-step's block shape; and the headline ``ratio: X.XX`` (median scikit-learn seconds / median
+torch seconds, planted data) with both fits' lower bound per sample and NMI.
 
 ``--scaling`` (or ``--only-scaling``) prints torch seconds per iteration against
 N (1e3..1e6, D=64) and D (8..512, N=20,000), with only ``--scaling-iters``
@@ -124,7 +119,7 @@ def real_activations(pattern, n_rows, seed, layer=None, want_channels=64):
     return np.asarray(X, dtype=np.float64), f"{path} {tuple(arr.shape)}"
 
 
-def run_fit(name, make, X, y_ref):
+def run_fit(name, make, X, y_ref, quiet=False):
     from sklearn.metrics import normalized_mutual_info_score
 
     est = make()
@@ -135,18 +130,54 @@ def run_fit(name, make, X, y_ref):
     sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     labels = est.predict(X)
     lb = est.lower_bound_ / len(X)
-    nmi = f"{normalized_mutual_info_score(y_ref, labels):6.4f}" if y_ref is not None else "     -"
+    nmi = normalized_mutual_info_score(y_ref, labels) if y_ref is not None else float("nan")
     n_used = int((est.weights_ > 0.01).sum())
-    print(
-        f"  {name:<34s} {sec:7.2f} s (cpu {cpu:7.2f} s)  lb/sample {lb:10.5f}  NMI {nmi}  "
-        f"iters {est.n_iter_:3d}  converged {str(est.converged_):5s}  comps>0.01 {n_used}",
-        flush=True,
-    )
-    nmi_value = normalized_mutual_info_score(y_ref, labels) if y_ref is not None else float("nan")
-    return dict(sec=sec, cpu=cpu, lb=lb, n_iter=est.n_iter_, labels=labels, nmi=nmi_value)
+    if not quiet:
+        print(
+            f"  {name:<40s} {sec:7.2f} s (cpu {cpu:7.2f} s)  lb/sample {lb:10.5f}  NMI {nmi:6.4f}  "
+            f"iters {est.n_iter_:3d}  converged {str(est.converged_):5s}  comps>0.01 {n_used}",
+            flush=True,
+        )
+    return dict(sec=sec, cpu=cpu, lb=lb, n_iter=est.n_iter_, labels=labels, nmi=nmi,
+                stats=dict(getattr(est, "fit_stats_", {})), est=est)
+
+
+def gemm_gflops(rows, inner, cols, repeats=30):
+    """This machine's float32 ``torch.mm`` throughput (GFLOP/s, median of ``repeats``) on
+    a (rows, inner) @ (inner, cols) product: the E-step's own shape."""
+    import torch
+
+    a, b = torch.randn(rows, inner), torch.randn(inner, cols)
+    torch.mm(a, b)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * rows * inner * cols / float(np.median(times)) / 1e9
+
+
+def profile(result, n, d, K):
+    """The torch fit's time per phase, and the E-step's achieved GEMM rate against this
+    machine's ``torch.mm`` on the E-step's block shape (``efficiency``)."""
+    st, est = result["stats"], result["est"]
+    phases = ["init", "estep", "mstep", "bound", "moves"]
+    total = result["last_sec"]
+    parts = ", ".join(f"{p} {st[f'seconds_{p}']:.2f} s" for p in phases)
+    other = total - sum(st[f"seconds_{p}"] for p in phases)
+    print(f"  profile (torch, last repeat, {total:.2f} s): {parts}, other {other:.2f} s")
+    est._K = K
+    rows = est._block_rows()
+    peak = gemm_gflops(rows, d + 1, K * d)
+    achieved = st["gemm_flops"] / max(st["seconds_estep"], 1e-12) / 1e9
+    print(f"  E-step + statistics: {achieved:.2f} GFLOP/s of GEMM work; torch.mm "
+          f"({rows} x {d + 1}) @ ({d + 1} x {K * d}) on this machine: {peak:.2f} GFLOP/s")
+    print(f"efficiency: {achieved / peak:.2f}")
 
 
 def compare(X, y, args, title, float64=True):
+    """The peers fitted ``args.repeats`` times each, interleaved (so that load on the
+    machine falls on all of them alike); medians of wall and CPU seconds."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
     from sklearn.mixture import BayesianGaussianMixture
@@ -155,7 +186,8 @@ def compare(X, y, args, title, float64=True):
 
     n, d = X.shape
     K = args.components
-    print(f"\n== {title}: N={n} D={d} K={K} full covariance, max_iter={args.max_iter}")
+    print(f"\n== {title}: N={n} D={d} K={K} full covariance, max_iter={args.max_iter}, "
+          f"{args.repeats} repeats interleaved, medians")
     t0 = time.perf_counter()
     KMeans(n_clusters=K, n_init=1, random_state=np.random.RandomState(args.seed)).fit(X)
     print(
@@ -164,37 +196,32 @@ def compare(X, y, args, title, float64=True):
     common = dict(
         n_components=K, covariance_type="full", max_iter=args.max_iter, random_state=args.seed
     )
-    out = {}
+    peers = {}
     if not args.no_sklearn:
-        out["sk"] = run_fit(
-            "scikit-learn (float64)", lambda: BayesianGaussianMixture(**common), X, y
-        )
-    y_ref = y if y is not None else out.get("sk", {}).get("labels")
-    out["torch"] = run_fit(
-        "torch, workflow default",
-        lambda: TorchBayesianGaussianMixture(**common, dtype="float32", delete_below=0.01),
-        X,
-        y_ref,
-    )
-    out["torch_no_moves"] = run_fit(
-        "torch float32, no delete moves",
-        lambda: TorchBayesianGaussianMixture(**common, dtype="float32"),
-        X,
-        y_ref,
-    )
-    out["torch_sk_rule"] = run_fit(
-        "torch float32, sklearn's tol rule",
-        lambda: TorchBayesianGaussianMixture(**common, dtype="float32", tol_per_sample=False),
-        X,
-        y_ref,
-    )
-    if float64 and not args.no_float64:
-        out["torch64"] = run_fit(
-            "torch float64, sklearn's tol rule",
-            lambda: TorchBayesianGaussianMixture(**common, dtype="float64", tol_per_sample=False),
-            X,
-            y_ref,
-        )
+        peers["sk"] = ("scikit-learn (float64)", lambda: BayesianGaussianMixture(**common))
+    # the workflow's moves on one start (the workflow adds restarts and adaptive truncation)
+    peers["torch"] = ("torch, workflow moves (merge, delete)", lambda: TorchBayesianGaussianMixture(
+        **common, dtype="float32", merge=True, delete_below=0.01))
+    if args.variants:
+        peers["torch_no_moves"] = ("torch float32, no moves",
+                                   lambda: TorchBayesianGaussianMixture(**common, dtype="float32"))
+        peers["torch_sk_rule"] = ("torch float32, sklearn's tol rule", lambda: TorchBayesianGaussianMixture(
+            **common, dtype="float32", tol_per_sample=False))
+        if float64 and not args.no_float64:
+            peers["torch64"] = ("torch float64, sklearn's tol rule", lambda: TorchBayesianGaussianMixture(
+                **common, dtype="float64", tol_per_sample=False))
+    runs = {key: [] for key in peers}
+    for _ in range(args.repeats):
+        for key, (name, make) in peers.items():
+            ref = y if y is not None else (runs["sk"][0]["labels"] if runs.get("sk") else None)
+            runs[key].append(run_fit(name, make, X, ref))
+    out = {}
+    for key, rs in runs.items():
+        out[key] = dict(rs[-1], last_sec=rs[-1]["sec"], sec=float(np.median([r["sec"] for r in rs])),
+                        cpu=float(np.median([r["cpu"] for r in rs])))
+        print(f"  median {peers[key][0]:<33s} {out[key]['sec']:7.2f} s (cpu {out[key]['cpu']:7.2f} s)"
+              f"  over {[round(r['sec'], 2) for r in rs]}")
+    profile(out["torch"], n, d, K)
     if "sk" in out:
         sk = out["sk"]["sec"]
         for key in [k for k in out if k != "sk"]:
@@ -254,6 +281,9 @@ def main(argv=None):
     p.add_argument("--layer", default=None, help="substring selecting the activation layer")
     p.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn fits")
     p.add_argument("--no-float64", action="store_true", help="skip the torch float64 fit")
+    p.add_argument("--repeats", type=int, default=3, help="fits per peer, interleaved")
+    p.add_argument("--variants", action="store_true",
+                   help="also the torch fits without moves and with sklearn's stopping rule")
     p.add_argument("--scaling", action="store_true", help="print the torch scaling table")
     p.add_argument("--scaling-iters", type=int, default=3)
     p.add_argument("--only-scaling", action="store_true", help="print only the scaling table")
@@ -282,13 +312,15 @@ def main(argv=None):
     if "sk" in res:
         sk, tm = res["sk"], res["torch"]
         print(
-            f"ratio: {sk['sec'] / tm['sec']:.2f}  (torch workflow default vs scikit-learn, wall; "
-            f"lb/sample {tm['lb']:.5f} vs {sk['lb']:.5f}, NMI {tm['nmi']:.4f} vs {sk['nmi']:.4f})"
+            f"ratio: {sk['sec'] / tm['sec']:.2f}  (medians, torch with the workflow's moves vs "
+            f"scikit-learn, wall; lb/sample {tm['lb']:.5f} vs {sk['lb']:.5f}, "
+            f"NMI {tm['nmi']:.4f} vs {sk['nmi']:.4f})"
         )
-        print(f"ratio_no_delete_moves: {sk['sec'] / res['torch_no_moves']['sec']:.2f}")
-        print(f"ratio_same_stopping_rule: {res['sk']['sec'] / res['torch_sk_rule']['sec']:.2f}")
-        if "torch64" in res:
-            print(f"ratio_float64_same_rule: {res['sk']['sec'] / res['torch64']['sec']:.2f}")
+        for key, label in [("torch_no_moves", "ratio_no_moves"),
+                           ("torch_sk_rule", "ratio_same_stopping_rule"),
+                           ("torch64", "ratio_float64_same_rule")]:
+            if key in res:
+                print(f"{label}: {sk['sec'] / res[key]['sec']:.2f}")
 
     os.chdir(ROOT)
     Xr, desc = real_activations(args.activations, args.n, args.seed, args.layer, args.d)

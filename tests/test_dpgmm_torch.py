@@ -406,3 +406,26 @@ def test_float32_survives_a_cluster_of_identical_samples():
     assert adjusted_rand_score(y, tm.predict(X)) >= adjusted_rand_score(y, sk.predict(X)) - 0.01
     f64 = TorchBayesianGaussianMixture(n_components=10, random_state=0, dtype="float64").fit(X)
     assert "psd_repairs" not in f64.fit_stats_
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_fit_stats_profile_the_fit_and_count_its_gemm_work(covariance_type):
+    """fit_stats_ times each phase of the kept fit (the benchmark's profile) and counts the
+    E-step's and statistics' GEMM work, at least one (N x D) by (D x K) product per
+    iteration; predicting adds nothing to them."""
+    import time
+
+    X, _ = _planted(0)
+    est = TorchBayesianGaussianMixture(n_components=8, covariance_type=covariance_type,
+                                       merge=True, delete_below=0.01, random_state=0)
+    t0 = time.perf_counter()
+    est.fit(X)
+    wall = time.perf_counter() - t0
+    st = dict(est.fit_stats_)
+    phases = [st[f"seconds_{p}"] for p in ("init", "estep", "mstep", "bound", "moves")]
+    assert all(t >= 0 for t in phases) and st["seconds_estep"] > 0
+    assert sum(phases) <= wall
+    n, d = X.shape
+    assert st["gemm_flops"] >= 2 * n * d * 8 * est.n_iter_
+    est.predict(X)
+    assert est.fit_stats_ == st

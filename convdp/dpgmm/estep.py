@@ -115,6 +115,7 @@ class _EStep:
         else:
             Pc = self._Pcat.view(D + 1, self._n_unique, D).index_select(1, idx).view(D + 1, n * D)
         Y = torch.mm(Xa, Pc).view(b, n, D)
+        self._count_flops(2.0 * b * (D + 1) * n * D)
         return torch.linalg.vector_norm(Y, dim=2).square_()
 
     def _wlp_full_pruned(self, Xa):
@@ -139,6 +140,7 @@ class _EStep:
         x2 = (Xb * Xb).sum(1, keepdim=True)  # (b, 1)
         s2 = x2 + self._mu2  # (b, U)
         d2 = torch.addmm(s2, Xb, self._mu_t, alpha=-2.0)
+        self._count_flops(2.0 * b * D * U)
         d2 = torch.clamp_min_(d2 - self._d2_rel_err * s2, 0.0).to(f64)
         ub = self._const_u - 0.5 * self._lam_u * d2  # (b, U), float64
         a_idx = torch.unique(ub.argmax(1))
@@ -167,12 +169,14 @@ class _EStep:
         if self.covariance_type == "full":
             b = Xb.shape[0]
             Y = torch.mm(Xb, self._Pcat).view(b, self._n_unique, -1)
+            self._count_flops(2.0 * Xb.numel() * self._Pcat.shape[1])
             maha = torch.linalg.vector_norm(Y, dim=2).square_()
             if self._inverse is not None:
                 maha = maha.index_select(1, self._inverse)
             return torch.add(self._const, maha, alpha=-0.5)
         if F is None:
             F = torch.cat([Xb * Xb, Xb], dim=1)
+        self._count_flops(2.0 * F.numel() * self._W.shape[1])
         return torch.addmm(self._const, F, self._W)
 
     def _e_step_stats(self, Xc, st):

@@ -160,7 +160,11 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         Mahalanobis evaluations shared with an identical component; the moves'
         counts ``merges`` (``refined_merges`` of them after EM refinement),
         ``merge_rounds``, ``reordered``, ``delete_moves`` (tried), ``delete_moves_kept``
-        and ``deleted`` (components emptied by the kept moves).
+        and ``deleted`` (components emptied by the kept moves); the time profile
+        ``seconds_init`` (initialisation), ``seconds_estep`` (E-step with the sufficient
+        statistics), ``seconds_mstep``, ``seconds_bound``, ``seconds_moves`` (the moves
+        without the EM iterations they run) and ``gemm_flops`` (floating-point operations
+        of the E-step's and the statistics' matrix products).
 
     All arrays are numpy float64.
     """

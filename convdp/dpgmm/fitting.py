@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 import warnings
 
 import numpy as np
@@ -27,6 +28,8 @@ from convdp.metrics import effective_number
 
 class _Fitting:
     """Mixin: ``_fit`` and what it runs."""
+
+    _counting = False  # GEMM operations are counted into fit_stats_ during a fit only
 
     def _fit(self, X, resp_init):
         device, dtype = self._check_params()
@@ -123,10 +126,14 @@ class _Fitting:
 
         # --- restarts × truncation levels; the best lower bound is kept ------
         self.init_results_ = []
-        if self.init_sizes == "halving" and resp_init is None:
-            best = self._fit_ladder(Xc, X, n_samples)
-        else:
-            best = self._fit_restarts(Xc, X, n_samples, resp_init)
+        self._counting = True
+        try:
+            if self.init_sizes == "halving" and resp_init is None:
+                best = self._fit_ladder(Xc, X, n_samples)
+            else:
+                best = self._fit_restarts(Xc, X, n_samples, resp_init)
+        finally:
+            self._counting = False
         if not best["converged"] and self.max_iter > 0:
             warnings.warn(
                 "The torch DPGMM did not converge within max_iter iterations. Try a "
@@ -245,15 +252,20 @@ class _Fitting:
         self._prune_pause = 0  # iterations left without pruning (it did not pay off)
         self.fit_stats_ = new_fit_stats()
         self._deleted = None
+        stats, t0 = self.fit_stats_, time.perf_counter()
         if resp_init is not None:
             resp_src = ("dense", torch.as_tensor(resp_init, device=self._device, dtype=self._dtype))
         else:
             resp_src = self._initial_resp(X, random_state, self._device, self._dtype)
         state = self._m_step(*self._stats_from_resp(Xc, resp_src))
+        stats["seconds_init"] += time.perf_counter() - t0
         state, lower_bounds, converged = self._iterate(Xc, state, [], self.max_iter)
+        em, t0 = self._seconds_em(), time.perf_counter()
         state, lower_bounds, n_iter, converged = moves.run_moves(
             self, Xc, state, lower_bounds, converged
         )
+        # the moves' own time, without the EM iterations they run (counted above)
+        stats["seconds_moves"] += time.perf_counter() - t0 - (self._seconds_em() - em)
         n_active = int(((state.wc_a - 1.0) >= 1.0).sum())
         lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
         elbo = lower_bound - K * self._empty_component_bound()
@@ -322,10 +334,17 @@ class _Fitting:
         lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
         for _ in range(max_iter):
             prev = lower_bound
+            t0 = time.perf_counter()
             nk, xk, sk, ent = self._e_step_stats(Xc, state)
+            t1 = time.perf_counter()
             self._deleted = None  # a deletion lasts one E-step; the components may come back
             state = self._m_step(nk, xk, sk)
+            t2 = time.perf_counter()
             lower_bound = self._lower_bound(state, ent)
+            stats = self.fit_stats_
+            stats["seconds_estep"] += t1 - t0
+            stats["seconds_mstep"] += t2 - t1
+            stats["seconds_bound"] += time.perf_counter() - t2
             lower_bounds.append(lower_bound)
             change = abs(lower_bound - prev)
             if self.tol_per_sample:
@@ -338,6 +357,16 @@ class _Fitting:
             if change < self.tol:
                 return state, lower_bounds, True
         return state, lower_bounds, False
+
+    def _count_flops(self, flops):
+        """Add a GEMM's floating-point operations to ``fit_stats_`` (while fitting only)."""
+        if self._counting:
+            self.fit_stats_["gemm_flops"] += flops
+
+    def _seconds_em(self):
+        """Seconds spent so far in this fit's EM iterations (E-step, M-step, bound)."""
+        st = self.fit_stats_
+        return st["seconds_estep"] + st["seconds_mstep"] + st["seconds_bound"]
 
     # --- M-step / lower bound (float64, small; convdp.dpgmm.state) -----------------------
     def _m_step(self, nk, xk, sk):

@@ -124,6 +124,7 @@ class _Statistics:
             if F is None:
                 F = torch.cat([Xb * Xb, Xb], dim=1)
             G = R.T @ F  # (K, 2D): [sum r x^2, sum r x]
+            self._count_flops(2.0 * R.numel() * F.shape[1])
             acc["sxx"] += G[:, :D]
             acc["sx"] += G[:, D:]
             return
@@ -155,6 +156,8 @@ class _Statistics:
         A = Xcb.unsqueeze(1) * Ra.unsqueeze(2)  # (b, n_act, D)
         Sb = (A.view(b, n_act * D).T @ Xcb).view(n_act, D, D).to(f64)
         u = (Ra.T @ Xcb).to(f64)
+        # R^T X, the scatter and u: (b x K) by D, (b x n_act D) by D, (b x n_act) by D
+        self._count_flops(2.0 * b * D * (self._K + n_act * D + n_act))
         d = cb.to(f64) - c
         ud = u[:, :, None] * d[:, None, :]
         Sb += ud + ud.mT + nb[:, None, None] * d[:, :, None] * d[:, None, :]
