@@ -22,9 +22,6 @@ from convdp.io import read_json, write_json, write_npz
 
 log = logging.getLogger("convdp")
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-
 
 @contextlib.contextmanager
 def snakemake_job(smk):
@@ -102,6 +99,7 @@ def prepare_model(
     input channels and size, normalisation, layer names, held-out accuracy) to ``out_meta``.
     """
     from convdp import models
+    from convdp.training import default_normalisation, normalisation
 
     arch, weights = spec["arch"], spec.get("weights", "train")
     meta: dict = {"arch": arch, "weights": weights, "input_size": spec.get("input_size")}
@@ -112,7 +110,7 @@ def prepare_model(
         classes = np.unique(ds.labels)
         y = np.searchsorted(classes, ds.labels)
         in_channels = ds.images.shape[-1]
-        mean, std = _normalisation(spec, ds.images)
+        mean, std = normalisation(spec, ds.images)
         torch_seed(seed)
         net = models.build_model(arch, len(classes), in_channels)
         metrics = models.train_classifier(
@@ -133,8 +131,7 @@ def prepare_model(
         net, extra = models.load_pretrained(spec)
         mean, std = extra.pop("mean", None), extra.pop("std", None)
         if mean is None:
-            c = extra["in_channels"]
-            mean, std = (IMAGENET_MEAN, IMAGENET_STD) if c == 3 else ([0.5] * c, [0.5] * c)
+            mean, std = default_normalisation(extra["in_channels"])
         meta |= {"val_accuracy": None, **extra}
     meta |= {
         "mean": list(map(float, mean)),
@@ -151,18 +148,6 @@ def torch_seed(seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)
-
-
-def _normalisation(spec: dict, images: np.ndarray) -> tuple[list[float], list[float]]:
-    from convdp import models
-
-    norm = spec.get("normalize", "data")
-    if norm == "imagenet":
-        return IMAGENET_MEAN, IMAGENET_STD
-    if norm is None:
-        c = images.shape[-1]
-        return [0.0] * c, [1.0] * c
-    return models.channel_stats(images)
 
 
 def activation_store(manifest: str | Path) -> Path:
