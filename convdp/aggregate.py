@@ -56,6 +56,9 @@ def summary_table(fit_jsons: Sequence[str | Path]) -> pd.DataFrame:
     for col in COLUMNS:
         if col not in df:
             df[col] = np.nan
+    # the records' layer_index is the layer's position in the net's graph (so that adding a
+    # layer to the config reruns no fit); the summary numbers each model's layers 0, 1, ...
+    df["layer_index"] = (df.groupby("model")["layer_index"].rank(method="dense") - 1).astype("Int64")
     df = df[COLUMNS].sort_values(["model", "role", "dataset", "layer_index", "mode", "method"],
                                  kind="stable")
     return df.reset_index(drop=True)
