@@ -211,12 +211,6 @@ def extract(
     return out
 
 
-def _class_labels(dataset: str | Path) -> np.ndarray | None:
-    """The class of each image of the stored data set, or None when it is unlabelled."""
-    group = data_mod.open_dataset(dataset)
-    return group["labels"][:] if group.attrs.get("labelled", True) else None
-
-
 def open_layer(manifest: str | Path, layer: str):
     """The Zarr array of ``layer`` from the store behind ``manifest`` (checked to belong to it)."""
     from convdp.extract import open_activations
@@ -250,7 +244,7 @@ def fit(
     from convdp.cluster import fit_layer
 
     array = open_layer(manifest, layer)
-    labels = _class_labels(dataset)
+    labels = data_mod.read_labels(dataset)
     start = time.perf_counter()
     arrays, record = fit_layer(array, layer=layer, mode=mode, method=method, params=params,
                                seed=seed, class_labels=labels, progress=progress)
@@ -356,7 +350,7 @@ def merge_parts(
             raise ValueError(f"{path}: not a labels part, it lacks {missing}; delete it and rerun")
         loaded.append((int(z["start"]), int(z["stop"]), z["labels"]))
         part_seconds += float(z["seconds"])
-    labels = _class_labels(dataset)
+    labels = data_mod.read_labels(dataset)
     # seconds: fitting plus labelling, as in one job; wall_seconds: the jobs' own times
     arrays, record = merge_labels(model, record, loaded, class_labels=labels,
                                   seconds=record["fit_seconds"] + part_seconds,
@@ -400,7 +394,7 @@ def transfer_scores(
     from convdp.transfer import score_layer
 
     images = data_mod.open_dataset(target_dataset)["images"]
-    classes = _class_labels(target_dataset)
+    classes = data_mod.read_labels(target_dataset)
     pick = np.linspace(0, images.shape[0] - 1, min(n_examples, images.shape[0])).astype(int)
     maps: dict[str, np.ndarray] = {"images": images.get_orthogonal_selection((pick,))}
     rows = []
