@@ -52,12 +52,12 @@ def summary_table(fit_jsons: Sequence[str | Path]) -> pd.DataFrame:
     rows = [_with_spread(read_json(p)) for p in fit_jsons]
     if not rows:
         raise ValueError("no fits to aggregate")
-    df = pd.DataFrame(rows)
-    for col in COLUMNS:
-        if col not in df:
-            df[col] = np.nan
-    df = df[COLUMNS].sort_values(["model", "role", "dataset", "layer_index", "mode", "method"],
-                                 kind="stable")
+    df = pd.DataFrame(rows).reindex(columns=COLUMNS)  # a column no record has: NaN
+    # the records' layer_index is the layer's position in the net's graph (so that adding a
+    # layer to the config reruns no fit); the summary numbers each model's layers 0, 1, ...
+    df["layer_index"] = (df.groupby("model")["layer_index"].rank(method="dense") - 1).astype("Int64")
+    df = df.sort_values(["model", "role", "dataset", "layer_index", "mode", "method"],
+                        kind="stable")
     return df.reset_index(drop=True)
 
 

@@ -6,6 +6,7 @@ Every error names the key at fault, and is raised before any job runs.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 from collections import Counter
@@ -73,14 +74,10 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
                 _check_weights_name(key, spec["weights"])
         channels = _check_channels(name, spec, facts)
         if check_layers:
-            from convdp.models import arch_kind, build_on_meta
-            from convdp.models import check_layers as check
+            from convdp.layers import check_layers as check
 
-            # the architecture only, no weights in memory; a factory gets num_classes only
-            # where the config gives it
-            default = None if arch_kind(spec["arch"]) == "factory" else 10
             try:
-                net = build_on_meta(spec["arch"], spec.get("num_classes", default), channels)
+                net = meta_net(spec, channels)
             except ValueError as exc:
                 raise ConfigError(f"{key}.arch: {exc}") from None
             try:
@@ -346,23 +343,59 @@ def _check_pca(config: dict, model: str, ds: str, n_images: int | None, shapes: 
 
 
 def _check_label_jobs(config: dict) -> None:
-    """``label_jobs`` as a mapping may name only layers that some model clusters."""
+    """``label_jobs`` as a mapping names layers: ``model.layer`` (that model's layer) or a bare
+    layer name (every model that clusters a layer of that name), never a name that reads both
+    ways."""
     jobs = config["label_jobs"]
     if not isinstance(jobs, dict):
         return
     layers = {name: spec["layers"] for name, spec in config["models"].items()}
-    known = {layer for names in layers.values() for layer in names}
-    for layer in jobs:
-        if layer not in known:
+    bare = {layer for names in layers.values() for layer in names}
+    scoped = {f"{m}.{layer}" for m, names in layers.items() for layer in names}
+    for key in jobs:
+        if key in bare and key in scoped:
+            raise ConfigError(f"label_jobs.{key}: {key!r} is both a layer name and a "
+                              "model.layer; rename the model")
+        if key not in bare and key not in scoped:
             listing = "; ".join(f"{m}: {', '.join(names)}" for m, names in layers.items())
-            raise ConfigError(f"label_jobs.{layer}: {layer!r} is not a layer of any model; "
-                              f"the models' layers are {listing}")
+            raise ConfigError(f"label_jobs.{key}: {key!r} is not a layer of any model (write a "
+                              f"layer name or model.layer); the models' layers are {listing}")
 
 
-def label_jobs(config: dict, layer: str) -> int:
-    """How many jobs label ``layer``'s samples (config ``label_jobs``; 1 = the fit job itself)."""
+def label_jobs(config: dict, model: str, layer: str) -> int:
+    """How many jobs label the samples of ``model``'s ``layer`` (config ``label_jobs``; 1 = the
+    fit job itself): an int for every layer, or a mapping whose ``model.layer`` key counts
+    before a bare ``layer`` key (which holds for every model with that layer)."""
     jobs = config.get("label_jobs", 1)
-    return int(jobs.get(layer, 1)) if isinstance(jobs, dict) else int(jobs)
+    if not isinstance(jobs, dict):
+        return int(jobs)
+    return int(jobs.get(f"{model}.{layer}", jobs.get(layer, 1)))
+
+
+def meta_net(spec: dict, channels: int | None = None):
+    """The net a model spec describes, architecture only (no weights in memory, the meta
+    device); a factory gets ``num_classes`` only where the config gives it, ``channels``
+    None: the architecture's own."""
+    from convdp.models import arch_kind, build_on_meta
+
+    default = None if arch_kind(spec["arch"]) == "factory" else 10
+    return build_on_meta(spec["arch"], spec.get("num_classes", default), channels)
+
+
+def layer_index(config: dict, model: str, layer: str) -> int:
+    """Where ``layer`` sits in ``model``'s net (graph order, :func:`convdp.layers.layer_positions`),
+    not in the config's list: adding a layer to the list moves no other layer's index (and
+    reruns none of its fits)."""
+    spec = config["models"][model]
+    return _layer_positions(spec["arch"], spec.get("num_classes"), tuple(spec["layers"]))[layer]
+
+
+@functools.cache  # once per model and Snakemake process: every fit job of the model asks
+def _layer_positions(arch: str, num_classes: int | None, layers: tuple[str, ...]) -> dict[str, int]:
+    from convdp.layers import layer_positions
+
+    spec = {"arch": arch} | ({"num_classes": num_classes} if num_classes is not None else {})
+    return layer_positions(meta_net(spec), layers)
 
 
 def _schema_message(exc: Exception) -> str:

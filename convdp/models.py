@@ -14,7 +14,9 @@ shape mismatch).
 
 Layers are named the way torchvision's ``feature_extraction`` names graph nodes
 (``get_graph_node_names``), e.g. ``relu3`` for :class:`DigitNet` or ``features.22`` for
-VGG16 (Keras' ``block4_conv3`` after its ReLU).
+VGG16 (Keras' ``block4_conv3`` after its ReLU): listing and checking them is
+:mod:`convdp.layers`; training a net is :mod:`convdp.training`. Both are importable from here
+too (``from convdp.models import layer_names, train_classifier``).
 
 A checkpoint is a plain ``state_dict`` (``{model}.pt``, loaded with
 ``torch.load(weights_only=True)``: anything that would need arbitrary unpickling is refused)
@@ -27,12 +29,21 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
+
+# the layer and training functions, importable from here as before the split
+from convdp.layers import block_layers, check_layers, layer_names, layer_positions  # noqa: F401
+from convdp.training import (  # noqa: F401
+    channel_stats,
+    check_classes,
+    evaluate,
+    resolve_device,
+    to_input,
+    train_classifier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -268,191 +279,6 @@ def fit_state_dict(model: nn.Module, state: dict, source: str, what: str) -> nn.
     return model
 
 
-def layer_names(model: nn.Module) -> list[str]:
-    """Every graph node name of ``model`` in evaluation mode (torchvision feature extraction)."""
-    from torchvision.models.feature_extraction import get_graph_node_names
-
-    _, eval_nodes = get_graph_node_names(model)
-    return [n for n in eval_nodes if n not in ("x", "input")]
-
-
-def block_layers(model: nn.Module) -> list[str]:
-    """The output of every conv block: the node just before each pooling step.
-
-    For VGG16 this is ``features.3, .8, .15, .22, .29`` (Keras' ``block1_conv2`` …
-    ``block5_conv3``, after their ReLU); for :class:`DigitNet` ``relu1`` … ``relu4``; for
-    ResNets the stem's ``relu`` and the stages ``layer1`` … ``layer4`` (module names).
-    """
-    pools = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-    modules = dict(model.named_modules())
-    nodes = layer_names(model)
-    is_pool = [isinstance(modules.get(n), pools) for n in nodes]
-    out = [nodes[i - 1] for i in range(1, len(nodes)) if is_pool[i] and not is_pool[i - 1]]
-    stages = [n for n, _ in model.named_children() if n.startswith("layer") and n[5:].isdigit()]
-    if stages:
-        out = [n for n in out if not any(n.startswith(f"{s}.") for s in stages)] + stages
-    return out
-
-
-def check_layers(model: nn.Module, requested: list[str] | str, model_name: str = "model") -> list[str]:
-    """The layers ``requested`` (graph node or module names, or ``"blocks"``), checked.
-
-    Raises a ValueError listing the model's layer names when one is unknown.
-    """
-    if requested == "blocks":
-        return block_layers(model)
-    if isinstance(requested, str):
-        raise ValueError(f"layers must be a list of names or 'blocks', got {requested!r}")
-    names = layer_names(model)
-    modules = {n for n, _ in model.named_modules() if n}
-    missing = [r for r in requested if r not in names and r not in modules]
-    if missing:
-        raise ValueError(
-            f"layer(s) {missing} not found in {model_name}; its layers are: " + ", ".join(names)
-        )
-    if not requested:
-        raise ValueError(f"no layers chosen for {model_name}")
-    return list(requested)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA where available, else CPU; otherwise the named device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here")
-    return dev
-
-
-def to_input(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
-    """(N, H, W, C) uint8 → normalised (N, C, H, W) float32 tensor."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return (x - m) / s
-
-
-def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation of uint8 images, on the 0–1 scale."""
-    x = images.astype(np.float64) / 255.0
-    mean = x.mean(axis=(0, 1, 2))
-    std = x.std(axis=(0, 1, 2))
-    std[std == 0] = 1.0
-    return mean.tolist(), std.tolist()
-
-
-def check_classes(labels: np.ndarray, data_name: str) -> None:
-    """Refuse training labels with fewer than two classes (a one-class net scores loss 0 and
-    accuracy 1 while learning nothing) or a class of one image (no stratified held-out split)."""
-    values, counts = np.unique(labels, return_counts=True)
-    if len(values) < 2:
-        which = f"one class (label {values[0]})" if len(values) else "no labelled images"
-        raise ValueError(
-            f"{data_name} has {which}: a classifier needs at least two classes to learn "
-            "anything; train on a data set with two or more classes"
-        )
-    if counts.min() < 2:
-        raise ValueError(
-            f"{data_name}: class {values[counts.argmin()]} has a single image; each class needs "
-            "at least two (one to train on, one to hold out)"
-        )
-
-
-def train_classifier(
-    model: nn.Module,
-    images: np.ndarray,
-    labels: np.ndarray,
-    *,
-    mean: list[float],
-    std: list[float],
-    epochs: int = 10,
-    batch_size: int = 64,
-    lr: float = 2e-3,
-    weight_decay: float = 1e-4,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    device: str = "cpu",
-    trainable: list[str] | None = None,
-    progress: bool = True,
-    data_name: str = "the training data",
-) -> dict:
-    """Train ``model`` on (N, H, W, C) uint8 images with labels 0…K-1; return metrics.
-
-    A seeded, stratified ``val_fraction`` of the images is held out and the accuracy on it is
-    returned as ``val_accuracy``. ``trainable`` (parameter-name prefixes) restricts which
-    parameters are updated; the others stay frozen. Labels of fewer than two classes, or a
-    class with a single image, are refused with a ValueError naming ``data_name``.
-    """
-    from sklearn.model_selection import train_test_split
-    from tqdm import tqdm
-
-    if len(images) != len(labels):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    check_classes(labels, data_name)
-    torch.manual_seed(seed)
-    dev = resolve_device(device)
-    idx_train, idx_val = train_test_split(
-        np.arange(len(labels)), test_size=val_fraction, random_state=seed, stratify=labels
-    )
-    x = to_input(images, mean, std)
-    y = torch.from_numpy(np.asarray(labels, np.int64))
-    model = model.to(dev)
-    params = []
-    for name, p in model.named_parameters():
-        keep = trainable is None or any(name.startswith(t) for t in trainable)
-        p.requires_grad_(keep)
-        if keep:
-            params.append(p)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=lr, total_steps=epochs * int(np.ceil(len(idx_train) / batch_size))
-    )
-    gen = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    history = []
-    bar = tqdm(range(epochs), desc="train", unit="epoch", disable=not progress)
-    frozen_norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                    and not any(p.requires_grad for p in m.parameters())]
-    for _epoch in bar:
-        model.train()
-        for m in frozen_norms:  # a frozen BatchNorm keeps its source statistics too
-            m.eval()
-        order = torch.from_numpy(idx_train)[torch.randperm(len(idx_train), generator=gen)]
-        total = 0.0
-        for i in range(0, len(order), batch_size):
-            b = order[i : i + batch_size]
-            xb, yb = x[b].to(dev), y[b].to(dev)
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(b)
-        acc = evaluate(model, x[idx_val], y[idx_val], batch_size=256, device=dev)
-        history.append({"loss": total / len(idx_train), "val_accuracy": acc})
-        bar.set_postfix(loss=f"{total / len(idx_train):.3f}", val_acc=f"{acc:.3f}")
-    return {
-        "val_accuracy": history[-1]["val_accuracy"],
-        "n_train": len(idx_train),
-        "n_val": len(idx_val),
-        "epochs": epochs,
-        "history": history,
-        "seconds": time.perf_counter() - start,
-    }
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size=256, device="cpu"):
-    """Accuracy of ``model`` on normalised inputs ``x`` (N, C, H, W) and labels ``y`` (N,)."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        pred = model(x[i : i + batch_size].to(device)).argmax(1).cpu()
-        correct += int((pred == y[i : i + batch_size]).sum())
-    return correct / max(len(x), 1)
-
-
 def save_state_dict(model: nn.Module, path: str | os.PathLike) -> None:
     """Save ``model.state_dict()`` (tensors on the CPU) atomically."""
     from convdp.io import atomic_path
@@ -518,7 +344,7 @@ def load_pretrained(spec: dict) -> tuple[nn.Module, dict]:
     if kind == "factory":  # the factory's own defaults, unless the config says
         num_classes, in_channels = spec.get("num_classes"), None
     else:
-        in_channels = 1 if kind == "digitnet" else 3
+        in_channels = native_channels(arch)
         num_classes = spec.get("num_classes", 10 if kind == "digitnet" else 1000)
     extra: dict = {"in_channels": in_channels, "num_classes": num_classes, "classes": None}
     path = Path(weights)

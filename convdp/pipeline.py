@@ -22,9 +22,6 @@ from convdp.io import read_json, write_json, write_npz
 
 log = logging.getLogger("convdp")
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-
 
 @contextlib.contextmanager
 def snakemake_job(smk):
@@ -102,6 +99,7 @@ def prepare_model(
     input channels and size, normalisation, layer names, held-out accuracy) to ``out_meta``.
     """
     from convdp import models
+    from convdp.training import default_normalisation, normalisation
 
     arch, weights = spec["arch"], spec.get("weights", "train")
     meta: dict = {"arch": arch, "weights": weights, "input_size": spec.get("input_size")}
@@ -112,7 +110,7 @@ def prepare_model(
         classes = np.unique(ds.labels)
         y = np.searchsorted(classes, ds.labels)
         in_channels = ds.images.shape[-1]
-        mean, std = _normalisation(spec, ds.images)
+        mean, std = normalisation(spec, ds.images)
         torch_seed(seed)
         net = models.build_model(arch, len(classes), in_channels)
         metrics = models.train_classifier(
@@ -133,8 +131,7 @@ def prepare_model(
         net, extra = models.load_pretrained(spec)
         mean, std = extra.pop("mean", None), extra.pop("std", None)
         if mean is None:
-            c = extra["in_channels"]
-            mean, std = (IMAGENET_MEAN, IMAGENET_STD) if c == 3 else ([0.5] * c, [0.5] * c)
+            mean, std = default_normalisation(extra["in_channels"])
         meta |= {"val_accuracy": None, **extra}
     meta |= {
         "mean": list(map(float, mean)),
@@ -151,18 +148,6 @@ def torch_seed(seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)
-
-
-def _normalisation(spec: dict, images: np.ndarray) -> tuple[list[float], list[float]]:
-    from convdp import models
-
-    norm = spec.get("normalize", "data")
-    if norm == "imagenet":
-        return IMAGENET_MEAN, IMAGENET_STD
-    if norm is None:
-        c = images.shape[-1]
-        return [0.0] * c, [1.0] * c
-    return models.channel_stats(images)
 
 
 def activation_store(manifest: str | Path) -> Path:
@@ -226,12 +211,6 @@ def extract(
     return out
 
 
-def _class_labels(dataset: str | Path) -> np.ndarray | None:
-    """The class of each image of the stored data set, or None when it is unlabelled."""
-    group = data_mod.open_dataset(dataset)
-    return group["labels"][:] if group.attrs.get("labelled", True) else None
-
-
 def open_layer(manifest: str | Path, layer: str):
     """The Zarr array of ``layer`` from the store behind ``manifest`` (checked to belong to it)."""
     from convdp.extract import open_activations
@@ -265,7 +244,7 @@ def fit(
     from convdp.cluster import fit_layer
 
     array = open_layer(manifest, layer)
-    labels = _class_labels(dataset)
+    labels = data_mod.read_labels(dataset)
     start = time.perf_counter()
     arrays, record = fit_layer(array, layer=layer, mode=mode, method=method, params=params,
                                seed=seed, class_labels=labels, progress=progress)
@@ -371,7 +350,7 @@ def merge_parts(
             raise ValueError(f"{path}: not a labels part, it lacks {missing}; delete it and rerun")
         loaded.append((int(z["start"]), int(z["stop"]), z["labels"]))
         part_seconds += float(z["seconds"])
-    labels = _class_labels(dataset)
+    labels = data_mod.read_labels(dataset)
     # seconds: fitting plus labelling, as in one job; wall_seconds: the jobs' own times
     arrays, record = merge_labels(model, record, loaded, class_labels=labels,
                                   seconds=record["fit_seconds"] + part_seconds,
@@ -415,7 +394,7 @@ def transfer_scores(
     from convdp.transfer import score_layer
 
     images = data_mod.open_dataset(target_dataset)["images"]
-    classes = _class_labels(target_dataset)
+    classes = data_mod.read_labels(target_dataset)
     pick = np.linspace(0, images.shape[0] - 1, min(n_examples, images.shape[0])).astype(int)
     maps: dict[str, np.ndarray] = {"images": images.get_orthogonal_selection((pick,))}
     rows = []

@@ -3,7 +3,8 @@
 # (`use rule ... with:`) and their own section of the config as params, so editing one
 # method's settings reruns only that method's fits.
 #
-# Which rules write a layer's {mode}.npz/.json (the layer wildcard's constraint decides):
+# Which rules write a model's layer's {mode}.npz/.json (the model wildcard's constraint,
+# models_labelled in common.smk, decides from label_jobs of that model.layer or layer):
 # - label_jobs 1 (the default): fit_{method} fits and labels every image in one job;
 # - label_jobs n > 1: fit_{method}_model fits, n label_{method} jobs label one range of
 #   images each, merge_{method} writes the same {mode}.npz/.json as an unsplit fit.
@@ -21,7 +22,7 @@ rule fit_dpgmm:
     benchmark:
         "benchmarks/runs/fit_dpgmm/{model}/{dataset}/{layer}/{mode}.tsv"
     wildcard_constraints:
-        layer=layers_labelled(split=False),
+        model=models_labelled(split=False),
     conda:
         "../envs/cluster.yaml"
     threads: 1
@@ -65,7 +66,7 @@ rule fit_dpgmm_model:
     benchmark:
         "benchmarks/runs/fit_dpgmm_model/{model}/{dataset}/{layer}/{mode}.tsv"
     wildcard_constraints:
-        layer=layers_labelled(split=True),
+        model=models_labelled(split=True),
     conda:
         "../envs/cluster.yaml"
     threads: 1
@@ -109,7 +110,7 @@ rule label_dpgmm:
     benchmark:
         "benchmarks/runs/label_dpgmm/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.tsv"
     wildcard_constraints:
-        layer=layers_labelled(split=True),
+        model=models_labelled(split=True),
         part="[0-9]+",
         parts="[0-9]+",
     conda:
@@ -148,7 +149,7 @@ rule merge_dpgmm:
     log:
         "logs/merge_dpgmm/{model}/{dataset}/{layer}/{mode}.log",
     wildcard_constraints:
-        layer=layers_labelled(split=True),
+        model=models_labelled(split=True),
     conda:
         "../envs/cluster.yaml"
     threads: 1

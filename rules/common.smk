@@ -4,7 +4,7 @@ import re
 
 from convdp import provenance
 from convdp.cluster import components_cap, label_memory_mb, merge_memory_mb
-from convdp.config import label_jobs, validate_config
+from convdp.config import label_jobs, layer_index, validate_config
 from convdp.io import read_json
 
 # Validates against convdp/schema.yaml with snakemake.utils.validate (defaults filled in),
@@ -70,28 +70,34 @@ def fit_mem_mb(wildcards, attempt):
     return int((1000 + n * (components_cap(config) + 512) * 8 * 3 / 1e6) * attempt)
 
 
-# Split fits (config label_jobs > 1 for a layer): a *_model job fits, label_* jobs label one
-# range of images each, a merge_* job writes the same {mode}.npz/.json as an unsplit fit job.
-# Which rule writes a layer's {mode}.npz is decided by the layer wildcard's constraint.
+# Split fits (config label_jobs > 1 for a model's layer): a *_model job fits, label_* jobs
+# label one range of images each, a merge_* job writes the same {mode}.npz/.json as an unsplit
+# fit job. Which rule writes a fit is decided by the model wildcard's constraint, which looks
+# ahead in the path ({model}/{dataset}/{layer}/...) to the layer.
 
 
-def layers_labelled(split):
-    """Pattern of the layer names whose samples are labelled in separate jobs (``split``) or
-    by the fit job itself; one that matches nothing when there are none."""
-    names = {
-        layer
-        for spec in MODELS.values()
-        for layer in spec["layers"]
-        if (label_jobs(config, layer) > 1) == split
-    }
-    return _alternatives(sorted(names)) if names else "(?!)"
+def models_labelled(split):
+    """Pattern of the model wildcard for the fits whose samples are labelled in separate jobs
+    (``split``) or by the fit job itself: each model, followed by one of its layers of that
+    kind (``net(?=/[^/]+/(?:relu2|relu3)/)``); one that matches nothing when there are none.
+    """
+    branches = []
+    for model, spec in MODELS.items():
+        names = [
+            layer
+            for layer in spec["layers"]
+            if (label_jobs(config, model, layer) > 1) == split
+        ]
+        if names:
+            branches.append(f"{re.escape(model)}(?=/[^/]+/(?:{_alternatives(names)})/)")
+    return "|".join(branches) or "(?!)"
 
 
 def label_parts(method):
     """Input function of merge_{method}: the label parts of the layer, part 1 to n."""
 
     def parts(wildcards):
-        n = label_jobs(config, wildcards.layer)
+        n = label_jobs(config, wildcards.model, wildcards.layer)
         stem = "results/{}/{}/{}/{}/{}".format(
             method, wildcards.model, wildcards.dataset, wildcards.layer, wildcards.mode
         )
@@ -128,12 +134,13 @@ def uses_gpu():
 
 
 def fit_context(wildcards):
-    """Fields every fit record carries, for the summary table."""
+    """Fields every fit record carries, for the summary table (``layer_index``: the layer's
+    position in the net, so that adding a layer to the config reruns no other fit)."""
     return {
         "model": wildcards.model,
         "dataset": wildcards.dataset,
         "role": role_of(wildcards.model, wildcards.dataset),
-        "layer_index": MODELS[wildcards.model]["layers"].index(wildcards.layer),
+        "layer_index": layer_index(config, wildcards.model, wildcards.layer),
     }
 
 

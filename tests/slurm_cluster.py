@@ -214,38 +214,31 @@ def clean_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in base.items() if not k.startswith(_SLURM_ENV_PREFIXES)}
 
 
-def _pids_with_marker(marker: str) -> list[int]:
-    """PIDs of processes whose environment contains MARKER_VAR=marker."""
+def _our_pids(marker: str, dirs: list[Path]) -> set[int]:
+    """PIDs of processes (other than this one) of the cluster: whose environment contains
+    MARKER_VAR=marker (job processes, sbatch --export=ALL of our env), or whose working
+    directory is in one of ``dirs`` (slurmd starts slurmstepd in its own cwd, with a
+    scrubbed environment)."""
     needle = f"{MARKER_VAR}={marker}".encode()
-    me = os.getpid()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                if needle in fh.read().split(b"\0"):
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
-
-
-def _pids_in_dirs(dirs: list[Path]) -> list[int]:
-    """PIDs of processes whose working directory is in one of ``dirs``
-    (slurmd starts slurmstepd in its own cwd, with a scrubbed environment)."""
     prefixes = [str(d.resolve()) for d in dirs]
     me = os.getpid()
-    found = []
+    found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         try:
             cwd = os.readlink(f"/proc/{entry}/cwd")
+            if any(cwd == p or cwd.startswith(p + "/") for p in prefixes):
+                found.add(int(entry))
+                continue
+        except OSError:
+            pass
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if needle in fh.read().split(b"\0"):
+                    found.add(int(entry))
         except OSError:
             continue
-        if any(cwd == p or cwd.startswith(p + "/") for p in prefixes):
-            found.append(int(entry))
     return found
 
 
@@ -253,7 +246,7 @@ def leftover_pids(env: Mapping[str, str]) -> list[int]:
     """Processes of the cluster described by ``env`` (as yielded by
     :func:`local_slurm`) that are still alive; empty after a clean exit."""
     root = Path(env["SLURM_CONF"]).parent.parent
-    pids = set(_pids_with_marker(env[MARKER_VAR])) | set(_pids_in_dirs([root]))
+    pids = _our_pids(env[MARKER_VAR], [root])
     return sorted(p for p in pids if _alive(p))
 
 
@@ -596,7 +589,7 @@ def _shutdown(
             _stop_process(procs[name])
     # 3. leftovers: job processes carry the marker variable (sbatch
     #    --export=ALL of our env), slurmstepd runs in slurmd's cwd (root)
-    leftovers = set(_pids_with_marker(marker)) | set(_pids_in_dirs(cwd_dirs))
+    leftovers = _our_pids(marker, cwd_dirs)
     _kill_pids(sorted(p for p in leftovers if _alive(p)), timeout=5)
     # 4. the configless link, if it is ours
     if created_link and CONFIGLESS_LINK.is_symlink():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convdp.aggregate import aggregate
+from convdp.aggregate import aggregate, summary_table
 from convdp.data import load_digits_split, write_dataset
 from convdp.io import write_json, write_npz
 from convdp.plotting import NEUTRAL, PALETTE, cluster_colours, grey_clusters
@@ -82,3 +82,18 @@ def test_two_models_on_one_data_set_keep_their_own_rows_and_figures(two_models):
     aggregate(jsons, datasets, root / "summary.csv", figures | {"label_maps": root / "plain.png"},
               n_examples=2)
     assert firebrick(figures["label_maps"]) > firebrick(root / "plain.png") + 20
+
+
+def test_summary_numbers_each_models_layers_in_the_nets_order(tmp_path):
+    """The fit records carry each layer's position in the net's graph (gaps, any order); the
+    summary numbers a model's layers 0, 1, ... in that order."""
+    jsons = []
+    for model, positions in {"a": {"relu3": 7, "relu1": 1, "relu2": 4}, "b": {"x": 30, "y": 2}}.items():
+        for layer, position in positions.items():
+            path = tmp_path / f"{model}_{layer}.json"
+            write_json(path, {"model": model, "dataset": "d", "role": "source", "layer": layer,
+                              "layer_index": position, "mode": "image", "method": "dpgmm"})
+            jsons.append(path)
+    df = summary_table(jsons)
+    assert df[["model", "layer", "layer_index"]].values.tolist() == [
+        ["a", "relu1", 0], ["a", "relu2", 1], ["a", "relu3", 2], ["b", "y", 0], ["b", "x", 1]]

@@ -49,3 +49,40 @@ def test_unknown_architecture_is_named(config):
     config["models"]["digitnet"]["arch"] = "notanet"
     with pytest.raises(ConfigError, match=r"models\.digitnet\.arch: unknown architecture 'notanet'"):
         validate_config(config)
+
+
+def test_layer_index_is_the_nets_order_not_the_lists(config):
+    """A fit's layer_index is the layer's place in the net (graph order), whatever the config
+    lists: inserting a layer into the list (or listing them out of order) moves no other
+    layer's index, so no other layer's fits rerun."""
+    from convdp.config import layer_index
+    from convdp.layers import layer_names
+    from convdp.models import DigitNet
+
+    nodes = layer_names(DigitNet())
+    indices = {}
+    for layers in (["relu1", "relu3"], ["relu1", "relu2", "relu3"], ["relu3", "relu1"]):
+        c = copy.deepcopy(config)
+        c["models"]["digitnet"]["layers"] = layers
+        validate_config(c)
+        indices[tuple(layers)] = {n: layer_index(c, "digitnet", n) for n in layers}
+    assert {i["relu1"] for i in indices.values()} == {nodes.index("relu1")}
+    assert {i["relu3"] for i in indices.values()} == {nodes.index("relu3")}
+    assert indices[("relu1", "relu2", "relu3")]["relu2"] == nodes.index("relu2")
+    assert nodes.index("relu1") < nodes.index("relu2") < nodes.index("relu3")
+
+
+def test_a_module_layer_sits_at_its_last_node():
+    """A module name that is not a graph node (a ResNet stage) is placed at its last node."""
+    import torchvision
+
+    from convdp.layers import layer_names, layer_positions
+
+    net = torchvision.models.resnet18()
+    nodes = layer_names(net)
+    pos = layer_positions(net, ["layer2", "relu", "layer1"])
+    assert pos["relu"] == nodes.index("relu")
+    assert pos["layer1"] == max(i for i, n in enumerate(nodes) if n.startswith("layer1."))
+    assert pos["relu"] < pos["layer1"] < pos["layer2"] < len(nodes)
+    with pytest.raises(ValueError, match="layer9"):
+        layer_positions(net, ["layer9"])

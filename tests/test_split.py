@@ -213,12 +213,60 @@ def test_label_jobs_per_layer(tiny_config, value, relu1, relu2):
     if value is not None:
         config["label_jobs"] = value
     validate_config(config)
-    assert (label_jobs(config, "relu1"), label_jobs(config, "relu2")) == (relu1, relu2)
+    assert (label_jobs(config, "digitnet", "relu1"),
+            label_jobs(config, "digitnet", "relu2")) == (relu1, relu2)
+
+
+def two_models(tiny_config, jobs):
+    """The tiny config with a second DigitNet (``other``, layers relu2 and relu3) and
+    ``label_jobs: jobs``."""
+    config = copy.deepcopy(tiny_config)
+    config["models"]["other"] = copy.deepcopy(config["models"]["digitnet"]) | {
+        "layers": ["relu2", "relu3"]}
+    config["label_jobs"] = jobs
+    return config
+
+
+@pytest.mark.parametrize(("jobs", "digitnet", "other"), [
+    ({"other.relu2": 3}, 1, 3),  # model.layer: that model only
+    ({"relu2": 3}, 3, 3),  # a bare layer name: every model with that layer
+    ({"relu2": 2, "other.relu2": 4}, 2, 4),  # model.layer counts before the bare name
+])
+def test_label_jobs_by_model_and_layer(tiny_config, jobs, digitnet, other):
+    config = validate_config(two_models(tiny_config, jobs))
+    assert label_jobs(config, "digitnet", "relu2") == digitnet
+    assert label_jobs(config, "other", "relu2") == other
+    assert label_jobs(config, "other", "relu3") == label_jobs(config, "digitnet", "relu3") == 1
+
+
+def test_two_models_share_a_layer_and_one_is_split(tiny_config, repo_root, tmp_path):
+    """label_jobs {other.relu2: 3}: other's relu2 fits are split (model fit, 3 label jobs,
+    merge); digitnet's relu2, and every other layer, is fitted by the fit job."""
+    import re
+    import subprocess
+    import sys
+
+    config = tmp_path / "two.yaml"
+    config.write_text(yaml.safe_dump(two_models(tiny_config, {"other.relu2": 3})))
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s",
+                          str(repo_root / "Snakefile"), "--directory", str(tmp_path),
+                          "--configfile", str(config)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", out.stdout, re.M)}
+    for method in ("dpgmm", "baseline"):  # 2 data sets × 2 modes each
+        assert counts[f"fit_{method}_model"] == 2 * 2
+        assert counts[f"label_{method}"] == 3 * 2 * 2
+        assert counts[f"merge_{method}"] == 2 * 2
+        assert counts[f"fit_{method}"] == (4 + 1) * 2 * 2  # digitnet: 4 layers; other: relu3
+    split = set(re.findall(r"results/dpgmm/(\w+)/\w+/(\w+)/\w+\.model\.npz", out.stdout))
+    assert split == {("other", "relu2")}
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ({"fc7": 2}, "label_jobs.fc7: 'fc7' is not a layer of any model; the models' layers are "
-                 "digitnet: relu1, relu2, relu3, relu4"),
+    ({"fc7": 2}, "label_jobs.fc7: 'fc7' is not a layer of any model (write a layer name or "
+                 "model.layer); the models' layers are digitnet: relu1, relu2, relu3, relu4"),
+    ({"other.relu1": 2}, "label_jobs.other.relu1: 'other.relu1' is not a layer of any model"),
     (0, "invalid config at label_jobs: 0 is not valid under any of the given schemas "
         "(label_jobs: 0 is less than the minimum of 1"),
     ({"relu2": 0}, "label_jobs.relu2: 0 is less than the minimum of 1"),

@@ -43,6 +43,7 @@ from convdp.datasets.store import (
     content_checksum,
     open_dataset,
     read_dataset,
+    read_labels,
     write_dataset,
 )
 
@@ -66,6 +67,7 @@ __all__ = [
     "load_torchvision_dataset",
     "open_dataset",
     "read_dataset",
+    "read_labels",
     "read_idx",
     "resize_center_crop",
     "resize_dataset",

@@ -107,14 +107,20 @@ def open_dataset(path: str | os.PathLike) -> zarr.Group:
     return group
 
 
+def read_labels(path: str | os.PathLike, group: zarr.Group | None = None) -> np.ndarray | None:
+    """The class of each image of the stored data set, or None when it is unlabelled
+    (``group``: the store already opened)."""
+    group = open_dataset(path) if group is None else group
+    return group["labels"][:] if group.attrs.get("labelled", True) else None
+
+
 def read_dataset(path: str | os.PathLike) -> Dataset:
     """Read a whole data set store back into memory."""
     group = open_dataset(path)
     attrs = dict(group.attrs)
-    labels = group["labels"][:]
     return Dataset(
         images=group["images"][:],
-        labels=labels if attrs.get("labelled", True) else None,
+        labels=read_labels(path, group),
         class_names=list(attrs.get("class_names", [])),
         source=attrs.get("source", str(path)),
         files=dict(attrs.get("files", {})),

@@ -16,30 +16,22 @@ def frozen_parameters(model, layers: Sequence[str]) -> list[list[str]]:
     """For each cut ``n = 0…L``: the parameter names frozen when the first n layers are kept.
 
     A parameter is frozen at cut n when its module runs no later than the n-th configured
-    layer (graph order of :func:`convdp.models.layer_names`; a layer given as a module name,
+    layer (graph order of :func:`convdp.layers.layer_names`; a layer given as a module name,
     e.g. a ResNet stage, ends at its last node). Parameters of modules that are not graph
     nodes are never frozen. ``layers`` must go from the input towards the output.
     """
-    from convdp.models import layer_names
+    from convdp.layers import layer_names, node_positions
 
     nodes = layer_names(model)
-    pos = {n: i for i, n in enumerate(nodes)}
-
-    def position(name: str) -> float:
-        if name in pos:
-            return pos[name]
-        inside = [pos[n] for n in nodes if n.startswith(f"{name}.")]
-        return max(inside) if inside else float("inf")
-
-    cut_pos = [position(layer) for layer in layers]
+    cut_pos = node_positions(nodes, layers)
     if any(np.isinf(p) for p in cut_pos):
         raise ValueError(f"layers {list(layers)} are not all graph nodes or modules of the net")
     if any(b <= a for a, b in zip(cut_pos, cut_pos[1:], strict=False)):
         raise ValueError(f"layers {list(layers)} must be listed from the input towards the output "
                          "to define cuts")
     names = [name for name, _ in model.named_parameters()]
-    param_pos = {name: position(name.rsplit(".", 1)[0]) if "." in name else float("inf")
-                 for name in names}
+    modules = [name.rsplit(".", 1)[0] if "." in name else "" for name in names]
+    param_pos = dict(zip(names, node_positions(nodes, modules), strict=True))
     return [[]] + [[n for n in names if param_pos[n] <= p] for p in cut_pos]
 
 

@@ -136,8 +136,4 @@ def verdict(
         r["spearman_shift"] = corr["shift"]
         r["spearman_shift_z"] = corr["shift_z"]
         r |= {k: scores[k] for k in ("model", "dataset", "source")}
-    df = pd.DataFrame(rows)
-    for col in COLUMNS:
-        if col not in df:
-            df[col] = np.nan
-    return df[COLUMNS], summary
+    return pd.DataFrame(rows).reindex(columns=COLUMNS), summary  # a column no row has: NaN

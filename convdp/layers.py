@@ -1,0 +1,86 @@
+"""A net's layers by name: every graph node, the conv blocks' outputs, the layers a config
+asks for (checked), and where each sits in the net's order.
+
+Layers are named the way torchvision's ``feature_extraction`` names graph nodes
+(``get_graph_node_names``), e.g. ``relu3`` for :class:`convdp.models.DigitNet` or
+``features.22`` for VGG16 (Keras' ``block4_conv3`` after its ReLU); a module name that is not
+a node (a ResNet stage, ``layer2``) stands for its last node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Every graph node name of ``model`` in evaluation mode (torchvision feature extraction)."""
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    _, eval_nodes = get_graph_node_names(model)
+    return [n for n in eval_nodes if n not in ("x", "input")]
+
+
+def block_layers(model: nn.Module) -> list[str]:
+    """The output of every conv block: the node just before each pooling step.
+
+    For VGG16 this is ``features.3, .8, .15, .22, .29`` (Keras' ``block1_conv2`` …
+    ``block5_conv3``, after their ReLU); for :class:`DigitNet` ``relu1`` … ``relu4``; for
+    ResNets the stem's ``relu`` and the stages ``layer1`` … ``layer4`` (module names).
+    """
+    pools = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    modules = dict(model.named_modules())
+    nodes = layer_names(model)
+    is_pool = [isinstance(modules.get(n), pools) for n in nodes]
+    out = [nodes[i - 1] for i in range(1, len(nodes)) if is_pool[i] and not is_pool[i - 1]]
+    stages = [n for n, _ in model.named_children() if n.startswith("layer") and n[5:].isdigit()]
+    if stages:
+        out = [n for n in out if not any(n.startswith(f"{s}.") for s in stages)] + stages
+    return out
+
+
+def check_layers(model: nn.Module, requested: list[str] | str, model_name: str = "model") -> list[str]:
+    """The layers ``requested`` (graph node or module names, or ``"blocks"``), checked.
+
+    Raises a ValueError listing the model's layer names when one is unknown.
+    """
+    if requested == "blocks":
+        return block_layers(model)
+    if isinstance(requested, str):
+        raise ValueError(f"layers must be a list of names or 'blocks', got {requested!r}")
+    names = layer_names(model)
+    modules = {n for n, _ in model.named_modules() if n}
+    missing = [r for r in requested if r not in names and r not in modules]
+    if missing:
+        raise ValueError(
+            f"layer(s) {missing} not found in {model_name}; its layers are: " + ", ".join(names)
+        )
+    if not requested:
+        raise ValueError(f"no layers chosen for {model_name}")
+    return list(requested)
+
+
+def node_positions(nodes: Sequence[str], names: Sequence[str]) -> list[float]:
+    """Where each of ``names`` sits among the graph ``nodes`` (:func:`layer_names`, in the
+    net's order): a node's own index; a module that is not a node (a ResNet stage, a
+    parameter's module), its last node's; ``inf`` for a name with no node."""
+    pos = {n: i for i, n in enumerate(nodes)}
+
+    def position(name: str) -> float:
+        if name in pos:
+            return pos[name]
+        inside = [pos[n] for n in nodes if n.startswith(f"{name}.")]
+        return max(inside) if inside else float("inf")
+
+    return [position(name) for name in names]
+
+
+def layer_positions(model: nn.Module, layers: Sequence[str]) -> dict[str, int]:
+    """Each of ``layers``' position in ``model``'s graph order (see :func:`node_positions`):
+    the same whatever else the config lists, so inserting a layer moves no other layer."""
+    positions = node_positions(layer_names(model), layers)
+    missing = [name for name, p in zip(layers, positions, strict=True) if p == float("inf")]
+    if missing:
+        raise ValueError(f"layer(s) {missing} are neither graph nodes nor modules of the net")
+    return {name: int(p) for name, p in zip(layers, positions, strict=True)}
