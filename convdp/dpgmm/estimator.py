@@ -266,13 +266,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
 
     def predict_proba(self, X):
         """Responsibilities, float64 array of shape (N, K) (rows sum to 1)."""
-        with self._threads():
-            Xc = self._prepare_new(X)
-            out = []
-            for s, e in self._blocks(Xc.shape[0]):
-                wlp = self._weighted_log_prob(Xc[s:e])
-                out.append(torch.softmax(wlp, dim=1).to(torch.float64).cpu())
-            return torch.cat(out).numpy()
+        return self._per_block(X, lambda wlp: torch.softmax(wlp, dim=1))
 
     def score_samples(self, X):
         """``logsumexp`` over components of the weighted log probabilities, shape (N,).
@@ -280,12 +274,15 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         Same definition as scikit-learn's ``BaseMixture.score_samples`` for the
         Bayesian mixture (``_estimate_log_prob + _estimate_log_weights``).
         """
+        return self._per_block(X, lambda wlp: torch.logsumexp(wlp, dim=1))
+
+    def _per_block(self, X, reduce):
+        """``reduce`` of the weighted log probabilities (block, K) of new data, block by
+        block, as one float64 NumPy array."""
         with self._threads():
             Xc = self._prepare_new(X)
-            out = []
-            for s, e in self._blocks(Xc.shape[0]):
-                wlp = self._weighted_log_prob(Xc[s:e])
-                out.append(torch.logsumexp(wlp, dim=1).to(torch.float64).cpu())
+            out = [reduce(self._weighted_log_prob(Xc[s:e])).to(torch.float64).cpu()
+                   for s, e in self._blocks(Xc.shape[0])]
             return torch.cat(out).numpy()
 
     def score(self, X, y=None):
