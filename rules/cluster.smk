@@ -6,13 +6,15 @@
 # Which rules write a layer's {mode}.npz/.json (the layer wildcard's constraint decides):
 # - label_jobs 1 (the default): fit_{method} fits and labels every image in one job;
 # - label_jobs n > 1: fit_{method}_model fits, n label_{method} jobs label one range of
-#   images each, merge_{method} writes the same {mode}.npz/.json as an unsplit fit.
+#   images each, merge_{method} writes the same {mode}.npz/.json as an unsplit fit;
+# - a sample store (extract.store; rules/label.smk): fit_{method}_model fits on the stored
+#   samples, label_activations labels every fit, and fit_{method} (merge_{method} for a split
+#   layer) writes the same {mode}.npz/.json from those labels.
 
 
 rule fit_dpgmm:
     input:
-        manifest="results/activations/{model}/{dataset}.json",
-        dataset="results/data/{dataset}.zarr",
+        unpack(fit_input("dpgmm", split=False)),
     output:
         npz="results/dpgmm/{model}/{dataset}/{layer}/{mode}.npz",
         json="results/dpgmm/{model}/{dataset}/{layer}/{mode}.json",
@@ -28,6 +30,7 @@ rule fit_dpgmm:
     resources:
         mem_mb=fit_mem_mb,
         runtime=lambda wc, attempt: 60 * attempt,
+        gpu=1 if fits_use_gpu() else 0,
     params:
         method="dpgmm",
         params=fit_params("dpgmm"),
@@ -39,6 +42,8 @@ rule fit_dpgmm:
 
 
 use rule fit_dpgmm as fit_baseline with:
+    input:
+        unpack(fit_input("baseline", split=False)),
     output:
         npz="results/baseline/{model}/{dataset}/{layer}/{mode}.npz",
         json="results/baseline/{model}/{dataset}/{layer}/{mode}.json",
@@ -64,14 +69,13 @@ rule fit_dpgmm_model:
         "logs/fit_dpgmm_model/{model}/{dataset}/{layer}/{mode}.log",
     benchmark:
         "benchmarks/runs/fit_dpgmm_model/{model}/{dataset}/{layer}/{mode}.tsv"
-    wildcard_constraints:
-        layer=layers_labelled(split=True),
     conda:
         "../envs/cluster.yaml"
     threads: 1
     resources:
         mem_mb=fit_mem_mb,
         runtime=lambda wc, attempt: 60 * attempt,
+        gpu=1 if fits_use_gpu() else 0,
     params:
         method="dpgmm",
         params=fit_params("dpgmm"),
@@ -138,10 +142,7 @@ use rule label_dpgmm as label_baseline with:
 
 rule merge_dpgmm:
     input:
-        model="results/dpgmm/{model}/{dataset}/{layer}/{mode}.model.npz",
-        model_json="results/dpgmm/{model}/{dataset}/{layer}/{mode}.model.json",
-        parts=label_parts("dpgmm"),
-        dataset="results/data/{dataset}.zarr",
+        unpack(fit_input("dpgmm", split=True)),
     output:
         npz="results/dpgmm/{model}/{dataset}/{layer}/{mode}.npz",
         json="results/dpgmm/{model}/{dataset}/{layer}/{mode}.json",
@@ -163,10 +164,7 @@ rule merge_dpgmm:
 
 use rule merge_dpgmm as merge_baseline with:
     input:
-        model="results/baseline/{model}/{dataset}/{layer}/{mode}.model.npz",
-        model_json="results/baseline/{model}/{dataset}/{layer}/{mode}.model.json",
-        parts=label_parts("baseline"),
-        dataset="results/data/{dataset}.zarr",
+        unpack(fit_input("baseline", split=True)),
     output:
         npz="results/baseline/{model}/{dataset}/{layer}/{mode}.npz",
         json="results/baseline/{model}/{dataset}/{layer}/{mode}.json",
