@@ -24,7 +24,8 @@ def fitted(tmp_path_factory):
     d = tmp_path_factory.mktemp("labelling")
     weights, meta = make_model(d)
     data = make_digits(d / "data.zarr", n=60)
-    plan = {"modes": ["position"], "max_samples": 500, "seed": 0, "transfer": None}
+    plan = {"modes": ["position"], "max_samples": PARAMS["preprocess"]["max_samples"], "seed": 0,
+            "transfer": None}
     pipeline.extract(weights, meta, data, LAYERS, d / "sample.json", sample=plan, **KW)
     fits = {}
     for layer in LAYERS:
