@@ -264,7 +264,7 @@ def extract_settings(wildcards):
 
 
 def fit_input(method, split):
-    """Inputs of the rule writing a fit's {mode}.npz/.json: the activations (full store, one
+    """Inputs of the job writing a fit's {mode}.npz/.json: the activations (full store, one
     job), the model and its labelled parts (label_jobs > 1), or the model and the labelling
     pass (sample store)."""
     root = "dpgmm" if method == "dpgmm" else "baseline"
