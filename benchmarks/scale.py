@@ -36,7 +36,7 @@ import numpy as np
 
 LAYERS = ["features.3", "features.8", "features.15", "features.22", "features.29"]
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
-          "hubble_deep_field", "retina", "motorcycle_left"]
+          "hubble_deep_field", "retina", "stereo_motorcycle"]
 SIZE = 224
 
 
@@ -44,7 +44,10 @@ def crops(n: int, seed: int = 0) -> np.ndarray:
     """``n`` seeded 224×224 RGB crops of scikit-image's sample photos, (n, 224, 224, 3) uint8."""
     import skimage.data
 
-    photos = [np.asarray(getattr(skimage.data, name)())[..., :3] for name in PHOTOS]
+    photos = []
+    for name in PHOTOS:
+        photo = getattr(skimage.data, name)()
+        photos.append(np.asarray(photo[0] if isinstance(photo, tuple) else photo)[..., :3])
     rng = np.random.default_rng(seed)
     out = np.empty((n, SIZE, SIZE, 3), np.uint8)
     for i in range(n):

@@ -3,6 +3,7 @@ then labels every position in a second pass of the net; it gives the full store'
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -108,3 +109,29 @@ def test_sample_and_full_stores_give_the_same_results(tmp_path):
     stored = {r: sum(f.stat().st_size for f in (r / "activations").rglob("*") if f.is_file())
               for r in (full, sample)}
     assert stored[sample] < stored[full]
+
+
+def test_auto_takes_sample_above_the_projected_threshold(repo_root):
+    from convdp.config import validate_config
+    from convdp.storage import projected_bytes, store_kinds
+
+    config = validate_config(yaml.safe_load((repo_root / "config/paper.yaml").read_text()))
+    # one 224 x 224 image through VGG16's five blocks: 24.5 MB in float32
+    assert projected_bytes(config, "vgg16", "histology") == 4 * (
+        224 * 224 * 64 + 112 * 112 * 128 + 56 * 56 * 256 + 28 * 28 * 512 + 14 * 14 * 512)
+    assert store_kinds(config) == {("vgg16", "histology"): "full"}
+    config["extract"]["auto_threshold_gb"] = 0.01
+    assert store_kinds(config) == {("vgg16", "histology"): "sample"}
+    config["extract"]["store"] = "full"
+    assert store_kinds(config) == {("vgg16", "histology"): "full"}
+
+
+def test_dry_run_of_a_sample_store_has_a_labelling_pass_per_model_and_data_set(tmp_path):
+    out = snakemake(ROOT, tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"),
+                    "--config", "extract={store: sample}")
+    assert out.returncode == 0, out.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, re.M))
+    assert counts["label_activations"] == "2"
+    for method in ("dpgmm", "baseline"):  # 16 fits each: the model, then the outputs
+        assert counts[f"fit_{method}_model"] == counts[f"fit_{method}"] == "16"
+        assert f"label_{method}" not in counts
