@@ -81,3 +81,36 @@ def test_labelling_killed_then_rerun_is_byte_identical(fitted, tmp_path):
         assert a.dtype == np.int16 and a.tobytes() == b.tobytes() and a.min() >= 0
     manifest = json.loads(out.read_text())
     assert manifest["fits"] == sorted(args[-1])
+
+
+def test_killed_sample_extraction_resumes_byte_identical(tmp_path):
+    weights, meta = make_model(tmp_path)
+    data = make_digits(tmp_path / "data.zarr", n=80)
+    plan = {"modes": ["position", "image"], "max_samples": 400, "seed": 0,
+            "transfer": {"mode": "position", "role": "target", "max_samples": 200, "n_examples": 2}}
+    kw = dict(device="cpu", batch_size=4, chunk_size=4, progress=False)
+    manifest = tmp_path / "killed/acts.json"
+    store = pipeline.activation_store(manifest)
+    proc = child(f"""
+        from convdp.pipeline import extract
+        extract({str(weights)!r}, {str(meta)!r}, {str(data)!r}, {LAYERS!r}, {str(manifest)!r},
+                sample={plan!r}, **{kw!r})
+    """, tmp_path / "child.log")
+
+    def some_done():
+        try:
+            return len(zarr.open_group(store, mode="r").attrs.get("complete_chunks", [])) >= 1
+        except Exception:  # noqa: BLE001 - not created yet
+            return False
+
+    try:
+        wait_for(some_done, proc, what="the first complete chunk")
+    finally:
+        kill_group(proc)
+    done = len(zarr.open_group(store, mode="r").attrs["complete_chunks"])
+    assert 1 <= done < 20 and not manifest.exists()
+    info = pipeline.extract(weights, meta, data, LAYERS, manifest, sample=plan, **kw)
+    assert info["chunks_resumed"] >= done and info["store_kind"] == "sample"
+    clean = tmp_path / "clean/acts.json"
+    pipeline.extract(weights, meta, data, LAYERS, clean, sample=plan, **kw)
+    assert chunk_bytes(store) == chunk_bytes(pipeline.activation_store(clean))
