@@ -51,6 +51,11 @@ use rule fit_dpgmm as fit_baseline with:
         "logs/fit_baseline/{model}/{dataset}/{layer}/{mode}.log",
     benchmark:
         "benchmarks/runs/fit_baseline/{model}/{dataset}/{layer}/{mode}.tsv"
+    # scikit-learn's mixtures: on the CPU whatever dpgmm.device says
+    resources:
+        mem_mb=fit_mem_mb,
+        runtime=lambda wc, attempt: 60 * attempt,
+        gpu=0,
     params:
         method="baseline",
         params=fit_params("baseline"),
@@ -93,6 +98,10 @@ use rule fit_dpgmm_model as fit_baseline_model with:
         "logs/fit_baseline_model/{model}/{dataset}/{layer}/{mode}.log",
     benchmark:
         "benchmarks/runs/fit_baseline_model/{model}/{dataset}/{layer}/{mode}.tsv"
+    resources:
+        mem_mb=fit_mem_mb,
+        runtime=lambda wc, attempt: 60 * attempt,
+        gpu=0,
     params:
         method="baseline",
         params=fit_params("baseline"),

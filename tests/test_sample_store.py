@@ -135,3 +135,31 @@ def test_dry_run_of_a_sample_store_has_a_labelling_pass_per_model_and_data_set(t
     for method in ("dpgmm", "baseline"):  # 16 fits each: the model, then the outputs
         assert counts[f"fit_{method}_model"] == counts[f"fit_{method}"] == "16"
         assert f"label_{method}" not in counts
+
+
+def test_dpgmm_on_cuda_asks_a_gpu_for_the_dpgmm_fits_and_the_labelling_pass(tmp_path):
+    out = snakemake(ROOT, tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"), "--config",
+                    "extract={store: sample, device: cpu}", "dpgmm={device: cuda}")
+    assert out.returncode == 0, out.stderr
+    gpus = {}
+    for rule, gpu in re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: .*?gpu=(\d)",
+                                out.stdout, re.M):
+        gpus.setdefault(rule, set()).add(gpu)
+    assert gpus["fit_dpgmm_model"] == gpus["label_activations"] == {"1"}
+    assert gpus["fit_baseline_model"] == gpus["extract_activations"] == {"0"}
+
+
+def test_the_dpgmm_device_reaches_the_estimator_and_the_rebuilt_predictor():
+    from convdp.cluster import make_dpgmm
+    from convdp.fitted import load_predictor, model_arrays
+    from convdp.preprocess import Preprocess
+
+    params = {"n_components": 3, "covariance_type": "diag", "concentration": 1.0,
+              "max_iter": 20, "tol": 1e-3, "device": "cpu"}
+    assert make_dpgmm(params, 0).device == "cpu"
+    assert make_dpgmm({**params, "device": "auto"}, 0).device == "auto"
+    X = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    est = make_dpgmm(params, 0).fit(X)
+    pre = Preprocess(None, None, 0).fit(X, "x")
+    _, rebuilt = load_predictor(model_arrays(est, pre), device="cpu")
+    assert np.array_equal(rebuilt.predict(X), est.predict(X))
