@@ -23,6 +23,7 @@ include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/extract.smk"
 include: "rules/cluster.smk"
+include: "rules/label.smk"
 include: "rules/report.smk"
 include: "rules/transfer.smk"
 

@@ -52,6 +52,7 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
         raise ConfigError(_schema_message(exc)) from None
     _check_duplicates(config)
     _check_device(config["extract"]["device"])
+    _check_device(config["dpgmm"]["device"], "dpgmm.device")
     datasets = config["datasets"]
     facts = {name: _check_dataset(name, spec) for name, spec in datasets.items()}
     for name, spec in config["models"].items():
@@ -177,7 +178,7 @@ def _check_duplicates(config: dict) -> None:
             raise ConfigError(f"{key}: {twice[0]!r} is listed more than once")
 
 
-def _check_device(device: str) -> None:
+def _check_device(device: str, key: str = "extract.device") -> None:
     if device == "auto":
         return
     import torch
@@ -187,7 +188,7 @@ def _check_device(device: str) -> None:
     except RuntimeError:
         kind = None
     if kind not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"extract.device: {device!r} is not a device; use auto, cpu, cuda, "
+        raise ConfigError(f"{key}: {device!r} is not a device; use auto, cpu, cuda, "
                           "cuda:N (N = 0, 1, ...) or mps")
 
 

@@ -32,6 +32,7 @@ import torch
 import zarr
 from torch import nn
 
+from convdp import sampled
 from convdp.io import finish_zarr_writes
 from convdp.models import to_input
 
@@ -160,8 +161,8 @@ class _ChunkWriter:
     #: Sets of chunk buffers in circulation: one being filled, one queued, one being written.
     n_buffers = 3
 
-    def __init__(self, group: zarr.Group, arrays: dict[str, zarr.Array], store_path: Path):
-        self.group, self.arrays, self.store_path = group, arrays, store_path
+    def __init__(self, group: zarr.Group, write, store_path: Path):
+        self.group, self.write, self.store_path = group, write, store_path
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.free: queue.Queue = queue.Queue()  # buffers written out, ready to be filled again
         self.allocated = 0
@@ -174,16 +175,15 @@ class _ChunkWriter:
             if self.error is not None:
                 continue
             index, start, stop, outputs = item
-            what = "the attribute complete_chunks"
+            where = ["the attribute complete_chunks"]
             try:
-                for name, data in outputs.items():
-                    what = f"layer {name!r}"
-                    self.arrays[name][start:stop] = data[: stop - start]
+                self.write(index, start, stop, outputs, where)  # where[0]: the layer it writes
                 self.free.put(outputs)
-                what = "the attribute complete_chunks"
+                where[0] = "the attribute complete_chunks"
                 done = sorted({*self.group.attrs.get("complete_chunks", []), index})
                 self.group.attrs["complete_chunks"] = done
             except OSError as exc:
+                what = where[0]
                 finish_zarr_writes()  # nothing of this chunk is written after the error shows
                 self.error = OSError(
                     exc.errno, f"could not write {what}, chunk {index} (images {start}-{stop - 1}) "
@@ -236,6 +236,7 @@ def extract_activations(
     dtype: str = "float32",
     compression: str = "none",
     progress: bool = True,
+    sample: dict | None = None,
 ) -> dict:
     """Run ``model`` over ``images`` and write the outputs of ``layers`` to ``store_path``.
 
@@ -251,6 +252,7 @@ def extract_activations(
     device : a torch device
     dtype : ``float32`` or ``float16`` for the stored arrays
     compression : codec of new stores, see :func:`compressor`
+    sample : None for a full store; else the plan of a sample store (see :mod:`convdp.sampled`)
 
     Returns
     -------
@@ -276,19 +278,31 @@ def extract_activations(
     shapes = {name: (n, *to_channels_last(name, probe[name]).shape[1:]) for name in layers}
     fingerprint = {**fingerprint, "layers": list(layers), "format": FORMAT_VERSION,
                    "chunk_size": chunk_size, "dtype": dtype}
+    if sample is not None:
+        fingerprint |= {"store": "sample", "sample": sample}
 
     group = open_store(store_path, fingerprint)
     if group is None:
         group = zarr.open_group(store_path, mode="w")
-        for name, shape in shapes.items():
+        if sample is not None:
+            sampled.create(group, shapes, sample, chunk=chunk_size, dtype=dtype, codec=codec)
+        for name, shape in shapes.items() if sample is None else ():
             group.create_array(
                 name, shape=shape, chunks=(min(chunk_size, n), *shape[1:]), dtype=dtype,
                 compressors=codec, fill_value=0,
                 attributes={"layer": name, "layout": "NHWC"},
             )
         group.attrs.update({"fingerprint": fingerprint, "complete_chunks": [], "complete": False})
-    # Every chunk gets a file, even an all-zero one, so a missing chunk file means damage.
-    arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in layers}
+    if sample is not None:
+        write = sampled.writer(group, shapes, chunk_size)
+    else:
+        # Every chunk gets a file, even an all-zero one, so a missing chunk file means damage.
+        arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in layers}
+
+        def write(index, start, stop, outputs, where):
+            for name, data in outputs.items():
+                where[0] = f"layer {name!r}"
+                arrays[name][start:stop] = data[: stop - start]
     n_chunks = -(-n // chunk_size)
     done = set(group.attrs.get("complete_chunks", []))
     todo = [i for i in range(n_chunks) if i not in done]
@@ -298,7 +312,7 @@ def extract_activations(
     from tqdm import tqdm
 
     start_time = time.perf_counter()
-    writer = _ChunkWriter(group, arrays, store_path)
+    writer = _ChunkWriter(group, write, store_path)
     bar = tqdm(total=sum(min(chunk_size, n - i * chunk_size) for i in todo), unit="img",
                desc=f"extract {store_path.name}", disable=not progress)
     try:
@@ -327,6 +341,8 @@ def extract_activations(
         "chunks_resumed": len(done),
         "seconds": seconds,
         "device": str(device),
+        "store_kind": "full" if sample is None else "sample",
+        "chunk_size": chunk_size,
     }
 
 

@@ -65,14 +65,17 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def load_predictor(model, what: str = "model") -> tuple[Preprocess, object]:
+def load_predictor(model, what: str = "model", device: str = "cpu") -> tuple[Preprocess, object]:
     """The preprocessing and the estimator of a saved model, rebuilt from its arrays alone:
     ``est.predict(pre.transform(x))`` labels samples exactly as the fitted estimator did.
-    ``what`` names the model (its file) in errors."""
+    ``what`` names the model (its file) in errors; ``device`` is where the torch DPGMM
+    computes (the scikit-learn estimators stay on the CPU)."""
     _need(model, (f"{PREDICT}estimator",), what)
     kind = str(model[f"{PREDICT}estimator"])
     if kind not in _REBUILD:
         raise ValueError(f"{what}: unknown estimator {kind!r}; known: {', '.join(_REBUILD)}")
+    if kind == "TorchBayesianGaussianMixture":
+        return Preprocess.from_state(model, what), _rebuild_torch_dpgmm(model, what, device)
     return Preprocess.from_state(model, what), _REBUILD[kind](model, what)
 
 
@@ -104,12 +107,12 @@ def _rebuild_sklearn_dpgmm(model, what):
     return est
 
 
-def _rebuild_torch_dpgmm(model, what):
+def _rebuild_torch_dpgmm(model, what, device="cpu"):
     from convdp.dpgmm import TorchBayesianGaussianMixture
 
     state = {k.removeprefix(_TORCH): v for k, v in model.items() if k.startswith(_TORCH)}
     try:
-        return TorchBayesianGaussianMixture.from_state(state)
+        return TorchBayesianGaussianMixture.from_state(state, device=device)
     except ValueError as err:
         raise ValueError(f"{what}: {err}; fit the layer again") from err
 

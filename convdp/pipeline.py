@@ -169,8 +169,10 @@ def extract(
     compression: str = "none",
     model_name: str = "model",
     progress: bool = True,
+    sample: dict | None = None,
 ) -> dict:
-    """Extract ``layers`` of the net over ``dataset``; write the store and its manifest.
+    """Extract ``layers`` of the net over ``dataset``; write the store and its manifest
+    (``sample``: the plan of a sample store, :mod:`convdp.sampled`; None = a full store).
 
     The manifest (the rule's declared output) is written last, so it exists only once the
     store is complete. The store itself is not a declared output: Snakemake would delete it
@@ -203,7 +205,7 @@ def extract(
     result = extract_activations(
         net, images, layers, store, mean=meta["mean"], std=meta["std"], fingerprint=fingerprint,
         batch_size=batch_size, chunk_size=chunk_size, device=dev, dtype=dtype,
-        compression=compression, progress=progress,
+        compression=compression, progress=progress, sample=sample,
     )
     out = {"store": store.name, "fingerprint": fingerprint, "model": model_name,
            "dataset": str(dataset), **result}
@@ -214,12 +216,14 @@ def extract(
 def open_layer(manifest: str | Path, layer: str):
     """The Zarr array of ``layer`` from the store behind ``manifest`` (checked to belong to it)."""
     from convdp.extract import open_activations
+    from convdp.sampled import SampledLayer
 
     info = read_json(manifest)
     if layer not in info["layers"]:
         raise ValueError(f"layer {layer!r} was not extracted in {manifest}; it has {list(info['layers'])}")
     group = open_activations(Path(manifest).parent / info["store"], info["fingerprint"])
-    array = group[layer]
+    array = (SampledLayer(group, layer, info["layers"][layer]["shape"], info["chunk_size"])
+             if info.get("store_kind") == "sample" else group[layer])
     if list(array.shape) != info["layers"][layer]["shape"]:
         raise ValueError(f"{manifest}: layer {layer!r} has shape {array.shape}, manifest says "
                          f"{info['layers'][layer]['shape']}")

@@ -91,12 +91,25 @@ def iter_samples(
 ) -> Iterator[np.ndarray]:
     """All samples of a layer (of images ``[start, stop)``) in order, one stored chunk of
     images at a time."""
+    if hasattr(array, "iter_samples"):  # a sample store (convdp.sampled): image mode only
+        yield from array.iter_samples(mode, step, start, stop)
+        return
     for _, _, block in image_chunks(array, step, start, stop):
         yield to_samples(block, mode)
 
 
-def subsample(index: np.ndarray, max_samples: int | None, seed: int) -> np.ndarray:
-    """A seeded random subset (sorted) of at most ``max_samples`` of ``index``."""
+def subsample(index: np.ndarray | int, max_samples: int | None, seed: int) -> np.ndarray:
+    """A seeded random subset (sorted) of at most ``max_samples`` of ``index``.
+
+    ``index`` may be a count ``n``: the same draw as over ``np.arange(n)`` (NumPy draws the
+    positions, then takes them from the array), without holding that array.
+    """
+    if np.ndim(index) == 0:
+        n = int(index)
+        if max_samples is None or n <= max_samples:
+            return np.arange(n, dtype=np.int64)
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(n, size=max_samples, replace=False)).astype(np.int64)
     index = np.asarray(index, np.int64)
     if max_samples is None or len(index) <= max_samples:
         return index
@@ -107,6 +120,8 @@ def subsample(index: np.ndarray, max_samples: int | None, seed: int) -> np.ndarr
 def read_samples(array, mode: str, index: np.ndarray) -> np.ndarray:
     """The samples at the sorted indices ``index`` of a layer (N, H, W, C), chunk by chunk."""
     index = np.asarray(index, np.int64)
+    if hasattr(array, "read_samples"):  # a sample store (convdp.sampled)
+        return array.read_samples(mode, index)
     per_image = n_samples(array.shape, mode) // array.shape[0]
     parts = []
     for start, stop, block in image_chunks(array):
@@ -123,5 +138,5 @@ def fit_subset(array, mode: str, max_samples: int | None, seed: int) -> tuple[np
 
     Returns ``(X, index)``: X (n_fit, C) and the sorted sample indices it holds.
     """
-    index = subsample(np.arange(n_samples(array.shape, mode)), max_samples, seed)
+    index = subsample(n_samples(array.shape, mode), max_samples, seed)
     return read_samples(array, mode, index), index

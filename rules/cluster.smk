@@ -7,13 +7,15 @@
 # models_labelled in common.smk, decides from label_jobs of that model.layer or layer):
 # - label_jobs 1 (the default): fit_{method} fits and labels every image in one job;
 # - label_jobs n > 1: fit_{method}_model fits, n label_{method} jobs label one range of
-#   images each, merge_{method} writes the same {mode}.npz/.json as an unsplit fit.
+#   images each, merge_{method} writes the same {mode}.npz/.json as an unsplit fit;
+# - a sample store (extract.store; rules/label.smk): fit_{method}_model fits on the stored
+#   samples, label_activations labels every fit, and fit_{method} (merge_{method} for a split
+#   layer) writes the same {mode}.npz/.json from those labels.
 
 
 rule fit_dpgmm:
     input:
-        manifest="results/activations/{model}/{dataset}.json",
-        dataset="results/data/{dataset}.zarr",
+        unpack(fit_input("dpgmm", split=False)),
     output:
         npz="results/dpgmm/{model}/{dataset}/{layer}/{mode}.npz",
         json="results/dpgmm/{model}/{dataset}/{layer}/{mode}.json",
@@ -29,6 +31,7 @@ rule fit_dpgmm:
     resources:
         mem_mb=fit_mem_mb,
         runtime=lambda wc, attempt: 60 * attempt,
+        gpu=1 if fits_use_gpu() else 0,
     params:
         method="dpgmm",
         params=fit_params("dpgmm"),
@@ -40,6 +43,8 @@ rule fit_dpgmm:
 
 
 use rule fit_dpgmm as fit_baseline with:
+    input:
+        unpack(fit_input("baseline", split=False)),
     output:
         npz="results/baseline/{model}/{dataset}/{layer}/{mode}.npz",
         json="results/baseline/{model}/{dataset}/{layer}/{mode}.json",
@@ -47,6 +52,11 @@ use rule fit_dpgmm as fit_baseline with:
         "logs/fit_baseline/{model}/{dataset}/{layer}/{mode}.log",
     benchmark:
         "benchmarks/runs/fit_baseline/{model}/{dataset}/{layer}/{mode}.tsv"
+    # scikit-learn's mixtures: on the CPU whatever dpgmm.device says
+    resources:
+        mem_mb=fit_mem_mb,
+        runtime=lambda wc, attempt: 60 * attempt,
+        gpu=0,
     params:
         method="baseline",
         params=fit_params("baseline"),
@@ -65,14 +75,13 @@ rule fit_dpgmm_model:
         "logs/fit_dpgmm_model/{model}/{dataset}/{layer}/{mode}.log",
     benchmark:
         "benchmarks/runs/fit_dpgmm_model/{model}/{dataset}/{layer}/{mode}.tsv"
-    wildcard_constraints:
-        model=models_labelled(split=True),
     conda:
         "../envs/cluster.yaml"
     threads: 1
     resources:
         mem_mb=fit_mem_mb,
         runtime=lambda wc, attempt: 60 * attempt,
+        gpu=1 if fits_use_gpu() else 0,
     params:
         method="dpgmm",
         params=fit_params("dpgmm"),
@@ -90,6 +99,10 @@ use rule fit_dpgmm_model as fit_baseline_model with:
         "logs/fit_baseline_model/{model}/{dataset}/{layer}/{mode}.log",
     benchmark:
         "benchmarks/runs/fit_baseline_model/{model}/{dataset}/{layer}/{mode}.tsv"
+    resources:
+        mem_mb=fit_mem_mb,
+        runtime=lambda wc, attempt: 60 * attempt,
+        gpu=0,
     params:
         method="baseline",
         params=fit_params("baseline"),
@@ -139,10 +152,7 @@ use rule label_dpgmm as label_baseline with:
 
 rule merge_dpgmm:
     input:
-        model="results/dpgmm/{model}/{dataset}/{layer}/{mode}.model.npz",
-        model_json="results/dpgmm/{model}/{dataset}/{layer}/{mode}.model.json",
-        parts=label_parts("dpgmm"),
-        dataset="results/data/{dataset}.zarr",
+        unpack(fit_input("dpgmm", split=True)),
     output:
         npz="results/dpgmm/{model}/{dataset}/{layer}/{mode}.npz",
         json="results/dpgmm/{model}/{dataset}/{layer}/{mode}.json",
@@ -164,10 +174,7 @@ rule merge_dpgmm:
 
 use rule merge_dpgmm as merge_baseline with:
     input:
-        model="results/baseline/{model}/{dataset}/{layer}/{mode}.model.npz",
-        model_json="results/baseline/{model}/{dataset}/{layer}/{mode}.model.json",
-        parts=label_parts("baseline"),
-        dataset="results/data/{dataset}.zarr",
+        unpack(fit_input("baseline", split=True)),
     output:
         npz="results/baseline/{model}/{dataset}/{layer}/{mode}.npz",
         json="results/baseline/{model}/{dataset}/{layer}/{mode}.json",

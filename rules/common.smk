@@ -6,6 +6,8 @@ from convdp import provenance
 from convdp.cluster import components_cap, label_memory_mb, merge_memory_mb
 from convdp.config import label_jobs, layer_index, validate_config
 from convdp.io import read_json
+from convdp.labelling import fit_key
+from convdp.storage import sample_plan, store_kinds
 
 # Validates against convdp/schema.yaml with snakemake.utils.validate (defaults filled in),
 # then checks data set references and layer names; errors name the key, before any job runs.
@@ -14,6 +16,9 @@ validate_config(config)
 MODELS = config["models"]
 DATASETS = config["datasets"]
 MODES = config["modes"]
+# extract.store: "full" or "sample" for every (model, data set); auto is decided here, from the
+# full store's size projected on the meta device (convdp/storage.py)
+STORES = store_kinds(config)
 FIGURES = {
     "clusters": "results/figures/clusters_per_layer.png",
     "nmi": "results/figures/nmi_per_layer.png",
@@ -245,3 +250,71 @@ def transfer_train(wildcards):
         "lr": t["lr"],
         "batch_size": t["batch_size"],
     }
+
+
+# Sample stores (extract.store: sample; convdp/sampled.py, convdp/labelling.py): the fits
+# are fit_*_model jobs on the stored samples, one label_activations job per model x data set
+# runs the net again and labels every fit, and fit_* / merge_* write each fit's outputs from
+# those labels (the same files as with a full store).
+
+
+def extract_settings(wildcards):
+    """The extraction's config (without the store choice) and, for a sample store, its plan."""
+    settings = {
+        k: v
+        for k, v in config["extract"].items()
+        if k not in ("store", "auto_threshold_gb")
+    }
+    if STORES[(wildcards.model, wildcards.dataset)] == "sample":
+        settings["sample"] = sample_plan(config, wildcards.model, wildcards.dataset)
+    return settings
+
+
+def fit_input(method, split):
+    """Inputs of the job writing a fit's {mode}.npz/.json: the activations (full store, one
+    job), the model and its labelled parts (label_jobs > 1), or the model and the labelling
+    pass (sample store)."""
+    root = "dpgmm" if method == "dpgmm" else "baseline"
+
+    def inputs(wildcards):
+        m, d = wildcards.model, wildcards.dataset
+        stem = f"results/{root}/{m}/{d}/{wildcards.layer}/{wildcards.mode}"
+        out = {"dataset": f"results/data/{d}.zarr"}
+        if STORES[(m, d)] == "sample":
+            return out | {
+                "model": f"{stem}.model.npz",
+                "model_json": f"{stem}.model.json",
+                "labels": f"results/labels/{m}/{d}.json",
+            }
+        if split:
+            return out | {
+                "model": f"{stem}.model.npz",
+                "model_json": f"{stem}.model.json",
+                "parts": label_parts(root)(wildcards),
+            }
+        return out | {"manifest": f"results/activations/{m}/{d}.json"}
+
+    return inputs
+
+
+def labelled_fits(model, dataset):
+    """The fits the labelling pass labels: {fit_key: its .model.npz}."""
+    return {
+        fit_key(
+            root, layer, mode
+        ): f"results/{root}/{model}/{dataset}/{layer}/{mode}.model.npz"
+        for root in ("dpgmm", "baseline")
+        for layer in MODELS[model]["layers"]
+        for mode in MODES
+    }
+
+
+def fits_use_gpu():
+    """Whether the fits and the labelling pass ask for a GPU: dpgmm.device names CUDA (auto
+    counts where the submit host has CUDA)."""
+    device = config["dpgmm"]["device"]
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")

@@ -23,7 +23,7 @@ rule extract_activations:
         gpu=1 if uses_gpu() else 0,
     params:
         layers=lambda wc: MODELS[wc.model]["layers"],
-        extract=config["extract"],
+        extract=extract_settings,
         upstream=upstream,
     script:
         "../scripts/extract_activations.py"

@@ -1,0 +1,154 @@
+"""The sample store (config ``extract.store: sample``): only the activations that are read.
+
+A full store keeps every layer's whole output (N, H, W, C). Of a position-mode layer the
+fits read only a seeded subset of at most ``preprocess.max_samples`` positions, and the
+transfer scores two more seeded subsets and a few example images; image mode reads one
+pooled vector per image. A sample store keeps, per layer,
+
+- ``index/{layer}``: the sorted flat position indices kept (:func:`position_index`: the
+  union of exactly the draws :func:`convdp.samples.fit_subset` and
+  :func:`convdp.transfer.scores.layer_shift` make, so both stores give the same fits);
+- ``positions/{layer}``: their channel vectors, (n_chunks, R, C): row block ``k`` holds the
+  kept positions of image chunk ``k`` (``counts`` attribute), so each image chunk writes
+  exactly one stored chunk and a resumed extraction never rewrites a finished one;
+- ``pooled/{layer}``: the spatial mean of every image (N, C), computed from the activations
+  in the stored dtype exactly as :func:`convdp.samples.to_samples` does.
+
+:class:`SampledLayer` reads it back with the interface the fits and transfer scores use
+(``shape``, ``chunks``, ``read_samples``, image-mode ``iter_samples``,
+``get_orthogonal_selection`` of the example images); anything else asks for the full store.
+The label maps of every position come from the labelling pass (:mod:`convdp.labelling`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convdp.samples import check_mode, subsample, to_samples
+
+
+def example_images(n_images: int, n_examples: int) -> np.ndarray:
+    """The target images whose label maps the transfer figure shows (as transfer_scores picks)."""
+    return np.linspace(0, n_images - 1, min(n_examples, n_images)).astype(int)
+
+
+def position_index(shape, plan: dict) -> np.ndarray:
+    """Sorted flat indices of the positions of a layer of ``shape`` (N, H, W, C) that the fits
+    and the transfer scores read, for ``plan``: ``modes``, ``max_samples`` and ``seed`` (the
+    fits), ``transfer`` (None, or ``mode``, ``role`` source/target, ``max_samples``,
+    ``n_examples``)."""
+    from convdp.transfer.scores import MIN_HELDOUT
+
+    n, h, w, _ = shape
+    total = n * h * w
+    fit_index = subsample(total, plan["max_samples"], plan["seed"])
+    parts = [fit_index] if "position" in plan["modes"] else []
+    t = plan.get("transfer")
+    if t and t["mode"] == "position":
+        if t["role"] == "source":
+            heldout = np.setdiff1d(np.arange(total), fit_index, assume_unique=True)
+            if len(heldout) < MIN_HELDOUT:
+                heldout = np.arange(total)
+            parts.append(subsample(heldout, t["max_samples"], plan["seed"]))
+        else:
+            parts.append(subsample(total, t["max_samples"], plan["seed"] + 1))
+            pick = example_images(n, t["n_examples"])
+            parts.append((pick[:, None] * (h * w) + np.arange(h * w)).ravel())
+    if not parts:
+        return np.empty(0, np.int64)
+    return np.unique(np.concatenate(parts)).astype(np.int64)
+
+
+def chunk_rows(index: np.ndarray, per_image: int, n: int, chunk: int) -> np.ndarray:
+    """Offsets (n_chunks + 1,) into ``index`` of the kept positions of each image chunk."""
+    edges = np.minimum(np.arange(0, n + chunk, chunk), n)[: -(-n // chunk) + 1] * per_image
+    return np.searchsorted(index, edges).astype(np.int64)
+
+
+def create(group, shapes: dict, plan: dict, *, chunk: int, dtype: str, codec) -> None:
+    """Create the sample store's arrays in ``group`` (layer ``shapes`` (N, H, W, C))."""
+    for name, shape in shapes.items():
+        n, h, w, c = shape
+        index = position_index(shape, plan)
+        offsets = chunk_rows(index, h * w, n, chunk)
+        rows = max(int(np.diff(offsets).max(initial=0)), 1)
+        group.create_array(f"index/{name}", data=index, compressors=None)
+        group.create_array(f"positions/{name}", shape=(len(offsets) - 1, rows, c),
+                           chunks=(1, rows, c), dtype=dtype, compressors=codec, fill_value=0,
+                           attributes={"counts": np.diff(offsets).tolist()})
+        group.create_array(f"pooled/{name}", shape=(n, c), chunks=(min(chunk, n), c),
+                           dtype=dtype, compressors=codec, fill_value=0)
+
+
+def writer(group, shapes: dict, chunk: int):
+    """The chunk writer of a sample store: ``write(index, start, stop, outputs)`` stores
+    chunk ``index``'s kept positions and pooled vectors of every layer."""
+    arrays = {}
+    for name, (n, h, w, _) in shapes.items():
+        index = group[f"index/{name}"][:]
+        arrays[name] = (index, chunk_rows(index, h * w, n, chunk), h * w,
+                        group[f"positions/{name}"].with_config({"write_empty_chunks": True}),
+                        group[f"pooled/{name}"].with_config({"write_empty_chunks": True}))
+
+    def write(k: int, start: int, stop: int, outputs: dict, where: list) -> None:
+        for name, data in outputs.items():
+            where[0] = f"layer {name!r}"
+            index, offsets, per_image, positions, pooled = arrays[name]
+            block = data[: stop - start]
+            kept = index[offsets[k]:offsets[k + 1]] - start * per_image
+            rows = np.zeros(positions.shape[1:], positions.dtype)
+            rows[: len(kept)] = block.reshape(-1, block.shape[-1])[kept]
+            positions[k] = rows
+            pooled[start:stop] = to_samples(block, "image")
+
+    return write
+
+
+class SampledLayer:
+    """One layer of a sample store, read like the full layer where the stored samples allow."""
+
+    def __init__(self, group, name: str, shape, chunk: int):
+        self.basename, self.shape = name, tuple(shape)
+        n, h, w, c = self.shape
+        self.chunks = (min(chunk, n), h, w, c)
+        self.index = group[f"index/{name}"][:]
+        self.positions = group[f"positions/{name}"]
+        self.pooled = group[f"pooled/{name}"]
+        self.dtype = self.pooled.dtype
+        self.offsets = chunk_rows(self.index, h * w, n, chunk)
+
+    def read_samples(self, mode: str, index: np.ndarray) -> np.ndarray:
+        """The samples at the sorted indices ``index``: pooled vectors, or stored positions."""
+        index = np.asarray(index, np.int64)
+        if check_mode(mode) == "image":
+            return np.asarray(self.pooled[:])[index]
+        rows = np.searchsorted(self.index, index)
+        ok = rows < len(self.index)
+        ok[ok] = self.index[rows[ok]] == index[ok]
+        if not ok.all():
+            raise ValueError(
+                f"layer {self.basename!r}: position {int(index[~ok][0])} is not in the sample "
+                "store (extract.store: sample keeps only the positions the fits and transfer "
+                "scores draw); use extract.store: full to read others")
+        out = np.empty((len(index), self.shape[-1]), self.dtype)
+        chunk_of = np.searchsorted(self.offsets, rows, side="right") - 1
+        for k in np.unique(chunk_of):
+            sel = chunk_of == k
+            out[sel] = self.positions[int(k)][rows[sel] - self.offsets[k]]
+        return out
+
+    def iter_samples(self, mode: str, step=None, start: int = 0, stop: int | None = None):
+        if check_mode(mode) != "image":
+            raise ValueError(f"layer {self.basename!r}: a sample store holds no full position-"
+                             "mode layer; label it with the labelling pass (convdp.labelling)")
+        stop = self.shape[0] if stop is None else stop
+        step = step or self.chunks[0]
+        for lo in range(start, stop, step):
+            yield np.asarray(self.pooled[lo:min(lo + step, stop)])
+
+    def get_orthogonal_selection(self, selection) -> np.ndarray:
+        """Whole images (the transfer figure's examples), from their stored positions."""
+        (pick,) = selection
+        _, h, w, c = self.shape
+        flat = (np.asarray(pick)[:, None] * (h * w) + np.arange(h * w)).ravel()
+        return self.read_samples("position", flat).reshape(len(pick), h, w, c)

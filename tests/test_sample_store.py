@@ -1,0 +1,165 @@
+"""extract.store: sample keeps only the seeded samples the fits and transfer scores read,
+then labels every position in a second pass of the net; it gives the full store's results."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from convdp import pipeline
+from convdp.sampled import position_index
+from convdp.samples import fit_subset, iter_samples, read_samples, subsample
+from tests.conftest import ROOT
+from tests.faults.helpers import make_digits, make_model
+from tests.test_workflow import TIMING, snakemake
+
+
+@pytest.mark.parametrize("n, k, seed", [(10**6, 2000, 0), (50_000, 20_000, 3), (500, 1000, 1)])
+def test_a_draw_from_a_count_is_the_draw_from_its_index(n, k, seed):
+    assert np.array_equal(subsample(n, k, seed), subsample(np.arange(n), k, seed))
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """A full and a sample store of the same net and images (a target: fits, transfer)."""
+    d = tmp_path_factory.mktemp("stores")
+    weights, meta = make_model(d)
+    data = make_digits(d / "data.zarr", n=60)
+    plan = {"modes": ["position", "image"], "max_samples": 500, "seed": 0,
+            "transfer": {"mode": "position", "role": "target", "max_samples": 300,
+                         "n_examples": 2}}
+    kw = dict(device="cpu", batch_size=16, chunk_size=25, progress=False)
+    pipeline.extract(weights, meta, data, ["relu1", "relu3"], d / "full.json", **kw)
+    pipeline.extract(weights, meta, data, ["relu1", "relu3"], d / "sample.json", sample=plan, **kw)
+    return d, plan
+
+
+@pytest.mark.parametrize("layer", ["relu1", "relu3"])
+def test_the_sample_store_holds_what_the_fits_and_scores_read(stores, layer):
+    d, plan = stores
+    full = pipeline.open_layer(d / "full.json", layer)
+    sample = pipeline.open_layer(d / "sample.json", layer)
+    assert sample.shape == full.shape and sample.chunks == full.chunks
+    for mode in ("position", "image"):  # the fits' draw
+        a, b = fit_subset(full, mode, 500, 0), fit_subset(sample, mode, 500, 0)
+        assert np.array_equal(a[1], b[1]) and np.array_equal(a[0], b[0])
+    n, h, w, _ = full.shape
+    target = subsample(n * h * w, 300, 1)  # the transfer scores' draw on a target
+    assert np.array_equal(read_samples(full, "position", target),
+                          read_samples(sample, "position", target))
+    pick = np.array([0, n - 1])  # the transfer figure's example images
+    assert np.array_equal(full.get_orthogonal_selection((pick,)),
+                          sample.get_orthogonal_selection((pick,)))
+    assert np.array_equal(np.concatenate(list(iter_samples(full, "image"))),
+                          np.concatenate(list(iter_samples(sample, "image"))))
+    assert len(sample.index) == len(position_index(full.shape, plan)) < n * h * w
+    with pytest.raises(ValueError, match="not in the sample store"):
+        read_samples(sample, "position", np.setdiff1d(np.arange(n * h * w), sample.index)[:1])
+
+
+# End to end: the default data (digits), two layers, both modes, both stores.
+
+
+def small_config(tmp_path, store):
+    config = yaml.safe_load((ROOT / "tests/config/tiny.yaml").read_text())
+    for spec in config["datasets"].values():
+        spec["max_samples"] = 60
+    config["models"]["digitnet"]["layers"] = ["relu1", "relu3"]
+    config["models"]["digitnet"]["train"]["epochs"] = 1
+    config["extract"] |= {"store": store, "chunk_size": 25, "batch_size": 10}
+    config["preprocess"]["max_samples"] = 600
+    config["dpgmm"] |= {"restarts": 1, "max_iter": 20}
+    config["transfer"] |= {"retrain": False, "max_samples": 300}
+    path = tmp_path / f"{store}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_sample_and_full_stores_give_the_same_results(tmp_path):
+    runs = {}
+    for store in ("full", "sample"):
+        work = tmp_path / store
+        if store == "sample":  # the same data and net (prepared by the full run)
+            for part in ("data", "models"):
+                shutil.copytree(tmp_path / "full/results" / part, work / "results" / part)
+        out = snakemake(ROOT, work, "--cores", "2", "--configfile", str(small_config(tmp_path, store)))
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs[store] = work / "results"
+    full, sample = runs["full"], runs["sample"]
+    assert (sample / "labels/digitnet/digits_target.json").exists()
+    assert not (full / "labels").exists()
+    summaries = [pd.read_csv(r / "summary.csv").drop(columns=TIMING, errors="ignore")
+                 for r in (full, sample)]
+    pd.testing.assert_frame_equal(*summaries)
+    fits = sorted(p.relative_to(full) for p in full.glob("*/digitnet/*/*/*.npz"))
+    assert len(fits) == 2 * 2 * 2 * 2  # methods x data sets x layers x modes
+    for rel in fits:
+        with np.load(full / rel) as a, np.load(sample / rel) as b:
+            assert sorted(a.files) == sorted(b.files)
+            for key in a.files:
+                assert np.array_equal(a[key], b[key]), (rel, key)
+    pd.testing.assert_frame_equal(pd.read_csv(full / "transfer/digitnet/digits_target.csv"),
+                                  pd.read_csv(sample / "transfer/digitnet/digits_target.csv"))
+    stored = {r: sum(f.stat().st_size for f in (r / "activations").rglob("*") if f.is_file())
+              for r in (full, sample)}
+    assert stored[sample] < stored[full]
+
+
+def test_auto_takes_sample_above_the_projected_threshold(repo_root):
+    from convdp.config import validate_config
+    from convdp.storage import projected_bytes, store_kinds
+
+    config = validate_config(yaml.safe_load((repo_root / "config/paper.yaml").read_text()))
+    # one 224 x 224 image through VGG16's five blocks: 24.5 MB in float32
+    assert projected_bytes(config, "vgg16", "histology") == 4 * (
+        224 * 224 * 64 + 112 * 112 * 128 + 56 * 56 * 256 + 28 * 28 * 512 + 14 * 14 * 512)
+    assert store_kinds(config) == {("vgg16", "histology"): "full"}
+    config["extract"]["auto_threshold_gb"] = 0.01
+    assert store_kinds(config) == {("vgg16", "histology"): "sample"}
+    config["extract"]["store"] = "full"
+    assert store_kinds(config) == {("vgg16", "histology"): "full"}
+
+
+def test_dry_run_of_a_sample_store_has_a_labelling_pass_per_model_and_data_set(tmp_path):
+    out = snakemake(ROOT, tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"),
+                    "--config", "extract={store: sample}")
+    assert out.returncode == 0, out.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, re.M))
+    assert counts["label_activations"] == "2"
+    for method in ("dpgmm", "baseline"):  # 16 fits each: the model, then the outputs
+        assert counts[f"fit_{method}_model"] == counts[f"fit_{method}"] == "16"
+        assert f"label_{method}" not in counts
+
+
+def test_dpgmm_on_cuda_asks_a_gpu_for_the_dpgmm_fits_and_the_labelling_pass(tmp_path):
+    out = snakemake(ROOT, tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"), "--config",
+                    "extract={store: sample, device: cpu}", "dpgmm={device: cuda}")
+    assert out.returncode == 0, out.stderr
+    gpus = {}
+    for rule, gpu in re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: .*?gpu=(\d)",
+                                out.stdout, re.M):
+        gpus.setdefault(rule, set()).add(gpu)
+    assert gpus["fit_dpgmm_model"] == gpus["label_activations"] == {"1"}
+    assert gpus["fit_baseline_model"] == gpus["extract_activations"] == {"0"}
+
+
+def test_the_dpgmm_device_reaches_the_estimator_and_the_rebuilt_predictor():
+    from convdp.cluster import make_dpgmm
+    from convdp.fitted import load_predictor, model_arrays
+    from convdp.preprocess import Preprocess
+
+    params = {"n_components": 3, "covariance_type": "diag", "concentration": 1.0,
+              "max_iter": 20, "tol": 1e-3, "device": "cpu"}
+    assert make_dpgmm(params, 0).device == "cpu"
+    assert make_dpgmm({**params, "device": "auto"}, 0).device == "auto"
+    X = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    est = make_dpgmm(params, 0).fit(X)
+    pre = Preprocess(None, None, 0).fit(X, "x")
+    _, rebuilt = load_predictor(model_arrays(est, pre), device="cpu")
+    assert np.array_equal(rebuilt.predict(X), est.predict(X))
