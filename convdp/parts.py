@@ -2,10 +2,13 @@
 
 ``convdp make-parts DIR`` (or :func:`make_parts`) writes
 
-* ``DIR/images/0000.png`` … : RGB images, each with one object (or more, ``objects``) on a
-  textured background, at a random position, scale and rotation;
-* ``DIR/masks/0000.png`` … : the same names, 8-bit greyscale, the part each pixel belongs to
-  (0 = background, 1 = body, 2 = head, 3 = tail; see :data:`PARTS`);
+* ``DIR/images/<direction>/0000.png`` … : RGB images, each with one object (or more,
+  ``objects``) on a textured background, at a random position, scale and rotation, in class
+  sub-folders by the direction the (first) object's head points: ``0_right``, ``1_down``,
+  ``2_left``, ``3_up`` (the nearest of the four; a task that needs the parts told apart, for
+  training a net on it);
+* ``DIR/masks/<direction>/0000.png`` … : the same names, 8-bit greyscale, the part each pixel
+  belongs to (0 = background, 1 = body, 2 = head, 3 = tail; see :data:`PARTS`);
 * ``DIR/parts.json``: the part names, the settings and the seed.
 
 Every part has its own texture, drawn in the object's frame (so it turns with the object), not
@@ -34,6 +37,8 @@ import numpy as np
 
 #: Mask value → part name (0 is the background).
 PARTS = {0: "background", 1: "body", 2: "head", 3: "tail"}
+#: Class folder names: where the first object's head points (image axes, y down).
+DIRECTIONS = ("0_right", "1_down", "2_left", "3_up")
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Scene:
     background: np.ndarray  # (H, W, 3) float in [0, 1]
     textures: dict[int, np.ndarray]  # part → (H, W, 3) float in [0, 1]
     mask: np.ndarray  # (H, W) uint8
+    direction: int = 0  # index into DIRECTIONS
 
     def image(self) -> np.ndarray:
         """The composite: each pixel from the texture its mask value names, as uint8."""
@@ -111,15 +117,19 @@ def make_scene(rng: np.random.Generator, size: int = 64, objects: int = 1) -> Sc
     background = _background(rng, size)
     mask = np.zeros((size, size), np.uint8)
     textures: dict[int, np.ndarray] = {k: np.zeros((size, size, 3)) for k in PARTS if k}
+    direction = None
     for _ in range(objects):
         scale = rng.uniform(0.16, 0.24) * size
         cx, cy = rng.uniform(0.3, 0.7, 2) * size
-        u, v = _object_frame(size, cx, cy, scale, rng.uniform(0, 2 * np.pi))
+        angle = rng.uniform(0, 2 * np.pi)
+        if direction is None:
+            direction = int(np.round(angle / (np.pi / 2))) % 4
+        u, v = _object_frame(size, cx, cy, scale, angle)
         tex = _part_textures(rng, u, v, size)
         for part, where in _geometry(u, v).items():
             mask[where] = part
             textures[part][where] = tex[part][where]
-    return Scene(background, textures, mask)
+    return Scene(background, textures, mask, direction)
 
 
 def make_parts(dest: str | Path, n: int = 200, size: int = 64, seed: int = 0,
@@ -130,17 +140,18 @@ def make_parts(dest: str | Path, n: int = 200, size: int = 64, seed: int = 0,
     if n < 1 or size < 16 or objects < 1:
         raise ValueError(f"need n ≥ 1, size ≥ 16 and objects ≥ 1 (got {n}, {size}, {objects})")
     root = Path(dest)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for sub in ("images", "masks"):
+        for d in DIRECTIONS:
+            (root / sub / d).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     width = max(4, len(str(n - 1)))
     for i in range(n):
         scene = make_scene(rng, size, objects)
-        name = f"{i:0{width}d}.png"
+        name = f"{DIRECTIONS[scene.direction]}/{i:0{width}d}.png"
         Image.fromarray(scene.image(), "RGB").save(root / "images" / name)
         Image.fromarray(scene.mask, "L").save(root / "masks" / name)
     info = {"parts": {str(k): v for k, v in PARTS.items()}, "background": 0, "n": n,
-            "size": size, "objects": objects, "seed": seed,
+            "size": size, "objects": objects, "seed": seed, "classes": list(DIRECTIONS),
             "images": "images", "masks": "masks"}
     (root / "parts.json").write_text(json.dumps(info, indent=2) + "\n")
     return root

@@ -7,11 +7,12 @@ import numpy as np
 from PIL import Image
 
 from convdp.cli import main
-from convdp.parts import PARTS, make_parts, make_scene
+from convdp.parts import DIRECTIONS, PARTS, make_parts, make_scene
 
 
 def _digest(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*.png"))}
 
 
 def test_masks_name_the_texture_of_every_pixel():
@@ -32,7 +33,10 @@ def test_masks_name_the_texture_of_every_pixel():
 
 def test_parts_are_where_the_geometry_puts_them(tmp_path):
     make_parts(tmp_path, n=6, size=40, seed=1)
-    for name in sorted(p.name for p in (tmp_path / "images").iterdir()):
+    names = sorted(p.relative_to(tmp_path / "images").as_posix()
+                   for p in (tmp_path / "images").rglob("*.png"))
+    assert len(names) == 6 and all(n.split("/")[0] in DIRECTIONS for n in names)
+    for name in names:
         im = np.array(Image.open(tmp_path / "images" / name))
         mask = np.array(Image.open(tmp_path / "masks" / name))
         assert im.shape == (40, 40, 3) and mask.shape == (40, 40) and mask.dtype == np.uint8
@@ -52,6 +56,6 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
 
 def test_cli(tmp_path, capsys):
     assert main(["make-parts", str(tmp_path / "p"), "--n", "3", "--size", "32"]) == 0
-    assert len(list((tmp_path / "p/masks").iterdir())) == 3
+    assert len(list((tmp_path / "p/masks").rglob("*.png"))) == 3
     assert json.loads((tmp_path / "p/parts.json").read_text())["parts"]["1"] == "body"
     assert main(["make-parts", str(tmp_path / "q"), "--n", "0"]) == 2
