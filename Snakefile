@@ -23,6 +23,7 @@ include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/extract.smk"
 include: "rules/cluster.smk"
+include: "rules/atlas.smk"
 include: "rules/report.smk"
 include: "rules/transfer.smk"
 
@@ -39,3 +40,4 @@ rule all:
         "results/summary.csv",
         FIGURES.values(),
         transfer_outputs(),
+        atlas_outputs(),

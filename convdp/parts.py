@@ -155,3 +155,13 @@ def make_parts(dest: str | Path, n: int = 200, size: int = 64, seed: int = 0,
             "images": "images", "masks": "masks"}
     (root / "parts.json").write_text(json.dumps(info, indent=2) + "\n")
     return root
+
+
+def rgb_digitnet(num_classes: int = 4, in_channels: int = 3):
+    """:class:`convdp.models.DigitNet` for the parts' RGB images, as a ``module:factory``
+    (``arch: convdp.parts:rgb_digitnet``): with ``weights: none`` it is the random-weights
+    control of a DigitNet trained on the parts (the same seeded initialisation, never trained)
+    until ``control: random`` can name it."""
+    from convdp.models import DigitNet
+
+    return DigitNet(num_classes=num_classes, in_channels=in_channels)
