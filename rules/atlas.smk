@@ -11,7 +11,8 @@ def masked_datasets():
 
 def control_of(model):
     """The model whose random-weights control ``model`` is: the config expansion's
-    ``control_of`` (control: random), or NAME for a model NAME_random with weights none."""
+    ``control_of`` (control: random), or NAME for a model NAME_random with weights none.
+    """
     spec = MODELS[model]
     if spec.get("control_of"):
         return spec["control_of"]
