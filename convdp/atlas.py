@@ -1,7 +1,8 @@
 """The cluster atlas of one layer: what each cluster of a position-mode fit looks like.
 
 For every cluster kept (weight above the threshold), the ``n`` most typical positions —
-highest responsibility under the fitted mixture, at most one per image — each shown as the
+highest responsibility under the fitted mixture, ties among the certain ones (≥ 0.99) broken by
+the distance to the cluster's mean; at most one per image — each shown as the
 input crop under that position's receptive field (:mod:`convdp.receptive`, traced from the
 net's graph). Crops clipped by the image border are padded with white, so every crop of a
 row shows the field at the same scale and the border where it is. Beside each row, the
@@ -21,31 +22,58 @@ from convdp.samples import image_chunks, to_samples
 _ROWS = 16384  # samples whose responsibilities are computed at once (bounds memory)
 
 
-def typical_positions(array, predictor, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per image and cluster, the highest responsibility over the image's positions and the
-    flat position (i·w + j) where it is: two (N, K) arrays. ``array`` is the layer (N, h, w, C),
-    ``predictor`` ``(preprocess, estimator)`` (:func:`convdp.fitted.load_predictor`)."""
+def typical_positions(array, predictor, n_clusters: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image and cluster: the image's most typical position for the cluster (flat, i·w + j),
+    its responsibility, and its rank key; three (N, K) arrays ``(resp, where, key)``.
+    ``array`` is the layer (N, h, w, C), ``predictor`` ``(preprocess, estimator)``
+    (:func:`convdp.fitted.load_predictor`).
+
+    Most typical = highest responsibility; a DP mixture is often certain (responsibility ≥ 0.99
+    at many positions), so among those the one nearest the cluster's mean (in the preprocessed
+    space the fit saw) comes first: key = 2 + 1 / (1 + squared distance) there, the
+    responsibility elsewhere.
+    """
     pre, est = predictor
     n, h, w, _ = array.shape
-    best = np.zeros((n, n_clusters), np.float32)
+    means = np.asarray(getattr(est, "means_", np.zeros((0, 0))), np.float64)[:n_clusters]
+    resp = np.zeros((n, n_clusters), np.float32)
+    key = np.zeros((n, n_clusters), np.float64)
     where = np.zeros((n, n_clusters), np.int64)
     for start, stop, block in image_chunks(array):
         x = to_samples(block, "position")
-        proba = np.concatenate([est.predict_proba(pre.transform(x[s : s + _ROWS]))
-                                for s in range(0, len(x), _ROWS)])
-        proba = proba.reshape(stop - start, h * w, -1)[:, :, :n_clusters]
-        best[start:stop] = proba.max(1)
-        where[start:stop] = proba.argmax(1)
-    return best, where
+        score = np.empty((len(x), n_clusters))
+        proba = np.empty((len(x), n_clusters))
+        for s in range(0, len(x), _ROWS):
+            z = np.asarray(pre.transform(x[s : s + _ROWS]), np.float64)
+            p = np.asarray(est.predict_proba(z))[:, :n_clusters]
+            if means.shape == (p.shape[1], z.shape[1]):
+                d2 = np.maximum((z**2).sum(1)[:, None] - 2 * z @ means.T
+                                + (means**2).sum(1)[None], 0)
+            else:
+                d2 = np.zeros_like(p)
+            proba[s : s + len(z)] = p
+            score[s : s + len(z)] = np.where(p >= 0.99, 2 + 1 / (1 + d2), p)
+        m = stop - start
+        score = score.reshape(m, h * w, -1)
+        pick = score.argmax(1)
+        where[start:stop] = pick
+        key[start:stop] = np.take_along_axis(score, pick[:, None, :], 1)[:, 0]
+        resp[start:stop] = np.take_along_axis(proba.reshape(m, h * w, -1), pick[:, None, :], 1)[:, 0]
+    return resp, where, key
 
 
-def exemplars(best: np.ndarray, where: np.ndarray, cluster: int, n: int,
+def exemplars(resp: np.ndarray, where: np.ndarray, cluster: int, n: int,
+              key: np.ndarray | None = None,
               min_responsibility: float = 0.5) -> list[tuple[int, int, float]]:
-    """(image, flat position, responsibility) of the ``n`` images where ``cluster`` is most
-    responsible, best first, leaving out those below ``min_responsibility``."""
-    order = np.argsort(-best[:, cluster], kind="stable")[:n]
-    return [(int(i), int(where[i, cluster]), float(best[i, cluster]))
-            for i in order if best[i, cluster] >= min_responsibility]
+    """(image, flat position, responsibility) of the ``n`` images whose most typical position
+    for ``cluster`` ranks highest by ``key`` (default: the responsibility), best first, leaving
+    out those below ``min_responsibility``."""
+    rank = resp if key is None else key
+    order = np.argsort(-rank[:, cluster], kind="stable")
+    out = [(int(i), int(where[i, cluster]), float(resp[i, cluster]))
+           for i in order if resp[i, cluster] >= min_responsibility]
+    return out[:n]
 
 
 def crop(image: np.ndarray, field: Field, i: int, j: int) -> np.ndarray:
@@ -62,7 +90,8 @@ def crop(image: np.ndarray, field: Field, i: int, j: int) -> np.ndarray:
 
 
 def atlas_rows(labels: np.ndarray, weights: np.ndarray, best: np.ndarray, where: np.ndarray,
-               n: int, weight_threshold: float, max_clusters: int) -> list[dict]:
+               n: int, weight_threshold: float, max_clusters: int,
+               key: np.ndarray | None = None) -> list[dict]:
     """One row per cluster kept, largest first (at most ``max_clusters``): cluster, weight,
     share of images, and its exemplars (:func:`exemplars`)."""
     weights = np.asarray(weights, np.float64)
@@ -72,7 +101,7 @@ def atlas_rows(labels: np.ndarray, weights: np.ndarray, best: np.ndarray, where:
     for k in kept[:max_clusters]:
         rows.append({"cluster": k, "weight": float(weights[k]),
                      "image_share": float((flat == k).any(1).mean()),
-                     "exemplars": exemplars(best, where, k, n)})
+                     "exemplars": exemplars(best, where, k, n, key)})
     return rows
 
 

@@ -88,9 +88,9 @@ def cluster_atlas(fit_npz: str | Path, manifest: str | Path, dataset: str | Path
     field = trace_fields(load_model(read_json(meta_json), None), [layer],
                          tuple(images.shape[1:3]))[layer]
     array = open_layer(manifest, layer)
-    best, where = typical_positions(array, load_predictor(fit, f"{fit_npz}"), len(weights))
-    rows = atlas_rows(labels, weights, best, where, n_exemplars, weight_threshold,
-                      max_clusters)
+    resp, where, key = typical_positions(array, load_predictor(fit, f"{fit_npz}"), len(weights))
+    rows = atlas_rows(labels, weights, resp, where, n_exemplars, weight_threshold,
+                      max_clusters, key)
     kept = int((np.asarray(weights) > weight_threshold).sum())
     plot_atlas(rows, images, field, labels.shape[1:], cluster_colours(weights),
                title or layer, out_png, n_exemplars, kept)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from convdp.atlas import atlas_rows, crop, exemplars, plot_atlas
+from convdp.atlas import atlas_rows, crop, exemplars, plot_atlas, typical_positions
 from convdp.io import read_json
 from convdp.parts import make_parts
 from convdp.plotting import cluster_colours
@@ -34,7 +34,31 @@ def test_rows_are_kept_clusters_with_distinct_images():
     assert rows[0]["exemplars"] == [(1, 3, 0.99), (0, 0, 0.9)]
     assert rows[1]["image_share"] == pytest.approx(2 / 3)
     assert [e[0] for e in rows[2]["exemplars"]] == [2]  # below 0.5 responsibility left out
-    assert exemplars(best, where, 1, 5, 0.0)[0][0] == 0
+    assert exemplars(best, where, 1, 5, min_responsibility=0.0)[0][0] == 0
+
+
+class _Certain:
+    """A stand-in mixture: two clusters, cluster 0 certain wherever x[0] < 5."""
+
+    means_ = np.array([[0.0, 0.0], [10.0, 0.0]])
+
+    def predict_proba(self, x):
+        p0 = (x[:, 0] < 5).astype(float)
+        return np.stack([p0, 1 - p0], 1)
+
+
+class _Identity:
+    def transform(self, x):
+        return x
+
+
+def test_typical_positions_prefer_the_nearest_of_the_certain():
+    array = np.zeros((2, 2, 2, 2), np.float32)
+    array[0, :, :, 0] = [[3, 1], [4, 2]]  # all certain for cluster 0; nearest its mean: (0, 1)
+    array[1, :, :, 0] = [[0.5, 9], [9, 9]]  # image 1 holds the most typical of all
+    resp, where, key = typical_positions(array, (_Identity(), _Certain()), 2)
+    assert where[0, 0] == 1 and where[1, 0] == 0 and resp[0, 0] == 1
+    assert [e[0] for e in exemplars(resp, where, 0, 2, key)] == [1, 0]
 
 
 def test_plot_atlas(tmp_path):
