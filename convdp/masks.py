@@ -12,7 +12,9 @@ For one fit (position mode), the label maps (N, h, w) are upsampled (nearest) to
 * on the **foreground** pixels (mask ≠ background), pooled over the data set: normalised
   mutual information (arithmetic mean normalisation) and adjusted Rand index of the clusters
   against the parts (Choudhury et al., NeurIPS 2021: unsupervised part discovery is scored
-  this way);
+  this way), and the purity (the share of foreground pixels whose cluster's most common part
+  is their own: high when the clusters split the parts but never mix them, where the ARI is
+  low);
 * per cluster, over all pixels: the mask label (background included) with the highest
   intersection over union, and that IoU (Network Dissection's score).
 """
@@ -30,7 +32,7 @@ import pandas as pd
 CLUSTER_COLUMNS = ["cluster", "weight", "kept", "pixels", "foreground_share", "best_label",
                    "best_label_name", "iou"]
 #: Columns added to the summary table for position-mode DPGMM rows of masked data sets.
-SUMMARY_COLUMNS = ["mask_nmi", "mask_ari", "mask_mean_best_iou"]
+SUMMARY_COLUMNS = ["mask_nmi", "mask_ari", "mask_purity", "mask_mean_best_iou"]
 
 
 def mask_file(folder: Path, name: str) -> Path:
@@ -140,8 +142,11 @@ def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
         record["nmi"] = float(normalized_mutual_info_score(truth[fg], up[fg]))
         record["ari"] = float(adjusted_rand_score(truth[fg], up[fg]))
         record["clusters_on_foreground"] = int(np.unique(up[fg]).size)
+        _, _, fg_table = _contingency(up[fg], truth[fg])
+        record["purity"] = float(fg_table.max(1).sum() / fg.sum())
     else:
-        record |= {"nmi": float("nan"), "ari": float("nan"), "clusters_on_foreground": 0}
+        record |= {"nmi": float("nan"), "ari": float("nan"), "clusters_on_foreground": 0,
+                   "purity": float("nan")}
     ua, ub, table = _contingency(up, truth)
     inter = table.astype(np.float64)
     union = table.sum(1, keepdims=True) + table.sum(0, keepdims=True) - inter
@@ -171,7 +176,7 @@ def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
 
 def mask_table(records: Sequence[dict]) -> pd.DataFrame:
     """One row per model × data set × layer from the mask-agreement records."""
-    cols = ["model", "control_of", "dataset", "layer", "layer_index", "nmi", "ari",
+    cols = ["model", "control_of", "dataset", "layer", "layer_index", "nmi", "ari", "purity",
             "mean_best_iou", "clusters_on_foreground", "parts", "images", "foreground_pixels"]
     return pd.DataFrame([{c: r.get(c) for c in cols} for r in records], columns=cols)
 
@@ -186,12 +191,13 @@ def add_summary_columns(df: pd.DataFrame, records: Sequence[dict]) -> pd.DataFra
         sel = ((df["model"] == r["model"]) & (df["dataset"] == r["dataset"])
                & (df["layer"] == r["layer"]) & (df["mode"] == "position")
                & (df["method"] == "dpgmm"))
-        df.loc[sel, SUMMARY_COLUMNS] = [r["nmi"], r["ari"], r["mean_best_iou"]]
+        df.loc[sel, SUMMARY_COLUMNS] = [r["nmi"], r["ari"], r.get("purity", np.nan),
+                                        r["mean_best_iou"]]
     return df
 
 
 def plot_mask_agreement(table: pd.DataFrame, dest: str | Path) -> None:
-    """Foreground NMI and ARI against depth: one row of two panels per model, one line per
+    """Foreground NMI, ARI and purity against depth: one row of three panels per model, one line per
     data set; a random-weights control (``control_of`` = the model) dashed on its model's
     panels, in the same colour."""
     from convdp.plotting import placeholder, pyplot, save_figure
@@ -203,7 +209,7 @@ def plot_mask_agreement(table: pd.DataFrame, dest: str | Path) -> None:
                if not isinstance(table.loc[table["model"] == m, "control_of"].iloc[0], str)]
     trained = trained or list(dict.fromkeys(table["model"]))
     plt = pyplot()
-    fig, axes = plt.subplots(len(trained), 2, figsize=(9, 3 * len(trained)), squeeze=False)
+    fig, axes = plt.subplots(len(trained), 3, figsize=(13, 3 * len(trained)), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for row, model in enumerate(trained):
         own = table[table["model"] == model]
@@ -213,15 +219,17 @@ def plot_mask_agreement(table: pd.DataFrame, dest: str | Path) -> None:
             colour = colours[c % len(colours)]
             for sub, style, what in ((own, "-o", ds), (controls, "--s", f"{ds}, random weights")):
                 part = sub[sub["dataset"] == ds].set_index("layer").reindex(layers)
+                if "purity" not in part:
+                    part["purity"] = np.nan
                 if part["nmi"].notna().any():
-                    for ax, col in zip(axes[row], ("nmi", "ari"), strict=True):
+                    for ax, col in zip(axes[row], ("nmi", "ari", "purity"), strict=True):
                         ax.plot(range(len(layers)), part[col].to_numpy(float), style,
                                 color=colour, label=what)
-        for ax, col in zip(axes[row], ("NMI", "ARI"), strict=True):
+        for ax, col in zip(axes[row], ("NMI", "ARI", "purity"), strict=True):
             ax.set_xticks(range(len(layers)), layers, rotation=30, fontsize=7)
             ax.set_ylabel(f"foreground {col}")
             ax.set_title(f"{model}: {col} with the part masks", fontsize=9)
             ax.axhline(0, color="0.8", lw=0.8)
-        axes[row, 1].legend(fontsize=7)
+        axes[row, 2].legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, dest)

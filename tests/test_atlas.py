@@ -78,7 +78,7 @@ def test_parts_workflow_writes_atlas_and_mask_tables(tmp_path):
     config = tmp_path / "parts.yaml"
     config.write_text((ROOT / "tests/config/parts_tiny.yaml").read_text()
                       .replace("PARTS_DIR", str(parts)))
-    out = snakemake(ROOT, tmp_path, "--cores", "2", "--configfile", str(config))
+    out = snakemake(ROOT, tmp_path, "--cores", "2", "--configfile", str(config), timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     res = tmp_path / "results"
     for model in ("net", "net_random"):

@@ -29,6 +29,7 @@ def test_perfect_and_permuted_labels_score_one():
     labels = (masks + 2) % 5  # a relabelling of the parts, background to its own cluster
     record, table = agreement(labels, masks, np.full(5, 0.2))
     assert record["nmi"] == pytest.approx(1) and record["ari"] == pytest.approx(1)
+    assert record["purity"] == 1
     assert (table["iou"] == 1).all()
     assert dict(zip(table["cluster"], table["best_label"], strict=True)) == {2: 0, 3: 1, 4: 2, 0: 3}
 
@@ -42,6 +43,14 @@ def test_background_is_left_out_of_the_foreground_scores():
     record, _ = agreement(labels, masks, np.full(8, 0.1), background=0)
     assert record["ari"] == pytest.approx(1)
     assert record["foreground_pixels"] == 8 and record["parts"] == 2
+
+
+def test_split_parts_are_pure_but_score_a_low_ari():
+    rng = np.random.default_rng(2)
+    masks = rng.integers(1, 3, (2, 16, 16))
+    labels = masks * 10 + rng.integers(0, 6, masks.shape)  # every part cut in six at random
+    record, _ = agreement(labels, masks, np.full(30, 0.03))
+    assert record["purity"] == 1 and record["ari"] < 0.3
 
 
 def test_random_labels_score_near_zero():
@@ -73,6 +82,6 @@ def test_summary_columns_and_figure(tmp_path):
     df = pd.DataFrame({"model": ["net", "net"], "dataset": "p", "layer": ["r1", "r1"],
                        "mode": "position", "method": ["dpgmm", "baseline"]})
     out = add_summary_columns(df, records)
-    assert out["mask_ari"].tolist()[0] == pytest.approx(0.25) and np.isnan(out["mask_ari"][1])
+    assert out["mask_ari"].tolist()[0] == pytest.approx(0.25) and np.isnan(out["mask_purity"][0]) and np.isnan(out["mask_ari"][1])
     plot_mask_agreement(mask_table(records), tmp_path / "m.png")
     assert (tmp_path / "m.png").stat().st_size > 1000
