@@ -54,4 +54,7 @@ def atlas_outputs():
 
 
 def mask_context(wildcards):
-    return fit_context(wildcards) | {"control_of": control_of(wildcards.model)}
+    return fit_context(wildcards) | {
+        "layer": wildcards.layer,
+        "control_of": control_of(wildcards.model),
+    }
