@@ -85,3 +85,20 @@ def test_summary_columns_and_figure(tmp_path):
     assert out["mask_ari"].tolist()[0] == pytest.approx(0.25) and np.isnan(out["mask_purity"][0]) and np.isnan(out["mask_ari"][1])
     plot_mask_agreement(mask_table(records), tmp_path / "m.png")
     assert (tmp_path / "m.png").stat().st_size > 1000
+
+
+def test_config_checks_the_mask_folder(tmp_path):
+    from convdp.config import ConfigError, validate_config
+
+    (tmp_path / "img" / "a").mkdir(parents=True)
+
+    def config(**ds):
+        return {"datasets": {"p": ds},
+                "models": {"m": {"arch": "digitnet", "weights": "none", "analyse_on": ["p"],
+                                 "layers": ["relu1"]}}}
+
+    with pytest.raises(ConfigError, match="mask folder .* does not exist"):
+        validate_config(config(kind="folder", path=str(tmp_path / "img"),
+                               masks=str(tmp_path / "nope")), check_layers=False)
+    with pytest.raises(ConfigError, match="only an image folder"):
+        validate_config(config(kind="digits", masks=str(tmp_path)), check_layers=False)
