@@ -24,6 +24,8 @@ include: "rules/model.smk"
 include: "rules/extract.smk"
 include: "rules/cluster.smk"
 include: "rules/label.smk"
+include: "rules/atlas_common.smk"
+include: "rules/atlas.smk"
 include: "rules/report.smk"
 include: "rules/transfer.smk"
 
@@ -40,3 +42,4 @@ rule all:
         "results/summary.csv",
         FIGURES.values(),
         transfer_outputs(),
+        atlas_outputs(),

@@ -233,14 +233,20 @@ def aggregate(
     out_csv: str | Path,
     figures: dict[str, str | Path],
     n_examples: int = 4,
+    mask_jsons: Sequence[str | Path] = (),
 ) -> pd.DataFrame:
     """Write the summary table and the figures from the fits' JSON (and .npz) files.
 
     ``datasets`` maps each data set name to its Zarr store (for the example images and
     class labels); ``figures`` maps ``clusters``, ``nmi``, ``label_maps``, ``heatmap`` and
-    ``comparison`` to paths.
+    ``comparison`` to paths. ``mask_jsons``: mask-agreement records, whose scores become the
+    summary's ``mask_*`` columns (:func:`convdp.masks.add_summary_columns`).
     """
     df = summary_table(fit_jsons)
+    if mask_jsons:
+        from convdp.masks import add_summary_columns
+
+        df = add_summary_columns(df, [read_json(p) for p in mask_jsons])
     plot_clusters_per_layer(df, figures["clusters"])
     plot_nmi_per_layer(df, figures["nmi"])
     plot_model_comparison(df, figures["comparison"])

@@ -1,4 +1,6 @@
-"""Command line: ``convdp layers ARCH`` lists the layer names a config can use.
+"""Command line: ``convdp layers ARCH`` lists the layer names a config can use;
+``convdp make-parts DIR`` writes a planted-parts data set with its part masks
+(:mod:`convdp.parts`).
 
 ARCH is ``digitnet``, a torchvision classifier (``vgg16``), ``timm:NAME`` (timm installed)
 or your own ``module:factory`` (importable from PYTHONPATH or the working directory).
@@ -54,7 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=None, help="input size (default 32 digitnet, 224 else)")
     p.add_argument("--num-classes", type=int, default=None,
                    help="output classes (default: the architecture's own)")
+    q = sub.add_parser("make-parts", help="write a planted-parts image folder with part masks")
+    q.add_argument("dest", help="folder to write (images/, masks/, parts.json)")
+    q.add_argument("--n", type=int, default=200, help="number of images (default 200)")
+    q.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    q.add_argument("--objects", type=int, default=1, help="objects per image (default 1)")
+    q.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     args = parser.parse_args(argv)
+    if args.command == "make-parts":
+        return _make_parts(args)
 
     from convdp.models import block_layers, build_model
 
@@ -70,6 +80,19 @@ def main(argv: list[str] | None = None) -> int:
         mark = "*" if name in blocks else " "
         print(f"{name:<{width}}{mark} {kind:<20} {shape}")
     print("\n* = in 'layers: blocks' (the output of every conv block)")
+    return 0
+
+
+def _make_parts(args) -> int:
+    from convdp.parts import make_parts
+
+    try:
+        root = make_parts(args.dest, args.n, args.size, args.seed, args.objects)
+    except ValueError as exc:
+        print(f"convdp: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.n} images in {root / 'images'}, their part masks in {root / 'masks'} "
+          "(0 background, 1 body, 2 head, 3 tail)")
     return 0
 
 

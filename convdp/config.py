@@ -238,6 +238,12 @@ def _check_dataset(name: str, spec: dict) -> dict:
             n_images = len(spec["paths"])
         else:
             size, n_images = size or 512, 1
+    if spec.get("masks"):
+        if kind != "folder":
+            raise ConfigError(f"{key}.masks: only an image folder (kind folder) can have masks")
+        if not Path(spec["masks"]).is_dir():
+            raise ConfigError(f"{key}.masks: mask folder {spec['masks']} does not exist or is "
+                              "not a folder")
     classes = spec.get("classes")
     if classes is not None:
         if n_classes == 0:

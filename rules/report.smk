@@ -3,6 +3,7 @@ rule aggregate:
         fits=fits("dpgmm") + fits("baseline"),
         npz=fits("dpgmm", "npz") + fits("baseline", "npz"),
         datasets=expand("results/data/{dataset}.zarr", dataset=DATASETS),
+        masks=mask_records(),
     output:
         summary=report(
             "results/summary.csv",

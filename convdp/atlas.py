@@ -1,0 +1,157 @@
+"""The cluster atlas of one layer: what each cluster of a position-mode fit looks like.
+
+For every cluster kept (weight above the threshold), the ``n`` most typical positions —
+highest responsibility under the fitted mixture, ties among the certain ones (≥ 0.99) broken by
+the distance to the cluster's mean; at most one per image — each shown as the
+input crop under that position's receptive field (:mod:`convdp.receptive`, traced from the
+net's graph). Crops clipped by the image border are padded with white, so every crop of a
+row shows the field at the same scale and the border where it is. Beside each row, the
+cluster's colour in the label maps (:func:`convdp.plotting.cluster_colours`), its weight and
+the share of images whose label map contains it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from convdp.receptive import Field, crop_box
+from convdp.samples import image_chunks, to_samples
+
+_ROWS = 16384  # samples whose responsibilities are computed at once (bounds memory)
+
+
+def typical_positions(array, predictor, n_clusters: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per image and cluster: the image's most typical position for the cluster (flat, i·w + j),
+    its responsibility, and its rank key; three (N, K) arrays ``(resp, where, key)``.
+    ``array`` is the layer (N, h, w, C), ``predictor`` ``(preprocess, estimator)``
+    (:func:`convdp.fitted.load_predictor`).
+
+    Most typical = highest responsibility; a DP mixture is often certain (responsibility ≥ 0.99
+    at many positions), so among those the one nearest the cluster's mean (in the preprocessed
+    space the fit saw) comes first: key = 2 + 1 / (1 + squared distance) there, the
+    responsibility elsewhere.
+    """
+    pre, est = predictor
+    n, h, w, _ = array.shape
+    means = np.asarray(getattr(est, "means_", np.zeros((0, 0))), np.float64)[:n_clusters]
+    resp = np.zeros((n, n_clusters), np.float32)
+    key = np.zeros((n, n_clusters), np.float64)
+    where = np.zeros((n, n_clusters), np.int64)
+    for start, stop, block in image_chunks(array):
+        x = to_samples(block, "position")
+        score = np.empty((len(x), n_clusters))
+        proba = np.empty((len(x), n_clusters))
+        for s in range(0, len(x), _ROWS):
+            z = np.asarray(pre.transform(x[s : s + _ROWS]), np.float64)
+            p = np.asarray(est.predict_proba(z))[:, :n_clusters]
+            if means.shape == (p.shape[1], z.shape[1]):
+                d2 = np.maximum((z**2).sum(1)[:, None] - 2 * z @ means.T
+                                + (means**2).sum(1)[None], 0)
+            else:
+                d2 = np.zeros_like(p)
+            proba[s : s + len(z)] = p
+            score[s : s + len(z)] = np.where(p >= 0.99, 2 + 1 / (1 + d2), p)
+        m = stop - start
+        score = score.reshape(m, h * w, -1)
+        pick = score.argmax(1)
+        where[start:stop] = pick
+        key[start:stop] = np.take_along_axis(score, pick[:, None, :], 1)[:, 0]
+        resp[start:stop] = np.take_along_axis(proba.reshape(m, h * w, -1), pick[:, None, :], 1)[:, 0]
+    return resp, where, key
+
+
+def exemplars(resp: np.ndarray, where: np.ndarray, cluster: int, n: int,
+              key: np.ndarray | None = None,
+              min_responsibility: float = 0.5) -> list[tuple[int, int, float]]:
+    """(image, flat position, responsibility) of the ``n`` images whose most typical position
+    for ``cluster`` ranks highest by ``key`` (default: the responsibility), best first, leaving
+    out those below ``min_responsibility``."""
+    rank = resp if key is None else key
+    order = np.argsort(-rank[:, cluster], kind="stable")
+    out = [(int(i), int(where[i, cluster]), float(resp[i, cluster]))
+           for i in order if resp[i, cluster] >= min_responsibility]
+    return out[:n]
+
+
+def crop(image: np.ndarray, field: Field, i: int, j: int) -> np.ndarray:
+    """The pixels of ``image`` (H, W, C) under position (i, j)'s field, padded with white
+    where the field reaches outside the image."""
+    h, w = image.shape[:2]
+    if field.global_:
+        return image
+    top, left, bottom, right = field.box(i, j)
+    out = np.full((bottom - top, right - left, image.shape[2]), 255, image.dtype)
+    t, lft, b, r = crop_box(field, i, j, (h, w))
+    out[t - top : b - top, lft - left : r - left] = image[t:b, lft:r]
+    return out
+
+
+def atlas_rows(labels: np.ndarray, weights: np.ndarray, best: np.ndarray, where: np.ndarray,
+               n: int, weight_threshold: float, max_clusters: int,
+               key: np.ndarray | None = None) -> list[dict]:
+    """One row per cluster kept, largest first (at most ``max_clusters``): cluster, weight,
+    share of images, and its exemplars (:func:`exemplars`)."""
+    weights = np.asarray(weights, np.float64)
+    kept = [int(k) for k in np.argsort(-weights, kind="stable") if weights[k] > weight_threshold]
+    flat = labels.reshape(len(labels), -1)
+    rows = []
+    for k in kept[:max_clusters]:
+        rows.append({"cluster": k, "weight": float(weights[k]),
+                     "image_share": float((flat == k).any(1).mean()),
+                     "exemplars": exemplars(best, where, k, n, key)})
+    return rows
+
+
+def plot_atlas(rows: list[dict], images: np.ndarray, field: Field, map_shape: tuple[int, int],
+               colours: np.ndarray, title: str, dest: str | Path, n: int,
+               clusters_kept: int | None = None) -> None:
+    """Clusters as rows, exemplars as columns; the label-map colour, weight and image share
+    at the start of each row. ``images`` (N, H, W, C) uint8 are the data set's images."""
+    from convdp.plotting import placeholder, pyplot, save_figure
+
+    if not rows:
+        placeholder(f"{title}: no cluster kept", dest)
+        return
+    plt = pyplot()
+    cols = 1 + n
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.1 * cols + 0.6, 1.05 * len(rows) + 0.6),
+                             squeeze=False, gridspec_kw={"width_ratios": [1.6] + [1] * n})
+    w = map_shape[1]
+    grey = images.shape[-1] == 1
+    for r, row in enumerate(rows):
+        ax = axes[r, 0]
+        ax.add_patch(plt.Rectangle((0, 0.2), 0.35, 0.6, color=colours[row["cluster"]],
+                                   transform=ax.transAxes))
+        ax.text(0.42, 0.5, f"{row['cluster']}\nw {row['weight']:.3f}\n"
+                f"{100 * row['image_share']:.0f}% img", transform=ax.transAxes,
+                va="center", fontsize=7)
+        for c in range(n):
+            a = axes[r, c + 1]
+            if c < len(row["exemplars"]):
+                img, pos, resp = row["exemplars"][c]
+                patch = crop(images[img], field, pos // w, pos % w)
+                a.imshow(patch[..., 0] if grey else patch, cmap="gray" if grey else None,
+                         interpolation="nearest", vmin=0, vmax=255)
+                a.set_title(f"#{img} {resp:.2f}", fontsize=5, pad=1)
+                for s in a.spines.values():
+                    s.set_color(colours[row["cluster"]])
+                    s.set_linewidth(2)
+            else:
+                a.set_axis_off()
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[:, 0]:
+        for s in ax.spines.values():
+            s.set_visible(False)
+    size = "whole image" if field.global_ else f"{field.size[0]}×{field.size[1]} px"
+    more = (f"; the {len(rows)} largest of {clusters_kept} kept"
+            if clusters_kept and clusters_kept > len(rows) else "")
+    fig.suptitle(f"{title}: receptive field {size}, stride {field.jump[0]}{more}\n"
+                 "rows: clusters by weight (label-map colour, weight, share of images); "
+                 "columns: most typical positions (image #, responsibility)", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    save_figure(fig, dest)

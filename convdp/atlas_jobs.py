@@ -1,0 +1,100 @@
+"""Job functions of the atlas and mask rules (``rules/atlas.smk``): paths in, files out.
+
+* :func:`prepare_masks`: a data set's part masks, aligned with its stored images;
+* :func:`mask_agreement`: one layer's label maps against the masks (:mod:`convdp.masks`);
+* :func:`mask_summary`: the table of every layer and the NMI / ARI figure;
+* :func:`cluster_atlas`: one layer's cluster atlas (:mod:`convdp.atlas`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from convdp.io import read_json, write_json, write_npz
+
+
+def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
+                  background: int, out: str | Path) -> dict:
+    """Read the masks of the stored data set's images (same relative names) into ``out``
+    (``masks`` (N, H, W) int16, ``background``)."""
+    from convdp.data import open_dataset
+    from convdp.masks import load_masks
+
+    group = open_dataset(dataset)
+    names = list(dict(group.attrs.get("files", {})))
+    shape = tuple(group["images"].shape[1:3])
+    if len(names) != group["images"].shape[0]:
+        raise ValueError(f"{dataset}: {group['images'].shape[0]} images but {len(names)} file "
+                         "names; masks need an image folder data set (kind folder)")
+    masks = load_masks(folder, names, size, shape)
+    write_npz(out, masks=masks, background=np.int64(background), names=np.array(names))
+    return {"images": len(names), "shape": list(shape)}
+
+
+def mask_agreement(fit_npz: str | Path, masks_npz: str | Path, out_csv: str | Path,
+                   out_json: str | Path, *, context: dict, weight_threshold: float = 0.01,
+                   folder: str | Path | None = None) -> dict:
+    """Score one position-mode fit's label maps against the masks; write the per-cluster CSV
+    and the record."""
+    from convdp.aggregate import write_csv
+    from convdp.masks import agreement, part_names
+
+    with np.load(fit_npz) as z:
+        labels, weights = z["labels"], z["weights"]
+    with np.load(masks_npz) as z:
+        masks, background = z["masks"], int(z["background"])
+    if labels.ndim != 3:
+        raise ValueError(f"{fit_npz}: labels of shape {labels.shape} are not label maps "
+                         "(position mode)")
+    record, table = agreement(labels, masks, weights, background, weight_threshold,
+                              part_names(folder) if folder else None)
+    record |= dict(context)
+    write_csv(table, out_csv)
+    write_json(out_json, record)
+    return record
+
+
+def mask_summary(records: Sequence[str | Path], out_csv: str | Path, figure: str | Path) -> None:
+    """All layers' mask agreement in one table, and the figure against depth."""
+    from convdp.aggregate import write_csv
+    from convdp.masks import mask_table, plot_mask_agreement
+
+    table = mask_table([read_json(p) for p in records])
+    plot_mask_agreement(table, figure)
+    write_csv(table, out_csv)
+
+
+def cluster_atlas(fit_npz: str | Path, manifest: str | Path, dataset: str | Path,
+                  meta_json: str | Path, layer: str, out_png: str | Path, out_json: str | Path,
+                  *, n_exemplars: int = 8, max_clusters: int = 24,
+                  weight_threshold: float = 0.01, title: str = "") -> dict:
+    """One layer's cluster atlas: the figure and a JSON of every row's exemplars."""
+    from convdp.atlas import atlas_rows, plot_atlas, typical_positions
+    from convdp.data import open_dataset
+    from convdp.fitted import load_npz, load_predictor
+    from convdp.models import load_model
+    from convdp.pipeline import open_layer
+    from convdp.plotting import cluster_colours
+    from convdp.receptive import trace_fields
+
+    fit = load_npz(fit_npz)
+    labels, weights = fit["labels"], fit["weights"]
+    if labels.ndim != 3:
+        raise ValueError(f"{fit_npz}: not a position-mode fit (labels {labels.shape})")
+    images = open_dataset(dataset)["images"][:]
+    field = trace_fields(load_model(read_json(meta_json), None), [layer],
+                         tuple(images.shape[1:3]))[layer]
+    array = open_layer(manifest, layer)
+    resp, where, key = typical_positions(array, load_predictor(fit, f"{fit_npz}"), len(weights))
+    rows = atlas_rows(labels, weights, resp, where, n_exemplars, weight_threshold,
+                      max_clusters, key)
+    kept = int((np.asarray(weights) > weight_threshold).sum())
+    plot_atlas(rows, images, field, labels.shape[1:], cluster_colours(weights),
+               title or layer, out_png, n_exemplars, kept)
+    out = {"layer": layer, "field": field.as_dict(), "clusters_kept": kept,
+           "label_map_shape": list(labels.shape[1:]), "rows": rows}
+    write_json(out_json, out)
+    return out

@@ -1,0 +1,222 @@
+"""Receptive fields of a net's layers, traced from the net's own graph (not from a table).
+
+The net is traced with torchvision's feature extraction (the same ``torch.fx`` graph, and the
+same node names, that the config's ``layers`` use) and run once on a small input while each
+node's receptive field is composed from its inputs'. Per spatial axis a field is three numbers:
+position ``i`` of a layer sees the input pixels ``start + i * jump`` to
+``start + i * jump + size - 1`` (``start`` is negative where padding reaches outside the image).
+
+* Convolutions and max / average pooling (modules or their functional forms) compose:
+  ``jump *= stride``, ``start -= padding * jump``, ``size += (dilated kernel - 1) * jump``.
+* An op whose output keeps its 4-D inputs' spatial size (ReLU, batch norm, the residual
+  ``add``, ``cat``, dropout, …) takes the union of its inputs' fields; an input of spatial size
+  1 × 1 that came from a global pooling (squeeze-and-excitation) makes the field global.
+* Adaptive pooling to 1 × 1, ``flatten``, ``mean`` and linear layers make the output global
+  (every position sees the whole image) or non-spatial; adaptive pooling to a size that divides
+  the input composes as a pooling with kernel = stride = input / output.
+* Anything else that changes the spatial size (interpolation, pixel shuffle, …) leaves the
+  field unknown (None) for it and everything downstream; asking for such a layer raises.
+
+:func:`crop_box` turns a layer position into the pixel box of the input it sees, clipped to
+the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+
+@dataclass(frozen=True)
+class Field:
+    """The receptive field of every position of one layer, per axis (rows, columns).
+
+    ``global_`` marks a field that covers the whole input whatever the position.
+    """
+
+    jump: tuple[int, int]
+    start: tuple[int, int]
+    size: tuple[int, int]
+    global_: bool = False
+
+    def box(self, i: int, j: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right), bottom/right exclusive, of position (i, j), unclipped."""
+        top = self.start[0] + i * self.jump[0]
+        left = self.start[1] + j * self.jump[1]
+        return top, left, top + self.size[0], left + self.size[1]
+
+    def as_dict(self) -> dict:
+        return {"jump": list(self.jump), "start": list(self.start), "size": list(self.size),
+                "global": self.global_}
+
+
+IDENTITY = Field((1, 1), (0, 0), (1, 1))
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _compose(f: Field, kernel, stride, padding, dilation=1) -> Field:
+    k, s, p, d = _pair(kernel), _pair(stride if stride else kernel), _pair(padding), _pair(dilation)
+    if f.global_:
+        return f
+    return Field(
+        jump=tuple(f.jump[a] * s[a] for a in range(2)),
+        start=tuple(f.start[a] - p[a] * f.jump[a] for a in range(2)),
+        size=tuple(f.size[a] + (d[a] * (k[a] - 1)) * f.jump[a] for a in range(2)),
+    )
+
+
+def _union(fields: Sequence[Field], shape: tuple[int, int]) -> Field | None:
+    if any(f.global_ for f in fields):
+        return Field((1, 1), (0, 0), shape, True)
+    jumps = {f.jump for f in fields}
+    if len(jumps) != 1:
+        return None  # inputs on different grids: not one field per position
+    start = tuple(min(f.start[a] for f in fields) for a in range(2))
+    end = tuple(max(f.start[a] + f.size[a] for f in fields) for a in range(2))
+    return Field(fields[0].jump, start, tuple(end[a] - start[a] for a in range(2)))
+
+
+_CONV_FUNCS = {F.conv2d: (1, 3, 4, 5), torch.conv2d: (1, 3, 4, 5)}  # weight, stride, padding, dilation
+_POOL_FUNCS = {F.max_pool2d, F.avg_pool2d, torch.max_pool2d, F.lp_pool2d}
+
+
+def _arg(node: fx.Node, pos: int, name: str, default):
+    if len(node.args) > pos:
+        return node.args[pos]
+    return node.kwargs.get(name, default)
+
+
+class _Tracer(fx.Interpreter):
+    """Runs the graph and composes the receptive field of every node beside its value."""
+
+    def __init__(self, gm: fx.GraphModule, image: tuple[int, int]):
+        super().__init__(gm)
+        self.image = image
+        self.fields: dict[str, Field | None] = {}
+        self.spatial: dict[str, tuple[int, int]] = {}
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if isinstance(out, torch.Tensor) and out.ndim == 4:
+            self.spatial[n.name] = tuple(out.shape[2:])
+        self.fields[n.name] = self._field(n, out)
+        return out
+
+    def _inputs(self, n: fx.Node) -> list[fx.Node]:
+        return [a for a in n.all_input_nodes if a.name in self.spatial]
+
+    def _field(self, n: fx.Node, out) -> Field | None:
+        if n.op == "placeholder":
+            return IDENTITY
+        if not isinstance(out, torch.Tensor) or out.ndim != 4:
+            return None
+        shape = tuple(out.shape[2:])
+        ins = self._inputs(n)
+        if not ins:
+            return None
+        first = self.fields.get(ins[0].name)
+        if n.op == "call_module":
+            m = self.module.get_submodule(n.target)
+            if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d | nn.LPPool2d):
+                if first is None:
+                    return None
+                return _compose(first, m.kernel_size, m.stride, getattr(m, "padding", 0),
+                                getattr(m, "dilation", 1))
+            if isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
+                return self._adaptive(first, self.spatial[ins[0].name], shape)
+        if n.op == "call_function":
+            if n.target in _CONV_FUNCS and first is not None:
+                w = _arg(n, 1, "weight", None)
+                kernel = tuple(self.env[w].shape[2:]) if isinstance(w, fx.Node) else (1, 1)
+                return _compose(first, kernel, _arg(n, 3, "stride", 1),
+                                _arg(n, 4, "padding", 0), _arg(n, 5, "dilation", 1))
+            if n.target in _POOL_FUNCS and first is not None:
+                k = _arg(n, 1, "kernel_size", 1)
+                return _compose(first, k, _arg(n, 2, "stride", None) or k,
+                                _arg(n, 3, "padding", 0),
+                                _arg(n, 4, "dilation", 1) if n.target is not F.avg_pool2d else 1)
+            if n.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
+                return self._adaptive(first, self.spatial[ins[0].name], shape)
+        # Shape-keeping ops: the union of the inputs' fields (1×1 inputs from a global pool too).
+        fields = []
+        for a in ins:
+            f = self.fields.get(a.name)
+            if f is None:
+                return None
+            if self.spatial[a.name] != shape:
+                if self.spatial[a.name] == (1, 1):
+                    f = Field((1, 1), (0, 0), self.image, True)
+                else:
+                    return None
+            fields.append(f)
+        return _union(fields, self.image)
+
+    def _adaptive(self, f: Field | None, size_in, size_out) -> Field | None:
+        if f is None:
+            return None
+        if tuple(size_out) == (1, 1):
+            return Field((1, 1), (0, 0), self.image, True)
+        if tuple(size_in) == tuple(size_out):
+            return f
+        if all(size_in[a] % size_out[a] == 0 for a in range(2)):
+            k = tuple(size_in[a] // size_out[a] for a in range(2))
+            return _compose(f, k, k, 0)
+        return None
+
+
+def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int, int] = 64,
+                 in_channels: int | None = None) -> dict[str, Field]:
+    """The receptive field of each of ``layers`` (graph node names) of ``model``.
+
+    The net runs once, in evaluation mode and without gradients, on one zero image of
+    ``size`` (an int or (height, width); the fields do not depend on it, except that every
+    layer must keep a spatial extent). Raises a ValueError for a layer whose field cannot be
+    traced.
+    """
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    from convdp.models import input_channels
+
+    hw = _pair(size)
+    channels = in_channels or input_channels(model) or 3
+    was_training = model.training
+    gm = create_feature_extractor(model.eval(), return_nodes={name: name for name in layers})
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    returned = output.args[0]
+    tracer = _Tracer(gm, hw)
+    try:
+        with torch.no_grad():
+            tracer.run(torch.zeros(1, channels, *hw))
+    finally:
+        model.train(was_training)
+    out = {}
+    for name in layers:
+        node = returned[name]
+        field = tracer.fields.get(node.name)
+        if field is None:
+            raise ValueError(f"layer {name!r}: its receptive field cannot be traced (it is not a "
+                             "spatial map, or an op on its path changes the spatial size in a "
+                             "way convdp does not compose)")
+        out[name] = field
+    return out
+
+
+def crop_box(field: Field, i: int, j: int, image: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the input pixels position (i, j) sees, clipped to the image
+    (height, width); bottom and right exclusive."""
+    if field.global_:
+        return 0, 0, image[0], image[1]
+    top, left, bottom, right = field.box(i, j)
+    return max(top, 0), max(left, 0), min(bottom, image[0]), min(right, image[1])
+
+
+def fields_for_image(fields: dict[str, Field], image: tuple[int, int]) -> dict[str, dict]:
+    """JSON-ready fields with the image size they apply to."""
+    return {name: f.as_dict() | {"image": list(image)} for name, f in fields.items()}

@@ -1,0 +1,87 @@
+# What each cluster is (issue 16): the cluster atlas of every position-mode DPGMM fit, and,
+# for data sets with part masks (datasets.NAME.masks), the agreement of the label maps with
+# the masks. Job functions in convdp/atlas_jobs.py; target lists in rules/atlas_common.smk.
+
+
+rule prepare_masks:
+    input:
+        dataset="results/data/{dataset}.zarr",
+    output:
+        "results/data/{dataset}.masks.npz",
+    log:
+        "logs/prepare_masks/{dataset}.log",
+    conda:
+        "../envs/torch.yaml"
+    params:
+        folder=lambda wc: DATASETS[wc.dataset]["masks"],
+        size=lambda wc: DATASETS[wc.dataset].get("size"),
+        background=lambda wc: DATASETS[wc.dataset]["mask_background"],
+        sources=lambda wc: _provenance.folder_fingerprint(DATASETS[wc.dataset]["masks"]),
+    script:
+        "../scripts/prepare_masks.py"
+
+
+rule mask_agreement:
+    input:
+        fit="results/dpgmm/{model}/{dataset}/{layer}/position.npz",
+        masks="results/data/{dataset}.masks.npz",
+    output:
+        csv="results/masks/{model}/{dataset}/{layer}.csv",
+        json="results/masks/{model}/{dataset}/{layer}.json",
+    log:
+        "logs/mask_agreement/{model}/{dataset}/{layer}.log",
+    conda:
+        "../envs/cluster.yaml"
+    params:
+        context=mask_context,
+        weight_threshold=config["dpgmm"]["weight_threshold"],
+        folder=lambda wc: DATASETS[wc.dataset]["masks"],
+    script:
+        "../scripts/mask_agreement.py"
+
+
+rule mask_summary:
+    input:
+        mask_records(),
+    output:
+        csv="results/mask_agreement.csv",
+        figure=report(
+            "results/figures/mask_agreement.png",
+            caption="../report/mask_agreement.rst",
+            category="Figures",
+        ),
+    log:
+        "logs/mask_summary.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/mask_summary.py"
+
+
+rule atlas:
+    input:
+        fit="results/dpgmm/{model}/{dataset}/{layer}/position.npz",
+        manifest="results/activations/{model}/{dataset}.json",
+        dataset="results/data/{dataset}.zarr",
+        meta="results/models/{model}.json",
+    output:
+        png=report(
+            "results/figures/atlas/{model}/{dataset}/{layer}.png",
+            caption="../report/atlas.rst",
+            category="Cluster atlas",
+            subcategory="{model}: {dataset}",
+            labels={"layer": "{layer}"},
+        ),
+        json="results/atlas/{model}/{dataset}/{layer}.json",
+    log:
+        "logs/atlas/{model}/{dataset}/{layer}.log",
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+    params:
+        atlas=config["atlas"],
+        weight_threshold=config["dpgmm"]["weight_threshold"],
+    script:
+        "../scripts/atlas.py"

@@ -1,0 +1,100 @@
+"""The cluster atlas (exemplar crops under receptive fields) and the mask path end to end."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from convdp.atlas import atlas_rows, crop, exemplars, plot_atlas, typical_positions
+from convdp.io import read_json
+from convdp.parts import make_parts
+from convdp.plotting import cluster_colours
+from convdp.receptive import Field
+from tests.conftest import ROOT
+from tests.test_workflow import snakemake
+
+
+def test_crop_pads_outside_the_image_with_white():
+    image = np.arange(36, dtype=np.uint8).reshape(6, 6, 1)
+    field = Field((2, 2), (-1, -1), (4, 4))
+    inside = crop(image, field, 1, 1)  # pixels 1..4
+    assert (inside[..., 0] == image[1:5, 1:5, 0]).all()
+    corner = crop(image, field, 0, 0)  # pixels -1..2
+    assert corner.shape == (4, 4, 1)
+    assert (corner[0] == 255).all() and (corner[:, 0] == 255).all()
+    assert (corner[1:, 1:, 0] == image[:3, :3, 0]).all()
+
+
+def test_rows_are_kept_clusters_with_distinct_images():
+    labels = np.array([[[0, 0], [1, 1]], [[0, 0], [0, 0]], [[2, 2], [2, 1]]])
+    weights = np.array([0.5, 0.3, 0.195, 0.005])
+    best = np.array([[0.9, 0.8, 0.1, 0], [0.99, 0.2, 0, 0], [0.3, 0.7, 0.95, 0]])
+    where = np.array([[0, 2, 1, 0], [3, 0, 0, 0], [0, 3, 0, 0]])
+    rows = atlas_rows(labels, weights, best, where, n=2, weight_threshold=0.01, max_clusters=10)
+    assert [r["cluster"] for r in rows] == [0, 1, 2]
+    assert rows[0]["exemplars"] == [(1, 3, 0.99), (0, 0, 0.9)]
+    assert rows[1]["image_share"] == pytest.approx(2 / 3)
+    assert [e[0] for e in rows[2]["exemplars"]] == [2]  # below 0.5 responsibility left out
+    assert exemplars(best, where, 1, 5, min_responsibility=0.0)[0][0] == 0
+
+
+class _Certain:
+    """A stand-in mixture: two clusters, cluster 0 certain wherever x[0] < 5."""
+
+    means_ = np.array([[0.0, 0.0], [10.0, 0.0]])
+
+    def predict_proba(self, x):
+        p0 = (x[:, 0] < 5).astype(float)
+        return np.stack([p0, 1 - p0], 1)
+
+
+class _Identity:
+    def transform(self, x):
+        return x
+
+
+def test_typical_positions_prefer_the_nearest_of_the_certain():
+    array = np.zeros((2, 2, 2, 2), np.float32)
+    array[0, :, :, 0] = [[3, 1], [4, 2]]  # all certain for cluster 0; nearest its mean: (0, 1)
+    array[1, :, :, 0] = [[0.5, 9], [9, 9]]  # image 1 holds the most typical of all
+    resp, where, key = typical_positions(array, (_Identity(), _Certain()), 2)
+    assert where[0, 0] == 1 and where[1, 0] == 0 and resp[0, 0] == 1
+    assert [e[0] for e in exemplars(resp, where, 0, 2, key)] == [1, 0]
+
+
+def test_plot_atlas(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
+    rows = [{"cluster": 1, "weight": 0.6, "image_share": 1.0, "exemplars": [(0, 5, 0.9)]},
+            {"cluster": 0, "weight": 0.4, "image_share": 0.5, "exemplars": []}]
+    plot_atlas(rows, images, Field((2, 2), (-1, -1), (4, 4)), (4, 4),
+               cluster_colours(np.array([0.4, 0.6])), "t", tmp_path / "a.png", 3)
+    assert (tmp_path / "a.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_parts_workflow_writes_atlas_and_mask_tables(tmp_path):
+    parts = tmp_path / "parts"
+    make_parts(parts, n=48, size=32, seed=0)
+    config = tmp_path / "parts.yaml"
+    config.write_text((ROOT / "tests/config/parts_tiny.yaml").read_text()
+                      .replace("PARTS_DIR", str(parts)))
+    out = snakemake(ROOT, tmp_path, "--cores", "2", "--configfile", str(config), timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = tmp_path / "results"
+    for model in ("net", "net_random"):
+        for layer in ("relu1", "relu2"):
+            assert (res / f"figures/atlas/{model}/parts/{layer}.png").stat().st_size > 1000
+            atlas = read_json(res / f"atlas/{model}/parts/{layer}.json")
+            assert atlas["rows"] and atlas["field"]["size"] == ([3, 3] if layer == "relu1"
+                                                                  else [8, 8])
+            per_cluster = pd.read_csv(res / f"masks/{model}/parts/{layer}.csv")
+            assert {"cluster", "best_label", "best_label_name", "iou"} <= set(per_cluster)
+            assert set(per_cluster["best_label_name"]) <= {"background", "body", "head", "tail"}
+    table = pd.read_csv(res / "mask_agreement.csv")
+    assert len(table) == 4 and table["ari"].between(-1, 1).all()
+    assert table.set_index("model")["control_of"].get("net_random").iloc[0] == "net"
+    summary = pd.read_csv(res / "summary.csv")
+    dp = summary[summary["method"] == "dpgmm"]
+    assert dp["mask_ari"].notna().all() and summary.loc[summary["method"] != "dpgmm",
+                                                        "mask_ari"].isna().all()
+    assert (res / "figures/mask_agreement.png").stat().st_size > 1000

@@ -1,0 +1,56 @@
+"""Receptive fields traced from the graph equal the support of the input gradient."""
+
+import numpy as np
+import pytest
+import torch
+
+from convdp.extract import feature_extractor
+from convdp.models import DigitNet, build_model
+from convdp.receptive import crop_box, trace_fields
+
+CASES = [
+    ("digitnet", ["relu1", "relu2", "relu3", "relu4"], 64),
+    ("vgg11", ["features.1", "features.5", "features.10"], 72),
+    ("resnet18", ["relu", "maxpool", "layer1.0.relu", "layer1", "layer2"], 136),
+]
+
+
+def _gradient_support(model, layer, size, channels, pos=None, batch=6):
+    torch.manual_seed(0)
+    x = torch.randn(batch, channels, size, size, dtype=torch.float64, requires_grad=True)
+    out = feature_extractor(model.double(), [layer])(x)[layer]
+    i, j = pos or (out.shape[2] // 2, out.shape[3] // 2)
+    # A random mix of the channels, so no position's gradient cancels by chance.
+    w = torch.rand(out.shape[1], dtype=torch.float64) + 0.5
+    (out[:, :, i, j] * w).sum().backward()
+    return (x.grad.abs().sum((0, 1)) > 0).numpy(), (i, j)
+
+
+@pytest.mark.parametrize("arch,layers,size", CASES, ids=[c[0] for c in CASES])
+def test_traced_field_is_the_gradient_support(arch, layers, size):
+    torch.manual_seed(0)
+    model = DigitNet(in_channels=3) if arch == "digitnet" else build_model(arch, 10)
+    model.eval()
+    fields = trace_fields(model, layers, size)
+    for layer in layers:
+        support, (i, j) = _gradient_support(model, layer, size, 3)
+        top, left, bottom, right = fields[layer].box(i, j)
+        assert top >= 0 and left >= 0 and bottom <= size and right <= size, (arch, layer)
+        expect = np.zeros_like(support)
+        expect[top:bottom, left:right] = True
+        assert np.array_equal(support, expect), (arch, layer, fields[layer],
+                                                 np.argwhere(support).min(0),
+                                                 np.argwhere(support).max(0))
+
+
+def test_crop_box_clips_at_the_border():
+    field = trace_fields(DigitNet(), ["relu2"], 32)["relu2"]
+    assert crop_box(field, 0, 0, (32, 32)) == (0, 0, 5, 5)
+    assert crop_box(field, 15, 15, (32, 32)) == (27, 27, 32, 32)
+
+
+def test_global_and_untraceable_layers():
+    model = build_model("resnet18", 10)
+    assert trace_fields(model, ["avgpool"], 64)["avgpool"].global_
+    with pytest.raises(ValueError, match="cannot be traced"):
+        trace_fields(model, ["fc"], 64)
