@@ -221,3 +221,28 @@ def test_benchmark_job_writes_tables_and_figure(tmp_path):
     assert summary["best_convdp_score"] == "shift_z"
     assert summary["recommended_within_tolerance"] == 2
     assert all(p.stat().st_size > 0 for p in out.values())
+
+
+def test_verdict_rows_carry_the_price_of_each_cut():
+    from convdp.models import DigitNet
+    from convdp.transfer import verdict
+
+    costs = cut_costs(DigitNet(num_classes=5), LAYERS, (1, 32, 32))
+    rows = [{"layer": layer, "shift": -z, "shift_z": -z, "usage_js": 0.1 * z,
+             "probe_accuracy": 0.9, "mmd2": 0.1 * z, "logme": 0.5, "hscore": 1.0}
+            for layer, z in zip(LAYERS, [0.1, 0.5, 2.0, 5.0], strict=True)]
+    scores = {"model": "digitnet", "dataset": "t", "source": "s", "mode": "position",
+              "layers": rows}
+    cuts = [{"cut": i, "layer": ([None] + LAYERS)[i], "accuracies": [m], "mean": m, "std": 0.0}
+            for i, m in enumerate([0.9, 0.95, 0.95, 0.8, 0.6])]
+    df, summary = verdict(scores, {"cuts": cuts, "runs": [], "epochs": 1, "seeds": [0],
+                                   "costs": costs})
+    assert df["depth"].tolist() == [1, 2, 3, 4]
+    assert df["params_retrained"].tolist() == [c["params_retrained"] for c in costs[1:]]
+    assert df["flops_saved"].tolist() == [c["flops_saved"] for c in costs[1:]]
+    assert df["mmd2"].tolist() == pytest.approx([0.01, 0.05, 0.2, 0.5])
+    assert summary["decision"] == ("freeze up to layer relu2: retrain 92.1% of the parameters, "
+                                   "45.2% of the training compute")
+    # Without retraining (and without costs) the columns are there, empty.
+    df, summary = verdict(scores, None)
+    assert df["params_retrained"].isna().all() and "decision" not in summary
