@@ -246,3 +246,22 @@ def test_verdict_rows_carry_the_price_of_each_cut():
     # Without retraining (and without costs) the columns are there, empty.
     df, summary = verdict(scores, None)
     assert df["params_retrained"].isna().all() and "decision" not in summary
+
+
+def test_benchmark_config_plans(tmp_path):
+    """config/transfer_bench.yaml (not run in CI) plans: six targets, one benchmark job."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+           str(tmp_path), "-n", "--cores", "2", "--configfile",
+           str(ROOT / "config/transfer_bench.yaml")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    counts = {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", text, re.M)}
+    assert counts["transfer_retrain"] == 6 and counts["transfer_benchmark"] == 1, counts
+    assert counts["prepare_dataset"] == 7 and counts["fit_dpgmm"] == 28, counts
