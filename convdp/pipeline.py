@@ -470,7 +470,8 @@ def transfer_verdict(
     from convdp.transfer import plot_verdict, verdict
 
     retrain = read_json(retrain_json)
-    df, summary = verdict(read_json(scores_json), retrain if retrain.get("cuts") else None,
+    retrain = retrain if retrain.get("cuts") or retrain.get("costs") else None
+    df, summary = verdict(read_json(scores_json), retrain,
                           shift_tolerance=shift_tolerance, accuracy_tolerance=accuracy_tolerance)
     write_csv(df, out_csv)
     summary["layers"] = df.to_dict(orient="records")

@@ -213,7 +213,31 @@ def transfer_outputs():
             f"results/figures/transfer_{m}_{d}.png",
             f"results/figures/transfer_label_maps_{m}_{d}.png",
         )
-    ]
+    ] + benchmark_outputs()
+
+
+def benchmark_models():
+    """Models whose transfer benchmark is written (transfer.benchmark, two or more targets)."""
+    if not config["transfer"]["benchmark"]:
+        return []
+    return [m for m in MODELS if sum(mm == m for mm, _ in transfer_targets()) >= 2]
+
+
+def benchmark_outputs():
+    return [
+        f"results/transfer_benchmark/{m}/{name}"
+        for m in benchmark_models()
+        for name in ("pairs.csv", "correlations.csv", "recommended.csv", "summary.json")
+    ] + [f"results/figures/transfer_benchmark_{m}.png" for m in benchmark_models()]
+
+
+def benchmark_input(wildcards):
+    """Every target's verdict (its table and summary) of the model."""
+    targets = [d for m, d in transfer_targets() if m == wildcards.model]
+    return {
+        "tables": [f"results/transfer/{wildcards.model}/{d}.csv" for d in targets],
+        "summaries": [f"results/transfer/{wildcards.model}/{d}.json" for d in targets],
+    }
 
 
 def transfer_scores_input(wildcards):

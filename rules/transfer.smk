@@ -101,3 +101,42 @@ rule transfer_verdict:
         accuracy_tolerance=config["transfer"]["accuracy_tolerance"],
     script:
         "../scripts/transfer_verdict.py"
+
+
+# The transfer benchmark (transfer.benchmark: config/transfer_bench.yaml): how well each score
+# orders the (target, cut) pairs like retraining does, across every target of a model.
+
+
+rule transfer_benchmark:
+    input:
+        unpack(benchmark_input),
+    output:
+        pairs="results/transfer_benchmark/{model}/pairs.csv",
+        correlations=report(
+            "results/transfer_benchmark/{model}/correlations.csv",
+            caption="../report/transfer_benchmark.rst",
+            category="Transfer",
+            subcategory="{model}: benchmark",
+        ),
+        recommended="results/transfer_benchmark/{model}/recommended.csv",
+        summary="results/transfer_benchmark/{model}/summary.json",
+        figure=report(
+            "results/figures/transfer_benchmark_{model}.png",
+            caption="../report/transfer_benchmark.rst",
+            category="Transfer",
+            subcategory="{model}: benchmark",
+        ),
+    log:
+        "logs/transfer_benchmark/{model}.log",
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        accuracy_tolerance=config["transfer"]["accuracy_tolerance"],
+        bootstrap=config["transfer"]["bootstrap"],
+        seed=config["seed"],
+    script:
+        "../scripts/transfer_benchmark.py"

@@ -27,9 +27,13 @@ def load_dataset(spec: dict, data_root: str | os.PathLike = "data", seed: int = 
     ``classes`` and ``max_samples`` select a class subset and cap the count (seeded).
     """
     kind = spec["kind"]
+    if kind != "digits" and (spec.get("transform") or spec.get("part", "all") != "all"):
+        raise ValueError(f"'transform' and 'part' are for kind digits, not {kind!r}")
     classes, cap, size = spec.get("classes"), spec.get("max_samples"), spec.get("size")
     if kind == "digits":
-        return load_digits_split(classes, size or 32, cap, seed)
+        return load_digits_split(classes, size or 32, cap, seed, part=spec.get("part", "all"),
+                                 heldout_fraction=spec.get("heldout_fraction", 0.5),
+                                 transform=spec.get("transform"))
     if kind == "torchvision":
         ds = load_torchvision_dataset(
             spec["name"], data_root, spec.get("split", "train"), classes, cap, seed,

@@ -40,14 +40,24 @@ negative) than a fresh-image reference would be. In *image* mode, and wherever f
 :data:`MIN_HELDOUT` samples are held out, the fitted samples themselves are the reference
 (``source_reference = "in-sample"``), which biases the shift towards more negative values.
 
+Beside them in the table: the baselines (:mod:`~convdp.transfer.baselines`: depth alone, the
+squared MMD between source and target activations, LogME and H-score of the target's pooled
+features) and the price of each cut (:mod:`~convdp.transfer.cost`: parameters retrained, the
+training FLOPs per image that freezing saves, counted from the net); the verdict's
+``decision`` reads "freeze up to X: retrain Y% of the parameters, Z% of the training compute".
+
 The package's modules: :mod:`~convdp.transfer.scores` (the scores, from the activations and
-the saved fits), :mod:`~convdp.transfer.retrain` (AnB), :mod:`~convdp.transfer.verdict`
-(records in, table out) and :mod:`~convdp.transfer.plots` (the figures). The workflow's jobs
-that run them are ``transfer_scores``, ``transfer_retrain`` and ``transfer_verdict`` in
-:mod:`convdp.pipeline`.
+the saved fits), :mod:`~convdp.transfer.baselines`, :mod:`~convdp.transfer.cost`,
+:mod:`~convdp.transfer.retrain` (AnB), :mod:`~convdp.transfer.verdict` (records in, table
+out), :mod:`~convdp.transfer.plots` (the figures) and :mod:`~convdp.transfer.benchmark` (every
+score against retraining over a model's targets). The workflow's jobs that run them are
+``transfer_scores``, ``transfer_retrain`` and ``transfer_verdict`` in :mod:`convdp.pipeline`
+and :func:`convdp.transfer.benchmark.benchmark_job`.
 """
 
 from convdp.samples import read_samples, subsample
+from convdp.transfer.baselines import hscore, linear_cka, logme, mmd2
+from convdp.transfer.cost import cut_costs, price
 from convdp.transfer.plots import plot_transfer, plot_transfer_label_maps, plot_verdict
 from convdp.transfer.retrain import anb_retrain, frozen_parameters
 from convdp.transfer.scores import (
@@ -70,7 +80,8 @@ from convdp.transfer.verdict import (
 )
 
 __all__ = [
-    "COLUMNS", "MIN_HELDOUT", "MIN_SCORED", "anb_retrain", "best_retrain_cut", "frozen_parameters",
+    "COLUMNS", "MIN_HELDOUT", "MIN_SCORED", "anb_retrain", "best_retrain_cut", "cut_costs",
+    "frozen_parameters", "hscore", "linear_cka", "logme", "mmd2", "price",
     "js_divergence", "layer_shift", "linear_probe", "load_fit", "own_to_source", "plot_transfer",
     "plot_transfer_label_maps", "plot_verdict", "pooled_features", "read_samples", "recommend_cut",
     "score_layer", "spearman", "subsample", "verdict",

@@ -58,7 +58,8 @@ def anb_retrain(
     cut of one seed) gives the accuracy. ``train`` holds ``batch_size``, ``lr``,
     ``weight_decay``, ``val_fraction`` (the model's training settings).
 
-    Returns ``{"cuts": [{"cut", "layer", "accuracies", "mean", "std", ...}], "runs": [...]}``.
+    Returns ``{"cuts": [{"cut", "layer", "accuracies", "mean", "std", ...}], "runs": [...],
+    "costs": [...]}`` (``costs``: :func:`convdp.transfer.cost.cut_costs` of every cut).
     """
     import torch
 
@@ -106,5 +107,8 @@ def anb_retrain(
         cuts.append({"cut": cut, "layer": layers[cut - 1] if cut else None,
                      "accuracies": acc.tolist(), "mean": float(acc.mean()),
                      "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0})
+    from convdp.transfer.cost import model_cut_costs
+
     return {"cuts": cuts, "runs": runs, "epochs": epochs, "seeds": list(seeds),
-            "classes": classes.tolist(), "n_images": len(labels)}
+            "classes": classes.tolist(), "n_images": len(labels),
+            "costs": model_cut_costs(arch, len(classes), in_ch, layers, images.shape[1:3])}

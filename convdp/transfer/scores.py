@@ -10,6 +10,7 @@ import numpy as np
 from convdp.fitted import load_npz, load_predictor
 from convdp.preprocess import Preprocess
 from convdp.samples import check_mode, iter_samples, n_samples, read_samples, subsample, to_samples
+from convdp.transfer.baselines import baseline_scores
 from convdp.transfer.verdict import MIN_SCORED
 
 log = logging.getLogger(__name__)
@@ -162,11 +163,14 @@ def score_layer(
     probe_folds: int = 5,
     weight_threshold: float = 0.01,
     seed: int = 0,
+    baseline_samples: int = 1500,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """One layer's row of the scores record and its label maps.
 
-    The row holds :func:`layer_shift`'s scalars and the linear probe on the target's
-    ``classes`` (NaN when None). In position mode the maps are ``source`` (the source
+    The row holds :func:`layer_shift`'s scalars, the linear probe on the target's
+    ``classes`` (NaN when None) and :func:`convdp.transfer.baselines.baseline_scores`
+    (``mmd2`` on at most ``baseline_samples`` samples a side, ``logme``, ``hscore``). In
+    position mode the maps are ``source`` (the source
     DPGMM's labels of the target images ``pick``) and ``target`` (the target fit's own
     ``target_labels`` of them, each cluster renumbered to the source cluster most of its
     samples fall in), both (n, h, w); in image mode there are none.
@@ -184,8 +188,11 @@ def score_layer(
         mapping = s["own_to_source"]
         lut = np.array([mapping.get(k, k) for k in range(int(target_labels.max()) + 1)])
         maps["target"] = lut[target_labels[pick]]
-    probe = (linear_probe(pooled_features(target_array), classes, probe_folds, seed)
+    pooled = pooled_features(target_array)
+    probe = (linear_probe(pooled, classes, probe_folds, seed)
              if classes is not None else (float("nan"), float("nan")))
     row = {k: v for k, v in s.items()
            if k not in ("target_index", "target_assigned", "own_to_source")}
-    return row | {"probe_accuracy": probe[0], "probe_std": probe[1]}, maps
+    base = baseline_scores(source_array, target_array, fit[1], mode, pooled, classes,
+                           max_samples=baseline_samples, seed=seed)
+    return row | {"probe_accuracy": probe[0], "probe_std": probe[1]} | base, maps

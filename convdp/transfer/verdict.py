@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from convdp.transfer.cost import price
+
 log = logging.getLogger(__name__)
 
 MIN_SCORED = 100
@@ -25,7 +27,12 @@ COLUMNS = [
     "retrain_accuracies", "retrain_gain", "transferable", "too_few_samples", "recommended_cut",
     "retrain_best_cut",
     "spearman_shift", "spearman_shift_z",
+    # the baselines (convdp.transfer.baselines) and the price of each cut (convdp.transfer.cost)
+    "depth", "mmd2", "logme", "hscore", "shift_z_cut", "mmd2_cut",
+    "params_frozen", "params_retrained", "params_retrained_share", "frozen_forward_flops",
+    "train_flops", "train_flops_share", "flops_saved", "flops_saved_share",
 ]
+COST_COLUMNS = COLUMNS[COLUMNS.index("params_frozen"):]
 
 
 
@@ -75,7 +82,9 @@ def verdict(
     """The verdict table (one row per layer) and its summary.
 
     ``scores`` is :func:`convdp.pipeline.transfer_scores`' record, ``retrain``
-    :func:`convdp.transfer.retrain.anb_retrain`'s (or None). Returns ``(DataFrame, summary
+    :func:`convdp.transfer.retrain.anb_retrain`'s (or None; its ``costs`` give each row's
+    price and the summary's ``decision``: "freeze up to X: retrain Y% of the parameters, Z%
+    of the training compute"). Returns ``(DataFrame, summary
     dict)``.
     """
     import pandas as pd
@@ -84,9 +93,17 @@ def verdict(
     layers = [r["layer"] for r in rows]
     n_rec = recommend_cut([r["shift_z"] for r in rows], shift_tolerance)
     cuts = retrain["cuts"] if retrain else []
+    costs = (retrain or {}).get("costs") or []
     acc0 = cuts[0]["mean"] if cuts else float("nan")
     for i, r in enumerate(rows):
         r["cut"] = i + 1
+        r["depth"] = i + 1
+        # a cut freezes every layer up to it: its worst layer's shift (and MMD)
+        r["shift_z_cut"] = float(np.min([q["shift_z"] for q in rows[:i + 1]]))
+        if all("mmd2" in q for q in rows[:i + 1]):
+            r["mmd2_cut"] = float(np.max([q["mmd2"] for q in rows[:i + 1]]))
+        if costs:
+            r |= {k: costs[i + 1][k] for k in COST_COLUMNS}
         c = cuts[i + 1] if cuts else None
         r["retrain_accuracy"] = c["mean"] if c else float("nan")
         r["retrain_std"] = c["std"] if c else float("nan")
@@ -112,6 +129,8 @@ def verdict(
         "recommended_layer": name(n_rec),
         "recommendation": (f"freeze up to layer {name(n_rec)}" if n_rec
                            else "freeze nothing (retrain every layer)"),
+        "price": price(costs[n_rec]) if costs else None,
+        "costs": costs,
         "accuracy_tolerance": accuracy_tolerance,
         "retrain_best_cut": n_best,
         "retrain_best_layer": name(n_best) if n_best is not None else None,
@@ -125,6 +144,8 @@ def verdict(
         "too_few_samples": [r["layer"] for r in rows if r.get("too_few_samples")],
         "min_scored": MIN_SCORED,
     }
+    if costs:
+        summary["decision"] = f"{summary['recommendation']}: {summary['price']}"
     if summary["too_few_samples"]:
         summary["warning"] = (
             f"scored on fewer than {MIN_SCORED} samples at {', '.join(summary['too_few_samples'])}"

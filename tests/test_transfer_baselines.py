@@ -1,0 +1,272 @@
+"""The transfer benchmark's pieces: the price of each cut, the baseline scores, the digits
+transforms and the benchmark's statistics, each on tiny data with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convdp.transfer import baselines as B
+from convdp.transfer.cost import cut_costs, price
+
+LAYERS = ["relu1", "relu2", "relu3", "relu4"]
+
+
+def test_digitnet_costs_match_a_count_by_hand():
+    from convdp.models import DigitNet
+
+    net = DigitNet(num_classes=5, in_channels=1)
+    # By hand: conv k×k×C_in×C_out + C_out biases; FLOPs = 2 × C_in × 9 × C_out × H × W.
+    params = {"conv1": 1 * 16 * 9 + 16, "conv2": 16 * 32 * 9 + 32, "conv3": 32 * 64 * 9 + 64,
+              "conv4": 64 * 64 * 9 + 64, "fc": 64 * 5 + 5}
+    fwd = {"conv1": 2 * 1 * 9 * 16 * 32 * 32, "conv2": 2 * 16 * 9 * 32 * 16 * 16,
+           "conv3": 2 * 32 * 9 * 64 * 8 * 8, "conv4": 2 * 64 * 9 * 64 * 4 * 4, "fc": 2 * 64 * 5}
+    order = ["conv1", "conv2", "conv3", "conv4", "fc"]
+    total = sum(params.values())
+    assert total == 60549
+    costs = cut_costs(net, LAYERS, (1, 32, 32))
+    assert [c["cut"] for c in costs] == [0, 1, 2, 3, 4]
+    for n, c in enumerate(costs):
+        frozen, trained = order[:n], order[n:]
+        assert c["params_total"] == total
+        assert c["params_frozen"] == sum(params[m] for m in frozen)
+        assert c["params_retrained"] == sum(params[m] for m in trained)
+        assert c["forward_flops"] == sum(fwd.values())
+        assert c["frozen_forward_flops"] == sum(fwd[m] for m in frozen)
+        # Trained layers: forward + weight gradient; every trained layer but the first trained
+        # one also passes the gradient to its input. The frozen prefix is cached.
+        by_hand = sum(2 * fwd[m] for m in trained) + sum(fwd[m] for m in trained[1:])
+        assert c["train_flops"] == by_hand, n
+        assert c["flops_saved"] == costs[0]["train_flops"] - by_hand
+        assert c["train_flops_share"] == pytest.approx(by_hand / costs[0]["train_flops"])
+    assert costs[0]["params_retrained_share"] == 1.0 and costs[0]["flops_saved"] == 0
+    assert price(costs[3]) == "retrain 61.5% of the parameters, 12.9% of the training compute"
+    # Another input size scales the conv FLOPs, not the parameters.
+    big = cut_costs(net, LAYERS, (1, 64, 64))
+    assert big[2]["frozen_forward_flops"] == 4 * costs[2]["frozen_forward_flops"]
+    assert big[2]["params_frozen"] == costs[2]["params_frozen"]
+
+
+def test_mmd_of_identical_and_shifted_samples():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4))
+    assert B.mmd2(x, x) == pytest.approx(0.0, abs=0.01)  # unbiased: ≈ 0, may be < 0
+    same = B.mmd2(x, rng.normal(size=(300, 4)))
+    assert abs(same) < 0.01
+    near, far = B.mmd2(x, rng.normal(0.5, 1, (300, 4))), B.mmd2(x, rng.normal(2, 1, (300, 4)))
+    assert 0.01 < near < far
+    assert B.median_bandwidth(np.zeros((5, 2)), np.zeros((5, 2))) == 1.0
+
+
+def test_linear_cka_known_values():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 6))
+    assert B.linear_cka(x, x) == pytest.approx(1.0)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    assert B.linear_cka(x, 3.0 * x @ q + 5.0) == pytest.approx(1.0)  # rotation, scale, shift
+    assert B.linear_cka(x, rng.normal(size=(200, 6))) < 0.15
+    with pytest.raises(ValueError, match="paired"):
+        B.linear_cka(x, x[:10])
+
+
+def test_logme_evidence_is_the_marginal_likelihood_and_the_fixed_point_its_maximum():
+    from scipy.optimize import minimize
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=(60, 5))
+    y = (f[:, 0] + 0.5 * rng.normal(size=60) > 0).astype(float)
+    # The closed form is the log density of y ~ N(0, I/β + F F'/α), per sample.
+    a, b = 0.7, 2.3
+    direct = multivariate_normal(np.zeros(60), np.eye(60) / b + f @ f.T / a).logpdf(y) / 60
+    assert B._evidence(y, f, a, b) == pytest.approx(direct, rel=1e-8)
+    # LogME's fixed point maximises it over (α, β): a numerical maximisation agrees.
+    labels = y.astype(int)
+    best = -minimize(lambda t: -B._evidence(y, f, *np.exp(t)), [0.0, 0.0],
+                     method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12}).fun
+    best0 = -minimize(lambda t: -B._evidence(1 - y, f, *np.exp(t)), [0.0, 0.0],
+                      method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12}).fun
+    assert B.logme(f, labels) == pytest.approx((best + best0) / 2, abs=1e-5)
+    # More dimensions than samples: the zero eigenvalues are accounted for.
+    g = rng.normal(size=(20, 40))
+    yg = (g[:, 0] > 0).astype(float)
+    bestg = -minimize(lambda t: -B._evidence(yg, g, *np.exp(t)), [0.0, 0.0],
+                      method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12}).fun
+    bestg0 = -minimize(lambda t: -B._evidence(1 - yg, g, *np.exp(t)), [0.0, 0.0],
+                       method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12}).fun
+    assert B.logme(g, yg.astype(int)) == pytest.approx((bestg + bestg0) / 2, abs=1e-5)
+
+
+def test_logme_and_hscore_prefer_linearly_separable_labels():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 50)
+    separable = rng.normal(size=(150, 8)) + 4.0 * np.eye(8)[labels]
+    mixed = rng.normal(size=(150, 8))
+    assert B.logme(separable, labels) > B.logme(mixed, labels)
+    assert B.hscore(separable, labels) > 5 * B.hscore(mixed, labels)
+    assert np.isnan(B.logme(separable, np.zeros(150)))
+
+
+# --------------------------------------------------------------------------------------
+# The benchmark's targets: digits transforms and the held-out split
+
+
+def test_digits_parts_share_no_image_and_transforms_are_seeded():
+    from convdp.datasets.digits import load_digits_split
+    from convdp.datasets.transforms import transform_images
+
+    train = load_digits_split([0, 1, 2, 3, 4], size=16, part="train", heldout_fraction=0.3)
+    held = load_digits_split([0, 1, 2, 3, 4], size=16, part="heldout", heldout_fraction=0.3)
+    whole = load_digits_split([0, 1, 2, 3, 4], size=16)
+    assert len(train.labels) + len(held.labels) == len(whole.labels)
+    assert abs(len(held.labels) / len(whole.labels) - 0.3) < 0.01
+    rows = {img.tobytes() for img in train.images}
+    assert sum(img.tobytes() in rows for img in held.images) <= 2  # (a few digits repeat)
+    assert set(np.unique(held.labels)) == {0, 1, 2, 3, 4}
+    capped = load_digits_split([0, 1, 2, 3, 4], size=16, part="heldout", max_samples=50)
+    assert len(capped.labels) == 50
+    x = held.images[:20]
+    assert np.array_equal(transform_images(x, "invert"), 255 - x)
+    for name in ("rotate", "texture", "blur"):
+        a, b = transform_images(x, name, seed=1), transform_images(x, name, seed=1)
+        assert a.shape == x.shape and a.dtype == np.uint8 and np.array_equal(a, b), name
+        assert not np.array_equal(a, x), name
+    assert not np.array_equal(transform_images(x, "rotate", seed=1),
+                              transform_images(x, "rotate", seed=2))
+    blurred = transform_images(x, "blur", 2.0).astype(float)
+    assert np.abs(np.diff(blurred, axis=2)).mean() < np.abs(np.diff(x.astype(float), axis=2)).mean()
+    tex = transform_images(np.zeros((3, 16, 16, 1), np.uint8), "texture", 0.5)
+    assert 0 < tex.max() <= 128  # the background alone, peak at half brightness
+    with pytest.raises(ValueError, match="unknown transform"):
+        transform_images(x, "sepia")
+    from convdp.datasets.kinds import load_dataset
+
+    spec = {"kind": "digits", "classes": [0, 1], "size": 16, "part": "heldout",
+            "transform": {"name": "invert"}}
+    assert load_dataset(spec).images.mean() > 128
+    with pytest.raises(ValueError, match="kind digits"):
+        load_dataset({"kind": "histology", "transform": {"name": "invert"}})
+
+
+# --------------------------------------------------------------------------------------
+# The benchmark's statistics on planted tables
+
+
+def _planted_benchmark(noise=0.0):
+    """Three targets × four cuts; accuracy falls with depth at a target-specific rate, a
+    perfect score knows the rate, depth alone only the depth."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    tables, summaries = [], []
+    for t, rate in enumerate((0.0, 0.05, 0.2)):
+        means = [0.9] + [0.95 - rate * c for c in range(1, 5)]
+        cuts = [{"cut": c, "layer": LAYERS[c - 1] if c else None,
+                 "accuracies": list(m + noise * rng.normal(size=3)), "mean": m}
+                for c, m in enumerate(means)]
+        for c in cuts:
+            c["mean"] = float(np.mean(c["accuracies"]))
+        tables.append(pd.DataFrame({
+            "dataset": f"t{t}", "layer": LAYERS, "cut": [1, 2, 3, 4], "depth": [1, 2, 3, 4],
+            "shift_z": [-rate * c * 10 for c in range(1, 5)],
+            "retrain_accuracy": [c["mean"] for c in cuts[1:]],
+            "mmd2": rng.uniform(size=4), "probe_accuracy": 0.9, "logme": rng.normal(size=4)}))
+        rec = 4 if rate == 0 else (2 if rate < 0.1 else 0)
+        summaries.append({"model": "m", "dataset": f"t{t}", "source": "s", "retrain_cuts": cuts,
+                          "recommended_cut": rec, "recommended_layer": "x",
+                          "recommendation": "freeze", "retrain_seeds": [0, 1, 2],
+                          "retrain_accuracy_scratch": cuts[0]["mean"]})
+    return tables, summaries
+
+
+def test_benchmark_correlations_and_recommendations(tmp_path):
+    from convdp.transfer import benchmark as BM
+
+    tables, summaries = _planted_benchmark()
+    pairs = BM.pairs_table(tables, summaries)
+    assert len(pairs) == 12 and pairs["seed_accuracies"].map(len).eq(3).all()
+    corr = BM.correlations(pairs)
+    assert corr[("shift_z", "cut 2")][0] == pytest.approx(1.0)
+    assert np.isnan(corr[("depth", "cut 2")][0])  # depth is constant within a cut
+    assert corr[("shift_z", "all pairs")][0] > corr[("depth", "all pairs")][0] > 0
+    assert corr[("shift_z", "mean over cuts")][0] == pytest.approx(1.0)
+    rec = BM.recommended_table(summaries, 0.02)
+    assert rec["within_tolerance"].tolist() == [True, False, True]
+    assert rec["best_cut"].tolist() == [1, 0, 0]
+    # Noise-free seeds: every bootstrap resample is the point estimate.
+    table = BM.correlation_table(pairs, n_boot=20)
+    row = table[(table["score"] == "shift_z") & (table["scope"] == "all pairs")].iloc[0]
+    assert row["kendall_tau_lo"] == pytest.approx(row["kendall_tau"])
+    assert row["kendall_tau_hi"] == pytest.approx(row["kendall_tau"])
+    noisy = BM.correlation_table(BM.pairs_table(*_planted_benchmark(0.05)), n_boot=50)
+    row = noisy[(noisy["score"] == "shift_z") & (noisy["scope"] == "all pairs")].iloc[0]
+    assert row["kendall_tau_lo"] <= row["kendall_tau"] <= row["kendall_tau_hi"]
+    assert row["kendall_tau_lo"] < row["kendall_tau_hi"]
+
+
+def test_benchmark_job_writes_tables_and_figure(tmp_path):
+    from convdp.io import write_json
+    from convdp.transfer import benchmark as BM
+
+    tables, summaries = _planted_benchmark(0.01)
+    paths = []
+    for t, s in zip(tables, summaries, strict=True):
+        t.to_csv(tmp_path / f"{s['dataset']}.csv", index=False)
+        write_json(tmp_path / f"{s['dataset']}.json", s)
+        paths.append((tmp_path / f"{s['dataset']}.csv", tmp_path / f"{s['dataset']}.json"))
+    out = {k: tmp_path / f"out_{k}" for k in ("pairs.csv", "corr.csv", "rec.csv", "s.json",
+                                               "fig.png")}
+    summary = BM.benchmark_job([p for p, _ in paths], [j for _, j in paths], *out.values(),
+                               bootstrap=10)
+    assert summary["best_convdp_score"] == "shift_z"
+    assert summary["recommended_within_tolerance"] == 2
+    assert all(p.stat().st_size > 0 for p in out.values())
+
+
+def test_verdict_rows_carry_the_price_of_each_cut():
+    from convdp.models import DigitNet
+    from convdp.transfer import verdict
+
+    costs = cut_costs(DigitNet(num_classes=5), LAYERS, (1, 32, 32))
+    rows = [{"layer": layer, "shift": -z, "shift_z": -z, "usage_js": 0.1 * z,
+             "probe_accuracy": 0.9, "mmd2": 0.1 * z, "logme": 0.5, "hscore": 1.0}
+            for layer, z in zip(LAYERS, [0.1, 0.5, 2.0, 5.0], strict=True)]
+    scores = {"model": "digitnet", "dataset": "t", "source": "s", "mode": "position",
+              "layers": rows}
+    cuts = [{"cut": i, "layer": ([None] + LAYERS)[i], "accuracies": [m], "mean": m, "std": 0.0}
+            for i, m in enumerate([0.9, 0.95, 0.95, 0.8, 0.6])]
+    df, summary = verdict(scores, {"cuts": cuts, "runs": [], "epochs": 1, "seeds": [0],
+                                   "costs": costs})
+    assert df["depth"].tolist() == [1, 2, 3, 4]
+    assert df["params_retrained"].tolist() == [c["params_retrained"] for c in costs[1:]]
+    assert df["flops_saved"].tolist() == [c["flops_saved"] for c in costs[1:]]
+    assert df["mmd2"].tolist() == pytest.approx([0.01, 0.05, 0.2, 0.5])
+    rows[1]["shift_z"], rows[2]["shift_z"] = -3.0, -1.0  # a cut is as bad as its worst layer
+    cut_df = verdict(scores, None)[0]
+    assert cut_df["shift_z_cut"].tolist() == [-0.1, -3.0, -3.0, -5.0]
+    assert cut_df["mmd2_cut"].tolist() == pytest.approx([0.01, 0.05, 0.2, 0.5])
+    rows[1]["shift_z"], rows[2]["shift_z"] = -0.5, -2.0
+    assert summary["decision"] == ("freeze up to layer relu2: retrain 92.1% of the parameters, "
+                                   "45.2% of the training compute")
+    # Without retraining (and without costs) the columns are there, empty.
+    df, summary = verdict(scores, None)
+    assert df["params_retrained"].isna().all() and "decision" not in summary
+
+
+def test_benchmark_config_plans(tmp_path):
+    """config/transfer_bench.yaml (not run in CI) plans: six targets, one benchmark job."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+           str(tmp_path), "-n", "--cores", "2", "--configfile",
+           str(ROOT / "config/transfer_bench.yaml")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    counts = {r: int(n) for r, n in re.findall(r"^(\w+)\s+(\d+)$", text, re.M)}
+    assert counts["transfer_retrain"] == 6 and counts["transfer_benchmark"] == 1, counts
+    assert counts["prepare_dataset"] == 7 and counts["fit_dpgmm"] == 28, counts
