@@ -11,4 +11,5 @@ with snakemake_job(snakemake):
         out.summary,
         {k: getattr(out, k) for k in ("clusters", "nmi", "label_maps", "heatmap", "comparison")},
         n_examples=snakemake.params.n_examples,
+        controls=snakemake.params.controls,
     )
