@@ -188,3 +188,33 @@ def test_two_models_summary_paths_and_comparison(two_model_run, monkeypatch):
     for col in ("control_shift_z", "control_probe_accuracy", "control_retrain_accuracy"):
         assert table[col].notna().all(), col
     assert not (res / "transfer/digitnet_random/digits_target.csv").exists()
+
+
+def test_verdict_puts_the_controls_scores_beside_the_models(tmp_path):
+    from convdp.io import write_json, write_npz
+    from tests.test_transfer import LAYERS, _retrain, _scores
+
+    scores, retrain = _scores([0.1, -0.4, -1.5, -3.0]), _retrain([0.90, 0.92, 0.91, 0.85, 0.60])
+    control = _scores([-0.2, -2.0, -4.0, -6.0], probe=(0.4, 0.4, 0.3, 0.3)) | {"model": "m_random"}
+    write_json(tmp_path / "scores.json", scores)
+    write_json(tmp_path / "retrain.json", retrain)
+    write_json(tmp_path / "c_scores.json", control)
+    write_json(tmp_path / "c_retrain.json", _retrain([0.90, 0.80, 0.70, 0.50, 0.30]))
+    rng = np.random.default_rng(0)
+    write_npz(tmp_path / "maps.npz", images=rng.integers(0, 255, (2, 16, 16, 1), dtype=np.uint8),
+              **{f"{side}_{layer}": rng.integers(0, 6, (2, 4, 4))
+                 for side in ("source", "target") for layer in LAYERS})
+    paths = [tmp_path / n for n in ("v.csv", "v.json", "v.png", "maps.png")]
+    summary = pipeline.transfer_verdict(
+        tmp_path / "scores.json", tmp_path / "retrain.json", tmp_path / "maps.npz", *paths,
+        control_scores_json=tmp_path / "c_scores.json",
+        control_retrain_json=tmp_path / "c_retrain.json")
+    table = pd.read_csv(paths[0])
+    assert list(table["control_model"]) == ["m_random"] * 4
+    assert list(table["control_shift_z"]) == [-0.2, -2.0, -4.0, -6.0]
+    assert list(table["control_probe_accuracy"]) == [0.4, 0.4, 0.3, 0.3]
+    assert table["control_retrain_accuracy"].tolist() == pytest.approx([0.8, 0.7, 0.5, 0.3])
+    assert list(table["shift_z"]) == [0.1, -0.4, -1.5, -3.0]  # the model's own, unchanged
+    assert summary["recommended_cut"] == 2 and summary["control"]["model"] == "m_random"
+    assert summary["control"]["recommended_cut"] == 1
+    assert paths[2].stat().st_size > 10000
