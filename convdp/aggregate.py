@@ -116,7 +116,7 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
             ax.set_ylabel("clusters kept" if row == 0 else "effective number (exp entropy)")
             ax.set_ylim(bottom=0)
             if row == 0:
-                ax.set_title(f"{_model_title(df, model)}, {mode} mode", fontsize=10)
+                ax.set_title(f"{mode} mode: {_model_title(df, model)}", fontsize=10)
     fig.suptitle("Clusters per layer; band: range over the restarts within 1 % of the best bound, "
                  "red x: saturated fit")
     save_figure(fig, dest)
@@ -145,9 +145,9 @@ def plot_nmi_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
 
 
 def _model_title(df: pd.DataFrame, model: str) -> str:
-    """``model``, or ``model (random-weights control of X)``."""
+    """``model``, or ``model`` and on a second line ``(random-weights control of X)``."""
     of = df.loc[df["model"] == model, "control_of"].dropna()
-    return f"{model} (random-weights control of {of.iloc[0]})" if len(of) else model
+    return f"{model}\n(random-weights control of {of.iloc[0]})" if len(of) else model
 
 
 def plot_label_maps(
