@@ -8,7 +8,8 @@ figures read it (and the label arrays beside each fit's JSON):
 2. ``nmi_per_layer.png``       NMI with the classes per layer (image mode), source vs target
 3. ``label_maps.png``          per model: example images (rows) × layers (columns)
 4. ``cluster_class_heatmap.png`` cluster × class counts for the deepest layer, per model × data set
-5. ``model_comparison.png``    every model × data set against relative depth
+5. ``model_comparison.png``    every model × data set against relative depth; a random-weights
+   control (``control_of``, see :mod:`convdp.control`) dashed, in its model's colour
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from convdp.plotting import (  # noqa: E402
 )
 
 COLUMNS = [
-    "model", "dataset", "role", "layer", "layer_index", "mode", "method",
+    "model", "control_of", "dataset", "role", "layer", "layer_index", "mode", "method",
     "clusters_kept", "clusters_kept_min", "clusters_kept_max",
     "clusters_effective", "clusters_effective_min", "clusters_effective_max",
     "truncation", "saturated", "restarts", "restarts_near_best", "clusters_used",
@@ -47,12 +48,18 @@ COLUMNS = [
 ]
 
 
-def summary_table(fit_jsons: Sequence[str | Path]) -> pd.DataFrame:
-    """One tidy row per fit, sorted by model, data set role, layer depth, mode and method."""
+def summary_table(fit_jsons: Sequence[str | Path], controls: dict[str, str] | None = None
+                  ) -> pd.DataFrame:
+    """One tidy row per fit, sorted by model, data set role, layer depth, mode and method.
+
+    ``controls`` maps each random-weights control to its model (the ``control_of`` column;
+    empty for the others)."""
     rows = [_with_spread(read_json(p)) for p in fit_jsons]
     if not rows:
         raise ValueError("no fits to aggregate")
-    df = pd.DataFrame(rows).reindex(columns=COLUMNS)  # a column no record has: NaN
+    df = pd.DataFrame(rows)
+    df["control_of"] = df["model"].map(controls or {})
+    df = df.reindex(columns=COLUMNS)  # a column no record has: NaN
     # the records' layer_index is the layer's position in the net's graph (so that adding a
     # layer to the config reruns no fit); the summary numbers each model's layers 0, 1, ...
     df["layer_index"] = (df.groupby("model")["layer_index"].rank(method="dense") - 1).astype("Int64")
@@ -83,14 +90,14 @@ def _layer_order(df: pd.DataFrame) -> list[str]:
 
 
 def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
-    """Clusters per layer, one column per mode: clusters kept (top) and the effective number
-    (bottom); data sets as colours, methods as line styles, the range over restarts as a
-    band, and fits whose truncation may have bound the count as red crosses."""
-    modes = sorted(df["mode"].unique())
-    fig, axes = plt.subplots(2, len(modes), figsize=(5.5 * len(modes), 7.5), squeeze=False,
+    """Clusters per layer, one column per model × mode: clusters kept (top) and the effective
+    number (bottom); data sets as colours, methods as line styles, the range over restarts as
+    a band, and fits whose truncation may have bound the count as red crosses."""
+    panels = [(model, mode) for model in df["model"].unique() for mode in sorted(df["mode"].unique())]
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels), 7.5), squeeze=False,
                              sharex="col")
-    for col, mode in enumerate(modes):
-        sub = df[df["mode"] == mode]
+    for col, (model, mode) in enumerate(panels):
+        sub = df[(df["model"] == model) & (df["mode"] == mode)]
         order = _layer_order(sub)
         for row, what in enumerate(("clusters_kept", "clusters_effective")):
             ax = axes[row, col]
@@ -110,27 +117,38 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
             ax.set_ylabel("clusters kept" if row == 0 else "effective number (exp entropy)")
             ax.set_ylim(bottom=0)
             if row == 0:
-                ax.set_title(f"{mode} mode")
-    fig.suptitle(f"Clusters per layer ({', '.join(df['model'].unique())}); band: range over the "
-                 "restarts within 1 % of the best bound, red x: saturated fit")
+                ax.set_title(f"{mode} mode: {_model_title(df, model)}", fontsize=10)
+    fig.suptitle("Clusters per layer; band: range over the restarts within 1 % of the best bound, "
+                 "red x: saturated fit")
     save_figure(fig, dest)
 
 
 def plot_nmi_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
-    """NMI between image-mode clusters and classes, per layer, source vs target."""
+    """NMI between image-mode clusters and classes, per layer, source vs target; one panel
+    per model."""
     sub = df[(df["mode"] == "image") & df["nmi"].notna()]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if sub.empty:
-        ax.text(0.5, 0.5, "no labelled data in image mode", ha="center", va="center")
-        ax.set_axis_off()
-    else:
-        sns.lineplot(sub, x="layer", y="nmi", hue="dataset", style="method", markers=True,
+    models = sub["model"].unique().tolist() or [None]
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        if model is None:
+            ax.text(0.5, 0.5, "no labelled data in image mode", ha="center", va="center")
+            ax.set_axis_off()
+            continue
+        part = sub[sub["model"] == model]
+        sns.lineplot(part, x="layer", y="nmi", hue="dataset", style="method", markers=True,
                      ax=ax, sort=False)
-        ax.set_xticks(range(len(_layer_order(sub))), _layer_order(sub), rotation=30)
+        ax.set_xticks(range(len(_layer_order(part))), _layer_order(part), rotation=30)
         ax.set_ylim(0, 1)
         ax.set_ylabel("NMI with classes (image mode)")
-    ax.set_title("Do a layer's clusters follow the classes?")
+        ax.set_title(_model_title(df, model), fontsize=10)
+    fig.suptitle("Do a layer's clusters follow the classes?")
     save_figure(fig, dest)
+
+
+def _model_title(df: pd.DataFrame, model: str) -> str:
+    """``model``, or ``model`` and on a second line ``(random-weights control of X)``."""
+    of = df.loc[df["model"] == model, "control_of"].dropna()
+    return f"{model}\n(random-weights control of {of.iloc[0]})" if len(of) else model
 
 
 def plot_label_maps(
@@ -178,17 +196,23 @@ def _label_map_block(sub, block, width):
             note += "\n(too few samples)" if few else ""
             axes[r, c].set_title(f"{layer}\n{note}" if r == 0 else note, fontsize=7,
                                  color="firebrick" if few else "black")
-    sub.suptitle(block["model"], fontsize=10, fontweight="bold")
+    of = block.get("control_of")
+    sub.suptitle(f"{block['model']} (random-weights control of {of})" if of else block["model"],
+                 fontsize=10, fontweight="bold")
 
 
 def plot_model_comparison(df: pd.DataFrame, dest: str | Path) -> None:
     """Models side by side, against relative depth (0 = first analysed layer, 1 = last):
     clusters kept and effective number (position and image mode) and NMI with the classes
-    (image mode); one line per model × data set, DPGMM only; saturated fits as red crosses."""
+    (image mode); one line per model × data set, DPGMM only; saturated fits as red crosses.
+    A random-weights control is drawn dashed in its model's colour."""
     dp = df[df["method"] == "dpgmm"].copy()
     depth = dp.groupby("model")["layer_index"].transform(lambda s: s / max(s.max(), 1))
     dp["relative depth"] = depth
-    dp["model × data set"] = dp["model"] + " · " + dp["dataset"]
+    family = dp["control_of"].where(dp["control_of"].notna(), dp["model"])
+    dp["model × data set"] = family + " · " + dp["dataset"] + " (" + dp["role"] + ")"
+    dp["weights"] = np.where(dp["control_of"].notna(), "random (control)", "model's own")
+    styles = [w for w in ("model's own", "random (control)") if w in set(dp["weights"])]
     panels = [(m, y) for m in sorted(dp["mode"].unique())
               for y in ("clusters_kept", "clusters_effective")]
     panels.append(("image", "nmi"))
@@ -199,7 +223,8 @@ def plot_model_comparison(df: pd.DataFrame, dest: str | Path) -> None:
             ax.text(0.5, 0.5, f"no {what} in {mode} mode", ha="center", va="center")
             ax.set_axis_off()
             continue
-        sns.lineplot(sub, x="relative depth", y=what, hue="model × data set", style="role",
+        sns.lineplot(sub, x="relative depth", y=what, hue="model × data set", style="weights",
+                     style_order=styles, dashes={"model's own": "", "random (control)": (4, 2)},
                      markers=True, ax=ax, legend=ax is axes[0, 0])
         sat = sub[sub["saturated"].astype(bool)]
         if len(sat):
@@ -234,15 +259,17 @@ def aggregate(
     figures: dict[str, str | Path],
     n_examples: int = 4,
     mask_jsons: Sequence[str | Path] = (),
+    controls: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Write the summary table and the figures from the fits' JSON (and .npz) files.
 
     ``datasets`` maps each data set name to its Zarr store (for the example images and
     class labels); ``figures`` maps ``clusters``, ``nmi``, ``label_maps``, ``heatmap`` and
-    ``comparison`` to paths. ``mask_jsons``: mask-agreement records, whose scores become the
-    summary's ``mask_*`` columns (:func:`convdp.masks.add_summary_columns`).
+    ``comparison`` to paths. ``controls`` maps each random-weights control to its model.
+    ``mask_jsons``: mask-agreement records, whose scores become the summary's ``mask_*``
+    columns (:func:`convdp.masks.add_summary_columns`).
     """
-    df = summary_table(fit_jsons)
+    df = summary_table(fit_jsons, controls)
     if mask_jsons:
         from convdp.masks import add_summary_columns
 
@@ -292,7 +319,9 @@ def _model_block(model, dp, by_key, datasets, n_examples):
     """The label-map block of one model (see :func:`plot_label_maps`) and its deepest layer."""
     layers = _layer_order(dp)
     order = dp.sort_values("role", kind="stable")["dataset"].drop_duplicates().tolist()
-    block = {"model": model, "examples": {}, "maps": {}, "weights": {}}
+    of = dp["control_of"].dropna()
+    block = {"model": model, "examples": {}, "maps": {}, "weights": {},
+             "control_of": of.iloc[0] if len(of) else None}
     for ds in order:
         group = _open(datasets[ds])
         n = min(n_examples, group["images"].shape[0])

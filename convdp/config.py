@@ -50,6 +50,12 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
         validate(config, str(schema), set_default=True)
     except WorkflowError as exc:
         raise ConfigError(_schema_message(exc)) from None
+    from convdp.control import expand_controls
+
+    try:  # control: random adds the model NAME_random (convdp.control)
+        expand_controls(config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     _check_duplicates(config)
     _check_device(config["extract"]["device"])
     _check_device(config["dpgmm"]["device"], "dpgmm.device")

@@ -329,11 +329,12 @@ def load_model(meta: dict, weights_path: str | os.PathLike | None) -> nn.Module:
     return model.eval()
 
 
-def load_pretrained(spec: dict) -> tuple[nn.Module, dict]:
+def load_pretrained(spec: dict, seed: int = 0) -> tuple[nn.Module, dict]:
     """Build ``spec["arch"]`` with ``spec["weights"]``: ``none``, a torchvision weights name, or a file.
 
     A factory (``module:factory``) gets ``num_classes`` only where the spec gives it; its
-    input channels are read from the net.
+    input channels are read from the net. ``none`` draws the weights after
+    ``torch.manual_seed(seed)``.
 
     Returns the net and what the model JSON needs to know (classes, channels, and the
     weights' own normalisation where they carry one). A torchvision weights name is
@@ -350,7 +351,7 @@ def load_pretrained(spec: dict) -> tuple[nn.Module, dict]:
     path = Path(weights)
     if weights == "none" or path.suffix in (".pt", ".pth", ".bin") or path.exists():
         if weights == "none":
-            torch.manual_seed(0)
+            torch.manual_seed(seed)
         elif not path.exists():
             raise ValueError(f"weights file {path} does not exist")
         net = build_model(arch, num_classes, in_channels)

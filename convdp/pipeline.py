@@ -99,10 +99,16 @@ def prepare_model(
     input channels and size, normalisation, layer names, held-out accuracy) to ``out_meta``.
     """
     from convdp import models
+    from convdp.control import build_control
     from convdp.training import default_normalisation, normalisation
 
     arch, weights = spec["arch"], spec.get("weights", "train")
-    meta: dict = {"arch": arch, "weights": weights, "input_size": spec.get("input_size")}
+    control_of = spec.get("control_of")  # a random-weights control (convdp.control)
+    meta: dict = {"arch": arch, "weights": "random" if control_of else weights,
+                  "input_size": spec.get("input_size")}
+    if control_of:
+        meta["control_of"] = control_of
+        log.info("%s: random-weights control of %s (seed %d, not trained)", arch, control_of, seed)
     if weights == "train":
         ds = data_mod.read_dataset(train_data)
         if ds.labels is None:
@@ -111,24 +117,31 @@ def prepare_model(
         y = np.searchsorted(classes, ds.labels)
         in_channels = ds.images.shape[-1]
         mean, std = normalisation(spec, ds.images)
-        torch_seed(seed)
-        net = models.build_model(arch, len(classes), in_channels)
-        metrics = models.train_classifier(
-            net, ds.images, y, mean=mean, std=std, seed=seed, device=device,
-            data_name=str(train_data), **spec.get("train", {})
-        )
-        log.info("trained %s: held-out accuracy %.4f", arch, metrics["val_accuracy"])
+        if control_of:  # the weights training would start from, not trained
+            net, _ = build_control(spec, seed, len(classes), in_channels)
+            metrics = {"val_accuracy": None}
+        else:
+            torch_seed(seed)
+            net = models.build_model(arch, len(classes), in_channels)
+            metrics = models.train_classifier(
+                net, ds.images, y, mean=mean, std=std, seed=seed, device=device,
+                data_name=str(train_data), **spec.get("train", {})
+            )
+            log.info("trained %s: held-out accuracy %.4f", arch, metrics["val_accuracy"])
         meta |= {
             "num_classes": len(classes),
             "in_channels": in_channels,
             "classes": classes.tolist(),
             "class_names": [ds.class_names[c] if c < len(ds.class_names) else str(c) for c in classes],
-            "trained_on": str(train_data),
             "val_accuracy": metrics["val_accuracy"],
-            "training": {k: v for k, v in metrics.items() if k != "val_accuracy"},
         }
+        meta |= ({"normalised_on": str(train_data)} if control_of else {
+            "trained_on": str(train_data),
+            "training": {k: v for k, v in metrics.items() if k != "val_accuracy"},
+        })
     else:
-        net, extra = models.load_pretrained(spec)
+        net, extra = (build_control(spec, seed) if control_of
+                      else models.load_pretrained(spec))
         mean, std = extra.pop("mean", None), extra.pop("std", None)
         if mean is None:
             mean, std = default_normalisation(extra["in_channels"])
@@ -464,15 +477,21 @@ def transfer_verdict(
     *,
     shift_tolerance: float = 1.0,
     accuracy_tolerance: float = 0.02,
+    control_scores_json: str | Path | None = None,
+    control_retrain_json: str | Path | None = None,
 ) -> dict:
-    """The verdict table, its summary JSON and the two figures."""
+    """The verdict table, its summary JSON and the two figures; with the model's
+    random-weights control's scores (and retraining) beside its own where given."""
     from convdp.aggregate import write_csv
     from convdp.transfer import plot_verdict, verdict
 
-    retrain = read_json(retrain_json)
-    retrain = retrain if retrain.get("cuts") or retrain.get("costs") else None
-    df, summary = verdict(read_json(scores_json), retrain,
-                          shift_tolerance=shift_tolerance, accuracy_tolerance=accuracy_tolerance)
+    def records(scores, retrain):
+        retrain = read_json(retrain) if retrain else {}
+        return read_json(scores), retrain if retrain.get("cuts") or retrain.get("costs") else None
+
+    control = records(control_scores_json, control_retrain_json) if control_scores_json else None
+    df, summary = verdict(*records(scores_json, retrain_json), shift_tolerance=shift_tolerance,
+                          accuracy_tolerance=accuracy_tolerance, control=control)
     write_csv(df, out_csv)
     summary["layers"] = df.to_dict(orient="records")
     write_json(out_json, summary)

@@ -47,6 +47,8 @@ def model_params(spec: dict) -> dict:
     """The model spec as ``train_model`` reads it: only the keys it uses, and the weights
     file's stamp. Adding a layer or a data set to analyse does not retrain the net."""
     keys = _MODEL_KEYS["train" if spec.get("weights", "train") == "train" else "other"]
+    if spec.get("control_of"):  # a random-weights control: built, never trained
+        keys = tuple(k for k in keys if k != "train") + ("control_of",)
     out = {k: spec[k] for k in keys if k in spec}
     w = weights_file(spec)
     return out | ({"weights_stamp": stamp(w)} if w else {})

@@ -5,6 +5,7 @@ import re
 from convdp import provenance
 from convdp.cluster import components_cap, label_memory_mb, merge_memory_mb
 from convdp.config import label_jobs, layer_index, validate_config
+from convdp.control import control_name, controls
 from convdp.io import read_json
 from convdp.labelling import fit_key
 from convdp.storage import sample_plan, store_kinds
@@ -14,6 +15,8 @@ from convdp.storage import sample_plan, store_kinds
 validate_config(config)
 
 MODELS = config["models"]
+# random-weights controls (control: random on a model): NAME_random -> NAME
+CONTROLS = controls(MODELS)
 DATASETS = config["datasets"]
 MODES = config["modes"]
 # extract.store: "full" or "sample" for every (model, data set); auto is decided here, from the
@@ -193,13 +196,35 @@ def download_input(wildcards):
 
 
 def transfer_targets():
-    """(model, target data set) pairs: every analysed data set but the model's source."""
+    """(model, target data set) pairs: every analysed data set but the model's source. A
+    random-weights control has no verdict of its own: its scores and retraining go into its
+    model's table (transfer_verdict_input)."""
     return [
         (m, d)
         for m, spec in MODELS.items()
         for d in spec["analyse_on"]
-        if d != source_of(m)
+        if d != source_of(m) and m not in CONTROLS
     ]
+
+
+def transfer_verdict_input(wildcards):
+    """The pair's scores, label maps and retraining; those of the model's control too."""
+    out = {
+        name: f"results/transfer/{wildcards.model}/{wildcards.dataset}/{file}"
+        for name, file in (
+            ("scores", "scores.json"),
+            ("maps", "label_maps.npz"),
+            ("retrain", "retrain.json"),
+        )
+    }
+    control = control_name(wildcards.model)
+    if CONTROLS.get(control) == wildcards.model:
+        stem = f"results/transfer/{control}/{wildcards.dataset}"
+        out |= {
+            "control_scores": f"{stem}/scores.json",
+            "control_retrain": f"{stem}/retrain.json",
+        }
+    return out
 
 
 def transfer_outputs():

@@ -38,5 +38,6 @@ rule aggregate:
     params:
         datasets={d: f"results/data/{d}.zarr" for d in DATASETS},
         n_examples=config["report"]["n_examples"],
+        controls=CONTROLS,
     script:
         "../scripts/aggregate.py"

@@ -69,9 +69,7 @@ rule transfer_retrain:
 
 rule transfer_verdict:
     input:
-        scores="results/transfer/{model}/{dataset}/scores.json",
-        maps="results/transfer/{model}/{dataset}/label_maps.npz",
-        retrain="results/transfer/{model}/{dataset}/retrain.json",
+        unpack(transfer_verdict_input),
     output:
         table=report(
             "results/transfer/{model}/{dataset}.csv",

@@ -12,4 +12,5 @@ with snakemake_job(snakemake):
         {k: getattr(out, k) for k in ("clusters", "nmi", "label_maps", "heatmap", "comparison")},
         n_examples=snakemake.params.n_examples,
         mask_jsons=snakemake.input.masks,
+        controls=snakemake.params.controls,
     )

@@ -14,4 +14,6 @@ with snakemake_job(snakemake):
         out.label_maps,
         shift_tolerance=snakemake.params.shift_tolerance,
         accuracy_tolerance=snakemake.params.accuracy_tolerance,
+        control_scores_json=snakemake.input.get("control_scores"),
+        control_retrain_json=snakemake.input.get("control_retrain"),
     )

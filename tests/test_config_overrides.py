@@ -45,7 +45,9 @@ def test_paper_configfile_runs_only_the_papers_experiment(tmp_path):
     assert rc == 0, out[-3000:]
     assert "digitnet" not in out and "digits" not in out
     counts = job_counts(out)
-    assert counts["fit_dpgmm"] == 5 and counts["extract_activations"] == 1, counts
+    # blocks 1-4; no random-weights control of a model whose weights are random already
+    assert counts["fit_dpgmm"] == 4 and counts["extract_activations"] == 1, counts
+    assert "vgg16_random" not in out
     assert counts["prepare_dataset"] == 1 and "wildcards: model=vgg16, dataset=histology" in out
 
 
@@ -54,7 +56,8 @@ def test_without_configfile_config_yaml_is_the_config(tmp_path):
     rc, out = snakemake(tmp_path, "-n", "--config", "seed=1")
     assert rc == 0, out[-3000:]
     counts = job_counts(out)
-    assert counts["fit_dpgmm"] == 16 and "model=digitnet" in out  # 4 layers × 2 data sets × 2 modes
+    # 4 layers × 2 data sets × 2 modes, digitnet and its random-weights control
+    assert counts["fit_dpgmm"] == 32 and "model=digitnet_random" in out
 
 
 # -- --config overrides with the schema's types ---------------------------------------------
@@ -67,7 +70,7 @@ def test_numeric_overrides_validate_and_plan(tmp_path):
         "preprocess={pca: 8, scale_max: 12.5}", "seed=3", "label_jobs={features.22: 3}")
     assert rc == 0, out[-3000:]
     counts = job_counts(out)
-    assert counts["label_dpgmm"] == 3 and counts["fit_dpgmm"] == 4, counts
+    assert counts["label_dpgmm"] == 3 and counts["fit_dpgmm"] == 3, counts
 
 
 def test_a_value_that_cannot_be_converted_is_refused_naming_the_key(tmp_path):

@@ -105,8 +105,11 @@ def _why_not_plugin() -> str | None:
 # helpers
 # --------------------------------------------------------------------------
 def fits_per_method(config_path: Path) -> int:
-    """layers x data sets x modes, summed over models: the fit jobs per method."""
-    cfg = yaml.safe_load(config_path.read_text())
+    """layers x data sets x modes, summed over models (random-weights controls included):
+    the fit jobs per method."""
+    from convdp.config import validate_config
+
+    cfg = validate_config(yaml.safe_load(config_path.read_text()), check_layers=False)
     return sum(
         len(m["analyse_on"]) * len(m["layers"]) * len(cfg["modes"]) for m in cfg["models"].values()
     )
@@ -363,7 +366,9 @@ def test_slurm_dry_run_lists_one_job_per_fit(tmp_path):
     assert {rule: len(js) for rule, js in by_rule.items()} == job_stats(log)
 
     # one fit_dpgmm (and one fit_baseline) job per layer x data set x mode, no two alike
-    cfg = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    from convdp.config import validate_config
+
+    cfg = validate_config(yaml.safe_load(DEFAULT_CONFIG.read_text()), check_layers=False)
     want = sorted(
         (m, d, layer, mode)
         for m, spec in cfg["models"].items()
@@ -371,7 +376,8 @@ def test_slurm_dry_run_lists_one_job_per_fit(tmp_path):
         for layer in spec["layers"]
         for mode in cfg["modes"]
     )
-    assert len(want) == fits_per_method(DEFAULT_CONFIG) == 16  # 4 layers x 2 data sets x 2 modes
+    # 4 layers x 2 data sets x 2 modes, for digitnet and its random-weights control
+    assert len(want) == fits_per_method(DEFAULT_CONFIG) == 32
     for rule in ("fit_dpgmm", "fit_baseline"):
         got = sorted(
             tuple(j["wildcards"][k] for k in ("model", "dataset", "layer", "mode"))
@@ -409,7 +415,7 @@ def test_slurm_dry_run_lists_label_jobs_when_split(tmp_path):
     from convdp.config import validate_config
 
     cfg = validate_config(yaml.safe_load(DEFAULT_CONFIG.read_text()), check_layers=False)
-    (model, spec), = cfg["models"].items()
+    model, spec = "digitnet", cfg["models"]["digitnet"]
     source, target = spec["analyse_on"]
     layer = spec["layers"][-1]
     # As when the source's extraction has run (the label jobs are submitted after it): its
@@ -422,7 +428,8 @@ def test_slurm_dry_run_lists_label_jobs_when_split(tmp_path):
     jobs = parse_jobs(log)
     stats = job_stats(log)
     assert Counter(j["rule"] for j in jobs) == Counter(stats)
-    n_split = len(spec["analyse_on"]) * len(cfg["modes"])  # the layer's fits per method
+    # the layer's fits per method (digitnet's and its control's)
+    n_split = len(cfg["models"]) * len(spec["analyse_on"]) * len(cfg["modes"])
     n_fits = fits_per_method(DEFAULT_CONFIG)
     k = components_cap(cfg)
     profile_runtime = {rule: res.get("runtime") for rule, res in profile_set_resources().items()}
@@ -441,7 +448,7 @@ def test_slurm_dry_run_lists_label_jobs_when_split(tmp_path):
                 assert res["runtime"] == profile_runtime[job["rule"]].replace(" * attempt", ""), job
             elif job["rule"] == f"label_{method}":  # sized from one chunk of the layer
                 assert wc["parts"] == "3" and wc["part"] in {"1", "2", "3"}, job
-                if wc["dataset"] == source:
+                if wc["model"] == model and wc["dataset"] == source:
                     want = label_memory_mb(shape, cfg["extract"]["chunk_size"], wc["mode"], k, 3)
                     assert int(res["mem_mb"]) == want, job
                 else:  # evaluated when the job is submitted, after the extraction
@@ -450,7 +457,8 @@ def test_slurm_dry_run_lists_label_jobs_when_split(tmp_path):
                 assert res["mem_mb"] == "<TBD>", job
     # position mode holds 16 samples an image: its label jobs need more than image mode's
     mem = {(j["wildcards"]["dataset"], j["wildcards"]["mode"]): int(j["resources"]["mem_mb"])
-           for j in jobs if j["rule"] == "label_dpgmm" and j["wildcards"]["dataset"] == source}
+           for j in jobs if j["rule"] == "label_dpgmm" and j["wildcards"]["dataset"] == source
+           and j["wildcards"]["model"] == model}
     assert mem[source, "position"] > mem[source, "image"] >= 1000, mem
     assert target in {j["wildcards"]["dataset"] for j in jobs if j["rule"] == "label_dpgmm"}
 

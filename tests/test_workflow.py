@@ -35,10 +35,10 @@ def test_dry_run_has_one_fit_per_layer_dataset_mode(repo_root, tmp_path):
     out = snakemake(repo_root, tmp_path, "-n", "--configfile", str(repo_root / "config.yaml"))
     assert out.returncode == 0, out.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, re.M))
-    # default config: 4 layers × 2 data sets × 2 modes
-    assert counts["fit_dpgmm"] == "16"
-    assert counts["fit_baseline"] == "16"
-    assert counts["extract_activations"] == "2"
+    # default config: 4 layers × 2 data sets × 2 modes, digitnet and its random-weights control
+    assert counts["fit_dpgmm"] == "32"
+    assert counts["fit_baseline"] == "32"
+    assert counts["extract_activations"] == "4"
     assert counts["prepare_dataset"] == "2"
     # label_jobs: 1 (the default): each fit job labels its samples, no other job does
     assert not set(SPLIT_RULES) & set(counts), counts
@@ -49,11 +49,11 @@ def test_dry_run_with_label_jobs_has_fit_label_and_merge_jobs(repo_root, tmp_pat
                     "--config", "label_jobs=3")
     assert out.returncode == 0, out.stderr
     counts = job_counts(out.stdout)
-    for method in ("dpgmm", "baseline"):  # 16 fits: 16 model fits, 3 × 16 labellings, 16 merges
+    for method in ("dpgmm", "baseline"):  # 32 fits: 32 model fits, 3 × 32 labellings, 32 merges
         assert f"fit_{method}" not in counts
-        assert counts[f"fit_{method}_model"] == 16
-        assert counts[f"label_{method}"] == 48
-        assert counts[f"merge_{method}"] == 16
+        assert counts[f"fit_{method}_model"] == 32
+        assert counts[f"label_{method}"] == 96
+        assert counts[f"merge_{method}"] == 32
 
 
 def test_bad_config_fails_before_any_job(repo_root, tmp_path):

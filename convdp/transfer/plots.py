@@ -27,8 +27,11 @@ def plot_verdict(df, summary: dict, maps: dict, figure: str | Path, label_maps: 
 
 
 def plot_transfer(df, summary: dict, dest: str | Path) -> None:
-    """Four panels: log-likelihoods, standardised shift with the rule, cluster usage, accuracy."""
+    """Four panels: log-likelihoods, standardised shift with the rule, cluster usage, accuracy.
+    Where the table has the model's random-weights control (``control_*`` columns), its
+    shift, probe and retraining are drawn dashed beside the model's."""
     plt = pyplot()
+    control = df["control_model"].iloc[0] if "control_model" in df else None
     layers = df["layer"].tolist()
     x = np.arange(1, len(layers) + 1)
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
@@ -43,6 +46,9 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
     ax.axhspan(-tol, max(0.5, float(np.nanmax(df["shift_z"])) + 0.2), color="tab:green", alpha=0.12)
     ax.axhline(-tol, color="tab:green", lw=1, ls="--", label=f"rule: shift_z ≥ −{tol:g}")
     ax.plot(x, df["shift_z"], "o-", color="tab:red", label="shift_z (target − source, in SDs)")
+    if control:
+        ax.plot(x, df["control_shift_z"], "o--", color="tab:red", alpha=0.6,
+                label=f"shift_z of {control} (random weights)")
     ax.axhline(0, color="k", lw=0.6)
     ax.set_ylabel("standardised domain shift")
     ax.set_title(f"Recommended: {summary['recommendation']}")
@@ -78,6 +84,14 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
         ax.axvline(summary["retrain_best_cut"], color="tab:blue", ls=":", lw=1,
                    label="best cut by retraining")
     ax.plot(x, df["probe_accuracy"], "s--", color="tab:orange", label="linear probe (CV)")
+    if control:
+        ccuts = summary["control"]["retrain_cuts"]
+        if ccuts:
+            ax.errorbar([c["cut"] for c in ccuts], [c["mean"] for c in ccuts],
+                        yerr=[c["std"] for c in ccuts], fmt="o--", capsize=3, color="tab:blue",
+                        alpha=0.5, mfc="white", label=f"AnB retraining, {control} frozen")
+        ax.plot(x, df["control_probe_accuracy"], "s:", color="tab:orange", alpha=0.7,
+                mfc="white", label=f"linear probe, {control}")
     ax.axvline(summary["recommended_cut"], color="tab:green", ls="--", lw=1,
                label="recommended cut (unlabelled)")
     ax.set_xticks(np.arange(0, len(layers) + 1), ["none"] + layers)

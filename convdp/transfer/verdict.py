@@ -34,6 +34,11 @@ COLUMNS = [
 ]
 COST_COLUMNS = COLUMNS[COLUMNS.index("params_frozen"):]
 
+CONTROL_COLUMNS = ["shift_z", "usage_js", "target_clusters_kept", "target_nmi", "probe_accuracy",
+                   "retrain_accuracy", "retrain_std"]
+"""The scores of the model's random-weights control (:mod:`convdp.control`) put beside the
+model's own in the table, as ``control_<name>`` (with ``control_model``)."""
+
 
 
 def recommend_cut(shift_z: Sequence[float], tolerance: float = 1.0) -> int:
@@ -78,13 +83,16 @@ def verdict(
     *,
     shift_tolerance: float = 1.0,
     accuracy_tolerance: float = 0.02,
+    control: tuple[dict, dict | None] | None = None,
 ):
     """The verdict table (one row per layer) and its summary.
 
     ``scores`` is :func:`convdp.pipeline.transfer_scores`' record, ``retrain``
     :func:`convdp.transfer.retrain.anb_retrain`'s (or None; its ``costs`` give each row's
     price and the summary's ``decision``: "freeze up to X: retrain Y% of the parameters, Z%
-    of the training compute"). Returns ``(DataFrame, summary
+    of the training compute"). ``control``: the same two records of the model's
+    random-weights control, whose scores go beside the model's (:data:`CONTROL_COLUMNS`; the
+    summary's ``control``). Returns ``(DataFrame, summary
     dict)``.
     """
     import pandas as pd
@@ -157,4 +165,19 @@ def verdict(
         r["spearman_shift"] = corr["shift"]
         r["spearman_shift_z"] = corr["shift_z"]
         r |= {k: scores[k] for k in ("model", "dataset", "source")}
-    return pd.DataFrame(rows).reindex(columns=COLUMNS), summary  # a column no row has: NaN
+    df = pd.DataFrame(rows).reindex(columns=COLUMNS)  # a column no row has: NaN
+    columns = list(COLUMNS)
+    if control is not None:
+        cdf, csum = verdict(*control, shift_tolerance=shift_tolerance,
+                            accuracy_tolerance=accuracy_tolerance)
+        if list(cdf["layer"]) != layers:
+            raise ValueError(f"the control {csum['model']!r} was scored on layers "
+                             f"{list(cdf['layer'])}, the model on {layers}")
+        df["control_model"] = csum["model"]
+        for col in CONTROL_COLUMNS:
+            df[f"control_{col}"] = cdf[col].to_numpy()
+        columns += ["control_model"] + [f"control_{c}" for c in CONTROL_COLUMNS]
+        summary["control"] = {k: csum[k] for k in (
+            "model", "recommended_cut", "recommended_layer", "retrain_best_cut",
+            "retrain_best_layer", "retrain_accuracy_at_best", "retrain_cuts")}
+    return df[columns], summary
