@@ -163,14 +163,14 @@ def merge_labelled(
     """A fit's ``{mode}.npz`` / ``.json`` from its model and the labelling pass's labels: the
     arrays and record a fit on the full store writes (timings aside)."""
     from convdp.cluster import merge_labels
+    from convdp.datasets.store import read_labels
     from convdp.fitted import load_npz
-    from convdp.pipeline import _class_labels
 
     t0 = time.perf_counter()
     model, record = load_npz(model_npz), read_json(model_json)
     labels, predict_seconds = open_labels(labels_manifest, key)
     arrays, record = merge_labels(model, record, [(0, len(labels), labels.ravel())],
-                                  class_labels=_class_labels(dataset),
+                                  class_labels=read_labels(dataset),
                                   seconds=record["fit_seconds"] + predict_seconds,
                                   names=[f"{labels_manifest}:{key}"])
     record |= dict(context or {})

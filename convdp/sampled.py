@@ -6,8 +6,10 @@ transfer scores two more seeded subsets and a few example images; image mode rea
 pooled vector per image. A sample store keeps, per layer,
 
 - ``index/{layer}``: the sorted flat position indices kept (:func:`position_index`: the
-  union of exactly the draws :func:`convdp.samples.fit_subset` and
-  :func:`convdp.transfer.scores.layer_shift` make, so both stores give the same fits);
+  union of exactly the draws :func:`convdp.samples.fit_subset`,
+  :func:`convdp.transfer.scores.layer_shift` and the ``mmd2`` baseline
+  (:func:`convdp.transfer.baselines.baseline_scores`) make, so both stores give the same
+  fits and scores);
 - ``positions/{layer}``: their channel vectors, (n_chunks, R, C): row block ``k`` holds the
   kept positions of image chunk ``k`` (``counts`` attribute), so each image chunk writes
   exactly one stored chunk and a resumed extraction never rewrites a finished one;
@@ -37,6 +39,7 @@ def position_index(shape, plan: dict) -> np.ndarray:
     and the transfer scores read, for ``plan``: ``modes``, ``max_samples`` and ``seed`` (the
     fits), ``transfer`` (None, or ``mode``, ``role`` source/target, ``max_samples``,
     ``n_examples``)."""
+    from convdp.transfer.baselines import BASELINE_SAMPLES
     from convdp.transfer.scores import MIN_HELDOUT
 
     n, h, w, _ = shape
@@ -50,8 +53,10 @@ def position_index(shape, plan: dict) -> np.ndarray:
             if len(heldout) < MIN_HELDOUT:
                 heldout = np.arange(total)
             parts.append(subsample(heldout, t["max_samples"], plan["seed"]))
+            parts.append(subsample(total, BASELINE_SAMPLES, plan["seed"] + 2))  # mmd2
         else:
             parts.append(subsample(total, t["max_samples"], plan["seed"] + 1))
+            parts.append(subsample(total, BASELINE_SAMPLES, plan["seed"] + 3))  # mmd2
             pick = example_images(n, t["n_examples"])
             parts.append((pick[:, None] * (h * w) + np.arange(h * w)).ravel())
     if not parts:

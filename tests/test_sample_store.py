@@ -14,6 +14,7 @@ import yaml
 from convdp import pipeline
 from convdp.sampled import position_index
 from convdp.samples import fit_subset, iter_samples, read_samples, subsample
+from convdp.transfer.baselines import BASELINE_SAMPLES
 from tests.conftest import ROOT
 from tests.faults.helpers import make_digits, make_model
 from tests.test_workflow import TIMING, snakemake
@@ -57,7 +58,13 @@ def test_the_sample_store_holds_what_the_fits_and_scores_read(stores, layer):
                           sample.get_orthogonal_selection((pick,)))
     assert np.array_equal(np.concatenate(list(iter_samples(full, "image"))),
                           np.concatenate(list(iter_samples(sample, "image"))))
-    assert len(sample.index) == len(position_index(full.shape, plan)) < n * h * w
+    mmd = subsample(n * h * w, BASELINE_SAMPLES, 3)  # the mmd2 baseline's draw on a target
+    assert np.array_equal(read_samples(full, "position", mmd), read_samples(sample, "position", mmd))
+    assert len(sample.index) == len(position_index(full.shape, plan))
+    if n * h * w <= BASELINE_SAMPLES:  # relu3's 960 positions: the mmd2 draw reads them all
+        assert len(sample.index) == n * h * w
+        return
+    assert len(sample.index) < n * h * w
     with pytest.raises(ValueError, match="not in the sample store"):
         read_samples(sample, "position", np.setdiff1d(np.arange(n * h * w), sample.index)[:1])
 
@@ -116,14 +123,15 @@ def test_auto_takes_sample_above_the_projected_threshold(repo_root):
     from convdp.storage import projected_bytes, store_kinds
 
     config = validate_config(yaml.safe_load((repo_root / "config/paper.yaml").read_text()))
-    # one 224 x 224 image through VGG16's five blocks: 24.5 MB in float32
+    # one 640 x 640 image through VGG16's blocks 1-4 (the paper config): 197 MB in float32
     assert projected_bytes(config, "vgg16", "histology") == 4 * (
-        224 * 224 * 64 + 112 * 112 * 128 + 56 * 56 * 256 + 28 * 28 * 512 + 14 * 14 * 512)
-    assert store_kinds(config) == {("vgg16", "histology"): "full"}
+        640 * 640 * 64 + 320 * 320 * 128 + 160 * 160 * 256 + 80 * 80 * 512)
+    models = ("vgg16", "vgg16_random")  # the net and its random-weights control
+    assert store_kinds(config) == {(m, "histology"): "full" for m in models}
     config["extract"]["auto_threshold_gb"] = 0.01
-    assert store_kinds(config) == {("vgg16", "histology"): "sample"}
+    assert store_kinds(config) == {(m, "histology"): "sample" for m in models}
     config["extract"]["store"] = "full"
-    assert store_kinds(config) == {("vgg16", "histology"): "full"}
+    assert store_kinds(config) == {(m, "histology"): "full" for m in models}
 
 
 def test_dry_run_of_a_sample_store_has_a_labelling_pass_per_model_and_data_set(tmp_path):
@@ -131,9 +139,10 @@ def test_dry_run_of_a_sample_store_has_a_labelling_pass_per_model_and_data_set(t
                     "--config", "extract={store: sample}")
     assert out.returncode == 0, out.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, re.M))
-    assert counts["label_activations"] == "2"
-    for method in ("dpgmm", "baseline"):  # 16 fits each: the model, then the outputs
-        assert counts[f"fit_{method}_model"] == counts[f"fit_{method}"] == "16"
+    # digitnet and its random-weights control, each on two data sets
+    assert counts["label_activations"] == "4"
+    for method in ("dpgmm", "baseline"):  # 32 fits each: the model, then the outputs
+        assert counts[f"fit_{method}_model"] == counts[f"fit_{method}"] == "32"
         assert f"label_{method}" not in counts
 
 

@@ -134,8 +134,14 @@ def hscore(features: np.ndarray, labels: np.ndarray) -> float:
     return float(np.trace(np.linalg.pinv(cov, rcond=1e-10) @ np.cov(g, rowvar=False)))
 
 
+BASELINE_SAMPLES = 1500
+"""Samples a side of the ``mmd2`` baseline (seeded draws ``seed + 2`` source, ``seed + 3``
+target; a sample store keeps them, :func:`convdp.sampled.position_index`)."""
+
+
 def baseline_scores(source_array, target_array, pre, mode: str, pooled: np.ndarray,
-                    classes: np.ndarray | None, *, max_samples: int = 1500, seed: int = 0) -> dict:
+                    classes: np.ndarray | None, *, max_samples: int = BASELINE_SAMPLES,
+                    seed: int = 0) -> dict:
     """The baselines of one layer: ``mmd2`` between (a seeded subset of at most
     ``max_samples``) source and target samples after the source fit's preprocessing ``pre``,
     and ``logme`` / ``hscore`` of the target's pooled features ``pooled`` (N, C), as they

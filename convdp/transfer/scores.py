@@ -10,7 +10,7 @@ import numpy as np
 from convdp.fitted import load_npz, load_predictor
 from convdp.preprocess import Preprocess
 from convdp.samples import check_mode, iter_samples, n_samples, read_samples, subsample, to_samples
-from convdp.transfer.baselines import baseline_scores
+from convdp.transfer.baselines import BASELINE_SAMPLES, baseline_scores
 from convdp.transfer.verdict import MIN_SCORED
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def score_layer(
     probe_folds: int = 5,
     weight_threshold: float = 0.01,
     seed: int = 0,
-    baseline_samples: int = 1500,
+    baseline_samples: int = BASELINE_SAMPLES,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """One layer's row of the scores record and its label maps.
 
