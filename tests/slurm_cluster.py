@@ -316,6 +316,7 @@ def _claim_conf_link(conf_dir: Path) -> None:
 def _slurm_conf(
     *,
     root: Path,
+    spool: Path,
     host: str,
     cpus: int,
     mem_mb: int,
@@ -337,7 +338,7 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={munge_socket}
 StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
+SlurmdSpoolDir={spool}
 SlurmctldPidFile={root}/run/slurmctld.pid
 SlurmdPidFile={root}/run/slurmd.pid
 SlurmctldLogFile={root}/log/slurmctld.log
@@ -405,6 +406,10 @@ def local_slurm(
     procs: dict[str, subprocess.Popen] = {}
     log_files = []
     munge_dir = Path(tempfile.mkdtemp(prefix="convdp-munge-"))
+    # slurmd's job sockets live in the spool folder and a Unix socket path has at most 108
+    # bytes: under pytest's tmp_path (…/pytest-139/test_…/cluster/slurm-…/spool/vm_38.4294967291)
+    # a two-digit job id went over, and the jobs were held with "launch failed"
+    spool = Path(tempfile.mkdtemp(prefix="convdp-spool-"))
     munge_socket = munge_dir / "munge.socket"
     daemon_env = clean_env()
     daemon_env[MARKER_VAR] = marker
@@ -465,6 +470,7 @@ def local_slurm(
         conf.write_text(
             _slurm_conf(
                 root=root,
+                spool=spool,
                 host=host,
                 cpus=cpus,
                 mem_mb=mem_mb,
@@ -550,6 +556,7 @@ def local_slurm(
         for fh in log_files:
             fh.close()
         shutil.rmtree(munge_dir, ignore_errors=True)
+        shutil.rmtree(spool, ignore_errors=True)
 
 
 def _shutdown(
