@@ -27,7 +27,8 @@ def typical_positions(array, predictor, n_clusters: int
     """Per image and cluster: the image's most typical position for the cluster (flat, i·w + j),
     its responsibility, and its rank key; three (N, K) arrays ``(resp, where, key)``.
     ``array`` is the layer (N, h, w, C), ``predictor`` ``(preprocess, estimator)``
-    (:func:`convdp.fitted.load_predictor`).
+    (:func:`convdp.fitted.load_predictor`). Of a sample store (:mod:`convdp.sampled`) only the
+    stored positions are candidates; an image without any has responsibility 0 everywhere.
 
     Most typical = highest responsibility; a DP mixture is often certain (responsibility ≥ 0.99
     at many positions), so among those the one nearest the cluster's mean (in the preprocessed
@@ -40,8 +41,7 @@ def typical_positions(array, predictor, n_clusters: int
     resp = np.zeros((n, n_clusters), np.float32)
     key = np.zeros((n, n_clusters), np.float64)
     where = np.zeros((n, n_clusters), np.int64)
-    for start, stop, block in image_chunks(array):
-        x = to_samples(block, "position")
+    for start, stop, rows, x in _position_blocks(array):
         score = np.empty((len(x), n_clusters))
         proba = np.empty((len(x), n_clusters))
         for s in range(0, len(x), _ROWS):
@@ -55,12 +55,31 @@ def typical_positions(array, predictor, n_clusters: int
             proba[s : s + len(z)] = p
             score[s : s + len(z)] = np.where(p >= 0.99, 2 + 1 / (1 + d2), p)
         m = stop - start
+        if rows is not None:  # only some positions stored: the rest can never be picked
+            score, proba = _spread(score, rows, m * h * w, -1.0), _spread(proba, rows, m * h * w, 0.0)
         score = score.reshape(m, h * w, -1)
         pick = score.argmax(1)
         where[start:stop] = pick
         key[start:stop] = np.take_along_axis(score, pick[:, None, :], 1)[:, 0]
         resp[start:stop] = np.take_along_axis(proba.reshape(m, h * w, -1), pick[:, None, :], 1)[:, 0]
     return resp, where, key
+
+
+def _position_blocks(array):
+    """``(start, stop, rows, x)`` per image chunk of ``array``: the channel vectors ``x`` of its
+    readable positions and their flat indices ``rows`` within the chunk (None: all of them)."""
+    if hasattr(array, "position_blocks"):  # a sample store
+        yield from array.position_blocks()
+        return
+    for start, stop, block in image_chunks(array):
+        yield start, stop, None, to_samples(block, "position")
+
+
+def _spread(values: np.ndarray, rows: np.ndarray, n: int, fill: float) -> np.ndarray:
+    """(n, K): ``values`` (len(rows), K) at ``rows``, ``fill`` elsewhere."""
+    out = np.full((n, values.shape[1]), fill, values.dtype)
+    out[rows] = values
+    return out
 
 
 def exemplars(resp: np.ndarray, where: np.ndarray, cluster: int, n: int,

@@ -95,6 +95,8 @@ def cluster_atlas(fit_npz: str | Path, manifest: str | Path, dataset: str | Path
     plot_atlas(rows, images, field, labels.shape[1:], cluster_colours(weights),
                title or layer, out_png, n_exemplars, kept)
     out = {"layer": layer, "field": field.as_dict(), "clusters_kept": kept,
+           # a sample store (extract.store: sample) keeps a seeded subset of the positions
+           "candidates": "stored sample" if hasattr(array, "position_blocks") else "all",
            "label_map_shape": list(labels.shape[1:]), "rows": rows}
     write_json(out_json, out)
     return out

@@ -18,7 +18,8 @@ pooled vector per image. A sample store keeps, per layer,
 
 :class:`SampledLayer` reads it back with the interface the fits and transfer scores use
 (``shape``, ``chunks``, ``read_samples``, image-mode ``iter_samples``,
-``get_orthogonal_selection`` of the example images); anything else asks for the full store.
+``get_orthogonal_selection`` of the example images, the atlas's ``position_blocks``); anything
+else asks for the full store.
 The label maps of every position come from the labelling pass (:mod:`convdp.labelling`).
 """
 
@@ -150,6 +151,16 @@ class SampledLayer:
         step = step or self.chunks[0]
         for lo in range(start, stop, step):
             yield np.asarray(self.pooled[lo:min(lo + step, stop)])
+
+    def position_blocks(self):
+        """``(start, stop, rows, x)`` per image chunk: its stored positions' vectors ``x`` and
+        their flat indices ``rows`` within the chunk (the atlas's candidates)."""
+        n, h, w, _ = self.shape
+        step = self.chunks[0]
+        for k, start in enumerate(range(0, n, step)):
+            lo, hi = self.offsets[k], self.offsets[k + 1]
+            x = np.asarray(self.positions[k])[: hi - lo]
+            yield start, min(start + step, n), self.index[lo:hi] - start * h * w, x
 
     def get_orthogonal_selection(self, selection) -> np.ndarray:
         """Whole images (the transfer figure's examples), from their stored positions."""

@@ -69,6 +69,43 @@ def test_the_sample_store_holds_what_the_fits_and_scores_read(stores, layer):
         read_samples(sample, "position", np.setdiff1d(np.arange(n * h * w), sample.index)[:1])
 
 
+class _NearestOf2:
+    """Two clusters split on the first channel; certain far from the split."""
+
+    means_ = np.array([[0.0], [1.0]])
+
+    def __init__(self, cut):
+        self.cut = cut
+
+    def predict_proba(self, x):
+        p = 1 / (1 + np.exp(-(x[:, 0] - self.cut) * 4))
+        return np.stack([1 - p, p], 1)
+
+
+class _First:
+    def transform(self, x):
+        return np.asarray(x, np.float64)[:, :1]
+
+
+def test_the_atlas_picks_among_the_stored_positions(stores):
+    from convdp.atlas import typical_positions
+
+    d, _ = stores
+    full = pipeline.open_layer(d / "full.json", "relu1")
+    sample = pipeline.open_layer(d / "sample.json", "relu1")
+    n, h, w, _ = full.shape
+    x = read_samples(full, "position", np.arange(n * h * w))[:, 0]
+    predictor = (_First(), _NearestOf2(float(np.median(x))))
+    resp_f, where_f, _ = typical_positions(full, predictor, 2)
+    resp_s, where_s, _ = typical_positions(sample, predictor, 2)
+    flat = np.arange(n)[:, None] * (h * w) + where_s
+    stored = np.isin(flat, sample.index)
+    assert stored[resp_s > 0].all() and (resp_s > 0).any()  # every pick is a stored position
+    assert (resp_s <= resp_f + 1e-6).all()  # never more typical than the best of all positions
+    same = np.isin(np.arange(n)[:, None] * (h * w) + where_f, sample.index)
+    assert np.array_equal(where_s[same], where_f[same])  # the full pick, where it is stored
+
+
 # End to end: the default data (digits), two layers, both modes, both stores.
 
 
