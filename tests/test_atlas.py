@@ -4,7 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from convdp.atlas import atlas_rows, crop, exemplars, plot_atlas, typical_positions
+from convdp.atlas import (
+    CELL,
+    atlas_mosaic,
+    atlas_rows,
+    crop,
+    exemplars,
+    plot_atlas,
+    typical_positions,
+)
 from convdp.io import read_json
 from convdp.parts import make_parts
 from convdp.plotting import cluster_colours
@@ -69,6 +77,23 @@ def test_plot_atlas(tmp_path):
     plot_atlas(rows, images, Field((2, 2), (-1, -1), (4, 4)), (4, 4),
                cluster_colours(np.array([0.4, 0.6])), "t", tmp_path / "a.png", 3)
     assert (tmp_path / "a.png").stat().st_size > 1000
+
+
+def test_the_mosaic_puts_each_crop_in_its_cell_framed_in_its_colour():
+    images = np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8, 1)
+    field = Field((2, 2), (-1, -1), (4, 4))  # 4x4 px fields, stride 2 -> a 4x4 label map
+    colours = np.array([[1.0, 0, 0], [0, 0, 1.0]])
+    rows = [{"cluster": 1, "exemplars": [(1, 5, 0.9), (0, 0, 0.8)]},
+            {"cluster": 0, "exemplars": [(0, 15, 0.7)]}]
+    mosaic, pitch = atlas_mosaic(rows, images, field, 4, colours, n=3, border=3, gap=4)
+    scale = CELL // 4
+    assert pitch == 4 * scale + 6 + 4 and mosaic.shape == (2 * pitch, 3 * pitch, 3)
+    inner = mosaic[3:3 + 4 * scale:scale, 3:3 + 4 * scale:scale, 0] * 255
+    assert np.allclose(inner, crop(images[1], field, 1, 1)[..., 0])  # row 0, first exemplar
+    assert (mosaic[0, 0] == colours[1]).all() and (mosaic[pitch, 0] == colours[0]).all()
+    corner = mosaic[pitch + 3:pitch + 3 + 4 * scale:scale, 3:3 + 4 * scale:scale, 0] * 255
+    assert np.allclose(corner, crop(images[0], field, 3, 3)[..., 0])  # clipped: white pad
+    assert (corner[-1] == 255).all() and (mosaic[pitch:, 2 * pitch:] == 1).all()  # empty cells
 
 
 @pytest.mark.slow
