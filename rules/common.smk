@@ -52,12 +52,24 @@ def role_of(model, dataset):
     return "source" if dataset == source_of(model) else "target"
 
 
+def fitted_with(model, method):
+    """Whether ``model``'s layers get fits of ``method``: the BIC baseline skips the
+    random-weights controls unless ``baseline.controls``."""
+    return (
+        method == "dpgmm"
+        or not MODELS[model].get("control_of")
+        or config["baseline"]["controls"]
+    )
+
+
 def fits(method, ext="json"):
-    """One fit output per model × data set × layer × mode."""
+    """One fit output per model × data set × layer × mode (models :func:`fitted_with`
+    ``method``)."""
     root = "dpgmm" if method == "dpgmm" else "baseline"
     return [
         f"results/{root}/{m}/{d}/{layer}/{mode}.{ext}"
         for m, spec in MODELS.items()
+        if fitted_with(m, method)
         for d in spec["analyse_on"]
         for layer in spec["layers"]
         for mode in MODES
@@ -353,6 +365,7 @@ def labelled_fits(model, dataset):
             root, layer, mode
         ): f"results/{root}/{model}/{dataset}/{layer}/{mode}.model.npz"
         for root in ("dpgmm", "baseline")
+        if fitted_with(model, root)
         for layer in MODELS[model]["layers"]
         for mode in MODES
     }

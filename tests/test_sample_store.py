@@ -178,8 +178,9 @@ def test_dry_run_of_a_sample_store_has_a_labelling_pass_per_model_and_data_set(t
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, re.M))
     # digitnet and its random-weights control, each on two data sets
     assert counts["label_activations"] == "4"
-    for method in ("dpgmm", "baseline"):  # 32 fits each: the model, then the outputs
-        assert counts[f"fit_{method}_model"] == counts[f"fit_{method}"] == "32"
+    # per fit: the model, then the outputs; 32 DPGMM fits, 16 baselines (not the control's)
+    for method, n in (("dpgmm", "32"), ("baseline", "16")):
+        assert counts[f"fit_{method}_model"] == counts[f"fit_{method}"] == n
         assert f"label_{method}" not in counts
 
 

@@ -37,7 +37,7 @@ def test_dry_run_has_one_fit_per_layer_dataset_mode(repo_root, tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout, re.M))
     # default config: 4 layers × 2 data sets × 2 modes, digitnet and its random-weights control
     assert counts["fit_dpgmm"] == "32"
-    assert counts["fit_baseline"] == "32"
+    assert counts["fit_baseline"] == "16"  # the control gets no baseline (baseline.controls)
     assert counts["extract_activations"] == "4"
     assert counts["prepare_dataset"] == "2"
     # label_jobs: 1 (the default): each fit job labels its samples, no other job does
@@ -49,11 +49,12 @@ def test_dry_run_with_label_jobs_has_fit_label_and_merge_jobs(repo_root, tmp_pat
                     "--config", "label_jobs=3")
     assert out.returncode == 0, out.stderr
     counts = job_counts(out.stdout)
-    for method in ("dpgmm", "baseline"):  # 32 fits: 32 model fits, 3 × 32 labellings, 32 merges
+    # n fits: n model fits, 3 × n labellings, n merges (no baseline for the control)
+    for method, n in (("dpgmm", 32), ("baseline", 16)):
         assert f"fit_{method}" not in counts
-        assert counts[f"fit_{method}_model"] == 32
-        assert counts[f"label_{method}"] == 96
-        assert counts[f"merge_{method}"] == 32
+        assert counts[f"fit_{method}_model"] == n
+        assert counts[f"label_{method}"] == 3 * n
+        assert counts[f"merge_{method}"] == n
 
 
 def test_bad_config_fails_before_any_job(repo_root, tmp_path):
