@@ -106,7 +106,7 @@ def _why_not_plugin() -> str | None:
 # --------------------------------------------------------------------------
 def fits_per_method(config_path: Path) -> int:
     """layers x data sets x modes, summed over models (random-weights controls included):
-    the fit jobs per method."""
+    the DPGMM fit jobs (the BIC baseline skips the controls unless baseline.controls)."""
     from convdp.config import validate_config
 
     cfg = validate_config(yaml.safe_load(config_path.read_text()), check_layers=False)
@@ -376,14 +376,16 @@ def test_slurm_dry_run_lists_one_job_per_fit(tmp_path):
         for layer in spec["layers"]
         for mode in cfg["modes"]
     )
-    # 4 layers x 2 data sets x 2 modes, for digitnet and its random-weights control
+    # 4 layers x 2 data sets x 2 modes, for digitnet and its random-weights control; the BIC
+    # baseline for digitnet only (baseline.controls: false)
     assert len(want) == fits_per_method(DEFAULT_CONFIG) == 32
+    wants = {"fit_dpgmm": want, "fit_baseline": [w for w in want if w[0] == "digitnet"]}
     for rule in ("fit_dpgmm", "fit_baseline"):
         got = sorted(
             tuple(j["wildcards"][k] for k in ("model", "dataset", "layer", "mode"))
             for j in by_rule[rule]
         )
-        assert got == want, rule
+        assert got == wants[rule], rule
 
     # every job shows what sbatch will ask for: memory (--mem), time (-t) and CPUs
     # (--cpus-per-gpu for GPU jobs, else --cpus-per-task = threads)
@@ -428,12 +430,13 @@ def test_slurm_dry_run_lists_label_jobs_when_split(tmp_path):
     jobs = parse_jobs(log)
     stats = job_stats(log)
     assert Counter(j["rule"] for j in jobs) == Counter(stats)
-    # the layer's fits per method (digitnet's and its control's)
-    n_split = len(cfg["models"]) * len(spec["analyse_on"]) * len(cfg["modes"])
-    n_fits = fits_per_method(DEFAULT_CONFIG)
+    # the layer's fits per method: digitnet's and its control's (the baseline: digitnet's)
+    n_models = {"dpgmm": len(cfg["models"]), "baseline": 1}
     k = components_cap(cfg)
     profile_runtime = {rule: res.get("runtime") for rule, res in profile_set_resources().items()}
     for method in ("dpgmm", "baseline"):
+        n_split = n_models[method] * len(spec["analyse_on"]) * len(cfg["modes"])
+        n_fits = fits_per_method(DEFAULT_CONFIG) // len(cfg["models"]) * n_models[method]
         assert stats[f"fit_{method}"] == n_fits - n_split, stats
         assert stats[f"fit_{method}_model"] == stats[f"merge_{method}"] == n_split, stats
         assert stats[f"label_{method}"] == 3 * n_split, stats
