@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -128,12 +129,21 @@ def test_dry_run_plans_the_control_beside_the_model(tmp_path, tiny):
     assert out.returncode == 0, out.stderr[-3000:]
     counts = job_counts(out.stdout)
     assert counts["train_model"] == 2 and counts["extract_activations"] == 4
-    # the BIC baseline skips the control (baseline.controls: false, the default)
-    assert counts["fit_dpgmm"] == 2 * counts["fit_baseline"] == 2 * 2 * 4 * 2
+    assert counts["fit_dpgmm"] == counts["fit_baseline"] == 2 * 2 * 4 * 2
     # the control's transfer scores feed its model's verdict; it has no verdict of its own
     assert counts["transfer_scores"] == counts["transfer_retrain"] == 2
     assert counts["transfer_verdict"] == 1
     assert "results/transfer/digitnet_random/digits_target/scores.json" in out.stdout
+    # baseline.controls: false (the default run's): the control gets DPGMM fits only
+    out = snakemake(ROOT, tmp_path, "-n", "--configfile", str(cfg),
+                    "--config", "baseline={controls: false}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = job_counts(out.stdout)
+    assert counts["fit_dpgmm"] == 2 * counts["fit_baseline"] == 2 * 2 * 4 * 2
+    planned = re.findall(r"^rule (fit_\w+):\n(?:    .*\n)*?    wildcards: (model=\w+)",
+                         out.stdout, re.M)
+    assert ("fit_dpgmm", "model=digitnet_random") in planned
+    assert ("fit_baseline", "model=digitnet_random") not in planned
 
 
 LAYERS = ["relu2", "relu4"]
@@ -161,19 +171,18 @@ def test_two_models_summary_paths_and_comparison(two_model_run, monkeypatch):
     res = two_model_run / "results"
     df = pd.read_csv(res / "summary.csv")
     key = ["model", "dataset", "layer", "mode", "method"]
-    # model × data set × layer × mode × method, but no baseline for the control
-    assert len(df) == 2 * 2 * 2 * 2 + 2 * 2 * 2 and not df.duplicated(key).any()
+    # model × data set × layer × mode × method
+    assert len(df) == 2 * 2 * 2 * 2 * 2 and not df.duplicated(key).any()
     assert set(df["model"]) == {"digitnet", "digitnet_random"}
-    assert df.groupby("model").size().to_dict() == {"digitnet": 16, "digitnet_random": 8}
-    assert set(df.loc[df["model"] == "digitnet_random", "method"]) == {"dpgmm"}
-    assert not (res / "baseline/digitnet_random").exists()
+    assert (df.groupby("model").size() == 16).all()
     assert set(df.loc[df["model"] == "digitnet_random", "control_of"]) == {"digitnet"}
     assert df.loc[df["model"] == "digitnet", "control_of"].isna().all()
     # no fit path shared: each model's fits under its own folder
-    paths = {m: {p.relative_to(res / "dpgmm" / m) for p in (res / "dpgmm" / m).rglob("*.npz")}
-             for m in ("digitnet", "digitnet_random")}
-    assert len(paths["digitnet"]) == len(paths["digitnet_random"]) == 8
-    assert paths["digitnet"] == paths["digitnet_random"]  # the same fits, in two folders
+    for method in ("dpgmm", "baseline"):
+        paths = {m: {p.relative_to(res / method / m) for p in (res / method / m).rglob("*.npz")}
+                 for m in ("digitnet", "digitnet_random")}
+        assert len(paths["digitnet"]) == len(paths["digitnet_random"]) == 8
+        assert paths["digitnet"] == paths["digitnet_random"]  # the same fits, in two folders
     a, b = (np.load(res / f"dpgmm/{m}/digits_source/relu4/position.npz")["means"]
             for m in ("digitnet", "digitnet_random"))
     assert a.shape[1:] == b.shape[1:] and not (a.shape == b.shape and np.allclose(a, b))
