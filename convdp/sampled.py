@@ -40,7 +40,7 @@ def position_index(shape, plan: dict) -> np.ndarray:
     and the transfer scores read, for ``plan``: ``modes``, ``max_samples`` and ``seed`` (the
     fits), ``transfer`` (None, or ``mode``, ``role`` source/target, ``max_samples``,
     ``n_examples``)."""
-    from convdp.transfer.baselines import BASELINE_SAMPLES
+    from convdp.transfer.baselines import mmd2_draw
     from convdp.transfer.scores import MIN_HELDOUT
 
     n, h, w, _ = shape
@@ -54,10 +54,10 @@ def position_index(shape, plan: dict) -> np.ndarray:
             if len(heldout) < MIN_HELDOUT:
                 heldout = np.arange(total)
             parts.append(subsample(heldout, t["max_samples"], plan["seed"]))
-            parts.append(subsample(total, BASELINE_SAMPLES, plan["seed"] + 2))  # mmd2
+            parts.append(mmd2_draw(total, "source", plan["seed"]))
         else:
             parts.append(subsample(total, t["max_samples"], plan["seed"] + 1))
-            parts.append(subsample(total, BASELINE_SAMPLES, plan["seed"] + 3))  # mmd2
+            parts.append(mmd2_draw(total, "target", plan["seed"]))
             pick = example_images(n, t["n_examples"])
             parts.append((pick[:, None] * (h * w) + np.arange(h * w)).ravel())
     if not parts:

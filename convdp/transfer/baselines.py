@@ -135,8 +135,14 @@ def hscore(features: np.ndarray, labels: np.ndarray) -> float:
 
 
 BASELINE_SAMPLES = 1500
-"""Samples a side of the ``mmd2`` baseline (seeded draws ``seed + 2`` source, ``seed + 3``
-target; a sample store keeps them, :func:`convdp.sampled.position_index`)."""
+"""Samples a side of the ``mmd2`` baseline (drawn by :func:`mmd2_draw`)."""
+
+
+def mmd2_draw(total: int, role: str, seed: int, max_samples: int = BASELINE_SAMPLES) -> np.ndarray:
+    """The sorted sample indices (of ``total``) the ``mmd2`` baseline reads on the ``source``
+    or the ``target``: seeded ``seed + 2`` and ``seed + 3``. A sample store keeps exactly
+    these (:func:`convdp.sampled.position_index`)."""
+    return subsample(total, max_samples, seed + {"source": 2, "target": 3}[role])
 
 
 def baseline_scores(source_array, target_array, pre, mode: str, pooled: np.ndarray,
@@ -146,8 +152,8 @@ def baseline_scores(source_array, target_array, pre, mode: str, pooled: np.ndarr
     ``max_samples``) source and target samples after the source fit's preprocessing ``pre``,
     and ``logme`` / ``hscore`` of the target's pooled features ``pooled`` (N, C), as they
     are (the paper's LogME does not rescale them), for its ``classes`` (NaN without labels)."""
-    src = subsample(np.arange(n_samples(source_array.shape, mode)), max_samples, seed + 2)
-    tgt = subsample(np.arange(n_samples(target_array.shape, mode)), max_samples, seed + 3)
+    src = mmd2_draw(n_samples(source_array.shape, mode), "source", seed, max_samples)
+    tgt = mmd2_draw(n_samples(target_array.shape, mode), "target", seed, max_samples)
     xs = pre.transform(read_samples(source_array, mode, src))
     xt = pre.transform(read_samples(target_array, mode, tgt))
     out = {"mmd2": mmd2(xs, xt, seed=seed)}
