@@ -40,6 +40,14 @@ def control_spec(model: str, spec: dict) -> dict:
     return {k: copy.deepcopy(spec[k]) for k in KEYS if k in spec} | {"control_of": model}
 
 
+def fitted_with(config: dict, model: str, method: str) -> bool:
+    """Whether ``model``'s layers get fits of ``method`` (``dpgmm`` or ``baseline``): the
+    DPGMM always; the BIC baseline skips the random-weights controls unless
+    ``baseline.controls`` (a control is then read against its model's fits)."""
+    return (method == "dpgmm" or not config["models"][model].get("control_of")
+            or bool(config["baseline"]["controls"]))
+
+
 def expand_controls(config: dict) -> dict:
     """Add ``NAME_random`` for every model with ``control: random`` (in place; idempotent).
 

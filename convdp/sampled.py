@@ -41,7 +41,7 @@ def position_index(shape, plan: dict) -> np.ndarray:
     fits), ``transfer`` (None, or ``mode``, ``role`` source/target, ``max_samples``,
     ``n_examples``)."""
     from convdp.transfer.baselines import mmd2_draw
-    from convdp.transfer.scores import MIN_HELDOUT
+    from convdp.transfer.scores import score_draw
 
     n, h, w, _ = shape
     total = n * h * w
@@ -49,15 +49,10 @@ def position_index(shape, plan: dict) -> np.ndarray:
     parts = [fit_index] if "position" in plan["modes"] else []
     t = plan.get("transfer")
     if t and t["mode"] == "position":
-        if t["role"] == "source":
-            heldout = np.setdiff1d(np.arange(total), fit_index, assume_unique=True)
-            if len(heldout) < MIN_HELDOUT:
-                heldout = np.arange(total)
-            parts.append(subsample(heldout, t["max_samples"], plan["seed"]))
-            parts.append(mmd2_draw(total, "source", plan["seed"]))
-        else:
-            parts.append(subsample(total, t["max_samples"], plan["seed"] + 1))
-            parts.append(mmd2_draw(total, "target", plan["seed"]))
+        role = t["role"]
+        parts.append(score_draw(total, role, plan["seed"], t["max_samples"], fit_index)[0])
+        parts.append(mmd2_draw(total, role, plan["seed"]))
+        if role == "target":
             pick = example_images(n, t["n_examples"])
             parts.append((pick[:, None] * (h * w) + np.arange(h * w)).ravel())
     if not parts:

@@ -2,7 +2,7 @@
 
 import re
 
-from convdp import provenance
+from convdp import control, provenance
 from convdp.cluster import components_cap, label_memory_mb, merge_memory_mb
 from convdp.config import label_jobs, layer_index, validate_config
 from convdp.control import control_name, controls
@@ -53,13 +53,8 @@ def role_of(model, dataset):
 
 
 def fitted_with(model, method):
-    """Whether ``model``'s layers get fits of ``method``: the BIC baseline skips the
-    random-weights controls unless ``baseline.controls``."""
-    return (
-        method == "dpgmm"
-        or not MODELS[model].get("control_of")
-        or config["baseline"]["controls"]
-    )
+    """Whether ``model``'s layers get fits of ``method`` (:func:`convdp.control.fitted_with`)."""
+    return control.fitted_with(config, model, method)
 
 
 def fits(method, ext="json"):
@@ -229,9 +224,9 @@ def transfer_verdict_input(wildcards):
             ("retrain", "retrain.json"),
         )
     }
-    control = control_name(wildcards.model)
-    if CONTROLS.get(control) == wildcards.model:
-        stem = f"results/transfer/{control}/{wildcards.dataset}"
+    cname = control_name(wildcards.model)
+    if CONTROLS.get(cname) == wildcards.model:
+        stem = f"results/transfer/{cname}/{wildcards.dataset}"
         out |= {
             "control_scores": f"{stem}/scores.json",
             "control_retrain": f"{stem}/retrain.json",

@@ -238,3 +238,16 @@ def test_verdict_puts_the_controls_scores_beside_the_models(tmp_path):
     assert summary["recommended_cut"] == 2 and summary["control"]["model"] == "m_random"
     assert summary["control"]["recommended_cut"] == 1
     assert paths[2].stat().st_size > 10000
+
+
+def test_baseline_fits_skip_controls_unless_asked(tiny):
+    """The DPGMM fits every model; the BIC baseline a control only with baseline.controls."""
+    from convdp.control import fitted_with
+
+    config = validate_config(with_control(tiny), check_layers=False)
+    cname = control_name("digitnet")
+    for controls_too in (False, True):
+        config["baseline"]["controls"] = controls_too
+        assert fitted_with(config, "digitnet", "dpgmm") and fitted_with(config, cname, "dpgmm")
+        assert fitted_with(config, "digitnet", "baseline")
+        assert fitted_with(config, cname, "baseline") is controls_too

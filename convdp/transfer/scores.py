@@ -40,6 +40,23 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
     return max(0.5 * kl(p, m) + 0.5 * kl(q, m), 0.0)
 
 
+def score_draw(total: int, role: str, seed: int, max_samples: int | None,
+               fit_index: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """The sorted sample indices (of ``total``) :func:`layer_shift` scores, and what they are.
+
+    ``source``: a ``seed`` draw among the samples the fit did not see (``fit_index``),
+    ``"held-out"``; all of them (``"in-sample"``) when fewer than :data:`MIN_HELDOUT` are left.
+    ``target``: a ``seed + 1`` draw among all, ``"all"``. A sample store keeps exactly these
+    (:func:`convdp.sampled.position_index`).
+    """
+    if role == "target":
+        return subsample(total, max_samples, seed + 1), "all"
+    heldout = np.setdiff1d(np.arange(total), fit_index, assume_unique=True)
+    if len(heldout) < MIN_HELDOUT:
+        return subsample(total, max_samples, seed), "in-sample"
+    return subsample(heldout, max_samples, seed), "held-out"
+
+
 def layer_shift(
     source_array,
     target_array,
@@ -75,15 +92,13 @@ def layer_shift(
     check_mode(mode)
     arrays, pre, est = source_fit if isinstance(source_fit, tuple) else load_fit(source_fit)
     k = len(arrays["weights"])
-    n_src = n_samples(source_array.shape, mode)
-    heldout = np.setdiff1d(np.arange(n_src), arrays["fit_index"], assume_unique=True)
-    reference = "held-out"
-    if len(heldout) < MIN_HELDOUT:
-        log.warning("only %d held-out source samples (%s mode): scoring the fitted ones instead; "
-                    "the shift is then biased towards more negative values", len(heldout), mode)
-        heldout, reference = np.arange(n_src), "in-sample"
-    src_index = subsample(heldout, max_samples, seed)
-    tgt_index = subsample(np.arange(n_samples(target_array.shape, mode)), max_samples, seed + 1)
+    src_index, reference = score_draw(n_samples(source_array.shape, mode), "source", seed,
+                                      max_samples, arrays["fit_index"])
+    if reference == "in-sample":
+        log.warning("fewer than %d held-out source samples (%s mode): scoring the fitted ones "
+                    "instead; the shift is then biased towards more negative values",
+                    MIN_HELDOUT, mode)
+    tgt_index, _ = score_draw(n_samples(target_array.shape, mode), "target", seed, max_samples)
     Xs = pre.transform(read_samples(source_array, mode, src_index))
     Xt = pre.transform(read_samples(target_array, mode, tgt_index))
     ll_s, ll_t = est.score_samples(Xs), est.score_samples(Xt)
