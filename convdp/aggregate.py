@@ -178,7 +178,10 @@ def plot_label_maps(
 
 def _label_map_block(sub, block, width):
     rows = [(ds, i) for ds, imgs in block["examples"].items() for i in range(len(imgs))]
-    axes = sub.subplots(len(rows), width, squeeze=False)
+    # the model's name in a header of its own: a subfigure's suptitle overlaps the column
+    # titles under constrained layout
+    head, body = sub.subfigures(2, 1, height_ratios=[0.25, 1.7 * len(rows) + 0.35])
+    axes = body.subplots(len(rows), width, squeeze=False)
     layers = block["layers"]
     label_map_rows(axes, [
         (block["examples"][ds][i], f"{ds}\n#{i}",
@@ -197,8 +200,8 @@ def _label_map_block(sub, block, width):
             axes[r, c].set_title(f"{layer}\n{note}" if r == 0 else note, fontsize=7,
                                  color="firebrick" if few else "black")
     of = block.get("control_of")
-    sub.suptitle(f"{block['model']} (random-weights control of {of})" if of else block["model"],
-                 fontsize=10, fontweight="bold")
+    head.text(0.5, 0.5, f"{block['model']} (random-weights control of {of})" if of
+              else block["model"], fontsize=10, fontweight="bold", ha="center", va="center")
 
 
 def plot_model_comparison(df: pd.DataFrame, dest: str | Path) -> None:
