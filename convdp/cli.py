@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="output classes (default: the architecture's own)")
     q = sub.add_parser("make-parts", help="write a planted-parts image folder with part masks")
     q.add_argument("dest", help="folder to write (images/, masks/, parts.json)")
-    q.add_argument("--n", type=int, default=200, help="number of images (default 200)")
+    q.add_argument("--n", type=int, default=400, help="number of images (default 400)")
     q.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     q.add_argument("--objects", type=int, default=1, help="objects per image (default 1)")
     q.add_argument("--seed", type=int, default=0, help="seed (default 0)")

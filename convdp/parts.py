@@ -132,7 +132,7 @@ def make_scene(rng: np.random.Generator, size: int = 64, objects: int = 1) -> Sc
     return Scene(background, textures, mask, direction)
 
 
-def make_parts(dest: str | Path, n: int = 200, size: int = 64, seed: int = 0,
+def make_parts(dest: str | Path, n: int = 400, size: int = 64, seed: int = 0,
                objects: int = 1) -> Path:
     """Write ``n`` images and their masks under ``dest`` (see the module docstring)."""
     from PIL import Image
