@@ -90,6 +90,12 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         (memoized merge moves, Hughes & Sudderth): a merge is kept only if the lower bound
         rises, then EM runs on; rounds repeat while merges are kept (see
         ``convdp.dpgmm.moves``).  False reproduces scikit-learn's fit.
+    early_moves : int >= 0, default=10
+        With ``merge`` or ``delete_below``: the moves are tried once already after this many
+        EM iterations (if not converged by then), each judged after a few iterations of EM,
+        then again at convergence (see ``convdp.dpgmm.moves.early_moves``). It spares the
+        iterations in which the DP drains a K-means start's pieces slowly, with every
+        component in every E-step. 0 = the moves only at convergence.
     max_components : int or None, default=None
         Adaptive truncation: when a fit holds more than ``grow_at * K`` occupied components
         (>= 1 sample each), it is refitted with ``2 K``, up to ``max_components``, so that
@@ -159,8 +165,9 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         negligible, ``mahalanobis_shared`` = number of (iteration, component)
         Mahalanobis evaluations shared with an identical component; the moves'
         counts ``merges`` (``refined_merges`` of them after EM refinement),
-        ``merge_rounds``, ``reordered``, ``delete_moves`` (tried), ``delete_moves_kept``
-        and ``deleted`` (components emptied by the kept moves); the time profile
+        ``merge_rounds``, ``reordered``, ``delete_moves`` (tried), ``delete_moves_kept``,
+        ``deleted`` (components emptied by the kept moves) and ``early_moves_kept`` (1 when
+        a move before convergence was kept, see ``early_moves``); the time profile
         ``seconds_init`` (initialisation), ``seconds_estep`` (E-step with the sufficient
         statistics), ``seconds_mstep``, ``seconds_bound``, ``seconds_moves`` (the moves
         without the EM iterations they run) and ``gemm_flops`` (floating-point operations
@@ -202,6 +209,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         tol_per_sample=True,
         delete_below=0.0,
         merge=False,
+        early_moves=10,
         max_components=None,
         grow_at=0.6,
         init_sizes="same",
@@ -227,6 +235,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         self.tol_per_sample = tol_per_sample
         self.delete_below = delete_below
         self.merge = merge
+        self.early_moves = early_moves
         self.max_components = max_components
         self.grow_at = grow_at
         self.init_sizes = init_sizes

@@ -259,12 +259,21 @@ class _Fitting:
             resp_src = self._initial_resp(X, random_state, self._device, self._dtype)
         state = self._m_step(*self._stats_from_resp(Xc, resp_src))
         stats["seconds_init"] += time.perf_counter() - t0
-        state, lower_bounds, converged = self._iterate(Xc, state, [], self.max_iter)
+        moves.new_move_stats(stats)
         em, t0 = self._seconds_em(), time.perf_counter()
+        early = self.early_moves if (self.merge or self.delete_below > 0) else 0
+        state, lower_bounds, converged = self._iterate(Xc, state, [], early or self.max_iter)
+        spent = len(lower_bounds)
+        if early and not converged and spent < self.max_iter:
+            state, lower_bounds, spent = moves.early_moves(self, Xc, state, lower_bounds, spent)
+            before = len(lower_bounds)
+            state, lower_bounds, converged = self._iterate(Xc, state, lower_bounds,
+                                                           self.max_iter - spent)
+            spent += len(lower_bounds) - before
         state, lower_bounds, n_iter, converged = moves.run_moves(
-            self, Xc, state, lower_bounds, converged
+            self, Xc, state, lower_bounds, converged, spent
         )
-        # the moves' own time, without the EM iterations they run (counted above)
+        # the moves' own time, without the EM iterations they run (counted as EM)
         stats["seconds_moves"] += time.perf_counter() - t0 - (self._seconds_em() - em)
         n_active = int(((state.wc_a - 1.0) >= 1.0).sum())
         lower_bound = lower_bounds[-1] if lower_bounds else -math.inf

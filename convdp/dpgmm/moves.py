@@ -30,17 +30,48 @@ MAX_PAIRS = 1500
 #: the EM iterations each gets.
 REFINE = 4
 REFINE_ITER = 15
+#: EM iterations after an early move (see :func:`early_moves`) before it is judged.
+EARLY_EM = 5
 
 
-def run_moves(est, Xc, state, lower_bounds, converged):
+def new_move_stats(stats):
+    """Zero the moves' counters of ``fit_stats_``."""
+    stats.update(merges=0, merge_rounds=0, reordered=0, deleted=0, delete_moves=0,
+                 delete_moves_kept=0, early_moves_kept=0)
+
+
+def early_moves(est, Xc, state, lower_bounds, spent):
+    """The moves tried before EM has converged (after ``est.early_moves`` iterations), so
+    that the many iterations in which the Dirichlet process slowly drains the pieces of a
+    K-means start, with every component in every E-step, are not spent: one merge round
+    (no refinement) and one delete move, each judged after :data:`EARLY_EM` iterations of
+    EM against the bound it started from, as memoized VI judges its moves every lap
+    (Hughes & Sudderth, 2013). EM then runs to convergence and :func:`run_moves` tries the
+    moves again there, so the kept optimum is still a converged one, whose bound the
+    moves at convergence can only raise.
+
+    Returns (state, lower bounds of the kept path, iterations spent).
+    """
+    kept = 0
+    if est.merge:
+        state, lower_bounds, spent, _, kept = merge_round(
+            est, Xc, state, lower_bounds, spent, em_iter=EARLY_EM, refine=False)
+    if est.delete_below > 0:
+        state, lower_bounds, spent, _, deleted = delete_moves(
+            est, Xc, state, lower_bounds, spent, em_iter=EARLY_EM)
+        kept += deleted
+    est.fit_stats_["early_moves_kept"] += int(kept > 0)
+    return state, lower_bounds, spent
+
+
+def run_moves(est, Xc, state, lower_bounds, converged, spent=None):
     """Merge and delete moves until neither raises the bound (or the iterations run out).
+    ``spent``: the iterations run so far (those of rejected moves too), by default
+    ``len(lower_bounds)``.
 
     Returns (state, lower bounds of the kept path, iterations run, converged).
     """
-    spent = len(lower_bounds)
-    stats = est.fit_stats_
-    stats.update(merges=0, merge_rounds=0, reordered=0, deleted=0, delete_moves=0,
-                 delete_moves_kept=0)
+    spent = len(lower_bounds) if spent is None else spent
     if not converged:
         return state, lower_bounds, spent, converged
     for _ in range(MAX_MERGE_ROUNDS):
@@ -76,13 +107,20 @@ def sort_round(est, Xc, state, lower_bounds, spent):
     return new_state, new_bounds, new_spent, converged
 
 
-def _continue(est, Xc, state, lower_bounds, spent, stats, bound):
+def _budget(est, spent, em_iter):
+    """EM iterations a move may run: what ``max_iter`` leaves, at most ``em_iter``."""
+    left = est.max_iter - spent
+    return left if em_iter is None else min(left, em_iter)
+
+
+def _continue(est, Xc, state, lower_bounds, spent, stats, bound, em_iter=None):
     """EM from the state the moved ``stats`` give (whose bound is ``bound``), to
-    convergence; kept only if it ends above ``lower_bounds[-1]``.
+    convergence (or ``em_iter`` iterations); kept only if it ends above ``lower_bounds[-1]``.
 
     Returns (state, lower bounds, iterations spent, converged)."""
     moved = est._m_step(*stats)
-    new_state, new_bounds, converged = est._iterate(Xc, moved, [bound], est.max_iter - spent)
+    new_state, new_bounds, converged = est._iterate(Xc, moved, [bound],
+                                                    _budget(est, spent, em_iter))
     new_bounds = new_bounds[1:]
     spent += len(new_bounds)
     if not new_bounds or new_bounds[-1] <= lower_bounds[-1]:
@@ -223,11 +261,12 @@ def sort_by_size(est, stats, ent, bound):
 # moves
 
 
-def merge_round(est, Xc, state, lower_bounds, spent):
+def merge_round(est, Xc, state, lower_bounds, spent, em_iter=None, refine=True):
     """One round of merges: score candidate pairs on the statistics of one E-step, keep
     (greedily, each component in one pair at most) every merge that raises the bound,
-    reorder by size, then run EM to convergence from the merged state. The round is kept
-    only if its converged bound beats the one it started from.
+    reorder by size, then run EM to convergence (or ``em_iter`` iterations) from the merged
+    state. The round is kept only if its final bound beats the one it started from. When
+    no merge raises the bound as it stands, :func:`refined_merge` (if ``refine``).
 
     Returns (state, lower bounds, iterations spent, converged, merges kept).
     """
@@ -251,10 +290,12 @@ def merge_round(est, Xc, state, lower_bounds, spent):
         else:
             missed.append((new, trial))  # bound is fixed while nothing is kept
     if not kept:
+        if not refine:
+            return state, lower_bounds, spent, False, 0
         return refined_merge(est, Xc, state, lower_bounds, spent, missed)
     stats, bound, _ = sort_by_size(est, stats, ent, bound)
     new_state, new_bounds, new_spent, converged = _continue(est, Xc, state, lower_bounds, spent,
-                                                            stats, bound)
+                                                            stats, bound, em_iter)
     if new_state is state:
         return state, lower_bounds, new_spent, True, 0
     est.fit_stats_["merges"] += kept
@@ -283,12 +324,13 @@ def refined_merge(est, Xc, state, lower_bounds, spent, missed):
     return state, lower_bounds, spent, True, 0
 
 
-def delete_moves(est, Xc, state, lower_bounds, spent):
+def delete_moves(est, Xc, state, lower_bounds, spent, em_iter=None):
     """Empty small components while that raises the lower bound (a better optimum).
 
     The components with ``0.5 < N_k < delete_below * n_samples`` (typically the small
     pieces a K-means start leaves, which the DP empties only very slowly, if ever) are
-    given no samples for one E-step; EM then runs to convergence again. The result is kept
+    given no samples for one E-step; EM then runs to convergence (or ``em_iter``
+    iterations) again. The result is kept
     only if its lower bound is higher than before. A rejected set is halved (the smaller
     half is tried); an accepted move is followed by another on the new fit. Every
     iteration counts towards ``max_iter``, those of rejected moves too.
@@ -310,7 +352,8 @@ def delete_moves(est, Xc, state, lower_bounds, spent):
     while cand.numel() and est.max_iter - spent >= 2:
         est._deleted = torch.zeros(est._K, dtype=torch.bool, device=est._device)
         est._deleted[cand] = True
-        new_state, new_bounds, converged = est._iterate(Xc, state, [], est.max_iter - spent)
+        new_state, new_bounds, converged = est._iterate(Xc, state, [],
+                                                        _budget(est, spent, em_iter))
         spent += len(new_bounds)
         stats["delete_moves"] += 1
         if new_bounds[-1] > lower_bounds[-1]:

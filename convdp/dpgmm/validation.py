@@ -65,6 +65,7 @@ class _Validation:
             raise ValueError(f"init_sizes must be 'same' or 'halving', got {self.init_sizes!r}")
         if not isinstance(self.merge, (bool, np.bool_)):
             raise ValueError(f"merge must be a bool, got {self.merge!r}")
+        _int("early_moves", 0)
         if self.max_components is not None:
             _int("max_components", self.n_components)
         _real("grow_at", 0.0, strict=True)
