@@ -153,9 +153,10 @@ def gemm_gflops(rows, inner, cols, repeats=30):
     return 2.0 * rows * inner * cols / float(np.median(times)) / 1e9
 
 
-def profile(result, n, d, K):
+def profile(result, n, d, K, cov="full"):
     """The torch fit's time per phase, and the E-step's achieved GEMM rate against this
-    machine's ``torch.mm`` on the E-step's block shape (``efficiency``)."""
+    machine's ``torch.mm`` on the E-step's block shape (``efficiency``): ``[x, 1]`` (D + 1)
+    by ``[P_k | -mu_k P_k]`` (K D) for "full", ``[x^2, x]`` (2 D) by K for "diag"."""
     st, est = result["stats"], result["est"]
     phases = ["init", "estep", "mstep", "bound", "moves"]
     total = result["last_sec"]
@@ -164,14 +165,15 @@ def profile(result, n, d, K):
     print(f"  profile (torch, last repeat, {total:.2f} s): {parts}, other {other:.2f} s")
     est._K = K
     rows = est._block_rows()
-    peak = gemm_gflops(rows, d + 1, K * d)
+    inner, cols = (d + 1, K * d) if cov == "full" else (2 * d, K)
+    peak = gemm_gflops(rows, inner, cols)
     achieved = st["gemm_flops"] / max(st["seconds_estep"], 1e-12) / 1e9
     print(f"  E-step + statistics: {achieved:.2f} GFLOP/s of GEMM work; torch.mm "
-          f"({rows} x {d + 1}) @ ({d + 1} x {K * d}) on this machine: {peak:.2f} GFLOP/s")
-    print(f"efficiency: {achieved / peak:.2f}")
+          f"({rows} x {inner}) @ ({inner} x {cols}) on this machine: {peak:.2f} GFLOP/s")
+    print(f"efficiency{'' if cov == 'full' else '_' + cov}: {achieved / peak:.2f}")
 
 
-def compare(X, y, args, title, float64=True):
+def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentration=None):
     """The peers fitted ``args.repeats`` times each, interleaved (so that load on the
     machine falls on all of them alike); medians of wall and CPU seconds."""
     from sklearn.cluster import KMeans
@@ -182,7 +184,9 @@ def compare(X, y, args, title, float64=True):
 
     n, d = X.shape
     K = args.components
-    print(f"\n== {title}: N={n} D={d} K={K} full covariance, max_iter={args.max_iter}, "
+    max_iter = max_iter or args.max_iter
+    print(f"\n== {title}: N={n} D={d} K={K} {cov} covariance, max_iter={max_iter}, "
+          f"concentration {concentration or '1/K'}, "
           f"{args.repeats} repeats interleaved, medians")
     t0 = time.perf_counter()
     KMeans(n_clusters=K, n_init=1, random_state=np.random.RandomState(args.seed)).fit(X)
@@ -190,7 +194,8 @@ def compare(X, y, args, title, float64=True):
         f"  (every fit below starts with the same KMeans initialisation: {time.perf_counter() - t0:.2f} s)"
     )
     common = dict(
-        n_components=K, covariance_type="full", max_iter=args.max_iter, random_state=args.seed
+        n_components=K, covariance_type=cov, max_iter=max_iter, random_state=args.seed,
+        weight_concentration_prior=concentration,
     )
     peers = {}
     if not args.no_sklearn:
@@ -217,7 +222,7 @@ def compare(X, y, args, title, float64=True):
                         cpu=float(np.median([r["cpu"] for r in rs])))
         print(f"  median {peers[key][0]:<33s} {out[key]['sec']:7.2f} s (cpu {out[key]['cpu']:7.2f} s)"
               f"  over {[round(r['sec'], 2) for r in rs]}")
-    profile(out["torch"], n, d, K)
+    profile(out["torch"], n, d, K, cov)
     if "sk" in out:
         sk = out["sk"]["sec"]
         for key in [k for k in out if k != "sk"]:
@@ -229,6 +234,33 @@ def compare(X, y, args, title, float64=True):
                 f"NMI to sklearn labels {agree:.4f}"
             )
     return out
+
+
+def paper_activations(n_rows, seed, size=1152, layer=22):
+    """The paper's setting without a download: VGG16 (torchvision's architecture, seeded
+    random weights) on scikit-image's immunohistochemistry image resized to ``size``,
+    ``features.{layer}`` (block 4's last ReLU, 512 channels, stride 8: 144 x 144 positions at
+    1152 px), ImageNet-normalised input; positions as rows, constant channels dropped,
+    scaled to max |x| = 10 (config/paper.yaml's ``scale_max``), ``n_rows`` random rows."""
+    import skimage
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    net = torchvision.models.vgg16(weights=None).features[: layer + 1].eval()
+    img = torch.as_tensor(skimage.data.immunohistochemistry(), dtype=torch.float32) / 255.0
+    img = img.permute(2, 0, 1)[None]
+    img = torch.nn.functional.interpolate(img, size=(size, size), mode="bilinear", antialias=True)
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    with torch.no_grad():
+        a = net((img - mean) / std)[0]  # (C, H, W)
+    X = a.flatten(1).T.double().numpy()  # (H W, C)
+    X = X[:, X.std(0) > 0]
+    X *= 10.0 / np.abs(X).max()
+    rng = np.random.default_rng(seed)
+    X = X[np.sort(rng.choice(len(X), size=min(n_rows, len(X)), replace=False))]
+    return X, f"VGG16 features.{layer} (random weights), {size} px histology image, {tuple(a.shape)}"
 
 
 def scaling(args):
@@ -277,6 +309,8 @@ def main(argv=None):
     p.add_argument("--layer", default=None, help="substring selecting the activation layer")
     p.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn fits")
     p.add_argument("--no-float64", action="store_true", help="skip the torch float64 fit")
+    p.add_argument("--no-paper", action="store_true",
+                   help="skip the paper's setting (diagonal, VGG16 block 4, 512 channels)")
     p.add_argument("--repeats", type=int, default=3, help="fits per peer, interleaved")
     p.add_argument("--variants", action="store_true",
                    help="also the torch fits without moves and with sklearn's stopping rule")
@@ -323,6 +357,14 @@ def main(argv=None):
                            ("torch64", "ratio_float64_same_rule")]:
             if key in res:
                 print(f"{label}: {sk['sec'] / res[key]['sec']:.2f}")
+
+    if not args.no_paper:
+        Xp, desc = paper_activations(args.n, args.seed)
+        res = compare(Xp, None, args, f"paper setting: {desc}", float64=False, cov="diag",
+                      max_iter=300, concentration=1.0)
+        if "sk" in res:
+            print(f"ratio_paper: {res['sk']['sec'] / res['torch']['sec']:.2f}  (diag, "
+                  f"lb/sample {res['torch']['lb']:.5f} vs {res['sk']['lb']:.5f})")
 
     os.chdir(ROOT)
     Xr, desc = real_activations(args.activations, args.n, args.seed, args.layer, args.d)

@@ -86,8 +86,18 @@ class _EStep:
         else:
             prec = st.prec_chol**2  # (K, D)
             c2 = (st.means**2 * prec).sum(1)
-            # wlp = [x^2, x] @ W^T + const'
-            self._W = (-0.5 * torch.cat([prec, -2.0 * st.means * prec], 1)).T.to(dt).contiguous()
+            # wlp = [x, x^2] @ W + const', one column per unique component (as for "full")
+            muP = st.means * prec
+            uniq, inverse = (_dedupe_components(st, prec.to(dt), muP.to(dt)) if self._share_identical
+                             else (list(range(prec.shape[0])), None))
+            if len(uniq) < prec.shape[0]:
+                self.fit_stats_["mahalanobis_shared"] += prec.shape[0] - len(uniq)
+                idx = torch.as_tensor(uniq, device=prec.device)
+                prec, muP = prec[idx], muP[idx]
+                self._inverse = torch.as_tensor(inverse, device=prec.device)
+            else:
+                self._inverse = None
+            self._W = torch.cat([muP, -0.5 * prec], 1).T.to(dt).contiguous()  # (2D, U)
             self._const = (const - 0.5 * c2).to(dt)
 
     def _prepare_prune(self, st, uniq, inverse, const):
@@ -160,24 +170,25 @@ class _EStep:
             maha = maha.index_select(1, self._inverse)
         return torch.add(self._const, maha, alpha=-0.5)
 
-    def _weighted_log_prob(self, Xb, F=None):
+    def _weighted_log_prob(self, Xa):
         """``_estimate_log_prob + _estimate_log_weights`` of a centred block, (b, K).
 
-        Xb : (b, D + 1) for "full" (last column 1, see ``_centre``), (b, D) for
-        "diag"; F : optional ``[Xb**2, Xb]`` for "diag".
+        Xa : (b, D + aug) rows of the centred data (see ``_centre``): ``[x, 1]`` for
+        "full", ``[x, x^2]`` for "diag".
         """
         if self.covariance_type == "full":
-            b = Xb.shape[0]
-            Y = torch.mm(Xb, self._Pcat).view(b, self._n_unique, -1)
-            self._count_flops(2.0 * Xb.numel() * self._Pcat.shape[1])
+            b = Xa.shape[0]
+            Y = torch.mm(Xa, self._Pcat).view(b, self._n_unique, -1)
+            self._count_flops(2.0 * Xa.numel() * self._Pcat.shape[1])
             maha = torch.linalg.vector_norm(Y, dim=2).square_()
             if self._inverse is not None:
                 maha = maha.index_select(1, self._inverse)
             return torch.add(self._const, maha, alpha=-0.5)
-        if F is None:
-            F = torch.cat([Xb * Xb, Xb], dim=1)
-        self._count_flops(2.0 * F.numel() * self._W.shape[1])
-        return torch.addmm(self._const, F, self._W)
+        self._count_flops(2.0 * Xa.numel() * self._W.shape[1])
+        wlp = torch.mm(Xa, self._W)
+        if self._inverse is not None:
+            wlp = wlp.index_select(1, self._inverse)
+        return wlp.add_(self._const)
 
     def _e_step_stats(self, Xc, st):
         """One pass over the data: E-step + sufficient statistics + entropy.
@@ -195,19 +206,16 @@ class _EStep:
         self._pruned_now = 0
         self._prepare_estep(st)
         acc = self._new_acc(st.means)
-        D = self.n_features_in_
         perm = self._perm
         labels = []
         n_blocks = 0
         for s, e in self._blocks(Xc.shape[0]):
             n_blocks += 1
             Xa = Xc[s:e] if perm is None else Xc.index_select(0, perm[s:e])
-            Xb = Xa[:, :D]
-            F = torch.cat([Xb * Xb, Xb], dim=1) if self.covariance_type == "diag" else None
             if self._prune_now:
                 wlp = self._wlp_full_pruned(Xa)
             else:
-                wlp = self._weighted_log_prob(Xa, F)
+                wlp = self._weighted_log_prob(Xa)
             mx, lab = wlp.max(1, keepdim=True)
             if perm is not None:
                 labels.append(lab.squeeze(1))
@@ -217,7 +225,7 @@ class _EStep:
             log_resp = wlp - (mx + torch.log(ssum))
             R.masked_fill_(R < self._flush, 0.0)  # see _fit
             acc["ent"] += torch.where(R > 0, R * log_resp, 0.0).sum(dtype=torch.float64)
-            self._accumulate(acc, Xb, R, F)
+            self._accumulate(acc, Xa, R)
         if perm is not None:
             self._perm = perm[torch.argsort(torch.cat(labels), stable=True)]
         if self._prune_now:

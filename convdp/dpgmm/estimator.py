@@ -331,7 +331,6 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         est = cls(n_components=len(wc_a), covariance_type=str(state["covariance_type"]),
                   dtype=str(state["dtype"]), chunk_size=int(state["chunk_size"]), device=device)
         est._device, est._dtype = est._check_params()
-        est._n_aug = 1 if est.covariance_type == "full" else 0
         est._K = len(wc_a)
         est._shift = torch.as_tensor(np.asarray(state["shift"], np.float64), device=est._device)
         est.n_features_in_ = est._shift.shape[0]
@@ -370,12 +369,11 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
             )
         src = X if isinstance(X, torch.Tensor) else torch.from_numpy(X)
         n, d = X.shape
-        out = torch.empty((n, d + self._n_aug), dtype=self._dtype, device=self._device)
-        if self._n_aug:
-            out[:, d] = 1.0
+        out = torch.empty((n, d + self._n_aug_cols(d)), dtype=self._dtype, device=self._device)
         rows = max(1, min(self.chunk_size, (1 << 22) // d))
         for s in range(0, n, rows):
             out[s : s + rows, :d] = src[s : s + rows].to(self._device, torch.float64) - self._shift
+            self._augment(out[s : s + rows], d)
         return out
 
     def _predict_centred(self, Xc):

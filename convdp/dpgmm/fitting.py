@@ -47,7 +47,6 @@ class _Fitting:
                                  "max_components=None")
 
         self._device, self._dtype = device, dtype
-        self._n_aug = 1 if self.covariance_type == "full" else 0
         self.n_features_in_ = n_features
 
         # --- priors (float64) and centred copy of the data ----------------

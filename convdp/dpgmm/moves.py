@@ -133,21 +133,18 @@ def _continue(est, Xc, state, lower_bounds, spent, stats, bound, em_iter=None):
 
 
 def _responsibilities(est, Xc, state):
-    """Yield ``(Xb, R, log_resp, F)`` per block under ``state`` (plain E-step, no pruning)."""
+    """Yield ``(Xa, R, log_resp)`` per block under ``state`` (plain E-step, no pruning);
+    ``Xa`` are rows of the centred data (see ``_centre``)."""
     est._prune_now = False
     est._deleted = None
     est._prepare_estep(state)
-    D = est.n_features_in_
-    diag = est.covariance_type == "diag"
     for s, e in est._blocks(Xc.shape[0]):
         Xa = Xc[s:e]
-        Xb = Xa[:, :D]
-        F = torch.cat([Xb * Xb, Xb], dim=1) if diag else None
-        wlp = est._weighted_log_prob(Xa, F)
+        wlp = est._weighted_log_prob(Xa)
         log_resp = wlp - torch.logsumexp(wlp, dim=1, keepdim=True)
         R = torch.exp(log_resp)
         R.masked_fill_(R < est._flush, 0.0)
-        yield Xb, R, log_resp, F
+        yield Xa, R, log_resp
 
 
 def stats_and_overlap(est, Xc, state):
@@ -156,9 +153,9 @@ def stats_and_overlap(est, Xc, state):
     acc = est._new_acc(state.means)
     K = est._K
     overlap = torch.zeros(K, K, dtype=torch.float64, device=Xc.device)
-    for Xb, R, log_resp, F in _responsibilities(est, Xc, state):
+    for Xa, R, log_resp in _responsibilities(est, Xc, state):
         acc["ent"] += torch.where(R > 0, R * log_resp, 0.0).sum(dtype=torch.float64)
-        est._accumulate(acc, Xb, R, F)
+        est._accumulate(acc, Xa, R)
         overlap += (R.T @ R).to(torch.float64)
     nk, xk, sk = est._finish_stats(acc)
     return (nk, xk, sk), float(acc["ent"]), overlap
@@ -170,7 +167,7 @@ def pair_entropy_change(est, Xc, state, pairs):
     j, k = pairs[:, 0], pairs[:, 1]
     out = torch.zeros(len(pairs), dtype=torch.float64, device=Xc.device)
     xlogx = torch.special.xlogy
-    for _, R, _, _ in _responsibilities(est, Xc, state):
+    for _, R, _ in _responsibilities(est, Xc, state):
         Rj, Rk = R[:, j], R[:, k]
         m = Rj + Rk
         out += (xlogx(m, m) - xlogx(Rj, Rj) - xlogx(Rk, Rk)).sum(0, dtype=torch.float64)

@@ -25,13 +25,28 @@ class _Statistics:
             rows = min(rows, max(16, 2 * self.n_features_in_, self._block_elems // per_row))
         return max(1, rows)
 
+    def _n_aug_cols(self, d):
+        """Columns the centred data carries after its D features: 1 for "full" (a column
+        of ones: it folds ``- mu_k P_k`` into the Mahalanobis product), D for "diag" (the
+        squares: ``[x, x^2]`` is the E-step's and the statistics' GEMM operand, made once
+        per fit instead of once per block and iteration)."""
+        return 1 if self.covariance_type == "full" else d
+
+    def _augment(self, rows, d):
+        """Fill the extra columns of ``rows`` (b, D + aug) from its first D (see
+        :meth:`_n_aug_cols`)."""
+        if self.covariance_type == "full":
+            rows[:, d] = 1.0
+        else:
+            torch.mul(rows[:, :d], rows[:, :d], out=rows[:, d:])
+
     def _centre(self, X, device, dtype):
         """Centred copy of X in `dtype` on `device` plus float64 mean, Gram, max|x|.
 
         Returns
         -------
-        Xc : tensor (N, D) of `dtype`, or (N, D + 1) for "full" where the last
-            column is 1 (it folds ``- mu_k P_k`` into the Mahalanobis product)
+        Xc : tensor (N, D + aug) of `dtype`: the centred data, then the columns of
+            :meth:`_n_aug_cols` (``[x, 1]`` for "full", ``[x, x^2]`` for "diag")
         shift : tensor (D,) float64, the column means of X
         gram : tensor (D, D) float64, sum of centred outer products
         absmax : tensor (D,) float64, max |Xc| per feature
@@ -44,9 +59,7 @@ class _Statistics:
         for s in range(0, n, rows):
             total += src[s : s + rows].to(device=device, dtype=f64).sum(0)
         shift = total / n
-        Xc = torch.empty((n, d + self._n_aug), dtype=dtype, device=device)
-        if self._n_aug:
-            Xc[:, d] = 1.0
+        Xc = torch.empty((n, d + self._n_aug_cols(d)), dtype=dtype, device=device)
         gram = torch.zeros((d, d), dtype=f64, device=device)
         absmax = torch.zeros(d, dtype=f64, device=device)
         for s in range(0, n, rows):
@@ -54,6 +67,7 @@ class _Statistics:
             gram += blk.T @ blk
             absmax = torch.maximum(absmax, blk.abs().amax(0))
             Xc[s : s + rows, :d] = blk
+            self._augment(Xc[s : s + rows], d)
         return Xc, shift, gram, absmax
 
     def _initial_resp(self, X, random_state, device, dtype):
@@ -109,24 +123,30 @@ class _Statistics:
             acc["sxx"] = torch.zeros(K, D, **z)
         return acc
 
-    def _accumulate(self, acc, Xb, R, F=None):
+    def _accumulate(self, acc, Xa, R):
         """Add the statistics of one block.
 
-        Xb : (b, D) centred data; R : (b, K) responsibilities; F : (b, 2D)
-        ``[Xb**2, Xb]`` for "diag" (computed here when None).
+        Xa : (b, D + aug) rows of the centred data (see :meth:`_centre`); R : (b, K)
+        responsibilities.
         """
-        b = Xb.shape[0]
         f64 = torch.float64
-        D = Xb.shape[1]
+        D = self.n_features_in_
+        Xb = Xa[:, :D]
+        b = Xb.shape[0]
         bnk = R.sum(0)
         acc["nk"] += bnk
         if self.covariance_type == "diag":
-            if F is None:
-                F = torch.cat([Xb * Xb, Xb], dim=1)
-            G = R.T @ F  # (K, 2D): [sum r x^2, sum r x]
-            self._count_flops(2.0 * R.numel() * F.shape[1])
-            acc["sxx"] += G[:, :D]
-            acc["sx"] += G[:, D:]
+            # [sum r x, sum r x^2] (K', 2D), for the K' components with responsibility
+            nz = torch.nonzero(bnk > 0).squeeze(1)
+            if nz.numel() == self._K:
+                G = R.T @ Xa
+                acc["sx"] += G[:, :D]
+                acc["sxx"] += G[:, D:]
+            else:
+                G = R[:, nz].T @ Xa
+                acc["sx"][nz] += G[:, :D]
+                acc["sxx"][nz] += G[:, D:]
+            self._count_flops(2.0 * b * nz.numel() * Xa.shape[1])
             return
         bsx = R.T @ Xb
         acc["sx"] += bsx
@@ -210,7 +230,7 @@ class _Statistics:
         for s, e in self._blocks(Xc.shape[0], rows):
             R = self._resp_block(resp_src, s, e)
             labels.append(R.argmax(1))
-            self._accumulate(acc, Xc[s:e, :D], R)
+            self._accumulate(acc, Xc[s:e], R)
         self._perm = None
         if self.covariance_type == "full" and self._sort_blocks:
             self._perm = torch.argsort(torch.cat(labels), stable=True)
