@@ -11,7 +11,8 @@ output: ``relu, layer1 … layer4``) and for the default run's small net (DigitN
 ``relu1 … relu4``). Peak memory is the peak RSS of a fresh process extracting N and 4N
 images: streaming means it does not grow with N.
 
-    python benchmarks/extract_speed.py            # headline lines first, then details
+    python benchmarks/extract_speed.py            # headline lines first, then details and
+                                                  # where the writer's time goes
     python benchmarks/extract_speed.py --codecs   # also: compression / chunking sweep
 """
 
@@ -78,7 +79,8 @@ def extract(model, layers, imgs, chunk, batch, store, **kw) -> float:
 
 
 def time_pair(net: str, compression: str = "none", repeats: int = 5) -> dict:
-    """Best-of-``repeats`` seconds for bare forward and extraction, interleaved."""
+    """Median (and best) of ``repeats`` seconds for bare forward and extraction, interleaved
+    so that load on the machine falls on both alike."""
     import torch
 
     spec = NETS[net]
@@ -97,7 +99,10 @@ def time_pair(net: str, compression: str = "none", repeats: int = 5) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     raw = sum(np.prod(s) * 4 for s in _layer_shapes(model, layers, imgs[:1]))
     return {"net": net, "arch": spec["arch"], "layers": layers, "n": spec["n"],
-            "forward_s": min(fwd), "extract_s": min(ext), "threads": torch.get_num_threads(),
+            "forward_s": float(np.median(fwd)), "extract_s": float(np.median(ext)),
+            "forward_best_s": min(fwd), "extract_best_s": min(ext),
+            "ratios": [round(e / f, 3) for f, e in zip(fwd, ext, strict=True)],
+            "threads": torch.get_num_threads(),
             "stored_mb": size / 1e6, "compression": compression, "raw_mb": raw * spec["n"] / 1e6}
 
 
@@ -138,6 +143,72 @@ def peak_memory(net: str, n: int) -> float:
     out = subprocess.run([sys.executable, __file__, "--memory-worker", net, str(n)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def writer_breakdown(repeats: int = 7) -> None:
+    """Where the extraction's time goes beyond the forward pass, per chunk of the realistic
+    net (medians of ``repeats``): the channels-last copy into the chunk buffer, the finite
+    check, the Zarr write of the chunk, and a plain file write of the same bytes (the floor
+    any store pays on this machine's file system)."""
+    import torch
+    import zarr
+
+    from convdp.extract import check_finite, feature_extractor, to_channels_last
+    from convdp.models import to_input
+
+    spec = NETS["realistic"]
+    model, layers = build("realistic")
+    ext = feature_extractor(model, layers)
+    x = to_input(images("realistic", spec["chunk"]), [0.5] * 3, [0.25] * 3)
+    with torch.no_grad():
+        res = ext(x)
+    bufs = {k: np.empty(to_channels_last(k, v).shape, np.float32) for k, v in res.items()}
+    tmp = tempfile.mkdtemp(prefix="convdp-bench-")
+    try:
+        g = zarr.open_group(f"{tmp}/b.zarr", mode="w")
+        arrs = {k: g.create_array(k, shape=v.shape, chunks=v.shape, dtype="float32", compressors=None,
+                                  fill_value=0).with_config({"write_empty_chunks": True})
+                for k, v in bufs.items()}
+
+        def forward():
+            with torch.no_grad():
+                ext(x)
+
+        def copy():
+            for k, v in res.items():
+                torch.from_numpy(bufs[k]).copy_(to_channels_last(k, v))
+
+        def check():
+            for k, v in res.items():
+                check_finite(k, to_channels_last(k, v), 0)
+
+        def zarr_write():
+            for k, v in bufs.items():
+                arrs[k][:] = v
+
+        def file_write():
+            for k, v in bufs.items():
+                with open(f"{tmp}/{k}.raw", "wb") as f:
+                    f.write(memoryview(v).cast("B"))
+
+        parts = {"forward": forward, "channels-last copy": copy, "finite check": check,
+                 "zarr write": zarr_write, "plain file write": file_write}
+        times = {name: [] for name in parts}
+        for _ in range(repeats):
+            for name, f in parts.items():
+                t0 = time.perf_counter()
+                f()
+                times[name].append(time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    mb = sum(v.nbytes for v in bufs.values()) / 1e6
+    fwd = float(np.median(times["forward"]))
+    print(f"\nwriter breakdown, one chunk of {spec['chunk']} images ({mb:.0f} MB), medians of "
+          f"{repeats}: share of the forward pass")
+    for name, ts in times.items():
+        med = float(np.median(ts))
+        rate = f", {mb / med / 1e3:.2f} GB/s" if name != "forward" else ""
+        print(f"  {name:<20s}{med * 1e3:8.1f} ms  {med / fwd:6.3f}{rate}")
 
 
 def codec_sweep() -> None:
@@ -202,18 +273,21 @@ def main() -> None:
     r, s = results["realistic"], results["small"]
     print(f"realistic net ({r['arch']}, 224x224, {len(r['layers'])} block outputs): "
           f"overhead {r['extract_s'] / r['forward_s']:.2f} "
-          f"(extract {r['extract_s']:.2f} s / bare forward {r['forward_s']:.2f} s, {r['n']} images)")
+          f"(medians of 5 interleaved: extract {r['extract_s']:.2f} s / bare forward "
+          f"{r['forward_s']:.2f} s, {r['n']} images; best {r['extract_best_s']:.2f} / "
+          f"{r['forward_best_s']:.2f}; per pair {r['ratios']})")
     m1, m4 = mem["realistic"]
     print(f"realistic net: memory {m4 / m1:.2f} (peak RSS {m4:.0f} MB at 4N={4 * r['n']} "
           f"/ {m1:.0f} MB at N={r['n']})")
     print(f"small net (digitnet, 32x32, {len(s['layers'])} layers): overhead "
-          f"{s['extract_s'] / s['forward_s']:.2f} (extract {s['extract_s']:.2f} s / bare forward "
-          f"{s['forward_s']:.2f} s, {s['n']} images)")
+          f"{s['extract_s'] / s['forward_s']:.2f} (medians: extract {s['extract_s']:.2f} s / bare "
+          f"forward {s['forward_s']:.2f} s, {s['n']} images)")
     m1, m4 = mem["small"]
     print(f"small net: memory {m4 / m1:.2f} (peak RSS {m4:.0f} MB at 4N / {m1:.0f} MB at N)")
     for res in results.values():
         print(f"  {res['arch']}: {res['raw_mb']:.0f} MB of activations stored as "
               f"{res['stored_mb']:.0f} MB (compression: {res['compression']}), torch threads {res['threads']}")
+    writer_breakdown()
     if args.codecs:
         codec_sweep()
 
