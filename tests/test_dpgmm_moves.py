@@ -137,3 +137,33 @@ def test_halving_starts_make_the_fit_independent_of_the_truncation():
     assert a.truncation_ == b.truncation_ and a.n_active_ == b.n_active_ == 8
     assert a.elbo_per_sample_ == b.elbo_per_sample_
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_a_merge_is_scored_from_the_two_components_it_changes(covariance_type):
+    """The merge scorer's bound (the other components' terms kept, the pair's recomputed,
+    the sticks' from the counts) equals the bound of a full M-step on the merged statistics,
+    for every pair; keeping a merge updates it to the merged statistics."""
+    import torch
+
+    from convdp.dpgmm import moves
+
+    X, _ = planted(5, 8, 3000, seed=1)
+    est = TorchBayesianGaussianMixture(n_components=12, covariance_type=covariance_type,
+                                       random_state=0, max_iter=300).fit(X)
+    Xc, *_ = est._centre(torch.from_numpy(X), est._device, est._dtype)
+    stats, ent, _ = moves.stats_and_overlap(est, Xc, est._state)
+    scorer = moves._MergeScorer(est, stats, ent)
+    for j in range(12):
+        for k in range(j + 1, 12):
+            fast, _ = scorer.score(j, k, 0.25)
+            full, _ = moves._score(est, moves.merge_stats(est, stats, j, k), ent + 0.25)
+            assert fast == pytest.approx(full, rel=1e-12, abs=1e-9)
+    _, pair = scorer.score(0, 1, 0.25)
+    scorer.keep(0, 1, 0.25, pair)
+    merged = moves.merge_stats(est, stats, 0, 1)
+    for got, want in zip(scorer.stats, merged, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    fast, _ = scorer.score(2, 3, 0.0)
+    full, _ = moves._score(est, moves.merge_stats(est, merged, 2, 3), ent + 0.25)
+    assert fast == pytest.approx(full, rel=1e-12, abs=1e-9)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from convdp.dpgmm.state import COVARIANCES, component_terms, m_step, stick_terms
+
 #: Merge rounds after convergence at most (each: two passes over the data, then EM).
 MAX_MERGE_ROUNDS = 25
 #: Candidate pairs scored per round at most: every pair of occupied components up to this
@@ -209,11 +211,12 @@ def merge_candidates(stats, overlap, state, max_pairs):
     return occupied[iu[:, order].T]
 
 
-def merge_stats(est, stats, j, k):
-    """The statistics with component k merged into j (k left empty), as
-    ``_finish_stats`` would give them for the summed responsibilities."""
-    nk, xk, sk = (t.clone() for t in stats)
-    e = 10 * torch.finfo(est._dtype).eps
+def pair_stats(est, stats, j, k):
+    """The statistics of components j and k after merging k into j (k left empty), as
+    ``_finish_stats`` would give them for the summed responsibilities: (nk (2,), xk (2, D),
+    sk (2, D, D) or (2, D)), row 0 for j, row 1 for k."""
+    nk, xk, sk = stats
+    e = nk.new_tensor(10 * torch.finfo(est._dtype).eps)
     n = nk[j] + nk[k] - e
     x = (nk[j] * xk[j] + nk[k] * xk[k]) / n
     dj, dk = xk[j] - x, xk[k] - x
@@ -222,15 +225,59 @@ def merge_stats(est, stats, j, k):
         eye = torch.eye(xk.shape[1], dtype=sk.dtype, device=sk.device)
         scatter = ((sk[j] - reg * eye) * nk[j] + (sk[k] - reg * eye) * nk[k]
                    + nk[j] * torch.outer(dj, dj) + nk[k] * torch.outer(dk, dk))
-        sk[j] = scatter / n + reg * eye
-        sk[k] = reg * eye
+        skj, skk = scatter / n + reg * eye, reg * eye
     else:
         scatter = (sk[j] - reg) * nk[j] + (sk[k] - reg) * nk[k] + nk[j] * dj**2 + nk[k] * dk**2
-        sk[j] = scatter / n + reg
-        sk[k] = reg
-    nk[j], xk[j] = n, x
-    nk[k], xk[k] = e, 0.0
+        skj, skk = scatter / n + reg, torch.full_like(x, reg)
+    return torch.stack([n, e]), torch.stack([x, torch.zeros_like(x)]), torch.stack([skj, skk])
+
+
+def merge_stats(est, stats, j, k):
+    """The statistics with component k merged into j (k left empty) (see :func:`pair_stats`)."""
+    nk, xk, sk = (t.clone() for t in stats)
+    idx = [j, k]
+    nk[idx], xk[idx], sk[idx] = pair_stats(est, stats, j, k)
     return nk, xk, sk
+
+
+class _MergeScorer:
+    """The bound after merging a pair, from the two components it changes: the other
+    components' terms of the bound are those of the current statistics (see
+    :func:`convdp.dpgmm.state.component_terms`), the sticks' are recomputed from the counts
+    (O(K)). Equal to ``_score`` of the merged statistics up to summation order."""
+
+    def __init__(self, est, stats, ent):
+        self.est = est
+        self.stats, self.ent = stats, ent
+        self.terms = self._terms(stats)
+
+    def _terms(self, stats):
+        est = self.est
+        st, _ = m_step(COVARIANCES[est.covariance_type], est._priors, *stats, est.reg_covar,
+                       repair=est._dtype != torch.float64)
+        return component_terms(st)
+
+    def score(self, j, k, dh):
+        """(bound after merging k into j, the pair's statistics); -inf when a merged
+        covariance is not positive definite."""
+        pair = pair_stats(self.est, self.stats, j, k)
+        try:
+            t = self._terms(pair)
+        except ValueError:
+            return float("-inf"), pair
+        nk = self.stats[0].clone()
+        nk[[j, k]] = pair[0]
+        rest = self.terms.sum() - self.terms[j] - self.terms[k]
+        bound = -(self.ent + dh) + float(rest + t.sum()) + stick_terms(nk, self.est._priors.concentration)
+        return bound, pair
+
+    def keep(self, j, k, dh, pair):
+        """Make the merge of k into j (its ``pair`` statistics) the current statistics."""
+        nk, xk, sk = (t.clone() for t in self.stats)
+        nk[[j, k]], xk[[j, k]], sk[[j, k]] = pair
+        self.stats, self.ent = (nk, xk, sk), self.ent + dh
+        self.terms = self.terms.clone()
+        self.terms[[j, k]] = self._terms(pair)
 
 
 def _score(est, stats, ent):
@@ -274,22 +321,24 @@ def merge_round(est, Xc, state, lower_bounds, spent, em_iter=None, refine=True):
         return state, lower_bounds, spent, True, 0
     delta = pair_entropy_change(est, Xc, state, pairs)
     bound, _ = _score(est, stats, ent)
+    scorer = _MergeScorer(est, stats, ent)
     used, kept, missed = set(), 0, []
     for (j, k), dh in zip(pairs.tolist(), delta.tolist(), strict=True):
         if j in used or k in used:
             continue
-        trial = merge_stats(est, stats, j, k)
-        new, _ = _score(est, trial, ent + dh)
+        new, pair = scorer.score(j, k, dh)
         if new > bound:
-            stats, ent, bound = trial, ent + dh, new
+            scorer.keep(j, k, dh, pair)
+            bound = new
             used |= {j, k}
             kept += 1
         else:
-            missed.append((new, trial))  # bound is fixed while nothing is kept
+            missed.append((new, (j, k)))  # bound is fixed while nothing is kept
+    stats, ent = scorer.stats, scorer.ent
     if not kept:
         if not refine:
             return state, lower_bounds, spent, False, 0
-        return refined_merge(est, Xc, state, lower_bounds, spent, missed)
+        return refined_merge(est, Xc, state, lower_bounds, spent, missed, stats)
     stats, bound, _ = sort_by_size(est, stats, ent, bound)
     new_state, new_bounds, new_spent, converged = _continue(est, Xc, state, lower_bounds, spent,
                                                             stats, bound, em_iter)
@@ -299,17 +348,17 @@ def merge_round(est, Xc, state, lower_bounds, spent, em_iter=None, refine=True):
     return new_state, new_bounds, new_spent, converged, kept
 
 
-def refined_merge(est, Xc, state, lower_bounds, spent, missed):
+def refined_merge(est, Xc, state, lower_bounds, spent, missed, stats):
     """When no merge raises the bound with the responsibilities held fixed, the
-    :data:`REFINE` closest misses are each given a few EM iterations (the samples
-    re-assign around the merged component); the first that ends above the current bound is
-    kept and EM runs on to convergence. Iterations of rejected trials do not count towards
-    ``max_iter``. Returns as :func:`merge_round`."""
-    for bound, stats in sorted(missed, key=lambda m: -m[0])[:REFINE]:
+    :data:`REFINE` closest misses (``(bound, (j, k))`` of merges of ``stats``) are each given
+    a few EM iterations (the samples re-assign around the merged component); the first that
+    ends above the current bound is kept and EM runs on to convergence. Iterations of
+    rejected trials do not count towards ``max_iter``. Returns as :func:`merge_round`."""
+    for bound, (j, k) in sorted(missed, key=lambda m: -m[0])[:REFINE]:
         left = est.max_iter - spent
         if bound == float("-inf") or left < 2:
             break
-        moved = est._m_step(*stats)
+        moved = est._m_step(*merge_stats(est, stats, j, k))
         trial, bounds, _ = est._iterate(Xc, moved, [bound], min(REFINE_ITER, left - 1))
         if bounds[-1] > lower_bounds[-1]:
             new_state, new_bounds, converged = est._iterate(

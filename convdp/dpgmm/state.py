@@ -144,9 +144,31 @@ def m_step(cov_type: Covariance, priors: Priors, nk, xk, sk, reg_covar=0.0, repa
     return State(wc_a, wc_b, beta, means, dof, cov, prec_chol, logdet), repaired
 
 
+def component_terms(st: State) -> torch.Tensor:
+    """The part of :func:`lower_bound` that each component adds by itself (K,): minus its
+    Wishart normaliser and ``-D/2 log beta_k``. A component's term depends on its own
+    statistics only, so a move that changes two components changes two terms."""
+    D = st.means.shape[1]
+    ldpc = st.log_det_prec_chol - 0.5 * D * torch.log(st.dof)
+    i = torch.arange(D, dtype=torch.float64, device=st.dof.device)
+    log_wishart_norm = -(st.dof * ldpc + st.dof * D * 0.5 * math.log(2.0)
+                         + torch.lgamma(0.5 * (st.dof[:, None] - i)).sum(1))
+    return -log_wishart_norm - 0.5 * D * torch.log(st.mean_precision)
+
+
+def stick_terms(nk: torch.Tensor, concentration: float) -> float:
+    """The sticks' part of :func:`lower_bound` for the counts ``nk`` (K,), in their order."""
+    lgamma = torch.lgamma
+    rc = torch.cumsum(nk.flip(0), 0)
+    wc_a = 1.0 + nk
+    wc_b = concentration + torch.cat([rc[:-1].flip(0), nk.new_zeros(1)])
+    return float((lgamma(wc_a) + lgamma(wc_b) - lgamma(wc_a + wc_b)).sum())
+
+
 def lower_bound(st: State, ent: float) -> float:
     """scikit-learn's ``_compute_lower_bound`` (constant terms dropped) of the state after an
-    M-step, with ``ent`` = sum of R log R of the responsibilities it was computed from."""
+    M-step, with ``ent`` = sum of R log R of the responsibilities it was computed from.
+    (``-ent + component_terms(st).sum() + stick_terms(nk)``, summed as scikit-learn does.)"""
     D = st.means.shape[1]
     lgamma = torch.lgamma
     ldpc = st.log_det_prec_chol - 0.5 * D * torch.log(st.dof)
