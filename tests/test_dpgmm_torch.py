@@ -394,6 +394,9 @@ def test_early_moves_reach_the_same_optimum_in_fewer_iterations(moves, iter_rati
     assert adjusted_rand_score(y, early.predict(X)) >= 0.999
     assert early.n_iter_ <= iter_ratio * late.n_iter_
     np.testing.assert_allclose(early.lower_bounds_[:10], plain.lower_bounds_[:10], rtol=1e-12)
+    # max_iter below early_moves: no move before it, and never more iterations than max_iter
+    short = TorchBayesianGaussianMixture(**{**kw, "max_iter": 6}).fit(X)
+    assert short.n_iter_ == 6 and short.fit_stats_["early_moves_kept"] == 0
 
 
 def test_rejected_delete_moves_leave_the_fit_as_it_was():

@@ -260,7 +260,7 @@ class _Fitting:
         stats["seconds_init"] += time.perf_counter() - t0
         moves.new_move_stats(stats)
         em, t0 = self._seconds_em(), time.perf_counter()
-        early = self.early_moves if (self.merge or self.delete_below > 0) else 0
+        early = min(self.early_moves, self.max_iter) if (self.merge or self.delete_below > 0) else 0
         state, lower_bounds, converged = self._iterate(Xc, state, [], early or self.max_iter)
         spent = len(lower_bounds)
         if early and not converged and spent < self.max_iter:
