@@ -12,7 +12,12 @@
      (``tol_per_sample=False``, as many iterations as scikit-learn) and the same in
      float64 (reproduces scikit-learn's fit; planted data only; ``--no-float64`` skips it);
 
-2. the same on real position-mode activations, if ``results/activations/*/*.zarr``
+2. the paper's setting (``--no-paper`` skips it): VGG16's block 4 (``features.22``, seeded
+   random weights: no download) on scikit-image's histology image at 1152 px, 20,000 of its
+   positions x 512 channels, diagonal covariance, 50 components, concentration 1,
+   max_iter=300 (config/paper.yaml's DPGMM settings); prints ``ratio_paper``;
+
+3. the same as 1. on real position-mode activations, if ``results/activations/*/*.zarr``
    exists (one layer, (N, H, W, C) -> (N*H*W, C), 20,000 random rows).
 
 Every peer is fitted ``--repeats`` times (3), the peers interleaved so that load on the
@@ -156,7 +161,7 @@ def gemm_gflops(rows, inner, cols, repeats=30):
 def profile(result, n, d, K, cov="full"):
     """The torch fit's time per phase, and the E-step's achieved GEMM rate against this
     machine's ``torch.mm`` on the E-step's block shape (``efficiency``): ``[x, 1]`` (D + 1)
-    by ``[P_k | -mu_k P_k]`` (K D) for "full", ``[x^2, x]`` (2 D) by K for "diag"."""
+    by ``[P_k | -mu_k P_k]`` (K D) for "full", ``[x, x^2]`` (2 D) by K for "diag"."""
     st, est = result["stats"], result["est"]
     phases = ["init", "estep", "mstep", "bound", "moves"]
     total = result["last_sec"]
