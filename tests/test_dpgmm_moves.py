@@ -159,8 +159,10 @@ def test_a_merge_is_scored_from_the_two_components_it_changes(covariance_type):
             fast, _ = scorer.score(j, k, 0.25)
             full, _ = moves._score(est, moves.merge_stats(est, stats, j, k), ent + 0.25)
             assert fast == pytest.approx(full, rel=1e-12, abs=1e-9)
-    _, pair = scorer.score(0, 1, 0.25)
-    scorer.keep(0, 1, 0.25, pair)
+    assert scorer.bound == moves._score(est, stats, ent)[0]
+    new, trial = scorer.score(0, 1, 0.25)
+    scorer.keep(0, 1, 0.25, new, trial)
+    assert scorer.bound == new
     merged = moves.merge_stats(est, stats, 0, 1)
     for got, want in zip(scorer.stats, merged, strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -58,23 +58,8 @@ class _EStep:
         if self.covariance_type == "full":
             P = st.prec_chol.to(dt)  # (K, D, D)
             muP = torch.einsum("kd,kde->ke", st.means, st.prec_chol).to(dt)
-            # Components whose (P_k, mu_k P_k) are bitwise identical in the
-            # compute dtype have identical Mahalanobis distances: compute them
-            # once.  This is exact; it happens for "dead" components whose
-            # responsibilities underflow to 0 (their parameters all equal the
-            # prior's), which is most of them once the DP has pruned.
-            if self._share_identical:
-                uniq, inverse = _dedupe_components(st, P, muP)
-            else:
-                uniq = list(range(P.shape[0]))
+            P, muP, uniq = self._unique_components(st, P, muP)
             U = len(uniq)
-            if U < P.shape[0]:
-                self.fit_stats_["mahalanobis_shared"] += P.shape[0] - U
-                idx = torch.as_tensor(uniq, device=P.device)
-                P, muP = P[idx], muP[idx]
-                self._inverse = torch.as_tensor(inverse, device=P.device)
-            else:
-                self._inverse = None
             # [x, 1] @ [[P_1 ... P_U], [-mu_1 P_1 ... -mu_U P_U]] = [(x - mu_k) P_k]_k
             self._Pcat = torch.cat(
                 [P.permute(1, 0, 2).reshape(D, U * D), -muP.reshape(1, U * D)], 0
@@ -87,18 +72,31 @@ class _EStep:
             prec = st.prec_chol**2  # (K, D)
             c2 = (st.means**2 * prec).sum(1)
             # wlp = [x, x^2] @ W + const', one column per unique component (as for "full")
-            muP = st.means * prec
-            uniq, inverse = (_dedupe_components(st, prec.to(dt), muP.to(dt)) if self._share_identical
-                             else (list(range(prec.shape[0])), None))
-            if len(uniq) < prec.shape[0]:
-                self.fit_stats_["mahalanobis_shared"] += prec.shape[0] - len(uniq)
-                idx = torch.as_tensor(uniq, device=prec.device)
-                prec, muP = prec[idx], muP[idx]
-                self._inverse = torch.as_tensor(inverse, device=prec.device)
-            else:
-                self._inverse = None
-            self._W = torch.cat([muP, -0.5 * prec], 1).T.to(dt).contiguous()  # (2D, U)
+            prec, muP, _ = self._unique_components(st, prec.to(dt), (st.means * prec).to(dt))
+            self._W = torch.cat([muP, -0.5 * prec], 1).T.contiguous()  # (2D, U)
             self._const = (const - 0.5 * c2).to(dt)
+
+    def _unique_components(self, st, P, muP):
+        """``(P, muP, uniq)`` for the unique components only, and ``self._inverse`` (K,)
+        mapping every component to its representative (None when all are unique).
+
+        Components whose (P_k, mu_k P_k) are bitwise identical in the compute dtype have
+        identical Mahalanobis distances: compute them once. This is exact; it happens for
+        "dead" components whose responsibilities underflow to 0 (their parameters all equal
+        the prior's), which is most of them once the DP has pruned.
+        """
+        K = P.shape[0]
+        if self._share_identical:
+            uniq, inverse = _dedupe_components(st, P, muP)
+        else:
+            uniq = list(range(K))
+        self._inverse = None
+        if len(uniq) < K:
+            self.fit_stats_["mahalanobis_shared"] += K - len(uniq)
+            idx = torch.as_tensor(uniq, device=P.device)
+            P, muP = P[idx], muP[idx]
+            self._inverse = torch.as_tensor(inverse, device=P.device)
+        return P, muP, uniq
 
     def _prepare_prune(self, st, uniq, inverse, const):
         """Quantities for :meth:`_wlp_full_pruned` (float64 except ``_mu_t``)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from convdp.dpgmm.state import COVARIANCES, component_terms, m_step, stick_terms
+from convdp.dpgmm.state import component_terms, lower_bound, stick_terms
 
 #: Merge rounds after convergence at most (each: two passes over the data, then EM).
 MAX_MERGE_ROUNDS = 25
@@ -244,40 +244,47 @@ class _MergeScorer:
     """The bound after merging a pair, from the two components it changes: the other
     components' terms of the bound are those of the current statistics (see
     :func:`convdp.dpgmm.state.component_terms`), the sticks' are recomputed from the counts
-    (O(K)). Equal to ``_score`` of the merged statistics up to summation order."""
+    (O(K)). Equal to ``_score`` of the merged statistics up to summation order.
+
+    ``bound`` is the current statistics' own (``_score``'s); when their M-step fails it is
+    -inf and every pair is scored by a full M-step, as ``_score`` does."""
 
     def __init__(self, est, stats, ent):
         self.est = est
         self.stats, self.ent = stats, ent
-        self.terms = self._terms(stats)
-
-    def _terms(self, stats):
-        est = self.est
-        st, _ = m_step(COVARIANCES[est.covariance_type], est._priors, *stats, est.reg_covar,
-                       repair=est._dtype != torch.float64)
-        return component_terms(st)
+        try:
+            st = est._m_step(*stats)
+        except ValueError:
+            self.terms, self.bound = None, float("-inf")
+        else:
+            self.terms, self.bound = component_terms(st), lower_bound(st, ent)
 
     def score(self, j, k, dh):
-        """(bound after merging k into j, the pair's statistics); -inf when a merged
-        covariance is not positive definite."""
+        """(bound after merging k into j, the trial to :meth:`keep`); the bound is -inf when
+        a merged covariance is not positive definite."""
         pair = pair_stats(self.est, self.stats, j, k)
+        if self.terms is None:
+            return _score(self.est, merge_stats(self.est, self.stats, j, k), self.ent + dh)[0], (pair, None)
         try:
-            t = self._terms(pair)
+            t = component_terms(self.est._m_step(*pair))
         except ValueError:
-            return float("-inf"), pair
+            return float("-inf"), (pair, None)
         nk = self.stats[0].clone()
         nk[[j, k]] = pair[0]
         rest = self.terms.sum() - self.terms[j] - self.terms[k]
         bound = -(self.ent + dh) + float(rest + t.sum()) + stick_terms(nk, self.est._priors.concentration)
-        return bound, pair
+        return bound, (pair, t)
 
-    def keep(self, j, k, dh, pair):
-        """Make the merge of k into j (its ``pair`` statistics) the current statistics."""
-        nk, xk, sk = (t.clone() for t in self.stats)
+    def keep(self, j, k, dh, bound, trial):
+        """Make the merge of k into j (``trial`` from :meth:`score`, scored ``bound``) the
+        current statistics."""
+        pair, t = trial
+        nk, xk, sk = (v.clone() for v in self.stats)
         nk[[j, k]], xk[[j, k]], sk[[j, k]] = pair
-        self.stats, self.ent = (nk, xk, sk), self.ent + dh
-        self.terms = self.terms.clone()
-        self.terms[[j, k]] = self._terms(pair)
+        self.stats, self.ent, self.bound = (nk, xk, sk), self.ent + dh, bound
+        if self.terms is not None:  # (None: every pair is scored by a full M-step)
+            self.terms = self.terms.clone()
+            self.terms[[j, k]] = t
 
 
 def _score(est, stats, ent):
@@ -320,21 +327,19 @@ def merge_round(est, Xc, state, lower_bounds, spent, em_iter=None, refine=True):
     if not len(pairs):
         return state, lower_bounds, spent, True, 0
     delta = pair_entropy_change(est, Xc, state, pairs)
-    bound, _ = _score(est, stats, ent)
     scorer = _MergeScorer(est, stats, ent)
     used, kept, missed = set(), 0, []
     for (j, k), dh in zip(pairs.tolist(), delta.tolist(), strict=True):
         if j in used or k in used:
             continue
-        new, pair = scorer.score(j, k, dh)
-        if new > bound:
-            scorer.keep(j, k, dh, pair)
-            bound = new
+        new, trial = scorer.score(j, k, dh)
+        if new > scorer.bound:
+            scorer.keep(j, k, dh, new, trial)
             used |= {j, k}
             kept += 1
         else:
             missed.append((new, (j, k)))  # bound is fixed while nothing is kept
-    stats, ent = scorer.stats, scorer.ent
+    stats, ent, bound = scorer.stats, scorer.ent, scorer.bound
     if not kept:
         if not refine:
             return state, lower_bounds, spent, False, 0

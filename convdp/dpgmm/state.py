@@ -127,14 +127,19 @@ FULL, DIAG = _Full(), _Diag()
 COVARIANCES = {"full": FULL, "diag": DIAG}
 
 
+def sticks(nk: torch.Tensor, concentration: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Beta parameters of the sticks for the counts ``nk`` (K,), in their order:
+    ``1 + N_k`` and ``alpha + sum_{j>k} N_j``."""
+    rc = torch.cumsum(nk.flip(0), 0)  # rc[j] = sum of the last j+1 entries
+    tail = torch.cat([rc[:-1].flip(0), nk.new_zeros(1)])  # sum_{j>k} nk_j
+    return 1.0 + nk, concentration + tail
+
+
 def m_step(cov_type: Covariance, priors: Priors, nk, xk, sk, reg_covar=0.0, repair=False):
     """The variational parameters from scikit-learn-style statistics: ``nk`` (K,), ``xk``
     (K, D), ``sk`` (K, D, D) or (K, D). Returns ``(State, PSD repairs made)``."""
     beta0 = priors.mean_precision
-    wc_a = 1.0 + nk
-    rc = torch.cumsum(nk.flip(0), 0)  # rc[j] = sum of the last j+1 entries
-    tail = torch.cat([rc[:-1].flip(0), nk.new_zeros(1)])  # sum_{j>k} nk_j
-    wc_b = priors.concentration + tail
+    wc_a, wc_b = sticks(nk, priors.concentration)
     beta = beta0 + nk
     means = (beta0 * priors.mean + nk[:, None] * xk) / beta[:, None]
     dof = priors.dof + nk
@@ -144,25 +149,32 @@ def m_step(cov_type: Covariance, priors: Priors, nk, xk, sk, reg_covar=0.0, repa
     return State(wc_a, wc_b, beta, means, dof, cov, prec_chol, logdet), repaired
 
 
+def _log_wishart_norm(st: State) -> torch.Tensor:
+    """Each component's Wishart log-normaliser, as scikit-learn computes it (K,)."""
+    D = st.means.shape[1]
+    ldpc = st.log_det_prec_chol - 0.5 * D * torch.log(st.dof)
+    i = torch.arange(D, dtype=torch.float64, device=st.dof.device)
+    return -(st.dof * ldpc + st.dof * D * 0.5 * math.log(2.0)
+             + torch.lgamma(0.5 * (st.dof[:, None] - i)).sum(1))
+
+
+def _betaln(wc_a: torch.Tensor, wc_b: torch.Tensor) -> torch.Tensor:
+    """log B(a, b) of each stick (K,)."""
+    lgamma = torch.lgamma
+    return lgamma(wc_a) + lgamma(wc_b) - lgamma(wc_a + wc_b)
+
+
 def component_terms(st: State) -> torch.Tensor:
     """The part of :func:`lower_bound` that each component adds by itself (K,): minus its
     Wishart normaliser and ``-D/2 log beta_k``. A component's term depends on its own
     statistics only, so a move that changes two components changes two terms."""
     D = st.means.shape[1]
-    ldpc = st.log_det_prec_chol - 0.5 * D * torch.log(st.dof)
-    i = torch.arange(D, dtype=torch.float64, device=st.dof.device)
-    log_wishart_norm = -(st.dof * ldpc + st.dof * D * 0.5 * math.log(2.0)
-                         + torch.lgamma(0.5 * (st.dof[:, None] - i)).sum(1))
-    return -log_wishart_norm - 0.5 * D * torch.log(st.mean_precision)
+    return -_log_wishart_norm(st) - 0.5 * D * torch.log(st.mean_precision)
 
 
 def stick_terms(nk: torch.Tensor, concentration: float) -> float:
     """The sticks' part of :func:`lower_bound` for the counts ``nk`` (K,), in their order."""
-    lgamma = torch.lgamma
-    rc = torch.cumsum(nk.flip(0), 0)
-    wc_a = 1.0 + nk
-    wc_b = concentration + torch.cat([rc[:-1].flip(0), nk.new_zeros(1)])
-    return float((lgamma(wc_a) + lgamma(wc_b) - lgamma(wc_a + wc_b)).sum())
+    return float(_betaln(*sticks(nk, concentration)).sum())
 
 
 def lower_bound(st: State, ent: float) -> float:
@@ -170,14 +182,8 @@ def lower_bound(st: State, ent: float) -> float:
     M-step, with ``ent`` = sum of R log R of the responsibilities it was computed from.
     (``-ent + component_terms(st).sum() + stick_terms(nk)``, summed as scikit-learn does.)"""
     D = st.means.shape[1]
-    lgamma = torch.lgamma
-    ldpc = st.log_det_prec_chol - 0.5 * D * torch.log(st.dof)
-    i = torch.arange(D, dtype=torch.float64, device=st.dof.device)
-    log_wishart_norm = -(
-        st.dof * ldpc + st.dof * D * 0.5 * math.log(2.0) + lgamma(0.5 * (st.dof[:, None] - i)).sum(1)
-    )
-    betaln = lgamma(st.wc_a) + lgamma(st.wc_b) - lgamma(st.wc_a + st.wc_b)
-    lb = -ent - log_wishart_norm.sum() + betaln.sum() - 0.5 * D * torch.log(st.mean_precision).sum()
+    lb = (-ent - _log_wishart_norm(st).sum() + _betaln(st.wc_a, st.wc_b).sum()
+          - 0.5 * D * torch.log(st.mean_precision).sum())
     return float(lb)
 
 
