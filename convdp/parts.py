@@ -12,8 +12,11 @@
 * ``DIR/parts.json``: the part names, the settings and the seed.
 
 Every part has its own texture, drawn in the object's frame (so it turns with the object), not
-a flat colour: the body is striped, the head checkered, the tail dotted; the background is a
-sum of random low-frequency waves in muted colours. Every texture has per-image colour jitter
+a flat colour: the body a coarse labyrinth, the head a fine speckle, the tail sparse spots,
+each two-toned in its own colours and isotropic (:func:`_waves`: no texture has a direction,
+so the way the object points is told by where its parts are, not by a texture's orientation —
+with striped bodies a net trained on the direction clustered the body by stripe angle); the
+background is a sum of random low-frequency waves in muted colours. Every texture has per-image colour jitter
 and pixel noise. Parts are painted pixel by pixel from the same geometry that writes the mask
 (no antialiasing), so each pixel of a mask names the texture that painted it: the masks are
 exact. The same seed gives the same files, byte for byte.
@@ -72,8 +75,8 @@ def _geometry(u: np.ndarray, v: np.ndarray) -> dict[int, np.ndarray]:
     """Where each part is, in the object frame: an elliptic body, a round head in front of it,
     a tapering tail behind it."""
     body = (u / 1.0) ** 2 + (v / 0.6) ** 2 <= 1.0
-    head = (u - 1.3) ** 2 + v**2 <= 0.45**2
-    tail = (u <= -0.85) & (u >= -2.0) & (np.abs(v) <= 0.15 + 0.25 * (u + 2.0))
+    head = (u - 1.45) ** 2 + v**2 <= 0.6**2
+    tail = (u <= -0.85) & (u >= -2.0) & (np.abs(v) <= 0.2 + 0.33 * (u + 2.0))
     return {3: tail & ~body, 1: body, 2: head & ~body}
 
 
@@ -85,16 +88,27 @@ def _two_tone(sel: np.ndarray, a, b) -> np.ndarray:
     return np.where(sel[..., None], np.asarray(a), np.asarray(b))
 
 
+def _waves(rng, u, v, wavelength: float, n: int = 6) -> np.ndarray:
+    """An isotropic random texture in the object frame: the sum of ``n`` plane waves of one
+    ``wavelength`` (object units) at evenly spread, randomly turned directions and random
+    phases, scaled to unit variance. Thresholded at 0 it is a labyrinth, high up isolated
+    spots. No direction is preferred, so a part's texture says nothing about which way the
+    object points: telling the direction needs the parts' layout."""
+    field = np.zeros_like(u)
+    for a in rng.uniform(0, np.pi) + np.arange(n) * np.pi / n:
+        k = 2 * np.pi / wavelength
+        field += np.cos(k * (np.cos(a) * u + np.sin(a) * v) + rng.uniform(0, 2 * np.pi))
+    return field / np.sqrt(n / 2)
+
+
 def _part_textures(rng, u, v, size) -> dict[int, np.ndarray]:
-    period = rng.uniform(0.35, 0.5)
-    stripes = np.sin(2 * np.pi * v / period) > 0
-    check = (np.floor(u / 0.22) + np.floor(v / 0.22)) % 2 == 0
-    du, dv = (u / 0.3) % 1 - 0.5, (v / 0.3) % 1 - 0.5
-    dots = du**2 + dv**2 <= 0.3**2
+    labyrinth = _waves(rng, u, v, 0.45) > 0
+    speckle = _waves(rng, u, v, 0.2) > 0
+    spots = _waves(rng, u, v, 0.3) > 0.9
     tex = {
-        1: _two_tone(stripes, _jitter(rng, (0.9, 0.55, 0.1)), _jitter(rng, (0.45, 0.1, 0.05))),
-        2: _two_tone(check, _jitter(rng, (0.92, 0.92, 0.95)), _jitter(rng, (0.1, 0.25, 0.7))),
-        3: _two_tone(dots, _jitter(rng, (0.05, 0.35, 0.1)), _jitter(rng, (0.55, 0.85, 0.45))),
+        1: _two_tone(labyrinth, _jitter(rng, (0.9, 0.55, 0.1)), _jitter(rng, (0.45, 0.1, 0.05))),
+        2: _two_tone(speckle, _jitter(rng, (0.92, 0.92, 0.95)), _jitter(rng, (0.1, 0.25, 0.7))),
+        3: _two_tone(spots, _jitter(rng, (0.05, 0.35, 0.1)), _jitter(rng, (0.55, 0.85, 0.45))),
     }
     return {k: t + rng.normal(0, 0.04, (size, size, 3)) for k, t in tex.items()}
 
