@@ -33,6 +33,7 @@ SCORES = {
     "shift": ("shift", 1, "convdp (DPGMM, unlabelled)"),
     "usage_js": ("usage_js", -1, "convdp (DPGMM, unlabelled)"),
     "shift_z_cut": ("shift_z_cut", 1, "convdp (DPGMM, unlabelled)"),
+    "shift_cut": ("shift_cut", 1, "convdp (DPGMM, unlabelled)"),
     "depth": ("depth", -1, "baseline (no data)"),
     "mmd2": ("mmd2", -1, "baseline (unlabelled two-sample)"),
     "mmd2_cut": ("mmd2_cut", -1, "baseline (unlabelled two-sample)"),
@@ -41,9 +42,11 @@ SCORES = {
     "hscore": ("hscore", 1, "baseline (labelled)"),
 }
 """Each score's column in the verdict table, its sign (-1: lower means more transferable)
-and its family. ``depth`` is the cut's index: "the deeper, the worse"; ``shift_z_cut`` and
-``mmd2_cut`` are the worst layer's value among the layers a cut freezes (the lowest shift_z,
-the highest MMD up to the cut)."""
+and its family. ``depth`` is the cut's index: "the deeper, the worse"; ``shift_z_cut``,
+``shift_cut`` and ``mmd2_cut`` are the worst layer's value among the layers a cut freezes (the
+lowest shift_z or shift, the highest MMD up to the cut). ``shift_cut`` uses the shift in nats
+per sample, not divided by the source's spread: the fits of every layer share one PCA
+dimension (``preprocess.pca``), so the layers' nats are on one scale."""
 
 CONVDP_SCORES = [k for k, v in SCORES.items() if v[2].startswith("convdp")]
 
@@ -215,8 +218,8 @@ def plot_benchmark(pairs, corr, rec, dest: str | Path, title: str = "") -> None:
             for _, r in grp.iterrows():
                 ax.annotate(str(r["layer"]), (r[col], r["retrain_accuracy"]), fontsize=6,
                             xytext=(2, 2), textcoords="offset points")
-        if col in ("shift_z", "shift_z_cut", "shift") and (pairs[col].abs() > 0).any():
-            ax.set_xscale("symlog", linthresh=1.0 if col != "shift" else 0.1)
+        if col in ("shift_z", "shift_z_cut", "shift", "shift_cut") and (pairs[col].abs() > 0).any():
+            ax.set_xscale("symlog", linthresh=0.1 if col in ("shift", "shift_cut") else 1.0)
         ax.set_xlabel(f"{col} ({'higher' if sign > 0 else 'lower'} = predicted to transfer)")
         ax.set_ylabel("AnB retraining accuracy")
         t = allp.set_index("score").loc[best, "kendall_tau"]

@@ -28,7 +28,7 @@ COLUMNS = [
     "retrain_best_cut",
     "spearman_shift", "spearman_shift_z",
     # the baselines (convdp.transfer.baselines) and the price of each cut (convdp.transfer.cost)
-    "depth", "mmd2", "logme", "hscore", "shift_z_cut", "mmd2_cut",
+    "depth", "mmd2", "logme", "hscore", "shift_z_cut", "shift_cut", "mmd2_cut",
     "params_frozen", "params_retrained", "params_retrained_share", "frozen_forward_flops",
     "train_flops", "train_flops_share", "flops_saved", "flops_saved_share",
 ]
@@ -108,6 +108,7 @@ def verdict(
         r["depth"] = i + 1
         # a cut freezes every layer up to it: its worst layer's shift (and MMD)
         r["shift_z_cut"] = float(np.min([q["shift_z"] for q in rows[:i + 1]]))
+        r["shift_cut"] = float(np.min([q["shift"] for q in rows[:i + 1]]))
         if all("mmd2" in q for q in rows[:i + 1]):
             r["mmd2_cut"] = float(np.max([q["mmd2"] for q in rows[:i + 1]]))
         if costs:
