@@ -158,24 +158,29 @@ def gemm_gflops(rows, inner, cols, repeats=30):
     return 2.0 * rows * inner * cols / float(np.median(times)) / 1e9
 
 
-def profile(result, n, d, K, cov="full"):
-    """The torch fit's time per phase, and the E-step's achieved GEMM rate against this
-    machine's ``torch.mm`` on the E-step's block shape (``efficiency``): ``[x, 1]`` (D + 1)
+def profile(results, n, d, K, cov="full"):
+    """The torch fit's time per phase (the repeat of median time), and the E-step's achieved
+    GEMM rate against this machine's ``torch.mm`` on the E-step's block shape
+    (``efficiency``, the median over the repeats, their range beside it): ``[x, 1]`` (D + 1)
     by ``[P_k | -mu_k P_k]`` (K D) for "full", ``[x, x^2]`` (2 D) by K for "diag"."""
+    result = sorted(results, key=lambda r: r["sec"])[len(results) // 2]
     st, est = result["stats"], result["est"]
     phases = ["init", "estep", "mstep", "bound", "moves"]
-    total = result["last_sec"]
+    total = result["sec"]
     parts = ", ".join(f"{p} {st[f'seconds_{p}']:.2f} s" for p in phases)
     other = total - sum(st[f"seconds_{p}"] for p in phases)
-    print(f"  profile (torch, last repeat, {total:.2f} s): {parts}, other {other:.2f} s")
+    print(f"  profile (torch, the median repeat, {total:.2f} s): {parts}, other {other:.2f} s")
     est._K = K
     rows = est._block_rows()
     inner, cols = (d + 1, K * d) if cov == "full" else (2 * d, K)
     peak = gemm_gflops(rows, inner, cols)
-    achieved = st["gemm_flops"] / max(st["seconds_estep"], 1e-12) / 1e9
-    print(f"  E-step + statistics: {achieved:.2f} GFLOP/s of GEMM work; torch.mm "
-          f"({rows} x {inner}) @ ({inner} x {cols}) on this machine: {peak:.2f} GFLOP/s")
-    print(f"efficiency{'' if cov == 'full' else '_' + cov}: {achieved / peak:.2f}")
+    achieved = [r["stats"]["gemm_flops"] / max(r["stats"]["seconds_estep"], 1e-12) / 1e9
+                for r in results]
+    eff = [a / peak for a in achieved]
+    print(f"  E-step + statistics: {np.median(achieved):.2f} GFLOP/s of GEMM work (median); "
+          f"torch.mm ({rows} x {inner}) @ ({inner} x {cols}) on this machine: {peak:.2f} GFLOP/s")
+    print(f"efficiency{'' if cov == 'full' else '_' + cov}: {np.median(eff):.2f} "
+          f"(median of {len(eff)} repeats, range {min(eff):.2f}–{max(eff):.2f})")
 
 
 def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentration=None):
@@ -223,11 +228,11 @@ def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentr
             runs[key].append(run_fit(name, make, X, ref))
     out = {}
     for key, rs in runs.items():
-        out[key] = dict(rs[-1], last_sec=rs[-1]["sec"], sec=float(np.median([r["sec"] for r in rs])),
+        out[key] = dict(rs[-1], sec=float(np.median([r["sec"] for r in rs])),
                         cpu=float(np.median([r["cpu"] for r in rs])))
         print(f"  median {peers[key][0]:<33s} {out[key]['sec']:7.2f} s (cpu {out[key]['cpu']:7.2f} s)"
               f"  over {[round(r['sec'], 2) for r in rs]}")
-    profile(out["torch"], n, d, K, cov)
+    profile(runs["torch"], n, d, K, cov)
     if "sk" in out:
         sk = out["sk"]["sec"]
         for key in [k for k in out if k != "sk"]:
