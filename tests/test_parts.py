@@ -59,3 +59,29 @@ def test_cli(tmp_path, capsys):
     assert len(list((tmp_path / "p/masks").rglob("*.png"))) == 3
     assert json.loads((tmp_path / "p/parts.json").read_text())["parts"]["1"] == "body"
     assert main(["make-parts", str(tmp_path / "q"), "--n", "0"]) == 2
+
+
+def _anisotropy(field):
+    """0 for a texture with no preferred direction, 1 for stripes: the normalised difference
+    of the eigenvalues of the image's summed structure tensor."""
+    gy, gx = np.gradient(np.asarray(field, np.float64))
+    t = np.array([[np.sum(gx * gx), np.sum(gx * gy)], [np.sum(gx * gy), np.sum(gy * gy)]])
+    lo, hi = np.linalg.eigvalsh(t)
+    return (hi - lo) / (hi + lo)
+
+
+def test_part_textures_have_no_direction():
+    # The class is the way the object points; a texture with a direction (stripes) would tell
+    # it without the parts, and a net trained on it clusters the body by angle instead.
+    from convdp.parts import _object_frame, _part_textures
+
+    u, v = _object_frame(256, 128, 128, 40.0, 0.0)
+    for seed in range(4):
+        textures = _part_textures(np.random.default_rng(seed), u, v, 256)
+        for part, tex in textures.items():
+            assert _anisotropy(tex.mean(-1)) < 0.2, (seed, PARTS[part])
+    # what the body had before, with the same tones and pixel noise: the test would see it
+    rng = np.random.default_rng(0)
+    stripes = (np.where(np.sin(2 * np.pi * v / 0.45) > 0, 0.52, 0.2)
+               + rng.normal(0, 0.04 / np.sqrt(3), v.shape))  # the mean of three channels
+    assert _anisotropy(stripes) > 0.8
