@@ -16,8 +16,9 @@ a flat colour: the body a coarse labyrinth, the head a fine speckle, the tail sp
 each two-toned in its own colours and isotropic (:func:`_waves`: no texture has a direction,
 so the way the object points is told by where its parts are, not by a texture's orientation —
 with striped bodies a net trained on the direction clustered the body by stripe angle); the
-background is a sum of random low-frequency waves in muted colours. Every texture has per-image colour jitter
-and pixel noise. Parts are painted pixel by pixel from the same geometry that writes the mask
+background is a sum of random low-frequency waves in muted colours. Every texture has
+per-image colour jitter and pixel noise. Parts are painted pixel by pixel from the same
+geometry that writes the mask
 (no antialiasing), so each pixel of a mask names the texture that painted it: the masks are
 exact. The same seed gives the same files, byte for byte.
 
@@ -95,8 +96,8 @@ def _waves(rng, u, v, wavelength: float, n: int = 6) -> np.ndarray:
     spots. No direction is preferred, so a part's texture says nothing about which way the
     object points: telling the direction needs the parts' layout."""
     field = np.zeros_like(u)
+    k = 2 * np.pi / wavelength
     for a in rng.uniform(0, np.pi) + np.arange(n) * np.pi / n:
-        k = 2 * np.pi / wavelength
         field += np.cos(k * (np.cos(a) * u + np.sin(a) * v) + rng.uniform(0, 2 * np.pi))
     return field / np.sqrt(n / 2)
 
