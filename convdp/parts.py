@@ -18,9 +18,8 @@ so the way the object points is told by where its parts are, not by a texture's 
 with striped bodies a net trained on the direction clustered the body by stripe angle); the
 background is a sum of random low-frequency waves in muted colours. Every texture has
 per-image colour jitter and pixel noise. Parts are painted pixel by pixel from the same
-geometry that writes the mask
-(no antialiasing), so each pixel of a mask names the texture that painted it: the masks are
-exact. The same seed gives the same files, byte for byte.
+geometry that writes the mask (no antialiasing), so each pixel of a mask names the texture that
+painted it: the masks are exact. The same seed gives the same files, byte for byte.
 
 A data set entry of the config then points at both folders::
 
