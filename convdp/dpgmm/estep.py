@@ -188,6 +188,25 @@ class _EStep:
             wlp = wlp.index_select(1, self._inverse)
         return wlp.add_(self._const)
 
+    def _normalise(self, wlp):
+        """Responsibilities R (b, K), their logarithms (b, K) and each row's most probable
+        component (b,) from a block's weighted log probabilities (b, K).
+
+        Responsibilities below ``self._flush`` are set to 0 (see ``_fit``).  ``exp`` runs
+        5-30x slower on arguments far below its range (-1000: 5 ms for 20,000 x 50 against
+        0.2 ms), which most entries are once components separate; entries under
+        ``log(flush) - 1`` relative to their row's maximum are flushed whatever their value,
+        so they are clamped there first (their share of the row's sum, < K flush / e, is
+        below rounding: the row's sum is >= 1).
+        """
+        mx, lab = wlp.max(1, keepdim=True)
+        R = torch.exp(torch.clamp_min(wlp - mx, self._prune_log - 1.0))
+        ssum = R.sum(1, keepdim=True)
+        R /= ssum
+        log_resp = wlp - (mx + torch.log(ssum))
+        R.masked_fill_(R < self._flush, 0.0)
+        return R, log_resp, lab.squeeze(1)
+
     def _e_step_stats(self, Xc, st):
         """One pass over the data: E-step + sufficient statistics + entropy.
 
@@ -214,14 +233,9 @@ class _EStep:
                 wlp = self._wlp_full_pruned(Xa)
             else:
                 wlp = self._weighted_log_prob(Xa)
-            mx, lab = wlp.max(1, keepdim=True)
+            R, log_resp, lab = self._normalise(wlp)
             if perm is not None:
-                labels.append(lab.squeeze(1))
-            R = torch.exp(wlp - mx)
-            ssum = R.sum(1, keepdim=True)
-            R /= ssum
-            log_resp = wlp - (mx + torch.log(ssum))
-            R.masked_fill_(R < self._flush, 0.0)  # see _fit
+                labels.append(lab)
             acc["ent"] += torch.where(R > 0, R * log_resp, 0.0).sum(dtype=torch.float64)
             self._accumulate(acc, Xa, R)
         if perm is not None:

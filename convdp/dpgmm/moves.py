@@ -142,10 +142,7 @@ def _responsibilities(est, Xc, state):
     est._prepare_estep(state)
     for s, e in est._blocks(Xc.shape[0]):
         Xa = Xc[s:e]
-        wlp = est._weighted_log_prob(Xa)
-        log_resp = wlp - torch.logsumexp(wlp, dim=1, keepdim=True)
-        R = torch.exp(log_resp)
-        R.masked_fill_(R < est._flush, 0.0)
+        R, log_resp, _ = est._normalise(est._weighted_log_prob(Xa))
         yield Xa, R, log_resp
 
 
