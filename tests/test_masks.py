@@ -102,3 +102,53 @@ def test_config_checks_the_mask_folder(tmp_path):
                                masks=str(tmp_path / "nope")), check_layers=False)
     with pytest.raises(ConfigError, match="only an image folder"):
         validate_config(config(kind="digits", masks=str(tmp_path)), check_layers=False)
+
+
+def _colour_regions(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images the project's generator does not make: Voronoi regions (3-6 per image) of four
+    flat colours with pixel noise; the masks give each pixel's colour (1-4)."""
+    rng = np.random.default_rng(seed)
+    colours = np.array([[200, 60, 50], [60, 170, 80], [70, 90, 210], [220, 200, 70]], float)
+    yy, xx = np.mgrid[0:size, 0:size]
+    images = np.empty((n, size, size, 3), np.uint8)
+    masks = np.empty((n, size, size), np.int64)
+    for i in range(n):
+        seeds = rng.uniform(0, size, (rng.integers(3, 7), 2))
+        region = ((yy[..., None] - seeds[:, 0]) ** 2 + (xx[..., None] - seeds[:, 1]) ** 2).argmin(-1)
+        masks[i] = rng.integers(1, 5, size=len(seeds))[region]
+        noisy = colours[masks[i] - 1] + rng.normal(0, 12, (size, size, 3))
+        images[i] = np.clip(noisy, 0, 255).astype(np.uint8)
+    return images, masks
+
+
+def test_first_layer_label_maps_follow_planted_colour_regions(tmp_path, repo_root):
+    """Held-out planted regions through the mask path: a first layer (DigitNet, random
+    weights) clustered with the workflow's settings gives label maps that agree with the
+    regions. Measured here: ARI 0.68, purity 0.96 (48 images of 32 px); 0.73 and 0.99 in the
+    workflow on 200 such images of 64 px. The clusters beyond the four colours are the
+    regions' edges, the image border and noise outliers."""
+    import torch
+
+    from convdp.cluster import fit_layer
+    from convdp.config import load_config
+    from convdp.extract import extract_activations, open_activations
+    from convdp.models import DigitNet
+    from convdp.training import channel_stats
+
+    images, masks = _colour_regions(48, 32, seed=7)
+    torch.manual_seed(0)
+    net = DigitNet(num_classes=4, in_channels=3).eval()
+    mean, std = channel_stats(images)
+    extract_activations(net, images, ["relu1"], tmp_path / "a.zarr", mean=mean, std=std,
+                        fingerprint={"test": 1}, chunk_size=16, progress=False)
+    config = load_config(repo_root / "config.yaml")
+    params = {"preprocess": config["preprocess"], "baseline": config["baseline"],
+              "dpgmm": {**config["dpgmm"], "restarts": 1, "n_components": 20}}
+    arrays, _ = fit_layer(open_activations(tmp_path / "a.zarr")["relu1"], layer="relu1",
+                          mode="position", method="dpgmm", params=params, progress=False)
+    record, clusters = agreement(arrays["labels"], masks, arrays["weights"])
+    assert record["parts"] == 4
+    assert record["ari"] >= 0.6 and record["purity"] >= 0.93, record
+    # every colour is mostly one cluster: its best cluster's IoU
+    best = clusters[clusters["kept"]].groupby("best_label")["iou"].max()
+    assert sorted(best.index) == [1, 2, 3, 4] and best.min() >= 0.6, best
