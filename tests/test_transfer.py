@@ -409,3 +409,40 @@ def test_tiny_workflow_transfer_verdict_and_report_renders(repo_root, tmp_path):
     seen = rendered(shot)
     assert seen["colours"] > 1000 and seen["ink"] > 0.03, seen
     assert seen["orange"] > 100 and seen["red"] > 50, seen  # the figure's lines are on screen
+
+
+def test_refitted_weights_recover_the_mixing_proportions():
+    rng = np.random.default_rng(0)
+    z = rng.random(4000) < 0.3  # two components that never overlap: sample n is in z_n's
+    log_prob = np.where(np.stack([z, ~z], 1), -1.0, -800.0)
+    expected = -1.0 + np.where(z, np.log(z.mean()), np.log(1 - z.mean()))
+    np.testing.assert_allclose(T.refitted_log_likelihood(log_prob), expected, atol=1e-4)
+
+
+def test_coverage_ignores_the_mix_of_the_source_clusters_not_new_clusters():
+    """Source: clusters A (90 %) and B (10 %). A target of the same clusters in the other
+    proportions shifts (its samples fall where the source has few) but is covered; a target
+    with a cluster the source never had is not."""
+    from convdp.dpgmm import TorchBayesianGaussianMixture
+
+    rng = np.random.default_rng(1)
+    a, b, c = np.zeros(4), np.full(4, 6.0), np.array([3.0, -6.0, 3.0, -6.0])
+
+    def draw(n, share_b, centre_b=b):
+        nb = int(n * share_b)
+        return np.concatenate([rng.normal(a, 1, (n - nb, 4)), rng.normal(centre_b, 1, (nb, 4))])
+
+    est = TorchBayesianGaussianMixture(n_components=6, random_state=0, dtype="float64",
+                                       delete_below=0.01, merge=True).fit(draw(3000, 0.1))
+    kept = np.flatnonzero(est.weights_ > 0.01)
+    assert len(kept) == 2
+    heldout = draw(2000, 0.1)
+    ll_s = est.score_samples(heldout)
+    for target, covered in ((draw(2000, 0.9), True), (draw(2000, 0.5, c), False)):
+        shift_z = (est.score_samples(target).mean() - ll_s.mean()) / ll_s.std()
+        cover = T.coverage_shift(est, heldout, target, kept)
+        assert shift_z < -0.5, shift_z
+        if covered:
+            assert abs(cover["cover_z"]) < 0.1, cover
+        else:
+            assert cover["cover_z"] < -3, cover

@@ -32,6 +32,14 @@ def _dedupe_components(st, P, muP):
     return uniq, inverse
 
 
+def expected_log_weights(st):
+    """E[log pi_k] (K,) under the stick-breaking posterior Beta(wc_a, wc_b) of state ``st``."""
+    digamma = torch.special.digamma
+    dsum = digamma(st.wc_a + st.wc_b)
+    cum = torch.cumsum(digamma(st.wc_b) - dsum, 0)
+    return digamma(st.wc_a) - dsum + torch.cat([cum.new_zeros(1), cum[:-1]])
+
+
 class _EStep:
     """Mixin: E-step quantities cached per state, weighted log probabilities, one E-step pass."""
 
@@ -43,9 +51,7 @@ class _EStep:
         digamma = torch.special.digamma
         i = torch.arange(D, dtype=torch.float64, device=self._device)
         log_lambda = D * math.log(2.0) + digamma(0.5 * (st.dof[:, None] - i)).sum(1)
-        dsum = digamma(st.wc_a + st.wc_b)
-        cum = torch.cumsum(digamma(st.wc_b) - dsum, 0)
-        log_weights = digamma(st.wc_a) - dsum + torch.cat([cum.new_zeros(1), cum[:-1]])
+        log_weights = expected_log_weights(st)
         const = (
             -0.5 * D * math.log(2 * math.pi)
             + st.log_det_prec_chol

@@ -10,7 +10,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from convdp.dpgmm.estep import _EStep
+from convdp.dpgmm.estep import _EStep, expected_log_weights
 from convdp.dpgmm.fitting import _Fitting
 from convdp.dpgmm.state import STATE_FIELDS, State, new_fit_stats, to_numpy64
 from convdp.dpgmm.stats import _Statistics
@@ -286,6 +286,18 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         Bayesian mixture (``_estimate_log_prob + _estimate_log_weights``).
         """
         return self._per_block(X, lambda wlp: torch.logsumexp(wlp, dim=1))
+
+    def _estimate_log_weights(self):
+        """E[log pi_k] of the fitted stick-breaking weights, float64 array (K,) (scikit-learn's
+        name and meaning)."""
+        check_is_fitted(self, "means_")
+        return to_numpy64(expected_log_weights(self._state))
+
+    def _estimate_log_prob(self, X):
+        """The expected log density of each sample under each component, without the mixing
+        weights, float64 array (N, K) (scikit-learn's name and meaning: the weighted log
+        probabilities less :meth:`_estimate_log_weights`)."""
+        return self._per_block(X, lambda wlp: wlp) - self._estimate_log_weights()
 
     def _per_block(self, X, reduce):
         """``reduce`` of the weighted log probabilities (block, K) of new data, block by

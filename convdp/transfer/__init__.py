@@ -11,6 +11,10 @@ each configured layer gets, from unlabelled activations only:
   model (scikit-learn's definition: expected log-density under the variational posterior). 0 means the target looks like unseen source data; more negative means less
   transferable. ``shift_z`` is the same difference in units of the standard deviation of
   the held-out source log-likelihoods (an effect size, comparable across layers);
+- **coverage** (``cover``, ``cover_z``): the same shift once the mixing weights are refitted
+  to each side (EM on the weights of the source's kept clusters alone): a target that uses
+  the source's clusters in other proportions keeps it near 0, one whose samples fall between
+  the source's clusters does not;
 - **cluster usage**: which of the source's clusters the target's samples fall in: how many
   hold more than ``weight_threshold`` of the target's samples, and the Jensen–Shannon
   divergence (base 2, 0…1) between the target's and the source's cluster-usage
@@ -62,12 +66,14 @@ from convdp.transfer.plots import plot_transfer, plot_transfer_label_maps, plot_
 from convdp.transfer.retrain import anb_retrain, frozen_parameters
 from convdp.transfer.scores import (
     MIN_HELDOUT,
+    coverage_shift,
     js_divergence,
     layer_shift,
     linear_probe,
     load_fit,
     own_to_source,
     pooled_features,
+    refitted_log_likelihood,
     score_layer,
 )
 from convdp.transfer.verdict import (
@@ -80,9 +86,11 @@ from convdp.transfer.verdict import (
 )
 
 __all__ = [
-    "COLUMNS", "MIN_HELDOUT", "MIN_SCORED", "anb_retrain", "best_retrain_cut", "cut_costs",
+    "COLUMNS", "MIN_HELDOUT", "MIN_SCORED", "anb_retrain", "best_retrain_cut", "coverage_shift",
+    "cut_costs",
     "frozen_parameters", "hscore", "linear_cka", "logme", "mmd2", "price",
     "js_divergence", "layer_shift", "linear_probe", "load_fit", "own_to_source", "plot_transfer",
     "plot_transfer_label_maps", "plot_verdict", "pooled_features", "read_samples", "recommend_cut",
+    "refitted_log_likelihood",
     "score_layer", "spearman", "subsample", "verdict",
 ]

@@ -34,6 +34,8 @@ SCORES = {
     "usage_js": ("usage_js", -1, "convdp (DPGMM, unlabelled)"),
     "shift_z_cut": ("shift_z_cut", 1, "convdp (DPGMM, unlabelled)"),
     "shift_cut": ("shift_cut", 1, "convdp (DPGMM, unlabelled)"),
+    "cover_z": ("cover_z", 1, "convdp (DPGMM, unlabelled)"),
+    "cover_z_cut": ("cover_z_cut", 1, "convdp (DPGMM, unlabelled)"),
     "depth": ("depth", -1, "baseline (no data)"),
     "mmd2": ("mmd2", -1, "baseline (unlabelled two-sample)"),
     "mmd2_cut": ("mmd2_cut", -1, "baseline (unlabelled two-sample)"),
@@ -43,7 +45,7 @@ SCORES = {
 }
 """Each score's column in the verdict table, its sign (-1: lower means more transferable)
 and its family. ``depth`` is the cut's index: "the deeper, the worse"; ``shift_z_cut``,
-``shift_cut`` and ``mmd2_cut`` are the worst layer's value among the layers a cut freezes (the
+``shift_cut``, ``cover_z_cut`` and ``mmd2_cut`` are the worst layer's value among the layers a cut freezes (the
 lowest shift_z or shift, the highest MMD up to the cut). ``shift_cut`` uses the shift in nats
 per sample, not divided by the source's spread: the fits of every layer share one PCA
 dimension (``preprocess.pca``), so the layers' nats are on one scale."""

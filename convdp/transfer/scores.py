@@ -57,6 +57,46 @@ def score_draw(total: int, role: str, seed: int, max_samples: int | None,
     return subsample(heldout, max_samples, seed), "held-out"
 
 
+def refitted_log_likelihood(log_prob: np.ndarray, iters: int = 500,
+                            tol: float = 1e-6) -> np.ndarray:
+    """Per-sample log-likelihood (N,) under a mixture of fixed components whose mixing weights
+    are refitted to these samples (EM on the weights alone, from equal weights, until the mean
+    rises by less than ``tol``).
+
+    log_prob : (N, K) log density of each sample under each component
+    """
+    from scipy.special import logsumexp
+
+    n, k = log_prob.shape
+    log_w = np.full(k, -np.log(k))
+    best = -np.inf
+    for _ in range(iters):
+        joint = log_prob + log_w
+        ll = logsumexp(joint, axis=1)
+        if ll.mean() - best < tol:
+            break
+        best = ll.mean()
+        log_w = logsumexp(joint - ll[:, None], axis=0) - np.log(n)
+    return ll
+
+
+def coverage_shift(est, Xs: np.ndarray, Xt: np.ndarray, kept: np.ndarray) -> dict:
+    """The shift once each data set may weight the source's clusters as it likes: the mean
+    log-likelihood of the target under the source's kept clusters with weights refitted to the
+    target, less the same for the held-out source samples (``cover``), and in standard
+    deviations of the source's (``cover_z``). A target that uses the source's clusters in other
+    proportions (another class mix, contrast inverted: other edges of the same bank) keeps
+    ``cover`` near 0 while its ``shift`` falls; one whose samples fall between the source's
+    clusters does not. Components the source left empty (the prior's broad shape) are left
+    out: they would cover anything."""
+    lp_s = est._estimate_log_prob(Xs)[:, kept]
+    lp_t = est._estimate_log_prob(Xt)[:, kept]
+    ll_s, ll_t = refitted_log_likelihood(lp_s), refitted_log_likelihood(lp_t)
+    sd = float(ll_s.std())
+    cover = float(ll_t.mean() - ll_s.mean())
+    return {"cover": cover, "cover_z": cover / sd if sd > 0 else float("nan")}
+
+
 def layer_shift(
     source_array,
     target_array,
@@ -106,6 +146,7 @@ def layer_shift(
     source_usage = np.bincount(np.asarray(arrays["labels"]).ravel(), minlength=k)
     target_usage = np.bincount(assigned, minlength=k)
     sd = float(ll_s.std())
+    kept = np.flatnonzero(np.asarray(arrays["weights"]) > weight_threshold)
     out = {
         "mode": mode,
         "source_ll": float(ll_s.mean()),
@@ -125,6 +166,8 @@ def layer_shift(
         "target_index": tgt_index,
         "target_assigned": assigned,
     }
+    if hasattr(est, "_estimate_log_prob") and len(kept):
+        out |= coverage_shift(est, Xs, Xt, kept)
     if target_labels is not None:
         own = np.asarray(target_labels).ravel()[tgt_index]
         out["own_vs_source_nmi"] = float(normalized_mutual_info_score(own, assigned))

@@ -20,7 +20,7 @@ MIN_SCORED = 100
 
 COLUMNS = [
     "model", "dataset", "source", "layer", "layer_index", "cut", "mode",
-    "shift", "shift_z", "source_ll", "target_ll", "source_reference", "n_source_scored",
+    "shift", "shift_z", "cover", "cover_z", "source_ll", "target_ll", "source_reference", "n_source_scored",
     "n_target_scored", "usage_js", "source_clusters_used", "target_clusters_used",
     "own_vs_source_nmi", "source_clusters_kept", "target_clusters_kept", "target_nmi",
     "target_nmi_image", "probe_accuracy", "probe_std", "retrain_accuracy", "retrain_std",
@@ -28,7 +28,7 @@ COLUMNS = [
     "retrain_best_cut",
     "spearman_shift", "spearman_shift_z",
     # the baselines (convdp.transfer.baselines) and the price of each cut (convdp.transfer.cost)
-    "depth", "mmd2", "logme", "hscore", "shift_z_cut", "shift_cut", "mmd2_cut",
+    "depth", "mmd2", "logme", "hscore", "shift_z_cut", "shift_cut", "cover_z_cut", "mmd2_cut",
     "params_frozen", "params_retrained", "params_retrained_share", "frozen_forward_flops",
     "train_flops", "train_flops_share", "flops_saved", "flops_saved_share",
 ]
@@ -109,6 +109,8 @@ def verdict(
         # a cut freezes every layer up to it: its worst layer's shift (and MMD)
         r["shift_z_cut"] = float(np.min([q["shift_z"] for q in rows[:i + 1]]))
         r["shift_cut"] = float(np.min([q["shift"] for q in rows[:i + 1]]))
+        if all("cover_z" in q for q in rows[:i + 1]):
+            r["cover_z_cut"] = float(np.min([q["cover_z"] for q in rows[:i + 1]]))
         if all("mmd2" in q for q in rows[:i + 1]):
             r["mmd2_cut"] = float(np.max([q["mmd2"] for q in rows[:i + 1]]))
         if costs:
