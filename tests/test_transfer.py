@@ -256,6 +256,26 @@ def test_verdict_table_and_figures(tmp_path):
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10000
 
 
+def test_the_rule_reads_cover_z_where_every_layer_has_it(tmp_path):
+    """A target whose first layer's shift is only a matter of cluster proportions (cover_z
+    near 0, shift_z below the tolerance) keeps that layer frozen; without cover_z the rule
+    falls back on shift_z."""
+    scores = _scores([-1.3, -0.4, -1.5, -3.0])
+    retrain = _retrain([0.90, 0.92, 0.91, 0.85, 0.60])
+    _, plain = T.verdict(scores, retrain)
+    assert plain["rule_score"] == "shift_z" and plain["recommended_cut"] == 0
+    for r, c in zip(scores["layers"], [-0.2, -0.3, -1.4, -3.0], strict=True):
+        r["cover_z"], r["cover"] = c, 2 * c
+    df, summary = T.verdict(scores, retrain)
+    assert summary["rule_score"] == "cover_z" and "cover_z >= -1.0" in summary["rule"]
+    assert summary["recommended_cut"] == 2 and list(df["transferable"]) == [True, True, False, False]
+    assert list(df["cover_z_cut"]) == [-0.2, -0.3, -1.4, -3.0]
+    from convdp.transfer.plots import plot_transfer
+
+    plot_transfer(df, summary, tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 10000
+
+
 def test_a_target_scored_on_few_samples_is_flagged(tmp_path):
     """A one-image target scores a handful of positions at deep layers: the table marks those
     layers too_few_samples and the verdict warns (in its summary and on its figure)."""

@@ -43,9 +43,13 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
     ax.legend(fontsize=8)
     ax = axes[0, 1]
     tol = summary["shift_tolerance"]
-    ax.axhspan(-tol, max(0.5, float(np.nanmax(df["shift_z"])) + 0.2), color="tab:green", alpha=0.12)
-    ax.axhline(-tol, color="tab:green", lw=1, ls="--", label=f"rule: shift_z ≥ −{tol:g}")
+    rule = summary.get("rule_score", "shift_z")
+    ax.axhspan(-tol, max(0.5, float(np.nanmax(df[rule])) + 0.2), color="tab:green", alpha=0.12)
+    ax.axhline(-tol, color="tab:green", lw=1, ls="--", label=f"rule: {rule} ≥ −{tol:g}")
     ax.plot(x, df["shift_z"], "o-", color="tab:red", label="shift_z (target − source, in SDs)")
+    if df["cover_z"].notna().any():
+        ax.plot(x, df["cover_z"], "^-", color="tab:brown",
+                label="cover_z (the same, cluster weights refitted per side)")
     if control:
         ax.plot(x, df["control_shift_z"], "o--", color="tab:red", alpha=0.6,
                 label=f"shift_z of {control} (random weights)")
