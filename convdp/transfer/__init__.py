@@ -87,10 +87,8 @@ from convdp.transfer.verdict import (
 
 __all__ = [
     "COLUMNS", "MIN_HELDOUT", "MIN_SCORED", "anb_retrain", "best_retrain_cut", "coverage_shift",
-    "cut_costs",
-    "frozen_parameters", "hscore", "linear_cka", "logme", "mmd2", "price",
+    "cut_costs", "frozen_parameters", "hscore", "linear_cka", "logme", "mmd2", "price",
     "js_divergence", "layer_shift", "linear_probe", "load_fit", "own_to_source", "plot_transfer",
     "plot_transfer_label_maps", "plot_verdict", "pooled_features", "read_samples", "recommend_cut",
-    "refitted_log_likelihood",
-    "score_layer", "spearman", "subsample", "verdict",
+    "refitted_log_likelihood", "score_layer", "spearman", "subsample", "verdict",
 ]

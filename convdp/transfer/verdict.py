@@ -20,8 +20,8 @@ MIN_SCORED = 100
 
 COLUMNS = [
     "model", "dataset", "source", "layer", "layer_index", "cut", "mode",
-    "shift", "shift_z", "cover", "cover_z", "source_ll", "target_ll", "source_reference", "n_source_scored",
-    "n_target_scored", "usage_js", "source_clusters_used", "target_clusters_used",
+    "shift", "shift_z", "cover", "cover_z", "source_ll", "target_ll", "source_reference",
+    "n_source_scored", "n_target_scored", "usage_js", "source_clusters_used", "target_clusters_used",
     "own_vs_source_nmi", "source_clusters_kept", "target_clusters_kept", "target_nmi",
     "target_nmi_image", "probe_accuracy", "probe_std", "retrain_accuracy", "retrain_std",
     "retrain_accuracies", "retrain_gain", "transferable", "too_few_samples", "recommended_cut",
