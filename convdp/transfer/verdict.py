@@ -44,11 +44,11 @@ model's own in the table, as ``control_<name>`` (with ``control_model``)."""
 def rule_score_of(rows: Sequence[dict]) -> str:
     """The score the recommended cut reads: ``cover_z`` (the shift once each side may weight
     the source's clusters as it likes, :func:`convdp.transfer.scores.coverage_shift`) where
-    every layer has it, else ``shift_z``. On the transfer benchmark's seeds 0 and 1 the
+    every layer has it, else ``shift_z``. On the transfer benchmark's seeds 0, 1 and 2 the
     ``cover_z`` rule's cut was within tolerance of the best for one more shifted target than
-    the ``shift_z`` rule's (3 of 5 against 2 of 5): a target whose low-level statistics change
-    only in proportion (inverted contrast: the same edges, the other way round) keeps its
-    first layer."""
+    the ``shift_z`` rule's (3 of 5 against 2 of 5 on each): a target whose low-level
+    statistics change only in proportion (inverted contrast: the same edges, the other way
+    round) keeps its first layer."""
     return "cover_z" if rows and all("cover_z" in r for r in rows) else "shift_z"
 
 
