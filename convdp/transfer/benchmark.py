@@ -46,7 +46,7 @@ SCORES = {
 """Each score's column in the verdict table, its sign (-1: lower means more transferable)
 and its family. ``depth`` is the cut's index: "the deeper, the worse"; ``shift_z_cut``,
 ``shift_cut``, ``cover_z_cut`` and ``mmd2_cut`` are the worst layer's value among the layers a
-cut freezes (the lowest shift_z, shift or cover_z, the highest MMD up to the cut). ``shift_cut`` uses the shift in nats
+cut freezes (:data:`convdp.transfer.verdict.CUT_SCORES`). ``shift_cut`` uses the shift in nats
 per sample, not divided by the source's spread: the fits of every layer share one PCA
 dimension (``preprocess.pca``), so the layers' nats are on one scale."""
 

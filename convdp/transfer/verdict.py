@@ -34,6 +34,13 @@ COLUMNS = [
 ]
 COST_COLUMNS = COLUMNS[COLUMNS.index("params_frozen"):]
 
+CUT_SCORES = {
+    "shift_z_cut": ("shift_z", np.min), "shift_cut": ("shift", np.min),
+    "cover_z_cut": ("cover_z", np.min), "mmd2_cut": ("mmd2", np.max),
+}
+"""Scores of a cut: the worst value, among the layers it freezes, of a per-layer score (the
+lowest shift, the highest MMD); a row gets one when every frozen layer has the score."""
+
 CONTROL_COLUMNS = ["shift_z", "usage_js", "target_clusters_kept", "target_nmi", "probe_accuracy",
                    "retrain_accuracy", "retrain_std"]
 """The scores of the model's random-weights control (:mod:`convdp.control`) put beside the
@@ -118,13 +125,10 @@ def verdict(
     for i, r in enumerate(rows):
         r["cut"] = i + 1
         r["depth"] = i + 1
-        # a cut freezes every layer up to it: its worst layer's shift (and MMD)
-        r["shift_z_cut"] = float(np.min([q["shift_z"] for q in rows[:i + 1]]))
-        r["shift_cut"] = float(np.min([q["shift"] for q in rows[:i + 1]]))
-        if all("cover_z" in q for q in rows[:i + 1]):
-            r["cover_z_cut"] = float(np.min([q["cover_z"] for q in rows[:i + 1]]))
-        if all("mmd2" in q for q in rows[:i + 1]):
-            r["mmd2_cut"] = float(np.max([q["mmd2"] for q in rows[:i + 1]]))
+        # a cut freezes every layer up to it: its worst layer's score
+        for name, (score, worst) in CUT_SCORES.items():
+            if all(score in q for q in rows[:i + 1]):
+                r[name] = float(worst([q[score] for q in rows[:i + 1]]))
         if costs:
             r |= {k: costs[i + 1][k] for k in COST_COLUMNS}
         c = cuts[i + 1] if cuts else None
