@@ -4,7 +4,8 @@ Runs, side by side on the same images and the same number of threads:
 
 * the bare forward pass of the net (``model(x)``, outputs discarded), and
 * ``convdp.extract.extract_activations`` (forward pass through the feature extractor,
-  channels-last copy, compression and chunked Zarr write in a writer thread),
+  channels-last copy, and in a writer thread the chunk files written directly with
+  ``O_DIRECT`` (``convdp.rawchunks``; through Zarr when compressed)),
 
 for a realistic net (torchvision ResNet-18, random weights, 224×224 inputs, every block
 output: ``relu, layer1 … layer4``) and for the default run's small net (DigitNet, 32×32,
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -148,11 +150,14 @@ def peak_memory(net: str, n: int) -> float:
 def writer_breakdown(repeats: int = 7) -> None:
     """Where the extraction's time goes beyond the forward pass, per chunk of the realistic
     net (medians of ``repeats``): the channels-last copy into the chunk buffer, the finite
-    check, the Zarr write of the chunk, and a plain file write of the same bytes (the floor
-    any store pays on this machine's file system)."""
+    check, the Zarr write of the chunk through Zarr, the direct write the extraction does for
+    uncompressed stores (``convdp.rawchunks``: the chunk files, ``O_DIRECT``) and a plain
+    buffered file write of the same bytes. Wall and CPU seconds: on a machine with few
+    cores the writer's CPU time is what it takes from the forward pass."""
     import torch
     import zarr
 
+    from convdp import rawchunks
     from convdp.extract import check_finite, feature_extractor, to_channels_last
     from convdp.models import to_input
 
@@ -162,7 +167,8 @@ def writer_breakdown(repeats: int = 7) -> None:
     x = to_input(images("realistic", spec["chunk"]), [0.5] * 3, [0.25] * 3)
     with torch.no_grad():
         res = ext(x)
-    bufs = {k: np.empty(to_channels_last(k, v).shape, np.float32) for k, v in res.items()}
+    bufs = {k: rawchunks.aligned_empty(to_channels_last(k, v).shape, np.float32)
+            for k, v in res.items()}
     tmp = tempfile.mkdtemp(prefix="convdp-bench-")
     try:
         g = zarr.open_group(f"{tmp}/b.zarr", mode="w")
@@ -186,29 +192,41 @@ def writer_breakdown(repeats: int = 7) -> None:
             for k, v in bufs.items():
                 arrs[k][:] = v
 
+        direct = rawchunks.DirectWriter()
+
+        def direct_write():
+            for k, v in bufs.items():
+                direct.write(Path(tmp) / f"{k}.direct", v)
+
         def file_write():
             for k, v in bufs.items():
                 with open(f"{tmp}/{k}.raw", "wb") as f:
                     f.write(memoryview(v).cast("B"))
 
         parts = {"forward": forward, "channels-last copy": copy, "finite check": check,
-                 "zarr write": zarr_write, "plain file write": file_write}
+                 "zarr write": zarr_write, "direct write": direct_write,
+                 "plain file write": file_write}
         times = {name: [] for name in parts}
+        cpu = {name: [] for name in parts}
         for _ in range(repeats):
             for name, f in parts.items():
-                t0 = time.perf_counter()
+                os.sync()  # no write-back of the previous part's pages inside this one's time
+                t0, c0 = time.perf_counter(), time.process_time()
                 f()
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     mb = sum(v.nbytes for v in bufs.values()) / 1e6
     fwd = float(np.median(times["forward"]))
     print(f"\nwriter breakdown, one chunk of {spec['chunk']} images ({mb:.0f} MB), medians of "
-          f"{repeats}: share of the forward pass")
+          f"{repeats}: wall, share of the forward pass, CPU (both threads)"
+          f"{'' if direct.direct else ' (O_DIRECT refused here: buffered)'}")
     for name, ts in times.items():
         med = float(np.median(ts))
         rate = f", {mb / med / 1e3:.2f} GB/s" if name != "forward" else ""
-        print(f"  {name:<20s}{med * 1e3:8.1f} ms  {med / fwd:6.3f}{rate}")
+        print(f"  {name:<20s}{med * 1e3:8.1f} ms  {med / fwd:6.3f}{rate}; "
+              f"cpu {float(np.median(cpu[name])) * 1e3:.1f} ms")
 
 
 def codec_sweep() -> None:

@@ -3,7 +3,9 @@
 Each configured layer becomes one array, stored channels-last (N, H, W, C) so that the
 C-dimensional vector of one spatial position is contiguous and position mode is a free
 reshape to (N·H·W, C). A layer with a flat output (N, C) is stored as (N, 1, 1, C).
-Arrays are chunked along N only, ``chunk_size`` images per chunk, and compressed.
+Arrays are chunked along N only, ``chunk_size`` images per chunk, uncompressed by default
+(``compression``); uncompressed chunks are written as their files directly, past the page
+cache (:mod:`convdp.rawchunks`), compressed ones through Zarr.
 
 The images are read one chunk at a time; each chunk goes through the net in batches; the
 finished chunk is handed to a writer thread (so compression and disk I/O overlap the next
@@ -32,7 +34,7 @@ import torch
 import zarr
 from torch import nn
 
-from convdp import sampled
+from convdp import rawchunks, sampled
 from convdp.io import finish_zarr_writes
 from convdp.models import to_input
 
@@ -197,7 +199,7 @@ class _ChunkWriter:
         """One chunk's output buffers: reused once written (fresh pages cost page faults)."""
         if self.free.empty() and self.allocated < self.n_buffers:
             self.allocated += 1
-            return {name: np.empty(shape, dtype) for name, shape in shapes.items()}
+            return {name: rawchunks.aligned_empty(shape, dtype) for name, shape in shapes.items()}
         while True:
             self.raise_error()
             try:
@@ -298,11 +300,18 @@ def extract_activations(
     else:
         # Every chunk gets a file, even an all-zero one, so a missing chunk file means damage.
         arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in layers}
+        # Uncompressed chunks are written as their files directly (see convdp.rawchunks).
+        roots = {name: rawchunks.chunk_files(arrays[name]) for name in layers}
+        direct = rawchunks.DirectWriter()
 
         def write(index, start, stop, outputs, where):
             for name, data in outputs.items():
                 where[0] = f"layer {name!r}"
-                arrays[name][start:stop] = data[: stop - start]
+                if roots[name] is None:
+                    arrays[name][start:stop] = data[: stop - start]
+                    continue
+                data[stop - start :] = 0  # an edge chunk's rows past the last image
+                direct.write(rawchunks.chunk_path(arrays[name], roots[name], index), data)
     n_chunks = -(-n // chunk_size)
     done = set(group.attrs.get("complete_chunks", []))
     todo = [i for i in range(n_chunks) if i not in done]
