@@ -13,7 +13,7 @@ nothing, and the writer thread waits for the disk instead.
 device's logical block: buffers come from :func:`aligned_empty`, the aligned part of a
 chunk is written directly and the rest (under 4 KiB) through the page cache. Where the
 file system refuses ``O_DIRECT`` (``EINVAL``: tmpfs on older kernels, some network file
-systems) or the platform has none, the whole chunk goes through the page cache.
+systems: ``EOPNOTSUPP``) or the platform has none, chunks go through the page cache.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ import zarr
 ALIGN = 4096
 
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+#: What a file system without O_DIRECT answers (Linux: EINVAL; some network file systems:
+#: EOPNOTSUPP).
+_REFUSED = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 
 def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -84,7 +88,7 @@ class DirectWriter:
                 self._write_direct(path, data, head)
                 return
             except OSError as exc:
-                if exc.errno != errno.EINVAL:
+                if exc.errno not in _REFUSED:
                     raise
                 self.direct = False  # this file system has no O_DIRECT: buffered from now on
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
