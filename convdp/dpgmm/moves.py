@@ -135,15 +135,16 @@ def _continue(est, Xc, state, lower_bounds, spent, stats, bound, em_iter=None):
 
 
 def _responsibilities(est, Xc, state):
-    """Yield ``(Xa, R, log_resp)`` per block under ``state`` (plain E-step, no pruning);
-    ``Xa`` are rows of the centred data (see ``_centre``)."""
+    """Yield ``(Xa, R, ent)`` per block under ``state`` (plain E-step, no pruning): the
+    rows ``Xa`` of the centred data (see ``_centre``), their responsibilities and entropy
+    term (see ``_normalise``)."""
     est._prune_now = False
     est._deleted = None
     est._prepare_estep(state)
     for s, e in est._blocks(Xc.shape[0]):
         Xa = Xc[s:e]
-        R, log_resp, _ = est._normalise(est._weighted_log_prob(Xa))
-        yield Xa, R, log_resp
+        R, ent, _ = est._normalise(est._weighted_log_prob(Xa))
+        yield Xa, R, ent
 
 
 def stats_and_overlap(est, Xc, state):
@@ -152,8 +153,8 @@ def stats_and_overlap(est, Xc, state):
     acc = est._new_acc(state.means)
     K = est._K
     overlap = torch.zeros(K, K, dtype=torch.float64, device=Xc.device)
-    for Xa, R, log_resp in _responsibilities(est, Xc, state):
-        acc["ent"] += torch.where(R > 0, R * log_resp, 0.0).sum(dtype=torch.float64)
+    for Xa, R, ent in _responsibilities(est, Xc, state):
+        acc["ent"] += ent
         est._accumulate(acc, Xa, R)
         overlap += (R.T @ R).to(torch.float64)
     nk, xk, sk = est._finish_stats(acc)
