@@ -475,6 +475,8 @@ def transfer_verdict(
     out_figure: str | Path,
     out_label_maps: str | Path,
     *,
+    rule: str = "step",
+    step_tolerance: float = 0.5,
     shift_tolerance: float = 1.0,
     accuracy_tolerance: float = 0.02,
     control_scores_json: str | Path | None = None,
@@ -490,7 +492,8 @@ def transfer_verdict(
         return read_json(scores), retrain if retrain.get("cuts") or retrain.get("costs") else None
 
     control = records(control_scores_json, control_retrain_json) if control_scores_json else None
-    df, summary = verdict(*records(scores_json, retrain_json), shift_tolerance=shift_tolerance,
+    df, summary = verdict(*records(scores_json, retrain_json), rule=rule,
+                          step_tolerance=step_tolerance, shift_tolerance=shift_tolerance,
                           accuracy_tolerance=accuracy_tolerance, control=control)
     write_csv(df, out_csv)
     summary["layers"] = df.to_dict(orient="records")

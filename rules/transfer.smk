@@ -95,6 +95,8 @@ rule transfer_verdict:
     conda:
         "../envs/report.yaml"
     params:
+        rule=config["transfer"]["rule"],
+        step_tolerance=config["transfer"]["step_tolerance"],
         shift_tolerance=config["transfer"]["shift_tolerance"],
         accuracy_tolerance=config["transfer"]["accuracy_tolerance"],
     script:

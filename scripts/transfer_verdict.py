@@ -12,6 +12,8 @@ with snakemake_job(snakemake):
         out.summary,
         out.figure,
         out.label_maps,
+        rule=snakemake.params.rule,
+        step_tolerance=snakemake.params.step_tolerance,
         shift_tolerance=snakemake.params.shift_tolerance,
         accuracy_tolerance=snakemake.params.accuracy_tolerance,
         control_scores_json=snakemake.input.get("control_scores"),

@@ -233,7 +233,8 @@ def test_verdict_table_and_figures(tmp_path):
     from convdp.io import write_json, write_npz
 
     scores = _scores([0.1, -0.4, -1.5, -3.0])
-    df, summary = T.verdict(scores, _retrain([0.90, 0.92, 0.91, 0.85, 0.60]), shift_tolerance=1.0)
+    df, summary = T.verdict(scores, _retrain([0.90, 0.92, 0.91, 0.85, 0.60]), rule="level",
+                            shift_tolerance=1.0)
     assert list(df["layer"]) == LAYERS and list(df["cut"]) == [1, 2, 3, 4]
     assert summary["recommended_cut"] == 2 and summary["recommendation"] == "freeze up to layer relu2"
     assert summary["retrain_best_cut"] == 2
@@ -262,14 +263,47 @@ def test_the_rule_reads_cover_z_where_every_layer_has_it(tmp_path):
     falls back on shift_z."""
     scores = _scores([-1.3, -0.4, -1.5, -3.0])
     retrain = _retrain([0.90, 0.92, 0.91, 0.85, 0.60])
-    _, plain = T.verdict(scores, retrain)
+    _, plain = T.verdict(scores, retrain, rule="level")
     assert plain["rule_score"] == "shift_z" and plain["recommended_cut"] == 0
     for r, c in zip(scores["layers"], [-0.2, -0.3, -1.4, -3.0], strict=True):
         r["cover_z"], r["cover"] = c, 2 * c
-    df, summary = T.verdict(scores, retrain)
+    df, summary = T.verdict(scores, retrain, rule="level")
     assert summary["rule_score"] == "cover_z" and "cover_z >= -1.0" in summary["rule"]
     assert summary["recommended_cut"] == 2 and list(df["transferable"]) == [True, True, False, False]
     assert list(df["cover_z_cut"]) == [-0.2, -0.3, -1.4, -3.0]
+    from convdp.transfer.plots import plot_transfer
+
+    plot_transfer(df, summary, tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 10000
+
+
+def test_the_step_rule_freezes_while_each_layer_adds_little_shift():
+    step = T.recommend_cut_by_step
+    # a shift that comes in at the first layer and is carried up (rotated digits on the
+    # benchmark: freezing up to relu3 was best) does not stop the freezing ...
+    assert step([-2.26, -0.99, -1.24, -3.59], 0.5) == 3
+    # ... a layer that adds more than the tolerance does (new classes: relu4 adds 1.6 SD)
+    assert step([-0.04, -0.05, -0.15, -1.72], 0.5) == 3
+    assert step([0.1, -0.45, -0.5, -0.6], 0.5) == 1  # relu2's step -0.55: over 0.5 ...
+    assert step([0.1, -0.45, -0.5, -0.6], 0.6) == 4  # ... under 0.6
+    assert step([0.0, -0.5], 0.5) == 2  # at the tolerance: still frozen
+    assert step([float("nan"), 0.0]) == 0 and step([0.0, float("nan"), 0.0]) == 1
+    assert step([]) == 0
+
+
+def test_the_verdict_uses_the_step_rule_by_default(tmp_path):
+    scores = _scores([-2.3, -1.0, -1.2, -3.6])
+    retrain = _retrain([0.85, 0.82, 0.88, 0.92, 0.70])
+    df, summary = T.verdict(scores, retrain)
+    assert summary["rule_name"] == "step" and summary["rule_score"] == "shift_z"
+    assert summary["recommended_cut"] == 3 and summary["retrain_best_cut"] == 3
+    assert "at most 0.5" in summary["rule"]
+    np.testing.assert_allclose(df["shift_z_step"], [np.nan, 1.3, -0.2, -2.4], atol=1e-12)
+    assert list(df["transferable"]) == [True, True, True, False]
+    # the level rule on the same scores retrains everything (relu1's shift_z is -2.3)
+    assert T.verdict(scores, retrain, rule="level")[1]["recommended_cut"] == 0
+    with pytest.raises(ValueError, match="transfer.rule 'deepest': choose one of step, level"):
+        T.verdict(scores, retrain, rule="deepest")
     from convdp.transfer.plots import plot_transfer
 
     plot_transfer(df, summary, tmp_path / "t.png")

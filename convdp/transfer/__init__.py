@@ -32,7 +32,9 @@ And, using the target's labels:
   target's classes) and trained on the target for ``epochs`` epochs. The held-out target
   accuracy is recorded per cut and seed (``n = 0`` is training from scratch).
 
-The **recommended cut** (:func:`recommend_cut`) uses the unlabelled score only, and the
+The **recommended cut** uses the unlabelled score only — by default the shift each layer
+adds (:func:`recommend_cut_by_step`, ``transfer.rule: step``), or the shift's level
+(:func:`recommend_cut`, ``transfer.rule: level``) — and the
 Spearman rank correlation across layers between each score and the retraining accuracy
 at that layer's cut says how well the unlabelled score predicts the real outcome.
 
@@ -81,6 +83,7 @@ from convdp.transfer.verdict import (
     MIN_SCORED,
     best_retrain_cut,
     recommend_cut,
+    recommend_cut_by_step,
     spearman,
     verdict,
 )
@@ -90,5 +93,5 @@ __all__ = [
     "cut_costs", "frozen_parameters", "hscore", "linear_cka", "logme", "mmd2", "price",
     "js_divergence", "layer_shift", "linear_probe", "load_fit", "own_to_source", "plot_transfer",
     "plot_transfer_label_maps", "plot_verdict", "pooled_features", "read_samples", "recommend_cut",
-    "refitted_log_likelihood", "score_layer", "spearman", "subsample", "verdict",
+    "recommend_cut_by_step", "refitted_log_likelihood", "score_layer", "spearman", "subsample", "verdict",
 ]

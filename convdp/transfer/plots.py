@@ -42,10 +42,22 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
     ax.set_title("Under the DPGMM fitted on the source")
     ax.legend(fontsize=8)
     ax = axes[0, 1]
-    tol = summary["shift_tolerance"]
-    rule = summary.get("rule_score", "shift_z")
-    ax.axhspan(-tol, max(0.5, float(np.nanmax(df[rule])) + 0.2), color="tab:green", alpha=0.12)
-    ax.axhline(-tol, color="tab:green", lw=1, ls="--", label=f"rule: {rule} ≥ −{tol:g}")
+    if summary.get("rule_name", "level") == "step":
+        # each layer's step (the shift it adds), green where the rule lets it be frozen
+        tol = summary["step_tolerance"]
+        z = df["shift_z"].to_numpy(np.float64)
+        for i in range(1, len(z)):
+            step = z[i] - z[i - 1]
+            ax.annotate(f"{step:+.2f}", ((x[i] + x[i - 1]) / 2, (z[i] + z[i - 1]) / 2),
+                        color="tab:green" if step >= -tol else "tab:red", fontsize=8,
+                        ha="center", va="bottom", xytext=(0, 4), textcoords="offset points")
+        ax.plot([], [], " ", label=f"rule: freeze while each layer adds ≤ {tol:g} SD "
+                                   "(its step: green) ")
+    else:
+        tol = summary["shift_tolerance"]
+        rule = summary.get("rule_score", "shift_z")
+        ax.axhspan(-tol, max(0.5, float(np.nanmax(df[rule])) + 0.2), color="tab:green", alpha=0.12)
+        ax.axhline(-tol, color="tab:green", lw=1, ls="--", label=f"rule: {rule} ≥ −{tol:g}")
     ax.plot(x, df["shift_z"], "o-", color="tab:red", label="shift_z (target − source, in SDs)")
     if df["cover_z"].notna().any():
         ax.plot(x, df["cover_z"], "^-", color="tab:brown",

@@ -20,7 +20,7 @@ MIN_SCORED = 100
 
 COLUMNS = [
     "model", "dataset", "source", "layer", "layer_index", "cut", "mode",
-    "shift", "shift_z", "cover", "cover_z", "source_ll", "target_ll", "source_reference",
+    "shift", "shift_z", "shift_z_step", "cover", "cover_z", "source_ll", "target_ll", "source_reference",
     "n_source_scored", "n_target_scored", "usage_js", "source_clusters_used", "target_clusters_used",
     "own_vs_source_nmi", "source_clusters_kept", "target_clusters_kept", "target_nmi",
     "target_nmi_image", "probe_accuracy", "probe_std", "retrain_accuracy", "retrain_std",
@@ -49,7 +49,7 @@ model's own in the table, as ``control_<name>`` (with ``control_model``)."""
 
 
 def rule_score_of(rows: Sequence[dict]) -> str:
-    """The score the recommended cut reads: ``cover_z`` (the shift once each side may weight
+    """The score the ``level`` rule reads: ``cover_z`` (the shift once each side may weight
     the source's clusters as it likes, :func:`convdp.transfer.scores.coverage_shift`) where
     every layer has it, else ``shift_z``. On the transfer benchmark's seeds 0, 1 and 2 the
     ``cover_z`` rule's cut was within tolerance of the best for one more shifted target than
@@ -59,10 +59,38 @@ def rule_score_of(rows: Sequence[dict]) -> str:
     return "cover_z" if rows and all("cover_z" in r for r in rows) else "shift_z"
 
 
+RULES = ("step", "level")
+"""The rules for the recommended cut: ``step`` (the default, :func:`recommend_cut_by_step`)
+and ``level`` (:func:`recommend_cut`)."""
+
+
+def recommend_cut_by_step(shift_z: Sequence[float], step_tolerance: float = 0.5) -> int:
+    """The recommended cut from the shift each layer adds: how many layers to freeze.
+
+    Rule ``step``: freeze the first layer, then each next layer as long as the shift it adds
+    — the drop of ``shift_z`` from the layer below it, in standard deviations of the held-out
+    source's log-likelihoods — is at most ``step_tolerance``; the first layer that adds more
+    is retrained, and every layer above it. A shift that comes in at the first layer (the
+    target's pixels differ: rotated, inverted, textured) is carried by every layer above
+    it, so the level of ``shift_z`` there says little about whether a deeper layer is
+    specific to the source; its increase does. The first layer is frozen whatever its
+    shift (first-layer features are the general ones, Yosinski et al. 2014); the table
+    still shows its ``shift_z``. A NaN stops the run (a NaN first layer: 0).
+    Returns n (0 = retrain everything; L = every layer transfers).
+    """
+    z = [float(v) for v in shift_z]
+    if not z or not np.isfinite(z[0]):
+        return 0
+    for i in range(1, len(z)):
+        if not (z[i] - z[i - 1] >= -step_tolerance):  # NaN fails too
+            return i
+    return len(z)
+
+
 def recommend_cut(shift_z: Sequence[float], tolerance: float = 1.0) -> int:
     """The recommended cut from the unlabelled domain shift: how many layers to freeze.
 
-    Rule: freeze up to the deepest layer L such that *every* layer from the first up to
+    Rule ``level``: freeze up to the deepest layer L such that *every* layer from the first up to
     and including L has a standardised domain shift ``shift_z >= -tolerance``, i.e. the
     target's mean log-likelihood under the source's DPGMM is at most ``tolerance`` standard
     deviations (of the held-out source samples' log-likelihoods) below that of unseen
@@ -99,6 +127,8 @@ def verdict(
     scores: dict,
     retrain: dict | None,
     *,
+    rule: str = "step",
+    step_tolerance: float = 0.5,
     shift_tolerance: float = 1.0,
     accuracy_tolerance: float = 0.02,
     control: tuple[dict, dict | None] | None = None,
@@ -115,10 +145,25 @@ def verdict(
     """
     import pandas as pd
 
+    if rule not in RULES:
+        raise ValueError(f"transfer.rule {rule!r}: choose one of {', '.join(RULES)}")
     rows = [dict(r) for r in scores["layers"]]
     layers = [r["layer"] for r in rows]
-    rule_score = rule_score_of(rows)
-    n_rec = recommend_cut([r[rule_score] for r in rows], shift_tolerance)
+    for i, r in enumerate(rows):
+        r["shift_z_step"] = r["shift_z"] - rows[i - 1]["shift_z"] if i else float("nan")
+    if rule == "step":
+        rule_score = "shift_z"
+        n_rec = recommend_cut_by_step([r["shift_z"] for r in rows], step_tolerance)
+        passes = [i == 0 or r["shift_z_step"] >= -step_tolerance for i, r in enumerate(rows)]
+        rule_text = (f"freeze the first layer, then each next layer while the shift it adds "
+                     f"(shift_z_step, the drop of shift_z from the layer below) is at most "
+                     f"{step_tolerance}")
+    else:
+        rule_score = rule_score_of(rows)
+        n_rec = recommend_cut([r[rule_score] for r in rows], shift_tolerance)
+        passes = [r[rule_score] >= -shift_tolerance for r in rows]
+        rule_text = (f"freeze up to the deepest layer L such that every layer up to L has "
+                     f"{rule_score} >= -{shift_tolerance}")
     cuts = retrain["cuts"] if retrain else []
     costs = (retrain or {}).get("costs") or []
     acc0 = cuts[0]["mean"] if cuts else float("nan")
@@ -136,7 +181,7 @@ def verdict(
         r["retrain_std"] = c["std"] if c else float("nan")
         r["retrain_accuracies"] = ";".join(f"{a:.4f}" for a in c["accuracies"]) if c else ""
         r["retrain_gain"] = r["retrain_accuracy"] - acc0
-        r["transferable"] = bool(r[rule_score] >= -shift_tolerance)
+        r["transferable"] = bool(passes[i])
     acc = [r["retrain_accuracy"] for r in rows]
     corr = {
         "shift": spearman([r["shift"] for r in rows], acc),
@@ -149,9 +194,10 @@ def verdict(
     summary = {
         "model": scores["model"], "dataset": scores["dataset"], "source": scores["source"],
         "mode": scores["mode"],
-        "rule": (f"freeze up to the deepest layer L such that every layer up to L has "
-                 f"{rule_score} >= -{shift_tolerance}"),
+        "rule": rule_text,
+        "rule_name": rule,
         "rule_score": rule_score,
+        "step_tolerance": step_tolerance,
         "shift_tolerance": shift_tolerance,
         "recommended_cut": n_rec,
         "recommended_layer": name(n_rec),
@@ -188,8 +234,8 @@ def verdict(
     df = pd.DataFrame(rows).reindex(columns=COLUMNS)  # a column no row has: NaN
     columns = list(COLUMNS)
     if control is not None:
-        cdf, csum = verdict(*control, shift_tolerance=shift_tolerance,
-                            accuracy_tolerance=accuracy_tolerance)
+        cdf, csum = verdict(*control, rule=rule, step_tolerance=step_tolerance,
+                            shift_tolerance=shift_tolerance, accuracy_tolerance=accuracy_tolerance)
         if list(cdf["layer"]) != layers:
             raise ValueError(f"the control {csum['model']!r} was scored on layers "
                              f"{list(cdf['layer'])}, the model on {layers}")
