@@ -50,7 +50,9 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
             step = z[i] - z[i - 1]
             ax.annotate(f"{step:+.2f}", ((x[i] + x[i - 1]) / 2, (z[i] + z[i - 1]) / 2),
                         color="tab:green" if step >= -tol else "tab:red", fontsize=8,
-                        ha="center", va="bottom", xytext=(0, 4), textcoords="offset points")
+                        ha="center", va="bottom", xytext=(0, 4), textcoords="offset points",
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                              "alpha": 0.85})
         ax.plot([], [], " ", label=f"rule: freeze while each layer adds ≤ {tol:g} SD "
                                    "(its step: green) ")
     else:
