@@ -80,10 +80,11 @@ class DirectWriter:
 
     def write(self, path: Path, chunk: np.ndarray) -> None:
         """Write ``chunk`` (the whole chunk, C-contiguous) as the file ``path``."""
-        data = memoryview(np.ascontiguousarray(chunk)).cast("B")
+        chunk = np.ascontiguousarray(chunk)
+        data = memoryview(chunk).cast("B")
         path.parent.mkdir(parents=True, exist_ok=True)
         head = len(data) - len(data) % ALIGN if self.direct else 0
-        if head and np.asarray(chunk).ctypes.data % ALIGN == 0:
+        if head and chunk.ctypes.data % ALIGN == 0:
             try:
                 self._write_direct(path, data, head)
                 return

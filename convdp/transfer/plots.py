@@ -46,15 +46,14 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
         # each layer's step (the shift it adds), green where the rule lets it be frozen
         tol = summary["step_tolerance"]
         z = df["shift_z"].to_numpy(np.float64)
-        for i in range(1, len(z)):
-            step = z[i] - z[i - 1]
+        for i, step in enumerate(df["shift_z_step"].to_numpy(np.float64)[1:], start=1):
             ax.annotate(f"{step:+.2f}", ((x[i] + x[i - 1]) / 2, (z[i] + z[i - 1]) / 2),
                         color="tab:green" if step >= -tol else "tab:red", fontsize=8,
                         ha="center", va="bottom", xytext=(0, 4), textcoords="offset points",
                         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
                               "alpha": 0.85})
         ax.plot([], [], " ", label=f"rule: freeze while each layer adds ≤ {tol:g} SD "
-                                   "(its step: green) ")
+                                   "(its step: green)")
     else:
         tol = summary["shift_tolerance"]
         rule = summary.get("rule_score", "shift_z")

@@ -140,8 +140,9 @@ def verdict(
     price and the summary's ``decision``: "freeze up to X: retrain Y% of the parameters, Z%
     of the training compute"). ``control``: the same two records of the model's
     random-weights control, whose scores go beside the model's (:data:`CONTROL_COLUMNS`; the
-    summary's ``control``). Returns ``(DataFrame, summary
-    dict)``.
+    summary's ``control``). ``rule``: ``step`` (:func:`recommend_cut_by_step` with
+    ``step_tolerance``) or ``level`` (:func:`recommend_cut` on :func:`rule_score_of`'s score
+    with ``shift_tolerance``). Returns ``(DataFrame, summary dict)``.
     """
     import pandas as pd
 
