@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from itertools import takewhile
 
 import numpy as np
 
@@ -79,12 +80,8 @@ def recommend_cut_by_step(shift_z: Sequence[float], step_tolerance: float = 0.5)
     Returns n (0 = retrain everything; L = every layer transfers).
     """
     z = [float(v) for v in shift_z]
-    if not z or not np.isfinite(z[0]):
-        return 0
-    for i in range(1, len(z)):
-        if not (z[i] - z[i - 1] >= -step_tolerance):  # NaN fails too
-            return i
-    return len(z)
+    steps = (z[i] - z[i - 1] >= -step_tolerance for i in range(1, len(z)))  # NaN fails too
+    return _frozen_prefix([np.isfinite(z[0]), *steps] if z else [])
 
 
 def recommend_cut(shift_z: Sequence[float], tolerance: float = 1.0) -> int:
@@ -97,12 +94,13 @@ def recommend_cut(shift_z: Sequence[float], tolerance: float = 1.0) -> int:
     source data. Layers are frozen as a prefix, so the first layer that fails ends the run.
     Returns n (0 = no layer passes: retrain everything; L = every layer transfers).
     """
-    n = 0
-    for z in shift_z:
-        if not (z >= -tolerance):  # NaN fails too
-            break
-        n += 1
-    return n
+    return _frozen_prefix(z >= -tolerance for z in shift_z)  # NaN fails too
+
+
+def _frozen_prefix(passes) -> int:
+    """How many layers, from the first, pass before the first that fails: layers are frozen
+    as a prefix, so the first failure ends the run (both rules)."""
+    return sum(1 for _ in takewhile(bool, passes))
 
 
 def best_retrain_cut(means: Sequence[float], tolerance: float = 0.02) -> int:
