@@ -182,7 +182,7 @@ def profile(results, n, d, K, cov="full"):
     rows = est._block_rows()
     inner, cols = (d + 1, K * d) if cov == "full" else (2 * d, K)
     peak = gemm_gflops(rows, inner, cols)
-    achieved = [r["stats"]["gemm_flops"] / max(r["stats"]["seconds_estep"], 1e-12) / 1e9
+    achieved = [r["stats"]["gemm_flops_estep"] / max(r["stats"]["seconds_estep"], 1e-12) / 1e9
                 for r in results]
     eff = [a / peak for a in achieved]
     print(f"  E-step + statistics: {np.median(achieved):.2f} GFLOP/s of GEMM work (median); "

@@ -196,15 +196,14 @@ def test_skipping_negligible_components_is_exact():
     for dtype, rtol, atol in (("float64", 1e-9, 1e-9), ("float32", 1e-5, 1e-2)):
         fast = TorchBayesianGaussianMixture(**kw, dtype=dtype).fit(X, resp_init=resp)
         slow = TorchBayesianGaussianMixture(**kw, dtype=dtype)
-        for flag in ("_skip_negligible", "_share_identical", "_sort_blocks", "_prune_components"):
+        for flag in ("_skip_negligible", "_share_identical", "_sort_blocks"):
             setattr(slow, flag, False)
         slow.fit(X, resp_init=resp)
         assert fast.fit_stats_["scatter_skipped"] > 0
-        skips = ("scatter_skipped", "mahalanobis_shared", "mahalanobis_pruned")
+        skips = ("scatter_skipped", "mahalanobis_shared")
         assert {slow.fit_stats_[k] for k in skips} == {0}
         if dtype == "float32":
             assert fast.fit_stats_["mahalanobis_shared"] > 0
-            assert fast.fit_stats_["mahalanobis_pruned"] > 0
         np.testing.assert_allclose(fast.lower_bounds_, slow.lower_bounds_, rtol=rtol)
         np.testing.assert_allclose(fast.means_, slow.means_, rtol=rtol, atol=atol)
         np.testing.assert_allclose(fast.weights_, slow.weights_, rtol=rtol, atol=atol / 10)
@@ -452,6 +451,8 @@ def test_fit_stats_profile_the_fit_and_count_its_gemm_work(covariance_type):
     assert all(t >= 0 for t in phases) and st["seconds_estep"] > 0
     assert sum(phases) <= wall
     n, d = X.shape
-    assert st["gemm_flops"] >= 2 * n * d * 8 * est.n_iter_
+    # the E-step's share: only the EM iterations' (timed as seconds_estep), not the
+    # initialisation's or the moves' passes
+    assert st["gemm_flops"] > st["gemm_flops_estep"] >= 2 * n * d * 8 * est.n_iter_
     est.predict(X)
     assert est.fit_stats_ == st

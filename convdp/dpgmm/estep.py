@@ -1,6 +1,11 @@
 """E-step of the torch DP mixture: the weighted log probabilities of every sample under
-every component (one GEMM), with exact shortcuts (identical components share their terms,
-provably negligible components are skipped), the responsibilities and the entropy term."""
+every component (one GEMM), with an exact shortcut (identical components share their terms),
+the responsibilities and the entropy term.
+
+(Until 2026-12 the "full" E-step also skipped the Mahalanobis terms of components provably
+negligible for a block, from a bound on each one's smallest precision eigenvalue. Its
+bookkeeping cost as much as the products it saved: on the speed benchmark, and at D 128 /
+K 100 and D 32 / K 200, the E-step was 6-18 % faster without it; benchmarks/RESULTS.md.)"""
 
 from __future__ import annotations
 
@@ -72,8 +77,6 @@ class _EStep:
             ).contiguous()
             self._n_unique = U
             self._const = const.to(dt)
-            if self._prune_now:
-                self._prepare_prune(st, uniq, self._inverse, const)
         else:
             prec = st.prec_chol**2  # (K, D)
             c2 = (st.means**2 * prec).sum(1)
@@ -104,76 +107,6 @@ class _EStep:
             self._inverse = torch.as_tensor(inverse, device=P.device)
         return P, muP, uniq
 
-    def _prepare_prune(self, st, uniq, inverse, const):
-        """Quantities for :meth:`_wlp_full_pruned` (float64 except ``_mu_t``)."""
-        idx = torch.as_tensor(uniq, device=self._device)
-        means = st.means[idx]  # (U, D)
-        # lambda_min(precision_u) = 1 / lambda_max(cov_u), slightly shrunk for safety
-        lam_max = torch.linalg.eigvalsh(st.cov[idx])[:, -1]
-        self._lam_u = (1.0 - 1e-6) / lam_max
-        if inverse is None:
-            self._const_u = const.clone()
-        else:
-            self._const_u = torch.full_like(lam_max, -math.inf)
-            self._const_u.scatter_reduce_(0, inverse, const, reduce="amax")
-        self._mu_t = means.T.to(self._dtype).contiguous()  # (D, U)
-        self._mu2 = (means**2).sum(1).to(self._dtype)  # (U,)
-        self._d2_rel_err = 4.0 * (self.n_features_in_ + 2) * torch.finfo(self._dtype).eps
-
-    def _maha_subset(self, Xa, idx):
-        """Mahalanobis distances (b, len(idx)) of a block to the unique components idx."""
-        D = self.n_features_in_
-        b, n = Xa.shape[0], idx.numel()
-        if n == self._n_unique:
-            Pc = self._Pcat
-        else:
-            Pc = self._Pcat.view(D + 1, self._n_unique, D).index_select(1, idx).view(D + 1, n * D)
-        Y = torch.mm(Xa, Pc).view(b, n, D)
-        self._count_flops(2.0 * b * (D + 1) * n * D)
-        return torch.linalg.vector_norm(Y, dim=2).square_()
-
-    def _wlp_full_pruned(self, Xa):
-        """Weighted log probabilities (b, K) of a block, skipping negligible components.
-
-        For every sample x and unique component u, ``UB_u(x) = max_{k in u} const_k
-        - 0.5 * lambda_min(Lambda_u) * ||x - mu_u||^2`` bounds the weighted log
-        probability from above.  The exact values are computed for the
-        components that maximise the bound for some row of the block (A), which
-        gives a lower bound L(x) of the row's log-normaliser, and then for every
-        other component whose bound comes within ``log(flush) - margin`` of L(x)
-        for some row (B).  The remaining components have responsibilities below
-        ``self._flush * e^-10`` everywhere in the block: they would be flushed to
-        0 by the E-step anyway and their share of the normaliser is far below
-        rounding.  They get -inf.
-        """
-        D = self.n_features_in_
-        U = self._n_unique
-        b = Xa.shape[0]
-        f64 = torch.float64
-        Xb = Xa[:, :D]
-        x2 = (Xb * Xb).sum(1, keepdim=True)  # (b, 1)
-        s2 = x2 + self._mu2  # (b, U)
-        d2 = torch.addmm(s2, Xb, self._mu_t, alpha=-2.0)
-        self._count_flops(2.0 * b * D * U)
-        d2 = torch.clamp_min_(d2 - self._d2_rel_err * s2, 0.0).to(f64)
-        ub = self._const_u - 0.5 * self._lam_u * d2  # (b, U), float64
-        a_idx = torch.unique(ub.argmax(1))
-        maha = torch.full((b, U), math.inf, dtype=Xa.dtype, device=Xa.device)
-        m_a = self._maha_subset(Xa, a_idx)
-        maha[:, a_idx] = m_a
-        if a_idx.numel() < U:
-            low = (self._const_u[a_idx] - 0.5 * m_a.to(f64)).amax(1, keepdim=True)  # (b, 1)
-            margin = self._prune_log - 10.0 - 1e-4 * low.abs()
-            cand = ((ub - low) > margin).any(0)
-            cand[a_idx] = False
-            b_idx = torch.nonzero(cand).squeeze(1)
-            if b_idx.numel():
-                maha[:, b_idx] = self._maha_subset(Xa, b_idx)
-            self._pruned_now += U - a_idx.numel() - b_idx.numel()
-        if self._inverse is not None:
-            maha = maha.index_select(1, self._inverse)
-        return torch.add(self._const, maha, alpha=-0.5)
-
     def _weighted_log_prob(self, Xa):
         """``_estimate_log_prob + _estimate_log_weights`` of a centred block, (b, K).
 
@@ -182,7 +115,8 @@ class _EStep:
         """
         if self.covariance_type == "full":
             b = Xa.shape[0]
-            Y = torch.mm(Xa, self._Pcat).view(b, self._n_unique, -1)
+            Y = torch.mm(Xa, self._Pcat, out=self._scratch("Y", (b, self._Pcat.shape[1])))
+            Y = Y.view(b, self._n_unique, -1)
             self._count_flops(2.0 * Xa.numel() * self._Pcat.shape[1])
             maha = torch.linalg.vector_norm(Y, dim=2).square_()
             if self._inverse is not None:
@@ -213,7 +147,7 @@ class _EStep:
         float32, their sum float64.
         """
         mx, lab = wlp.max(1, keepdim=True)
-        z = torch.clamp_min(wlp - mx, self._prune_log - 1.0)
+        z = torch.clamp_min(wlp - mx, self._log_flush - 1.0)
         R = torch.exp(z)
         ssum = R.sum(1, keepdim=True)
         R /= ssum
@@ -230,33 +164,20 @@ class _EStep:
         of the others can be skipped (their responsibilities are exactly 0 or
         provably negligible there).  The order changes only the summation order.
         """
-        # Pruning (see _wlp_full_pruned) is paused for 5 iterations when it
-        # removed < 10% of the Mahalanobis terms: then its overhead is wasted.
-        self._prune_now = self._prune and self._prune_pause == 0
-        self._prune_pause = max(0, self._prune_pause - 1)
-        self._pruned_now = 0
         self._prepare_estep(st)
         acc = self._new_acc(st.means)
         perm = self._perm
         labels = []
-        n_blocks = 0
-        for s, e in self._blocks(Xc.shape[0]):
-            n_blocks += 1
+        # identical components share their product columns: size the blocks by the rest
+        width = self._n_unique if self.covariance_type == "full" else None
+        for s, e in self._blocks(Xc.shape[0], self._block_rows(width)):
             Xa = Xc[s:e] if perm is None else Xc.index_select(0, perm[s:e])
-            if self._prune_now:
-                wlp = self._wlp_full_pruned(Xa)
-            else:
-                wlp = self._weighted_log_prob(Xa)
-            R, ent, lab = self._normalise(wlp)
+            R, ent, lab = self._normalise(self._weighted_log_prob(Xa))
             if perm is not None:
                 labels.append(lab)
             acc["ent"] += ent
             self._accumulate(acc, Xa, R)
         if perm is not None:
             self._perm = perm[torch.argsort(torch.cat(labels), stable=True)]
-        if self._prune_now:
-            self.fit_stats_["mahalanobis_pruned"] += self._pruned_now
-            if self._pruned_now < 0.1 * n_blocks * self._n_unique:
-                self._prune_pause = 5
         nk, xk, sk = self._finish_stats(acc)
         return nk, xk, sk, float(acc["ent"])

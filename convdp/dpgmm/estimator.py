@@ -170,8 +170,10 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         a move before convergence was kept, see ``early_moves``); the time profile
         ``seconds_init`` (initialisation), ``seconds_estep`` (E-step with the sufficient
         statistics), ``seconds_mstep``, ``seconds_bound``, ``seconds_moves`` (the moves
-        without the EM iterations they run) and ``gemm_flops`` (floating-point operations
-        of the E-step's and the statistics' matrix products).
+        without the EM iterations they run), ``gemm_flops`` (floating-point operations
+        of the E-step's and the statistics' matrix products, in every pass of the fit:
+        initialisation, EM iterations, moves) and ``gemm_flops_estep`` (those of the EM
+        iterations' E-steps alone, the work of ``seconds_estep``).
 
     All arrays are numpy float64.
     """
@@ -186,8 +188,6 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     _share_identical = True
     #: Visit samples grouped by their previous most probable component ("full").
     _sort_blocks = True
-    #: Skip Mahalanobis terms of components that are provably negligible ("full").
-    _prune_components = True
 
     def __init__(
         self,
@@ -354,7 +354,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         })
         est._state = st
         est._set_attributes(st)
-        est._perm, est._prune_now, est._deleted = None, False, None
+        est._perm, est._deleted = None, None
         est.fit_stats_ = new_fit_stats()
         est._prepare_estep(st)
         return est

@@ -30,6 +30,7 @@ class _Fitting:
     """Mixin: ``_fit`` and what it runs."""
 
     _counting = False  # GEMM operations are counted into fit_stats_ during a fit only
+    _scratch_bufs = None  # the fit's reusable product buffers (see _scratch), None outside it
 
     def _fit(self, X, resp_init):
         device, dtype = self._check_params()
@@ -120,19 +121,18 @@ class _Fitting:
         # N_k, and they avoid denormals (10-100x slower arithmetic).
         fi = torch.finfo(dtype)
         self._flush = max(fi.tiny / fi.eps, fi.eps**2 / n_samples)
-        self._prune_log = math.log(self._flush)
-        self._prune = self._prune_components and self.covariance_type == "full"
+        self._log_flush = math.log(self._flush)
 
         # --- restarts × truncation levels; the best lower bound is kept ------
         self.init_results_ = []
-        self._counting = True
+        self._counting, self._scratch_bufs = True, {}
         try:
             if self.init_sizes == "halving" and resp_init is None:
                 best = self._fit_ladder(Xc, X, n_samples)
             else:
                 best = self._fit_restarts(Xc, X, n_samples, resp_init)
         finally:
-            self._counting = False
+            self._counting, self._scratch_bufs = False, None
         if not best["converged"] and self.max_iter > 0:
             warnings.warn(
                 "The torch DPGMM did not converge within max_iter iterations. Try a "
@@ -247,8 +247,6 @@ class _Fitting:
         )
         self._priors = Priors(self.weight_concentration_prior_, self.mean_precision_prior_,
                               self.degrees_of_freedom_prior_, self._mean_prior_c, self._cov_prior)
-        self._prune_now = self._prune
-        self._prune_pause = 0  # iterations left without pruning (it did not pay off)
         self.fit_stats_ = new_fit_stats()
         self._deleted = None
         stats, t0 = self.fit_stats_, time.perf_counter()
@@ -326,7 +324,6 @@ class _Fitting:
         self.saturated_ = bool(fit["saturated"])
         self.n_effective_ = fit["n_effective"]
         self._perm = None
-        self._prune_now = False
         self._deleted = None
         self.fit_stats_ = dict(fit["fit_stats"])
         self._prepare_estep(state)  # cache the E-step quantities for predict()
@@ -342,9 +339,10 @@ class _Fitting:
         lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
         for _ in range(max_iter):
             prev = lower_bound
-            t0 = time.perf_counter()
+            t0, flops = time.perf_counter(), self.fit_stats_["gemm_flops"]
             nk, xk, sk, ent = self._e_step_stats(Xc, state)
             t1 = time.perf_counter()
+            self.fit_stats_["gemm_flops_estep"] += self.fit_stats_["gemm_flops"] - flops
             self._deleted = None  # a deletion lasts one E-step; the components may come back
             state = self._m_step(nk, xk, sk)
             t2 = time.perf_counter()

@@ -135,10 +135,9 @@ def _continue(est, Xc, state, lower_bounds, spent, stats, bound, em_iter=None):
 
 
 def _responsibilities(est, Xc, state):
-    """Yield ``(Xa, R, ent)`` per block under ``state`` (plain E-step, no pruning): the
+    """Yield ``(Xa, R, ent)`` per block under ``state`` (plain E-step, in data order): the
     rows ``Xa`` of the centred data (see ``_centre``), their responsibilities and entropy
     term (see ``_normalise``)."""
-    est._prune_now = False
     est._deleted = None
     est._prepare_estep(state)
     for s, e in est._blocks(Xc.shape[0]):
