@@ -153,6 +153,16 @@ def open_store(path: Path, fingerprint: dict) -> zarr.Group | None:
     return None
 
 
+def done_chunks(path: Path, fingerprint: dict) -> set[int]:
+    """The chunks already complete in the store at ``path`` if it was written with
+    ``fingerprint`` (read only: :func:`open_store` discards a store that was not)."""
+    try:
+        attrs = zarr.open_group(path, mode="r").attrs
+        return set(attrs.get("complete_chunks", [])) if attrs.get("fingerprint") == fingerprint else set()
+    except Exception:  # noqa: BLE001 - no store, or an unreadable one: nothing to resume
+        return set()
+
+
 class _ChunkWriter:
     """A writer thread: writes finished chunks while the next one is computed.
 
@@ -276,14 +286,21 @@ def extract_activations(
             f"the images have {first.shape[-1]} channel(s) but the model's first convolution "
             f"takes {in_ch}"
         )
-    probe = extractor(to_input(first, mean, std).to(device))
-    shapes = {name: (n, *to_channels_last(name, probe[name]).shape[1:]) for name in layers}
     fingerprint = {**fingerprint, "layers": list(layers), "format": FORMAT_VERSION,
                    "chunk_size": chunk_size, "dtype": dtype}
     if sample is not None:
         fingerprint |= {"store": "sample", "sample": sample}
 
+    n_chunks = -(-n // chunk_size)
+    todo = [i for i in range(n_chunks) if i not in done_chunks(store_path, fingerprint)]
+    # The first batch to compute gives the output shapes (no extra forward pass for them);
+    # it runs before the store is touched, so a net that fails leaves the store as it was.
+    first_start = todo[0] * chunk_size if todo else 0
+    first_stop = min(first_start + (min(batch_size, chunk_size) if todo else 1), n)
+    pending = extractor(to_input(np.asarray(images[first_start:first_stop]), mean, std).to(device))
+    shapes = {name: (n, *to_channels_last(name, pending[name]).shape[1:]) for name in layers}
     group = open_store(store_path, fingerprint)
+    done = set(group.attrs.get("complete_chunks", [])) if group is not None else set()
     if group is None:
         group = zarr.open_group(store_path, mode="w")
         if sample is not None:
@@ -312,9 +329,6 @@ def extract_activations(
                     continue
                 data[stop - start :] = 0  # an edge chunk's rows past the last image
                 direct.write(rawchunks.chunk_path(arrays[name], roots[name], index), data)
-    n_chunks = -(-n // chunk_size)
-    done = set(group.attrs.get("complete_chunks", []))
-    todo = [i for i in range(n_chunks) if i not in done]
     if done:
         log.info("%s: resuming, %d of %d chunks already complete", store_path, len(done), n_chunks)
 
@@ -330,14 +344,17 @@ def extract_activations(
             chunk_images = np.asarray(images[start:stop])
             outputs = writer.buffers({name: (min(chunk_size, n), *shapes[name][1:]) for name in layers}, dtype)
             for b in range(0, stop - start, batch_size):
-                x = to_input(chunk_images[b : b + batch_size], mean, std).to(device)
-                result = extractor(x)
+                if pending is not None:  # this chunk's first batch, computed for the shapes
+                    result, pending = pending, None
+                else:
+                    result = extractor(to_input(chunk_images[b : b + batch_size], mean, std).to(device))
+                count = min(batch_size, stop - start - b)
                 for name in layers:
                     out = to_channels_last(name, result[name]).to(getattr(torch, dtype))
                     check_finite(name, out, start + b)
                     # torch's copy runs on every intra-op thread (numpy's on one): 2x here
-                    torch.from_numpy(outputs[name][b : b + len(x)]).copy_(out)
-                bar.update(len(x))
+                    torch.from_numpy(outputs[name][b : b + count]).copy_(out)
+                bar.update(count)
             writer.put((index, start, stop, outputs))
     finally:
         bar.close()

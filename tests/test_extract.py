@@ -91,6 +91,32 @@ def test_store_from_other_model_is_not_reused(digitnet, tiny_images, tmp_path):
     np.testing.assert_allclose(open_activations(tmp_path / "a.zarr")["relu1"][:], ref, rtol=1e-5, atol=1e-6)
 
 
+def test_one_forward_pass_per_batch_and_a_failing_net_leaves_the_store(digitnet, tiny_images,
+                                                                       tmp_path):
+    batches = []
+    hook = digitnet.conv1.register_forward_hook(lambda m, i, o: batches.append(len(i[0])))
+    try:
+        run(digitnet, tiny_images, tmp_path / "a.zarr", chunk_size=16, batch_size=8)
+    finally:
+        hook.remove()
+    # 40 images in chunks of 16 and batches of 8: the shapes come from the first batch
+    assert batches == [8, 8, 8, 8, 8]
+    before = open_activations(tmp_path / "a.zarr")["relu1"][:]
+
+    def fail(module, inputs):
+        raise RuntimeError("broken net")
+
+    hook = digitnet.conv1.register_forward_pre_hook(fail)
+    try:
+        with pytest.raises(RuntimeError, match="broken net"):
+            extract_activations(digitnet, tiny_images, ["relu1", "relu3"], tmp_path / "a.zarr",
+                                mean=MEAN, std=STD, fingerprint={"model": "new", "data": "d"},
+                                progress=False)
+    finally:
+        hook.remove()
+    assert np.array_equal(open_activations(tmp_path / "a.zarr")["relu1"][:], before)
+
+
 def test_inplace_relu_does_not_corrupt_captured_conv_output(tmp_path):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 3))

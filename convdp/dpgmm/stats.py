@@ -35,8 +35,9 @@ class _Statistics:
         the same memory on every call of a fit.
 
         A fresh 10-20 MB output on every block costs the page faults of new memory (the
-        allocator hands such blocks back to the system on free): the E-step's product ran at
-        half this machine's GEMM rate in the fit while reaching it in isolation. Outside a fit
+        allocator may hand such blocks back to the system on free): replaying one E-step pass
+        of the speed benchmark's fit, its products took 23 ms into fresh memory and 10.5 ms
+        into reused memory (the whole fit gained a few per cent). Outside a fit
         (``predict``) the tensor is freshly allocated.
         """
         n = math.prod(shape)
@@ -142,7 +143,7 @@ class _Statistics:
         if self.covariance_type == "full":
             acc["S"] = torch.zeros(K, D, D, **z)
             acc["centres64"] = centres
-            acc["moves"] = []  # per block: (components or None for all, v, d); see _accumulate
+            acc["shifts"] = []  # per block: (components or None for all, v, d); see _accumulate
         else:
             acc["sxx"] = torch.zeros(K, D, **z)
         return acc
@@ -209,7 +210,7 @@ class _Statistics:
         # R^T X, the scatter and u: (b x K) by D, (b x n_act D) by D, (b x n_act) by D
         self._count_flops(2.0 * b * D * (self._K + n_act * D + n_act))
         d = cb.to(f64) - c
-        acc["moves"].append((None if full_set else idx, u + 0.5 * nb[:, None] * d, d))
+        acc["shifts"].append((None if full_set else idx, u + 0.5 * nb[:, None] * d, d))
         if full_set:
             acc["S"] += Sb
             acc["nk_inc"] += bnk
@@ -232,7 +233,7 @@ class _Statistics:
         c = acc["centres64"]
         # acc["S"] + sum over blocks (v d^T + d v^T) = sum_inc r (x - c)(x - c)^T over the
         # included blocks (see _accumulate)
-        S = acc["S"] + self._block_moves(acc["moves"], acc["S"].shape[0])
+        S = acc["S"] + self._centre_shifts(acc["shifts"], acc["S"].shape[0])
         u = acc["sx_inc"] - acc["nk_inc"][:, None] * c  # sum_inc r (x - c)
         S = 0.5 * (S + S.mT)
         # shift the centre from c to xk: sum r (x-xk)(x-xk)^T
@@ -244,16 +245,16 @@ class _Statistics:
         return nk, xk, sk
 
     @staticmethod
-    def _block_moves(moves, K):
+    def _centre_shifts(shifts, K):
         """``sum_b v_b d_b^T + d_b v_b^T`` per component (K, D, D) float64, from the
         ``(components, v (n, D), d (n, D))`` of every block (components None: all K), as
         one batched product over the blocks."""
-        if not moves:
+        if not shifts:
             return 0.0
-        D = moves[0][1].shape[1]
-        V = moves[0][1].new_zeros(K, len(moves), D)
+        D = shifts[0][1].shape[1]
+        V = shifts[0][1].new_zeros(K, len(shifts), D)
         Dm = torch.zeros_like(V)
-        for j, (idx, v, d) in enumerate(moves):
+        for j, (idx, v, d) in enumerate(shifts):
             if idx is None:
                 V[:, j], Dm[:, j] = v, d
             else:
