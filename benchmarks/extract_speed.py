@@ -14,6 +14,11 @@ images: streaming means it does not grow with N.
 
     python benchmarks/extract_speed.py            # headline lines first, then details and
                                                   # where the writer's time goes
+
+The realistic net is timed on N = 96 images and again on 4N: a run's fixed costs (tracing
+the extractor, creating the store, the first touch of the chunk buffers, the last chunk's
+write, which nothing overlaps) weigh on a short run; the difference of the two runs gives
+the overhead per image of a long one.
     python benchmarks/extract_speed.py --codecs   # also: compression / chunking sweep
 """
 
@@ -80,14 +85,16 @@ def extract(model, layers, imgs, chunk, batch, store, **kw) -> float:
     return time.perf_counter() - start
 
 
-def time_pair(net: str, compression: str = "none", repeats: int = 5) -> dict:
-    """Median (and best) of ``repeats`` seconds for bare forward and extraction, interleaved
-    so that load on the machine falls on both alike."""
+def time_pair(net: str, compression: str = "none", repeats: int = 5, n: int | None = None) -> dict:
+    """Median (and best) of ``repeats`` seconds for bare forward and extraction of ``n``
+    images (the net's default number unless given), interleaved so that load on the machine
+    falls on both alike."""
     import torch
 
     spec = NETS[net]
+    n = n or spec["n"]
     model, layers = build(net)
-    imgs = images(net, spec["n"])
+    imgs = images(net, n)
     tmp = tempfile.mkdtemp(prefix="convdp-bench-")
     try:
         bare_forward(model, imgs[: spec["batch"]], spec["batch"])  # warm-up
@@ -100,12 +107,12 @@ def time_pair(net: str, compression: str = "none", repeats: int = 5) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     raw = sum(np.prod(s) * 4 for s in _layer_shapes(model, layers, imgs[:1]))
-    return {"net": net, "arch": spec["arch"], "layers": layers, "n": spec["n"],
+    return {"net": net, "arch": spec["arch"], "layers": layers, "n": n,
             "forward_s": float(np.median(fwd)), "extract_s": float(np.median(ext)),
             "forward_best_s": min(fwd), "extract_best_s": min(ext),
             "ratios": [round(e / f, 3) for f, e in zip(fwd, ext, strict=True)],
             "threads": torch.get_num_threads(),
-            "stored_mb": size / 1e6, "compression": compression, "raw_mb": raw * spec["n"] / 1e6}
+            "stored_mb": size / 1e6, "compression": compression, "raw_mb": raw * n / 1e6}
 
 
 def _layer_shapes(model, layers, one):
@@ -286,6 +293,7 @@ def main() -> None:
         peak_memory_worker(args.memory_worker[0], int(args.memory_worker[1]))
         return
     results = {net: time_pair(net, args.compression) for net in NETS}
+    long_run = time_pair("realistic", args.compression, n=4 * NETS["realistic"]["n"])
     mem = {net: (peak_memory(net, NETS[net]["n"]), peak_memory(net, 4 * NETS[net]["n"]))
            for net in NETS}
     r, s = results["realistic"], results["small"]
@@ -294,6 +302,15 @@ def main() -> None:
           f"(medians of 5 interleaved: extract {r['extract_s']:.2f} s / bare forward "
           f"{r['forward_s']:.2f} s, {r['n']} images; best {r['extract_best_s']:.2f} / "
           f"{r['forward_best_s']:.2f}; per pair {r['ratios']})")
+    q = long_run
+    marginal = (q["extract_s"] - r["extract_s"]) / (q["forward_s"] - r["forward_s"])
+    fixed = r["extract_s"] - r["forward_s"] * marginal
+    print(f"realistic net, 4N={q['n']} images: overhead {q['extract_s'] / q['forward_s']:.2f} "
+          f"(medians of 5 interleaved: extract {q['extract_s']:.2f} s / bare forward "
+          f"{q['forward_s']:.2f} s; per pair {q['ratios']}); per image beyond a fixed cost: "
+          f"{marginal:.2f} (the 3N more images' extra time over their extra forward time), "
+          f"fixed cost {fixed:.2f} s (tracing, store creation, first touch of the chunk "
+          f"buffers, the last chunk's write)")
     m1, m4 = mem["realistic"]
     print(f"realistic net: memory {m4 / m1:.2f} (peak RSS {m4:.0f} MB at 4N={4 * r['n']} "
           f"/ {m1:.0f} MB at N={r['n']})")
