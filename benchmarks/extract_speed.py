@@ -14,12 +14,12 @@ images: streaming means it does not grow with N.
 
     python benchmarks/extract_speed.py            # headline lines first, then details and
                                                   # where the writer's time goes
+    python benchmarks/extract_speed.py --codecs   # also: compression / chunking sweep
 
 The realistic net is timed on N = 96 images and again on 4N: a run's fixed costs (tracing
 the extractor, creating the store, the first touch of the chunk buffers, the last chunk's
 write, which nothing overlaps) weigh on a short run; the difference of the two runs gives
 the overhead per image of a long one.
-    python benchmarks/extract_speed.py --codecs   # also: compression / chunking sweep
 """
 
 from __future__ import annotations
