@@ -145,6 +145,9 @@ def open_store(path: Path, fingerprint: dict) -> zarr.Group | None:
     try:
         group = zarr.open_group(path, mode="a")
         if group.attrs.get("fingerprint") == fingerprint:
+            # a killed writer may leave Zarr's temporary files of the chunk it was writing
+            for partial in path.rglob("*.partial"):
+                partial.unlink()
             return group
         log.warning("%s was written for another model/data set/layers: discarding it", path)
     except Exception as exc:  # noqa: BLE001 - any unreadable store is discarded

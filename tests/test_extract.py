@@ -78,6 +78,17 @@ def test_resume_keeps_complete_chunks_and_is_bit_identical(digitnet, tiny_images
         assert np.array_equal(clean[layer][:], resumed[layer][:])
 
 
+def test_resume_removes_a_killed_writers_temporary_files(digitnet, tiny_images, tmp_path):
+    run(digitnet, tiny_images, tmp_path / "a.zarr")
+    before = open_activations(tmp_path / "a.zarr")["relu1"][:]
+    partial = tmp_path / "a.zarr/relu1/c/1/0.0123abcd.partial"  # as Zarr names them
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_bytes(b"")
+    run(digitnet, tiny_images, tmp_path / "a.zarr")
+    assert not partial.exists()
+    assert np.array_equal(open_activations(tmp_path / "a.zarr")["relu1"][:], before)
+
+
 def test_store_from_other_model_is_not_reused(digitnet, tiny_images, tmp_path):
     run(digitnet, tiny_images, tmp_path / "a.zarr")
     with pytest.raises(ValueError, match="another model"):
