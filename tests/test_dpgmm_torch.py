@@ -110,6 +110,27 @@ def test_parity_same_convergence_with_sklearn_criterion(small, covariance_type):
     assert _rel(tm.means_, sk.means_) < 1e-6
 
 
+@pytest.mark.parametrize("elkan", [True, False])
+def test_kmeans_start_has_scikit_learns_labels(monkeypatch, elkan):
+    """The "kmeans" start (Elkan's iterations, or Lloyd's past ELKAN_MAX_BOUNDS) gives the
+    labels of scikit-learn's own start (KMeans with its default Lloyd iterations), here on
+    overlapping clusters in 40 dimensions."""
+    from sklearn.cluster import KMeans
+
+    from convdp.dpgmm import stats
+
+    if not elkan:
+        monkeypatch.setattr(stats, "ELKAN_MAX_BOUNDS", 0)
+    rng = np.random.default_rng(5)
+    X = rng.normal(scale=2.0, size=(6, 40))[rng.integers(0, 6, 3000)] + rng.normal(size=(3000, 40))
+    est = TorchBayesianGaussianMixture(n_components=K)
+    est.n_features_in_, est._K = X.shape[1], K
+    kind, labels = est._initial_resp(X, np.random.RandomState(11), "cpu", torch.float64)
+    ref = KMeans(n_clusters=K, n_init=1, random_state=np.random.RandomState(11)).fit(X).labels_
+    assert kind == "labels"
+    np.testing.assert_array_equal(labels.numpy(), ref)
+
+
 @pytest.mark.parametrize("init_params", ["random", "random_from_data", "k-means++"])
 def test_other_initialisations_match_sklearn(small, init_params):
     X, _ = small

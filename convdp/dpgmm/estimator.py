@@ -47,10 +47,12 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         Number of restarts (different initialisations); the fit with the highest lower
         bound is kept, and every restart's result is in ``init_results_``.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
-        How the initial responsibilities are obtained; identical to
-        scikit-learn (``KMeans(n_clusters=K, n_init=1, random_state=rs)`` on the
-        original data, with ``rs = check_random_state(random_state)``), so the
-        same ``random_state`` gives the same initialisation as scikit-learn.
+        How the initial responsibilities are obtained; as scikit-learn
+        (``KMeans(n_clusters=K, n_init=1, random_state=rs)`` on the original data, with
+        ``rs = check_random_state(random_state)``), so the same ``random_state`` gives
+        the same initialisation as scikit-learn. "kmeans" runs Elkan's exact
+        acceleration of scikit-learn's default Lloyd iterations (up to
+        ``ELKAN_MAX_BOUNDS`` samples x components): the same labels, faster.
     weight_concentration_prior : float > 0 or None, default=None
         Concentration ``alpha`` of the Dirichlet process; None -> ``1 / K``.
     mean_precision_prior : float > 0 or None, default=None
