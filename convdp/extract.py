@@ -138,32 +138,38 @@ def check_finite(name: str, out: torch.Tensor, offset: int) -> None:
         )
 
 
-def open_store(path: Path, fingerprint: dict) -> zarr.Group | None:
-    """The existing store at ``path`` if it was written with ``fingerprint``, else None."""
+def reusable_store(path: Path, fingerprint: dict) -> zarr.Group | None:
+    """The existing store at ``path``, opened for writing, if it was written with
+    ``fingerprint``; else None. Nothing is changed or removed (see :func:`ready_store`)."""
     if not path.exists():
         return None
     try:
-        group = zarr.open_group(path, mode="a")
+        group = zarr.open_group(path, mode="r+")
         if group.attrs.get("fingerprint") == fingerprint:
-            # a killed writer may leave Zarr's temporary files of the chunk it was writing
-            for partial in path.rglob("*.partial"):
-                partial.unlink()
             return group
-        log.warning("%s was written for another model/data set/layers: discarding it", path)
-    except Exception as exc:  # noqa: BLE001 - any unreadable store is discarded
-        log.warning("%s is unreadable (%s): discarding it", path, exc)
-    shutil.rmtree(path)
+        log.warning("%s was written for another model/data set/layers: it will be replaced", path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable store is replaced
+        log.warning("%s is unreadable (%s): it will be replaced", path, exc)
     return None
 
 
-def done_chunks(path: Path, fingerprint: dict) -> set[int]:
-    """The chunks already complete in the store at ``path`` if it was written with
-    ``fingerprint`` (read only: :func:`open_store` discards a store that was not)."""
-    try:
-        attrs = zarr.open_group(path, mode="r").attrs
-        return set(attrs.get("complete_chunks", [])) if attrs.get("fingerprint") == fingerprint else set()
-    except Exception:  # noqa: BLE001 - no store, or an unreadable one: nothing to resume
-        return set()
+def ready_store(path: Path, group: zarr.Group | None) -> zarr.Group | None:
+    """Make ``path`` ready for writing after :func:`reusable_store` gave ``group``: a reused
+    store loses the temporary files a killed writer may have left of the chunk it was
+    writing (Zarr's ``*.partial``); anything else at ``path`` is removed (None: a new store
+    is to be created)."""
+    if group is not None:
+        for partial in path.rglob("*.partial"):
+            partial.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+    return group
+
+
+def open_store(path: Path, fingerprint: dict) -> zarr.Group | None:
+    """The existing store at ``path`` if it was written with ``fingerprint``, ready to resume;
+    else None, with anything at ``path`` removed."""
+    return ready_store(path, reusable_store(path, fingerprint))
 
 
 class _ChunkWriter:
@@ -295,16 +301,17 @@ def extract_activations(
         fingerprint |= {"store": "sample", "sample": sample}
 
     n_chunks = -(-n // chunk_size)
+    group = reusable_store(store_path, fingerprint)
+    done = set(group.attrs.get("complete_chunks", [])) if group is not None else set()
+    todo = [i for i in range(n_chunks) if i not in done]
     # The first batch to compute gives the output shapes (no extra forward pass for them);
     # it runs before the store is touched, so a net that fails leaves the store as it was.
-    first_chunk = min(set(range(n_chunks)) - done_chunks(store_path, fingerprint), default=None)
+    first_chunk = todo[0] if todo else None
     first_start = 0 if first_chunk is None else first_chunk * chunk_size
     first_stop = min(first_start + (1 if first_chunk is None else min(batch_size, chunk_size)), n)
     pending = extractor(to_input(np.asarray(images[first_start:first_stop]), mean, std).to(device))
     shapes = {name: (n, *to_channels_last(name, pending[name]).shape[1:]) for name in layers}
-    group = open_store(store_path, fingerprint)
-    done = set(group.attrs.get("complete_chunks", [])) if group is not None else set()
-    todo = [i for i in range(n_chunks) if i not in done]
+    group = ready_store(store_path, group)
     if group is None:
         group = zarr.open_group(store_path, mode="w")
         if sample is not None:
