@@ -1,6 +1,8 @@
 """Tests of the PyTorch DPGMM backend against scikit-learn's BayesianGaussianMixture."""
 
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -477,3 +479,52 @@ def test_fit_stats_profile_the_fit_and_count_its_gemm_work(covariance_type):
     assert st["gemm_flops"] > st["gemm_flops_estep"] >= 2 * n * d * 8 * est.n_iter_
     est.predict(X)
     assert est.fit_stats_ == st
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_diag_pass_over_shared_components_matches_the_pass_over_every_component(monkeypatch, dtype):
+    """A "diag" E-step pass that normalises each group of identical components as one column
+    (their weights summed) and shares the group's statistics out by weight gives the
+    statistics and entropy term of the pass over all K components."""
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.normal(m, 1.0, (400, 6)) for m in (-6.0, 0.0, 6.0)])
+    est = TorchBayesianGaussianMixture(n_components=12, covariance_type="diag", random_state=0,
+                                       max_iter=200, dtype=dtype, merge=True)
+    seen = []  # the data and state of the fit's E-step passes
+    original = type(est)._e_step_stats
+
+    def record(self, Xc, state):
+        seen.append((Xc, state))
+        return original(self, Xc, state)
+
+    monkeypatch.setattr(type(est), "_e_step_stats", record)
+    est.fit(X)
+    monkeypatch.undo()
+    Xc = seen[-1][0]
+    for _, state in reversed(seen):  # the last pass where emptied components are copies
+        est._prepare_estep(state)
+        if est._groups is not None:
+            break
+    assert est._groups is not None and est._W.shape[1] < 12
+    # and the heaviest component copied onto the next heaviest (which keeps its own
+    # weight): a shared group that takes responsibility
+    heavy, last = torch.argsort(state.wc_a, descending=True)[:2].tolist()
+    copied = dataclasses.replace(state, **{
+        f.name: _copy_row(getattr(state, f.name), heavy, last)
+        for f in dataclasses.fields(state) if f.name not in ("wc_a", "wc_b")})
+    tol = 1e-9 if dtype == "float64" else 1e-5
+    for st in (state, copied):
+        est._group_shared = True
+        grouped = est._e_step_stats(Xc, st)
+        est._group_shared = False
+        every = est._e_step_stats(Xc, st)
+        for a, b in zip(grouped[:3], every[:3], strict=True):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=tol, atol=tol)
+        assert grouped[3] == pytest.approx(every[3], rel=tol)
+    assert every[0][last] > 1.0  # the copy took samples
+
+
+def _copy_row(t, src, dst):
+    t = t.clone()
+    t[dst] = t[src]
+    return t

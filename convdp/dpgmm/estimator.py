@@ -188,6 +188,8 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     _skip_negligible = True
     #: Compute the Mahalanobis terms of bitwise-identical components once.
     _share_identical = True
+    #: Normalise components that share their terms as one column ("diag", see _EStep).
+    _group_shared = True
     #: Visit samples grouped by their previous most probable component ("full").
     _sort_blocks = True
 

@@ -173,7 +173,7 @@ class _Statistics:
         if self.covariance_type == "diag":
             # [sum r x, sum r x^2] (K', 2D), for the K' components with responsibility
             nz = torch.nonzero(bnk > 0).squeeze(1)
-            if nz.numel() == self._K:
+            if nz.numel() == R.shape[1]:
                 G = R.T @ Xa
                 acc["sx"] += G[:, :D]
                 acc["sxx"] += G[:, D:]
