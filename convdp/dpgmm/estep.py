@@ -1,5 +1,6 @@
 """E-step of the torch DP mixture: the weighted log probabilities of every sample under
-every component (one GEMM), with an exact shortcut (identical components share their terms),
+every component (one GEMM), with an exact shortcut (identical components share their terms;
+for "diag" they are also normalised as one column, :meth:`_EStep._e_step_stats_grouped`),
 the responsibilities and the entropy term.
 
 (Until 2026-12 the "full" E-step also skipped the Mahalanobis terms of components provably
