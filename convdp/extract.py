@@ -306,9 +306,8 @@ def extract_activations(
     todo = [i for i in range(n_chunks) if i not in done]
     # The first batch to compute gives the output shapes (no extra forward pass for them);
     # it runs before the store is touched, so a net that fails leaves the store as it was.
-    first_chunk = todo[0] if todo else None
-    first_start = 0 if first_chunk is None else first_chunk * chunk_size
-    first_stop = min(first_start + (1 if first_chunk is None else min(batch_size, chunk_size)), n)
+    first_start = todo[0] * chunk_size if todo else 0
+    first_stop = min(first_start + (min(batch_size, chunk_size) if todo else 1), n)
     pending = extractor(to_input(np.asarray(images[first_start:first_stop]), mean, std).to(device))
     shapes = {name: (n, *to_channels_last(name, pending[name]).shape[1:]) for name in layers}
     group = ready_store(store_path, group)
@@ -355,7 +354,7 @@ def extract_activations(
             chunk_images = np.asarray(images[start:stop])
             outputs = writer.buffers({name: (min(chunk_size, n), *shapes[name][1:]) for name in layers}, dtype)
             for b in range(0, stop - start, batch_size):
-                if b == 0 and index == first_chunk:  # computed above for the shapes
+                if pending is not None:  # todo[0]'s first batch, computed above for the shapes
                     result, pending = pending, None
                 else:
                     result = extractor(to_input(chunk_images[b : b + batch_size], mean, std).to(device))
