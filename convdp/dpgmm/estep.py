@@ -216,23 +216,20 @@ class _EStep:
         group's responsibility (each member's is smaller)."""
         log_mass, share, plogp = self._groups
         inverse = self._inverse
-        U, D = log_mass.numel(), self.n_features_in_
-        z = dict(dtype=torch.float64, device=self._device)
-        acc = {"nk": torch.zeros(U, **z), "sx": torch.zeros(U, D, **z),
-               "sxx": torch.zeros(U, D, **z)}
-        ent = torch.zeros((), **z)
+        U = log_mass.numel()
+        acc = self._new_acc(None, rows=U)
         log_mass_dt = log_mass.to(self._dtype)
         for s, e in self._blocks(Xc.shape[0]):
             Xa = Xc[s:e]
             self._count_flops(2.0 * Xa.numel() * U)
             R, block_ent, _ = self._normalise(torch.mm(Xa, self._W).add_(log_mass_dt))
-            ent += block_ent
+            acc["ent"] += block_ent
             self._accumulate(acc, Xa, R)
         # sum_k R_k log R_k over a group's members, R_k = R_group share_k
-        ent += (acc["nk"] * plogp).sum()
+        acc["ent"] += (acc["nk"] * plogp).sum()
         members = {"nk": share * acc["nk"][inverse],
                    "sx": share[:, None] * acc["sx"][inverse],
                    "sxx": share[:, None] * acc["sxx"][inverse]}
         nk, xk, sk = self._finish_stats(members)
-        return nk, xk, sk, float(ent)
+        return nk, xk, sk, float(acc["ent"])
 

@@ -140,8 +140,10 @@ class _Statistics:
         return (data[s:e, None] == ar).to(self._dtype)
 
     # --- sufficient statistics ----------------------------------------------
-    def _new_acc(self, centres):
-        K, D = self._K, self.n_features_in_
+    def _new_acc(self, centres, rows=None):
+        """Zeroed statistics of ``rows`` components (default all ``_K``); ``centres``: the
+        reference centres of "full" (unused for "diag")."""
+        K, D = rows or self._K, self.n_features_in_
         z = dict(dtype=torch.float64, device=self._device)
         acc = {
             "nk": torch.zeros(K, **z),
