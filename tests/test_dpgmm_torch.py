@@ -55,8 +55,13 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
-def test_parity_each_iteration(small, covariance_type):
+@pytest.mark.parametrize("slices", [False, True])
+def test_parity_each_iteration(small, covariance_type, slices, monkeypatch):
+    """Every iteration's bound and the fitted parameters equal scikit-learn's (float64);
+    ``slices``: the "full" Mahalanobis products run on 16-row slices of each block."""
     X, resp = small
+    if slices:
+        monkeypatch.setattr(TorchBayesianGaussianMixture, "_slice_elems", 1)
     n_iter = 8
     sk_bounds = []
     for k in range(1, n_iter + 1):

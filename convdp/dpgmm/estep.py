@@ -136,11 +136,17 @@ class _EStep:
         "full", ``[x, x^2]`` for "diag".
         """
         if self.covariance_type == "full":
-            b = Xa.shape[0]
-            Y = torch.mm(Xa, self._Pcat, out=self._scratch("Y", (b, self._Pcat.shape[1])))
-            Y = Y.view(b, self._n_unique, -1)
-            self._count_flops(2.0 * Xa.numel() * self._Pcat.shape[1])
-            maha = torch.linalg.vector_norm(Y, dim=2).square_()
+            b, U, cols = Xa.shape[0], self._n_unique, self._Pcat.shape[1]
+            self._count_flops(2.0 * Xa.numel() * cols)
+            # on a CPU, row slices whose product stays in cache until its norms have read it
+            rows = max(16, self._slice_elems // cols) if Xa.is_cpu else b
+            Y = self._scratch("Y", (min(rows, b), cols))
+            maha = torch.empty((b, U), dtype=Xa.dtype, device=Xa.device)
+            for s in range(0, b, rows):
+                e = min(s + rows, b)
+                torch.mm(Xa[s:e], self._Pcat, out=Y[: e - s])
+                torch.linalg.vector_norm(Y[: e - s].view(e - s, U, -1), dim=2, out=maha[s:e])
+            maha.square_()
             if self._inverse is not None:
                 maha = maha.index_select(1, self._inverse)
             return torch.add(self._const, maha, alpha=-0.5)

@@ -184,6 +184,11 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     #: blocks twice as large as with 2**21 raised the E-step from 0.51 to 0.59-0.67 of this
     #: machine's GEMM rate on the speed benchmark (fewer, larger operations).
     _block_elems = 1 << 22
+    #: On a CPU the Mahalanobis product and its norms ("full") run on row slices of a block
+    #: of at most this many (slice, U, D) elements (4 MB in float32), so that the norms read
+    #: the product from cache, while the block's other operations keep its size: the speed
+    #: benchmark's planted fit, E-step 1.92 -> 1.74 s (benchmarks/RESULTS.md).
+    _slice_elems = 1 << 20
     #: Skip scatter contributions that are provably below rounding (see fit).
     _skip_negligible = True
     #: Compute the Mahalanobis terms of bitwise-identical components once.
