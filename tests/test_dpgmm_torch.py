@@ -54,8 +54,8 @@ def _rel(a, b):
     return np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12))
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "diag"])
-@pytest.mark.parametrize("slices", [False, True])
+@pytest.mark.parametrize(("covariance_type", "slices"),
+                         [("full", False), ("diag", False), ("full", True)])
 def test_parity_each_iteration(small, covariance_type, slices, monkeypatch):
     """Every iteration's bound and the fitted parameters equal scikit-learn's (float64);
     ``slices``: the "full" Mahalanobis products run on 16-row slices of each block."""
