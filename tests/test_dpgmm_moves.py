@@ -175,3 +175,42 @@ def test_a_merge_is_scored_from_the_two_components_it_changes(covariance_type):
     fast, _ = scorer.score(2, 3, 0.0)
     full, _ = moves._score(est, moves.merge_stats(est, merged, 2, 3), ent + 0.25)
     assert fast == pytest.approx(full, rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+@pytest.mark.parametrize("batch_elems", [1, 1 << 22])
+def test_batched_merge_scores_keep_what_scoring_pair_by_pair_keeps(covariance_type, batch_elems):
+    """The greedy merge pass with the pairs' terms from batched M-steps (one pair per batch,
+    or all) keeps the same merges, misses the same pairs with the same bounds and ends on the
+    same statistics, bit for bit, as :meth:`score` and :meth:`keep` pair by pair."""
+    import torch
+
+    from convdp.dpgmm import moves
+
+    X, _ = planted(6, 8, 3000, seed=2)
+    # a few EM iterations from 30 components: many occupied pairs, several merges kept
+    est = TorchBayesianGaussianMixture(n_components=30, covariance_type=covariance_type,
+                                       random_state=2, max_iter=4).fit(X)
+    Xc, *_ = est._centre(torch.from_numpy(X), est._device, est._dtype)
+    stats, ent, overlap = moves.stats_and_overlap(est, Xc, est._state)
+    pairs = moves.merge_candidates(stats, overlap, est._state, moves.MAX_PAIRS)
+    delta = moves.pair_entropy_change(est, Xc, est._state, pairs)
+    one = moves._MergeScorer(est, stats, ent)
+    used, kept, missed = set(), 0, []
+    for (j, k), dh in zip(pairs.tolist(), delta.tolist(), strict=True):
+        if j in used or k in used:
+            continue
+        new, trial = one.score(j, k, dh)
+        if new > one.bound:
+            one.keep(j, k, dh, new, trial)
+            used |= {j, k}
+            kept += 1
+        else:
+            missed.append((new, (j, k)))
+    batched = moves._MergeScorer(est, stats, ent)
+    batched.batch_elems = batch_elems
+    assert batched.greedy(pairs, delta) == (kept, missed)
+    assert kept >= 3 and len(pairs) > 100
+    assert (batched.bound, batched.ent) == (one.bound, one.ent)
+    for got, want in zip((*batched.stats, batched.terms), (*one.stats, one.terms), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -19,9 +19,10 @@ shapes: ``N`` samples, ``D`` features, ``K`` = the fit's truncation ``est._K``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from convdp.dpgmm.state import component_terms, lower_bound, stick_terms
+from convdp.dpgmm.state import component_terms, lower_bound, stick_terms, stick_terms_rows
 
 #: Merge rounds after convergence at most (each: two passes over the data, then EM).
 MAX_MERGE_ROUNDS = 25
@@ -208,25 +209,47 @@ def merge_candidates(stats, overlap, state, max_pairs):
     return occupied[iu[:, order].T]
 
 
-def pair_stats(est, stats, j, k):
-    """The statistics of components j and k after merging k into j (k left empty), as
-    ``_finish_stats`` would give them for the summed responsibilities: (nk (2,), xk (2, D),
-    sk (2, D, D) or (2, D)), row 0 for j, row 1 for k."""
+def merged_stats(est, stats, j, k):
+    """The statistics of components ``j`` after merging components ``k`` into them (index
+    tensors (P,)), as ``_finish_stats`` would give them for the summed responsibilities:
+    (nk (P,), xk (P, D), sk (P, D, D) or (P, D)). A merged-away component is left with
+    :func:`empty_stats`."""
     nk, xk, sk = stats
     e = nk.new_tensor(10 * torch.finfo(est._dtype).eps)
-    n = nk[j] + nk[k] - e
-    x = (nk[j] * xk[j] + nk[k] * xk[k]) / n
+    nj, nk_ = nk[j], nk[k]
+    n = nj + nk_ - e
+    x = (nj[:, None] * xk[j] + nk_[:, None] * xk[k]) / n[:, None]
     dj, dk = xk[j] - x, xk[k] - x
     reg = est.reg_covar
     if est.covariance_type == "full":
         eye = torch.eye(xk.shape[1], dtype=sk.dtype, device=sk.device)
-        scatter = ((sk[j] - reg * eye) * nk[j] + (sk[k] - reg * eye) * nk[k]
-                   + nk[j] * torch.outer(dj, dj) + nk[k] * torch.outer(dk, dk))
-        skj, skk = scatter / n + reg * eye, reg * eye
-    else:
-        scatter = (sk[j] - reg) * nk[j] + (sk[k] - reg) * nk[k] + nk[j] * dj**2 + nk[k] * dk**2
-        skj, skk = scatter / n + reg, torch.full_like(x, reg)
-    return torch.stack([n, e]), torch.stack([x, torch.zeros_like(x)]), torch.stack([skj, skk])
+        w_j, w_k = nj[:, None, None], nk_[:, None, None]
+        scatter = ((sk[j] - reg * eye) * w_j + (sk[k] - reg * eye) * w_k
+                   + w_j * (dj[:, :, None] * dj[:, None, :]) + w_k * (dk[:, :, None] * dk[:, None, :]))
+        return n, x, scatter / n[:, None, None] + reg * eye
+    scatter = (sk[j] - reg) * nj[:, None] + (sk[k] - reg) * nk_[:, None] + nj[:, None] * dj**2 + nk_[:, None] * dk**2
+    return n, x, scatter / n[:, None] + reg
+
+
+def empty_stats(est, stats):
+    """The statistics a merge leaves its merged-away component: (nk (1,), xk (1, D), sk (1, D,
+    D) or (1, D)): a count of ``10 eps`` (not 0: it keeps every M-step well defined), the
+    centre 0, the covariance ``reg_covar``."""
+    nk, xk, sk = stats
+    e = nk.new_tensor([10 * torch.finfo(est._dtype).eps])
+    x = xk.new_zeros(1, xk.shape[1])
+    return e, x, torch.full_like(x, est.reg_covar) if sk.dim() == 2 else (
+        est.reg_covar * torch.eye(xk.shape[1], dtype=sk.dtype, device=sk.device))[None]
+
+
+def pair_stats(est, stats, j, k):
+    """The statistics of components j and k after merging k into j (k left empty): (nk
+    (2,), xk (2, D), sk (2, D, D) or (2, D)), row 0 for j (:func:`merged_stats`), row 1 for
+    k (:func:`empty_stats`)."""
+    dev = stats[0].device
+    merged = merged_stats(est, stats, torch.tensor([j], device=dev), torch.tensor([k], device=dev))
+    empty = empty_stats(est, stats)
+    return tuple(torch.cat(pair) for pair in zip(merged, empty, strict=True))
 
 
 def merge_stats(est, stats, j, k):
@@ -246,6 +269,10 @@ class _MergeScorer:
     ``bound`` is the current statistics' own (``_score``'s); when their M-step fails it is
     -inf and every pair is scored by a full M-step, as ``_score`` does."""
 
+    #: Pairs whose merged statistics go through one M-step together, at most this many
+    #: (D, D) matrices' elements (32 MB of float64).
+    batch_elems = 1 << 22
+
     def __init__(self, est, stats, ent):
         self.est = est
         self.stats, self.ent = stats, ent
@@ -256,15 +283,33 @@ class _MergeScorer:
         else:
             self.terms, self.bound = component_terms(st), lower_bound(st, ent)
 
+    def _terms(self, stats):
+        """``component_terms`` of the M-step on ``stats``, or None where it fails."""
+        try:
+            return component_terms(self.est._m_step(*stats))
+        except ValueError:
+            return None
+
+    def _bound(self, own, nk, j, k, dh):
+        """The bound after the merges ``(j, k)`` (index tensors (P,)) whose two components'
+        terms sum to ``own`` (P,), with the merged counts ``nk`` (P,) and entropy changes
+        ``dh`` (P,) float64 NumPy; float64 NumPy (P,), summed as :meth:`score` sums."""
+        counts = self.stats[0].expand(len(j), -1).clone()
+        rows = torch.arange(len(j), device=counts.device)
+        counts[rows, j] = nk
+        counts[rows, k] = nk.new_tensor(10 * torch.finfo(self.est._dtype).eps)
+        rest = self.terms.sum() - self.terms[j] - self.terms[k]
+        sticks = stick_terms_rows(counts, self.est._priors.concentration)
+        return -(self.ent + dh) + (rest + own).cpu().numpy() + sticks.cpu().numpy()
+
     def score(self, j, k, dh):
         """(bound after merging k into j, the trial to :meth:`keep`); the bound is -inf when
         a merged covariance is not positive definite."""
         pair = pair_stats(self.est, self.stats, j, k)
         if self.terms is None:
             return _score(self.est, merge_stats(self.est, self.stats, j, k), self.ent + dh)[0], (pair, None)
-        try:
-            t = component_terms(self.est._m_step(*pair))
-        except ValueError:
+        t = self._terms(pair)
+        if t is None:
             return float("-inf"), (pair, None)
         nk = self.stats[0].clone()
         nk[[j, k]] = pair[0]
@@ -282,6 +327,74 @@ class _MergeScorer:
         if self.terms is not None:  # (None: every pair is scored by a full M-step)
             self.terms = self.terms.clone()
             self.terms[[j, k]] = t
+
+    def greedy(self, pairs, delta):
+        """Keep, in the order of ``pairs`` (P, 2), every merge (k into j) that raises the
+        bound, each component in one kept merge at most: :meth:`score` and :meth:`keep` for
+        each pair in turn, with the merged components' terms of all pairs from batched
+        M-steps (a pair's own statistics do not change while neither of its components is
+        merged) and the bounds of the pairs still open recomputed after each kept merge.
+        ``delta`` (P,): each merge's entropy change. Returns (merges kept, ``[(bound, (j,
+        k))]`` of the pairs scored and not kept)."""
+        pl, dh = pairs.tolist(), delta.double().cpu().numpy()
+        used, kept, missed = set(), 0, []
+        if self.terms is None:
+            for p, (j, k) in enumerate(pl):
+                if j in used or k in used:
+                    continue
+                new, trial = self.score(j, k, float(dh[p]))
+                if new > self.bound:
+                    self.keep(j, k, float(dh[p]), new, trial)
+                    used |= {j, k}
+                    kept += 1
+                else:
+                    missed.append((new, (j, k)))
+            return kept, missed
+        J, Kk = pairs[:, 0], pairs[:, 1]
+        n, own = self._pair_terms(J, Kk)
+        ok = torch.isfinite(own)
+        own = torch.where(ok, own, 0.0)
+        bounds = np.where(ok.cpu().numpy(), self._bound(own, n, J, Kk, dh), -np.inf)
+        for p, (j, k) in enumerate(pl):
+            if j in used or k in used:
+                continue
+            new = float(bounds[p])
+            if new > self.bound:
+                t = torch.stack([self._merged_terms[p], self._empty_term])
+                self.keep(j, k, float(dh[p]), new, (pair_stats(self.est, self.stats, j, k), t))
+                used |= {j, k}
+                kept += 1
+                rest = [q for q in range(p + 1, len(pl)) if not used & set(pl[q])]
+                if rest:
+                    q = torch.tensor(rest, device=pairs.device)
+                    again = self._bound(own[q], n[q], J[q], Kk[q], dh[rest])
+                    bounds[rest] = np.where(ok[q].cpu().numpy(), again, -np.inf)
+            else:
+                missed.append((new, (j, k)))
+        return kept, missed
+
+    def _pair_terms(self, j, k):
+        """The merged counts (P,) and the sum of the two components' terms after each merge
+        of ``(j, k)`` (P,): the merged component's (in batches through one M-step, or pair
+        by pair where a batch's M-step fails) plus the emptied one's; -inf where the merged
+        covariance is not positive definite. Keeps the merged components' terms (P,) and
+        the emptied one's for :meth:`keep`."""
+        est, D = self.est, self.stats[1].shape[1]
+        self._empty_term = self._terms(empty_stats(est, self.stats))[0]
+        step = max(1, self.batch_elems // (D * D))
+        n, terms = [], []
+        for s in range(0, len(j), step):
+            merged = merged_stats(est, self.stats, j[s:s + step], k[s:s + step])
+            t = self._terms(merged)
+            if t is None:  # some pair's merged covariance fails: find which, pair by pair
+                t = torch.stack([
+                    tp[0] if (tp := self._terms(tuple(m[i:i + 1] for m in merged))) is not None
+                    else merged[0].new_tensor(float("nan")) for i in range(len(merged[0]))])
+            n.append(merged[0])
+            terms.append(t)
+        self._merged_terms = torch.cat(terms)
+        own = self._merged_terms + self._empty_term
+        return torch.cat(n), torch.where(torch.isnan(own), -torch.inf, own)
 
 
 def _score(est, stats, ent):
@@ -325,17 +438,7 @@ def merge_round(est, Xc, state, lower_bounds, spent, em_iter=None, refine=True):
         return state, lower_bounds, spent, True, 0
     delta = pair_entropy_change(est, Xc, state, pairs)
     scorer = _MergeScorer(est, stats, ent)
-    used, kept, missed = set(), 0, []
-    for (j, k), dh in zip(pairs.tolist(), delta.tolist(), strict=True):
-        if j in used or k in used:
-            continue
-        new, trial = scorer.score(j, k, dh)
-        if new > scorer.bound:
-            scorer.keep(j, k, dh, new, trial)
-            used |= {j, k}
-            kept += 1
-        else:
-            missed.append((new, (j, k)))  # bound is fixed while nothing is kept
+    kept, missed = scorer.greedy(pairs, delta)  # missed: scored while nothing was kept, if none is
     stats, ent, bound = scorer.stats, scorer.ent, scorer.bound
     if not kept:
         if not refine:

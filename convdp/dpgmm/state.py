@@ -128,10 +128,10 @@ COVARIANCES = {"full": FULL, "diag": DIAG}
 
 
 def sticks(nk: torch.Tensor, concentration: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The Beta parameters of the sticks for the counts ``nk`` (K,), in their order:
-    ``1 + N_k`` and ``alpha + sum_{j>k} N_j``."""
-    rc = torch.cumsum(nk.flip(0), 0)  # rc[j] = sum of the last j+1 entries
-    tail = torch.cat([rc[:-1].flip(0), nk.new_zeros(1)])  # sum_{j>k} nk_j
+    """The Beta parameters of the sticks for the counts ``nk`` (K,) (or rows of counts
+    (P, K)), in their order: ``1 + N_k`` and ``alpha + sum_{j>k} N_j``."""
+    rc = torch.cumsum(nk.flip(-1), -1)  # rc[..., j] = sum of the last j+1 entries
+    tail = torch.cat([rc[..., :-1].flip(-1), nk.new_zeros(nk.shape[:-1] + (1,))], -1)
     return 1.0 + nk, concentration + tail
 
 
@@ -175,6 +175,11 @@ def component_terms(st: State) -> torch.Tensor:
 def stick_terms(nk: torch.Tensor, concentration: float) -> float:
     """The sticks' part of :func:`lower_bound` for the counts ``nk`` (K,), in their order."""
     return float(_betaln(*sticks(nk, concentration)).sum())
+
+
+def stick_terms_rows(counts: torch.Tensor, concentration: float) -> torch.Tensor:
+    """:func:`stick_terms` of each row of ``counts`` (P, K): (P,) float64."""
+    return _betaln(*sticks(counts, concentration)).sum(-1)
 
 
 def lower_bound(st: State, ent: float) -> float:
