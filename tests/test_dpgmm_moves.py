@@ -214,3 +214,23 @@ def test_batched_merge_scores_keep_what_scoring_pair_by_pair_keeps(covariance_ty
     assert (batched.bound, batched.ent) == (one.bound, one.ent)
     for got, want in zip((*batched.stats, batched.terms), (*one.stats, one.terms), strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_pairs_that_share_no_sample_skip_the_entropy_pass_with_the_same_result():
+    """Pairs whose responsibility overlap is 0 have an entropy change of exactly 0: given the
+    overlap, they are not computed, and every pair's change is the same, bit for bit."""
+    import torch
+
+    from convdp.dpgmm import moves
+
+    X, _ = planted(6, 8, 3000, seed=2)
+    est = TorchBayesianGaussianMixture(n_components=30, random_state=2, max_iter=4).fit(X)
+    Xc, *_ = est._centre(torch.from_numpy(X), est._device, est._dtype)
+    stats, _, overlap = moves.stats_and_overlap(est, Xc, est._state)
+    pairs = moves.merge_candidates(stats, overlap, est._state, moves.MAX_PAIRS)
+    every = moves.pair_entropy_change(est, Xc, est._state, pairs)
+    some = moves.pair_entropy_change(est, Xc, est._state, pairs, overlap)
+    disjoint = overlap[pairs[:, 0], pairs[:, 1]] == 0
+    assert 0 < int(disjoint.sum()) < len(pairs)
+    assert bool((every[disjoint] == 0).all()) and bool((every[~disjoint] > 0).any())
+    torch.testing.assert_close(some, every, rtol=0, atol=0)
