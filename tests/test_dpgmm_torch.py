@@ -533,3 +533,44 @@ def _copy_row(t, src, dst):
     t = t.clone()
     t[dst] = t[src]
     return t
+
+
+def test_identical_components_are_grouped_by_value():
+    """``_dedupe_components`` groups exactly the components whose (dof, beta, P_k, mu_k P_k)
+    are equal as ``torch.equal`` has it (-0.0 equal to 0.0), first member as representative:
+    the same groups as comparing every pair, also where many components share (dof, beta)
+    but not their precisions."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from convdp.dpgmm.estep import _dedupe_components
+
+    g = torch.Generator().manual_seed(0)
+    K, D = 60, 4
+    P = torch.randn(K, D, D, generator=g)
+    muP = torch.randn(K, D, generator=g)
+    dof = torch.full((K,), 5.0, dtype=torch.float64)  # one (dof, beta) for most of them
+    beta = torch.ones(K, dtype=torch.float64)
+    P[20, 0, 0] = 0.0
+    for k in (*range(23, K, 3), 21):  # copies of component 20 ...
+        P[k], muP[k] = P[20], muP[20]
+    P[21, 0, 0] = -0.0  # ... -0.0 and 0.0 are the same value
+    muP[23] = muP[20] + 1e-7  # ... not these: another value, another dof
+    dof[26] = 5.5
+    st = SimpleNamespace(dof=dof, mean_precision=beta)
+
+    reference_uniq, reference_inverse = [], []
+    for k in range(K):
+        for j, r in enumerate(reference_uniq):
+            if (dof[k] == dof[r] and beta[k] == beta[r] and torch.equal(P[k], P[r])
+                    and torch.equal(muP[k], muP[r])):
+                reference_inverse.append(j)
+                break
+        else:
+            reference_inverse.append(len(reference_uniq))
+            reference_uniq.append(k)
+    uniq, inverse = _dedupe_components(st, P, muP)
+    assert (uniq, inverse) == (reference_uniq, reference_inverse)
+    assert inverse[21] == inverse[20] == inverse[29] and inverse[23] != inverse[20] != inverse[26]
+    assert len(uniq) == K - len(range(23, K, 3)) - 1 + 2
