@@ -222,13 +222,19 @@ def merge_candidates(stats, overlap, state, max_pairs):
     return occupied[iu[:, order].T]
 
 
+def _empty_count(est, nk):
+    """The count a merged-away component keeps, ``_finish_stats``' ``10 eps`` of the compute
+    dtype (not 0: it keeps every M-step well defined), a 0-dim tensor like ``nk``."""
+    return nk.new_tensor(10 * torch.finfo(est._dtype).eps)
+
+
 def merged_stats(est, stats, j, k):
     """The statistics of components ``j`` after merging components ``k`` into them (index
     tensors (P,)), as ``_finish_stats`` would give them for the summed responsibilities:
     (nk (P,), xk (P, D), sk (P, D, D) or (P, D)). A merged-away component is left with
     :func:`empty_stats`."""
     nk, xk, sk = stats
-    e = nk.new_tensor(10 * torch.finfo(est._dtype).eps)
+    e = _empty_count(est, nk)
     nj, nk_ = nk[j], nk[k]
     n = nj + nk_ - e
     x = (nj[:, None] * xk[j] + nk_[:, None] * xk[k]) / n[:, None]
@@ -246,10 +252,9 @@ def merged_stats(est, stats, j, k):
 
 def empty_stats(est, stats):
     """The statistics a merge leaves its merged-away component: (nk (1,), xk (1, D), sk (1, D,
-    D) or (1, D)): a count of ``10 eps`` (not 0: it keeps every M-step well defined), the
-    centre 0, the covariance ``reg_covar``."""
+    D) or (1, D)): the count :func:`_empty_count`, the centre 0, the covariance ``reg_covar``."""
     nk, xk, sk = stats
-    e = nk.new_tensor([10 * torch.finfo(est._dtype).eps])
+    e = _empty_count(est, nk)[None]
     x = xk.new_zeros(1, xk.shape[1])
     return e, x, torch.full_like(x, est.reg_covar) if sk.dim() == 2 else (
         est.reg_covar * torch.eye(xk.shape[1], dtype=sk.dtype, device=sk.device))[None]
@@ -310,7 +315,7 @@ class _MergeScorer:
         counts = self.stats[0].expand(len(j), -1).clone()
         rows = torch.arange(len(j), device=counts.device)
         counts[rows, j] = nk
-        counts[rows, k] = nk.new_tensor(10 * torch.finfo(self.est._dtype).eps)
+        counts[rows, k] = _empty_count(self.est, nk)
         rest = self.terms.sum() - self.terms[j] - self.terms[k]
         sticks = stick_terms_rows(counts, self.est._priors.concentration)
         return -(self.ent + dh) + (rest + own).cpu().numpy() + sticks.cpu().numpy()
@@ -344,56 +349,53 @@ class _MergeScorer:
     def greedy(self, pairs, delta):
         """Keep, in the order of ``pairs`` (P, 2), every merge (k into j) that raises the
         bound, each component in one kept merge at most: :meth:`score` and :meth:`keep` for
-        each pair in turn, with the merged components' terms of all pairs from batched
+        each pair in turn — unless the current statistics' M-step failed (every pair then
+        takes a full M-step), with the merged components' terms of all pairs from batched
         M-steps (a pair's own statistics do not change while neither of its components is
         merged) and the bounds of the pairs still open recomputed after each kept merge.
         ``delta`` (P,): each merge's entropy change. Returns (merges kept, ``[(bound, (j,
         k))]`` of the pairs scored and not kept)."""
         pl, dh = pairs.tolist(), delta.double().cpu().numpy()
+        batched = self.terms is not None
+        if batched:
+            J, Kk = pairs[:, 0], pairs[:, 1]
+            n, merged, empty = self._pair_terms(J, Kk)
+            ok = torch.isfinite(merged)
+            own = torch.where(ok, merged + empty, 0.0)
+
+            def bounds_of(q):  # the bounds of pairs q (list) against the current statistics
+                qt = torch.tensor(q, device=pairs.device)
+                b = self._bound(own[qt], n[qt], J[qt], Kk[qt], dh[q])
+                return np.where(ok[qt].cpu().numpy(), b, -np.inf)
+
+            bounds = bounds_of(list(range(len(pl))))
         used, kept, missed = set(), 0, []
-        if self.terms is None:
-            for p, (j, k) in enumerate(pl):
-                if j in used or k in used:
-                    continue
-                new, trial = self.score(j, k, float(dh[p]))
-                if new > self.bound:
-                    self.keep(j, k, float(dh[p]), new, trial)
-                    used |= {j, k}
-                    kept += 1
-                else:
-                    missed.append((new, (j, k)))
-            return kept, missed
-        J, Kk = pairs[:, 0], pairs[:, 1]
-        n, own = self._pair_terms(J, Kk)
-        ok = torch.isfinite(own)
-        own = torch.where(ok, own, 0.0)
-        bounds = np.where(ok.cpu().numpy(), self._bound(own, n, J, Kk, dh), -np.inf)
         for p, (j, k) in enumerate(pl):
             if j in used or k in used:
                 continue
-            new = float(bounds[p])
-            if new > self.bound:
-                t = torch.stack([self._merged_terms[p], self._empty_term])
-                self.keep(j, k, float(dh[p]), new, (pair_stats(self.est, self.stats, j, k), t))
-                used |= {j, k}
-                kept += 1
-                rest = [q for q in range(p + 1, len(pl)) if not used & set(pl[q])]
-                if rest:
-                    q = torch.tensor(rest, device=pairs.device)
-                    again = self._bound(own[q], n[q], J[q], Kk[q], dh[rest])
-                    bounds[rest] = np.where(ok[q].cpu().numpy(), again, -np.inf)
+            if batched:
+                new = float(bounds[p])
             else:
+                new, trial = self.score(j, k, float(dh[p]))
+            if not new > self.bound:
                 missed.append((new, (j, k)))
+                continue
+            if batched:
+                trial = (pair_stats(self.est, self.stats, j, k), torch.stack([merged[p], empty]))
+            self.keep(j, k, float(dh[p]), new, trial)
+            used |= {j, k}
+            kept += 1
+            if batched and (rest := [q for q in range(p + 1, len(pl)) if not used & set(pl[q])]):
+                bounds[rest] = bounds_of(rest)
         return kept, missed
 
     def _pair_terms(self, j, k):
-        """The merged counts (P,) and the sum of the two components' terms after each merge
-        of ``(j, k)`` (P,): the merged component's (in batches through one M-step, or pair
-        by pair where a batch's M-step fails) plus the emptied one's; -inf where the merged
-        covariance is not positive definite. Keeps the merged components' terms (P,) and
-        the emptied one's for :meth:`keep`."""
+        """For each merge of ``(j, k)`` (index tensors (P,)): the merged count (P,) and the
+        merged component's term (P,), in batches through one M-step (pair by pair where a
+        batch's M-step fails; NaN where the merged covariance is not positive definite); and
+        the emptied component's term (a 0-dim tensor, the same for every pair)."""
         est, D = self.est, self.stats[1].shape[1]
-        self._empty_term = self._terms(empty_stats(est, self.stats))[0]
+        empty = self._terms(empty_stats(est, self.stats))[0]
         step = max(1, self.batch_elems // (D * D))
         n, terms = [], []
         for s in range(0, len(j), step):
@@ -405,9 +407,7 @@ class _MergeScorer:
                     else merged[0].new_tensor(float("nan")) for i in range(len(merged[0]))])
             n.append(merged[0])
             terms.append(t)
-        self._merged_terms = torch.cat(terms)
-        own = self._merged_terms + self._empty_term
-        return torch.cat(n), torch.where(torch.isnan(own), -torch.inf, own)
+        return torch.cat(n), torch.cat(terms), empty
 
 
 def _score(est, stats, ent):
