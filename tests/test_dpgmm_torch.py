@@ -443,22 +443,71 @@ def test_rejected_delete_moves_leave_the_fit_as_it_was():
 def test_float32_survives_a_cluster_of_identical_samples():
     """Dead pixels / background positions: many identical vectors far from the data mean.
 
-    In float32 their scatter matrix comes out indefinite by rounding; the backend projects it
-    onto the positive semi-definite cone (as in exact arithmetic) instead of failing.
+    Scattered per component around its own centre (on a CPU, a block whose responsibilities
+    are mostly zeros) their scatter matrix is exactly zero, and the float32 fit's bound is
+    the float64 fit's. Scattered around the block's mean as one GEMM (a GPU, dense blocks)
+    it comes out indefinite by rounding; the backend then projects it onto the positive
+    semi-definite cone (as in exact arithmetic) instead of failing.
     """
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(size=(2000, 16)), np.full((500, 16), 100.0),
                         rng.normal(size=(1000, 16)) + 50.0])
     y = np.repeat([0, 1, 2], [2000, 500, 1000])
-    tm = TorchBayesianGaussianMixture(n_components=10, random_state=0).fit(X)
-    assert tm.fit_stats_["psd_repairs"] >= 1  # the case arises: without the repair, a ValueError
-    sk = BayesianGaussianMixture(n_components=10, random_state=0).fit(X)
-    # the same clusters as scikit-learn (its fit splits one blob in two as well); the bound is
-    # lower: float32 cannot resolve a zero-width cluster 100 units from the mean (module docs)
-    assert adjusted_rand_score(sk.predict(X), tm.predict(X)) >= 0.99
-    assert adjusted_rand_score(y, tm.predict(X)) >= adjusted_rand_score(y, sk.predict(X)) - 0.01
+
+    class OneGemm(TorchBayesianGaussianMixture):
+        _own_rows_share = 0.0  # every block as one GEMM
+
+    own = TorchBayesianGaussianMixture(n_components=10, random_state=0).fit(X)
+    one = OneGemm(n_components=10, random_state=0).fit(X)
     f64 = TorchBayesianGaussianMixture(n_components=10, random_state=0, dtype="float64").fit(X)
-    assert "psd_repairs" not in f64.fit_stats_
+    assert one.fit_stats_["psd_repairs"] >= 1  # the case arises: without the repair, a ValueError
+    assert "psd_repairs" not in own.fit_stats_ and "psd_repairs" not in f64.fit_stats_
+    assert own.lower_bound_ == pytest.approx(f64.lower_bound_, rel=1e-5)
+    # one GEMM around the block mean loses the zero-width cluster's precision (module docs)
+    assert one.lower_bound_ < f64.lower_bound_ - 1000
+    sk = BayesianGaussianMixture(n_components=10, random_state=0).fit(X)
+    for tm in (own, one):  # the same clusters as scikit-learn (it splits one blob in two too)
+        assert adjusted_rand_score(sk.predict(X), tm.predict(X)) >= 0.99
+        assert adjusted_rand_score(y, tm.predict(X)) >= adjusted_rand_score(y, sk.predict(X)) - 0.01
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_scatter_over_own_rows_equals_the_one_gemm_scatter(dtype):
+    """The statistics of a pass over responsibilities that are mostly exact zeros (one-hot
+    rows, a few soft ones, as in a fit's later iterations) are the same whether each block is
+    scattered per component over its own nonzero rows or as one GEMM over every row, and
+    both equal the float64 statistics computed directly (scikit-learn's formula)."""
+    X, _ = _planted(0)
+    rng = np.random.default_rng(1)
+    n, K = X.shape[0], 6
+    R = np.zeros((n, K))
+    R[np.arange(n), rng.integers(0, K, n)] = 1.0
+    soft = rng.random(n) < 0.1
+    R[soft] = 0.5 * R[soft] + 0.5 * rng.dirichlet(np.ones(K), soft.sum())
+    nk = R.sum(0) + 10 * np.finfo(dtype).eps
+    xk = R.T @ X / nk[:, None]
+    sk_ref = np.stack([(R[:, k, None] * (X - xk[k])).T @ (X - xk[k]) / nk[k] for k in range(K)])
+
+    def stats(share):
+        class Estimator(TorchBayesianGaussianMixture):
+            _own_rows_share = share
+
+        est = Estimator(n_components=K, dtype=dtype, chunk_size=700, random_state=0).fit(X)
+        est.fit_stats_, est._counting = dict.fromkeys(est.fit_stats_, 0), True
+        Xc, shift, _, _ = est._centre(X, est._device, est._dtype)
+        nk_t, xk_t, sk_t = est._stats_from_resp(Xc, ("dense", torch.as_tensor(R, dtype=est._dtype)))
+        reg = est.reg_covar * np.eye(X.shape[1])
+        return nk_t.numpy(), xk_t.numpy() + shift.numpy(), sk_t.numpy() - reg, est.fit_stats_
+
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    scale = np.abs(sk_ref).max()
+    for share in (0.0, 1.0):
+        nk_t, xk_t, sk_t, st = stats(share)
+        np.testing.assert_allclose(nk_t, nk, rtol=tol)
+        np.testing.assert_allclose(xk_t, xk, atol=tol * np.abs(X).max())
+        assert np.abs(sk_t - sk_ref).max() <= tol * scale
+    # the own-rows pass does the products of the nonzero (sample, component) pairs only
+    assert stats(1.0)[3]["gemm_flops"] < 0.5 * stats(0.0)[3]["gemm_flops"]
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])

@@ -9,8 +9,9 @@ as scikit-learn.  It is faster because
 
 * the E-step and the sufficient statistics are computed block by block with
   large matrix products (one ``[x, 1] @ [[P_1 ... P_K], [-mu_1 P_1 ...]]``
-  product for all Mahalanobis distances, one ``A^T X`` product for all scatter
-  matrices), with no Python loop over components;
+  product for all Mahalanobis distances; the scatter matrices as one ``A^T X``
+  product, or, on a CPU once most responsibilities are exact zeros, one product per
+  component over only its samples);
 * it can work in float32 (the default) while the small per-component
   quantities (M-step, Cholesky factors, lower bound, accumulated statistics) are
   always float64;
@@ -29,7 +30,10 @@ as scikit-learn.  It is faster because
 Accuracy: in float64 the results equal scikit-learn's to ~1e-12 relative.  In
 float32 the limit is the representation of the centred data: covariances of
 components that are very narrow compared with their distance to the data mean
-get relative errors ~ eps32 * (distance / width).
+get relative errors ~ eps32 * (distance / width) where a block is scattered around
+its mean (dense responsibilities, a GPU); scattered around the component's own centre
+(the CPU's path once components separate), a cluster of identical samples (ReLU's
+all-zero positions) has an exactly zero scatter.
 
 Shapes: ``N`` = n_samples, ``D`` = n_features, ``K`` = n_components.
 

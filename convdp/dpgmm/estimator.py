@@ -197,6 +197,10 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     _group_shared = True
     #: Visit samples grouped by their previous most probable component ("full").
     _sort_blocks = True
+    #: On a CPU, scatter a block per component over only its samples with nonzero
+    #: responsibility ("full") when at most this share of the block's (sample, component)
+    #: pairs is nonzero; above it, as one GEMM over all (benchmarks/RESULTS.md).
+    _own_rows_share = 0.5
 
     def __init__(
         self,

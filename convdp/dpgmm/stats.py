@@ -202,27 +202,14 @@ class _Statistics:
             Ra, nb, c = R, bnk.to(f64), acc["centres64"]
         else:
             Ra, nb, c = R[:, idx], bnk[idx].to(f64), acc["centres64"][idx]
-        # Block-centred scatter, one GEMM for all components: with cb the block
-        # mean, Sb_k = sum_n r_nk (x_n - cb)(x_n - cb)^T.  It is moved to the
-        # component's reference centre c_k in float64:
-        #   sum r (x - c_k)(x - c_k)^T = Sb_k + u d^T + d u^T + n d d^T
-        #                              = Sb_k + v d^T + d v^T,  v = u + n d / 2,
-        # with u = sum r (x - cb), d = cb - c_k.  As samples are sorted by
-        # component, cb is close to the centres that matter (float32 accuracy).
-        # The (v, d) of every block are kept and their outer products summed once per
-        # pass as one batched product (_finish_stats), not as (n_act, D, D) float64
-        # arrays per block.
-        cb = Xb.mean(0)
-        Xcb = Xb - cb
-        A = torch.mul(Xcb.unsqueeze(1), Ra.unsqueeze(2), out=self._scratch("A", (b, n_act, D)))
-        # Xcb^T A = [Sb_1 | ... | Sb_n_act] (D, n_act D): the wide product runs at the
-        # machine's GEMM rate, the tall A^T Xcb at ~2/3 of it (same terms, same sums)
-        Sb = (Xcb.T @ A.view(b, n_act * D)).view(D, n_act, D).transpose(0, 1).to(f64)
-        u = (Ra.T @ Xcb).to(f64)
-        # R^T X, the scatter and u: (b x K) by D, (b x n_act D) by D, (b x n_act) by D
-        self._count_flops(2.0 * b * D * (self._K + n_act * D + n_act))
-        d = cb.to(f64) - c
-        acc["shifts"].append((None if full_set else idx, u + 0.5 * nb[:, None] * d, d))
+        self._count_flops(2.0 * b * D * self._K)  # R^T X
+        # on a CPU, a block whose responsibilities are mostly exact zeros (samples sorted
+        # by component, a flushed tail) is scattered per component over its own samples
+        owned = torch.nonzero(Ra.T, as_tuple=True) if Xa.is_cpu else None
+        if owned is not None and owned[0].numel() <= self._own_rows_share * b * n_act:
+            Sb = self._scatter_own_rows(Xb, Ra, c, *owned)
+        else:
+            Sb = self._scatter_block_centred(acc, Xb, Ra, nb, c, None if full_set else idx)
         if full_set:
             acc["S"] += Sb
             acc["nk_inc"] += bnk
@@ -231,6 +218,54 @@ class _Statistics:
             acc["S"].index_add_(0, idx, Sb)
             acc["nk_inc"].index_add_(0, idx, bnk[idx].to(f64))
             acc["sx_inc"].index_add_(0, idx, bsx[idx].to(f64))
+
+    def _scatter_own_rows(self, Xb, Ra, c, comp, rows):
+        """``sum_n r_nk (x_n - c_k)(x_n - c_k)^T`` (n_act, D, D) float64 over only the rows
+        where ``r_nk > 0`` (``comp``, ``rows``: the nonzeros of ``Ra.T``, grouped by
+        component), each component's rows gathered and centred at its reference centre
+        ``c_k`` directly. The rows left out add exact zeros to the dense product of
+        :meth:`_scatter_block_centred`; once components separate, a sample has one or two
+        of them, so this does a few n_act-th of its work (benchmarks/RESULTS.md)."""
+        n_act, D = Ra.shape[1], Xb.shape[1]
+        counts = torch.bincount(comp, minlength=n_act).tolist()
+        Y = Xb.index_select(0, rows).sub_(c.to(Xb.dtype).index_select(0, comp))
+        Yw = Y * Ra[rows, comp].unsqueeze(1)
+        out = torch.zeros((n_act, D, D), dtype=Xb.dtype, device=Xb.device)
+        s = 0
+        for j, n in enumerate(counts):
+            if n:
+                torch.mm(Yw[s : s + n].T, Y[s : s + n], out=out[j])
+            s += n
+        self._count_flops(2.0 * rows.numel() * D * D)
+        return out.to(torch.float64)
+
+    def _scatter_block_centred(self, acc, Xb, Ra, nb, c, idx):
+        """``sum_n r_nk (x_n - c_k)(x_n - c_k)^T`` (n_act, D, D) float64 over every row of
+        the block, as one GEMM for all components, less its centre shift (kept in
+        ``acc["shifts"]``, ``idx``: the components, None for all).
+
+        With cb the block mean, Sb_k = sum_n r_nk (x_n - cb)(x_n - cb)^T. It is moved to
+        the component's reference centre c_k in float64:
+          sum r (x - c_k)(x - c_k)^T = Sb_k + u d^T + d u^T + n d d^T
+                                     = Sb_k + v d^T + d v^T,  v = u + n d / 2,
+        with u = sum r (x - cb), d = cb - c_k.  As samples are sorted by component, cb is
+        close to the centres that matter (float32 accuracy). The (v, d) of every block are
+        kept and their outer products summed once per pass as one batched product
+        (_finish_stats), not as (n_act, D, D) float64 arrays per block."""
+        b, D = Xb.shape
+        n_act = Ra.shape[1]
+        cb = Xb.mean(0)
+        Xcb = Xb - cb
+        A = torch.mul(Xcb.unsqueeze(1), Ra.unsqueeze(2), out=self._scratch("A", (b, n_act, D)))
+        # Xcb^T A = [Sb_1 | ... | Sb_n_act] (D, n_act D): the wide product runs at the
+        # machine's GEMM rate, the tall A^T Xcb at ~2/3 of it (same terms, same sums)
+        Sb = (Xcb.T @ A.view(b, n_act * D)).view(D, n_act, D).transpose(0, 1).to(torch.float64)
+        u = (Ra.T @ Xcb).to(torch.float64)
+        # the scatter and u: (b x n_act D) by D, (b x n_act) by D
+        self._count_flops(2.0 * b * D * (n_act * D + n_act))
+        d = cb.to(torch.float64) - c
+        acc["shifts"].append((idx, u + 0.5 * nb[:, None] * d, d))
+        return Sb
 
     def _finish_stats(self, acc):
         """(nk, xk, sk) exactly as scikit-learn's ``_estimate_gaussian_parameters``."""
