@@ -205,7 +205,8 @@ class _Statistics:
         self._count_flops(2.0 * b * D * self._K)  # R^T X
         # on a CPU, a block whose responsibilities are mostly exact zeros (samples sorted
         # by component, a flushed tail) is scattered per component over its own samples
-        owned = torch.nonzero(Ra.T, as_tuple=True) if Xa.is_cpu else None
+        on_own_rows = Xa.is_cpu and self._own_rows_share > 0
+        owned = torch.nonzero(Ra.T, as_tuple=True) if on_own_rows else None
         if owned is not None and owned[0].numel() <= self._own_rows_share * b * n_act:
             Sb = self._scatter_own_rows(Xb, Ra, c, *owned)
         else:
@@ -225,7 +226,8 @@ class _Statistics:
         component), each component's rows gathered and centred at its reference centre
         ``c_k`` directly. The rows left out add exact zeros to the dense product of
         :meth:`_scatter_block_centred`; once components separate, a sample has one or two
-        of them, so this does a few n_act-th of its work (benchmarks/RESULTS.md)."""
+        nonzero responsibilities, so this does about 1 / n_act of that product's work
+        (benchmarks/RESULTS.md)."""
         n_act, D = Ra.shape[1], Xb.shape[1]
         counts = torch.bincount(comp, minlength=n_act).tolist()
         Y = Xb.index_select(0, rows).sub_(c.to(Xb.dtype).index_select(0, comp))
