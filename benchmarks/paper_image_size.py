@@ -22,9 +22,9 @@ from convdp.cluster import fit_dpgmm
 from convdp.config import validate_config
 from convdp.datasets import load_histology
 from convdp.models import build_model, to_input
-from convdp.pipeline import IMAGENET_MEAN, IMAGENET_STD
 from convdp.preprocess import Preprocess
 from convdp.samples import subsample
+from convdp.training import IMAGENET_MEAN, IMAGENET_STD
 
 
 def main() -> None:
