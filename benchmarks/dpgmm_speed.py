@@ -151,12 +151,14 @@ def run_fit(name, make, X, y_ref, quiet=False):
                 ari=ari, stats=dict(getattr(est, "fit_stats_", {})), est=est)
 
 
-def gemm_gflops(rows, inner, cols, repeats=30):
+def gemm_gflops(rows, inner, cols, repeats=30, b_transposed=False):
     """This machine's float32 ``torch.mm`` throughput (GFLOP/s, median of ``repeats``) on
-    a (rows, inner) @ (inner, cols) product: the E-step's own shape."""
+    a (rows, inner) @ (inner, cols) product: the E-step's own shape and layout (the right
+    operand stored (cols, inner) and transposed with ``b_transposed``, as "diag" does)."""
     import torch
 
-    a, b = torch.randn(rows, inner), torch.randn(inner, cols)
+    a = torch.randn(rows, inner)
+    b = torch.randn(cols, inner).T if b_transposed else torch.randn(inner, cols)
     torch.mm(a, b)  # warm-up
     times = []
     for _ in range(repeats):
@@ -170,7 +172,7 @@ def profile(results, n, d, K, cov="full"):
     """The torch fit's time per phase (the repeat of median time), and the E-step's achieved
     GEMM rate against this machine's ``torch.mm`` on the E-step's block shape
     (``efficiency``, the median over the repeats, their range beside it): ``[x, 1]`` (D + 1)
-    by ``[P_k | -mu_k P_k]`` (K D) for "full", ``[x, x^2]`` (2 D) by K for "diag"."""
+    by ``[P_k | -mu_k P_k]`` (K D) for "full", ``[x, x^2]`` (2 D) by K (stored K by 2 D) for "diag"."""
     result = sorted(results, key=lambda r: r["sec"])[len(results) // 2]
     st, est = result["stats"], result["est"]
     phases = ["init", "estep", "mstep", "bound", "moves"]
@@ -181,7 +183,7 @@ def profile(results, n, d, K, cov="full"):
     est._K = K
     rows = est._block_rows()
     inner, cols = (d + 1, K * d) if cov == "full" else (2 * d, K)
-    peak = gemm_gflops(rows, inner, cols)
+    peak = gemm_gflops(rows, inner, cols, b_transposed=cov == "diag")
     achieved = [r["stats"]["gemm_flops_estep"] / max(r["stats"]["seconds_estep"], 1e-12) / 1e9
                 for r in results]
     eff = [a / peak for a in achieved]

@@ -561,7 +561,7 @@ def test_diag_pass_over_shared_components_matches_the_pass_over_every_component(
         est._prepare_estep(state)
         if est._groups is not None:
             break
-    assert est._groups is not None and est._W.shape[1] < 12
+    assert est._groups is not None and est._Wt.shape[0] < 12
     # and the heaviest component copied onto the next heaviest (which keeps its own
     # weight): a shared group that takes responsibility
     heavy, last = torch.argsort(state.wc_a, descending=True)[:2].tolist()

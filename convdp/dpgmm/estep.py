@@ -105,12 +105,15 @@ class _EStep:
         else:
             prec = st.prec_chol**2  # (K, D)
             c2 = (st.means**2 * prec).sum(1)
-            # wlp = [x, x^2] @ W + const', one column per unique component (as for "full")
+            # wlp = [x, x^2] @ Wt^T + const', one row of Wt per unique component (as for
+            # "full"). Wt is kept (U, 2D), its transpose the product's operand: a skinny
+            # (b, 2D) @ (2D, U) with U of 5-50 ran 2-3x slower from a row-major (2D, U) on
+            # an AMD EPYC's MKL (25.8 against 9.3 ms at U 5; benchmarks/RESULTS.md)
             prec, muP, _ = self._unique_components(st, prec.to(dt), (st.means * prec).to(dt))
-            self._W = torch.cat([muP, -0.5 * prec], 1).T.contiguous()  # (2D, U)
+            self._Wt = torch.cat([muP, -0.5 * prec], 1).contiguous()  # (U, 2D)
             self._const = (const - 0.5 * c2).to(dt)
             if self._inverse is not None and self._group_shared:
-                self._groups = _group_weights(const - 0.5 * c2, self._inverse, self._W.shape[1])
+                self._groups = _group_weights(const - 0.5 * c2, self._inverse, self._Wt.shape[0])
 
     def _unique_components(self, st, P, muP):
         """``(P, muP, uniq)`` for the unique components only, and ``self._inverse`` (K,)
@@ -155,8 +158,8 @@ class _EStep:
             if self._inverse is not None:
                 maha = maha.index_select(1, self._inverse)
             return torch.add(self._const, maha, alpha=-0.5)
-        self._count_flops(2.0 * Xa.numel() * self._W.shape[1])
-        wlp = torch.mm(Xa, self._W)
+        self._count_flops(2.0 * Xa.numel() * self._Wt.shape[0])
+        wlp = torch.mm(Xa, self._Wt.T)
         if self._inverse is not None:
             wlp = wlp.index_select(1, self._inverse)
         return wlp.add_(self._const)
@@ -233,7 +236,7 @@ class _EStep:
         for s, e in self._blocks(Xc.shape[0]):
             Xa = Xc[s:e]
             self._count_flops(2.0 * Xa.numel() * U)
-            R, block_ent, _ = self._normalise(torch.mm(Xa, self._W).add_(log_mass_dt))
+            R, block_ent, _ = self._normalise(torch.mm(Xa, self._Wt.T).add_(log_mass_dt))
             acc["ent"] += block_ent
             self._accumulate(acc, Xa, R)
         # sum_k R_k log R_k over a group's members, R_k = R_group share_k
