@@ -580,6 +580,40 @@ def test_diag_pass_over_shared_components_matches_the_pass_over_every_component(
     assert every[0][last] > 1.0  # the copy took samples
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_diag_statistics_from_the_transposed_copy_match_the_plain_product(monkeypatch, dtype):
+    """On a CPU a "diag" fit keeps ``[x, x^2]^T`` for its statistics' product (its own
+    block's columns, over several blocks); the pass gives the statistics of the product
+    from the rows themselves, the fit's passes use the copy, and it is dropped after the fit."""
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(m, s, (500, 5)) for m, s in ((-5.0, 1.0), (0.0, 0.5), (4.0, 2.0))])
+    est = TorchBayesianGaussianMixture(n_components=8, covariance_type="diag", random_state=0,
+                                       max_iter=50, dtype=dtype, chunk_size=256)
+    seen = []
+    original = type(est)._e_step_stats
+
+    def record(self, Xc, state):
+        seen.append((Xc, state, self._Xt is not None))
+        return original(self, Xc, state)
+
+    monkeypatch.setattr(type(est), "_e_step_stats", record)
+    est.fit(X)
+    monkeypatch.undo()
+    assert est._Xt is None and all(used for *_, used in seen)
+    Xc, state, _ = seen[len(seen) // 2]
+    assert Xc.shape[0] > 4 * 256  # several blocks
+    est._counting = False
+    tol = 1e-10 if dtype == "float64" else 1e-5
+    for grouped in (True, False):
+        est._group_shared = grouped
+        est._Xt = est._transposed(Xc)
+        copy = est._e_step_stats(Xc, state)
+        est._Xt = None
+        plain = est._e_step_stats(Xc, state)
+        for a, b in zip(copy[:3], plain[:3], strict=True):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=tol, atol=tol)
+
+
 def _copy_row(t, src, dst):
     t = t.clone()
     t[dst] = t[src]

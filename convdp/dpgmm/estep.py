@@ -214,7 +214,7 @@ class _EStep:
             if perm is not None:
                 labels.append(lab)
             acc["ent"] += ent
-            self._accumulate(acc, Xa, R)
+            self._accumulate(acc, Xa, R, None if perm is not None else (s, e))
         if perm is not None:
             self._perm = perm[torch.argsort(torch.cat(labels), stable=True)]
         nk, xk, sk = self._finish_stats(acc)
@@ -238,7 +238,7 @@ class _EStep:
             self._count_flops(2.0 * Xa.numel() * U)
             R, block_ent, _ = self._normalise(torch.mm(Xa, self._Wt.T).add_(log_mass_dt))
             acc["ent"] += block_ent
-            self._accumulate(acc, Xa, R)
+            self._accumulate(acc, Xa, R, (s, e))
         # sum_k R_k log R_k over a group's members, R_k = R_group share_k
         acc["ent"] += (acc["nk"] * plogp).sum()
         members = {"nk": share * acc["nk"][inverse],

@@ -189,6 +189,9 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     #: the product from cache, while the block's other operations keep its size: the speed
     #: benchmark's planted fit, E-step 1.92 -> 1.74 s (benchmarks/RESULTS.md).
     _slice_elems = 1 << 20
+    #: On a CPU a "diag" fit whose ``[x, x^2]`` has at most this many elements (256 MB in
+    #: float32) keeps a transposed copy of it for the statistics' product (see _transposed).
+    _transposed_elems = 1 << 26
     #: Skip scatter contributions that are provably below rounding (see fit).
     _skip_negligible = True
     #: Compute the Mahalanobis terms of bitwise-identical components once.

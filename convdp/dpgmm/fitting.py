@@ -31,6 +31,7 @@ class _Fitting:
 
     _counting = False  # GEMM operations are counted into fit_stats_ during a fit only
     _scratch_bufs = None  # the fit's reusable product buffers (see _scratch), None outside it
+    _Xt = None  # the fit's transposed data for the "diag" statistics (see _transposed), or None
 
     def _fit(self, X, resp_init):
         device, dtype = self._check_params()
@@ -126,13 +127,14 @@ class _Fitting:
         # --- restarts × truncation levels; the best lower bound is kept ------
         self.init_results_ = []
         self._counting, self._scratch_bufs = True, {}
+        self._Xt = self._transposed(Xc)
         try:
             if self.init_sizes == "halving" and resp_init is None:
                 best = self._fit_ladder(Xc, X, n_samples)
             else:
                 best = self._fit_restarts(Xc, X, n_samples, resp_init)
         finally:
-            self._counting, self._scratch_bufs = False, None
+            self._counting, self._scratch_bufs, self._Xt = False, None, None
         if not best["converged"] and self.max_iter > 0:
             warnings.warn(
                 "The torch DPGMM did not converge within max_iter iterations. Try a "

@@ -136,15 +136,13 @@ def _continue(est, Xc, state, lower_bounds, spent, stats, bound, em_iter=None):
 
 
 def _responsibilities(est, Xc, state):
-    """Yield ``(Xa, R, ent)`` per block under ``state`` (plain E-step, in data order): the
-    rows ``Xa`` of the centred data (see ``_centre``), their responsibilities and entropy
-    term (see ``_normalise``)."""
+    """Yield ``(s, e, R, ent)`` per block ``Xc[s:e]`` under ``state`` (plain E-step, in
+    data order): its responsibilities and entropy term (see ``_normalise``)."""
     est._deleted = None
     est._prepare_estep(state)
     for s, e in est._blocks(Xc.shape[0]):
-        Xa = Xc[s:e]
-        R, ent, _ = est._normalise(est._weighted_log_prob(Xa))
-        yield Xa, R, ent
+        R, ent, _ = est._normalise(est._weighted_log_prob(Xc[s:e]))
+        yield s, e, R, ent
 
 
 def stats_and_overlap(est, Xc, state):
@@ -153,9 +151,9 @@ def stats_and_overlap(est, Xc, state):
     acc = est._new_acc(state.means)
     K = est._K
     overlap = torch.zeros(K, K, dtype=torch.float64, device=Xc.device)
-    for Xa, R, ent in _responsibilities(est, Xc, state):
+    for s, e, R, ent in _responsibilities(est, Xc, state):
         acc["ent"] += ent
-        est._accumulate(acc, Xa, R)
+        est._accumulate(acc, Xc[s:e], R, (s, e))
         overlap += (R.T @ R).to(torch.float64)
     nk, xk, sk = est._finish_stats(acc)
     return (nk, xk, sk), float(acc["ent"]), overlap
@@ -180,7 +178,7 @@ def pair_entropy_change(est, Xc, state, pairs, overlap=None):
         return out
     j, k = pairs[todo, 0], pairs[todo, 1]
     xlogx = torch.special.xlogy
-    for _, R, _ in _responsibilities(est, Xc, state):
+    for _, _, R, _ in _responsibilities(est, Xc, state):
         Rj, Rk = R[:, j], R[:, k]
         m = Rj + Rk
         out[todo] += (xlogx(m, m) - xlogx(Rj, Rj) - xlogx(Rk, Rk)).sum(0, dtype=torch.float64)

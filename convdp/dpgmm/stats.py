@@ -98,6 +98,18 @@ class _Statistics:
             self._augment(Xc[s : s + rows], d)
         return Xc, shift, gram, absmax
 
+    def _transposed(self, Xc):
+        """``Xc^T`` (D + aug, N), contiguous, for the "diag" statistics on a CPU (at most
+        ``_transposed_elems`` elements), else None.
+
+        The statistics ``R^T [x, x^2]`` (K', 2D) are a product with few rows; MKL ran it on
+        one core, re-reading the block from memory (an AMD EPYC: 18-31 ms for 20,000 x 1,000
+        with K' 5-11), and its transpose ``[x, x^2]^T R`` (2D, K') from the transposed data,
+        with ``R`` stored (K', b), on both (9-20 ms; benchmarks/RESULTS.md)."""
+        if self.covariance_type != "diag" or not Xc.is_cpu or Xc.numel() > self._transposed_elems:
+            return None
+        return Xc.T.contiguous()
+
     def _initial_resp(self, X, random_state, device, dtype):
         """Initial responsibilities exactly as scikit-learn's ``_initialize_parameters``, over
         the truncation's ``self._K`` components."""
@@ -160,11 +172,12 @@ class _Statistics:
             acc["sxx"] = torch.zeros(K, D, **z)
         return acc
 
-    def _accumulate(self, acc, Xa, R):
+    def _accumulate(self, acc, Xa, R, rows=None):
         """Add the statistics of one block.
 
         Xa : (b, D + aug) rows of the centred data (see :meth:`_centre`); R : (b, K)
-        responsibilities.
+        responsibilities; rows : ``(s, e)`` when ``Xa`` is the fit's data ``Xc[s:e]`` (its
+        columns of the transposed copy, :meth:`_transposed`, then serve "diag").
         """
         f64 = torch.float64
         D = self.n_features_in_
@@ -175,12 +188,16 @@ class _Statistics:
         if self.covariance_type == "diag":
             # [sum r x, sum r x^2] (K', 2D), for the K' components with responsibility
             nz = torch.nonzero(bnk > 0).squeeze(1)
+            Rn = R if nz.numel() == R.shape[1] else R[:, nz]
+            if rows is not None and self._Xt is not None:
+                # (2D, b) @ (b, K'), the right operand stored (K', b)
+                G = (self._Xt[:, rows[0] : rows[1]] @ Rn.T.contiguous().T).T
+            else:
+                G = Rn.T @ Xa
             if nz.numel() == R.shape[1]:
-                G = R.T @ Xa
                 acc["sx"] += G[:, :D]
                 acc["sxx"] += G[:, D:]
             else:
-                G = R[:, nz].T @ Xa
                 acc["sx"][nz] += G[:, :D]
                 acc["sxx"][nz] += G[:, D:]
             self._count_flops(2.0 * b * nz.numel() * Xa.shape[1])
@@ -329,7 +346,7 @@ class _Statistics:
         for s, e in self._blocks(Xc.shape[0], rows):
             R = self._resp_block(resp_src, s, e)
             labels.append(R.argmax(1))
-            self._accumulate(acc, Xc[s:e], R)
+            self._accumulate(acc, Xc[s:e], R, (s, e))
         self._perm = None
         if self.covariance_type == "full" and self._sort_blocks:
             self._perm = torch.argsort(torch.cat(labels), stable=True)
