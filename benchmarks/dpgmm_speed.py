@@ -26,7 +26,7 @@ seconds, lower bound per sample, NMI (to the planted labels, or to scikit-learn'
 real data), iterations; then the medians, the torch fit's time per phase (initialisation,
 E-step with the statistics, M-step, bound, moves) and ``efficiency``: the GEMM work of the
 E-step and the statistics per second of it, against this machine's own ``torch.mm`` on the
-E-step's block shape; and the headline ``ratio: X.XX`` (median scikit-learn seconds / median
+E-step's block shape, measured right after each torch fit; and the headline ``ratio: X.XX`` (median scikit-learn seconds / median
 torch seconds, planted data) with both fits' lower bound per sample and NMI.
 
 ``--data FILE`` fits a mixture of your own instead (and only that): an ``.npz`` with ``X``
@@ -168,11 +168,20 @@ def gemm_gflops(rows, inner, cols, repeats=30, b_transposed=False):
     return 2.0 * rows * inner * cols / float(np.median(times)) / 1e9
 
 
+def estep_shape(est, n, d, K, cov):
+    """The E-step's product for a fit of ``est``'s settings: ``(rows, inner, cols)`` of a block,
+    ``[x, 1]`` (D + 1) by ``[P_k | -mu_k P_k]`` (K D) for "full", ``[x, x^2]`` (2 D) by K
+    (stored K by 2 D) for "diag"."""
+    est._K = K
+    rows = min(est._block_rows(), n)
+    return (rows, d + 1, K * d) if cov == "full" else (rows, 2 * d, K)
+
+
 def profile(results, n, d, K, cov="full"):
     """The torch fit's time per phase (the repeat of median time), and the E-step's achieved
-    GEMM rate against this machine's ``torch.mm`` on the E-step's block shape
-    (``efficiency``, the median over the repeats, their range beside it): ``[x, 1]`` (D + 1)
-    by ``[P_k | -mu_k P_k]`` (K D) for "full", ``[x, x^2]`` (2 D) by K (stored K by 2 D) for "diag"."""
+    GEMM rate against this machine's ``torch.mm`` on the E-step's block shape, measured right
+    after each repeat (``peak``, so that a slow or fast spell of the machine falls on both):
+    ``efficiency``, the median over the repeats, their range beside it."""
     result = sorted(results, key=lambda r: r["sec"])[len(results) // 2]
     st, est = result["stats"], result["est"]
     phases = ["init", "estep", "mstep", "bound", "moves"]
@@ -180,15 +189,14 @@ def profile(results, n, d, K, cov="full"):
     parts = ", ".join(f"{p} {st[f'seconds_{p}']:.2f} s" for p in phases)
     other = total - sum(st[f"seconds_{p}"] for p in phases)
     print(f"  profile (torch, the median repeat, {total:.2f} s): {parts}, other {other:.2f} s")
-    est._K = K
-    rows = est._block_rows()
-    inner, cols = (d + 1, K * d) if cov == "full" else (2 * d, K)
-    peak = gemm_gflops(rows, inner, cols, b_transposed=cov == "diag")
+    rows, inner, cols = estep_shape(est, n, d, K, cov)
+    peaks = [r["peak"] for r in results]
     achieved = [r["stats"]["gemm_flops_estep"] / max(r["stats"]["seconds_estep"], 1e-12) / 1e9
                 for r in results]
-    eff = [a / peak for a in achieved]
+    eff = [a / p for a, p in zip(achieved, peaks, strict=True)]
     print(f"  E-step + statistics: {np.median(achieved):.2f} GFLOP/s of GEMM work (median); "
-          f"torch.mm ({rows} x {inner}) @ ({inner} x {cols}) on this machine: {peak:.2f} GFLOP/s")
+          f"torch.mm ({rows} x {inner}) @ ({inner} x {cols}) on this machine after each repeat: "
+          f"{np.median(peaks):.2f} GFLOP/s (median, range {min(peaks):.2f}–{max(peaks):.2f})")
     print(f"efficiency{'' if cov == 'full' else '_' + cov}: {np.median(eff):.2f} "
           f"(median of {len(eff)} repeats, range {min(eff):.2f}–{max(eff):.2f})")
 
@@ -236,6 +244,9 @@ def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentr
         for key, (name, make) in peers.items():
             ref = y if y is not None else (runs["sk"][0]["labels"] if runs.get("sk") else None)
             runs[key].append(run_fit(name, make, X, ref))
+            if key == "torch":  # this machine's GEMM rate on the fit's shape, at once
+                shape = estep_shape(runs[key][-1]["est"], n, d, K, cov)
+                runs[key][-1]["peak"] = gemm_gflops(*shape, b_transposed=cov == "diag")
     out = {}
     for key, rs in runs.items():
         out[key] = dict(rs[-1], sec=float(np.median([r["sec"] for r in rs])),

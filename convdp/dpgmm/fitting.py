@@ -82,9 +82,7 @@ class _Fitting:
             )
         full = self.covariance_type == "full"
         if self.covariance_prior is None:
-            cp = gram / (n_samples - 1)
-            if not full:
-                cp = torch.diagonal(cp).clone()
+            cp = gram / (n_samples - 1)  # its diagonal only for "diag" (see _centre)
         else:
             cp = torch.as_tensor(np.asarray(self.covariance_prior, dtype=np.float64), device=device)
             want = (n_features, n_features) if full else (n_features,)

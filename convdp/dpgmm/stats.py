@@ -76,7 +76,9 @@ class _Statistics:
         Xc : tensor (N, D + aug) of `dtype`: the centred data, then the columns of
             :meth:`_n_aug_cols` (``[x, 1]`` for "full", ``[x, x^2]`` for "diag")
         shift : tensor (D,) float64, the column means of X
-        gram : tensor (D, D) float64, sum of centred outer products
+        gram : tensor float64, sum of centred outer products (D, D) for "full", only its
+            diagonal (D,) for "diag" (the prior's covariance is diagonal there: the
+            whole Gram matrix was 0.15 s of work at D 512)
         absmax : tensor (D,) float64, max |Xc| per feature
         """
         f64 = torch.float64
@@ -88,11 +90,12 @@ class _Statistics:
             total += src[s : s + rows].to(device=device, dtype=f64).sum(0)
         shift = total / n
         Xc = torch.empty((n, d + self._n_aug_cols(d)), dtype=dtype, device=device)
-        gram = torch.zeros((d, d), dtype=f64, device=device)
+        full = self.covariance_type == "full"
+        gram = torch.zeros((d, d) if full else d, dtype=f64, device=device)
         absmax = torch.zeros(d, dtype=f64, device=device)
         for s in range(0, n, rows):
             blk = src[s : s + rows].to(device=device, dtype=f64) - shift
-            gram += blk.T @ blk
+            gram += blk.T @ blk if full else blk.square().sum(0)
             absmax = torch.maximum(absmax, blk.abs().amax(0))
             Xc[s : s + rows, :d] = blk
             self._augment(Xc[s : s + rows], d)
