@@ -26,8 +26,9 @@ seconds, lower bound per sample, NMI (to the planted labels, or to scikit-learn'
 real data), iterations; then the medians, the torch fit's time per phase (initialisation,
 E-step with the statistics, M-step, bound, moves) and ``efficiency``: the GEMM work of the
 E-step and the statistics per second of it, against this machine's own ``torch.mm`` on the
-E-step's block shape, measured right after each torch fit; and the headline ``ratio: X.XX`` (median scikit-learn seconds / median
-torch seconds, planted data) with both fits' lower bound per sample and NMI.
+E-step's block shape, measured right after each torch fit; and the headline ``ratio: X.XX``
+(median scikit-learn seconds / median torch seconds, planted data) with both fits' lower
+bound per sample and NMI.
 
 ``--data FILE`` fits a mixture of your own instead (and only that): an ``.npz`` with ``X``
 (n, d) and, optionally, the true labels ``y`` (n,), or an ``.npy`` of ``X``; the same peers,
@@ -177,19 +178,19 @@ def estep_shape(est, n, d, K, cov):
     return (rows, d + 1, K * d) if cov == "full" else (rows, 2 * d, K)
 
 
-def profile(results, n, d, K, cov="full"):
+def profile(results, cov="full"):
     """The torch fit's time per phase (the repeat of median time), and the E-step's achieved
     GEMM rate against this machine's ``torch.mm`` on the E-step's block shape, measured right
     after each repeat (``peak``, so that a slow or fast spell of the machine falls on both):
     ``efficiency``, the median over the repeats, their range beside it."""
     result = sorted(results, key=lambda r: r["sec"])[len(results) // 2]
-    st, est = result["stats"], result["est"]
+    st = result["stats"]
     phases = ["init", "estep", "mstep", "bound", "moves"]
     total = result["sec"]
     parts = ", ".join(f"{p} {st[f'seconds_{p}']:.2f} s" for p in phases)
     other = total - sum(st[f"seconds_{p}"] for p in phases)
     print(f"  profile (torch, the median repeat, {total:.2f} s): {parts}, other {other:.2f} s")
-    rows, inner, cols = estep_shape(est, n, d, K, cov)
+    rows, inner, cols = result["shape"]
     peaks = [r["peak"] for r in results]
     achieved = [r["stats"]["gemm_flops_estep"] / max(r["stats"]["seconds_estep"], 1e-12) / 1e9
                 for r in results]
@@ -245,15 +246,16 @@ def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentr
             ref = y if y is not None else (runs["sk"][0]["labels"] if runs.get("sk") else None)
             runs[key].append(run_fit(name, make, X, ref))
             if key == "torch":  # this machine's GEMM rate on the fit's shape, at once
-                shape = estep_shape(runs[key][-1]["est"], n, d, K, cov)
-                runs[key][-1]["peak"] = gemm_gflops(*shape, b_transposed=cov == "diag")
+                fit = runs[key][-1]
+                fit["shape"] = estep_shape(fit["est"], n, d, K, cov)
+                fit["peak"] = gemm_gflops(*fit["shape"], b_transposed=cov == "diag")
     out = {}
     for key, rs in runs.items():
         out[key] = dict(rs[-1], sec=float(np.median([r["sec"] for r in rs])),
                         cpu=float(np.median([r["cpu"] for r in rs])))
         print(f"  median {peers[key][0]:<33s} {out[key]['sec']:7.2f} s (cpu {out[key]['cpu']:7.2f} s)"
               f"  over {[round(r['sec'], 2) for r in rs]}")
-    profile(runs["torch"], n, d, K, cov)
+    profile(runs["torch"], cov)
     if "sk" in out:
         sk = out["sk"]["sec"]
         for key in [k for k in out if k != "sk"]:

@@ -191,13 +191,14 @@ class _Statistics:
         if self.covariance_type == "diag":
             # [sum r x, sum r x^2] (K', 2D), for the K' components with responsibility
             nz = torch.nonzero(bnk > 0).squeeze(1)
-            Rn = R if nz.numel() == R.shape[1] else R[:, nz]
+            every = nz.numel() == R.shape[1]
+            Rn = R if every else R[:, nz]
             if rows is not None and self._Xt is not None:
                 # (2D, b) @ (b, K'), the right operand stored (K', b)
                 G = (self._Xt[:, rows[0] : rows[1]] @ Rn.T.contiguous().T).T
             else:
                 G = Rn.T @ Xa
-            if nz.numel() == R.shape[1]:
+            if every:
                 acc["sx"] += G[:, :D]
                 acc["sxx"] += G[:, D:]
             else:
