@@ -36,6 +36,10 @@ repeats and profile, ``--data-covariance`` (full) and ``--components``; prints
 ``ratio_data`` with both fits' bound and NMI to ``y`` (or to scikit-learn's labels). This is
 how a held-out mixture the project has not seen is fitted by both backends side by side.
 
+``--device`` (default ``auto``: the GPU where torch sees one, else the CPU) is where the torch
+fits run; scikit-learn runs on the CPU's cores, the peak ``torch.mm`` on the torch fits'
+device, and every phase of a GPU fit is timed after the GPU has finished its work.
+
 ``--scaling`` (or ``--only-scaling``) prints torch seconds per iteration against
 N (1e3..1e6, D=64) and D (8..512, N=20,000), with only ``--scaling-iters``
 iterations (default 3, to keep it to ~4 minutes) from a ``random_from_data``
@@ -46,6 +50,7 @@ Usage::
 
     python benchmarks/dpgmm_speed.py [--threads 2] [--scaling] [--no-sklearn]
     python benchmarks/dpgmm_speed.py --data heldout.npz --components 20
+    python benchmarks/dpgmm_speed.py --device cuda      # the torch fits on the GPU
 """
 
 from __future__ import annotations
@@ -152,19 +157,31 @@ def run_fit(name, make, X, y_ref, quiet=False):
                 ari=ari, stats=dict(getattr(est, "fit_stats_", {})), est=est)
 
 
-def gemm_gflops(rows, inner, cols, repeats=30, b_transposed=False):
-    """This machine's float32 ``torch.mm`` throughput (GFLOP/s, median of ``repeats``) on
-    a (rows, inner) @ (inner, cols) product: the E-step's own shape and layout (the right
-    operand stored (cols, inner) and transposed with ``b_transposed``, as "diag" does)."""
+def synchronize(device):
+    """Wait for the work queued on ``device`` (a GPU runs kernels asynchronously)."""
     import torch
 
-    a = torch.randn(rows, inner)
-    b = torch.randn(cols, inner).T if b_transposed else torch.randn(inner, cols)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gemm_gflops(rows, inner, cols, repeats=30, b_transposed=False, device="cpu"):
+    """This machine's float32 ``torch.mm`` throughput (GFLOP/s, median of ``repeats``) on
+    a (rows, inner) @ (inner, cols) product on ``device``: the E-step's own shape and layout
+    (the right operand stored (cols, inner) and transposed with ``b_transposed``, as "diag"
+    does)."""
+    import torch
+
+    a = torch.randn(rows, inner, device=device)
+    b = (torch.randn(cols, inner, device=device).T if b_transposed
+         else torch.randn(inner, cols, device=device))
     torch.mm(a, b)  # warm-up
     times = []
     for _ in range(repeats):
+        synchronize(device)
         t0 = time.perf_counter()
         torch.mm(a, b)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return 2.0 * rows * inner * cols / float(np.median(times)) / 1e9
 
@@ -230,16 +247,17 @@ def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentr
     if not args.no_sklearn:
         peers["sk"] = ("scikit-learn (float64)", lambda: BayesianGaussianMixture(**common))
     # the workflow's moves on one start (the workflow adds restarts and adaptive truncation)
+    on = dict(device=args.device)
     peers["torch"] = ("torch, workflow moves (merge, delete)", lambda: TorchBayesianGaussianMixture(
-        **common, dtype="float32", merge=True, delete_below=0.01))
+        **common, **on, dtype="float32", merge=True, delete_below=0.01))
     if args.variants:
         peers["torch_no_moves"] = ("torch float32, no moves",
-                                   lambda: TorchBayesianGaussianMixture(**common, dtype="float32"))
+                                   lambda: TorchBayesianGaussianMixture(**common, **on, dtype="float32"))
         peers["torch_sk_rule"] = ("torch float32, sklearn's tol rule", lambda: TorchBayesianGaussianMixture(
-            **common, dtype="float32", tol_per_sample=False))
+            **common, **on, dtype="float32", tol_per_sample=False))
         if float64 and not args.no_float64:
             peers["torch64"] = ("torch float64, sklearn's tol rule", lambda: TorchBayesianGaussianMixture(
-                **common, dtype="float64", tol_per_sample=False))
+                **common, **on, dtype="float64", tol_per_sample=False))
     runs = {key: [] for key in peers}
     for _ in range(args.repeats):
         for key, (name, make) in peers.items():
@@ -248,7 +266,8 @@ def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentr
             if key == "torch":  # this machine's GEMM rate on the fit's shape, at once
                 fit = runs[key][-1]
                 fit["shape"] = estep_shape(fit["est"], n, d, K, cov)
-                fit["peak"] = gemm_gflops(*fit["shape"], b_transposed=cov == "diag")
+                fit["peak"] = gemm_gflops(*fit["shape"], b_transposed=cov == "diag",
+                                          device=args.device)
     out = {}
     for key, rs in runs.items():
         out[key] = dict(rs[-1], sec=float(np.median([r["sec"] for r in rs])),
@@ -339,6 +358,7 @@ def scaling(args):
             init_params="random_from_data",
             random_state=args.seed,
             tol=0.0,
+            device=args.device,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -362,6 +382,8 @@ def main(argv=None):
     p.add_argument("--max-iter", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and BLAS threads")
+    p.add_argument("--device", default="auto",
+                   help="the torch fits' device: auto (a GPU where there is one), cpu, cuda, cuda:N")
     p.add_argument("--activations", default="results/activations/*/*.zarr", help="zarr glob")
     p.add_argument("--layer", default=None, help="substring selecting the activation layer")
     p.add_argument("--data", default=None,
@@ -391,8 +413,13 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    gpu = (f"; torch fits on {torch.cuda.get_device_name(args.device)} ({args.device})"
+           if torch.device(args.device).type == "cuda" else "; torch fits on the CPU")
     print(
         f"machine: {cpu_model()}, {os.cpu_count()} cores; threads: torch {torch.get_num_threads()}"
+        + gpu
     )
     print(f"torch {torch.__version__}, numpy {np.__version__}, ", end="")
     import sklearn

@@ -43,15 +43,23 @@ NETS = {
 }
 
 
-def build(net: str):
+def build(net: str, device: str = "cpu"):
     import torch
 
     from convdp.models import block_layers, build_model
 
     spec = NETS[net]
     torch.manual_seed(0)
-    model = build_model(spec["arch"], 10, spec["channels"]).eval()
+    model = build_model(spec["arch"], 10, spec["channels"]).eval().to(device)
     return model, block_layers(model)
+
+
+def synchronize(device) -> None:
+    """Wait for the work queued on ``device`` (a GPU runs kernels asynchronously)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def images(net: str, n: int) -> np.ndarray:
@@ -60,16 +68,20 @@ def images(net: str, n: int) -> np.ndarray:
     return rng.integers(0, 256, (n, spec["size"], spec["size"], spec["channels"]), dtype=np.uint8)
 
 
-def bare_forward(model, imgs, batch) -> float:
+def bare_forward(model, imgs, batch, device="cpu") -> float:
+    """Seconds of the net's forward pass over ``imgs`` (inputs copied to ``device``, outputs
+    left there)."""
     import torch
 
     from convdp.models import to_input
 
     c = imgs.shape[-1]
+    synchronize(device)
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(imgs), batch):
-            model(to_input(imgs[i : i + batch], [0.5] * c, [0.25] * c))
+            model(to_input(imgs[i : i + batch], [0.5] * c, [0.25] * c).to(device))
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -85,37 +97,38 @@ def extract(model, layers, imgs, chunk, batch, store, **kw) -> float:
     return time.perf_counter() - start
 
 
-def time_pair(net: str, compression: str = "none", repeats: int = 5, n: int | None = None) -> dict:
+def time_pair(net: str, compression: str = "none", repeats: int = 5, n: int | None = None,
+              device: str = "cpu") -> dict:
     """Median (and best) of ``repeats`` seconds for bare forward and extraction of ``n``
-    images (the net's default number unless given), interleaved so that load on the machine
-    falls on both alike."""
+    images (the net's default number unless given) on ``device``, interleaved so that load
+    on the machine falls on both alike."""
     import torch
 
     spec = NETS[net]
     n = n or spec["n"]
-    model, layers = build(net)
+    model, layers = build(net, device)
     imgs = images(net, n)
     tmp = tempfile.mkdtemp(prefix="convdp-bench-")
     try:
-        bare_forward(model, imgs[: spec["batch"]], spec["batch"])  # warm-up
+        bare_forward(model, imgs[: spec["batch"]], spec["batch"], device)  # warm-up
         fwd, ext = [], []
         for _ in range(repeats):
-            fwd.append(bare_forward(model, imgs, spec["batch"]))
+            fwd.append(bare_forward(model, imgs, spec["batch"], device))
             ext.append(extract(model, layers, imgs, spec["chunk"], spec["batch"], f"{tmp}/a.zarr",
-                               compression=compression))
+                               compression=compression, device=device))
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    raw = sum(np.prod(s) * 4 for s in _layer_shapes(model, layers, imgs[:1]))
+    raw = sum(np.prod(s) * 4 for s in _layer_shapes(model, layers, imgs[:1], device))
     return {"net": net, "arch": spec["arch"], "layers": layers, "n": n,
             "forward_s": float(np.median(fwd)), "extract_s": float(np.median(ext)),
             "forward_best_s": min(fwd), "extract_best_s": min(ext),
             "ratios": [round(e / f, 3) for f, e in zip(fwd, ext, strict=True)],
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "device": device,
             "stored_mb": size / 1e6, "compression": compression, "raw_mb": raw * n / 1e6}
 
 
-def _layer_shapes(model, layers, one):
+def _layer_shapes(model, layers, one, device="cpu"):
     import torch
 
     from convdp.extract import feature_extractor
@@ -123,14 +136,14 @@ def _layer_shapes(model, layers, one):
 
     c = one.shape[-1]
     with torch.no_grad():
-        out = feature_extractor(model, layers)(to_input(one, [0.5] * c, [0.25] * c))
+        out = feature_extractor(model, layers)(to_input(one, [0.5] * c, [0.25] * c).to(device))
     return [tuple(o.shape[1:]) for o in out.values()]
 
 
-def peak_memory_worker(net: str, n: int) -> None:
-    """(In a fresh process) extract n images; print the peak RSS in MB."""
+def peak_memory_worker(net: str, n: int, device: str) -> None:
+    """(In a fresh process) extract n images on ``device``; print the peak RSS in MB."""
     spec = NETS[net]
-    model, layers = build(net)
+    model, layers = build(net, device)
     one = images(net, spec["batch"])
 
     class Repeat:  # n images without holding n images: the input must not dominate memory
@@ -144,17 +157,18 @@ def peak_memory_worker(net: str, n: int) -> None:
             return n
 
     with tempfile.TemporaryDirectory() as tmp:
-        extract(model, layers, Repeat(), spec["chunk"], spec["batch"], f"{tmp}/m.zarr")
+        extract(model, layers, Repeat(), spec["chunk"], spec["batch"], f"{tmp}/m.zarr",
+                device=device)
     print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def peak_memory(net: str, n: int) -> float:
-    out = subprocess.run([sys.executable, __file__, "--memory-worker", net, str(n)],
+def peak_memory(net: str, n: int, device: str) -> float:
+    out = subprocess.run([sys.executable, __file__, "--memory-worker", net, str(n), device],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
-def writer_breakdown(repeats: int = 7) -> None:
+def writer_breakdown(repeats: int = 7, device: str = "cpu") -> None:
     """Where the extraction's time goes beyond the forward pass, per chunk of the realistic
     net (medians of ``repeats``): the channels-last copy into the chunk buffer, the finite
     check, the Zarr write of the chunk through Zarr, the direct write the extraction does for
@@ -169,9 +183,9 @@ def writer_breakdown(repeats: int = 7) -> None:
     from convdp.models import to_input
 
     spec = NETS["realistic"]
-    model, layers = build("realistic")
+    model, layers = build("realistic", device)
     ext = feature_extractor(model, layers)
-    x = to_input(images("realistic", spec["chunk"]), [0.5] * 3, [0.25] * 3)
+    x = to_input(images("realistic", spec["chunk"]), [0.5] * 3, [0.25] * 3).to(device)
     with torch.no_grad():
         res = ext(x)
     bufs = {k: rawchunks.aligned_empty(to_channels_last(k, v).shape, np.float32)
@@ -186,6 +200,7 @@ def writer_breakdown(repeats: int = 7) -> None:
         def forward():
             with torch.no_grad():
                 ext(x)
+            synchronize(device)
 
         def copy():
             for k, v in res.items():
@@ -287,14 +302,25 @@ def main() -> None:
     parser.add_argument("--codecs", action="store_true", help="also sweep codecs and chunk sizes")
     parser.add_argument("--compression", default="none", choices=["none", "lz4", "zstd"],
                         help="extract.compression for the timed extraction (default: none)")
-    parser.add_argument("--memory-worker", nargs=2, metavar=("NET", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="auto",
+                        help="where the nets run: auto (a GPU where there is one), cpu, cuda, cuda:N")
+    parser.add_argument("--memory-worker", nargs=3, metavar=("NET", "N", "DEVICE"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_worker:
-        peak_memory_worker(args.memory_worker[0], int(args.memory_worker[1]))
+        peak_memory_worker(args.memory_worker[0], int(args.memory_worker[1]), args.memory_worker[2])
         return
-    results = {net: time_pair(net, args.compression) for net in NETS}
-    long_run = time_pair("realistic", args.compression, n=4 * NETS["realistic"]["n"])
-    mem = {net: (peak_memory(net, NETS[net]["n"]), peak_memory(net, 4 * NETS[net]["n"]))
+    import torch
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    where = (torch.cuda.get_device_name(device) if torch.device(device).type == "cuda"
+             else f"the CPU, {torch.get_num_threads()} threads")
+    print(f"device: {device} ({where}); torch {torch.__version__}")
+    results = {net: time_pair(net, args.compression, device=device) for net in NETS}
+    long_run = time_pair("realistic", args.compression, n=4 * NETS["realistic"]["n"], device=device)
+    mem = {net: (peak_memory(net, NETS[net]["n"], device), peak_memory(net, 4 * NETS[net]["n"], device))
            for net in NETS}
     r, s = results["realistic"], results["small"]
     print(f"realistic net ({r['arch']}, 224x224, {len(r['layers'])} block outputs): "
@@ -322,7 +348,7 @@ def main() -> None:
     for res in results.values():
         print(f"  {res['arch']}: {res['raw_mb']:.0f} MB of activations stored as "
               f"{res['stored_mb']:.0f} MB (compression: {res['compression']}), torch threads {res['threads']}")
-    writer_breakdown()
+    writer_breakdown(device=device)
     if args.codecs:
         codec_sweep()
 

@@ -208,7 +208,7 @@ def merge_candidates(stats, overlap, state, max_pairs):
     dist = torch.cdist(m, m).square() / (spread[:, None] + spread[None, :])
     dist.fill_diagonal_(float("inf"))
     near = torch.zeros_like(score, dtype=torch.bool)
-    near[torch.arange(a), dist.argmin(1)] = True
+    near[torch.arange(a, device=nk.device), dist.argmin(1)] = True
     near |= near.T.clone()
     iu = torch.triu_indices(a, a, 1, device=nk.device)
     s, dd, nn = score[iu[0], iu[1]], dist[iu[0], iu[1]], near[iu[0], iu[1]]
