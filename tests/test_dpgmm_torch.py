@@ -138,6 +138,28 @@ def test_kmeans_start_has_scikit_learns_labels(monkeypatch, elkan):
     np.testing.assert_array_equal(labels.numpy(), ref)
 
 
+@pytest.mark.parametrize("seed, tol", [(11, 1e-4), (7, 1e-4), (7, 0.01)])
+def test_kmeans_start_on_a_gpu_has_scikit_learns_labels(seed, tol):
+    """The GPU's K-means start (scikit-learn's k-means++ seeds, Lloyd's iterations in torch),
+    run here on the CPU, gives the labels of scikit-learn's KMeans on overlapping clusters:
+    with its default tolerance, and with one so loose that both stop by the centres' shift
+    before the labels settle."""
+    from sklearn.cluster import KMeans
+
+    from convdp.dpgmm import stats
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(scale=2.0, size=(6, 40))[rng.integers(0, 6, 3000)] + rng.normal(size=(3000, 40))
+    ref = KMeans(n_clusters=K, n_init=1, random_state=np.random.RandomState(seed), tol=tol,
+                 algorithm="lloyd").fit(X)
+    if tol > 1e-4:
+        settled = KMeans(n_clusters=K, n_init=1, random_state=np.random.RandomState(seed),
+                         algorithm="lloyd").fit(X)
+        assert ref.n_iter_ < settled.n_iter_  # stopped by the shift rule
+    labels = stats.kmeans_on_device(X, K, np.random.RandomState(seed), "cpu", tol=tol)
+    np.testing.assert_array_equal(labels.numpy(), ref.labels_)
+
+
 @pytest.mark.parametrize("init_params", ["random", "random_from_data", "k-means++"])
 def test_other_initialisations_match_sklearn(small, init_params):
     X, _ = small
