@@ -245,6 +245,9 @@ def test_verdict_rows_carry_the_price_of_each_cut():
     cut_df = verdict(scores, None)[0]
     assert cut_df["shift_z_cut"].tolist() == [-0.1, -3.0, -3.0, -5.0]
     assert cut_df["shift_cut"].tolist() == [-0.1, -0.5, -2.0, -5.0]  # the shift's own worst
+    # the step rule's score: the first layer's shift_z, then the worst any next layer adds
+    # (-2.9 at relu2; relu3 adds +2.0; relu4 -4.0)
+    assert cut_df["step_cut"].tolist() == pytest.approx([-0.1, -2.9, -2.9, -4.0])
     assert cut_df["mmd2_cut"].tolist() == pytest.approx([0.01, 0.05, 0.2, 0.5])
     rows[1]["shift_z"], rows[2]["shift_z"] = -0.5, -2.0
     assert summary["decision"] == ("freeze up to layer relu2: retrain 92.1% of the parameters, "

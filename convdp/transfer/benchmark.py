@@ -36,6 +36,7 @@ SCORES = {
     "shift_cut": ("shift_cut", 1, "convdp (DPGMM, unlabelled)"),
     "cover_z": ("cover_z", 1, "convdp (DPGMM, unlabelled)"),
     "cover_z_cut": ("cover_z_cut", 1, "convdp (DPGMM, unlabelled)"),
+    "step_cut": ("step_cut", 1, "convdp (DPGMM, unlabelled)"),
     "depth": ("depth", -1, "baseline (no data)"),
     "mmd2": ("mmd2", -1, "baseline (unlabelled two-sample)"),
     "mmd2_cut": ("mmd2_cut", -1, "baseline (unlabelled two-sample)"),
@@ -48,7 +49,9 @@ and its family. ``depth`` is the cut's index: "the deeper, the worse"; ``shift_z
 ``shift_cut``, ``cover_z_cut`` and ``mmd2_cut`` are the worst layer's value among the layers a
 cut freezes (:data:`convdp.transfer.verdict.CUT_SCORES`). ``shift_cut`` uses the shift in nats
 per sample, not divided by the source's spread: the fits of every layer share one PCA
-dimension (``preprocess.pca``), so the layers' nats are on one scale."""
+dimension (``preprocess.pca``), so the layers' nats are on one scale. ``step_cut`` is the step
+rule's score of a cut, the worst shift a frozen layer adds
+(:func:`convdp.transfer.verdict.step_cut`)."""
 
 CONVDP_SCORES = [k for k, v in SCORES.items() if v[2].startswith("convdp")]
 
@@ -220,7 +223,7 @@ def plot_benchmark(pairs, corr, rec, dest: str | Path, title: str = "") -> None:
             for _, r in grp.iterrows():
                 ax.annotate(str(r["layer"]), (r[col], r["retrain_accuracy"]), fontsize=6,
                             xytext=(2, 2), textcoords="offset points")
-        if col in ("shift_z", "shift_z_cut", "shift", "shift_cut") and (pairs[col].abs() > 0).any():
+        if col in ("shift_z", "shift_z_cut", "step_cut", "shift", "shift_cut") and (pairs[col].abs() > 0).any():
             ax.set_xscale("symlog", linthresh=0.1 if col in ("shift", "shift_cut") else 1.0)
         ax.set_xlabel(f"{col} ({'higher' if sign > 0 else 'lower'} = predicted to transfer)")
         ax.set_ylabel("AnB retraining accuracy")

@@ -29,8 +29,8 @@ COLUMNS = [
     "retrain_best_cut",
     "spearman_shift", "spearman_shift_z",
     # the baselines (convdp.transfer.baselines) and the price of each cut (convdp.transfer.cost)
-    "depth", "mmd2", "logme", "hscore", "shift_z_cut", "shift_cut", "cover_z_cut", "mmd2_cut",
-    "params_frozen", "params_retrained", "params_retrained_share", "frozen_forward_flops",
+    "depth", "mmd2", "logme", "hscore", "shift_z_cut", "shift_cut", "cover_z_cut", "step_cut",
+    "mmd2_cut", "params_frozen", "params_retrained", "params_retrained_share", "frozen_forward_flops",
     "train_flops", "train_flops_share", "flops_saved", "flops_saved_share",
 ]
 COST_COLUMNS = COLUMNS[COLUMNS.index("params_frozen"):]
@@ -41,6 +41,19 @@ CUT_SCORES = {
 }
 """Scores of a cut: the worst value, among the layers it freezes, of a per-layer score (the
 lowest shift, the highest MMD); a row gets one when every frozen layer has the score."""
+
+
+def step_cut(shift_z: Sequence[float]) -> list[float]:
+    """The step rule's score of each cut (``step_cut``): the worst shift, in the source's
+    standard deviations, that a layer the cut freezes *adds* — the first layer its whole
+    ``shift_z``, each next layer its ``shift_z_step`` (the drop from the layer below). Where
+    :func:`recommend_cut_by_step` asks whether a layer adds too much, this says by how much
+    the worst one does, and the first layer's term says how far the target's low-level
+    statistics are from the source's; for ``shift_z`` (one value per layer, shallow to deep)
+    it returns one value per cut 1, 2, ..."""
+    z = np.asarray(shift_z, np.float64)
+    added = np.concatenate([z[:1], np.diff(z)])
+    return [float(v) for v in np.minimum.accumulate(added)]
 
 CONTROL_COLUMNS = ["shift_z", "usage_js", "target_clusters_kept", "target_nmi", "probe_accuracy",
                    "retrain_accuracy", "retrain_std"]
@@ -166,6 +179,7 @@ def verdict(
     cuts = retrain["cuts"] if retrain else []
     costs = (retrain or {}).get("costs") or []
     acc0 = cuts[0]["mean"] if cuts else float("nan")
+    step_scores = step_cut([r["shift_z"] for r in rows])
     for i, r in enumerate(rows):
         r["cut"] = i + 1
         r["depth"] = i + 1
@@ -173,6 +187,7 @@ def verdict(
         for name, (score, worst) in CUT_SCORES.items():
             if all(score in q for q in rows[:i + 1]):
                 r[name] = float(worst([q[score] for q in rows[:i + 1]]))
+        r["step_cut"] = step_scores[i]
         if costs:
             r |= {k: costs[i + 1][k] for k in COST_COLUMNS}
         c = cuts[i + 1] if cuts else None
