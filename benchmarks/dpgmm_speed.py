@@ -157,26 +157,14 @@ def run_fit(name, make, X, y_ref, quiet=False):
                 ari=ari, stats=dict(getattr(est, "fit_stats_", {})), est=est)
 
 
-def torch_device_is_gpu(device):
-    import torch
-
-    return torch.device(device).type == "cuda"
-
-
-def synchronize(device):
-    """Wait for the work queued on ``device`` (a GPU runs kernels asynchronously)."""
-    import torch
-
-    if torch_device_is_gpu(device):
-        torch.cuda.synchronize(device)
-
-
 def gemm_gflops(rows, inner, cols, repeats=30, b_transposed=False, device="cpu"):
     """This machine's float32 ``torch.mm`` throughput (GFLOP/s, median of ``repeats``) on
     a (rows, inner) @ (inner, cols) product on ``device``: the E-step's own shape and layout
     (the right operand stored (cols, inner) and transposed with ``b_transposed``, as "diag"
     does)."""
     import torch
+
+    from convdp.training import synchronize
 
     a = torch.randn(rows, inner, device=device)
     b = (torch.randn(cols, inner, device=device).T if b_transposed
@@ -264,7 +252,7 @@ def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentr
         if float64 and not args.no_float64:
             peers["torch64"] = ("torch float64, sklearn's tol rule", lambda: TorchBayesianGaussianMixture(
                 **common, **on, dtype="float64", tol_per_sample=False))
-    if torch_device_is_gpu(args.device):  # CUDA's start, once per process, is no fit's time
+    if args.device.type == "cuda":  # CUDA's start, once per process, is no fit's time
         t0 = time.perf_counter()
         TorchBayesianGaussianMixture(**dict(common, max_iter=2), device=args.device).fit(X[:2000])
         print(f"  (an untimed warm-up fit on the GPU first: {time.perf_counter() - t0:.2f} s)")
@@ -423,10 +411,11 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    from convdp.training import resolve_device
+
+    args.device = resolve_device(args.device)
     gpu = (f"; torch fits on {torch.cuda.get_device_name(args.device)} ({args.device})"
-           if torch.device(args.device).type == "cuda" else "; torch fits on the CPU")
+           if args.device.type == "cuda" else "; torch fits on the CPU")
     print(
         f"machine: {cpu_model()}, {os.cpu_count()} cores; threads: torch {torch.get_num_threads()}"
         + gpu

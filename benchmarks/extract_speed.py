@@ -54,14 +54,6 @@ def build(net: str, device: str = "cpu"):
     return model, block_layers(model)
 
 
-def synchronize(device) -> None:
-    """Wait for the work queued on ``device`` (a GPU runs kernels asynchronously)."""
-    import torch
-
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def images(net: str, n: int) -> np.ndarray:
     spec = NETS[net]
     rng = np.random.default_rng(0)
@@ -74,6 +66,7 @@ def bare_forward(model, imgs, batch, device="cpu") -> float:
     import torch
 
     from convdp.models import to_input
+    from convdp.training import synchronize
 
     c = imgs.shape[-1]
     synchronize(device)
@@ -181,6 +174,7 @@ def writer_breakdown(repeats: int = 7, device: str = "cpu") -> None:
     from convdp import rawchunks
     from convdp.extract import check_finite, feature_extractor, to_channels_last
     from convdp.models import to_input
+    from convdp.training import synchronize
 
     spec = NETS["realistic"]
     model, layers = build("realistic", device)
@@ -312,10 +306,10 @@ def main() -> None:
         return
     import torch
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    where = (torch.cuda.get_device_name(device) if torch.device(device).type == "cuda"
+    from convdp.training import resolve_device
+
+    device = str(resolve_device(args.device))
+    where = (torch.cuda.get_device_name(device) if device.startswith("cuda")
              else f"the CPU, {torch.get_num_threads()} threads")
     print(f"device: {device} ({where}); torch {torch.__version__}")
     results = {net: time_pair(net, args.compression, device=device) for net in NETS}

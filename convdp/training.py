@@ -24,6 +24,14 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def synchronize(device) -> None:
+    """Wait for the work queued on ``device``: a GPU runs kernels asynchronously, so a timer
+    read without this measures the queueing, not the work."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def to_input(images: np.ndarray, mean: list[float], std: list[float]) -> torch.Tensor:
     """(N, H, W, C) uint8 → normalised (N, C, H, W) float32 tensor."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)

@@ -24,6 +24,7 @@ from convdp.dpgmm.state import (
     to_numpy64,
 )
 from convdp.metrics import effective_number
+from convdp.training import synchronize
 
 
 class _Fitting:
@@ -367,8 +368,7 @@ class _Fitting:
     def _clock(self):
         """``time.perf_counter()`` once the device has done the work queued so far: a GPU
         runs kernels asynchronously, and a phase's time is the work done in it."""
-        if self._device.type == "cuda":
-            torch.cuda.synchronize(self._device)
+        synchronize(self._device)
         return time.perf_counter()
 
     def _count_flops(self, flops):

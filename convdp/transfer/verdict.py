@@ -55,6 +55,7 @@ def step_cut(shift_z: Sequence[float]) -> list[float]:
     added = np.concatenate([z[:1], np.diff(z)])
     return [float(v) for v in np.minimum.accumulate(added)]
 
+
 CONTROL_COLUMNS = ["shift_z", "usage_js", "target_clusters_kept", "target_nmi", "probe_accuracy",
                    "retrain_accuracy", "retrain_std"]
 """The scores of the model's random-weights control (:mod:`convdp.control`) put beside the
