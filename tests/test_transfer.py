@@ -289,6 +289,14 @@ def test_the_step_rule_freezes_while_each_layer_adds_little_shift():
     assert step([0.0, -0.5], 0.5) == 2  # at the tolerance: still frozen
     assert step([float("nan"), 0.0]) == 0 and step([0.0, float("nan"), 0.0]) == 1
     assert step([]) == 0
+    # one list of steps behind the rule, the table's shift_z_step and step_cut
+    from convdp.transfer.verdict import added_shift, step_cut, step_passes
+
+    np.testing.assert_allclose(added_shift([-2.26, -0.99, -1.24, -3.59]),
+                               [-2.26, 1.27, -0.25, -2.35], atol=1e-12)
+    assert step_passes([-2.26, -0.99, -1.24, -3.59]) == [True, True, True, False]
+    assert step_passes([float("nan"), 0.0]) == [False, False]  # NaN - 0.0 is NaN too
+    assert step_cut([-2.26, -0.99, -1.24, -3.59]) == pytest.approx([-2.26, -2.26, -2.26, -2.35])
 
 
 def test_the_verdict_uses_the_step_rule_by_default(tmp_path):
@@ -300,6 +308,11 @@ def test_the_verdict_uses_the_step_rule_by_default(tmp_path):
     assert "at most 0.5" in summary["rule"]
     np.testing.assert_allclose(df["shift_z_step"], [np.nan, 1.3, -0.2, -2.4], atol=1e-12)
     assert list(df["transferable"]) == [True, True, True, False]
+    # a first layer without a shift is not called transferable (the rule freezes nothing);
+    # the column is each layer's own test: relu3 adds -0.2 only
+    df_nan, summary_nan = T.verdict(_scores([float("nan"), -1.0, -1.2, -3.6]), retrain)
+    assert summary_nan["recommended_cut"] == 0
+    assert list(df_nan["transferable"]) == [False, False, True, False]
     # the level rule on the same scores retrains everything (relu1's shift_z is -2.3)
     assert T.verdict(scores, retrain, rule="level")[1]["recommended_cut"] == 0
     with pytest.raises(ValueError, match="transfer.rule 'deepest': choose one of step, level"):

@@ -43,17 +43,32 @@ CUT_SCORES = {
 lowest shift, the highest MMD); a row gets one when every frozen layer has the score."""
 
 
+def added_shift(shift_z: Sequence[float]) -> np.ndarray:
+    """The shift each layer *adds*, shallow to deep (L,): the first layer its whole
+    ``shift_z``, each next layer its drop from the layer below (the table's
+    ``shift_z_step``). The one list of steps that :func:`step_passes`,
+    :func:`recommend_cut_by_step` and :func:`step_cut` read; a NaN stays NaN."""
+    z = np.asarray(shift_z, np.float64)
+    return np.concatenate([z[:1], np.diff(z)])
+
+
+def step_passes(shift_z: Sequence[float], step_tolerance: float = 0.5) -> list[bool]:
+    """Per layer, whether the step rule freezes it on its own: the first layer when its
+    ``shift_z`` is known (whatever its value), each next layer when the shift it adds is at
+    most ``step_tolerance`` (a NaN fails)."""
+    added = added_shift(shift_z)
+    return [bool(np.isfinite(a)) if i == 0 else bool(a >= -step_tolerance)
+            for i, a in enumerate(added)]
+
+
 def step_cut(shift_z: Sequence[float]) -> list[float]:
     """The step rule's score of each cut (``step_cut``): the worst shift, in the source's
-    standard deviations, that a layer the cut freezes *adds* — the first layer its whole
-    ``shift_z``, each next layer its ``shift_z_step`` (the drop from the layer below). Where
+    standard deviations, that a layer the cut freezes adds (:func:`added_shift`). Where
     :func:`recommend_cut_by_step` asks whether a layer adds too much, this says by how much
     the worst one does, and the first layer's term says how far the target's low-level
     statistics are from the source's; for ``shift_z`` (one value per layer, shallow to deep)
     it returns one value per cut 1, 2, ..."""
-    z = np.asarray(shift_z, np.float64)
-    added = np.concatenate([z[:1], np.diff(z)])
-    return [float(v) for v in np.minimum.accumulate(added)]
+    return [float(v) for v in np.minimum.accumulate(added_shift(shift_z))]
 
 
 CONTROL_COLUMNS = ["shift_z", "usage_js", "target_clusters_kept", "target_nmi", "probe_accuracy",
@@ -93,9 +108,7 @@ def recommend_cut_by_step(shift_z: Sequence[float], step_tolerance: float = 0.5)
     still shows its ``shift_z``. A NaN stops the run (a NaN first layer: 0).
     Returns n (0 = retrain everything; L = every layer transfers).
     """
-    z = [float(v) for v in shift_z]
-    steps = (z[i] - z[i - 1] >= -step_tolerance for i in range(1, len(z)))  # NaN fails too
-    return _frozen_prefix([np.isfinite(z[0]), *steps] if z else [])
+    return _frozen_prefix(step_passes(shift_z, step_tolerance))
 
 
 def recommend_cut(shift_z: Sequence[float], tolerance: float = 1.0) -> int:
@@ -162,12 +175,13 @@ def verdict(
         raise ValueError(f"transfer.rule {rule!r}: choose one of {', '.join(RULES)}")
     rows = [dict(r) for r in scores["layers"]]
     layers = [r["layer"] for r in rows]
-    for i, r in enumerate(rows):
-        r["shift_z_step"] = r["shift_z"] - rows[i - 1]["shift_z"] if i else float("nan")
+    shift_z = [r["shift_z"] for r in rows]
+    for i, (r, added) in enumerate(zip(rows, added_shift(shift_z), strict=True)):
+        r["shift_z_step"] = float(added) if i else float("nan")
     if rule == "step":
         rule_score = "shift_z"
-        n_rec = recommend_cut_by_step([r["shift_z"] for r in rows], step_tolerance)
-        passes = [i == 0 or r["shift_z_step"] >= -step_tolerance for i, r in enumerate(rows)]
+        passes = step_passes(shift_z, step_tolerance)
+        n_rec = _frozen_prefix(passes)  # recommend_cut_by_step
         rule_text = (f"freeze the first layer, then each next layer while the shift it adds "
                      f"(shift_z_step, the drop of shift_z from the layer below) is at most "
                      f"{step_tolerance}")
@@ -180,7 +194,7 @@ def verdict(
     cuts = retrain["cuts"] if retrain else []
     costs = (retrain or {}).get("costs") or []
     acc0 = cuts[0]["mean"] if cuts else float("nan")
-    step_scores = step_cut([r["shift_z"] for r in rows])
+    step_scores = step_cut(shift_z)
     for i, r in enumerate(rows):
         r["cut"] = i + 1
         r["depth"] = i + 1
