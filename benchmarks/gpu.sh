@@ -4,11 +4,22 @@
 # and benchmarks/extract_speed.py with --device cuda. Each step has its own time limit and
 # a failing step does not stop the next. benchmarks/RESULTS.md records what it printed.
 # About 11 minutes on an H200 with 16 CPU cores, scikit-learn's fits most of it (~2 min each
-# on the planted mixture, its threads gaining nothing from the cores).
+# on the planted mixture, its threads gaining nothing from the cores): more than one 10-minute
+# call of a lent device, so name the steps to run (default: all three), e.g. "agree dpgmm" in
+# one call and "extract" in the next; DPGMM_ARGS adds options to dpgmm_speed.py (say
+# "--repeats 2", or "--no-sklearn" for the torch fits alone).
 #
-#   bash benchmarks/gpu.sh [OUTDIR]        # logs: OUTDIR/gpu_*.txt (default: .)
+#   bash benchmarks/gpu.sh [OUTDIR [STEP...]]   # logs: OUTDIR/gpu_*.txt (default: .)
 set -u
 out=${1:-.}
+shift $(($# > 0 ? 1 : 0))
+steps=${*:-agree dpgmm extract}
+for s in $steps; do
+  case $s in
+    agree | dpgmm | extract) ;;
+    *) echo "gpu.sh: unknown step '$s' (choose from: agree dpgmm extract)" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
@@ -20,6 +31,7 @@ echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), $(nproc) cores"
 step() {  # step NAME SECONDS COMMAND...: run with a limit, log to OUTDIR/gpu_NAME.txt
   local name=$1 limit=$2
   shift 2
+  [[ " $steps " == *" $name "* ]] || return 0
   echo "== $name (limit ${limit} s): $*"
   local t0=$SECONDS
   timeout "$limit" "$@" 2>&1 | tee "$out/gpu_$name.txt"
@@ -53,5 +65,6 @@ for cov in ("full", "diag"):
           f"cuda {g.lower_bound_ / len(X):.5f}; ARI cuda-cpu labels {ari:.4f}; ARI to truth "
           f"{adjusted_rand_score(y, g.predict(X)):.4f}; iterations {c.n_iter_} / {g.n_iter_}")
 EOF
-step dpgmm 480 "$py" benchmarks/dpgmm_speed.py --device cuda --activations none
+# shellcheck disable=SC2086  # DPGMM_ARGS: words on purpose
+step dpgmm 480 "$py" benchmarks/dpgmm_speed.py --device cuda --activations none ${DPGMM_ARGS:-}
 step extract 150 "$py" benchmarks/extract_speed.py --device cuda

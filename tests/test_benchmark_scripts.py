@@ -26,3 +26,23 @@ def test_benchmark_script_starts_and_prints_its_usage(script):
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.lstrip().startswith("usage:"), out.stdout[:500]
+
+
+def test_gpu_script_runs_the_steps_it_is_given(tmp_path):
+    """``benchmarks/gpu.sh OUTDIR STEP...`` runs only the named steps (a lent GPU gives one
+    command 10 minutes, the three steps take 11), with ``DPGMM_ARGS`` passed on, and refuses
+    a step it does not know. ``PYTHON=echo`` stands in for the interpreter: what is checked
+    is which commands the script runs, not the benchmarks."""
+    def gpu(*args, **env):
+        return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), str(tmp_path), *args],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT,
+                              env={"PATH": "/usr/bin:/bin", "PYTHON": "echo", **env})
+
+    out = gpu("dpgmm", DPGMM_ARGS="--repeats 2")
+    assert out.returncode == 0, out.stderr
+    assert "benchmarks/dpgmm_speed.py --device cuda --activations none --repeats 2" in out.stdout
+    assert "== agree" not in out.stdout and "extract_speed" not in out.stdout
+    assert (tmp_path / "gpu_dpgmm.txt").exists() and not (tmp_path / "gpu_agree.txt").exists()
+    out = gpu("agree", "warp")
+    assert out.returncode == 2 and "unknown step 'warp'" in out.stderr
+    assert not (tmp_path / "gpu_agree.txt").exists()
