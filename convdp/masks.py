@@ -48,11 +48,20 @@ def mask_file(folder: Path, name: str) -> Path:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """An integer mask image as (H, W) int64; colour images are refused."""
+    """An integer mask image as (H, W) int64: one channel (8 or 16 bit, a palette's indices,
+    or 1-bit: 0 / 1), or grey saved as RGB / RGBA (three equal channels, opaque); colour
+    masks are refused."""
     from PIL import Image
 
     with Image.open(path) as im:
         arr = np.array(im)
+    if arr.dtype == np.bool_:  # mode "1": a binary mask
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4) and np.issubdtype(arr.dtype, np.integer):
+        grey = (arr[..., 0] == arr[..., 1]).all() and (arr[..., 0] == arr[..., 2]).all()
+        opaque = arr.shape[2] == 3 or (arr[..., 3] == np.iinfo(arr.dtype).max).all()
+        if grey and opaque:
+            arr = arr[..., 0]
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"mask {path} is not a single-channel integer image "
                          f"(shape {arr.shape}, {arr.dtype}); write one integer label per pixel")

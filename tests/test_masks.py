@@ -70,9 +70,17 @@ def test_load_masks_same_names_and_geometry(tmp_path):
     assert (resize_mask(mask, 10) == out[0]).all()
     with pytest.raises(FileNotFoundError, match="no mask for image"):
         load_masks(tmp_path, ["a/y.png"], 10, (10, 10))
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a" / "c.png")
-    with pytest.raises(ValueError, match="single-channel"):
+    colour = np.zeros((4, 4, 3), np.uint8)
+    colour[0, 0] = (255, 0, 0)
+    Image.fromarray(colour).save(tmp_path / "a" / "c.png")
+    with pytest.raises(ValueError, match=r"mask .*c\.png is not a single-channel"):
         load_masks(tmp_path, ["a/c.png"], None, (4, 4))
+    # grey saved as RGB, and a 1-bit mask, are read as the labels they hold
+    grey = np.repeat(mask[:, :, None], 3, axis=2)
+    Image.fromarray(grey).save(tmp_path / "a" / "g.png")
+    assert (load_masks(tmp_path, ["a/g.png"], None, (20, 30))[0] == mask).all()
+    Image.fromarray(mask > 0).convert("1").save(tmp_path / "a" / "b.png")
+    assert (load_masks(tmp_path, ["a/b.png"], None, (20, 30))[0] == (mask > 0)).all()
 
 
 def test_summary_columns_and_figure(tmp_path):
