@@ -180,8 +180,8 @@ def verdict(
         r["shift_z_step"] = float(added) if i else float("nan")
     if rule == "step":
         rule_score = "shift_z"
+        n_rec = recommend_cut_by_step(shift_z, step_tolerance)
         passes = step_passes(shift_z, step_tolerance)
-        n_rec = _frozen_prefix(passes)  # recommend_cut_by_step
         rule_text = (f"freeze the first layer, then each next layer while the shift it adds "
                      f"(shift_z_step, the drop of shift_z from the layer below) is at most "
                      f"{step_tolerance}")
