@@ -308,8 +308,9 @@ def main() -> None:
 
     from convdp.training import resolve_device
 
-    device = str(resolve_device(args.device))
-    where = (torch.cuda.get_device_name(device) if device.startswith("cuda")
+    resolved = resolve_device(args.device)
+    device = str(resolved)
+    where = (torch.cuda.get_device_name(resolved) if resolved.type == "cuda"
              else f"the CPU, {torch.get_num_threads()} threads")
     print(f"device: {device} ({where}); torch {torch.__version__}")
     results = {net: time_pair(net, args.compression, device=device) for net in NETS}

@@ -146,6 +146,9 @@ def test_js_divergence_and_rules():
     assert T.recommend_cut([0.1, -0.5, -1.5, 0.0], tolerance=1.0) == 2
     assert T.recommend_cut([-2.0, 0.0], tolerance=1.0) == 0
     assert T.recommend_cut([0.0, float("nan")], tolerance=1.0) == 1
+    # the per-layer test behind the cut, as the verdict table's `transferable`: a layer past
+    # the cut can pass again, a NaN fails
+    assert T.level_passes([0.1, -1.5, 0.0, float("nan")], tolerance=1.0) == [True, False, True, False]
     assert T.best_retrain_cut([0.90, 0.95, 0.94, 0.80], tolerance=0.02) == 2
     assert T.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert np.isnan(T.spearman([1, 1, 1], [1, 2, 3]))

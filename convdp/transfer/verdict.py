@@ -121,7 +121,12 @@ def recommend_cut(shift_z: Sequence[float], tolerance: float = 1.0) -> int:
     source data. Layers are frozen as a prefix, so the first layer that fails ends the run.
     Returns n (0 = no layer passes: retrain everything; L = every layer transfers).
     """
-    return _frozen_prefix(z >= -tolerance for z in shift_z)  # NaN fails too
+    return _frozen_prefix(level_passes(shift_z, tolerance))
+
+
+def level_passes(shift_z: Sequence[float], tolerance: float = 1.0) -> list[bool]:
+    """Rule ``level``'s per-layer test: ``shift_z >= -tolerance`` (a NaN fails)."""
+    return [bool(z >= -tolerance) for z in shift_z]
 
 
 def _frozen_prefix(passes) -> int:
@@ -188,7 +193,7 @@ def verdict(
     else:
         rule_score = rule_score_of(rows)
         n_rec = recommend_cut([r[rule_score] for r in rows], shift_tolerance)
-        passes = [r[rule_score] >= -shift_tolerance for r in rows]
+        passes = level_passes([r[rule_score] for r in rows], shift_tolerance)
         rule_text = (f"freeze up to the deepest layer L such that every layer up to L has "
                      f"{rule_score} >= -{shift_tolerance}")
     cuts = retrain["cuts"] if retrain else []
