@@ -41,6 +41,18 @@ def repo_root() -> Path:
     return ROOT
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """tests/config/tiny.yaml run end to end once, for every test that reads its results:
+    the workflow folder. Read-only: a test that changes it works on a copy."""
+    from tests.test_workflow import TINY, snakemake
+
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    out = snakemake(ROOT, workdir, "--cores", "2", "--configfile", str(TINY))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return workdir
+
+
 @pytest.fixture
 def digitnet():
     from convdp.models import DigitNet

@@ -435,13 +435,11 @@ def rendered(png, left: float = 0.45) -> dict:
 
 
 @pytest.mark.slow
-def test_tiny_workflow_transfer_verdict_and_report_renders(repo_root, tmp_path):
+def test_tiny_workflow_transfer_verdict_and_report_renders(repo_root, tiny_run, tmp_path):
     from tests.test_workflow import snakemake
 
     cfg = str(repo_root / "tests/config/tiny.yaml")
-    out = snakemake(repo_root, tmp_path, "--cores", "2", "--configfile", cfg)
-    assert out.returncode == 0, out.stderr[-3000:]
-    res = tmp_path / "results"
+    res = tiny_run / "results"
     df = pd.read_csv(res / "transfer/digitnet/digits_target.csv")
     assert list(df["layer"]) == LAYERS and len(df) == 4
     assert df["shift"].notna().all() and df["usage_js"].between(0, 1).all()
@@ -456,7 +454,7 @@ def test_tiny_workflow_transfer_verdict_and_report_renders(repo_root, tmp_path):
         assert (res / "figures" / f"{fig}.png").stat().st_size > 10000
 
     report = tmp_path / "report.html"
-    rep = snakemake(repo_root, tmp_path, "--report", str(report), "--configfile", cfg)
+    rep = snakemake(repo_root, tiny_run, "--report", str(report), "--configfile", cfg)
     assert rep.returncode == 0, rep.stderr[-2000:]
     figure = "results/figures/transfer_digitnet_digits_target.png"
     for path in (figure, "results/figures/transfer_label_maps_digitnet_digits_target.png",
