@@ -10,8 +10,9 @@
   the layer (shape from the extraction manifest; <TBD> before there is one).
 * ``test_tiny_workflow_through_slurm_equals_local_run`` (marker ``slurm``; needs
   root and the Debian Slurm packages, see .ci/install_slurm.sh; skipped
-  otherwise): runs tests/config/tiny.yaml through Slurm and, at the same time,
-  locally; checks with Slurm itself (squeue/scontrol) that every non-local job
+  otherwise): runs tests/config/tiny.yaml, cut to two layers (relu1, relu4: the
+  shallowest and the deepest; every rule is still there, with half the fits), through
+  Slurm and, at the same time, locally; checks with Slurm itself (squeue/scontrol) that every non-local job
   was a COMPLETED Slurm job, and that both runs computed the same results:
   summary.csv equal in every column but the timings, DPGMM label arrays equal.
 
@@ -63,6 +64,11 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 PROFILE = REPO / "profiles" / "slurm"
 TINY_CONFIG = REPO / "tests" / "config" / "tiny.yaml"
+# The Slurm run's layers: a shallow and a deep one.  Each job costs Slurm's start-up (two
+# Snakemake starts a job, see SLURM_TIMEOUT_S) whatever its size, so the run's time goes
+# with its number of jobs, and the point — every job through Slurm, the same results as
+# a local run — needs every rule, not every layer.
+SLURM_LAYERS = ["relu1", "relu4"]
 DEFAULT_CONFIG = REPO / "config.yaml"
 
 # Rules that must run on the submit host (`localrules:`); the others' jobs must all go
@@ -77,7 +83,7 @@ DRY_RUN_TIMEOUT_S = 180
 # times so that only a hang trips them.  On the 2-CPU test node Slurm runs the jobs one
 # after the other (each asks for 2 CPUs), and each job starts Snakemake twice (batch
 # script, then srun) before its script: ~10 s a job on an idle machine, a minute and
-# more on a loaded one (~45 jobs).  CONVDP_SLURM_TEST_TIMEOUT_S overrides the limit.
+# more on a loaded one (26 jobs).  CONVDP_SLURM_TEST_TIMEOUT_S overrides the limit.
 SLURM_TIMEOUT_S = int(os.environ.get("CONVDP_SLURM_TEST_TIMEOUT_S", "3600"))
 LOCAL_TIMEOUT_S = 1800
 POLL_S = 3.0
@@ -478,6 +484,11 @@ def test_tiny_workflow_through_slurm_equals_local_run(tmp_path):
             pytest.fail(f"CONVDP_REQUIRE_SLURM=1 but no local Slurm: {why}")
         pytest.skip(f"no local Slurm: {why}")
     slurm_dir, local_dir = tmp_path / "slurm_run", tmp_path / "local_run"
+    tiny = yaml.safe_load(TINY_CONFIG.read_text())
+    (model,) = tiny["models"].values()
+    model["layers"] = SLURM_LAYERS
+    config_path = tmp_path / "tiny_two_layers.yaml"
+    config_path.write_text(yaml.safe_dump(tiny))
     slurm_dir.mkdir()
     local_dir.mkdir()
     procs: list[subprocess.Popen] = []
@@ -491,7 +502,7 @@ def test_tiny_workflow_through_slurm_equals_local_run(tmp_path):
                 sys.executable, "-m", "snakemake",
                 "--snakefile", str(SNAKEFILE),
                 "--directory", str(local_dir),
-                "--configfile", str(TINY_CONFIG),
+                "--configfile", str(config_path),
                 "--cores", "2",
             ]  # fmt: skip
             local = start(local_cmd, cwd=local_dir, env=clean_env(), log=tmp_path / "local.log")
@@ -502,7 +513,7 @@ def test_tiny_workflow_through_slurm_equals_local_run(tmp_path):
                 sys.executable, "-m", "snakemake",
                 "--snakefile", str(SNAKEFILE),
                 "--directory", str(slurm_dir),
-                "--configfile", str(TINY_CONFIG),
+                "--configfile", str(config_path),
                 "--profile", str(PROFILE),
                 # profiles/default would be loaded as workflow profile and win
                 "--workflow-profile", "none",
@@ -545,8 +556,8 @@ def test_tiny_workflow_through_slurm_equals_local_run(tmp_path):
         remote_rules = {j["rule"] for j in remote}
         assert set(LOCAL_RULES) <= local_rules, local_rules
         assert not local_rules & remote_rules, (local_rules, remote_rules)
-        n_fits = fits_per_method(TINY_CONFIG)  # layers x data sets x modes
-        assert stats["fit_dpgmm"] == stats["fit_baseline"] == n_fits == 16, stats
+        n_fits = fits_per_method(config_path)  # layers x data sets x modes
+        assert stats["fit_dpgmm"] == stats["fit_baseline"] == n_fits == 8, stats
         assert {"prepare_dataset", "train_model", "extract_activations"} <= remote_rules
 
         # --- Slurm's own record: one COMPLETED job per non-local job ------------
