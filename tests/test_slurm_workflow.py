@@ -12,9 +12,10 @@
   root and the Debian Slurm packages, see .ci/install_slurm.sh; skipped
   otherwise): runs tests/config/tiny.yaml, cut to two layers (relu1, relu4: the
   shallowest and the deepest; every rule is still there, with half the fits), through
-  Slurm and, at the same time, locally; checks with Slurm itself (squeue/scontrol) that every non-local job
-  was a COMPLETED Slurm job, and that both runs computed the same results:
-  summary.csv equal in every column but the timings, DPGMM label arrays equal.
+  Slurm and, at the same time, locally; checks with Slurm itself (squeue/scontrol)
+  that every non-local job was a COMPLETED Slurm job, and that both runs computed the
+  same results: summary.csv equal in every column but the timings, DPGMM label arrays
+  equal.
 
 Thread counts.  The comparison can be exact because the training job whose
 output everything compared here depends on gets the same number of threads in
@@ -82,8 +83,9 @@ DRY_RUN_TIMEOUT_S = 180
 # Hard limits on the two runs (they run at the same time), far above their normal run
 # times so that only a hang trips them.  On the 2-CPU test node Slurm runs the jobs one
 # after the other (each asks for 2 CPUs), and each job starts Snakemake twice (batch
-# script, then srun) before its script: ~10 s a job on an idle machine, a minute and
-# more on a loaded one (26 jobs).  CONVDP_SLURM_TEST_TIMEOUT_S overrides the limit.
+# script, then srun) before its script: ~28 s a job with the local run beside it (672 s
+# for the 24 Slurm jobs of the 26), a minute and more on a loaded machine.
+# CONVDP_SLURM_TEST_TIMEOUT_S overrides the limit.
 SLURM_TIMEOUT_S = int(os.environ.get("CONVDP_SLURM_TEST_TIMEOUT_S", "3600"))
 LOCAL_TIMEOUT_S = 1800
 POLL_S = 3.0

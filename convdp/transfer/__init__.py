@@ -92,7 +92,8 @@ from convdp.transfer.verdict import (
 __all__ = [
     "COLUMNS", "MIN_HELDOUT", "MIN_SCORED", "anb_retrain", "best_retrain_cut", "coverage_shift",
     "cut_costs", "frozen_parameters", "hscore", "linear_cka", "logme", "mmd2", "price",
-    "js_divergence", "layer_shift", "level_passes", "linear_probe", "load_fit", "own_to_source", "plot_transfer",
-    "plot_transfer_label_maps", "plot_verdict", "pooled_features", "read_samples", "recommend_cut",
-    "recommend_cut_by_step", "refitted_log_likelihood", "score_layer", "spearman", "subsample", "verdict",
+    "js_divergence", "layer_shift", "level_passes", "linear_probe", "load_fit", "own_to_source",
+    "plot_transfer", "plot_transfer_label_maps", "plot_verdict", "pooled_features",
+    "read_samples", "recommend_cut", "recommend_cut_by_step", "refitted_log_likelihood",
+    "score_layer", "spearman", "subsample", "verdict",
 ]
