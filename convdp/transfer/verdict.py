@@ -185,17 +185,17 @@ def verdict(
         r["shift_z_step"] = float(added) if i else float("nan")
     if rule == "step":
         rule_score = "shift_z"
-        n_rec = recommend_cut_by_step(shift_z, step_tolerance)
         passes = step_passes(shift_z, step_tolerance)
         rule_text = (f"freeze the first layer, then each next layer while the shift it adds "
                      f"(shift_z_step, the drop of shift_z from the layer below) is at most "
                      f"{step_tolerance}")
     else:
         rule_score = rule_score_of(rows)
-        n_rec = recommend_cut([r[rule_score] for r in rows], shift_tolerance)
         passes = level_passes([r[rule_score] for r in rows], shift_tolerance)
         rule_text = (f"freeze up to the deepest layer L such that every layer up to L has "
                      f"{rule_score} >= -{shift_tolerance}")
+    # the cut of either rule: recommend_cut_by_step / recommend_cut on the same passes
+    n_rec = _frozen_prefix(passes)
     cuts = retrain["cuts"] if retrain else []
     costs = (retrain or {}).get("costs") or []
     acc0 = cuts[0]["mean"] if cuts else float("nan")
