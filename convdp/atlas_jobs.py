@@ -78,7 +78,8 @@ def cluster_atlas(fit_npz: str | Path, manifest: str | Path, dataset: str | Path
     from convdp.models import load_model
     from convdp.pipeline import open_layer
     from convdp.plotting import cluster_colours
-    from convdp.receptive import trace_fields
+    from convdp.receptive import trace_fields, widen
+    from convdp.smoothing import radius
 
     fit = load_npz(fit_npz)
     labels, weights = fit["labels"], fit["weights"]
@@ -87,13 +88,18 @@ def cluster_atlas(fit_npz: str | Path, manifest: str | Path, dataset: str | Path
     images = open_dataset(dataset)["images"][:]
     field = trace_fields(load_model(read_json(meta_json), None), [layer],
                          tuple(images.shape[1:3]))[layer]
+    sigma = (read_json(manifest).get("smooth") or {}).get(layer)
+    title = title or layer
+    if sigma:  # stored smoothed: a position sees its neighbours' fields too
+        field = widen(field, radius(sigma))
+        title += f" (smoothed, σ = {sigma:g} positions)"
     array = open_layer(manifest, layer)
     resp, where, key = typical_positions(array, load_predictor(fit, f"{fit_npz}"), len(weights))
     rows = atlas_rows(labels, weights, resp, where, n_exemplars, weight_threshold,
                       max_clusters, key)
     kept = int((np.asarray(weights) > weight_threshold).sum())
     plot_atlas(rows, images, field, labels.shape[1:], cluster_colours(weights),
-               title or layer, out_png, n_exemplars, kept)
+               title, out_png, n_exemplars, kept)
     out = {"layer": layer, "field": field.as_dict(), "clusters_kept": kept,
            # a sample store (extract.store: sample) keeps a seeded subset of the positions
            "candidates": "stored sample" if hasattr(array, "position_blocks") else "all",

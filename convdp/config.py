@@ -93,7 +93,8 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
                 raise ConfigError(f"{key}.layers: {exc}") from None
             _check_sizes(config, name, net, channels, facts)
     if check_layers or all(isinstance(s["layers"], list) for s in config["models"].values()):
-        _check_label_jobs(config)
+        _check_layer_keys(config["label_jobs"], "label_jobs", config)
+        _check_layer_keys(config["extract"]["smooth"], "extract.smooth", config)
     b = config["baseline"]
     if b["k_min"] > b["k_max"]:
         raise ConfigError(f"baseline.k_min ({b['k_min']}) is larger than baseline.k_max ({b['k_max']})")
@@ -355,34 +356,50 @@ def _check_pca(config: dict, model: str, ds: str, n_images: int | None, shapes: 
                         pca, min(short.values()), ds, ", ".join(short), model, mode, mode)
 
 
-def _check_label_jobs(config: dict) -> None:
-    """``label_jobs`` as a mapping names layers: ``model.layer`` (that model's layer) or a bare
-    layer name (every model that clusters a layer of that name), never a name that reads both
-    ways."""
-    jobs = config["label_jobs"]
-    if not isinstance(jobs, dict):
+def _check_layer_keys(mapping, where: str, config: dict) -> None:
+    """A per-layer mapping (``label_jobs``, ``extract.smooth``) names layers: ``model.layer``
+    (that model's layer) or a bare layer name (every model that clusters a layer of that
+    name), never a name that reads both ways."""
+    if not isinstance(mapping, dict):
         return
     layers = {name: spec["layers"] for name, spec in config["models"].items()}
     bare = {layer for names in layers.values() for layer in names}
     scoped = {f"{m}.{layer}" for m, names in layers.items() for layer in names}
-    for key in jobs:
+    for key in mapping:
         if key in bare and key in scoped:
-            raise ConfigError(f"label_jobs.{key}: {key!r} is both a layer name and a "
+            raise ConfigError(f"{where}.{key}: {key!r} is both a layer name and a "
                               "model.layer; rename the model")
         if key not in bare and key not in scoped:
             listing = "; ".join(f"{m}: {', '.join(names)}" for m, names in layers.items())
-            raise ConfigError(f"label_jobs.{key}: {key!r} is not a layer of any model (write a "
+            raise ConfigError(f"{where}.{key}: {key!r} is not a layer of any model (write a "
                               f"layer name or model.layer); the models' layers are {listing}")
+
+
+def _per_layer(mapping: dict, model: str, layer: str, default):
+    """A per-layer mapping's value for ``model``'s ``layer``: its ``model.layer`` key counts
+    before a bare ``layer`` key (which holds for every model with that layer)."""
+    return mapping.get(f"{model}.{layer}", mapping.get(layer, default))
 
 
 def label_jobs(config: dict, model: str, layer: str) -> int:
     """How many jobs label the samples of ``model``'s ``layer`` (config ``label_jobs``; 1 = the
-    fit job itself): an int for every layer, or a mapping whose ``model.layer`` key counts
-    before a bare ``layer`` key (which holds for every model with that layer)."""
+    fit job itself): an int for every layer, or a per-layer mapping (:func:`_per_layer`)."""
     jobs = config.get("label_jobs", 1)
     if not isinstance(jobs, dict):
         return int(jobs)
-    return int(jobs.get(f"{model}.{layer}", jobs.get(layer, 1)))
+    return int(_per_layer(jobs, model, layer, 1))
+
+
+def smoothing(config: dict, model: str) -> dict[str, float]:
+    """{layer: σ} of ``model``'s layers stored smoothed (config ``extract.smooth``, a
+    per-layer mapping, :func:`_per_layer`); the layers left as they are are not listed. A
+    random-weights control is smoothed as the model it is the control of."""
+    smooth = config["extract"].get("smooth") or {}
+    spec = config["models"][model]
+    owner = spec.get("control_of") or model
+    sigmas = {layer: smooth.get(f"{model}.{layer}", _per_layer(smooth, owner, layer, None))
+              for layer in spec["layers"]}
+    return {layer: float(s) for layer, s in sigmas.items() if s}
 
 
 def meta_net(spec: dict, channels: int | None = None):

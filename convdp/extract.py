@@ -26,7 +26,7 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,19 +66,27 @@ def compressor(name: str = "none"):
     return BloscCodec(cname=name, clevel=1, shuffle="bitshuffle")
 
 
-def feature_extractor(model: nn.Module, layers: Sequence[str]) -> nn.Module:
+def feature_extractor(model: nn.Module, layers: Sequence[str],
+                      smooth: Mapping[str, float] | None = None) -> nn.Module:
     """A module returning ``{layer: output}`` for the graph nodes ``layers`` of ``model``.
 
     Ops that would overwrite a returned output in place (an ``nn.ReLU(inplace=True)`` right
     after a captured convolution, ``out += identity`` on a captured batch norm, ``x.relu_()``)
     are made to work out of place; every other in-place op is left alone, so the forward
-    pass costs what the net's own does.
+    pass costs what the net's own does. ``smooth`` maps some of ``layers`` to a Gaussian's
+    σ in positions: those outputs are returned smoothed (:mod:`convdp.smoothing`).
     """
     from torchvision.models.feature_extraction import create_feature_extractor
 
+    from convdp.smoothing import SmoothedOutputs
+
+    unknown = sorted(set(smooth or {}) - set(layers))
+    if unknown:
+        raise ValueError(f"smoothing asked for layer(s) {unknown}, which are not extracted "
+                         f"(the layers are {list(layers)})")
     extractor = create_feature_extractor(model.eval(), return_nodes={name: name for name in layers})
     _protect_outputs(extractor)
-    return extractor
+    return SmoothedOutputs(extractor, smooth) if smooth else extractor
 
 
 _OUT_OF_PLACE = {operator.iadd: operator.add, operator.isub: operator.sub,
@@ -258,6 +266,7 @@ def extract_activations(
     compression: str = "none",
     progress: bool = True,
     sample: dict | None = None,
+    smooth: Mapping[str, float] | None = None,
 ) -> dict:
     """Run ``model`` over ``images`` and write the outputs of ``layers`` to ``store_path``.
 
@@ -274,6 +283,7 @@ def extract_activations(
     dtype : ``float32`` or ``float16`` for the stored arrays
     compression : codec of new stores, see :func:`compressor`
     sample : None for a full store; else the plan of a sample store (see :mod:`convdp.sampled`)
+    smooth : {layer: σ}: those layers' maps are stored smoothed (:mod:`convdp.smoothing`)
 
     Returns
     -------
@@ -287,7 +297,8 @@ def extract_activations(
         raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
     codec = compressor(compression)
     device = torch.device(device)
-    extractor = feature_extractor(model, layers).to(device)
+    smooth = {name: float(sigma) for name, sigma in (smooth or {}).items()}
+    extractor = feature_extractor(model, layers, smooth).to(device)
     first = images[0:1]
     in_ch = next((p.shape[1] for p in model.parameters() if p.ndim == 4), None)
     if in_ch is not None and first.shape[-1] != in_ch:
@@ -299,6 +310,8 @@ def extract_activations(
                    "chunk_size": chunk_size, "dtype": dtype}
     if sample is not None:
         fingerprint |= {"store": "sample", "sample": sample}
+    if smooth:  # only when set: stores written before smoothing existed stay valid
+        fingerprint["smooth"] = smooth
 
     n_chunks = -(-n // chunk_size)
     group = reusable_store(store_path, fingerprint)
@@ -380,6 +393,7 @@ def extract_activations(
         "device": str(device),
         "store_kind": "full" if sample is None else "sample",
         "chunk_size": chunk_size,
+        "smooth": smooth,
     }
 
 

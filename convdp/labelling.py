@@ -7,9 +7,9 @@ set (:func:`label_pass`) runs the net again, chunk by chunk with the extraction'
 predictor (:func:`convdp.fitted.load_predictor`; every method and mode) to the chunk and
 writes the labels, int16, to ``results/labels/{model}/{dataset}.zarr``: one array per fit,
 ``{method}/{layer}/{mode}``, (N, H, W) label maps or (N,), chunked along N like the
-extraction. A chunk is recorded in ``complete_chunks`` once all its labels are written, so a
-rerun after a kill resumes from the chunks done; the manifest beside the store (the rule's
-declared output) is written last. :func:`merge_labelled` then writes each fit's
+extraction (the layers it smoothed, ``extract.smooth``, smoothed alike). A chunk is recorded
+in ``complete_chunks`` once all its labels are written, so a rerun after a kill resumes from
+the chunks done; the manifest beside the store (the rule's declared output) is written last. :func:`merge_labelled` then writes each fit's
 ``{mode}.npz`` / ``.json`` exactly as a fit on a full store does (timings aside).
 """
 
@@ -82,9 +82,13 @@ def label_pass(
         _, h, w, _ = info["layers"][layer]["shape"]
         shapes[key] = (n, h, w) if mode == "position" else (n,)
     layers = list(dict.fromkeys(p[0] for p in predictors.values()))
+    # the layers the extraction stored smoothed are labelled from the same smoothed maps
+    smooth = {layer: s for layer, s in (info.get("smooth") or {}).items() if layer in layers}
     fingerprint = {"format": FORMAT_VERSION, "extraction": info["fingerprint"],
                    "chunk_size": chunk_size, "batch_size": batch_size, "dtype": dtype,
                    "fits": {k: file_hash(p) for k, p in sorted(fits.items())}}
+    if smooth:
+        fingerprint["smooth"] = smooth
     store_path = Path(out_manifest).with_suffix(".zarr")
     group = open_store(store_path, fingerprint)
     if group is None:
@@ -103,7 +107,7 @@ def label_pass(
 
     dev = models.resolve_device(device)
     net = models.load_model(meta, weights)
-    extractor = feature_extractor(net, layers).to(dev)
+    extractor = feature_extractor(net, layers, smooth).to(dev)
     seconds = dict(group.attrs["seconds"])
     start_time = time.perf_counter()
     for index in tqdm(todo, desc=f"label {store_path.name}", disable=not progress):

@@ -183,9 +183,11 @@ def extract(
     model_name: str = "model",
     progress: bool = True,
     sample: dict | None = None,
+    smooth: dict | None = None,
 ) -> dict:
     """Extract ``layers`` of the net over ``dataset``; write the store and its manifest
-    (``sample``: the plan of a sample store, :mod:`convdp.sampled`; None = a full store).
+    (``sample``: the plan of a sample store, :mod:`convdp.sampled`; None = a full store;
+    ``smooth``: {layer: σ} of the layers stored smoothed, :mod:`convdp.smoothing`).
 
     The manifest (the rule's declared output) is written last, so it exists only once the
     store is complete. The store itself is not a declared output: Snakemake would delete it
@@ -218,7 +220,7 @@ def extract(
     result = extract_activations(
         net, images, layers, store, mean=meta["mean"], std=meta["std"], fingerprint=fingerprint,
         batch_size=batch_size, chunk_size=chunk_size, device=dev, dtype=dtype,
-        compression=compression, progress=progress, sample=sample,
+        compression=compression, progress=progress, sample=sample, smooth=smooth,
     )
     out = {"store": store.name, "fingerprint": fingerprint, "model": model_name,
            "dataset": str(dataset), **result}

@@ -17,6 +17,7 @@ position ``i`` of a layer sees the input pixels ``start + i * jump`` to
 * Anything else that changes the spatial size (interpolation, pixel shuffle, …) leaves the
   field unknown (None) for it and everything downstream; asking for such a layer raises.
 
+:func:`widen` grows a field by a smoothing kernel (config ``extract.smooth``);
 :func:`crop_box` turns a layer position into the pixel box of the input it sees, clipped to
 the image.
 """
@@ -206,6 +207,12 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
                              "way convdp does not compose)")
         out[name] = field
     return out
+
+
+def widen(field: Field, radius: int) -> Field:
+    """The field of a position after its layer's maps are averaged over ``radius`` positions
+    on every side (a stride-1 kernel of 2·radius + 1, as :mod:`convdp.smoothing` uses)."""
+    return _compose(field, 2 * radius + 1, 1, radius) if radius else field
 
 
 def crop_box(field: Field, i: int, j: int, image: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -4,7 +4,7 @@ import re
 
 from convdp import control, provenance
 from convdp.cluster import components_cap, label_memory_mb, merge_memory_mb
-from convdp.config import label_jobs, layer_index, validate_config
+from convdp.config import label_jobs, layer_index, smoothing, validate_config
 from convdp.control import control_name, controls
 from convdp.io import read_json
 from convdp.labelling import fit_key
@@ -315,12 +315,14 @@ def transfer_train(wildcards):
 
 
 def extract_settings(wildcards):
-    """The extraction's config (without the store choice) and, for a sample store, its plan."""
+    """The extraction's config (without the store choice), the model's smoothed layers and,
+    for a sample store, its plan."""
     settings = {
         k: v
         for k, v in config["extract"].items()
-        if k not in ("store", "auto_threshold_gb")
+        if k not in ("store", "auto_threshold_gb", "smooth")
     }
+    settings["smooth"] = smoothing(config, wildcards.model)
     if STORES[(wildcards.model, wildcards.dataset)] == "sample":
         settings["sample"] = sample_plan(config, wildcards.model, wildcards.dataset)
     return settings

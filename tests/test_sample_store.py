@@ -115,7 +115,9 @@ def small_config(tmp_path, store):
         spec["max_samples"] = 60
     config["models"]["digitnet"]["layers"] = ["relu1", "relu3"]
     config["models"]["digitnet"]["train"]["epochs"] = 1
-    config["extract"] |= {"store": store, "chunk_size": 25, "batch_size": 10}
+    # relu1 smoothed: the labelling pass must smooth it as the extraction did
+    config["extract"] |= {"store": store, "chunk_size": 25, "batch_size": 10,
+                          "smooth": {"relu1": 1.5}}
     config["preprocess"]["max_samples"] = 600
     config["dpgmm"] |= {"restarts": 1, "max_iter": 20}
     config["transfer"] |= {"retrain": False, "max_samples": 300}
