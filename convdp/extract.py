@@ -74,7 +74,8 @@ def feature_extractor(model: nn.Module, layers: Sequence[str],
     after a captured convolution, ``out += identity`` on a captured batch norm, ``x.relu_()``)
     are made to work out of place; every other in-place op is left alone, so the forward
     pass costs what the net's own does. ``smooth`` maps some of ``layers`` to a Gaussian's
-    σ in positions: those outputs are returned smoothed (:mod:`convdp.smoothing`).
+    σ in positions: those outputs are returned smoothed over the positions no padding reached
+    (:mod:`convdp.smoothing`).
     """
     from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -86,7 +87,7 @@ def feature_extractor(model: nn.Module, layers: Sequence[str],
                          f"(the layers are {list(layers)})")
     extractor = create_feature_extractor(model.eval(), return_nodes={name: name for name in layers})
     _protect_outputs(extractor)
-    return SmoothedOutputs(extractor, smooth) if smooth else extractor
+    return SmoothedOutputs(extractor, smooth, model) if smooth else extractor
 
 
 _OUT_OF_PLACE = {operator.iadd: operator.add, operator.isub: operator.sub,

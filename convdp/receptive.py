@@ -17,7 +17,8 @@ position ``i`` of a layer sees the input pixels ``start + i * jump`` to
 * Anything else that changes the spatial size (interpolation, pixel shuffle, …) leaves the
   field unknown (None) for it and everything downstream; asking for such a layer raises.
 
-:func:`widen` grows a field by a smoothing kernel (config ``extract.smooth``);
+:func:`widen` grows a field by a smoothing kernel (config ``extract.smooth``), and
+:func:`padding_free` marks the positions no padding reached (what the smoothing averages);
 :func:`crop_box` turns a layer position into the pixel box of the input it sees, clipped to
 the image.
 """
@@ -194,7 +195,8 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
     tracer = _Tracer(gm, hw)
     try:
         with torch.no_grad():
-            tracer.run(torch.zeros(1, channels, *hw))
+            like = next(model.parameters(), torch.zeros(()))  # the net's device and dtype
+            tracer.run(torch.zeros(1, channels, *hw, device=like.device, dtype=like.dtype))
     finally:
         model.train(was_training)
     out = {}
@@ -213,6 +215,18 @@ def widen(field: Field, radius: int) -> Field:
     """The field of a position after its layer's maps are averaged over ``radius`` positions
     on every side (a stride-1 kernel of 2·radius + 1, as :mod:`convdp.smoothing` uses)."""
     return _compose(field, 2 * radius + 1, 1, radius) if radius else field
+
+
+def padding_free(field: Field, grid: tuple[int, int], image: tuple[int, int]) -> torch.Tensor:
+    """(h, w) bool: the positions of a layer's ``grid`` whose field lies inside the ``image``
+    (height, width), so that no padding reached them; all True for a global field."""
+    if field.global_:
+        return torch.ones(grid, dtype=torch.bool)
+    axes = []
+    for a in range(2):
+        first = field.start[a] + torch.arange(grid[a]) * field.jump[a]
+        axes.append((first >= 0) & (first + field.size[a] <= image[a]))
+    return axes[0][:, None] & axes[1][None, :]
 
 
 def crop_box(field: Field, i: int, j: int, image: tuple[int, int]) -> tuple[int, int, int, int]:

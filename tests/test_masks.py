@@ -192,15 +192,16 @@ def test_first_layer_label_maps_follow_planted_colour_regions(tmp_path, repo_roo
 def test_smoothed_first_layer_label_maps_follow_planted_texture_regions(tmp_path, repo_root):
     """Textured regions: relu1's 3 × 3 px field sees strokes, and its clusters split every
     texture into its edges; its maps smoothed before the fit (``extract.smooth``, σ = 3
-    positions) follow the textures. Measured here (64 images of 64 px): ARI 0.09 → 0.36,
-    NMI 0.15 → 0.57, purity 0.50 → 0.89 (0.35 / 0.56 / 0.91 and 0.35 / 0.56 / 0.89 on seeds 8
-    and 9); the coarse checker (16 px period, wider than the kernel's 3 σ) is the one texture
-    still split by phase."""
+    positions, over the positions no padding reached) follow the textures. Measured here (64
+    images of 64 px): ARI 0.09 → 0.38, NMI 0.15 → 0.57, purity 0.50 → 0.90 (0.43 / 0.61 / 0.91
+    and 0.43 / 0.59 / 0.90 on seeds 8 and 9); the coarse checker (16 px period, wider than the
+    kernel's 3 σ) is the one texture still split by phase (best IoU 0.24-0.34, the others
+    0.53-0.63)."""
     images, masks = _texture_regions(64, 64, seed=7)
     plain, _ = _first_layer_agreement(tmp_path, repo_root, images, masks)
     smoothed, clusters = _first_layer_agreement(tmp_path, repo_root, images, masks, smooth=3.0)
     assert plain["ari"] < 0.15 and plain["purity"] < 0.6, plain
-    assert smoothed["ari"] >= 0.3 and smoothed["ari"] >= 3 * plain["ari"], smoothed
+    assert smoothed["ari"] >= 0.33 and smoothed["ari"] >= 3 * plain["ari"], smoothed
     assert smoothed["nmi"] >= 0.5 and smoothed["purity"] >= 0.85, smoothed
     best = clusters[clusters["kept"]].groupby("best_label")["iou"].max()
     assert sorted(best.index) == [1, 2, 3, 4] and (best >= 0.45).sum() >= 3, best

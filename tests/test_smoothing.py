@@ -38,6 +38,34 @@ def test_a_point_becomes_the_gaussian_and_a_constant_stays_constant():
     np.testing.assert_allclose(smooth_maps(const, 3.0).numpy(), 2.5, rtol=1e-6)
 
 
+def test_the_padded_ring_does_not_leak_into_the_average():
+    """Only the positions no padding reached are averaged: whatever the border ring holds,
+    every position (the ring's too) gets the same smoothed value."""
+    torch.manual_seed(0)
+    maps = torch.rand(2, 3, 12, 15, dtype=torch.float64)
+    valid = torch.zeros(12, 15, dtype=torch.bool)
+    valid[1:-1, 1:-1] = True
+    other = maps.clone()
+    other[..., 0, :], other[..., :, -1] = 50.0, -7.0  # the ring: padding's own edges
+    a, b = smooth_maps(maps, 2.0, valid=valid), smooth_maps(other, 2.0, valid=valid)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(smooth_maps(maps, 2.0), smooth_maps(other, 2.0))
+    # a corner of the ring: the weighted mean of the interior positions within the kernel
+    g = np.exp(-0.5 * (np.arange(7) / 2.0) ** 2)
+    w = np.outer(g[1:7], g[1:7])
+    expect = (maps[0, 0, 1:7, 1:7].numpy() * w).sum() / w.sum()
+    assert a[0, 0, 0, 0].item() == pytest.approx(expect, rel=1e-12)
+    np.testing.assert_allclose(smooth_maps(torch.full((1, 2, 12, 15), 3.0), 2.0, valid=valid), 3.0,
+                               rtol=1e-6)
+
+
+def _ring(h: int, w: int) -> torch.Tensor:
+    """DigitNet's relu1 (3 × 3, padding 1): every position but the outer ring is padding-free."""
+    valid = torch.zeros(h, w, dtype=torch.bool)
+    valid[1:-1, 1:-1] = True
+    return valid
+
+
 def test_only_spatial_maps_and_positive_sigmas():
     with pytest.raises(ValueError, match=r"layer 'fc' has output shape \(2, 10\).*extract.smooth"):
         smooth_maps(torch.zeros(2, 10), 1.0, "fc")
@@ -51,7 +79,7 @@ def test_the_extractor_smooths_the_returned_output_only():
     x = torch.rand(3, 1, 28, 28)
     plain = feature_extractor(net, ["relu1", "relu2"])(x)
     smoothed = feature_extractor(net, ["relu1", "relu2"], {"relu1": 2.0})(x)
-    torch.testing.assert_close(smoothed["relu1"], smooth_maps(plain["relu1"], 2.0))
+    torch.testing.assert_close(smoothed["relu1"], smooth_maps(plain["relu1"], 2.0, valid=_ring(28, 28)))
     assert not torch.allclose(smoothed["relu1"], plain["relu1"])
     # relu2 computes from the net's own relu1, not from the smoothed copy
     torch.testing.assert_close(smoothed["relu2"], plain["relu2"])
@@ -93,7 +121,8 @@ def test_the_store_holds_the_smoothed_maps_and_knows_it(tmp_path):
                               smooth={"relu1": 1.5}, **kw)
     assert plain["smooth"] == {} and smooth["smooth"] == {"relu1": 1.5}
     a1, b1 = (pipeline.open_layer(tmp_path / f"{s}.json", "relu1")[:] for s in "ab")
-    expect = smooth_maps(torch.from_numpy(a1).permute(0, 3, 1, 2), 1.5).permute(0, 2, 3, 1)
+    expect = smooth_maps(torch.from_numpy(a1).permute(0, 3, 1, 2), 1.5,
+                         valid=_ring(*a1.shape[1:3])).permute(0, 2, 3, 1)
     np.testing.assert_allclose(b1, expect.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(pipeline.open_layer(tmp_path / "a.json", "relu2")[:],
                                   pipeline.open_layer(tmp_path / "b.json", "relu2")[:])
