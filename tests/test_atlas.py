@@ -110,7 +110,8 @@ def test_parts_workflow_writes_atlas_and_mask_tables(tmp_path):
         for layer in ("relu1", "relu2"):
             assert (res / f"figures/atlas/{model}/parts/{layer}.png").stat().st_size > 1000
             atlas = read_json(res / f"atlas/{model}/parts/{layer}.json")
-            assert atlas["rows"] and atlas["field"]["size"] == ([3, 3] if layer == "relu1"
+            # relu1 (3 x 3 px) is smoothed with sigma 1: a position sees 3 more on each side
+            assert atlas["rows"] and atlas["field"]["size"] == ([9, 9] if layer == "relu1"
                                                                   else [8, 8])
             per_cluster = pd.read_csv(res / f"masks/{model}/parts/{layer}.csv")
             assert {"cluster", "best_label", "best_label_name", "iou"} <= set(per_cluster)
