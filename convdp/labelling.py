@@ -9,8 +9,9 @@ writes the labels, int16, to ``results/labels/{model}/{dataset}.zarr``: one arra
 ``{method}/{layer}/{mode}``, (N, H, W) label maps or (N,), chunked along N like the
 extraction (the layers it smoothed, ``extract.smooth``, smoothed alike). A chunk is recorded
 in ``complete_chunks`` once all its labels are written, so a rerun after a kill resumes from
-the chunks done; the manifest beside the store (the rule's declared output) is written last. :func:`merge_labelled` then writes each fit's
-``{mode}.npz`` / ``.json`` exactly as a fit on a full store does (timings aside).
+the chunks done; the manifest beside the store (the rule's declared output) is written last.
+:func:`merge_labelled` then writes each fit's ``{mode}.npz`` / ``.json`` exactly as a fit on
+a full store does (timings aside).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ A first layer sees a few pixels: on textured regions its vectors describe stroke
 pattern they repeat in, and the clusters split each texture into its edges. Averaging the
 rectified responses over a neighbourhood is the step texture segmentation adds after a filter
 bank (the "energy" of each filter), and it lets the clusters follow textured regions (see the
-README, "Regions the generator does not make").
+README, "Smoothing a first layer for textures", for what it gains and what it costs).
 
 Only the stored output is smoothed: the layers after it compute from the net's own output. The
 kernel is a separable Gaussian of standard deviation ``sigma`` positions cut at
@@ -22,12 +22,15 @@ input under its own receptive field widened by ``radius`` positions on every sid
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 def radius(sigma: float) -> int:
@@ -95,7 +98,9 @@ class SmoothedOutputs(nn.Module):
         if key not in self._valid:
             try:
                 fields = trace_fields(self._model[0], list(self.sigmas), image, x.shape[1])
-            except ValueError:  # a layer whose field cannot be traced: average every position
+            except ValueError as exc:  # a field that cannot be traced: average every position
+                log.warning("smoothing %s over every position, the border ring too: %s",
+                            ", ".join(self.sigmas), exc)
                 fields = {}
             self._valid[key] = {
                 name: padding_free(fields[name], tuple(out[name].shape[2:]), image).to(x.device)
