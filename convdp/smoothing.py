@@ -63,14 +63,18 @@ def smooth_maps(maps: torch.Tensor, sigma: float, name: str = "layer",
         x = F.conv2d(x, g.view(1, 1, 1, -1), padding=(0, r))
         return F.conv2d(x, g.view(1, 1, -1, 1), padding=(r, 0))
 
+    def plain() -> torch.Tensor:  # the average over every position
+        return blur(flat) / blur(torch.ones(1, 1, h, w, dtype=maps.dtype, device=maps.device))
+
     flat = maps.reshape(n * c, 1, h, w)
-    plain = blur(flat) / blur(torch.ones(1, 1, h, w, dtype=maps.dtype, device=maps.device))
     if valid is None or bool(valid.all()) or not bool(valid.any()):
-        return plain.reshape(n, c, h, w)
+        return plain().reshape(n, c, h, w)
     mask = valid.to(dtype=maps.dtype, device=maps.device).view(1, 1, h, w)
     weight = blur(mask)
-    out = torch.where(weight > 0, blur(flat * mask) / weight.clamp_min(torch.finfo(maps.dtype).tiny),
-                      plain)
+    out = blur(flat * mask) / weight.clamp_min(torch.finfo(maps.dtype).tiny)
+    reached = weight > 0
+    if not bool(reached.all()):  # positions with no padding-free one within the kernel
+        out = torch.where(reached, out, plain())
     return out.reshape(n, c, h, w)
 
 
