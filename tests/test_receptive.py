@@ -15,10 +15,10 @@ CASES = [
 ]
 
 
-def _gradient_support(model, layer, size, channels, pos=None, batch=6):
+def _gradient_support(model, layer, size, channels, pos=None, batch=6, smooth=None):
     torch.manual_seed(0)
     x = torch.randn(batch, channels, size, size, dtype=torch.float64, requires_grad=True)
-    out = feature_extractor(model.double(), [layer])(x)[layer]
+    out = feature_extractor(model.double(), [layer], smooth)(x)[layer]
     i, j = pos or (out.shape[2] // 2, out.shape[3] // 2)
     # A random mix of the channels, so no position's gradient cancels by chance.
     w = torch.rand(out.shape[1], dtype=torch.float64) + 0.5

@@ -96,11 +96,7 @@ def test_the_widened_field_is_the_gradient_support(arch, layer, size, sigma):
     torch.manual_seed(0)
     model = (DigitNet(in_channels=3) if arch == "digitnet" else build_model(arch, 10)).eval()
     field = widen(trace_fields(model, [layer], size)[layer], radius(sigma))
-    x = torch.randn(4, 3, size, size, dtype=torch.float64, requires_grad=True)
-    out = feature_extractor(model.double(), [layer], {layer: sigma})(x)[layer]
-    i, j = out.shape[2] // 2, out.shape[3] // 2
-    (out[:, :, i, j] * (torch.rand(out.shape[1], dtype=torch.float64) + 0.5)).sum().backward()
-    support = (x.grad.abs().sum((0, 1)) > 0).numpy()
+    support, (i, j) = _gradient_support(model, layer, size, 3, smooth={layer: sigma})
     top, left, bottom, right = field.box(i, j)
     assert top >= 0 and left >= 0 and bottom <= size and right <= size
     expect = np.zeros_like(support)
