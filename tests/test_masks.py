@@ -205,3 +205,25 @@ def test_smoothed_first_layer_label_maps_follow_planted_texture_regions(tmp_path
     assert smoothed["nmi"] >= 0.5 and smoothed["purity"] >= 0.85, smoothed
     best = clusters[clusters["kept"]].groupby("best_label")["iou"].max()
     assert sorted(best.index) == [1, 2, 3, 4] and (best >= 0.45).sum() >= 3, best
+
+
+def test_smoothed_first_layer_follows_the_generators_textured_parts(tmp_path, repo_root):
+    """The planted-parts generator's own scenes (textured parts on a textured background) at
+    relu1, smoothed as config/parts.yaml stores it (σ = 1.5 positions): the label maps follow
+    the parts. Measured here (64 scenes of 64 px, random weights): ARI 0.24 → 0.72, purity
+    0.88 → 0.95 (0.26 → 0.66 and 0.25 → 0.68 on the scenes of seeds 4 and 5)."""
+    from convdp.parts import make_scene
+
+    rng = np.random.default_rng(3)
+    scenes = [make_scene(rng, 64) for _ in range(64)]
+    images = np.stack([s.image() for s in scenes])
+    masks = np.stack([s.mask for s in scenes])
+    plain, _ = _first_layer_agreement(tmp_path, repo_root, images, masks)
+    smoothed, clusters = _first_layer_agreement(tmp_path, repo_root, images, masks, smooth=1.5)
+    assert plain["ari"] < 0.35, plain
+    assert smoothed["ari"] >= 0.5 and smoothed["ari"] >= 2 * plain["ari"], smoothed
+    assert smoothed["purity"] >= 0.9, smoothed
+    # every part (body, head, tail) is mostly one cluster
+    parts = clusters[clusters["kept"] & (clusters["best_label"] > 0)]
+    best = parts.groupby("best_label")["iou"].max()
+    assert sorted(best.index) == [1, 2, 3] and best.min() >= 0.45, best
