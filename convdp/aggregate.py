@@ -4,7 +4,8 @@
 figures read it (and the label arrays beside each fit's JSON):
 
 1. ``clusters_per_layer.png``  clusters kept and effective number per layer, source vs
-   target, DPGMM vs BIC baseline, the range over near-optimal restarts, saturated fits marked
+   target, DPGMM vs BIC baseline, the range over near-optimal restarts, saturated fits marked,
+   the count on half the samples beside it
 2. ``nmi_per_layer.png``       NMI with the classes per layer (image mode), source vs target
 3. ``label_maps.png``          per model: example images (rows) × layers (columns)
 4. ``cluster_class_heatmap.png`` cluster × class counts for the deepest layer, per model × data set
@@ -40,7 +41,7 @@ COLUMNS = [
     "model", "control_of", "dataset", "role", "layer", "layer_index", "mode", "method",
     "clusters_kept", "clusters_kept_min", "clusters_kept_max",
     "clusters_effective", "clusters_effective_min", "clusters_effective_max",
-    "truncation", "saturated", "restarts", "restarts_near_best", "clusters_used",
+    "truncation", "saturated", "clusters_kept_half", "grows_with_samples", "restarts", "restarts_near_best", "clusters_used",
     "lower_bound_per_sample", "elbo_per_sample", "iterations", "converged",
     "components_emptied", "components_merged",
     "n_samples", "n_samples_fit", "too_few_samples", "n_channels", "n_dims", "dims_dropped",
@@ -92,7 +93,8 @@ def _layer_order(df: pd.DataFrame) -> list[str]:
 def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
     """Clusters per layer, one column per model × mode: clusters kept (top) and the effective
     number (bottom); data sets as colours, methods as line styles, the range over restarts as
-    a band, and fits whose truncation may have bound the count as red crosses."""
+    a band, fits whose truncation may have bound the count as red crosses, and the count one
+    start keeps on half the samples as triangles (orange where the count grows with them)."""
     panels = [(model, mode) for model in df["model"].unique() for mode in sorted(df["mode"].unique())]
     fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels), 7.5), squeeze=False,
                              sharex="col")
@@ -111,15 +113,23 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
             if len(sat):
                 ax.scatter([order.index(v) for v in sat["layer"]], sat[what], marker="x",
                            s=80, color="red", zorder=5, label="truncation bound the count")
-                if row == 0 and col == 0:
-                    ax.legend(fontsize=7)
+            half = sub[sub["clusters_kept_half"].notna()] if row == 0 else sub.iloc[:0]
+            if len(half):
+                grows = half["grows_with_samples"].map(_flag)
+                ax.scatter([order.index(v) for v in half["layer"]], half["clusters_kept_half"],
+                           marker="v", s=36, facecolors="none",
+                           edgecolors=np.where(grows, "darkorange", "dimgrey"), zorder=4,
+                           label="on half the samples (orange: the count grows with them)")
+            if (len(sat) or len(half)) and row == 0 and col == 0:
+                ax.legend(fontsize=7)
             ax.set_xticks(range(len(order)), order, rotation=30)
             ax.set_ylabel("clusters kept" if row == 0 else "effective number (exp entropy)")
             ax.set_ylim(bottom=0)
             if row == 0:
                 ax.set_title(f"{mode} mode: {_model_title(df, model)}", fontsize=10)
     fig.suptitle("Clusters per layer; band: range over the restarts within 1 % of the best bound, "
-                 "red x: saturated fit")
+                 "red x: saturated fit,\nv: one start on half the samples (orange: the count "
+                 "grows with the samples)")
     save_figure(fig, dest)
 
 

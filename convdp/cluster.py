@@ -89,7 +89,8 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
     truncation may have bound the count (``saturated``: more than ``grow_at`` of the final
     truncation occupied), the truncation used, the effective number of clusters and, over
     the restarts (``restarts``) whose bound is within :func:`near_best` of the best, the
-    spread of both counts.
+    spread of both counts; unless ``sample_check`` is off, the count one start keeps on half
+    the samples (:func:`sample_check`).
     """
     est = make_dpgmm(params, seed)
     est.fit(X)
@@ -124,7 +125,37 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
             "restart_elbo_per_sample": [r["elbo_per_sample"] for r in runs],
             "restarts_near_best": len(near),
         }
+    if params.get("sample_check", True):
+        record |= sample_check(X, params, seed, record)
     return est, record
+
+
+SAMPLE_GROWTH = 1.2
+"""A fit keeping more than this many times the clusters the same settings keep on half its
+samples (and at least 2 more) is marked ``grows_with_samples``."""
+
+
+def sample_check(X: np.ndarray, params: dict, seed: int, record: dict) -> dict:
+    """Does the count hold at half the samples? A Dirichlet-process mixture keeps more
+    clusters the more samples it is given wherever the data are not a few Gaussian clumps
+    (it tiles a curved or heavy-tailed cluster with more Gaussians as the evidence grows), so
+    ``preprocess.max_samples`` can decide a count as the truncation once did.
+
+    One start of the same settings on a seeded random half of X (n, d). Returns
+    ``clusters_kept_half`` and ``grows_with_samples`` (the kept fit's count above
+    :data:`SAMPLE_GROWTH` times the half's, and at least 2 more); counts compare between
+    layers only at equal numbers of samples (``n_samples_fit``).
+    """
+    n = len(X)
+    if n < 2 * max(params["n_components"], MIN_SAMPLES):
+        return {"clusters_kept_half": None, "grows_with_samples": False}
+    half = np.sort(np.random.default_rng(seed).choice(n, n // 2, replace=False))
+    est = make_dpgmm({**params, "restarts": 1}, seed)
+    est.fit(X[half])
+    kept_half = int((np.asarray(est.weights_) > params["weight_threshold"]).sum())
+    kept = record["clusters_kept"]
+    grows = kept > SAMPLE_GROWTH * kept_half and kept >= kept_half + 2
+    return {"clusters_kept_half": kept_half, "grows_with_samples": bool(grows)}
 
 
 def near_best(bound: float) -> float:
@@ -256,6 +287,11 @@ def _fit_model(array, *, layer, mode, method, params, seed):
                     MIN_SAMPLES, MIN_SAMPLES_PER_DIM)
     if method == "dpgmm":
         est, record = fit_dpgmm(Xp, fit_params, seed)
+        if record.get("grows_with_samples"):
+            log.warning("%s: %d clusters kept on %d samples, %d on half of them: the count "
+                        "grows with the samples (marked grows_with_samples; see "
+                        "preprocess.max_samples)", what, record["clusters_kept"], len(Xp),
+                        record["clusters_kept_half"])
     else:
         est, record = fit_bic_baseline(Xp, fit_params, seed)
     record |= {

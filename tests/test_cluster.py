@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from convdp.cluster import Preprocess, fit_layer, kmeans_bic
+from convdp.cluster import SAMPLE_GROWTH, Preprocess, fit_layer, kmeans_bic
 from tests.conftest import planted_mixture
 
 PARAMS = {
@@ -162,3 +162,40 @@ def test_restart_spread_is_over_the_near_optimal_restarts():
     assert len(elbos) >= 3 and rec["restarts_near_best"] == len(near) >= 1
     assert len(rec["restart_clusters_kept"]) == len(near)
     assert min(rec["restart_clusters_kept"]) <= rec["clusters_kept"] <= max(rec["restart_clusters_kept"])
+
+
+def _rectified_and_blobs(n, seed=1):
+    """(n, 8) samples shaped like a ReLU layer's: a 3-dimensional Gaussian projected to 8
+    channels and rectified (a DP mixture tiles its faces and corners with more Gaussians the
+    more samples it has), and (n, 2) samples of five separated Gaussian blobs."""
+    rng = np.random.default_rng(seed)
+    rectified = np.maximum(rng.normal(size=(n, 3)) @ rng.normal(size=(3, 8)), 0)
+    rectified += rng.normal(0, 0.01, (n, 8))
+    centres = rng.normal(0, 10, (5, 2))
+    return rectified, centres[rng.integers(0, 5, n)] + rng.normal(0, 1, (n, 2))
+
+
+def test_a_count_that_grows_with_the_samples_is_marked(caplog):
+    """The sample check: the same settings on half the samples. Rectified samples' count grows
+    with the samples (16 kept on 4,000, 12 on 2,000; 16 / 13 and 15 / 11 with seeds 0 and 2:
+    marked, with a warning naming the layer); separated blobs keep theirs (5 and 5: not
+    marked); off, neither column is written."""
+    from convdp.config import load_config
+
+    rectified, blobs = _rectified_and_blobs(4000)
+    params = {"preprocess": PARAMS["preprocess"],
+              "dpgmm": {**load_config("config.yaml")["dpgmm"], "n_components": 30, "restarts": 1}}
+    with caplog.at_level("WARNING"):
+        _, rec = fit_layer(as_image_layer(rectified), layer="relu", mode="image", method="dpgmm",
+                           params=params, progress=False)
+    assert rec["grows_with_samples"] is True
+    assert rec["clusters_kept"] >= SAMPLE_GROWTH * rec["clusters_kept_half"], rec
+    assert "layer 'relu' (image mode)" in caplog.text and "grows with the samples" in caplog.text
+    _, rec = fit_layer(as_image_layer(blobs), layer="blobs", mode="image", method="dpgmm",
+                       params=params, progress=False)
+    assert rec["grows_with_samples"] is False
+    assert abs(rec["clusters_kept"] - rec["clusters_kept_half"]) <= 1, rec
+    off = {**params, "dpgmm": {**params["dpgmm"], "sample_check": False}}
+    _, rec = fit_layer(as_image_layer(blobs), layer="blobs", mode="image", method="dpgmm",
+                       params=off, progress=False)
+    assert "clusters_kept_half" not in rec and "grows_with_samples" not in rec
