@@ -93,8 +93,8 @@ def _layer_order(df: pd.DataFrame) -> list[str]:
 def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
     """Clusters per layer, one column per model × mode: clusters kept (top) and the effective
     number (bottom); data sets as colours, methods as line styles, the range over restarts as
-    a band, fits whose truncation may have bound the count as red crosses, and the count one
-    start keeps on half the samples as triangles (orange where the count grows with them)."""
+    a band, fits whose truncation may have bound the count as red crosses, and the count the
+    same settings keep on half the samples as triangles (orange where the count grows)."""
     panels = [(model, mode) for model in df["model"].unique() for mode in sorted(df["mode"].unique())]
     fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels), 7.5), squeeze=False,
                              sharex="col")
@@ -128,7 +128,7 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
             if row == 0:
                 ax.set_title(f"{mode} mode: {_model_title(df, model)}", fontsize=10)
     fig.suptitle("Clusters per layer; band: range over the restarts within 1 % of the best bound, "
-                 "red x: saturated fit,\nv: one start on half the samples (orange: the count "
+                 "red x: saturated fit,\nv: the same fit on half the samples (orange: the count "
                  "grows with the samples)")
     save_figure(fig, dest)
 

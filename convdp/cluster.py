@@ -89,8 +89,8 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
     truncation may have bound the count (``saturated``: more than ``grow_at`` of the final
     truncation occupied), the truncation used, the effective number of clusters and, over
     the restarts (``restarts``) whose bound is within :func:`near_best` of the best, the
-    spread of both counts; unless ``sample_check`` is off, the count one start keeps on half
-    the samples (:func:`sample_check`).
+    spread of both counts; unless ``sample_check`` is off, the count the same settings keep
+    on half the samples (:func:`sample_check`).
     """
     est = make_dpgmm(params, seed)
     est.fit(X)
@@ -141,7 +141,7 @@ def sample_check(X: np.ndarray, params: dict, seed: int, record: dict) -> dict:
     (it tiles a curved or heavy-tailed cluster with more Gaussians as the evidence grows), so
     ``preprocess.max_samples`` can decide a count as the truncation once did.
 
-    One start of the same settings on a seeded random half of X (n, d). Returns
+    The same settings (restarts too) on a seeded random half of X (n, d). Returns
     ``clusters_kept_half`` and ``grows_with_samples`` (the kept fit's count above
     :data:`SAMPLE_GROWTH` times the half's, and at least 2 more); counts compare between
     layers only at equal numbers of samples (``n_samples_fit``).
@@ -150,7 +150,7 @@ def sample_check(X: np.ndarray, params: dict, seed: int, record: dict) -> dict:
     if n < 2 * max(params["n_components"], MIN_SAMPLES):
         return {"clusters_kept_half": None, "grows_with_samples": False}
     half = np.sort(np.random.default_rng(seed).choice(n, n // 2, replace=False))
-    est = make_dpgmm({**params, "restarts": 1}, seed)
+    est = make_dpgmm(params, seed)
     est.fit(X[half])
     kept_half = int((np.asarray(est.weights_) > params["weight_threshold"]).sum())
     kept = record["clusters_kept"]
