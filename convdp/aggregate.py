@@ -94,17 +94,19 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
     """Clusters per layer, one column per model × mode: clusters kept (top) and the effective
     number (bottom); data sets as colours, methods as line styles, the range over restarts as
     a band, fits whose truncation may have bound the count as red crosses, and the count the
-    same settings keep on half the samples as triangles (orange where the count grows)."""
+    same settings keep on half the samples as triangles (filled where the count grows)."""
     panels = [(model, mode) for model in df["model"].unique() for mode in sorted(df["mode"].unique())]
     fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels), 7.5), squeeze=False,
                              sharex="col")
+    datasets = df["dataset"].unique().tolist()
+    palette = dict(zip(datasets, sns.color_palette(n_colors=len(datasets)), strict=True))
     for col, (model, mode) in enumerate(panels):
         sub = df[(df["model"] == model) & (df["mode"] == mode)]
         order = _layer_order(sub)
         for row, what in enumerate(("clusters_kept", "clusters_effective")):
             ax = axes[row, col]
             sns.lineplot(sub, x="layer", y=what, hue="dataset", style="method", markers=True,
-                         ax=ax, sort=False, legend=row == 0 and col == 0)
+                         ax=ax, sort=False, legend=row == 0 and col == 0, palette=palette)
             for _, grp in sub.groupby(["dataset", "method"], sort=False):
                 x = [order.index(v) for v in grp["layer"]]
                 ax.fill_between(x, grp[f"{what}_min"], grp[f"{what}_max"], alpha=0.15,
@@ -114,12 +116,17 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
                 ax.scatter([order.index(v) for v in sat["layer"]], sat[what], marker="x",
                            s=80, color="red", zorder=5, label="truncation bound the count")
             half = sub[sub["clusters_kept_half"].notna()] if row == 0 else sub.iloc[:0]
-            if len(half):
-                grows = half["grows_with_samples"].map(_flag)
-                ax.scatter([order.index(v) for v in half["layer"]], half["clusters_kept_half"],
-                           marker="v", s=36, facecolors="none",
-                           edgecolors=np.where(grows, "darkorange", "dimgrey"), zorder=4,
-                           label="on half the samples (orange: the count grows with them)")
+            for ds, grp in half.groupby("dataset", sort=False):
+                colour = palette[ds]
+                grows = grp["grows_with_samples"].map(_flag).to_numpy()
+                ax.scatter([order.index(v) for v in grp["layer"]], grp["clusters_kept_half"],
+                           marker="v", s=40, edgecolors=colour, zorder=4,
+                           facecolors=[colour if g else "none" for g in grows])
+            if len(half) and row == 0 and col == 0:
+                ax.scatter([], [], marker="v", s=40, facecolors="none", edgecolors="dimgrey",
+                           label="the same fit on half the samples")
+                ax.scatter([], [], marker="v", s=40, color="dimgrey",
+                           label="... filled: the count grows with the samples")
             if (len(sat) or len(half)) and row == 0 and col == 0:
                 ax.legend(fontsize=7)
             ax.set_xticks(range(len(order)), order, rotation=30)
@@ -128,7 +135,7 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
             if row == 0:
                 ax.set_title(f"{mode} mode: {_model_title(df, model)}", fontsize=10)
     fig.suptitle("Clusters per layer; band: range over the restarts within 1 % of the best bound, "
-                 "red x: saturated fit,\nv: the same fit on half the samples (orange: the count "
+                 "red x: saturated fit,\nv: the same fit on half the samples (filled: the count "
                  "grows with the samples)")
     save_figure(fig, dest)
 
