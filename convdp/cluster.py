@@ -150,9 +150,8 @@ def sample_check(X: np.ndarray, params: dict, seed: int, record: dict) -> dict:
     if n < 2 * max(params["n_components"], MIN_SAMPLES):
         return {"clusters_kept_half": None, "grows_with_samples": False}
     half = np.sort(np.random.default_rng(seed).choice(n, n // 2, replace=False))
-    est = make_dpgmm(params, seed)
-    est.fit(X[half])
-    kept_half = int((np.asarray(est.weights_) > params["weight_threshold"]).sum())
+    _, on_half = fit_dpgmm(X[half], {**params, "sample_check": False}, seed)
+    kept_half = on_half["clusters_kept"]
     kept = record["clusters_kept"]
     grows = kept > SAMPLE_GROWTH * kept_half and kept >= kept_half + 2
     return {"clusters_kept_half": kept_half, "grows_with_samples": bool(grows)}
