@@ -185,10 +185,13 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     #: machine's GEMM rate on the speed benchmark (fewer, larger operations).
     _block_elems = 1 << 22
     #: On a CPU the Mahalanobis product and its norms ("full") run on row slices of a block
-    #: of at most this many (slice, U, D) elements (4 MB in float32), so that the norms read
+    #: of at most this many (slice, U, D) elements (8 MB in float32), so that the norms read
     #: the product from cache, while the block's other operations keep its size: the speed
-    #: benchmark's planted fit, E-step 1.92 -> 1.74 s (benchmarks/RESULTS.md).
-    _slice_elems = 1 << 20
+    #: benchmark's planted fit, E-step 1.92 -> 1.74 s with slices of 2**20 on an Intel 2-core
+    #: machine; 2**21 there was faster on some shapes, slower on others, and on an AMD EPYC
+    #: Zen 4 2-core machine faster than 2**20 in 11 of 14 interleaved pairs of fits (median
+    #: E-step 2.5-3.0 s against 3.0-3.7 s; benchmarks/RESULTS.md).
+    _slice_elems = 1 << 21
     #: On a CPU a "diag" fit whose ``[x, x^2]`` has at most this many elements (256 MB in
     #: float32) keeps a transposed copy of it for the statistics' product (see _transposed).
     _transposed_elems = 1 << 26
