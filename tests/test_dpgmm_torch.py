@@ -448,6 +448,36 @@ def test_early_moves_reach_the_same_optimum_in_fewer_iterations(moves, iter_rati
     assert short.n_iter_ == 6 and short.fit_stats_["early_moves_kept"] == 0
 
 
+def test_a_refinement_trial_stops_once_it_cannot_reach_the_bound():
+    """``moves._trial``: the two largest of three overlapping clusters merged start below
+    the fit's bound and creep back slowly: the trial stops after a few of its 15 iterations,
+    where EM run to the budget would not have reached the bound either; a trial whose target
+    is within reach stops at the first iteration above it, on the same path as plain EM."""
+    from convdp.dpgmm import moves
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(1000, 4)) + 2.0 * i for i in range(3)])
+    est = TorchBayesianGaussianMixture(n_components=3, random_state=0, dtype="float64",
+                                       tol=1e-6).fit(X)
+    Xc = est._centre(X, est._device, est._dtype)[0]
+    stats, ent, _ = moves.stats_and_overlap(est, Xc, est._state)
+    j, k = torch.argsort(stats[0], descending=True)[:2].tolist()
+    start, _ = moves._score(est, moves.merge_stats(est, stats, j, k), ent)
+    merged = est._m_step(*moves.merge_stats(est, stats, j, k))
+    target = est.lower_bound_
+    assert (target - start) / len(X) > 0.3  # nats per sample below
+
+    _, bounds = moves._trial(est, Xc, merged, start, target, 15)
+    _, full, converged = est._iterate(Xc, merged, [start], 15)
+    assert not converged and max(full) < target  # the budget would not have been enough
+    assert 3 <= len(bounds) <= 8 and bounds[-1] < target
+    np.testing.assert_allclose(bounds, full[: len(bounds)], rtol=1e-12)
+
+    near = full[3] - 1e-9  # reached at the third iteration of the same path
+    _, bounds = moves._trial(est, Xc, merged, start, near, 15)
+    assert len(bounds) == 4 and bounds[-1] > near
+
+
 def test_rejected_delete_moves_leave_the_fit_as_it_was():
     """Four real clusters of ~25 % each: emptying any of them lowers the bound."""
     X, y = _planted(0, n=2000)
