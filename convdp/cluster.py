@@ -63,7 +63,8 @@ def make_dpgmm(params: dict, seed: int):
     if backend == "sklearn":
         from sklearn.mixture import BayesianGaussianMixture
 
-        ignored = [k for k in ("delete_below", "merge", "max_components") if params.get(k)]
+        ignored = [k for k in ("delete_below", "merge", "max_components", "early_moves")
+                   if params.get(k)]
         if ignored:
             log.warning("dpgmm.%s: torch backend only, ignored by sklearn", ", ".join(ignored))
         return BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process", **common)
@@ -77,7 +78,8 @@ def make_dpgmm(params: dict, seed: int):
             dtype=params.get("dtype", "float32"), delete_below=params.get("delete_below", 0.01),
             merge=merge, max_components=None if cap is None else max(cap, common["n_components"]),
             grow_at=params.get("grow_at", 0.6), init_sizes="halving" if merge else "same",
-            device=params.get("device", "cpu"), **common,
+            early_moves=params.get("early_moves", 10), device=params.get("device", "cpu"),
+            **common,
         )
     raise ValueError(f"unknown dpgmm backend {backend!r}; choose sklearn or torch")
 

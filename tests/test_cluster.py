@@ -199,3 +199,21 @@ def test_a_count_that_grows_with_the_samples_is_marked(caplog):
     _, rec = fit_layer(as_image_layer(blobs), layer="blobs", mode="image", method="dpgmm",
                        params=off, progress=False)
     assert "clusters_kept_half" not in rec and "grows_with_samples" not in rec
+
+
+def test_the_early_moves_setting_reaches_the_fit():
+    """``dpgmm.early_moves`` (not set: 10) is passed to the torch estimator: at 0 the moves
+    wait for convergence (none is kept early), at the default one is kept early on an
+    over-split start. The key has no schema default, so configs without it keep the fit
+    jobs' parameters (a new key in them would rerun every fit)."""
+    from convdp.cluster import make_dpgmm
+    from convdp.config import load_config
+    from tests.test_dpgmm_torch import _random_covariance_mixture
+
+    X, _ = _random_covariance_mixture(4000, 16, 6, seed=0)
+    dpgmm = {**load_config("config.yaml")["dpgmm"], "n_components": 30, "max_components": None}
+    assert "early_moves" not in dpgmm and make_dpgmm(dpgmm, 0).early_moves == 10
+    early = make_dpgmm(dpgmm, 0).fit(X)
+    late = make_dpgmm({**dpgmm, "early_moves": 0}, 0).fit(X)
+    assert late.early_moves == 0
+    assert early.fit_stats_["early_moves_kept"] == 1 and late.fit_stats_["early_moves_kept"] == 0
