@@ -71,15 +71,16 @@ def make_dpgmm(params: dict, seed: int):
     if backend == "torch":
         from convdp.dpgmm import TorchBayesianGaussianMixture
 
-        # the fallbacks are the schema's defaults (for callers with unvalidated params)
+        # the fallbacks are the schema's defaults (for callers with unvalidated params);
+        # early_moves has none: when not set, the estimator's own default applies
         merge = params.get("merge", True)
         cap = params.get("max_components", 320)
+        optional = {k: params[k] for k in ("early_moves",) if params.get(k) is not None}
         return TorchBayesianGaussianMixture(
             dtype=params.get("dtype", "float32"), delete_below=params.get("delete_below", 0.01),
             merge=merge, max_components=None if cap is None else max(cap, common["n_components"]),
             grow_at=params.get("grow_at", 0.6), init_sizes="halving" if merge else "same",
-            early_moves=params.get("early_moves", 10), device=params.get("device", "cpu"),
-            **common,
+            device=params.get("device", "cpu"), **optional, **common,
         )
     raise ValueError(f"unknown dpgmm backend {backend!r}; choose sklearn or torch")
 
