@@ -224,7 +224,10 @@ class _ChunkWriter:
                 self.error = exc
 
     def buffers(self, shapes: dict[str, tuple[int, ...]], dtype: str) -> dict[str, np.ndarray]:
-        """One chunk's output buffers: reused once written (fresh pages cost page faults)."""
+        """One chunk's output buffers: reused once written (fresh pages cost page faults).
+        A new set is made only while none is free: asked for after a chunk's first batch,
+        as the extraction does, the chunk before it is usually written by then, and one set
+        serves the whole run."""
         if self.free.empty() and self.allocated < self.n_buffers:
             self.allocated += 1
             return {name: rawchunks.aligned_empty(shape, dtype) for name, shape in shapes.items()}
@@ -360,18 +363,21 @@ def extract_activations(
 
     start_time = time.perf_counter()
     writer = _ChunkWriter(group, write, store_path)
+    buffer_shapes = {name: (min(chunk_size, n), *shapes[name][1:]) for name in layers}
     bar = tqdm(total=sum(min(chunk_size, n - i * chunk_size) for i in todo), unit="img",
                desc=f"extract {store_path.name}", disable=not progress)
     try:
         for index in todo:
             start, stop = index * chunk_size, min((index + 1) * chunk_size, n)
             chunk_images = np.asarray(images[start:stop])
-            outputs = writer.buffers({name: (min(chunk_size, n), *shapes[name][1:]) for name in layers}, dtype)
+            outputs = None
             for b in range(0, stop - start, batch_size):
                 if pending is not None:  # todo[0]'s first batch, computed above for the shapes
                     result, pending = pending, None
                 else:
                     result = extractor(to_input(chunk_images[b : b + batch_size], mean, std).to(device))
+                if outputs is None:  # asked for now, the last chunk's are likely written by now
+                    outputs = writer.buffers(buffer_shapes, dtype)
                 count = min(batch_size, stop - start - b)
                 for name in layers:
                     out = to_channels_last(name, result[name]).to(getattr(torch, dtype))

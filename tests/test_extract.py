@@ -128,6 +128,32 @@ def test_one_forward_pass_per_batch_and_a_failing_net_leaves_the_store(digitnet,
     assert np.array_equal(open_activations(tmp_path / "a.zarr")["relu1"][:], before)
 
 
+def test_a_chunk_takes_its_buffers_once_its_first_batch_is_computed(digitnet, tiny_images,
+                                                                    tmp_path, monkeypatch):
+    """When the writes keep up with the net (here: a net slowed to 0.1 s a batch against
+    writes of a few KB), each chunk is given the buffers of the chunk before it, written by
+    then: one set of buffers in all (ResNet-18 at 16 images a chunk: 75 MB less, and one
+    first touch fewer), not one filling and one writing."""
+    import time
+
+    from convdp import rawchunks
+
+    allocated = []
+    real = rawchunks.aligned_empty
+    monkeypatch.setattr(rawchunks, "aligned_empty",
+                        lambda shape, dtype: allocated.append(shape) or real(shape, dtype))
+    hook = digitnet.conv1.register_forward_hook(lambda *args: time.sleep(0.1))
+    try:
+        run(digitnet, tiny_images, tmp_path / "a.zarr", chunk_size=8, batch_size=8)
+    finally:
+        hook.remove()
+    # 40 images, 5 chunks, two layers: one buffer per layer
+    assert sorted(allocated) == [(8, 4, 4, 64), (8, 16, 16, 16)], allocated
+    direct_ref = direct(digitnet, tiny_images, "relu3").permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(open_activations(tmp_path / "a.zarr")["relu3"][:], direct_ref,
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_inplace_relu_does_not_corrupt_captured_conv_output(tmp_path):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 3))
