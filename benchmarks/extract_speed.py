@@ -9,8 +9,10 @@ Runs, side by side on the same images and the same number of threads:
 
 for a realistic net (torchvision ResNet-18, random weights, 224×224 inputs, every block
 output: ``relu, layer1 … layer4``) and for the default run's small net (DigitNet, 32×32,
-``relu1 … relu4``). Peak memory is the peak RSS of a fresh process extracting N and 4N
-images: streaming means it does not grow with N.
+``relu1 … relu4``). Both run with freed memory kept for reuse, as the extraction sets it
+(``convdp.allocator``); the ``allocator`` line measures what that setting gains the bare
+forward pass, in fresh processes against glibc's defaults. Peak memory is the peak RSS of a
+fresh process extracting N and 4N images: streaming means it does not grow with N.
 
     python benchmarks/extract_speed.py            # headline lines first, then details and
                                                   # where the writer's time goes
@@ -97,6 +99,9 @@ def time_pair(net: str, compression: str = "none", repeats: int = 5, n: int | No
     on the machine falls on both alike."""
     import torch
 
+    from convdp.allocator import keep_freed_memory
+
+    keep_freed_memory()  # what the extraction sets: both peers run under it (see allocator_effect)
     spec = NETS[net]
     n = n or spec["n"]
     model, layers = build(net, device)
@@ -159,6 +164,38 @@ def peak_memory(net: str, n: int, device: str) -> float:
     out = subprocess.run([sys.executable, __file__, "--memory-worker", net, str(n), device],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def forward_worker(mode: str, device: str) -> None:
+    """(In a fresh process) the median of 3 bare forward passes of the realistic net over its
+    N images, after a warm-up, under glibc's default allocator (``mode`` "default") or with
+    freed memory kept (``"keep"``, :func:`convdp.allocator.keep_freed_memory`); prints seconds."""
+    from convdp.allocator import keep_freed_memory
+
+    if mode == "keep":
+        keep_freed_memory()
+    spec = NETS["realistic"]
+    model, _ = build("realistic", device)
+    imgs = images("realistic", spec["n"])
+    bare_forward(model, imgs[: spec["batch"]], spec["batch"], device)
+    times = [bare_forward(model, imgs, spec["batch"], device) for _ in range(3)]
+    print(json.dumps({"seconds": float(np.median(times))}))
+
+
+def allocator_effect(device: str, pairs: int = 2) -> None:
+    """The bare forward pass with glibc's defaults against freed memory kept, in fresh
+    processes (the setting is process-wide), alternated; the extraction runs under the second."""
+    runs = {"default": [], "keep": []}
+    for _ in range(pairs):
+        for mode in runs:
+            out = subprocess.run([sys.executable, __file__, "--forward-worker", mode, device],
+                                 capture_output=True, text=True, check=True)
+            runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+    d, k = (float(np.median(v)) for v in runs.values())
+    print(f"allocator: bare forward of resnet18 over {NETS['realistic']['n']} images, fresh "
+          f"processes, glibc's defaults {d:.2f} s {[round(x, 2) for x in runs['default']]}, "
+          f"freed memory kept (the extraction's setting, convdp.allocator) {k:.2f} s "
+          f"{[round(x, 2) for x in runs['keep']]}: {d / k:.2f}x")
 
 
 def writer_breakdown(repeats: int = 7, device: str = "cpu") -> None:
@@ -300,9 +337,14 @@ def main() -> None:
                         help="where the nets run: auto (a GPU where there is one), cpu, cuda, cuda:N")
     parser.add_argument("--memory-worker", nargs=3, metavar=("NET", "N", "DEVICE"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--forward-worker", nargs=2, metavar=("MODE", "DEVICE"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_worker:
         peak_memory_worker(args.memory_worker[0], int(args.memory_worker[1]), args.memory_worker[2])
+        return
+    if args.forward_worker:
+        forward_worker(*args.forward_worker)
         return
     import torch
 
@@ -343,6 +385,8 @@ def main() -> None:
     for res in results.values():
         print(f"  {res['arch']}: {res['raw_mb']:.0f} MB of activations stored as "
               f"{res['stored_mb']:.0f} MB (compression: {res['compression']}), torch threads {res['threads']}")
+    if resolved.type == "cpu":
+        allocator_effect(device)
     writer_breakdown(device=device)
     if args.codecs:
         codec_sweep()

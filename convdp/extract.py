@@ -35,6 +35,7 @@ import zarr
 from torch import nn
 
 from convdp import rawchunks, sampled
+from convdp.allocator import keep_freed_memory
 from convdp.io import finish_zarr_writes
 from convdp.models import to_input
 
@@ -301,6 +302,7 @@ def extract_activations(
         raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
     codec = compressor(compression)
     device = torch.device(device)
+    keep_freed_memory()  # each batch's outputs in the last one's memory (convdp.allocator)
     smooth = {name: float(sigma) for name, sigma in (smooth or {}).items()}
     extractor = feature_extractor(model, layers, smooth).to(device)
     first = images[0:1]

@@ -63,6 +63,7 @@ def label_pass(
 
     from convdp import data as data_mod
     from convdp import models
+    from convdp.allocator import keep_freed_memory
     from convdp.download import file_hash
     from convdp.extract import check_finite, feature_extractor, open_store, to_channels_last
     from convdp.fitted import load_npz, load_predictor
@@ -107,6 +108,7 @@ def label_pass(
         log.info("%s: resuming, %d of %d chunks already labelled", store_path, len(done), n_chunks)
 
     dev = models.resolve_device(device)
+    keep_freed_memory()  # as the extraction (convdp.allocator)
     net = models.load_model(meta, weights)
     extractor = feature_extractor(net, layers, smooth).to(dev)
     seconds = dict(group.attrs["seconds"])
