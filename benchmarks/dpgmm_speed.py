@@ -416,6 +416,9 @@ def main(argv=None):
                    help="OMP_WAIT_POLICY=PASSIVE (for a machine shared with other work: threads "
                         "that spin while waiting then slow everyone; on a quiet machine it makes "
                         "torch's many small operations ~1.7x slower, so it is off by default)")
+    p.add_argument("--block-elems", type=int, default=None,
+                   help="the torch fits' block bound for full covariances off the CPU "
+                        "(default: the estimator's; 4194304 is the CPU's, to compare on a GPU)")
     args = p.parse_args(argv)
     if args.passive:  # read by OpenMP when torch is first imported (below)
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
@@ -428,6 +431,11 @@ def main(argv=None):
     from convdp.training import resolve_device
 
     args.device = resolve_device(args.device)
+    if args.block_elems is not None:
+        from convdp.dpgmm import TorchBayesianGaussianMixture
+
+        TorchBayesianGaussianMixture._device_block_elems = args.block_elems
+        print(f"block bound off the CPU: {args.block_elems} elements (--block-elems)")
     gpu = (f"; torch fits on {torch.cuda.get_device_name(args.device)} ({args.device})"
            if args.device.type == "cuda" else "; torch fits on the CPU")
     print(

@@ -232,6 +232,27 @@ def test_chunking_does_not_change_result(small, covariance_type):
     np.testing.assert_allclose(chunked.lower_bounds_, whole.lower_bounds_, rtol=1e-4)
 
 
+def test_full_blocks_follow_the_device_bound_and_do_not_change_the_fit(small):
+    """"full" blocks are bounded by elements of the (rows, K, D) temporaries: the CPU's bound
+    on the CPU, a larger one on a GPU (whose small kernels were launch-bound). The block
+    size is the only difference: 500 rows in blocks of 32 and in one block, the same fit."""
+    X, resp = small
+    est = TorchBayesianGaussianMixture(n_components=K, covariance_type="full", max_iter=10,
+                                       tol=0.0, dtype="float64")
+    est._block_elems = 32 * K * X.shape[1]  # blocks of 32 rows
+    blocked = est.fit(X, resp_init=resp)
+    assert blocked._block_rows() == 32
+    whole = TorchBayesianGaussianMixture(n_components=K, covariance_type="full", max_iter=10,
+                                         tol=0.0, dtype="float64").fit(X, resp_init=resp)
+    assert whole._block_rows() >= len(X)
+    np.testing.assert_allclose(blocked.lower_bounds_, whole.lower_bounds_, rtol=1e-10)
+    np.testing.assert_allclose(blocked.covariances_, whole.covariances_, rtol=1e-9, atol=1e-12)
+    # off the CPU the bound is _device_block_elems (checked without a GPU: the rule only)
+    est._device = torch.device("cuda")
+    est._device_block_elems = 64 * K * X.shape[1]
+    assert est._block_rows() == 64
+
+
 def test_skipping_negligible_components_is_exact():
     """Skipped scatter contributions / shared Mahalanobis terms change nothing."""
     X, y = _planted(1, n=2000, d=3)

@@ -184,6 +184,12 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     #: blocks twice as large as with 2**21 raised the E-step from 0.51 to 0.59-0.67 of this
     #: machine's GEMM rate on the speed benchmark (fewer, larger operations).
     _block_elems = 1 << 22
+    #: The same bound on a GPU (256 MB in float32: one block of the speed benchmark's 20,000
+    #: rows at K 50, D 64). With the CPU's blocks an H200 ran the E-step at 0.04 of its GEMM
+    #: rate, bound by the launches of many small kernels (benchmarks/RESULTS.md); not yet
+    #: timed on a GPU: ``bash benchmarks/gpu.sh`` with ``DPGMM_ARGS="--block-elems 4194304"``
+    #: runs the CPU's size for comparison.
+    _device_block_elems = 1 << 26
     #: On a CPU the Mahalanobis product and its norms ("full") run on row slices of a block
     #: of at most this many (slice, U, D) elements (8 MB in float32), so that the norms read
     #: the product from cache, while the block's other operations keep its size: the speed

@@ -64,14 +64,15 @@ class _Statistics:
 
     def _block_rows(self, width=None):
         """Rows per block: ``chunk_size``, and for "full" at most ``_block_elems`` elements
-        of the (rows, width, D) temporaries (``width``: the components a block's products
-        cover, all ``_K`` unless given)."""
+        of the (rows, width, D) temporaries (``_device_block_elems`` off the CPU; ``width``:
+        the components a block's products cover, all ``_K`` unless given)."""
         rows = self.chunk_size
         if self.covariance_type == "full":
             # (rows, width, D) temporaries bounded by _block_elems, but rows >= 2 D so
             # that the O(K D^2) work per block stays small next to the products
             per_row = (width or self._K) * self.n_features_in_
-            rows = min(rows, max(16, 2 * self.n_features_in_, self._block_elems // per_row))
+            elems = self._block_elems if self._device.type == "cpu" else self._device_block_elems
+            rows = min(rows, max(16, 2 * self.n_features_in_, elems // per_row))
         return max(1, rows)
 
     def _scratch(self, name, shape):
