@@ -8,8 +8,9 @@ fresh pages, faulted in and zeroed by the kernel on their first write, batch aft
 With the threshold above any tensor and the heap never trimmed, a freed block is reused by
 the next batch. Measured (``benchmarks/extract_speed.py``, its ``allocator`` line): ResNet-18's
 forward pass over 96 images 1.73–1.79 s against 1.93–2.21 s with glibc's defaults, in fresh
-processes on a 2-core AMD EPYC, the same peak RSS. The memory stays with the process until it
-exits; the workflow runs every extraction as a job of its own.
+processes on a 2-core AMD EPYC, the same peak RSS; VGG16 1.19× and ResNet-50 1.26× faster the
+same way. The memory stays with the process until it exits; the workflow runs every
+extraction as a job of its own.
 """
 
 from __future__ import annotations
