@@ -290,6 +290,9 @@ def extract_activations(
     sample : None for a full store; else the plan of a sample store (see :mod:`convdp.sampled`)
     smooth : {layer: σ}: those layers' maps are stored smoothed (:mod:`convdp.smoothing`)
 
+    The process keeps freed memory for reuse from then on (:mod:`convdp.allocator`): each
+    batch's outputs reuse the last one's pages.
+
     Returns
     -------
     dict with, per layer, ``shape`` (N, H, W, C) and the run's statistics.
