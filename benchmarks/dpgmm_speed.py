@@ -257,6 +257,14 @@ def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentr
     on = dict(device=args.device)
     peers["torch"] = ("torch, workflow moves (merge, delete)", lambda: TorchBayesianGaussianMixture(
         **common, **on, dtype="float32", merge=True, delete_below=0.01))
+    if args.block_elems is not None:
+        def blocked():
+            est = TorchBayesianGaussianMixture(**common, **on, dtype="float32", merge=True,
+                                               delete_below=0.01)
+            est._device_block_elems = args.block_elems
+            return est
+
+        peers["torch_blocks"] = (f"torch, blocks of {args.block_elems} off the CPU", blocked)
     if args.variants:
         peers["torch_no_moves"] = ("torch float32, no moves",
                                    lambda: TorchBayesianGaussianMixture(**common, **on, dtype="float32"))
@@ -286,6 +294,12 @@ def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentr
         print(f"  median {peers[key][0]:<33s} {out[key]['sec']:7.2f} s (cpu {out[key]['cpu']:7.2f} s)"
               f"  over {[round(r['sec'], 2) for r in rs]}")
     profile(runs["torch"], cov)
+    if "torch_blocks" in out:
+        b, t = out["torch_blocks"], out["torch"]
+        print(f"  blocks of {args.block_elems} elements off the CPU against the default bound: "
+              f"{b['sec'] / t['sec']:.2f}x the time, lb/sample {b['lb'] - t['lb']:+.5f}"
+              + (" (on the CPU both use the CPU's bound: the same fits)"
+                 if args.device.type == "cpu" else ""))
     if "sk" in out:
         per_iteration(runs)
         sk = out["sk"]["sec"]
@@ -417,8 +431,8 @@ def main(argv=None):
                         "that spin while waiting then slow everyone; on a quiet machine it makes "
                         "torch's many small operations ~1.7x slower, so it is off by default)")
     p.add_argument("--block-elems", type=int, default=None,
-                   help="the torch fits' block bound for full covariances off the CPU "
-                        "(default: the estimator's; 4194304 is the CPU's, to compare on a GPU)")
+                   help="also fit torch with this block bound for full covariances off the CPU, "
+                        "interleaved with the default bound (4194304: the CPU's; on a GPU)")
     args = p.parse_args(argv)
     if args.passive:  # read by OpenMP when torch is first imported (below)
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
@@ -431,11 +445,6 @@ def main(argv=None):
     from convdp.training import resolve_device
 
     args.device = resolve_device(args.device)
-    if args.block_elems is not None:
-        from convdp.dpgmm import TorchBayesianGaussianMixture
-
-        TorchBayesianGaussianMixture._device_block_elems = args.block_elems
-        print(f"block bound off the CPU: {args.block_elems} elements (--block-elems)")
     gpu = (f"; torch fits on {torch.cuda.get_device_name(args.device)} ({args.device})"
            if args.device.type == "cuda" else "; torch fits on the CPU")
     print(

@@ -8,7 +8,7 @@
 # call of a lent device, so name the steps to run (default: all three), e.g. "agree dpgmm" in
 # one call and "extract" in the next; DPGMM_ARGS adds options to dpgmm_speed.py (say
 # "--repeats 2", or "--no-sklearn" for the torch fits alone; "--no-sklearn --block-elems
-# 4194304" times the torch fits with the CPU's block size, against the GPU's larger default).
+# 4194304" also fits torch with the CPU's block size, interleaved with the GPU's larger default).
 #
 #   bash benchmarks/gpu.sh [OUTDIR [STEP...]]   # logs: OUTDIR/gpu_*.txt (default: .)
 set -u

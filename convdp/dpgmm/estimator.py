@@ -188,7 +188,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     #: rows at K 50, D 64). With the CPU's blocks an H200 ran the E-step at 0.04 of its GEMM
     #: rate, bound by the launches of many small kernels (benchmarks/RESULTS.md); not yet
     #: timed on a GPU: ``bash benchmarks/gpu.sh`` with ``DPGMM_ARGS="--block-elems 4194304"``
-    #: runs the CPU's size for comparison.
+    #: fits with the CPU's size too, interleaved.
     _device_block_elems = 1 << 26
     #: On a CPU the Mahalanobis product and its norms ("full") run on row slices of a block
     #: of at most this many (slice, U, D) elements (8 MB in float32), so that the norms read
