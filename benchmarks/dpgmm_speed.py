@@ -255,12 +255,14 @@ def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentr
         peers["sk"] = ("scikit-learn (float64)", lambda: BayesianGaussianMixture(**common))
     # the workflow's moves on one start (the workflow adds restarts and adaptive truncation)
     on = dict(device=args.device)
-    peers["torch"] = ("torch, workflow moves (merge, delete)", lambda: TorchBayesianGaussianMixture(
-        **common, **on, dtype="float32", merge=True, delete_below=0.01))
+    def workflow_fit():
+        return TorchBayesianGaussianMixture(**common, **on, dtype="float32", merge=True,
+                                            delete_below=0.01)
+
+    peers["torch"] = ("torch, workflow moves (merge, delete)", workflow_fit)
     if args.block_elems is not None:
-        def blocked():
-            est = TorchBayesianGaussianMixture(**common, **on, dtype="float32", merge=True,
-                                               delete_below=0.01)
+        def blocked():  # the same fit with another block bound
+            est = workflow_fit()
             est._device_block_elems = args.block_elems
             return est
 

@@ -160,10 +160,16 @@ def peak_memory_worker(net: str, n: int, device: str) -> None:
     print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def _in_fresh_process(*args: str) -> dict:
+    """This script run with ``args`` (a ``--…-worker`` flag and its values) in a fresh
+    process: the JSON line it prints last."""
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def peak_memory(net: str, n: int, device: str) -> float:
-    out = subprocess.run([sys.executable, __file__, "--memory-worker", net, str(n), device],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+    return _in_fresh_process("--memory-worker", net, str(n), device)["peak_mb"]
 
 
 def forward_worker(mode: str, device: str) -> None:
@@ -188,9 +194,7 @@ def allocator_effect(device: str, pairs: int = 2) -> None:
     runs = {"default": [], "keep": []}
     for _ in range(pairs):
         for mode in runs:
-            out = subprocess.run([sys.executable, __file__, "--forward-worker", mode, device],
-                                 capture_output=True, text=True, check=True)
-            runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1])["seconds"])
+            runs[mode].append(_in_fresh_process("--forward-worker", mode, device)["seconds"])
     d, k = (float(np.median(v)) for v in runs.values())
     print(f"allocator: bare forward of resnet18 over {NETS['realistic']['n']} images, fresh "
           f"processes, glibc's defaults {d:.2f} s {[round(x, 2) for x in runs['default']]}, "
