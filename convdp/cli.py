@@ -48,7 +48,9 @@ def list_layers(arch: str, size: int | None = None, num_classes: int | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="convdp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="convdp", description="convdp's tools beside the workflow: the layer names a "
+        "config can use, and a planted-parts data set with part masks.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("layers", help="list an architecture's layer names (graph nodes)")
     p.add_argument("arch", help="digitnet, a torchvision classifier (vgg16, resnet18, ...), "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{dest.name}.", suffix=suffix, dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_file(dest, suffix)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -44,6 +42,21 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _new_file(dest: Path, suffix: str) -> Path:
+    """A new empty file ``.tmp-<name>.<random><suffix>`` beside ``dest``, with the mode a
+    plain ``open`` gives (0666 less the umask). Not ``tempfile.mkstemp``: its files are
+    0600, and the rename would leave every result readable by its owner alone (a shared
+    project directory on a cluster: nobody else could read them)."""
+    for _ in range(100):
+        tmp = dest.parent / f".tmp-{dest.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {dest}")
 
 
 def write_json(dest: str | os.PathLike, obj: Any) -> None:
