@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from convdp.draws import mmd2_draw, score_draw
 from convdp.samples import check_mode, subsample, to_samples
 
 
@@ -40,9 +41,6 @@ def position_index(shape, plan: dict) -> np.ndarray:
     and the transfer scores read, for ``plan``: ``modes``, ``max_samples`` and ``seed`` (the
     fits), ``transfer`` (None, or ``mode``, ``role`` source/target, ``max_samples``,
     ``n_examples``)."""
-    from convdp.transfer.baselines import mmd2_draw
-    from convdp.transfer.scores import score_draw
-
     n, h, w, _ = shape
     total = n * h * w
     fit_index = subsample(total, plan["max_samples"], plan["seed"])

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from convdp.samples import n_samples, read_samples, subsample
+from convdp.draws import BASELINE_SAMPLES, mmd2_draw
+from convdp.samples import n_samples, read_samples
 
 
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -132,17 +133,6 @@ def hscore(features: np.ndarray, labels: np.ndarray) -> float:
     for c in np.unique(labels):
         g[labels == c] = f[labels == c].mean(0)
     return float(np.trace(np.linalg.pinv(cov, rcond=1e-10) @ np.cov(g, rowvar=False)))
-
-
-BASELINE_SAMPLES = 1500
-"""Samples a side of the ``mmd2`` baseline (drawn by :func:`mmd2_draw`)."""
-
-
-def mmd2_draw(total: int, role: str, seed: int, max_samples: int = BASELINE_SAMPLES) -> np.ndarray:
-    """The sorted sample indices (of ``total``) the ``mmd2`` baseline reads on the ``source``
-    or the ``target``: seeded ``seed + 2`` and ``seed + 3``. A sample store keeps exactly
-    these (:func:`convdp.sampled.position_index`)."""
-    return subsample(total, max_samples, seed + {"source": 2, "target": 3}[role])
 
 
 def baseline_scores(source_array, target_array, pre, mode: str, pooled: np.ndarray,

@@ -7,17 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from convdp.draws import BASELINE_SAMPLES, MIN_HELDOUT, score_draw
 from convdp.fitted import load_npz, load_predictor
 from convdp.preprocess import Preprocess
-from convdp.samples import check_mode, iter_samples, n_samples, read_samples, subsample, to_samples
-from convdp.transfer.baselines import BASELINE_SAMPLES, baseline_scores
+from convdp.samples import check_mode, iter_samples, n_samples, read_samples, to_samples
+from convdp.transfer.baselines import baseline_scores
 from convdp.transfer.verdict import MIN_SCORED
 
 log = logging.getLogger(__name__)
-
-MIN_HELDOUT = 100
-"""Fewer held-out source samples than this: the in-sample ones are used (and flagged)."""
-
 
 def load_fit(npz_path: str | Path) -> tuple[dict[str, np.ndarray], Preprocess, object]:
     """A DPGMM fit's arrays, its preprocessing and its estimator (rebuilt by
@@ -38,23 +35,6 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
         return float(np.sum(a[nz] * np.log2(a[nz] / b[nz])))
 
     return max(0.5 * kl(p, m) + 0.5 * kl(q, m), 0.0)
-
-
-def score_draw(total: int, role: str, seed: int, max_samples: int | None,
-               fit_index: np.ndarray | None = None) -> tuple[np.ndarray, str]:
-    """The sorted sample indices (of ``total``) :func:`layer_shift` scores, and what they are.
-
-    ``source``: a ``seed`` draw among the samples the fit did not see (``fit_index``),
-    ``"held-out"``; all of them (``"in-sample"``) when fewer than :data:`MIN_HELDOUT` are left.
-    ``target``: a ``seed + 1`` draw among all, ``"all"``. A sample store keeps exactly these
-    (:func:`convdp.sampled.position_index`).
-    """
-    if role == "target":
-        return subsample(total, max_samples, seed + 1), "all"
-    heldout = np.setdiff1d(np.arange(total), fit_index, assume_unique=True)
-    if len(heldout) < MIN_HELDOUT:
-        return subsample(total, max_samples, seed), "in-sample"
-    return subsample(heldout, max_samples, seed), "held-out"
 
 
 def refitted_log_likelihood(log_prob: np.ndarray, iters: int = 500,
