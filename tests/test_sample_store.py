@@ -40,6 +40,33 @@ def stores(tmp_path_factory):
     return d, plan
 
 
+def test_the_sample_stores_own_chunk_files_are_what_zarr_writes(stores, tmp_path):
+    """Uncompressed (the fixture's stores), a sample store's chunks are written as their files
+    directly (convdp.rawchunks); compressed, through Zarr: the same arrays, the last chunk of
+    10 images (60 in chunks of 25) included."""
+    import zarr
+
+    from convdp.io import read_json
+
+    d, plan = stores
+    weights, meta = make_model(tmp_path)  # the fixture's net: the same seed
+    kw = dict(device="cpu", batch_size=16, chunk_size=25, progress=False)
+    pipeline.extract(weights, meta, d / "data.zarr", ["relu1", "relu3"], tmp_path / "lz4.json",
+                     sample=plan, compression="lz4", **kw)
+
+    def group(manifest):
+        return zarr.open_group(manifest.parent / read_json(manifest)["store"], mode="r")
+
+    direct, through_zarr = group(d / "sample.json"), group(tmp_path / "lz4.json")
+    assert direct["positions/relu1"].compressors == ()
+    assert through_zarr["positions/relu1"].compressors != ()
+    for layer in ("relu1", "relu3"):
+        for part in ("index", "positions", "pooled"):
+            a, b = direct[f"{part}/{layer}"], through_zarr[f"{part}/{layer}"]
+            assert a.attrs.asdict() == b.attrs.asdict()
+            assert np.array_equal(a[:], b[:]), (part, layer)
+
+
 @pytest.mark.parametrize("layer", ["relu1", "relu3"])
 def test_the_sample_store_holds_what_the_fits_and_scores_read(stores, layer):
     d, plan = stores
