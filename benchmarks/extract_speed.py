@@ -92,11 +92,20 @@ def extract(model, layers, imgs, chunk, batch, store, **kw) -> float:
     return time.perf_counter() - start
 
 
+#: The sample store's plan (``convdp.storage.sample_plan``) under the schema's defaults, for a
+#: target data set: the fits' 10,000 positions per layer (position and image mode), the
+#: transfer scores' 20,000 and the mmd2 baseline's draws, every position of 3 example images.
+SAMPLE_PLAN = {"modes": ["position", "image"], "max_samples": 10_000, "seed": 0,
+               "transfer": {"mode": "position", "max_samples": 20_000, "n_examples": 3,
+                            "role": "target"}}
+
+
 def time_pair(net: str, compression: str = "none", repeats: int = 5, n: int | None = None,
-              device: str = "cpu") -> dict:
+              device: str = "cpu", sample: bool = False) -> dict:
     """Median (and best) of ``repeats`` seconds for bare forward and extraction of ``n``
     images (the net's default number unless given) on ``device``, interleaved so that load
-    on the machine falls on both alike."""
+    on the machine falls on both alike; with ``sample``, a sample store's extraction
+    (:data:`SAMPLE_PLAN`) is a third peer, interleaved with them (``sample_s``)."""
     import torch
 
     from convdp.allocator import keep_freed_memory
@@ -109,12 +118,17 @@ def time_pair(net: str, compression: str = "none", repeats: int = 5, n: int | No
     tmp = tempfile.mkdtemp(prefix="convdp-bench-")
     try:
         bare_forward(model, imgs[: spec["batch"]], spec["batch"], device)  # warm-up
-        fwd, ext = [], []
+        fwd, ext, smp = [], [], []
         for _ in range(repeats):
             fwd.append(bare_forward(model, imgs, spec["batch"], device))
             ext.append(extract(model, layers, imgs, spec["chunk"], spec["batch"], f"{tmp}/a.zarr",
                                compression=compression, device=device))
-        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp) for f in fs)
+            if sample:
+                smp.append(extract(model, layers, imgs, spec["chunk"], spec["batch"],
+                                   f"{tmp}/s.zarr", compression=compression, device=device,
+                                   sample=SAMPLE_PLAN))
+        size = sum(os.path.getsize(os.path.join(d, f))
+                   for d, _, fs in os.walk(f"{tmp}/a.zarr") for f in fs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     raw = sum(np.prod(s) * 4 for s in _layer_shapes(model, layers, imgs[:1], device))
@@ -122,6 +136,8 @@ def time_pair(net: str, compression: str = "none", repeats: int = 5, n: int | No
             "forward_s": float(np.median(fwd)), "extract_s": float(np.median(ext)),
             "forward_best_s": min(fwd), "extract_best_s": min(ext),
             "ratios": [round(e / f, 3) for f, e in zip(fwd, ext, strict=True)],
+            "sample_s": float(np.median(smp)) if smp else None,
+            "sample_ratios": [round(e / f, 3) for f, e in zip(fwd, smp, strict=True)],
             "threads": torch.get_num_threads(), "device": device,
             "stored_mb": size / 1e6, "compression": compression, "raw_mb": raw * n / 1e6}
 
@@ -359,8 +375,10 @@ def main() -> None:
     where = (torch.cuda.get_device_name(resolved) if resolved.type == "cuda"
              else f"the CPU, {torch.get_num_threads()} threads")
     print(f"device: {device} ({where}); torch {torch.__version__}")
-    results = {net: time_pair(net, args.compression, device=device) for net in NETS}
-    long_run = time_pair("realistic", args.compression, n=4 * NETS["realistic"]["n"], device=device)
+    results = {net: time_pair(net, args.compression, device=device, sample=net == "realistic")
+               for net in NETS}
+    long_run = time_pair("realistic", args.compression, n=4 * NETS["realistic"]["n"], device=device,
+                         sample=True)
     mem = {net: (peak_memory(net, NETS[net]["n"], device), peak_memory(net, 4 * NETS[net]["n"], device))
            for net in NETS}
     r, s = results["realistic"], results["small"]
@@ -378,6 +396,11 @@ def main() -> None:
           f"{marginal:.2f} (the 3N more images' extra time over their extra forward time), "
           f"fixed cost {fixed:.2f} s (tracing, store creation, first touch of the chunk "
           f"buffers, the last chunk's write)")
+    for res in (r, q):
+        print(f"realistic net, sample store (extract.store: sample, the schema's defaults), "
+              f"{res['n']} images: overhead {res['sample_s'] / res['forward_s']:.2f} (medians of 5 "
+              f"interleaved with the two above: extract {res['sample_s']:.2f} s; per pair "
+              f"{res['sample_ratios']})")
     m1, m4 = mem["realistic"]
     print(f"realistic net: memory {m4 / m1:.2f} (peak RSS {m4:.0f} MB at 4N={4 * r['n']} "
           f"/ {m1:.0f} MB at N={r['n']})")
