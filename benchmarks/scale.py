@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from extract_speed import peak_rss_mb  # noqa: E402 - this folder's own script
 
 LAYERS = ["features.3", "features.8", "features.15", "features.22", "features.29"]
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
@@ -142,7 +142,7 @@ def worker(args) -> None:
             for part, sub in (("activations", "activations.zarr"), ("labels", "labels.zarr"),
                               ("fits", "fits")) if (work / sub).exists()}
     print(json.dumps({"stages": stages, "disk": disk,
-                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_mb": peak_rss_mb()}))
 
 
 def run(folder: Path, store: str, args) -> dict:
