@@ -84,9 +84,10 @@ def writer(group, shapes: dict, chunk: int):
     stores chunk ``index``'s kept positions and pooled vectors of every layer.
 
     Uncompressed, each is written as its chunk file directly (:mod:`convdp.rawchunks`, as a
-    full store's chunks are): through Zarr, ResNet-18's five layers took 60-80 ms a chunk
-    of 16 images (2.9 MB of ``relu``'s positions: 25 ms), on the writer thread beside the
-    forward pass, against 3-5 ms."""
+    full store's chunks are): through Zarr the writer took 57-106 ms a chunk of 16 images of
+    ResNet-18's five layers (``relu``'s 2.9 MB of positions alone 25 ms), beside the forward
+    pass; directly 45-61 ms, of which the pooled vectors' means are ~22 ms and most of the
+    rest is waiting for the disk."""
     from convdp import rawchunks
 
     direct = rawchunks.DirectWriter()

@@ -16,6 +16,7 @@ from convdp.transfer.verdict import MIN_SCORED
 
 log = logging.getLogger(__name__)
 
+
 def load_fit(npz_path: str | Path) -> tuple[dict[str, np.ndarray], Preprocess, object]:
     """A DPGMM fit's arrays, its preprocessing and its estimator (rebuilt by
     :func:`convdp.fitted.load_predictor`: the backend that made the fit)."""
