@@ -128,8 +128,6 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
                            label="the same fit on half the samples")
                 ax.scatter([], [], marker="v", s=40, color="dimgrey",
                            label="... filled: the count grows with the samples")
-            if (len(sat) or len(half)) and row == 0 and col == 0:
-                ax.legend(fontsize=7)
             ax.set_xticks(range(len(order)), order, rotation=30)
             ax.set_ylabel("clusters kept" if row == 0 else "effective number (exp entropy)")
             ax.set_ylim(bottom=0)
@@ -138,6 +136,13 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
     fig.suptitle("Clusters per layer; band: range over the restarts within 1 % of the best bound, "
                  "red x: saturated fit,\nv: the same fit on half the samples (filled: the count "
                  "grows with the samples)")
+    # below the panels: inside the first one it hid that panel's lines
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if axes[0, 0].get_legend():
+        axes[0, 0].get_legend().remove()
+    if handles:
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=len(handles), fontsize=8, frameon=False)
     save_figure(fig, dest)
 
 

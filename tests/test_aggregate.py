@@ -97,3 +97,21 @@ def test_summary_numbers_each_models_layers_in_the_nets_order(tmp_path):
     df = summary_table(jsons)
     assert df[["model", "layer", "layer_index"]].values.tolist() == [
         ["a", "relu1", 0], ["a", "relu2", 1], ["a", "relu3", 2], ["b", "y", 0], ["b", "x", 1]]
+
+
+def test_the_clusters_figure_keeps_its_legend_below_the_panels(two_models, monkeypatch):
+    """Inside the first panel the legend hid that panel's lines: it is the figure's, below."""
+    from convdp import aggregate
+
+    jsons, _, _ = two_models
+    df = summary_table(jsons)
+    figures = []
+    monkeypatch.setattr(aggregate, "save_figure", lambda fig, dest: figures.append(fig))
+    aggregate.plot_clusters_per_layer(df, "unused.png")
+    fig = figures[0]
+    assert [ax.get_legend() for ax in fig.axes] == [None] * len(fig.axes)
+    (legend,) = fig.legends
+    assert {"digits", "dpgmm"} <= {t.get_text() for t in legend.get_texts()}
+    fig.canvas.draw()  # below every panel
+    top = legend.get_window_extent().y1
+    assert all(top <= ax.get_window_extent().y0 for ax in fig.axes)
