@@ -67,6 +67,9 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
         ax.plot(x, df["control_shift_z"], "o--", color="tab:red", alpha=0.6,
                 label=f"shift_z of {control} (random weights)")
     ax.axhline(0, color="k", lw=0.6)
+    if summary.get("rule_name", "level") == "step":  # room above for the steps' labels
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi + 0.12 * (hi - lo))
     ax.set_ylabel("standardised domain shift")
     ax.set_title(f"Recommended: {summary['recommendation']}")
     ax.legend(fontsize=8)
