@@ -281,20 +281,30 @@ def _check_channels(name: str, spec: dict, facts: dict) -> int:
     if spec["weights"] == "train":
         src = spec["train_on"]
         channels = facts[src]["channels"]
+        if spec.get("in_channels", channels) != channels:
+            raise ConfigError(f"{key}.in_channels: a net trained in the pipeline takes its training "
+                              f"images' channels ({src!r}: {channels}); leave in_channels out")
         if spec.get("normalize") == "imagenet" and channels != 3:
             raise ConfigError(f"{key}.normalize: 'imagenet' normalisation is for 3-channel images, "
                               f"but {src!r} has {channels}-channel images; use data or null")
     else:
         from convdp.models import native_channels
+        from convdp.provenance import weights_file
 
+        named = not weights_file(spec) and spec["weights"] != "none"  # a torchvision weights name
+        if named and spec.get("in_channels", 3) != 3:
+            raise ConfigError(f"{key}.in_channels: the weights {spec['weights']!r} are for "
+                              "3-channel images")
         try:
-            channels = native_channels(spec["arch"])
+            channels = spec.get("in_channels") or native_channels(spec["arch"])
         except ValueError as exc:
             raise ConfigError(f"{key}.arch: {exc}") from None
     for ds in spec["analyse_on"]:
         if facts[ds]["channels"] != channels:
+            hint = ("" if spec["weights"] == "train" or "in_channels" in spec
+                    else f" (set {key}.in_channels for a net not trained here)")
             raise ConfigError(f"{key}.analyse_on: data set {ds!r} has {facts[ds]['channels']}-channel "
-                              f"images but the net takes {channels}-channel images")
+                              f"images but the net takes {channels}-channel images{hint}")
     return channels
 
 

@@ -332,8 +332,9 @@ def load_model(meta: dict, weights_path: str | os.PathLike | None) -> nn.Module:
 def load_pretrained(spec: dict, seed: int = 0) -> tuple[nn.Module, dict]:
     """Build ``spec["arch"]`` with ``spec["weights"]``: ``none``, a torchvision weights name, or a file.
 
-    A factory (``module:factory``) gets ``num_classes`` only where the spec gives it; its
-    input channels are read from the net. ``none`` draws the weights after
+    A factory (``module:factory``) gets ``num_classes`` and ``in_channels`` only where the
+    spec gives them; its input channels are then read from the net. Other architectures take
+    ``in_channels`` where the spec gives it, else their own (:func:`native_channels`). ``none`` draws the weights after
     ``torch.manual_seed(seed)``.
 
     Returns the net and what the model JSON needs to know (classes, channels, and the
@@ -343,9 +344,9 @@ def load_pretrained(spec: dict, seed: int = 0) -> tuple[nn.Module, dict]:
     arch, weights = spec["arch"], spec["weights"]
     kind = arch_kind(arch)
     if kind == "factory":  # the factory's own defaults, unless the config says
-        num_classes, in_channels = spec.get("num_classes"), None
+        num_classes, in_channels = spec.get("num_classes"), spec.get("in_channels")
     else:
-        in_channels = native_channels(arch)
+        in_channels = spec.get("in_channels") or native_channels(arch)
         num_classes = spec.get("num_classes", 10 if kind == "digitnet" else 1000)
     extra: dict = {"in_channels": in_channels, "num_classes": num_classes, "classes": None}
     path = Path(weights)

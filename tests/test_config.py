@@ -87,3 +87,47 @@ def test_a_module_layer_sits_at_its_last_node():
     assert pos["relu"] < pos["layer1"] < pos["layer2"] < len(nodes)
     with pytest.raises(ValueError, match="layer9"):
         layer_positions(net, ["layer9"])
+
+
+@pytest.fixture
+def rgb_folder_config(config, tmp_path):
+    """The default config with one net not trained here (digitnet, random weights) on a folder
+    of RGB images."""
+    from PIL import Image
+
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    for i in range(2):
+        Image.new("RGB", (16, 16), (40 * i, 90, 200)).save(folder / f"{i}.png")
+    config["datasets"] = {"rgb": {"kind": "folder", "path": str(folder)}}
+    config["models"] = {"net": {"arch": "digitnet", "weights": "none", "layers": ["relu1"],
+                                "analyse_on": ["rgb"]}}
+    return config
+
+
+def test_a_net_not_trained_here_takes_the_channels_the_config_gives(rgb_folder_config):
+    with pytest.raises(ConfigError, match=r"models\.net\.analyse_on: data set 'rgb' has 3-channel "
+                       r"images but the net takes 1-channel images \(set models\.net\.in_channels"):
+        validate_config(copy.deepcopy(rgb_folder_config))
+    rgb_folder_config["models"]["net"]["in_channels"] = 3
+    assert validate_config(rgb_folder_config)["models"]["net"]["in_channels"] == 3
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"weights": "train", "train_on": "rgb", "in_channels": 1},
+     r"models\.net\.in_channels: a net trained in the pipeline takes its training images' "
+     r"channels \('rgb': 3\)"),
+    ({"arch": "vgg11", "weights": "VGG11_Weights.IMAGENET1K_V1", "in_channels": 1},
+     r"models\.net\.in_channels: the weights 'VGG11_Weights.IMAGENET1K_V1' are for 3-channel"),
+])
+def test_in_channels_that_cannot_hold_are_refused(rgb_folder_config, spec, message):
+    rgb_folder_config["models"]["net"] |= spec
+    with pytest.raises(ConfigError, match=message):
+        validate_config(rgb_folder_config)
+
+
+def test_the_net_is_built_with_the_configs_channels():
+    from convdp.models import input_channels, load_pretrained
+
+    net, extra = load_pretrained({"arch": "digitnet", "weights": "none", "in_channels": 3})
+    assert input_channels(net) == 3 and extra["in_channels"] == 3
