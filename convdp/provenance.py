@@ -17,7 +17,7 @@ from pathlib import Path
 
 # The keys of a model spec that training or loading the net reads (convdp.pipeline.prepare_model).
 _MODEL_KEYS = {"train": ("arch", "weights", "input_size", "normalize", "train"),
-               "other": ("arch", "weights", "input_size", "num_classes")}
+               "other": ("arch", "weights", "input_size", "num_classes", "in_channels")}
 
 
 def stamp(path: str | os.PathLike) -> str:

@@ -127,7 +127,11 @@ def test_in_channels_that_cannot_hold_are_refused(rgb_folder_config, spec, messa
 
 
 def test_the_net_is_built_with_the_configs_channels():
+    """As train_model gets the spec from its rule (convdp.provenance.model_params)."""
     from convdp.models import input_channels, load_pretrained
+    from convdp.provenance import model_params
 
-    net, extra = load_pretrained({"arch": "digitnet", "weights": "none", "in_channels": 3})
+    spec = {"arch": "digitnet", "weights": "none", "in_channels": 3, "layers": ["relu1"],
+            "analyse_on": ["rgb"]}
+    net, extra = load_pretrained(model_params(spec))
     assert input_channels(net) == 3 and extra["in_channels"] == 3
