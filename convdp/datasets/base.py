@@ -60,6 +60,7 @@ class ImageReadError(DatasetError):
     def __init__(self, path: str | os.PathLike, reason: object):
         super().__init__(f"cannot read image {path}: {reason}")
         self.path = Path(path)
+        self.reason = reason
 
 
 def select_indices(

@@ -219,8 +219,9 @@ def _read_images(
                     raise ImageReadError(path, e) from e
                 arr, note = _decode(data, path, size)
             except ImageReadError as e:
-                if on_error == "stop":
-                    raise
+                if on_error == "stop":  # say how to go on without it
+                    raise ImageReadError(path, f"{e.reason} (the data set's on_error: skip "
+                                               "leaves unreadable images out)") from e
                 log.warning("skipping unreadable image %s: %s", path, e)
                 continue
             if first is None:
