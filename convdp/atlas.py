@@ -95,14 +95,27 @@ def exemplars(resp: np.ndarray, where: np.ndarray, cluster: int, n: int,
     return out[:n]
 
 
+#: The greys of the checkerboard that fills a field's part outside the image. (It was white,
+#: which in the digits' atlas read as strokes: the clusters of the border positions looked
+#: like clusters of white bars.)
+OUTSIDE = (150, 205)
+
+
+def outside(shape: tuple[int, int, int], dtype) -> np.ndarray:
+    """A (h, w, C) checkerboard of :data:`OUTSIDE`, one pixel a square."""
+    yy, xx = np.indices(shape[:2])
+    board = np.where((yy + xx) % 2 == 0, OUTSIDE[0], OUTSIDE[1]).astype(dtype)
+    return np.repeat(board[..., None], shape[2], axis=2)
+
+
 def crop(image: np.ndarray, field: Field, i: int, j: int) -> np.ndarray:
-    """The pixels of ``image`` (H, W, C) under position (i, j)'s field, padded with white
-    where the field reaches outside the image."""
+    """The pixels of ``image`` (H, W, C) under position (i, j)'s field, a grey checkerboard
+    (:func:`outside`) where the field reaches outside the image."""
     h, w = image.shape[:2]
     if field.global_:
         return image
     top, left, bottom, right = field.box(i, j)
-    out = np.full((bottom - top, right - left, image.shape[2]), 255, image.dtype)
+    out = outside((bottom - top, right - left, image.shape[2]), image.dtype)
     t, lft, b, r = crop_box(field, i, j, (h, w))
     out[t - top : b - top, lft - left : r - left] = image[t:b, lft:r]
     return out
@@ -180,7 +193,7 @@ def plot_atlas(rows: list[dict], images: np.ndarray, field: Field, map_shape: tu
                 f"{row['cluster']}\nw {row['weight']:.3f}\n{100 * row['image_share']:.0f}% img",
                 va="center", fontsize=7)
         for c, (img, _, resp) in enumerate(row["exemplars"][:n]):
-            ax.text(c * pitch, top - 1, f"#{img} {resp:.2f}", fontsize=5, va="bottom")
+            ax.text(c * pitch, top - 1, f"#{img} {resp:.2f}", fontsize=6.5, va="bottom")
     ax.set_xlim(-legend * pitch, mosaic.shape[1])
     ax.set_ylim(mosaic.shape[0], -0.12 * pitch)
     ax.set_axis_off()
@@ -189,5 +202,6 @@ def plot_atlas(rows: list[dict], images: np.ndarray, field: Field, map_shape: tu
             if clusters_kept and clusters_kept > len(rows) else "")
     fig.suptitle(f"{title}: receptive field {size}, stride {field.jump[0]}{more}\n"
                  "rows: clusters by weight (label-map colour, weight, share of images); "
-                 "columns: most typical positions (image #, responsibility)", fontsize=8)
+                 "columns: most typical positions (image #, responsibility); grey checkers: "
+                 "outside the image", fontsize=8)
     save_figure(fig, dest)

@@ -21,15 +21,19 @@ from tests.conftest import ROOT
 from tests.test_workflow import snakemake
 
 
-def test_crop_pads_outside_the_image_with_white():
+def test_crop_pads_outside_the_image_with_a_checkerboard():
+    """Not white: in the digits' atlas white padding read as strokes."""
     image = np.arange(36, dtype=np.uint8).reshape(6, 6, 1)
     field = Field((2, 2), (-1, -1), (4, 4))
     inside = crop(image, field, 1, 1)  # pixels 1..4
     assert (inside[..., 0] == image[1:5, 1:5, 0]).all()
     corner = crop(image, field, 0, 0)  # pixels -1..2
     assert corner.shape == (4, 4, 1)
-    assert (corner[0] == 255).all() and (corner[:, 0] == 255).all()
+    assert corner[0, :, 0].tolist() == [150, 205, 150, 205]
+    assert corner[:, 0, 0].tolist() == [150, 205, 150, 205]
     assert (corner[1:, 1:, 0] == image[:3, :3, 0]).all()
+    rgb = crop(np.zeros((6, 6, 3), np.uint8), field, 0, 0)
+    assert (rgb[0, 0] == 150).all() and (rgb[0, 1] == 205).all()  # grey in every channel
 
 
 def test_rows_are_kept_clusters_with_distinct_images():
@@ -92,8 +96,8 @@ def test_the_mosaic_puts_each_crop_in_its_cell_framed_in_its_colour():
     assert np.allclose(inner, crop(images[1], field, 1, 1)[..., 0])  # row 0, first exemplar
     assert (mosaic[0, 0] == colours[1]).all() and (mosaic[pitch, 0] == colours[0]).all()
     corner = mosaic[pitch + 3:pitch + 3 + 4 * scale:scale, 3:3 + 4 * scale:scale, 0] * 255
-    assert np.allclose(corner, crop(images[0], field, 3, 3)[..., 0])  # clipped: white pad
-    assert (corner[-1] == 255).all() and (mosaic[pitch:, 2 * pitch:] == 1).all()  # empty cells
+    assert np.allclose(corner, crop(images[0], field, 3, 3)[..., 0])  # clipped: checkers
+    assert set(corner[-1].round()) == {150, 205} and (mosaic[pitch:, 2 * pitch:] == 1).all()
 
 
 @pytest.mark.slow
