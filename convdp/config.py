@@ -288,15 +288,17 @@ def _check_channels(name: str, spec: dict, facts: dict) -> int:
             raise ConfigError(f"{key}.normalize: 'imagenet' normalisation is for 3-channel images, "
                               f"but {src!r} has {channels}-channel images; use data or null")
     else:
-        from convdp.models import native_channels
+        from convdp.models import arch_kind, spec_channels
         from convdp.provenance import weights_file
 
         named = not weights_file(spec) and spec["weights"] != "none"  # a torchvision weights name
         if named and spec.get("in_channels", 3) != 3:
             raise ConfigError(f"{key}.in_channels: the weights {spec['weights']!r} are for "
                               "3-channel images")
+        if spec.get("in_channels", 3) != 3 and arch_kind(spec["arch"]) in ("torchvision", "timm"):
+            raise ConfigError(f"{key}.in_channels: {spec['arch']} takes 3-channel images")
         try:
-            channels = spec.get("in_channels") or native_channels(spec["arch"])
+            channels = spec_channels(spec)
         except ValueError as exc:
             raise ConfigError(f"{key}.arch: {exc}") from None
     for ds in spec["analyse_on"]:

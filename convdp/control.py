@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 SUFFIX = "_random"
 """``NAME`` + this is the control's model name (valid in paths and in the {model} wildcard)."""
 
-KEYS = ("arch", "weights", "train_on", "analyse_on", "layers", "num_classes", "input_size",
-        "normalize", "train")
+KEYS = ("arch", "weights", "train_on", "analyse_on", "layers", "num_classes", "in_channels",
+        "input_size", "normalize", "train")
 """What the control takes from its model's entry (``train``: only its retraining settings,
 for the transfer's AnB runs; the control itself is never trained)."""
 

@@ -48,11 +48,9 @@ def score_draw(total: int, role: str, seed: int, max_samples: int | None,
     n_heldout = total - len(fit_index)
     if n_heldout < MIN_HELDOUT:
         return subsample(total, max_samples, seed), "in-sample"
-    if max_samples is None or n_heldout <= max_samples:
-        ranks = np.arange(n_heldout)
-    else:  # subsample's draw over the held-out indices: their ranks, then the indices
-        ranks = np.random.default_rng(seed).choice(n_heldout, size=max_samples, replace=False)
-    return np.sort(complement_at(fit_index, ranks)), "held-out"
+    # subsample's draw over the held-out indices: the same draw of their ranks (sorted), then
+    # the indices of those ranks (in the same order)
+    return complement_at(fit_index, subsample(n_heldout, max_samples, seed)), "held-out"
 
 
 def mmd2_draw(total: int, role: str, seed: int, max_samples: int = BASELINE_SAMPLES) -> np.ndarray:

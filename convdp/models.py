@@ -230,6 +230,12 @@ def input_channels(model: nn.Module) -> int | None:
     return None
 
 
+def spec_channels(spec: dict) -> int | None:
+    """The input channels of a net not trained in the pipeline: the spec's ``in_channels``,
+    else the architecture's own (:func:`native_channels`)."""
+    return spec.get("in_channels") or native_channels(spec["arch"])
+
+
 def native_channels(arch: str) -> int:
     """The input channels an architecture takes when it is not trained in the pipeline:
     1 for digitnet, 3 for torchvision and timm, a factory's from the net it builds."""
@@ -346,7 +352,7 @@ def load_pretrained(spec: dict, seed: int = 0) -> tuple[nn.Module, dict]:
     if kind == "factory":  # the factory's own defaults, unless the config says
         num_classes, in_channels = spec.get("num_classes"), spec.get("in_channels")
     else:
-        in_channels = spec.get("in_channels") or native_channels(arch)
+        in_channels = spec_channels(spec)
         num_classes = spec.get("num_classes", 10 if kind == "digitnet" else 1000)
     extra: dict = {"in_channels": in_channels, "num_classes": num_classes, "classes": None}
     path = Path(weights)

@@ -92,7 +92,7 @@ class DirectWriter:
                 if exc.errno not in _REFUSED:
                     raise
                 self.direct = False  # this file system has no O_DIRECT: buffered from now on
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
             _write_all(fd, data)
         finally:
@@ -101,7 +101,7 @@ class DirectWriter:
     @staticmethod
     def _write_direct(path: Path, data: memoryview, head: int) -> None:
         """The first ``head`` bytes (a multiple of ALIGN) with O_DIRECT, the rest buffered."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_DIRECT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _O_DIRECT, 0o666)
         try:
             _write_all(fd, data[:head])
         finally:

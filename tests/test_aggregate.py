@@ -115,3 +115,4 @@ def test_the_clusters_figure_keeps_its_legend_below_the_panels(two_models, monke
     fig.canvas.draw()  # below every panel
     top = legend.get_window_extent().y1
     assert all(top <= ax.get_window_extent().y0 for ax in fig.axes)
+    aggregate.plt.close(fig)

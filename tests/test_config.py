@@ -113,12 +113,21 @@ def test_a_net_not_trained_here_takes_the_channels_the_config_gives(rgb_folder_c
     assert validate_config(rgb_folder_config)["models"]["net"]["in_channels"] == 3
 
 
+def test_a_random_weights_control_takes_its_models_channels():
+    from convdp.control import control_spec
+
+    spec = {"arch": "digitnet", "weights": "net.pt", "in_channels": 3, "layers": ["relu1"],
+            "analyse_on": ["rgb"], "control": "random"}
+    assert control_spec("net", spec)["in_channels"] == 3
+
+
 @pytest.mark.parametrize("spec, message", [
     ({"weights": "train", "train_on": "rgb", "in_channels": 1},
      r"models\.net\.in_channels: a net trained in the pipeline takes its training images' "
      r"channels \('rgb': 3\)"),
     ({"arch": "vgg11", "weights": "VGG11_Weights.IMAGENET1K_V1", "in_channels": 1},
      r"models\.net\.in_channels: the weights 'VGG11_Weights.IMAGENET1K_V1' are for 3-channel"),
+    ({"arch": "resnet18", "in_channels": 1}, r"models\.net\.in_channels: resnet18 takes 3-channel"),
 ])
 def test_in_channels_that_cannot_hold_are_refused(rgb_folder_config, spec, message):
     rgb_folder_config["models"]["net"] |= spec

@@ -46,6 +46,7 @@ def test_the_sample_stores_own_chunk_files_are_what_zarr_writes(stores, tmp_path
     10 images (60 in chunks of 25) included."""
     import zarr
 
+    from convdp import rawchunks
     from convdp.io import read_json
 
     d, plan = stores
@@ -58,8 +59,13 @@ def test_the_sample_stores_own_chunk_files_are_what_zarr_writes(stores, tmp_path
         return zarr.open_group(manifest.parent / read_json(manifest)["store"], mode="r")
 
     direct, through_zarr = group(d / "sample.json"), group(tmp_path / "lz4.json")
-    assert direct["positions/relu1"].compressors == ()
-    assert through_zarr["positions/relu1"].compressors != ()
+    assert rawchunks.chunk_files(direct["positions/relu1"]) is not None  # the direct path
+    assert rawchunks.chunk_files(through_zarr["positions/relu1"]) is None  # Zarr's
+    # the pooled vectors' last chunk (images 50-59) is a whole chunk, zeros past the 60th
+    pooled = direct["pooled/relu1"]
+    last = rawchunks.chunk_path(pooled, rawchunks.chunk_files(pooled), 2)
+    raw = np.frombuffer(last.read_bytes(), pooled.dtype).reshape(pooled.chunks)
+    assert np.array_equal(raw[:10], pooled[50:]) and not raw[10:].any() and raw[:10].any()
     for layer in ("relu1", "relu3"):
         for part in ("index", "positions", "pooled"):
             a, b = direct[f"{part}/{layer}"], through_zarr[f"{part}/{layer}"]

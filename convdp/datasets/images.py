@@ -219,9 +219,8 @@ def _read_images(
                     raise ImageReadError(path, e) from e
                 arr, note = _decode(data, path, size)
             except ImageReadError as e:
-                if on_error == "stop":  # say how to go on without it
-                    raise ImageReadError(path, f"{e.reason} (the data set's on_error: skip "
-                                               "leaves unreadable images out)") from e
+                if on_error == "stop":
+                    raise
                 log.warning("skipping unreadable image %s: %s", path, e)
                 continue
             if first is None:
@@ -391,7 +390,11 @@ def load_image_folder(
     paths = [paths[i] for i in idx]
     labels = None if labels is None else labels[idx]
     names = [p.relative_to(folder).as_posix() for p in paths]
-    images, kept, files = _read_images(paths, names, size, on_error)
+    try:
+        images, kept, files = _read_images(paths, names, size, on_error)
+    except ImageReadError as e:  # say how to go on without it
+        raise ImageReadError(e.path, f"{e.reason} (the data set's on_error: skip leaves "
+                                     "unreadable images out)") from e
     return Dataset(
         images=images,
         labels=None if labels is None else labels[kept],
