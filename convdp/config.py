@@ -295,7 +295,7 @@ def _check_channels(name: str, spec: dict, facts: dict) -> int:
         if named and spec.get("in_channels", 3) != 3:
             raise ConfigError(f"{key}.in_channels: the weights {spec['weights']!r} are for "
                               "3-channel images")
-        if spec.get("in_channels", 3) != 3 and arch_kind(spec["arch"]) in ("torchvision", "timm"):
+        if spec.get("in_channels", 3) != 3 and arch_kind(spec["arch"]) == "torchvision":
             raise ConfigError(f"{key}.in_channels: {spec['arch']} takes 3-channel images")
         try:
             channels = spec_channels(spec)

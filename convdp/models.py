@@ -230,7 +230,7 @@ def input_channels(model: nn.Module) -> int | None:
     return None
 
 
-def spec_channels(spec: dict) -> int | None:
+def spec_channels(spec: dict) -> int:
     """The input channels of a net not trained in the pipeline: the spec's ``in_channels``,
     else the architecture's own (:func:`native_channels`)."""
     return spec.get("in_channels") or native_channels(spec["arch"])
@@ -340,8 +340,8 @@ def load_pretrained(spec: dict, seed: int = 0) -> tuple[nn.Module, dict]:
 
     A factory (``module:factory``) gets ``num_classes`` and ``in_channels`` only where the
     spec gives them; its input channels are then read from the net. Other architectures take
-    ``in_channels`` where the spec gives it, else their own (:func:`native_channels`). ``none`` draws the weights after
-    ``torch.manual_seed(seed)``.
+    the spec's ``in_channels``, else their own (:func:`spec_channels`). ``none`` draws the
+    weights after ``torch.manual_seed(seed)``.
 
     Returns the net and what the model JSON needs to know (classes, channels, and the
     weights' own normalisation where they carry one). A torchvision weights name is
