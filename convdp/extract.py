@@ -347,20 +347,14 @@ def extract_activations(
     if sample is not None:
         write = sampled.writer(group, shapes, chunk_size)
     else:
-        # Every chunk gets a file, even an all-zero one, so a missing chunk file means damage.
-        arrays = {name: group[name].with_config({"write_empty_chunks": True}) for name in layers}
         # Uncompressed chunks are written as their files directly (see convdp.rawchunks).
-        roots = {name: rawchunks.chunk_files(arrays[name]) for name in layers}
         direct = rawchunks.DirectWriter()
+        chunks = {name: rawchunks.WholeChunks(group[name], direct) for name in layers}
 
         def write(index, start, stop, outputs, where):
             for name, data in outputs.items():
                 where[0] = f"layer {name!r}"
-                if roots[name] is None:
-                    arrays[name][start:stop] = data[: stop - start]
-                    continue
-                data[stop - start :] = 0  # an edge chunk's rows past the last image
-                direct.write(rawchunks.chunk_path(arrays[name], roots[name], index), data)
+                chunks[name].write(index, data, stop - start)
     if done:
         log.info("%s: resuming, %d of %d chunks already complete", store_path, len(done), n_chunks)
 

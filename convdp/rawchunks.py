@@ -72,6 +72,29 @@ def chunk_path(array: zarr.Array, root: Path, index: int) -> Path:
     return root / key
 
 
+class WholeChunks:
+    """Whole chunks of a Zarr array along its first axis (one chunk along the others), each
+    written as its file directly where the chunks are raw bytes (:func:`chunk_files`), else
+    through Zarr. Every chunk gets a file, even an all-zero one, so that a missing chunk file
+    means damage."""
+
+    def __init__(self, array: zarr.Array, direct: DirectWriter) -> None:
+        self.array = array.with_config({"write_empty_chunks": True})
+        self.root = chunk_files(self.array)
+        self.direct = direct
+
+    def write(self, index: int, chunk: np.ndarray, rows: int) -> None:
+        """Chunk ``index`` from ``chunk`` (the chunk's shape, from :func:`aligned_empty`),
+        whose first ``rows`` rows are the array's; the rest, past an edge chunk's end, is
+        zeroed where the whole chunk becomes a file."""
+        if self.root is None:
+            start = index * self.array.chunks[0]
+            self.array[start : start + rows] = chunk[:rows]
+            return
+        chunk[rows:] = 0
+        self.direct.write(chunk_path(self.array, self.root, index), chunk)
+
+
 class DirectWriter:
     """Writes whole chunks to their files, ``O_DIRECT`` while the file system allows it."""
 

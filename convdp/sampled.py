@@ -94,37 +94,27 @@ def writer(group, shapes: dict, chunk: int):
     layers = {}
     for name, (n, h, w, _) in shapes.items():
         index = group[f"index/{name}"][:]
-        positions = group[f"positions/{name}"].with_config({"write_empty_chunks": True})
-        pooled = group[f"pooled/{name}"].with_config({"write_empty_chunks": True})
-        roots = (rawchunks.chunk_files(positions), rawchunks.chunk_files(pooled))
-        buffers = None
-        if None not in roots:  # the whole chunks, reused (each write is done on return)
-            buffers = (rawchunks.aligned_empty(positions.shape[1:], positions.dtype),
-                       rawchunks.aligned_empty(pooled.chunks, pooled.dtype))
+        positions = rawchunks.WholeChunks(group[f"positions/{name}"], direct)
+        pooled = rawchunks.WholeChunks(group[f"pooled/{name}"], direct)
+        # each chunk's buffer, reused (a write is done when it returns)
+        buffers = tuple(rawchunks.aligned_empty(c.array.chunks, c.array.dtype)
+                        for c in (positions, pooled))
         layers[name] = (index, chunk_rows(index, h * w, n, chunk), h * w, positions, pooled,
-                        roots, buffers)
+                        buffers)
 
     def write(k: int, start: int, stop: int, outputs: dict, where: list) -> None:
         for name, data in outputs.items():
             where[0] = f"layer {name!r}"
-            index, offsets, per_image, positions, pooled, roots, buffers = layers[name]
+            index, offsets, per_image, positions, pooled, (rows, means) = layers[name]
             block = data[: stop - start]
             kept = index[offsets[k]:offsets[k + 1]] - start * per_image
-            means = to_samples(block, "image")
-            if buffers is None:
-                rows = np.zeros(positions.shape[1:], positions.dtype)
-                rows[: len(kept)] = block.reshape(-1, block.shape[-1])[kept]
-                positions[k] = rows
-                pooled[start:stop] = means
-                continue
-            rows, pool = buffers
-            np.take(block.reshape(-1, block.shape[-1]), kept, axis=0, out=rows[: len(kept)],
-                    mode="clip")  # the indices are the chunk's own: "clip" writes to out directly
-            rows[len(kept):] = 0
-            pool[: stop - start] = means
-            pool[stop - start:] = 0  # an edge chunk's rows past the last image
-            direct.write(rawchunks.chunk_path(positions, roots[0], k), rows)
-            direct.write(rawchunks.chunk_path(pooled, roots[1], k), pool)
+            # the indices are the chunk's own: "clip" takes them into the buffer directly
+            np.take(block.reshape(-1, block.shape[-1]), kept, axis=0, out=rows[0, : len(kept)],
+                    mode="clip")
+            rows[0, len(kept):] = 0
+            means[: stop - start] = to_samples(block, "image")
+            positions.write(k, rows, 1)
+            pooled.write(k, means, stop - start)
 
     return write
 
