@@ -42,7 +42,8 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
     ax.set_title("Under the DPGMM fitted on the source")
     ax.legend(fontsize=8)
     ax = axes[0, 1]
-    if summary.get("rule_name", "level") == "step":
+    step_rule = summary.get("rule_name", "level") == "step"
+    if step_rule:
         # each layer's step (the shift it adds), green where the rule lets it be frozen
         tol = summary["step_tolerance"]
         z = df["shift_z"].to_numpy(np.float64)
@@ -67,7 +68,7 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
         ax.plot(x, df["control_shift_z"], "o--", color="tab:red", alpha=0.6,
                 label=f"shift_z of {control} (random weights)")
     ax.axhline(0, color="k", lw=0.6)
-    if summary.get("rule_name", "level") == "step":  # room above for the steps' labels
+    if step_rule:  # room above for the steps' labels
         lo, hi = ax.get_ylim()
         ax.set_ylim(lo, hi + 0.12 * (hi - lo))
     ax.set_ylabel("standardised domain shift")
