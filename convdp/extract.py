@@ -333,10 +333,12 @@ def extract_activations(
     pending = extractor(to_input(np.asarray(images[first_start:first_stop]), mean, std).to(device))
     shapes = {name: (n, *to_channels_last(name, pending[name]).shape[1:]) for name in layers}
     group = ready_store(store_path, group)
+    indices = None  # a new sample store's indices, kept for its writer
     if group is None:
         group = zarr.open_group(store_path, mode="w")
         if sample is not None:
-            sampled.create(group, shapes, sample, chunk=chunk_size, dtype=dtype, codec=codec)
+            indices = sampled.create(group, shapes, sample, chunk=chunk_size, dtype=dtype,
+                                     codec=codec)
         for name, shape in shapes.items() if sample is None else ():
             group.create_array(
                 name, shape=shape, chunks=(min(chunk_size, n), *shape[1:]), dtype=dtype,
@@ -345,7 +347,7 @@ def extract_activations(
             )
         group.attrs.update({"fingerprint": fingerprint, "complete_chunks": [], "complete": False})
     if sample is not None:
-        write = sampled.writer(group, shapes, chunk_size)
+        write = sampled.writer(group, shapes, chunk_size, indices)
     else:
         # Uncompressed chunks are written as their files directly (see convdp.rawchunks).
         direct = rawchunks.DirectWriter()

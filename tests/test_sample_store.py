@@ -40,6 +40,47 @@ def stores(tmp_path_factory):
     return d, plan
 
 
+@pytest.mark.parametrize("role", ["source", "target"])
+def test_the_kept_positions_are_the_union_of_the_draws(role):
+    """position_index: sorted, each position once, exactly the positions of the draws."""
+    from convdp.draws import mmd2_draw, score_draw
+    from convdp.sampled import example_images
+
+    shape = (7, 30, 20, 4)
+    plan = {"modes": ["position"], "max_samples": 900, "seed": 5,
+            "transfer": {"mode": "position", "role": role, "max_samples": 1200,
+                         "n_examples": 2}}
+    total = 7 * 30 * 20
+    fit = subsample(total, 900, 5)
+    parts = [fit, score_draw(total, role, 5, 1200, fit)[0], mmd2_draw(total, role, 5)]
+    if role == "target":
+        parts.append((example_images(7, 2)[:, None] * 600 + np.arange(600)).ravel())
+    index = position_index(shape, plan)
+    assert index.dtype == np.int64 and np.all(np.diff(index) > 0)
+    assert np.array_equal(index, np.unique(np.concatenate(parts)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_pooled_vectors_are_the_float64_sum_position_by_position(dtype):
+    """Image mode's pooled vector (both stores compute it with to_samples): the float64 sum
+    of the positions in order, divided, in the stored dtype, whatever NumPy's cast buffer;
+    the caller's buffer size is left as it was."""
+    from convdp.samples import to_samples
+
+    rng = np.random.default_rng(0)
+    # magnitudes over 6 decades: the order of a float32 sum shows in the result
+    x = (rng.standard_normal((3, 37, 29, 5)) * 10.0 ** rng.uniform(-3, 3, (3, 37, 29, 5)))
+    x = x.astype(dtype)
+    n, h, w, c = x.shape
+    ref = (np.cumsum(x.reshape(n, h * w, c), axis=1, dtype=np.float64)[:, -1] / (h * w))
+    ref = ref.astype(dtype)
+    if dtype == "float32":
+        assert not np.array_equal(x.reshape(n, h * w, c).mean(axis=1, dtype=np.float32), ref)
+    before = np.getbufsize()
+    assert np.array_equal(to_samples(x, "image"), ref)
+    assert np.getbufsize() == before
+
+
 def test_the_sample_stores_own_chunk_files_are_what_zarr_writes(stores, tmp_path):
     """Uncompressed (the fixture's stores), a sample store's chunks are written as their files
     directly (convdp.rawchunks); compressed, through Zarr: the same arrays, the last chunk of
