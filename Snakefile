@@ -1,6 +1,8 @@
 # convdp: what each layer of a convnet has learned, by Dirichlet-process Gaussian mixtures.
 # The rules are thin: each runs one script in scripts/, which calls the convdp package.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -9,10 +11,12 @@ min_version("9.0")
 # A config file given on the command line (--configfile) is the run's whole configuration,
 # with the schema's defaults (convdp/schema.yaml), not a merge into config.yaml: otherwise
 # `--configfile config/paper.yaml` would add the default digits data sets and models to the
-# paper's. --config overrides apply on top of either.
+# paper's. --config overrides apply on top of either. Without one: config.yaml of the run's
+# directory (--directory) where it has one, else the workflow's own.
+OWN_CONFIG = os.path.join(workflow.basedir, "config.yaml")
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: "config.yaml" if os.path.exists("config.yaml") else OWN_CONFIG
 
 
 report: "report/workflow.rst"

@@ -60,6 +60,20 @@ def test_without_configfile_config_yaml_is_the_config(tmp_path):
     assert counts["fit_dpgmm"] == 32 and "model=digitnet_random" in out
 
 
+def test_a_run_directory_without_a_config_takes_the_workflows(tmp_path):
+    # `snakemake --directory runs/a`: no config.yaml there, the workflow's own is the config
+    rc, out = snakemake(tmp_path, "-n")
+    assert rc == 0, out[-3000:]
+    assert job_counts(out)["fit_dpgmm"] == 32
+    # one of its own there (the convention of deployed workflows) is taken instead
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["models"]["digitnet"]["layers"] = ["relu1", "relu2"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rc, out = snakemake(tmp_path, "-n")
+    assert rc == 0, out[-3000:]
+    assert job_counts(out)["fit_dpgmm"] == 16
+
+
 # -- --config overrides with the schema's types ---------------------------------------------
 
 
