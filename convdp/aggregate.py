@@ -264,17 +264,20 @@ def plot_model_comparison(df: pd.DataFrame, dest: str | Path) -> None:
 
 
 def plot_cluster_class_heatmap(
-    tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], layer: str, dest: str | Path
+    tables: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    dest: str | Path,
 ) -> None:
-    """Per data set, the (class × cluster) share of each class's images in each cluster."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 4), squeeze=False)
-    for ax, (ds, (table, classes, clusters)) in zip(axes[0], tables.items(), strict=True):
+    """Per (model, data set, layer): the (class × cluster) share of each class's images in
+    each cluster of that layer's image-mode fit."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 4.3), squeeze=False)
+    for ax, ((model, ds, layer), (table, classes, clusters)) in zip(axes[0], tables.items(),
+                                                                    strict=True):
         share = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
         sns.heatmap(pd.DataFrame(share, index=classes, columns=clusters), ax=ax, cmap="viridis",
                     vmin=0, vmax=1, cbar_kws={"label": "share of the class"})
         ax.set_xlabel("cluster")
         ax.set_ylabel("class")
-        ax.set_title(f"{ds}: {layer} (image mode)")
+        ax.set_title(f"{model}: {ds}\n{layer}, the deepest layer (image mode)", fontsize=10)
     save_figure(fig, dest)
 
 
@@ -316,13 +319,13 @@ def aggregate(
             group = _open(datasets[ds])
             if key in by_key and group.attrs.get("labelled", True):
                 pred = np.load(by_key[key].with_suffix(".npz"))["labels"]
-                tables[f"{model}: {ds}"] = contingency(group["labels"][:], pred)
+                tables[model, ds, deepest] = contingency(group["labels"][:], pred)
     if blocks:
         plot_label_maps(blocks, figures["label_maps"])
     else:
         placeholder("no position-mode DPGMM fit: no label maps", figures["label_maps"])
     if tables:
-        plot_cluster_class_heatmap(tables, "deepest layer", figures["heatmap"])
+        plot_cluster_class_heatmap(tables, figures["heatmap"])
     else:
         placeholder("no labelled data set in image mode", figures["heatmap"])
     # Last: the summary table exists only once every figure does (a killed job leaves none).

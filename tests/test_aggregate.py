@@ -116,3 +116,27 @@ def test_the_clusters_figure_keeps_its_legend_below_the_panels(two_models, monke
     top = legend.get_window_extent().y1
     assert all(top <= ax.get_window_extent().y0 for ax in fig.axes)
     aggregate.plt.close(fig)
+
+
+def test_the_heatmaps_titles_name_the_layer_and_do_not_overlap(monkeypatch):
+    """Four panels of long model and data set names: each title says its layer, and no
+    title runs into its neighbour's (they did, on one line each)."""
+    from convdp import aggregate
+
+    figures = []
+    monkeypatch.setattr(aggregate, "save_figure", lambda fig, dest: figures.append(fig))
+    table = (np.array([[3, 1], [0, 4]]), np.array([0, 1]), np.array([0, 1]))
+    tables = {(model, ds, layer): table for model, layer in (("digitnet", "relu4"),
+                                                               ("digitnet_random", "relu4"))
+              for ds in ("digits_source", "digits_target")}
+    aggregate.plot_cluster_class_heatmap(tables, "unused.png")
+    fig = figures[0]
+    fig.canvas.draw()
+    titles = [ax.title for ax in fig.axes if ax.get_title()]
+    assert [t.get_text().splitlines()[0] for t in titles] == [
+        "digitnet: digits_source", "digitnet: digits_target",
+        "digitnet_random: digits_source", "digitnet_random: digits_target"]
+    assert all("relu4" in t.get_text() for t in titles)
+    boxes = [t.get_window_extent() for t in titles]
+    assert all(a.x1 < b.x0 for a, b in zip(boxes[:-1], boxes[1:], strict=True))
+    aggregate.plt.close(fig)
