@@ -142,28 +142,29 @@ CELL = 48
 
 
 def atlas_mosaic(rows: list[dict], images: np.ndarray, field: Field, map_width: int,
-                 colours: np.ndarray, n: int, border: int = 3, gap: int = 4
-                 ) -> tuple[np.ndarray, int]:
+                 colours: np.ndarray, n: int, border: int = 3, gap: int = 4,
+                 caption: int = 12) -> tuple[np.ndarray, int, int]:
     """The atlas's exemplar crops as one RGB image (float, 0-1): row r, column c holds the
     crop of ``rows[r]``'s c-th exemplar, enlarged by an integer factor to about
-    :data:`CELL` px, framed in the cluster's colour; white elsewhere. Returns the image and
-    the pitch (px from one cell's start to the next)."""
+    :data:`CELL` px, framed in the cluster's colour, below a white band of ``caption`` px for
+    its caption; white elsewhere. Returns the image, the column pitch (px from one cell's
+    start to the next) and the row pitch (the same plus the caption band)."""
     field_px = (max(images.shape[1:3]) if field.global_ else max(field.size))
     scale = max(1, CELL // max(field_px, 1))
     size = field_px * scale + 2 * border
-    pitch = size + gap
-    canvas = np.ones((len(rows) * pitch, n * pitch, 3))
+    pitch, row_pitch = size + gap, size + caption
+    canvas = np.ones((len(rows) * row_pitch, n * pitch, 3))
     for r, row in enumerate(rows):
         for c, (img, pos, _) in enumerate(row["exemplars"][:n]):
             patch = crop(images[img], field, pos // map_width, pos % map_width) / 255.0
             patch = np.repeat(np.repeat(patch, scale, 0), scale, 1)
             if patch.shape[-1] == 1:
                 patch = np.repeat(patch, 3, -1)
-            top, left = r * pitch, c * pitch
+            top, left = r * row_pitch + caption, c * pitch
             h, w = patch.shape[:2]
             canvas[top:top + h + 2 * border, left:left + w + 2 * border] = colours[row["cluster"]]
             canvas[top + border:top + border + h, left + border:left + border + w] = patch
-    return canvas, pitch
+    return canvas, pitch, row_pitch
 
 
 def plot_atlas(rows: list[dict], images: np.ndarray, field: Field, map_shape: tuple[int, int],
@@ -179,14 +180,17 @@ def plot_atlas(rows: list[dict], images: np.ndarray, field: Field, map_shape: tu
         placeholder(f"{title}: no cluster kept", dest)
         return
     plt = pyplot()
-    mosaic, pitch = atlas_mosaic(rows, images, field, map_shape[1], colours, n)
+    caption = 12  # px above each crop for its caption (6.5 pt): the last row's frame is below it
+    mosaic, pitch, row_pitch = atlas_mosaic(rows, images, field, map_shape[1], colours, n,
+                                            caption=caption)
     legend = 1.6  # the legend column, in cells
-    fig = plt.figure(figsize=(1.1 * (n + legend) + 0.4, 1.05 * len(rows) + 0.9))
+    fig = plt.figure(figsize=(1.1 * (n + legend) + 0.4,
+                              1.1 * len(rows) * row_pitch / pitch + 0.9))
     ax = fig.add_axes((0.02, 0.02, 0.96, 0.96 - 0.75 / fig.get_figheight()))
     ax.imshow(mosaic, interpolation="nearest",
               extent=(0, mosaic.shape[1], mosaic.shape[0], 0))
     for r, row in enumerate(rows):
-        top = r * pitch
+        top = r * row_pitch + caption  # the crops' top, below their caption band
         ax.add_patch(plt.Rectangle((-legend * pitch, top + 0.2 * pitch), 0.3 * pitch,
                                    0.5 * pitch, color=colours[row["cluster"]]))
         ax.text(-legend * pitch + 0.38 * pitch, top + 0.45 * pitch,
@@ -195,7 +199,7 @@ def plot_atlas(rows: list[dict], images: np.ndarray, field: Field, map_shape: tu
         for c, (img, _, resp) in enumerate(row["exemplars"][:n]):
             ax.text(c * pitch, top - 1, f"#{img} {resp:.2f}", fontsize=6.5, va="bottom")
     ax.set_xlim(-legend * pitch, mosaic.shape[1])
-    ax.set_ylim(mosaic.shape[0], -0.12 * pitch)
+    ax.set_ylim(mosaic.shape[0], 0)
     ax.set_axis_off()
     size = "whole image" if field.global_ else f"{field.size[0]}×{field.size[1]} px"
     more = (f"; the {len(rows)} largest of {clusters_kept} kept"

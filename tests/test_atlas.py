@@ -83,21 +83,54 @@ def test_plot_atlas(tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 1000
 
 
+def test_the_atlas_captions_sit_between_the_rows_crops(monkeypatch):
+    """Each exemplar's caption (image #, responsibility) is drawn above its crop and below
+    the crops of the row above (it touched their frames)."""
+    from convdp import plotting
+
+    figures = []
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, dest: figures.append(fig))
+    images = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
+    rows = [{"cluster": k, "weight": 0.3, "image_share": 1.0,
+             "exemplars": [(0, 5, 0.9), (1, 6, 0.8), (2, 7, 0.7)]} for k in range(6)]
+    plot_atlas(rows, images, Field((2, 2), (-1, -1), (4, 4)), (4, 4),
+               cluster_colours(np.full(6, 0.3)), "t", "unused.png", 3)
+    fig = figures[0]
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    _, _, row_pitch = atlas_mosaic(rows, images, Field((2, 2), (-1, -1), (4, 4)), 4,
+                                   cluster_colours(np.full(6, 0.3)), 3, caption=12)
+    captions = [t for t in ax.texts if t.get_text().startswith("#")]
+    assert len(captions) == 18
+    for i, text in enumerate(captions):
+        r = i // 3
+        box = text.get_window_extent()
+        # display y grows upwards; the axes' data y downwards
+        _, crop_top = ax.transData.transform((0, r * row_pitch + 12))
+        _, above = ax.transData.transform((0, r * row_pitch))  # the row above's crops end
+        assert crop_top <= box.y0 and box.y1 <= above + 0.5, (i, box, crop_top, above)
+    plotting.pyplot().close(fig)
+
+
 def test_the_mosaic_puts_each_crop_in_its_cell_framed_in_its_colour():
     images = np.arange(2 * 8 * 8, dtype=np.uint8).reshape(2, 8, 8, 1)
     field = Field((2, 2), (-1, -1), (4, 4))  # 4x4 px fields, stride 2 -> a 4x4 label map
     colours = np.array([[1.0, 0, 0], [0, 0, 1.0]])
     rows = [{"cluster": 1, "exemplars": [(1, 5, 0.9), (0, 0, 0.8)]},
             {"cluster": 0, "exemplars": [(0, 15, 0.7)]}]
-    mosaic, pitch = atlas_mosaic(rows, images, field, 4, colours, n=3, border=3, gap=4)
+    mosaic, pitch, row_pitch = atlas_mosaic(rows, images, field, 4, colours, n=3, border=3,
+                                            gap=4, caption=10)
     scale = CELL // 4
-    assert pitch == 4 * scale + 6 + 4 and mosaic.shape == (2 * pitch, 3 * pitch, 3)
-    inner = mosaic[3:3 + 4 * scale:scale, 3:3 + 4 * scale:scale, 0] * 255
+    assert pitch == 4 * scale + 6 + 4 and row_pitch == 4 * scale + 6 + 10
+    assert mosaic.shape == (2 * row_pitch, 3 * pitch, 3)
+    assert (mosaic[:10] == 1).all()  # the caption band above the first row's crops: white
+    inner = mosaic[13:13 + 4 * scale:scale, 3:3 + 4 * scale:scale, 0] * 255
     assert np.allclose(inner, crop(images[1], field, 1, 1)[..., 0])  # row 0, first exemplar
-    assert (mosaic[0, 0] == colours[1]).all() and (mosaic[pitch, 0] == colours[0]).all()
-    corner = mosaic[pitch + 3:pitch + 3 + 4 * scale:scale, 3:3 + 4 * scale:scale, 0] * 255
+    assert (mosaic[10, 0] == colours[1]).all() and (mosaic[row_pitch + 10, 0] == colours[0]).all()
+    top = row_pitch + 10 + 3
+    corner = mosaic[top:top + 4 * scale:scale, 3:3 + 4 * scale:scale, 0] * 255
     assert np.allclose(corner, crop(images[0], field, 3, 3)[..., 0])  # clipped: checkers
-    assert set(corner[-1].round()) == {150, 205} and (mosaic[pitch:, 2 * pitch:] == 1).all()
+    assert set(corner[-1].round()) == {150, 205} and (mosaic[row_pitch:, 2 * pitch:] == 1).all()
 
 
 @pytest.mark.slow
