@@ -235,7 +235,9 @@ def plot_mask_agreement(table: pd.DataFrame, dest: str | Path) -> None:
                         ax.plot(range(len(layers)), part[col].to_numpy(float), style,
                                 color=colour, label=what)
         for ax, col in zip(axes[row], ("NMI", "ARI", "purity"), strict=True):
-            ax.set_xticks(range(len(layers)), layers, rotation=30, fontsize=7)
+            # slanted only where many layer names would run into each other
+            ax.set_xticks(range(len(layers)), layers, rotation=30 if len(layers) > 6 else 0,
+                          fontsize=9 if len(layers) <= 6 else 7)
             ax.set_ylabel(f"foreground {col}")
             ax.set_title(f"{model}: {col} with the part masks", fontsize=9)
             ax.axhline(0, color="0.8", lw=0.8)
