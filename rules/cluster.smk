@@ -22,7 +22,7 @@ rule fit_dpgmm:
     log:
         "logs/fit_dpgmm/{model}/{dataset}/{layer}/{mode}.log",
     benchmark:
-        "benchmarks/runs/fit_dpgmm/{model}/{dataset}/{layer}/{mode}.tsv"
+        "logs/benchmarks/fit_dpgmm/{model}/{dataset}/{layer}/{mode}.tsv"
     wildcard_constraints:
         model=models_labelled(split=False),
     conda:
@@ -51,7 +51,7 @@ use rule fit_dpgmm as fit_baseline with:
     log:
         "logs/fit_baseline/{model}/{dataset}/{layer}/{mode}.log",
     benchmark:
-        "benchmarks/runs/fit_baseline/{model}/{dataset}/{layer}/{mode}.tsv"
+        "logs/benchmarks/fit_baseline/{model}/{dataset}/{layer}/{mode}.tsv"
     # scikit-learn's mixtures: on the CPU whatever dpgmm.device says
     resources:
         mem_mb=fit_mem_mb,
@@ -74,7 +74,7 @@ rule fit_dpgmm_model:
     log:
         "logs/fit_dpgmm_model/{model}/{dataset}/{layer}/{mode}.log",
     benchmark:
-        "benchmarks/runs/fit_dpgmm_model/{model}/{dataset}/{layer}/{mode}.tsv"
+        "logs/benchmarks/fit_dpgmm_model/{model}/{dataset}/{layer}/{mode}.tsv"
     conda:
         "../envs/cluster.yaml"
     threads: 1
@@ -98,7 +98,7 @@ use rule fit_dpgmm_model as fit_baseline_model with:
     log:
         "logs/fit_baseline_model/{model}/{dataset}/{layer}/{mode}.log",
     benchmark:
-        "benchmarks/runs/fit_baseline_model/{model}/{dataset}/{layer}/{mode}.tsv"
+        "logs/benchmarks/fit_baseline_model/{model}/{dataset}/{layer}/{mode}.tsv"
     resources:
         mem_mb=fit_mem_mb,
         runtime=lambda wc, attempt: 60 * attempt,
@@ -121,7 +121,7 @@ rule label_dpgmm:
     log:
         "logs/label_dpgmm/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.log",
     benchmark:
-        "benchmarks/runs/label_dpgmm/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.tsv"
+        "logs/benchmarks/label_dpgmm/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.tsv"
     wildcard_constraints:
         model=models_labelled(split=True),
         part="[0-9]+",
@@ -147,7 +147,7 @@ use rule label_dpgmm as label_baseline with:
     log:
         "logs/label_baseline/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.log",
     benchmark:
-        "benchmarks/runs/label_baseline/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.tsv"
+        "logs/benchmarks/label_baseline/{model}/{dataset}/{layer}/{mode}.part{part}of{parts}.tsv"
 
 
 rule merge_dpgmm:

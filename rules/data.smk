@@ -23,7 +23,7 @@ rule prepare_dataset:
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
-        "benchmarks/runs/prepare_dataset/{dataset}.tsv"
+        "logs/benchmarks/prepare_dataset/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
     resources:

@@ -13,7 +13,7 @@ rule extract_activations:
     log:
         "logs/extract_activations/{model}/{dataset}.log",
     benchmark:
-        "benchmarks/runs/extract_activations/{model}/{dataset}.tsv"
+        "logs/benchmarks/extract_activations/{model}/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2

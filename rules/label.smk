@@ -17,7 +17,7 @@ rule label_activations:
     log:
         "logs/label_activations/{model}/{dataset}.log",
     benchmark:
-        "benchmarks/runs/label_activations/{model}/{dataset}.tsv"
+        "logs/benchmarks/label_activations/{model}/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2

@@ -7,7 +7,7 @@ rule train_model:
     log:
         "logs/train_model/{model}.log",
     benchmark:
-        "benchmarks/runs/train_model/{model}.tsv"
+        "logs/benchmarks/train_model/{model}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2

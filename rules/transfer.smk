@@ -16,7 +16,7 @@ rule transfer_scores:
     log:
         "logs/transfer_scores/{model}/{dataset}.log",
     benchmark:
-        "benchmarks/runs/transfer_scores/{model}/{dataset}.tsv"
+        "logs/benchmarks/transfer_scores/{model}/{dataset}.tsv"
     conda:
         "../envs/cluster.yaml"
     threads: 1
@@ -47,7 +47,7 @@ rule transfer_retrain:
     log:
         "logs/transfer_retrain/{model}/{dataset}.log",
     benchmark:
-        "benchmarks/runs/transfer_retrain/{model}/{dataset}.tsv"
+        "logs/benchmarks/transfer_retrain/{model}/{dataset}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 1
