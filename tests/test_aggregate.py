@@ -140,3 +140,22 @@ def test_the_heatmaps_titles_name_the_layer_and_do_not_overlap(monkeypatch):
     boxes = [t.get_window_extent() for t in titles]
     assert all(a.x1 < b.x0 for a, b in zip(boxes[:-1], boxes[1:], strict=True))
     aggregate.plt.close(fig)
+
+
+def test_the_label_maps_examples_are_of_different_classes():
+    """The digits come class by class in turn: evenly spaced images were all 0s. Labelled,
+    the examples are the first image of classes spread over the classes; unlabelled, evenly
+    spaced; fewer classes than examples, the rest spread over the other images."""
+    from convdp.aggregate import example_picks
+
+    cyclic = np.tile(np.arange(5), 181)[:901]
+    assert set(cyclic[np.linspace(0, 900, 4).astype(int)]) == {0}  # what went wrong
+    pick = example_picks(901, 4, cyclic)
+    assert len(set(cyclic[pick])) == 4 and list(pick) == sorted(pick)
+    assert list(example_picks(901, 4, None)) == [0, 300, 600, 900]
+    blocks = np.repeat(np.arange(10), 10)
+    assert list(blocks[example_picks(100, 4, blocks)]) == [0, 3, 6, 9]
+    two = np.array([0] * 50 + [1] * 50)
+    pick = example_picks(100, 4, two)
+    assert len(set(pick)) == 4 and set(two[pick]) == {0, 1}
+    assert list(example_picks(3, 4, np.array([0, 0, 1]))) == [0, 1, 2]
