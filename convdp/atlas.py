@@ -140,15 +140,18 @@ def atlas_rows(labels: np.ndarray, weights: np.ndarray, best: np.ndarray, where:
 CELL = 48
 """Pixels a crop is enlarged to (at most; by an integer factor, nearest neighbour) in the atlas."""
 
+CAPTION = 12
+"""Pixels of white above each row of crops, for their 6.5 pt captions (clear of the row above)."""
+
 
 def atlas_mosaic(rows: list[dict], images: np.ndarray, field: Field, map_width: int,
                  colours: np.ndarray, n: int, border: int = 3, gap: int = 4,
-                 caption: int = 12) -> tuple[np.ndarray, int, int]:
+                 caption: int = CAPTION) -> tuple[np.ndarray, int, int]:
     """The atlas's exemplar crops as one RGB image (float, 0-1): row r, column c holds the
     crop of ``rows[r]``'s c-th exemplar, enlarged by an integer factor to about
     :data:`CELL` px, framed in the cluster's colour, below a white band of ``caption`` px for
     its caption; white elsewhere. Returns the image, the column pitch (px from one cell's
-    start to the next) and the row pitch (the same plus the caption band)."""
+    start to the next) and the row pitch (a framed crop plus its caption band)."""
     field_px = (max(images.shape[1:3]) if field.global_ else max(field.size))
     scale = max(1, CELL // max(field_px, 1))
     size = field_px * scale + 2 * border
@@ -180,9 +183,7 @@ def plot_atlas(rows: list[dict], images: np.ndarray, field: Field, map_shape: tu
         placeholder(f"{title}: no cluster kept", dest)
         return
     plt = pyplot()
-    caption = 12  # px above each crop for its caption (6.5 pt): the last row's frame is below it
-    mosaic, pitch, row_pitch = atlas_mosaic(rows, images, field, map_shape[1], colours, n,
-                                            caption=caption)
+    mosaic, pitch, row_pitch = atlas_mosaic(rows, images, field, map_shape[1], colours, n)
     legend = 1.6  # the legend column, in cells
     fig = plt.figure(figsize=(1.1 * (n + legend) + 0.4,
                               1.1 * len(rows) * row_pitch / pitch + 0.9))
@@ -190,7 +191,7 @@ def plot_atlas(rows: list[dict], images: np.ndarray, field: Field, map_shape: tu
     ax.imshow(mosaic, interpolation="nearest",
               extent=(0, mosaic.shape[1], mosaic.shape[0], 0))
     for r, row in enumerate(rows):
-        top = r * row_pitch + caption  # the crops' top, below their caption band
+        top = r * row_pitch + CAPTION  # the crops' top, below their captions' band
         ax.add_patch(plt.Rectangle((-legend * pitch, top + 0.2 * pitch), 0.3 * pitch,
                                    0.5 * pitch, color=colours[row["cluster"]]))
         ax.text(-legend * pitch + 0.38 * pitch, top + 0.45 * pitch,

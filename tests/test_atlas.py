@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from convdp.atlas import (
+    CAPTION,
     CELL,
     atlas_mosaic,
     atlas_rows,
@@ -99,14 +100,14 @@ def test_the_atlas_captions_sit_between_the_rows_crops(monkeypatch):
     fig.canvas.draw()
     (ax,) = fig.axes
     _, _, row_pitch = atlas_mosaic(rows, images, Field((2, 2), (-1, -1), (4, 4)), 4,
-                                   cluster_colours(np.full(6, 0.3)), 3, caption=12)
+                                   cluster_colours(np.full(6, 0.3)), 3)
     captions = [t for t in ax.texts if t.get_text().startswith("#")]
     assert len(captions) == 18
     for i, text in enumerate(captions):
         r = i // 3
         box = text.get_window_extent()
         # display y grows upwards; the axes' data y downwards
-        _, crop_top = ax.transData.transform((0, r * row_pitch + 12))
+        _, crop_top = ax.transData.transform((0, r * row_pitch + CAPTION))
         _, above = ax.transData.transform((0, r * row_pitch))  # the row above's crops end
         assert crop_top <= box.y0 and box.y1 <= above + 0.5, (i, box, crop_top, above)
     plotting.pyplot().close(fig)
