@@ -36,6 +36,7 @@ from convdp.plotting import (  # noqa: E402
     placeholder,
     save_figure,
 )
+from convdp.sampled import example_images  # noqa: E402
 
 COLUMNS = [
     "model", "control_of", "dataset", "role", "layer", "layer_index", "mode", "method",
@@ -344,27 +345,10 @@ def _flag(value) -> bool:
     return bool(value) if pd.notna(value) else False
 
 
-def example_picks(n_images: int, n: int, labels: np.ndarray | None = None) -> np.ndarray:
-    """The images (sorted indices) whose label maps the figure shows: ``n`` spread evenly over
-    the data set; where it has ``labels`` (n_images,), the first image of each of ``n`` classes
-    spread over its classes (then more, spread, where it has fewer classes than ``n``). Evenly
-    spaced indices alone can show one class only: the digits come class by class in turn, so
-    every 300th image of the source was a 0."""
-    n = min(n, n_images)
-    spread = np.linspace(0, n_images - 1, n).astype(int)
-    if labels is None:
-        return spread
-    classes, first = np.unique(labels, return_index=True)
-    chosen = first[np.unique(np.linspace(0, len(classes) - 1, min(n, len(classes))).astype(int))]
-    if n > len(chosen):
-        rest = np.setdiff1d(np.arange(n_images), chosen)
-        chosen = np.concatenate([chosen, rest[np.linspace(0, len(rest) - 1,
-                                                          n - len(chosen)).astype(int)]])
-    return np.sort(chosen).astype(int)
-
-
 def _model_block(model, dp, by_key, datasets, n_examples):
     """The label-map block of one model (see :func:`plot_label_maps`) and its deepest layer."""
+    from convdp.data import read_labels
+
     layers = _layer_order(dp)
     order = dp.sort_values("role", kind="stable")["dataset"].drop_duplicates().tolist()
     of = dp["control_of"].dropna()
@@ -372,8 +356,8 @@ def _model_block(model, dp, by_key, datasets, n_examples):
              "control_of": of.iloc[0] if len(of) else None}
     for ds in order:
         group = _open(datasets[ds])
-        labels = group["labels"][:] if group.attrs.get("labelled", True) else None
-        pick = block["picks"][ds] = example_picks(group["images"].shape[0], n_examples, labels)
+        pick = block["picks"][ds] = example_images(group["images"].shape[0], n_examples,
+                                                   read_labels(datasets[ds], group))
         block["examples"][ds] = group["images"].get_orthogonal_selection((pick,))
         block["maps"][ds], block["weights"][ds] = {}, {}
         for layer in layers:

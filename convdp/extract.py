@@ -272,6 +272,7 @@ def extract_activations(
     progress: bool = True,
     sample: dict | None = None,
     smooth: Mapping[str, float] | None = None,
+    labels: np.ndarray | None = None,
 ) -> dict:
     """Run ``model`` over ``images`` and write the outputs of ``layers`` to ``store_path``.
 
@@ -289,6 +290,8 @@ def extract_activations(
     compression : codec of new stores, see :func:`compressor`
     sample : None for a full store; else the plan of a sample store (see :mod:`convdp.sampled`)
     smooth : {layer: σ}: those layers' maps are stored smoothed (:mod:`convdp.smoothing`)
+    labels : the images' classes (N,) or None: a sample store keeps the positions of the
+        example images chosen from them (:func:`convdp.sampled.example_images`)
 
     The process keeps freed memory for reuse from then on (:mod:`convdp.allocator`): each
     batch's outputs reuse the last one's pages.
@@ -338,7 +341,7 @@ def extract_activations(
         group = zarr.open_group(store_path, mode="w")
         if sample is not None:
             indices = sampled.create(group, shapes, sample, chunk=chunk_size, dtype=dtype,
-                                     codec=codec)
+                                     codec=codec, labels=labels)
         for name, shape in shapes.items() if sample is None else ():
             group.create_array(
                 name, shape=shape, chunks=(min(chunk_size, n), *shape[1:]), dtype=dtype,

@@ -221,6 +221,7 @@ def extract(
         net, images, layers, store, mean=meta["mean"], std=meta["std"], fingerprint=fingerprint,
         batch_size=batch_size, chunk_size=chunk_size, device=dev, dtype=dtype,
         compression=compression, progress=progress, sample=sample, smooth=smooth,
+        labels=data_mod.read_labels(dataset, group) if sample is not None else None,
     )
     out = {"store": store.name, "fingerprint": fingerprint, "model": model_name,
            "dataset": str(dataset), **result}
@@ -410,11 +411,12 @@ def transfer_scores(
     fit's ``.npz``, for its NMI. Writes the record to ``out_json`` and the label maps of
     ``n_examples`` target images to ``out_maps`` (position mode only).
     """
+    from convdp.sampled import example_images
     from convdp.transfer import score_layer
 
     images = data_mod.open_dataset(target_dataset)["images"]
     classes = data_mod.read_labels(target_dataset)
-    pick = np.linspace(0, images.shape[0] - 1, min(n_examples, images.shape[0])).astype(int)
+    pick = example_images(images.shape[0], n_examples, classes)
     maps: dict[str, np.ndarray] = {"images": images.get_orthogonal_selection((pick,))}
     rows = []
     for i, layer in enumerate(layers):

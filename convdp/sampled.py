@@ -31,16 +31,33 @@ from convdp.draws import mmd2_draw, score_draw
 from convdp.samples import check_mode, subsample, to_samples
 
 
-def example_images(n_images: int, n_examples: int) -> np.ndarray:
-    """The target images whose label maps the transfer figure shows (as transfer_scores picks)."""
-    return np.linspace(0, n_images - 1, min(n_examples, n_images)).astype(int)
+def example_images(n_images: int, n_examples: int, labels: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """The images (sorted indices) whose label maps a figure shows: the transfer figure's
+    target images (as transfer_scores picks them) and the label-map figure's.
+
+    ``n_examples`` spread evenly over the data set; where it has ``labels`` (n_images,), the
+    first image of each of ``n_examples`` classes spread over its classes (then more, spread,
+    where it has fewer classes). Evenly spaced indices alone can show one class only: the
+    digits come class by class in turn, so every 300th image of the source was a 0."""
+    n = min(n_examples, n_images)
+    if labels is None:
+        return np.linspace(0, n_images - 1, n).astype(int)
+    classes, first = np.unique(labels, return_index=True)
+    chosen = first[np.unique(np.linspace(0, len(classes) - 1, min(n, len(classes))).astype(int))]
+    if n > len(chosen):
+        rest = np.setdiff1d(np.arange(n_images), chosen)
+        chosen = np.concatenate([chosen, rest[np.linspace(0, len(rest) - 1,
+                                                          n - len(chosen)).astype(int)]])
+    return np.sort(chosen).astype(int)
 
 
-def position_index(shape, plan: dict) -> np.ndarray:
+def position_index(shape, plan: dict, labels: np.ndarray | None = None) -> np.ndarray:
     """Sorted flat indices of the positions of a layer of ``shape`` (N, H, W, C) that the fits
     and the transfer scores read, for ``plan``: ``modes``, ``max_samples`` and ``seed`` (the
     fits), ``transfer`` (None, or ``mode``, ``role`` source/target, ``max_samples``,
-    ``n_examples``)."""
+    ``n_examples``); ``labels``: the data set's classes (N,) or None, for the example images
+    (:func:`example_images`)."""
     n, h, w, _ = shape
     total = n * h * w
     fit_index = subsample(total, plan["max_samples"], plan["seed"])
@@ -51,7 +68,7 @@ def position_index(shape, plan: dict) -> np.ndarray:
         parts.append(score_draw(total, role, plan["seed"], t["max_samples"], fit_index)[0])
         parts.append(mmd2_draw(total, role, plan["seed"]))
         if role == "target":
-            pick = example_images(n, t["n_examples"])
+            pick = example_images(n, t["n_examples"], labels)
             parts.append((pick[:, None] * (h * w) + np.arange(h * w)).ravel())
     if not parts:
         return np.empty(0, np.int64)
@@ -66,13 +83,15 @@ def chunk_rows(index: np.ndarray, per_image: int, n: int, chunk: int) -> np.ndar
     return np.searchsorted(index, edges).astype(np.int64)
 
 
-def create(group, shapes: dict, plan: dict, *, chunk: int, dtype: str, codec) -> dict:
-    """Create the sample store's arrays in ``group`` (layer ``shapes`` (N, H, W, C)); returns
-    each layer's index (what :func:`writer` reads back from a store it did not create)."""
+def create(group, shapes: dict, plan: dict, *, chunk: int, dtype: str, codec,
+           labels: np.ndarray | None = None) -> dict:
+    """Create the sample store's arrays in ``group`` (layer ``shapes`` (N, H, W, C); ``labels``
+    of the images, or None); returns each layer's index (what :func:`writer` reads back from a
+    store it did not create)."""
     indices = {}
     for name, shape in shapes.items():
         n, h, w, c = shape
-        index = indices[name] = position_index(shape, plan)
+        index = indices[name] = position_index(shape, plan, labels)
         offsets = chunk_rows(index, h * w, n, chunk)
         rows = max(int(np.diff(offsets).max(initial=0)), 1)
         group.create_array(f"index/{name}", data=index, compressors=None)

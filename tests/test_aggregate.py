@@ -146,7 +146,7 @@ def test_the_label_maps_examples_are_of_different_classes():
     """The digits come class by class in turn: evenly spaced images were all 0s. Labelled,
     the examples are the first image of classes spread over the classes; unlabelled, evenly
     spaced; fewer classes than examples, the rest spread over the other images."""
-    from convdp.aggregate import example_picks
+    from convdp.sampled import example_images as example_picks
 
     cyclic = np.tile(np.arange(5), 181)[:901]
     assert set(cyclic[np.linspace(0, 900, 4).astype(int)]) == {0}  # what went wrong

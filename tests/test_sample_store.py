@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from convdp import pipeline
-from convdp.sampled import position_index
+from convdp.data import read_labels
+from convdp.sampled import example_images, position_index
 from convdp.samples import fit_subset, iter_samples, read_samples, subsample
 from convdp.transfer.baselines import BASELINE_SAMPLES
 from tests.conftest import ROOT
@@ -44,7 +45,6 @@ def stores(tmp_path_factory):
 def test_the_kept_positions_are_the_union_of_the_draws(role):
     """position_index: sorted, each position once, exactly the positions of the draws."""
     from convdp.draws import mmd2_draw, score_draw
-    from convdp.sampled import example_images
 
     shape = (7, 30, 20, 4)
     plan = {"modes": ["position"], "max_samples": 900, "seed": 5,
@@ -58,6 +58,9 @@ def test_the_kept_positions_are_the_union_of_the_draws(role):
     index = position_index(shape, plan)
     assert index.dtype == np.int64 and np.all(np.diff(index) > 0)
     assert np.array_equal(index, np.unique(np.concatenate(parts)))
+    if role == "target":  # labelled: the examples are images of classes 0 and 2, 0 and 5
+        labelled = position_index(shape, plan, np.array([0, 0, 0, 1, 1, 2, 2]))
+        assert np.isin(np.r_[0:600, 3000:3600], labelled).all()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -129,14 +132,16 @@ def test_the_sample_store_holds_what_the_fits_and_scores_read(stores, layer):
     target = subsample(n * h * w, 300, 1)  # the transfer scores' draw on a target
     assert np.array_equal(read_samples(full, "position", target),
                           read_samples(sample, "position", target))
-    pick = np.array([0, n - 1])  # the transfer figure's example images
+    labels = read_labels(d / "data.zarr")
+    pick = example_images(n, 2, labels)  # the transfer figure's example images, by class
+    assert len(set(labels[pick])) == 2
     assert np.array_equal(full.get_orthogonal_selection((pick,)),
                           sample.get_orthogonal_selection((pick,)))
     assert np.array_equal(np.concatenate(list(iter_samples(full, "image"))),
                           np.concatenate(list(iter_samples(sample, "image"))))
     mmd = subsample(n * h * w, BASELINE_SAMPLES, 3)  # the mmd2 baseline's draw on a target
     assert np.array_equal(read_samples(full, "position", mmd), read_samples(sample, "position", mmd))
-    assert len(sample.index) == len(position_index(full.shape, plan))
+    assert len(sample.index) == len(position_index(full.shape, plan, labels))
     if n * h * w <= BASELINE_SAMPLES:  # relu3's 960 positions: the mmd2 draw reads them all
         assert len(sample.index) == n * h * w
         return
