@@ -417,7 +417,8 @@ def transfer_scores(
     images = data_mod.open_dataset(target_dataset)["images"]
     classes = data_mod.read_labels(target_dataset)
     pick = example_images(images.shape[0], n_examples, classes)
-    maps: dict[str, np.ndarray] = {"images": images.get_orthogonal_selection((pick,))}
+    maps: dict[str, np.ndarray] = {"images": images.get_orthogonal_selection((pick,)),
+                                   "examples": pick}
     rows = []
     for i, layer in enumerate(layers):
         own = _load_npz(target_fits[layer], "target fit")["labels"]

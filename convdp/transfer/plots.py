@@ -137,7 +137,8 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
 def plot_transfer_label_maps(maps: dict, layers: Sequence[str], dest: str | Path, title: str = ""):
     """For each example image, two rows: labels from the SOURCE's fit and from the target's own.
 
-    ``maps`` holds ``images`` (n, H, W, C) and per layer ``source_{layer}`` (the source
+    ``maps`` holds ``images`` (n, H, W, C), their indices in the data set ``examples`` (n,)
+    (optional) and per layer ``source_{layer}`` (the source
     DPGMM's labels of the target images) and ``target_{layer}`` (the target fit's own
     labels, recoloured: each target cluster takes the colour of the source cluster most of
     its samples fall in), both (n, h, w). A label ``k`` takes colour ``k % len(PALETTE)``
@@ -154,7 +155,8 @@ def plot_transfer_label_maps(maps: dict, layers: Sequence[str], dest: str | Path
         for side, label in (("source", "source fit"), ("target", "target's fit")):
             coloured = [palette[maps[f"{side}_{layer}"][i] % len(palette)]
                         if f"{side}_{layer}" in maps else None for layer in layers]
-            rows.append((img, f"#{i}\n{label}", coloured))
+            index = int(maps["examples"][i]) if "examples" in maps else i
+            rows.append((img, f"image {index}\n{label}", coloured))
     label_map_rows(axes, rows)
     for c, layer in enumerate(layers, start=1):
         axes[0, c].set_title(layer, fontsize=8)
