@@ -321,7 +321,7 @@ def extract_activations(
     fingerprint = {**fingerprint, "layers": list(layers), "format": FORMAT_VERSION,
                    "chunk_size": chunk_size, "dtype": dtype}
     if sample is not None:
-        fingerprint |= {"store": "sample", "sample": sample}
+        fingerprint |= {"store": "sample", "sample": sample, "selection": sampled.SELECTION}
     if smooth:  # only when set: stores written before smoothing existed stay valid
         fingerprint["smooth"] = smooth
 

@@ -30,6 +30,10 @@ import numpy as np
 from convdp.draws import mmd2_draw, score_draw
 from convdp.samples import check_mode, subsample, to_samples
 
+SELECTION = 2
+"""The version of the choice of kept positions, in a sample store's fingerprint: a store made
+under another is extracted anew (2: the example images chosen by class, not evenly spaced)."""
+
 
 def example_images(n_images: int, n_examples: int, labels: np.ndarray | None = None
                    ) -> np.ndarray:

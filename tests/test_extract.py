@@ -243,3 +243,25 @@ def test_unknown_compression_is_named(digitnet, tiny_images, tmp_path):
     with pytest.raises(ValueError, match="unknown compression 'gzip'; choose one of none, lz4, zstd"):
         run(digitnet, tiny_images, tmp_path / "g.zarr", compression="gzip")
     assert not (tmp_path / "g.zarr").exists()
+
+
+def test_a_sample_store_of_an_older_selection_is_extracted_anew(digitnet, tiny_images, tmp_path):
+    """A sample store made before its kept positions were chosen as now (its fingerprint
+    without this version's ``selection``) is not resumed: it may lack positions read now."""
+    import zarr
+
+    plan = {"modes": ["position"], "max_samples": 50, "seed": 0,
+            "transfer": {"mode": "position", "role": "target", "max_samples": 60,
+                         "n_examples": 2}}
+    labels = np.arange(40) % 4
+    run(digitnet, tiny_images, tmp_path / "a.zarr", sample=plan, labels=labels)
+    group = zarr.open_group(tmp_path / "a.zarr", mode="r+")
+    old = dict(group.attrs["fingerprint"])
+    assert old.pop("selection") == 2
+    group.attrs["fingerprint"] = old  # as written before the selection was versioned
+    info = run(digitnet, tiny_images, tmp_path / "a.zarr", sample=plan, labels=labels)
+    assert info["chunks_resumed"] == 0
+    assert zarr.open_group(tmp_path / "a.zarr", mode="r").attrs["fingerprint"]["selection"] == 2
+    # and one of this selection is resumed: every chunk complete, none redone
+    assert run(digitnet, tiny_images, tmp_path / "a.zarr", sample=plan,
+               labels=labels)["chunks_resumed"] == 3
