@@ -315,12 +315,11 @@ def aggregate(
         block, deepest = _model_block(model, dp, by_key, datasets, n_examples)
         if block["layers"]:
             blocks.append(block)
-        for ds in block["examples"]:
+        for ds, labels in block["labels"].items():
             key = (model, ds, deepest, "image", "dpgmm")
-            group = _open(datasets[ds])
-            if key in by_key and group.attrs.get("labelled", True):
+            if key in by_key and labels is not None:
                 pred = np.load(by_key[key].with_suffix(".npz"))["labels"]
-                tables[model, ds, deepest] = contingency(group["labels"][:], pred)
+                tables[model, ds, deepest] = contingency(labels, pred)
     if blocks:
         plot_label_maps(blocks, figures["label_maps"])
     else:
@@ -352,12 +351,12 @@ def _model_block(model, dp, by_key, datasets, n_examples):
     layers = _layer_order(dp)
     order = dp.sort_values("role", kind="stable")["dataset"].drop_duplicates().tolist()
     of = dp["control_of"].dropna()
-    block = {"model": model, "examples": {}, "picks": {}, "maps": {}, "weights": {},
-             "control_of": of.iloc[0] if len(of) else None}
+    block = {"model": model, "examples": {}, "picks": {}, "labels": {}, "maps": {},
+             "weights": {}, "control_of": of.iloc[0] if len(of) else None}
     for ds in order:
         group = _open(datasets[ds])
-        pick = block["picks"][ds] = example_images(group["images"].shape[0], n_examples,
-                                                   read_labels(datasets[ds], group))
+        labels = block["labels"][ds] = read_labels(datasets[ds], group)  # None: unlabelled
+        pick = block["picks"][ds] = example_images(group["images"].shape[0], n_examples, labels)
         block["examples"][ds] = group["images"].get_orthogonal_selection((pick,))
         block["maps"][ds], block["weights"][ds] = {}, {}
         for layer in layers:

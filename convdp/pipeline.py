@@ -414,8 +414,9 @@ def transfer_scores(
     from convdp.sampled import example_images
     from convdp.transfer import score_layer
 
-    images = data_mod.open_dataset(target_dataset)["images"]
-    classes = data_mod.read_labels(target_dataset)
+    group = data_mod.open_dataset(target_dataset)
+    images = group["images"]
+    classes = data_mod.read_labels(target_dataset, group)
     pick = example_images(images.shape[0], n_examples, classes)
     maps: dict[str, np.ndarray] = {"images": images.get_orthogonal_selection((pick,)),
                                    "examples": pick}
