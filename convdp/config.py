@@ -291,12 +291,12 @@ def _check_channels(name: str, spec: dict, facts: dict) -> int:
         from convdp.models import arch_kind, spec_channels
         from convdp.provenance import weights_file
 
-        named = not weights_file(spec) and spec["weights"] != "none"  # a torchvision weights name
-        if named and spec.get("in_channels", 3) != 3:
-            raise ConfigError(f"{key}.in_channels: the weights {spec['weights']!r} are for "
-                              "3-channel images")
-        if spec.get("in_channels", 3) != 3 and arch_kind(spec["arch"]) == "torchvision":
-            raise ConfigError(f"{key}.in_channels: {spec['arch']} takes 3-channel images")
+        if spec.get("in_channels", 3) != 3:
+            if not weights_file(spec) and spec["weights"] != "none":  # a torchvision weights name
+                raise ConfigError(f"{key}.in_channels: the weights {spec['weights']!r} are for "
+                                  "3-channel images")
+            if arch_kind(spec["arch"]) == "torchvision":
+                raise ConfigError(f"{key}.in_channels: {spec['arch']} takes 3-channel images")
         try:
             channels = spec_channels(spec)
         except ValueError as exc:

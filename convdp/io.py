@@ -30,7 +30,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = _new_file(dest, suffix)
+    tmp_path = new_file(dest, suffix)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
@@ -44,11 +44,12 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
-def _new_file(dest: Path, suffix: str) -> Path:
+def new_file(dest: Path, suffix: str = "") -> Path:
     """A new empty file ``.tmp-<name>.<random><suffix>`` beside ``dest``, with the mode a
     plain ``open`` gives (0666 less the umask). Not ``tempfile.mkstemp``: its files are
     0600, and the rename would leave every result readable by its owner alone (a shared
-    project directory on a cluster: nobody else could read them)."""
+    project directory on a cluster: nobody else could read them). Also the partial file of
+    a download (:func:`convdp.datasets.fetch.download_url`)."""
     for _ in range(100):
         tmp = dest.parent / f".tmp-{dest.name}.{secrets.token_hex(4)}{suffix}"
         try:

@@ -15,7 +15,6 @@ import hashlib
 import http.client
 import logging
 import os
-import secrets
 import shutil
 import sys
 import tarfile
@@ -28,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from convdp.datasets.base import DatasetError
+from convdp.io import new_file
 
 __all__ = [
     "ChecksumMismatchError",
@@ -164,12 +164,9 @@ def download(
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     hashers = _new_hashers(md5, sha256)
-    # Not tempfile.mkstemp: that creates the file with mode 0600, whereas the final file
-    # should get the usual permissions (0666 minus the umask).
-    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    tmp = new_file(dest, ".part")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
             try:
                 response = urllib.request.urlopen(request, timeout=timeout)
