@@ -288,6 +288,10 @@ def _check_channels(name: str, spec: dict, facts: dict) -> int:
             raise ConfigError(f"{key}.normalize: 'imagenet' normalisation is for 3-channel images, "
                               f"but {src!r} has {channels}-channel images; use data or null")
     else:
+        if spec.get("normalize") == "data":
+            raise ConfigError(f"{key}.normalize: 'data' is the statistics of the images a net is "
+                              f"trained on, and this one is not trained here (weights "
+                              f"{spec['weights']!r}); use auto (the weights' own), imagenet or null")
         from convdp.models import arch_kind, spec_channels
         from convdp.provenance import weights_file
 
@@ -301,6 +305,9 @@ def _check_channels(name: str, spec: dict, facts: dict) -> int:
             channels = spec_channels(spec)
         except ValueError as exc:
             raise ConfigError(f"{key}.arch: {exc}") from None
+        if spec.get("normalize") == "imagenet" and channels != 3:
+            raise ConfigError(f"{key}.normalize: 'imagenet' normalisation is for 3-channel images, "
+                              f"but the net takes {channels}; use auto or null")
     for ds in spec["analyse_on"]:
         if facts[ds]["channels"] != channels:
             hint = ("" if spec["weights"] == "train" or "in_channels" in spec

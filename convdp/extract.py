@@ -283,7 +283,8 @@ def extract_activations(
     layers : graph node names (see :func:`convdp.models.layer_names`)
     store_path : the Zarr group to write (created, resumed, or replaced)
     mean, std : per-channel input normalisation on the 0–1 scale
-    fingerprint : identifies model, data and layers; a store with another one is discarded
+    fingerprint : identifies model and data; with the layers, store settings and ``mean``,
+        ``std`` added, a store with another one is discarded
     batch_size, chunk_size : images per forward pass and per stored chunk
     device : a torch device
     dtype : ``float32`` or ``float16`` for the stored arrays
@@ -318,8 +319,11 @@ def extract_activations(
             f"the images have {first.shape[-1]} channel(s) but the model's first convolution "
             f"takes {in_ch}"
         )
+    # the input normalisation too: a random-weights control's weights stay the same when
+    # its normalisation (the source images' statistics, the config's normalize) changes
     fingerprint = {**fingerprint, "layers": list(layers), "format": FORMAT_VERSION,
-                   "chunk_size": chunk_size, "dtype": dtype}
+                   "chunk_size": chunk_size, "dtype": dtype,
+                   "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
     if sample is not None:
         fingerprint |= {"store": "sample", "sample": sample, "selection": sampled.SELECTION}
     if smooth:  # only when set: stores written before smoothing existed stay valid

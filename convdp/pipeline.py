@@ -100,7 +100,7 @@ def prepare_model(
     """
     from convdp import models
     from convdp.control import build_control
-    from convdp.training import default_normalisation, normalisation
+    from convdp.training import default_normalisation, fixed_normalisation, normalisation
 
     arch, weights = spec["arch"], spec.get("weights", "train")
     control_of = spec.get("control_of")  # a random-weights control (convdp.control)
@@ -142,8 +142,12 @@ def prepare_model(
     else:
         net, extra = (build_control(spec, seed) if control_of
                       else models.load_pretrained(spec))
+        # the config's normalize, else the weights' own, else the default for the channels
         mean, std = extra.pop("mean", None), extra.pop("std", None)
-        if mean is None:
+        fixed = fixed_normalisation(spec, extra["in_channels"])
+        if fixed is not None:
+            mean, std = fixed
+        elif mean is None:
             mean, std = default_normalisation(extra["in_channels"])
         meta |= {"val_accuracy": None, **extra}
     meta |= {

@@ -17,7 +17,8 @@ from pathlib import Path
 
 # The keys of a model spec that training or loading the net reads (convdp.pipeline.prepare_model).
 _MODEL_KEYS = {"train": ("arch", "weights", "input_size", "normalize", "train"),
-               "other": ("arch", "weights", "input_size", "num_classes", "in_channels")}
+               "other": ("arch", "weights", "input_size", "num_classes", "in_channels",
+                         "normalize")}
 
 
 def stamp(path: str | os.PathLike) -> str:

@@ -51,15 +51,21 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
 
 def normalisation(spec: dict, images: np.ndarray) -> tuple[list[float], list[float]]:
     """The mean and std a net trained in the pipeline normalises its inputs with (config
-    ``normalize``): ``data`` (the training images' own, :func:`channel_stats`),
+    ``normalize``): ``data`` or ``auto`` (the training images' own, :func:`channel_stats`),
     ``imagenet``, or null (none: mean 0, std 1)."""
-    norm = spec.get("normalize", "data")
+    fixed = fixed_normalisation(spec, images.shape[-1])
+    return fixed if fixed is not None else channel_stats(images)
+
+
+def fixed_normalisation(spec: dict, in_channels: int) -> tuple[list[float], list[float]] | None:
+    """The mean and std the config's ``normalize`` sets whatever the weights and images:
+    ImageNet's for ``imagenet``, none (0, 1) for null; None for ``data`` and ``auto``."""
+    norm = spec.get("normalize", "auto")
     if norm == "imagenet":
         return IMAGENET_MEAN, IMAGENET_STD
     if norm is None:
-        c = images.shape[-1]
-        return [0.0] * c, [1.0] * c
-    return channel_stats(images)
+        return [0.0] * in_channels, [1.0] * in_channels
+    return None
 
 
 def default_normalisation(in_channels: int) -> tuple[list[float], list[float]]:

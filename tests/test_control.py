@@ -120,6 +120,23 @@ def test_control_of_pretrained_weights_is_seeded_random(tmp_path):
     assert meta["control_of"] == "mine" and meta["num_classes"] == 3
 
 
+@pytest.mark.parametrize("normalize, mean, std", [
+    ("auto", [0.5], [0.5]),  # a state_dict carries no normalisation: the default for 1 channel
+    (None, [0.0], [1.0]),
+])
+def test_a_net_not_trained_here_takes_the_configured_normalisation(tmp_path, normalize, mean, std):
+    """``normalize`` of a net loaded from a file (and of its control) is the one the model
+    JSON records and the extraction uses; it was ignored for such nets (the default used)."""
+    from convdp import models
+
+    path = tmp_path / "w.pt"
+    models.save_state_dict(models.build_model("digitnet", 3, 1), path)
+    spec = {"arch": "digitnet", "weights": str(path), "num_classes": 3, "normalize": normalize}
+    for extra in ({}, {"control_of": "mine"}):
+        meta = pipeline.prepare_model(spec | extra, tmp_path / "m.pt", tmp_path / "m.json")
+        assert (meta["mean"], meta["std"]) == (mean, std)
+
+
 def test_dry_run_plans_the_control_beside_the_model(tmp_path, tiny):
     from tests.test_workflow import job_counts, snakemake
 

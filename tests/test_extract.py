@@ -12,11 +12,11 @@ from convdp.samples import to_samples
 MEAN, STD = [0.5], [0.25]
 
 
-def direct(model, images, upto):
+def direct(model, images, upto, mean=MEAN, std=STD):
     """Run the net's modules by hand up to and including ``upto``: an independent reference."""
     from convdp.models import to_input
 
-    x = to_input(images, MEAN, STD)
+    x = to_input(images, mean, std)
     with torch.no_grad():
         for name, module in model.named_children():
             x = module(x)
@@ -100,6 +100,21 @@ def test_store_from_other_model_is_not_reused(digitnet, tiny_images, tmp_path):
                         batch_size=8, chunk_size=16, progress=False)
     ref = direct(other, tiny_images, "relu1").permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(open_activations(tmp_path / "a.zarr")["relu1"][:], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_another_normalisation_extracts_anew(digitnet, tiny_images, tmp_path):
+    """The same weights and images with another input normalisation (a random-weights
+    control once its source images or ``normalize`` changed) are extracted anew, not resumed
+    from the store made with the old one."""
+    run(digitnet, tiny_images, tmp_path / "a.zarr")
+    mean, std = [0.0], [1.0]
+    extract_activations(digitnet, tiny_images, ["relu1", "relu3"], tmp_path / "a.zarr",
+                        mean=mean, std=std, fingerprint={"model": "m", "data": "d"},
+                        batch_size=8, chunk_size=16, progress=False)
+    group = open_activations(tmp_path / "a.zarr")
+    assert group.attrs["fingerprint"]["mean"] == mean
+    ref = direct(digitnet, tiny_images, "relu1", mean, std).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(group["relu1"][:], ref, rtol=1e-5, atol=1e-6)
 
 
 def test_one_forward_pass_per_batch_and_a_failing_net_leaves_the_store(digitnet, tiny_images,

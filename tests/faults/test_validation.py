@@ -91,6 +91,15 @@ def test_imagenet_normalisation_on_a_one_channel_net():
           "'digits_source' has 1-channel images")
 
 
+def test_data_normalisation_of_a_net_not_trained_here():
+    fails(lambda c: c["models"]["digitnet"].update(weights="none", normalize="data"),
+          "models.digitnet.normalize: 'data' is the statistics of the images a net is trained "
+          "on, and this one is not trained here (weights 'none')")
+    fails(lambda c: c["models"]["digitnet"].update(weights="none", normalize="imagenet"),
+          "models.digitnet.normalize: 'imagenet' normalisation is for 3-channel images, but "
+          "the net takes 1")
+
+
 def test_data_set_with_other_channels_than_the_net():
     def mutate(c):
         histology(c)
