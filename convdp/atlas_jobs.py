@@ -17,11 +17,12 @@ from convdp.io import read_json, write_json, write_npz
 
 
 def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
-                  background: int, out: str | Path) -> dict:
-    """Read the masks of the stored data set's images (same relative names) into ``out``
+                  background: int, out: str | Path, images: str | Path | None = None) -> dict:
+    """Read the masks of the stored data set's images (same relative names; ``images``:
+    their folder, where each mask's size is checked against its image's) into ``out``
     (``masks`` (N, H, W) int16, ``background``)."""
     from convdp.data import open_dataset
-    from convdp.masks import load_masks
+    from convdp.masks import check_background, load_masks
 
     group = open_dataset(dataset)
     names = list(dict(group.attrs.get("files", {})))
@@ -29,7 +30,8 @@ def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
     if len(names) != group["images"].shape[0]:
         raise ValueError(f"{dataset}: {group['images'].shape[0]} images but {len(names)} file "
                          "names; masks need an image folder data set (kind folder)")
-    masks = load_masks(folder, names, size, shape)
+    masks = load_masks(folder, names, size, shape, images)
+    check_background(masks, background, folder)
     write_npz(out, masks=masks, background=np.int64(background), names=np.array(names))
     return {"images": len(names), "shape": list(shape)}
 

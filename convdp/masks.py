@@ -3,8 +3,11 @@
 A data set of kind ``folder`` may declare ``masks: FOLDER``: integer mask images with the same
 relative names as the images (``images/a/1.png`` ↔ ``masks/a/1.png``; another extension with
 the same stem is accepted), one value per part, ``mask_background`` (default 0) for the
-background. They are resized and cropped the way the images were (short side to ``size``,
-centre crop), with nearest-neighbour interpolation so that no new values appear.
+background. Each is drawn on its image as shown (EXIF orientation applied): the same width and
+height. They are resized and cropped the way the images were (short side to ``size``, centre
+crop), with nearest-neighbour interpolation so that no new values appear. Masks are lossless
+images (:data:`MASK_EXTENSIONS`): JPEG's artefacts at part borders would be labels of their
+own.
 
 For one fit (position mode), the label maps (N, h, w) are upsampled (nearest) to the image
 (N, H, W) and compared with the masks:
@@ -21,6 +24,7 @@ For one fit (position mode), the label maps (N, h, w) are upsampled (nearest) to
 
 from __future__ import annotations
 
+import glob
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,16 +39,45 @@ CLUSTER_COLUMNS = ["cluster", "weight", "kept", "pixels", "foreground_share", "b
 SUMMARY_COLUMNS = ["mask_nmi", "mask_ari", "mask_purity", "mask_mean_best_iou"]
 
 
+#: Lossless formats a mask may be stored in (any case). Not GIF: its pixels are palette
+#: indices that writers renumber (Pillow's made a mask of 3s into one of 0s).
+MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".pbm", ".ppm", ".pnm")
+_LOSSY = (".jpg", ".jpeg", ".webp")
+
+
 def mask_file(folder: Path, name: str) -> Path:
-    """The mask of the image ``name`` (relative to its folder): same name, or same stem."""
+    """The mask of the image ``name`` (relative to its folder): same name, or else the one
+    file with the same stem; refused when it is not a lossless image or not the only one."""
     path = folder / name
-    if path.is_file():
-        return path
-    found = sorted(path.parent.glob(path.stem + ".*")) if path.parent.is_dir() else []
+    found = [path] if path.is_file() else sorted(
+        p for p in path.parent.glob(glob.escape(path.stem) + ".*")
+        if p.stem == path.stem and p.is_file() and not p.name.startswith(".")
+    ) if path.parent.is_dir() else []
     if not found:
         raise FileNotFoundError(f"no mask for image {name!r}: expected {path} (or "
                                 f"{path.with_suffix('.*')})")
+    if len(found) > 1:
+        raise ValueError(f"several masks for image {name!r}: {', '.join(p.name for p in found)} "
+                         f"in {path.parent}; keep one")
+    suffix = found[0].suffix.lower()
+    if suffix in _LOSSY:
+        raise ValueError(f"mask {found[0]} is a lossy {suffix} image: its compression makes new "
+                         "values at the parts' borders; save masks as PNG")
+    if suffix not in MASK_EXTENSIONS:
+        raise ValueError(f"mask {found[0]}: {suffix or 'no extension'} is not a mask format "
+                         f"({' '.join(MASK_EXTENSIONS)})")
     return found[0]
+
+
+def shown_size(path: Path) -> tuple[int, int, bool]:
+    """(height, width) of an image as shown (its EXIF orientation applied, as the images are
+    read), and whether that orientation turns it, from its header alone."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w, h = im.size
+        turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # Orientation: a quarter turn
+    return ((w, h) if turned else (h, w)) + (turned,)
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -88,16 +121,20 @@ def resize_mask(mask: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def load_masks(folder: str | Path, names: Sequence[str], size: int | None,
-               shape: tuple[int, int]) -> np.ndarray:
+               shape: tuple[int, int], images: str | Path | None = None) -> np.ndarray:
     """The masks of the images ``names`` (in that order), as (N, H, W) int16, checked to have
-    the images' ``shape``."""
+    the images' ``shape``; with ``images`` (their folder), each mask also checked to have
+    its image's own size before both are resized."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"mask folder {folder} does not exist or is not a folder")
     out = np.empty((len(names), *shape), np.int16)
     for i, name in enumerate(names):
         path = mask_file(folder, name)
-        mask = resize_mask(read_mask(path), size)
+        mask = read_mask(path)
+        if images is not None:
+            _check_drawn_on(path, mask.shape, Path(images) / name)
+        mask = resize_mask(mask, size)
         if mask.shape != tuple(shape):
             raise ValueError(f"mask {path} is {mask.shape[1]}×{mask.shape[0]} once resized, "
                              f"its image {shape[1]}×{shape[0]}")
@@ -105,6 +142,28 @@ def load_masks(folder: str | Path, names: Sequence[str], size: int | None,
             raise ValueError(f"mask {path} has labels outside the int16 range")
         out[i] = mask
     return out
+
+
+def _check_drawn_on(path: Path, shape: tuple[int, int], image: Path) -> None:
+    """Refuse a mask whose size is not its image's as shown (resizing would hide it)."""
+    h, w, turned = shown_size(image)
+    if shape == (h, w):
+        return
+    why = (f"; the image's EXIF orientation turns it, and the mask has the stored pixels' "
+           f"{w}×{h}: draw or turn the mask as the image is shown" if turned and shape == (w, h)
+           else "")
+    raise ValueError(f"mask {path} is {shape[1]}×{shape[0]} pixels, its image {image} "
+                     f"{w}×{h}{' as shown' if turned else ''}{why}")
+
+
+def check_background(masks: np.ndarray, background: int, folder: str | Path) -> None:
+    """Refuse a background value that no mask holds: every pixel would count as a part."""
+    if not (masks == background).any():
+        values = np.unique(masks)
+        shown = ", ".join(map(str, values[:10])) + (", …" if len(values) > 10 else "")
+        raise ValueError(f"mask_background {background} is in none of the {len(masks)} masks "
+                         f"of {folder} (their values: {shown}); set the data set's "
+                         "mask_background to the value of their background")
 
 
 def part_names(folder: str | Path) -> dict[int, str]:

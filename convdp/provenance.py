@@ -72,9 +72,11 @@ def dataset_fingerprint(spec: dict) -> str | None:
 
 
 @functools.cache  # once per Snakemake process: every job reading the data set asks
-def folder_fingerprint(folder: str | os.PathLike) -> str:
-    """Count and digest of every image under ``folder`` (relative name, size, modification
-    time); links are followed, each real folder once, hidden files and folders skipped."""
+def folder_fingerprint(folder: str | os.PathLike, every_file: bool = False) -> str:
+    """Count and digest of every image under ``folder`` (every file with ``every_file``: a
+    mask folder, whose masks may have other extensions than images); relative name, size,
+    modification time; links are followed, each real folder once, hidden files and folders
+    skipped."""
     from convdp.datasets import IMAGE_EXTENSIONS
 
     root = Path(folder)
@@ -87,10 +89,10 @@ def folder_fingerprint(folder: str | os.PathLike) -> str:
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in filenames:
-            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS:
+            if not f.startswith(".") and (every_file or Path(f).suffix.lower() in IMAGE_EXTENSIONS):
                 p = Path(dirpath) / f
                 lines.append(f"{p.relative_to(root).as_posix()}\t{stamp(p)}")
-    return f"{len(lines)} images, {_digest(sorted(lines))}"
+    return f"{len(lines)} {'files' if every_file else 'images'}, {_digest(sorted(lines))}"
 
 
 def _digest(lines) -> str:

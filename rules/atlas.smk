@@ -14,9 +14,12 @@ rule prepare_masks:
         "../envs/torch.yaml"
     params:
         folder=lambda wc: DATASETS[wc.dataset]["masks"],
+        images=lambda wc: DATASETS[wc.dataset]["path"],
         size=lambda wc: DATASETS[wc.dataset].get("size"),
         background=lambda wc: DATASETS[wc.dataset]["mask_background"],
-        sources=lambda wc: _provenance.folder_fingerprint(DATASETS[wc.dataset]["masks"]),
+        sources=lambda wc: _provenance.folder_fingerprint(
+            DATASETS[wc.dataset]["masks"], every_file=True
+        ),
     script:
         "../scripts/prepare_masks.py"
 

@@ -10,4 +10,5 @@ with snakemake_job(snakemake):
         snakemake.params.size,
         snakemake.params.background,
         snakemake.output[0],
+        images=snakemake.params.images,
     )

@@ -83,6 +83,66 @@ def test_load_masks_same_names_and_geometry(tmp_path):
     assert (load_masks(tmp_path, ["a/b.png"], None, (20, 30))[0] == (mask > 0)).all()
 
 
+def test_mask_lookup_takes_names_literally_and_refuses_doubtful_files(tmp_path):
+    """Stems are matched as names, not glob patterns (``x [1]`` took ``x 1``'s mask); two
+    candidates, a lossy JPEG (its artefacts are new labels at every border) or a format that
+    is no mask are refused, naming the files."""
+    def save(name, value, fmt=None):
+        Image.fromarray(np.full((8, 8), value, np.uint8)).save(tmp_path / name, fmt)
+
+    save("x [1].png", 2)
+    save("x 1.png", 7)
+    assert (load_masks(tmp_path, ["x [1].jpg"], None, (8, 8)) == 2).all()
+    assert (load_masks(tmp_path, ["x 1.jpg"], None, (8, 8)) == 7).all()
+    save("y.png", 1)
+    save("y.tif", 1)
+    with pytest.raises(ValueError, match=r"several masks for image 'y.jpg': y.png, y.tif"):
+        load_masks(tmp_path, ["y.jpg"], None, (8, 8))
+    save("z.jpg", 1)
+    with pytest.raises(ValueError, match=r"mask .*z\.jpg is a lossy \.jpg image"):
+        load_masks(tmp_path, ["z.png"], None, (8, 8))
+    (tmp_path / "w.txt").write_text("1")
+    with pytest.raises(ValueError, match=r"mask .*w\.txt: \.txt is not a mask format"):
+        load_masks(tmp_path, ["w.png"], None, (8, 8))
+    save("g.pgm", 3)  # a lossless format beside the images' own
+    assert (load_masks(tmp_path, ["g.png"], None, (8, 8)) == 3).all()
+    save("h.gif", 3)  # palette indices, renumbered by the writer: this one holds 0s
+    with pytest.raises(ValueError, match=r"\.gif is not a mask format"):
+        load_masks(tmp_path, ["h.png"], None, (8, 8))
+
+
+def test_a_mask_of_another_size_than_its_image_is_refused_before_resizing(tmp_path):
+    """With ``size``, both are resized to one square: a mask of the wrong size (or drawn on
+    the stored pixels of an image that EXIF turns) would be stretched onto it unnoticed."""
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    Image.new("RGB", (48, 32)).save(tmp_path / "img" / "a.png")
+    Image.fromarray(np.zeros((32, 40), np.uint8)).save(tmp_path / "msk" / "a.png")
+    with pytest.raises(ValueError, match=r"mask .*a\.png is 40×32 pixels, its image .*a\.png 48×32"):
+        load_masks(tmp_path / "msk", ["a.png"], 16, (16, 16), tmp_path / "img")
+    # stored 48 x 32, EXIF orientation 6 (a quarter turn): shown 32 x 48
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (48, 32)).save(tmp_path / "img" / "t.jpg", exif=exif)
+    Image.fromarray(np.zeros((32, 48), np.uint8)).save(tmp_path / "msk" / "t.png")
+    with pytest.raises(ValueError, match=r"is 48×32 pixels, its image .*t\.jpg 32×48 as shown; "
+                                         r"the image's EXIF orientation turns it"):
+        load_masks(tmp_path / "msk", ["t.jpg"], 16, (16, 16), tmp_path / "img")
+    Image.fromarray(np.zeros((48, 32), np.uint8)).save(tmp_path / "msk" / "t.png")
+    assert load_masks(tmp_path / "msk", ["t.jpg", "a.png"][:1], 16, (16, 16),
+                      tmp_path / "img").shape == (1, 16, 16)
+
+
+def test_a_background_no_mask_holds_is_refused(tmp_path):
+    from convdp.masks import check_background
+
+    masks = np.array([[[0, 1], [2, 3]]])
+    check_background(masks, 0, tmp_path)
+    with pytest.raises(ValueError, match=r"mask_background 7 is in none of the 1 masks of .* "
+                                         r"\(their values: 0, 1, 2, 3\)"):
+        check_background(masks, 7, tmp_path)
+
+
 def test_summary_columns_and_figure(tmp_path):
     records = [{"model": m, "control_of": c, "dataset": "p", "layer": f"r{i}", "layer_index": i,
                 "nmi": 0.1 * i + s, "ari": 0.05 * i + s, "mean_best_iou": 0.3}
