@@ -255,7 +255,18 @@ def _check_dataset(name: str, spec: dict) -> dict:
     if classes is not None:
         if n_classes == 0:
             raise ConfigError(f"{key}.classes: {what} has no labels, so no class subset")
-        bad = sorted(c for c in set(classes) if c >= n_classes)
+        names = [c for c in classes if isinstance(c, str)]
+        if names and kind != "folder":
+            raise ConfigError(f"{key}.classes: class names ({names[0]!r}) are for image folders; "
+                              f"{what} has classes 0-{n_classes - 1}")
+        if names:
+            have = sorted(p.name for p in folder.iterdir()
+                          if p.is_dir() and not p.name.startswith("."))
+            unknown = [c for c in names if c not in have]
+            if unknown:
+                raise ConfigError(f"{key}.classes: no class folder {unknown[0]!r} in {folder}; "
+                                  f"have {have}")
+        bad = sorted(c for c in set(classes) if not isinstance(c, str) and c >= n_classes)
         if bad:
             raise ConfigError(f"{key}.classes: unknown class(es) {bad}; {what} has classes "
                               f"0-{n_classes - 1}")

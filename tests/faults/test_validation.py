@@ -39,6 +39,27 @@ def test_unknown_classes_of_digits():
     assert "0-9" in msg
 
 
+def test_classes_by_folder_name(tmp_path):
+    """An image folder's classes may be named by their folders (indices change meaning when a
+    class folder is added); a name that is no folder, or a name for another kind, is refused."""
+    for name in ("0_right", "1_down", "2_left"):
+        (tmp_path / name).mkdir()
+
+    def with_classes(classes):
+        def mutate(c):
+            c["datasets"]["mine"] = {"kind": "folder", "path": str(tmp_path), "classes": classes}
+        return mutate
+
+    config = copy.deepcopy(TINY)
+    with_classes(["2_left", "0_right"])(config)
+    assert validate_config(config)["datasets"]["mine"]["classes"] == ["2_left", "0_right"]
+    fails(with_classes(["1_down", "3_up"]),
+          "datasets.mine.classes: no class folder '3_up' in ")
+    fails(lambda c: c["datasets"]["digits_target"].update(classes=["5"]),
+          "datasets.digits_target.classes: class names ('5') are for image folders; digits has "
+          "classes 0-9")
+
+
 def test_classes_of_unlabelled_images():
     def mutate(c):
         histology(c)
