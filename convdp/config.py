@@ -245,6 +245,9 @@ def _check_dataset(name: str, spec: dict) -> dict:
             n_images = len(spec["paths"])
         else:
             size, n_images = size or 512, 1
+    if spec.get("bit_depth", "auto") != "auto" and kind not in ("folder", "images"):
+        raise ConfigError(f"{key}.bit_depth: only image files (kinds folder and images) have a "
+                          f"depth to set; {what}'s images are 8-bit")
     if spec.get("masks"):
         if kind != "folder":
             raise ConfigError(f"{key}.masks: only an image folder (kind folder) can have masks")

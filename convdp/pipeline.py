@@ -134,6 +134,7 @@ def prepare_model(
             "classes": classes.tolist(),
             "class_names": [ds.class_names[c] if c < len(ds.class_names) else str(c) for c in classes],
             "val_accuracy": metrics["val_accuracy"],
+            "depth": ds.depth,  # how its images wider than 8 bits were scaled, if any
         }
         meta |= ({"normalised_on": str(train_data)} if control_of else {
             "trained_on": str(train_data),
@@ -215,6 +216,7 @@ def extract(
             f"{dataset}: images have {images.shape[-1]} channel(s) but model {model_name!r} "
             f"takes {meta['in_channels']}"
         )
+    check_depth(group.attrs.get("depth"), meta, dataset, model_name)
     fingerprint = {
         "model_sha256": file_hash(weights),
         "dataset_checksum": group.attrs["checksum"],
@@ -231,6 +233,24 @@ def extract(
            "dataset": str(dataset), **result}
     write_json(manifest, out)
     return out
+
+
+def check_depth(depth: dict | None, meta: dict, dataset: str | Path, model_name: str) -> None:
+    """Refuse a data set whose images wider than 8 bits were scaled by another depth than
+    those the net was trained on, where neither depth was set (``bit_depth: auto`` picks
+    each data set's from its largest value, so one bright pixel moves it): the same value
+    would be another brightness, which the transfer scores would report as a domain shift."""
+    ref = meta.get("depth")
+    if not depth or not ref or depth["bits"] == ref["bits"] or depth["set"] or ref["set"]:
+        return
+    name, src = Path(dataset).stem, Path(meta.get("trained_on") or meta.get("normalised_on")).stem
+    raise ValueError(
+        f"{dataset}: its images were scaled as {depth['bits']}-bit (data max {depth['max']}), "
+        f"those model {model_name!r} was trained on ({src}) as {ref['bits']}-bit (data max "
+        f"{ref['max']}): one value would be {2 ** abs(depth['bits'] - ref['bits'])}x as bright "
+        f"in one as in the other. Set bit_depth on datasets {name} and {src} (the sensor's "
+        "depth, e.g. 12, 14 or 16)"
+    )
 
 
 def open_layer(manifest: str | Path, layer: str):

@@ -23,6 +23,8 @@ class Dataset:
     class_names : names indexed by label value (the full list, also for a class subset)
     source : human-readable provenance (URL, folder, package)
     files : source file name → md5 or sha256 hex digest of each source file used
+    depth : how images wider than 8 bits were scaled to 0–255 (``bits``, the data's ``max``,
+        whether the config ``set`` the depth), None where there were none
     """
 
     images: np.ndarray
@@ -30,6 +32,7 @@ class Dataset:
     class_names: list[str]
     source: str
     files: dict[str, str] = field(default_factory=dict)
+    depth: dict | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, np.ndarray) or self.images.ndim != 4:

@@ -61,15 +61,19 @@ def _wide_bits(peak: int) -> int:
     return max(8, n + n % 2)
 
 
-def _from_wide_int(im: Any, bits: int | None) -> tuple[Any, tuple]:
-    """Mode I;16… or I as mode L: 0…2**bits - 1 → 0…255, ``bits`` from the data when None."""
+def _from_wide_int(im: Any, bits: int | None, fixed: bool = False) -> tuple[Any, tuple]:
+    """Mode I;16… or I as mode L: 0…2**bits - 1 → 0…255, ``bits`` from the data when None
+    (at least ``bits`` unless ``fixed``: then a value above 2**bits - 1 is refused)."""
     from PIL import Image
 
     arr = np.asarray(im).astype(np.int64)
     low, peak = int(arr.min()), int(arr.max())
     if low < 0:
         raise ValueError(f"{im.mode} image with negative values (min {low}): no faithful 0-255 map")
-    bits = max(bits or 0, _wide_bits(peak))
+    if fixed and peak > 2**bits - 1:
+        raise ValueError(f"{im.mode} image with a value of {peak}, above the {bits}-bit maximum "
+                         f"{2**bits - 1} of the data set's bit_depth")
+    bits = bits if fixed else max(bits or 0, _wide_bits(peak))
     scaled = np.round(arr * (255 / (2**bits - 1))).astype(np.uint8)
     return Image.fromarray(scaled, "L"), ("int", bits, peak, im.mode)
 
@@ -114,13 +118,14 @@ def _check_wide_colour(im: Any, data: bytes) -> None:
         )
 
 
-def _to_rgb(im: Any, bits: int | None = None) -> tuple[Any, tuple | None]:
+def _to_rgb(im: Any, bits: int | None = None, fixed: bool = False) -> tuple[Any, tuple | None]:
     """``im`` as 8-bit RGB, with how its values were mapped (None for 8-bit images).
 
     * 8-bit modes (L, P, RGB, RGBA, CMYK, …): Pillow's conversion (alpha is dropped).
     * Greyscale integers wider than 8 bits (I;16…, I): scaled by their real depth, see
-      :func:`_wide_bits` (at least ``bits``: a data set's images share one depth);
-      negative values are refused. Note ``("int", bits, max, mode)``.
+      :func:`_wide_bits` (at least ``bits``: a data set's images share one depth), or by
+      ``bits`` itself when ``fixed`` (the config's ``bit_depth``); negative values are
+      refused. Note ``("int", bits, max, mode)``.
     * Float greyscale (F): values within [0, 1] are taken as 0…1, otherwise the image's own
       min…max is stretched to 0…255; NaN or infinite values are refused. Note
       ``("float", in_unit_range, low, high)``.
@@ -128,7 +133,7 @@ def _to_rgb(im: Any, bits: int | None = None) -> tuple[Any, tuple | None]:
     """
     note = None
     if im.mode.startswith("I;16") or im.mode == "I":
-        im, note = _from_wide_int(im, bits)
+        im, note = _from_wide_int(im, bits, fixed)
     elif im.mode == "F":
         im, note = _from_float(im)
     elif im.mode not in _EIGHT_BIT_MODES:
@@ -139,7 +144,7 @@ def _to_rgb(im: Any, bits: int | None = None) -> tuple[Any, tuple | None]:
 
 
 def _decode(
-    data: bytes, path: Path, size: int | None, bits: int | None = None
+    data: bytes, path: Path, size: int | None, bits: int | None = None, fixed: bool = False
 ) -> tuple[np.ndarray, tuple | None]:
     """Decode one image file's bytes to an (H, W, 3) uint8 array and its value-mapping note
     (see :func:`_to_rgb`); ImageReadError naming the file if it is bad or can't be mapped."""
@@ -150,7 +155,7 @@ def _decode(
             im.load()
             _check_wide_colour(im, data)
             im = ImageOps.exif_transpose(im)
-            im, note = _to_rgb(im, bits)
+            im, note = _to_rgb(im, bits, fixed)
             arr = np.asarray(im, dtype=np.uint8)
             if size is not None:
                 arr = resize_center_crop(arr[None], size)[0]
@@ -161,12 +166,15 @@ def _decode(
         raise ImageReadError(path, e) from e
 
 
-def _one_depth(out: np.ndarray, notes: list, size: int | None) -> None:
-    """Give the wide integer images of one data set one depth (the widest any needs), so a dim
-    image is not brightened next to the others, and log the choice once."""
+def _one_depth(out: np.ndarray, notes: list, size: int | None,
+               fixed: int | None = None) -> dict | None:
+    """Give the wide integer images of one data set one depth (``fixed``, else the widest any
+    needs), so a dim image is not brightened next to the others, and log the choice once.
+    Returns the depth (``bits``, the data's ``max``, whether it was ``set`` by the config),
+    None where no image is wider than 8 bits."""
     wide = [(j, path, n) for j, path, n in notes if n[0] == "int"]
     if not wide:
-        return
+        return None
     bits = max(n[1] for _, _, n in wide)
     for j, path, n in wide:
         if n[1] < bits:
@@ -174,8 +182,10 @@ def _one_depth(out: np.ndarray, notes: list, size: int | None) -> None:
     peak, where, mode = max((n[2], str(path), n[3]) for _, path, n in wide)
     log.info(
         "%d image(s) wider than 8 bits (e.g. %s, mode %s): data max %d -> scaled as %d-bit "
-        "(0..%d -> 0..255)", len(wide), where, mode, peak, bits, 2**bits - 1,
+        "(0..%d -> 0..255)%s", len(wide), where, mode, peak, bits, 2**bits - 1,
+        " as bit_depth says" if fixed else " (the smallest even depth that holds the data max)",
     )
+    return {"bits": bits, "max": peak, "set": fixed is not None}
 
 
 def _log_floats(notes: list) -> None:
@@ -200,9 +210,11 @@ def _check_size(size: int | None) -> None:
 
 
 def _read_images(
-    paths: Sequence[Path], names: Sequence[str], size: int | None, on_error: str
-) -> tuple[np.ndarray, list[int], dict[str, str]]:
-    """Decode ``paths``; returns the stacked images, the positions kept and name → sha256."""
+    paths: Sequence[Path], names: Sequence[str], size: int | None, on_error: str,
+    bit_depth: int | None = None,
+) -> tuple[np.ndarray, list[int], dict[str, str], dict | None]:
+    """Decode ``paths``; returns the stacked images, the positions kept, name → sha256 and
+    the depth images wider than 8 bits were scaled by (:func:`_one_depth`)."""
     if on_error not in ("stop", "skip"):
         raise DatasetError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
     out: np.ndarray | None = None
@@ -217,7 +229,7 @@ def _read_images(
                     data = path.read_bytes()
                 except OSError as e:
                     raise ImageReadError(path, e) from e
-                arr, note = _decode(data, path, size)
+                arr, note = _decode(data, path, size, bit_depth, bit_depth is not None)
             except ImageReadError as e:
                 if on_error == "stop":
                     raise
@@ -229,8 +241,8 @@ def _read_images(
             elif arr.shape != first[1]:
                 raise DatasetError(
                     f"{path} is {arr.shape[1]}×{arr.shape[0]} pixels but {first[0]} is "
-                    f"{first[1][1]}×{first[1][0]}; pass size= to resize and centre-crop "
-                    "all images to one size"
+                    f"{first[1][1]}×{first[1][0]}; set the data set's size (size=) to resize "
+                    "and centre-crop all images to one size"
                 )
             assert out is not None
             if note is not None:
@@ -240,9 +252,9 @@ def _read_images(
             files[name] = hashlib.sha256(data).hexdigest()
         if out is None:
             raise DatasetError(f"none of the {len(paths)} images could be read")
-        _one_depth(out, notes, size)
+        depth = _one_depth(out, notes, size, bit_depth)
     _log_floats(notes)
-    return out[: len(kept)], kept, files
+    return out[: len(kept)], kept, files, depth
 
 
 @dataclass
@@ -314,6 +326,7 @@ def load_image_folder(
     classes: Sequence[int | str] | None = None,
     max_samples: int | None = None,
     seed: int = 0,
+    bit_depth: int | None = None,
 ) -> Dataset:
     """Images of a folder, as RGB.
 
@@ -330,8 +343,9 @@ def load_image_folder(
     Extensions: .png .jpg .jpeg .bmp .tif .tiff .webp (any case). Links are followed, but
     each real folder and file is read once; the files left out are logged by reason.
     Pixel values are mapped as :func:`_to_rgb` says (greyscale wider than 8 bits by its
-    real depth, float by [0, 1] or its own range); an image that can't be mapped faithfully
-    (NaN, negative integers, 12-bit data in 16-bit colour) counts as unreadable.
+    real depth, float by [0, 1] or its own range; ``bit_depth`` fixes that depth); an image
+    that can't be mapped faithfully (NaN, negative integers, 12-bit data in 16-bit colour, a
+    value above ``bit_depth``) counts as unreadable.
     """
     _check_size(size)
     folder = Path(path)
@@ -391,7 +405,7 @@ def load_image_folder(
     labels = None if labels is None else labels[idx]
     names = [p.relative_to(folder).as_posix() for p in paths]
     try:
-        images, kept, files = _read_images(paths, names, size, on_error)
+        images, kept, files, depth = _read_images(paths, names, size, on_error, bit_depth)
     except ImageReadError as e:  # say how to go on without it
         raise ImageReadError(e.path, f"{e.reason} (the data set's on_error: skip leaves "
                                      "unreadable images out)") from e
@@ -401,11 +415,13 @@ def load_image_folder(
         class_names=class_names,
         source=f"image folder {folder.resolve()}",
         files=files,
+        depth=depth,
     )
 
 
 def load_images(
-    paths: str | os.PathLike | Sequence[str | os.PathLike], size: int | None = None
+    paths: str | os.PathLike | Sequence[str | os.PathLike], size: int | None = None,
+    bit_depth: int | None = None,
 ) -> Dataset:
     """A few images on their own (e.g. large microscopy images), unlabelled, as RGB.
 
@@ -422,13 +438,15 @@ def load_images(
     for p in plist:
         if not p.is_file():
             raise FileNotFoundError(f"image {p} does not exist")
-    images, _, files = _read_images(plist, [str(p) for p in plist], size, "stop")
+    images, _, files, depth = _read_images(plist, [str(p) for p in plist], size, "stop",
+                                           bit_depth)
     return Dataset(
         images=images,
         labels=None,
         class_names=[],
         source="images " + ", ".join(str(p.resolve()) for p in plist),
         files=files,
+        depth=depth,
     )
 
 

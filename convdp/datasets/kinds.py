@@ -30,6 +30,8 @@ def load_dataset(spec: dict, data_root: str | os.PathLike = "data", seed: int = 
     if kind != "digits" and (spec.get("transform") or spec.get("part", "all") != "all"):
         raise ValueError(f"'transform' and 'part' are for kind digits, not {kind!r}")
     classes, cap, size = spec.get("classes"), spec.get("max_samples"), spec.get("size")
+    depth = spec.get("bit_depth", "auto")
+    depth = None if depth == "auto" else int(depth)
     if kind == "digits":
         return load_digits_split(classes, size or 32, cap, seed, part=spec.get("part", "all"),
                                  heldout_fraction=spec.get("heldout_fraction", 0.5),
@@ -42,11 +44,11 @@ def load_dataset(spec: dict, data_root: str | os.PathLike = "data", seed: int = 
         return resize_dataset(ds, size)
     if kind == "folder":
         return load_image_folder(spec["path"], size, spec.get("on_error", "stop"), classes, cap,
-                                 seed)
+                                 seed, depth)
     if kind in ("images", "histology"):
         if classes is not None:
             raise ValueError(f"kind {kind!r} has no labels, so 'classes' cannot be used")
-        ds = load_images(spec["paths"], size) if kind == "images" else load_histology(size)
+        ds = load_images(spec["paths"], size, depth) if kind == "images" else load_histology(size)
         keep = select_indices(None, len(ds.images), None, cap, seed)
-        return Dataset(ds.images[keep], None, ds.class_names, ds.source, ds.files)
+        return Dataset(ds.images[keep], None, ds.class_names, ds.source, ds.files, ds.depth)
     raise ValueError(f"unknown data set kind {kind!r}")

@@ -76,6 +76,7 @@ def write_dataset(path: str | os.PathLike, data: Dataset, chunk: int = 256) -> s
                 "checksum": checksum,
                 "labelled": data.labels is not None,
                 "n_images": int(len(images)),
+                "depth": data.depth,
             }
         )
         if path.exists():
@@ -124,4 +125,5 @@ def read_dataset(path: str | os.PathLike) -> Dataset:
         class_names=list(attrs.get("class_names", [])),
         source=attrs.get("source", str(path)),
         files=dict(attrs.get("files", {})),
+        depth=attrs.get("depth"),
     )

@@ -31,6 +31,44 @@ def test_12_bit_data_in_a_16_bit_png_is_scaled_by_its_real_range(tmp_path, caplo
     assert "data max 4095 -> scaled as 12-bit" in caplog.text
 
 
+def test_a_set_bit_depth_scales_every_data_set_alike(tmp_path):
+    """``auto`` takes each data set's depth from its largest value, so one pixel above 4095
+    made the same 12-bit image a quarter as bright in another data set; ``bit_depth`` fixes
+    the depth, and a value above it is an unreadable image, named. The depth is recorded."""
+    image = np.tile(np.array([0, 1000, 3999], np.uint16), (4, 2))
+    hot = image.copy()
+    hot[0, 0] = 4200
+    a = [save(tmp_path / "a" / "im.png", image)]
+    b = a + [save(tmp_path / "b" / "hot.png", hot)]
+    auto_a, auto_b = load_images(a), load_images(b)
+    assert (auto_a.images[0, 0, 1, 0], auto_b.images[0, 0, 1, 0]) == (62, 16)  # 1000 of 4095, 16383
+    assert (auto_a.depth, auto_b.depth) == ({"bits": 12, "max": 3999, "set": False},
+                                           {"bits": 14, "max": 4200, "set": False})
+    fixed_a, fixed_b = load_images(a, bit_depth=14), load_images(b, bit_depth=14)
+    assert (fixed_a.images[0] == fixed_b.images[0]).all()
+    assert fixed_a.depth == {"bits": 14, "max": 3999, "set": True}
+    with pytest.raises(ImageReadError, match=r"hot\.png.*value of 4200, above the 12-bit "
+                                             r"maximum 4095 of the data set's bit_depth"):
+        load_images(b, bit_depth=12)
+
+
+def test_data_sets_scaled_by_other_automatic_depths_are_not_compared(tmp_path):
+    """A net trained on images scaled as 12-bit is not run on a data set scaled as 14-bit
+    by ``auto``: the error names both and the key; with the depth set, it is."""
+    from convdp.pipeline import check_depth
+
+    meta = {"trained_on": "results/data/src.zarr",
+            "depth": {"bits": 12, "max": 3999, "set": False}}
+    target = {"bits": 14, "max": 4200, "set": False}
+    with pytest.raises(ValueError, match=r"tgt.zarr: its images were scaled as 14-bit \(data "
+                                         r"max 4200\), those model 'm' was trained on \(src\) "
+                                         r"as 12-bit .* Set bit_depth on datasets tgt and src"):
+        check_depth(target, meta, "results/data/tgt.zarr", "m")
+    check_depth(target | {"set": True}, meta, "results/data/tgt.zarr", "m")
+    check_depth(None, meta, "results/data/tgt.zarr", "m")  # 8-bit images: no depth to compare
+    check_depth(dict(target, bits=12), meta, "results/data/tgt.zarr", "m")
+
+
 def test_float_tiff_in_unit_range_keeps_its_grey_levels(tmp_path, caplog):
     grey = np.full((4, 4), 0.5, np.float32)
     ramp = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)

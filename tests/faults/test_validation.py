@@ -60,6 +60,17 @@ def test_classes_by_folder_name(tmp_path):
           "classes 0-9")
 
 
+def test_bit_depth_is_for_image_files(tmp_path):
+    fails(lambda c: c["datasets"]["digits_target"].update(bit_depth=12),
+          "datasets.digits_target.bit_depth: only image files (kinds folder and images) have a "
+          "depth to set")
+    fails(lambda c: c["datasets"]["digits_target"].update(bit_depth=8), "bit_depth")
+    config = copy.deepcopy(TINY)
+    config["datasets"]["shots"] = {"kind": "folder", "path": str(tmp_path), "bit_depth": 12}
+    assert validate_config(config)["datasets"]["shots"]["bit_depth"] == 12
+    assert validate_config(copy.deepcopy(TINY))["datasets"]["digits_target"]["bit_depth"] == "auto"
+
+
 def test_classes_of_unlabelled_images():
     def mutate(c):
         histology(c)
