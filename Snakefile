@@ -2,6 +2,7 @@
 # The rules are thin: each runs one script in scripts/, which calls the convdp package.
 
 import os
+import time
 
 from snakemake.utils import min_version
 
@@ -20,6 +21,16 @@ if not workflow.overwrite_configfiles:
 
 
 report: "report/workflow.rst"
+
+
+RUN_STARTED = time.time()
+
+
+onsuccess:
+    # a warning of a job that succeeded is in its log alone: say so at the end of the run
+    from convdp.pipeline import print_job_warnings
+
+    print_job_warnings("logs", RUN_STARTED)
 
 
 include: "rules/common.smk"

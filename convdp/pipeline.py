@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import time
 import zipfile
@@ -48,6 +49,41 @@ def snakemake_job(smk):
         finally:
             root.removeHandler(handler)
             sys.stderr = old_stderr
+
+
+_LOGGED_WARNING = re.compile(r"^\S+ \S+ WARNING (convdp[\w.]*): (.*)$")
+
+
+def job_warnings(log_dir: str | Path, since: float = 0.0) -> list[tuple[str, str]]:
+    """convdp's warnings in the job logs under ``log_dir`` (``snakemake_job``'s format)
+    written since ``since`` (seconds since the epoch): (log file, message), file by file."""
+    found = []
+    for path in sorted(Path(log_dir).rglob("*.log")):
+        try:
+            if path.stat().st_mtime < since:
+                continue
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:  # removed meanwhile
+            continue
+        found += [(str(path), m.group(2)) for m in map(_LOGGED_WARNING.match, lines) if m]
+    return found
+
+
+def print_job_warnings(log_dir: str | Path = "logs", since: float = 0.0, limit: int = 20,
+                       file=None) -> None:
+    """Print the run's job warnings (:func:`job_warnings`) where the user sees them: a job's
+    log is read only when it fails, and a skipped image or a fit on too few samples is a
+    warning of a job that succeeded."""
+    found = job_warnings(log_dir, since)
+    if not found:
+        return
+    out = file or sys.stderr
+    print(f"convdp: {len(found)} warning(s) in this run's job logs:", file=out)
+    for path, message in found[:limit]:
+        short = message if len(message) <= 300 else message[:297] + "..."
+        print(f"  {path}: {short}", file=out)
+    if len(found) > limit:
+        print(f"  ... and {len(found) - limit} more (grep WARNING {log_dir})", file=out)
 
 
 def _limit_threads(threads: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,3 +92,6 @@ def test_truncated_jpeg_stops_naming_the_file_or_is_skipped(repo_root, tmp_path,
     ds = read_dataset(work / target)
     assert len(ds.images) == 20 and ds.labels is None
     assert "broken.jpg" in (work / "logs/prepare_dataset/unlabelled.log").read_text()
+    # the successful job's warning is printed at the end of the run, not left in its log
+    assert re.search(r"convdp: 1 warning\(s\) in this run's job logs:\n  logs/prepare_dataset/"
+                     r"unlabelled\.log: skipping unreadable image .*broken\.jpg", out.stderr)

@@ -168,3 +168,34 @@ def test_changing_only_the_baseline_reruns_only_its_fits(tiny_run):
     assert counts.get("fit_baseline") == 4 * 2 * 2, counts
     assert counts.get("aggregate") == 1, counts
     assert not {"fit_dpgmm", "extract_activations", "train_model", "transfer_scores"} & set(counts)
+
+
+def test_job_warnings_of_this_run_are_printed_at_its_end(tmp_path):
+    """convdp's warnings of the logs written since the run started, log by log; older logs
+    and other loggers' lines are left out; beyond ``limit`` a count."""
+    import io
+    import os
+
+    from convdp.pipeline import job_warnings, print_job_warnings
+
+    logs = tmp_path / "logs"
+    (logs / "fit").mkdir(parents=True)
+    line = "2026-12-05 15:05:13,196 {} {}: {}\n"
+    (logs / "fit" / "a.log").write_text(
+        line.format("INFO", "convdp.cluster", "fitting")
+        + line.format("WARNING", "convdp.cluster", "relu1: only 12 samples")
+        + line.format("WARNING", "py.warnings", "a library's warning"))
+    old = logs / "old.log"
+    old.write_text(line.format("WARNING", "convdp", "from an earlier run"))
+    os.utime(old, (1000, 1000))
+    assert job_warnings(logs, since=2000) == [(str(logs / "fit" / "a.log"),
+                                               "relu1: only 12 samples")]
+    assert len(job_warnings(logs)) == 2
+    out = io.StringIO()
+    print_job_warnings(logs, 0, limit=1, file=out)
+    assert out.getvalue() == (f"convdp: 2 warning(s) in this run's job logs:\n"
+                              f"  {logs / 'fit' / 'a.log'}: relu1: only 12 samples\n"
+                              f"  ... and 1 more (grep WARNING {logs})\n")
+    out = io.StringIO()
+    print_job_warnings(tmp_path / "none", 0, file=out)
+    assert out.getvalue() == ""
