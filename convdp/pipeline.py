@@ -69,21 +69,26 @@ def job_warnings(log_dir: str | Path, since: float = 0.0) -> list[tuple[str, str
     return found
 
 
-def print_job_warnings(log_dir: str | Path = "logs", since: float = 0.0, limit: int = 20,
+def print_job_warnings(log_dir: str | Path = "logs", since: float = 0.0, limit: int = 10,
                        file=None) -> None:
     """Print the run's job warnings (:func:`job_warnings`) where the user sees them: a job's
     log is read only when it fails, and a skipped image or a fit on too few samples is a
-    warning of a job that succeeded."""
+    warning of a job that succeeded. Warnings that differ only in their numbers and quoted
+    names (one per layer, say) are one line, with their count and the first of them."""
     found = job_warnings(log_dir, since)
     if not found:
         return
+    kinds: dict[str, list[tuple[str, str]]] = {}
+    for path, message in found:
+        kinds.setdefault(re.sub(r"'[^']*'|\d+(?:\.\d+)?", "#", message), []).append((path, message))
     out = file or sys.stderr
     print(f"convdp: {len(found)} warning(s) in this run's job logs:", file=out)
-    for path, message in found[:limit]:
+    for same in list(kinds.values())[:limit]:
+        path, message = same[0]
         short = message if len(message) <= 300 else message[:297] + "..."
-        print(f"  {path}: {short}", file=out)
-    if len(found) > limit:
-        print(f"  ... and {len(found) - limit} more (grep WARNING {log_dir})", file=out)
+        print(f"  {f'{len(same)}x like ' if len(same) > 1 else ''}{path}: {short}", file=out)
+    if len(kinds) > limit:
+        print(f"  ... and {len(kinds) - limit} more kinds (grep WARNING {log_dir})", file=out)
 
 
 def _limit_threads(threads: int) -> None:

@@ -172,7 +172,8 @@ def test_changing_only_the_baseline_reruns_only_its_fits(tiny_run):
 
 def test_job_warnings_of_this_run_are_printed_at_its_end(tmp_path):
     """convdp's warnings of the logs written since the run started, log by log; older logs
-    and other loggers' lines are left out; beyond ``limit`` a count."""
+    and other loggers' lines are left out; warnings that differ in numbers and quoted names
+    alone are one line with their count; beyond ``limit`` kinds a count."""
     import io
     import os
 
@@ -191,11 +192,13 @@ def test_job_warnings_of_this_run_are_printed_at_its_end(tmp_path):
     assert job_warnings(logs, since=2000) == [(str(logs / "fit" / "a.log"),
                                                "relu1: only 12 samples")]
     assert len(job_warnings(logs)) == 2
+    (logs / "fit" / "b.log").write_text(line.format("WARNING", "convdp.cluster",
+                                                    "relu2: only 7 samples"))
     out = io.StringIO()
     print_job_warnings(logs, 0, limit=1, file=out)
-    assert out.getvalue() == (f"convdp: 2 warning(s) in this run's job logs:\n"
-                              f"  {logs / 'fit' / 'a.log'}: relu1: only 12 samples\n"
-                              f"  ... and 1 more (grep WARNING {logs})\n")
+    assert out.getvalue() == (f"convdp: 3 warning(s) in this run's job logs:\n"
+                              f"  2x like {logs / 'fit' / 'a.log'}: relu1: only 12 samples\n"
+                              f"  ... and 1 more kinds (grep WARNING {logs})\n")
     out = io.StringIO()
     print_job_warnings(tmp_path / "none", 0, file=out)
     assert out.getvalue() == ""
