@@ -143,11 +143,24 @@ def _to_rgb(im: Any, bits: int | None = None, fixed: bool = False) -> tuple[Any,
     return (im if im.mode == "RGB" else im.convert("RGB")), note
 
 
+def _transparent(im: Any) -> bool:
+    """Whether ``im`` has a pixel that is not fully opaque (its alpha band, or a palette's
+    transparent index)."""
+    if im.mode in ("P", "PA") and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if "A" not in im.getbands():
+        return False
+    low, high = im.getchannel("A").getextrema()
+    return low < high or high < 255
+
+
 def _decode(
     data: bytes, path: Path, size: int | None, bits: int | None = None, fixed: bool = False
-) -> tuple[np.ndarray, tuple | None]:
-    """Decode one image file's bytes to an (H, W, 3) uint8 array and its value-mapping note
-    (see :func:`_to_rgb`); ImageReadError naming the file if it is bad or can't be mapped."""
+) -> tuple[np.ndarray, tuple | None, dict]:
+    """Decode one image file's bytes to an (H, W, 3) uint8 array, its value-mapping note (see
+    :func:`_to_rgb`) and what the conversion did not keep (``transparent``: alpha dropped;
+    ``shape``: (H, W) as shown, before resizing); ImageReadError naming the file if it is bad
+    or can't be mapped."""
     from PIL import Image, ImageOps
 
     try:
@@ -155,11 +168,12 @@ def _decode(
             im.load()
             _check_wide_colour(im, data)
             im = ImageOps.exif_transpose(im)
+            seen = {"transparent": _transparent(im), "shape": (im.height, im.width)}
             im, note = _to_rgb(im, bits, fixed)
             arr = np.asarray(im, dtype=np.uint8)
             if size is not None:
                 arr = resize_center_crop(arr[None], size)[0]
-            return arr.copy(), note
+            return arr.copy(), note, seen
     except MemoryError:
         raise
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, struct.error, ...
@@ -186,6 +200,25 @@ def _one_depth(out: np.ndarray, notes: list, size: int | None,
         " as bit_depth says" if fixed else " (the smallest even depth that holds the data max)",
     )
     return {"bits": bits, "max": peak, "set": fixed is not None}
+
+
+def _log_unkept(seen: list, size: int | None) -> None:
+    """Warn once a data set of what its images lost on the way to the net: transparency, or
+    most of their pixels to a strong upscale or a centre crop (``seen``: (file, what
+    :func:`_decode` saw))."""
+    def warn(which, what):
+        if which:
+            path, (h, w) = which[0][0], which[0][1]["shape"]
+            log.warning("%d image(s) %s (e.g. %s, %d×%d px)", len(which), what, path, w, h)
+
+    warn([s for s in seen if s[1]["transparent"]],
+         "with transparent pixels: the alpha is dropped, so the net sees the colours stored "
+         "under them")
+    if size is not None:
+        warn([s for s in seen if size > 4 * min(s[1]["shape"])],
+             f"upscaled more than 4x to size {size}: their pixels become blocks")
+        warn([s for s in seen if 2 * min(s[1]["shape"]) < max(s[1]["shape"])],
+             "so elongated that the centre crop to a square keeps less than half of them")
 
 
 def _log_floats(notes: list) -> None:
@@ -222,6 +255,7 @@ def _read_images(
     kept: list[int] = []
     files: dict[str, str] = {}
     notes: list[tuple[int, Path, tuple]] = []  # (position in out, file, value-mapping note)
+    seen: list[tuple[Path, dict]] = []
     with _strict_decoding():
         for i, (path, name) in enumerate(zip(paths, names, strict=True)):
             try:
@@ -229,7 +263,7 @@ def _read_images(
                     data = path.read_bytes()
                 except OSError as e:
                     raise ImageReadError(path, e) from e
-                arr, note = _decode(data, path, size, bit_depth, bit_depth is not None)
+                arr, note, info = _decode(data, path, size, bit_depth, bit_depth is not None)
             except ImageReadError as e:
                 if on_error == "stop":
                     raise
@@ -247,6 +281,7 @@ def _read_images(
             assert out is not None
             if note is not None:
                 notes.append((len(kept), path, note))
+            seen.append((path, info))
             out[len(kept)] = arr
             kept.append(i)
             files[name] = hashlib.sha256(data).hexdigest()
@@ -254,6 +289,7 @@ def _read_images(
             raise DatasetError(f"none of the {len(paths)} images could be read")
         depth = _one_depth(out, notes, size, bit_depth)
     _log_floats(notes)
+    _log_unkept(seen, size)
     return out[: len(kept)], kept, files, depth
 
 

@@ -69,6 +69,26 @@ def test_data_sets_scaled_by_other_automatic_depths_are_not_compared(tmp_path):
     check_depth(dict(target, bits=12), meta, "results/data/tgt.zarr", "m")
 
 
+def test_what_the_images_lose_on_the_way_to_the_net_is_said(tmp_path, caplog):
+    """Transparency dropped, a tiny image blown up, an elongated one cropped to its middle:
+    each is read (as before), and a warning per data set names how many and one of them."""
+    clear = np.full((8, 8, 4), 200, np.uint8)
+    clear[:4, :, 3] = 0  # transparent top half: its stored colour is what the net would see
+    paths = [save(tmp_path / "clear.png", clear),
+             save(tmp_path / "opaque.png", np.full((8, 8, 4), 255, np.uint8)),
+             save(tmp_path / "dot.png", np.full((1, 1, 3), 9, np.uint8)),
+             save(tmp_path / "strip.png", np.zeros((16, 400, 3), np.uint8))]
+    with caplog.at_level(logging.WARNING, logger="convdp"):
+        d = load_images(paths, size=32)
+    assert d.images.shape == (4, 32, 32, 3) and (d.images[0] == 200).all()
+    text = caplog.text
+    assert "1 image(s) with transparent pixels: the alpha is dropped" in text
+    assert "clear.png, 8×8 px" in text and "opaque.png" not in text
+    assert "1 image(s) upscaled more than 4x to size 32" in text and "dot.png, 1×1 px" in text
+    assert ("1 image(s) so elongated that the centre crop to a square keeps less than half of "
+            "them (e.g. " in text) and "strip.png, 400×16 px" in text
+
+
 def test_float_tiff_in_unit_range_keeps_its_grey_levels(tmp_path, caplog):
     grey = np.full((4, 4), 0.5, np.float32)
     ramp = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
