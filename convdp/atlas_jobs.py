@@ -17,12 +17,14 @@ from convdp.io import read_json, write_json, write_npz
 
 
 def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
-                  background: int, out: str | Path, images: str | Path | None = None) -> dict:
+                  background: int | None, out: str | Path,
+                  images: str | Path | None = None) -> dict:
     """Read the masks of the stored data set's images (same relative names; ``images``:
     their folder, where each mask's size is checked against its image's) into ``out``
-    (``masks`` (N, H, W) int16, ``background``)."""
+    (``masks`` (N, H, W) int16, ``background``: :data:`convdp.masks.NO_BACKGROUND` for
+    None, masks without one)."""
     from convdp.data import open_dataset
-    from convdp.masks import check_background, load_masks
+    from convdp.masks import NO_BACKGROUND, check_background, load_masks
 
     group = open_dataset(dataset)
     names = list(dict(group.attrs.get("files", {})))
@@ -32,6 +34,7 @@ def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
                          "names; masks need an image folder data set (kind folder)")
     masks = load_masks(folder, names, size, shape, images)
     check_background(masks, background, folder)
+    background = NO_BACKGROUND if background is None else background
     write_npz(out, masks=masks, background=np.int64(background), names=np.array(names))
     return {"images": len(names), "shape": list(shape)}
 

@@ -262,13 +262,22 @@ def _check_dataset(name: str, spec: dict) -> dict:
         if names and kind != "folder":
             raise ConfigError(f"{key}.classes: class names ({names[0]!r}) are for image folders; "
                               f"{what} has classes 0-{n_classes - 1}")
-        if names:
+        if kind == "folder":
             have = sorted(p.name for p in folder.iterdir()
                           if p.is_dir() and not p.name.startswith("."))
             unknown = [c for c in names if c not in have]
             if unknown:
                 raise ConfigError(f"{key}.classes: no class folder {unknown[0]!r} in {folder}; "
                                   f"have {have}")
+            # folders named by numbers: 2 is the index of the third folder in sorted order
+            # ("10" of 0, 1, 10, 2), "2" the folder's name
+            twin = [c for c in classes if not isinstance(c, str) and str(c) in have
+                    and c < len(have) and have[c] != str(c)]
+            if twin:
+                c = twin[0]
+                raise ConfigError(f"{key}.classes: {c} is the index of class folder "
+                                  f"{have[c]!r}, not of the folder named {str(c)!r}; write "
+                                  f"'{c}' (quoted) for the folder's name")
         bad = sorted(c for c in set(classes) if not isinstance(c, str) and c >= n_classes)
         if bad:
             raise ConfigError(f"{key}.classes: unknown class(es) {bad}; {what} has classes "

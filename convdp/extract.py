@@ -157,7 +157,8 @@ def reusable_store(path: Path, fingerprint: dict) -> zarr.Group | None:
         group = zarr.open_group(path, mode="r+")
         if group.attrs.get("fingerprint") == fingerprint:
             return group
-        log.warning("%s was written for another model/data set/layers: it will be replaced", path)
+        log.warning("%s was written with other inputs (model, data set, layers, input "
+                    "normalisation or store settings): it will be replaced", path)
     except Exception as exc:  # noqa: BLE001 - any unreadable store is replaced
         log.warning("%s is unreadable (%s): it will be replaced", path, exc)
     return None

@@ -39,19 +39,29 @@ CLUSTER_COLUMNS = ["cluster", "weight", "kept", "pixels", "foreground_share", "b
 SUMMARY_COLUMNS = ["mask_nmi", "mask_ari", "mask_purity", "mask_mean_best_iou"]
 
 
-#: Lossless formats a mask may be stored in (any case). Not GIF: its pixels are palette
-#: indices that writers renumber (Pillow's made a mask of 3s into one of 0s).
+#: Lossless formats a mask may be stored in (any case).
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".pbm", ".ppm", ".pnm")
-_LOSSY = (".jpg", ".jpeg", ".webp")
+#: Image formats refused as masks, and why.
+_REFUSED = {
+    ".jpg": "JPEG's lossy compression makes new values at the parts' borders",
+    ".jpeg": "JPEG's lossy compression makes new values at the parts' borders",
+    ".webp": "WebP is mostly lossy, and a lossy one makes new values at the parts' borders",
+    ".gif": "a GIF's pixels are palette indices, which its writers renumber",
+}
+#: The ``background`` stored for masks without one (``mask_background: null``): no int16
+#: pixel holds it, so every pixel is foreground.
+NO_BACKGROUND = 1 << 40
 
 
 def mask_file(folder: Path, name: str) -> Path:
     """The mask of the image ``name`` (relative to its folder): same name, or else the one
-    file with the same stem; refused when it is not a lossless image or not the only one."""
+    image file with the same stem (other files, a ``.json`` beside it, are not masks);
+    refused when it is not a lossless image or not the only one."""
     path = folder / name
+    images = MASK_EXTENSIONS + tuple(_REFUSED)
     found = [path] if path.is_file() else sorted(
         p for p in path.parent.glob(glob.escape(path.stem) + ".*")
-        if p.stem == path.stem and p.is_file() and not p.name.startswith(".")
+        if p.stem == path.stem and p.suffix.lower() in images and p.is_file()
     ) if path.parent.is_dir() else []
     if not found:
         raise FileNotFoundError(f"no mask for image {name!r}: expected {path} (or "
@@ -60,13 +70,10 @@ def mask_file(folder: Path, name: str) -> Path:
         raise ValueError(f"several masks for image {name!r}: {', '.join(p.name for p in found)} "
                          f"in {path.parent}; keep one")
     suffix = found[0].suffix.lower()
-    if suffix in _LOSSY:
-        raise ValueError(f"mask {found[0]} is a lossy {suffix} image: its compression makes new "
-                         "values at the parts' borders; save masks as PNG")
-    if suffix not in MASK_EXTENSIONS:
-        raise ValueError(f"mask {found[0]}: {suffix or 'no extension'} is not a mask format "
-                         f"({' '.join(MASK_EXTENSIONS)})")
-    return found[0]
+    if suffix in _REFUSED:
+        raise ValueError(f"mask {found[0]} is a {suffix} image: {_REFUSED[suffix]}; save masks "
+                         "as PNG")
+    return found[0]  # an image's own name has an image extension: one of the two lists
 
 
 def shown_size(path: Path) -> tuple[int, int, bool]:
@@ -150,20 +157,22 @@ def _check_drawn_on(path: Path, shape: tuple[int, int], image: Path) -> None:
     if shape == (h, w):
         return
     why = (f"; the image's EXIF orientation turns it, and the mask has the stored pixels' "
-           f"{w}×{h}: draw or turn the mask as the image is shown" if turned and shape == (w, h)
+           f"{h}×{w}: draw or turn the mask as the image is shown" if turned and shape == (w, h)
            else "")
     raise ValueError(f"mask {path} is {shape[1]}×{shape[0]} pixels, its image {image} "
                      f"{w}×{h}{' as shown' if turned else ''}{why}")
 
 
-def check_background(masks: np.ndarray, background: int, folder: str | Path) -> None:
-    """Refuse a background value that no mask holds: every pixel would count as a part."""
-    if not (masks == background).any():
+def check_background(masks: np.ndarray, background: int | None, folder: str | Path) -> None:
+    """Refuse a background value that no mask holds: every pixel would count as a part
+    (``None``: the masks have no background, said so)."""
+    if background is not None and not (masks == background).any():
         values = np.unique(masks)
         shown = ", ".join(map(str, values[:10])) + (", …" if len(values) > 10 else "")
         raise ValueError(f"mask_background {background} is in none of the {len(masks)} masks "
                          f"of {folder} (their values: {shown}); set the data set's "
-                         "mask_background to the value of their background")
+                         "mask_background to the value of their background, or to null "
+                         "where every pixel is a part's")
 
 
 def part_names(folder: str | Path) -> dict[int, str]:

@@ -175,7 +175,6 @@ def prepare_model(
             "classes": classes.tolist(),
             "class_names": [ds.class_names[c] if c < len(ds.class_names) else str(c) for c in classes],
             "val_accuracy": metrics["val_accuracy"],
-            "depth": ds.depth,  # how its images wider than 8 bits were scaled, if any
         }
         meta |= ({"normalised_on": str(train_data)} if control_of else {
             "trained_on": str(train_data),
@@ -230,10 +229,13 @@ def extract(
     progress: bool = True,
     sample: dict | None = None,
     smooth: dict | None = None,
+    source: str | Path | None = None,
 ) -> dict:
     """Extract ``layers`` of the net over ``dataset``; write the store and its manifest
     (``sample``: the plan of a sample store, :mod:`convdp.sampled`; None = a full store;
-    ``smooth``: {layer: σ} of the layers stored smoothed, :mod:`convdp.smoothing`).
+    ``smooth``: {layer: σ} of the layers stored smoothed, :mod:`convdp.smoothing`;
+    ``source``: the model's source data set, whose images' depth ``dataset``'s must share,
+    :func:`check_depth`).
 
     The manifest (the rule's declared output) is written last, so it exists only once the
     store is complete. The store itself is not a declared output: Snakemake would delete it
@@ -257,7 +259,9 @@ def extract(
             f"{dataset}: images have {images.shape[-1]} channel(s) but model {model_name!r} "
             f"takes {meta['in_channels']}"
         )
-    check_depth(group.attrs.get("depth"), meta, dataset, model_name)
+    if source is not None and Path(source) != Path(dataset):
+        check_depth(group.attrs.get("depth"), data_mod.open_dataset(source).attrs.get("depth"),
+                    dataset, source, model_name)
     fingerprint = {
         "model_sha256": file_hash(weights),
         "dataset_checksum": group.attrs["checksum"],
@@ -276,21 +280,23 @@ def extract(
     return out
 
 
-def check_depth(depth: dict | None, meta: dict, dataset: str | Path, model_name: str) -> None:
-    """Refuse a data set whose images wider than 8 bits were scaled by another depth than
-    those the net was trained on, where neither depth was set (``bit_depth: auto`` picks
-    each data set's from its largest value, so one bright pixel moves it): the same value
-    would be another brightness, which the transfer scores would report as a domain shift."""
-    ref = meta.get("depth")
-    if not depth or not ref or depth["bits"] == ref["bits"] or depth["set"] or ref["set"]:
+def check_depth(depth: dict | None, ref: dict | None, dataset: str | Path,
+                source: str | Path, model_name: str) -> None:
+    """Refuse a data set whose images wider than 8 bits were scaled by another depth than its
+    model's source's (``depth``, ``ref``: each store's, :func:`convdp.datasets.images._one_depth`)
+    unless both depths were set (``bit_depth: auto`` picks each data set's from its largest
+    value, so one bright pixel moves it): the same value would be another brightness, which
+    the transfer scores would report as a domain shift."""
+    if not depth or not ref or depth["bits"] == ref["bits"] or (depth["set"] and ref["set"]):
         return
-    name, src = Path(dataset).stem, Path(meta.get("trained_on") or meta.get("normalised_on")).stem
+    name, src = Path(dataset).stem, Path(source).stem
+    how = {True: "as bit_depth says", False: "by bit_depth auto"}
     raise ValueError(
-        f"{dataset}: its images were scaled as {depth['bits']}-bit (data max {depth['max']}), "
-        f"those model {model_name!r} was trained on ({src}) as {ref['bits']}-bit (data max "
-        f"{ref['max']}): one value would be {2 ** abs(depth['bits'] - ref['bits'])}x as bright "
-        f"in one as in the other. Set bit_depth on datasets {name} and {src} (the sensor's "
-        "depth, e.g. 12, 14 or 16)"
+        f"{dataset}: its images were scaled as {depth['bits']}-bit (data max {depth['max']}, "
+        f"{how[depth['set']]}), those of {src}, model {model_name!r}'s source, as "
+        f"{ref['bits']}-bit (data max {ref['max']}, {how[ref['set']]}): one value would be "
+        f"{2 ** abs(depth['bits'] - ref['bits'])}x as bright in one as in the other. Set "
+        f"bit_depth on both datasets {name} and {src} (the sensor's depth, e.g. 12, 14 or 16)"
     )
 
 

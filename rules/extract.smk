@@ -8,6 +8,8 @@ rule extract_activations:
         weights="results/models/{model}.pt",
         meta="results/models/{model}.json",
         dataset="results/data/{dataset}.zarr",
+        # its source: the depth its images wider than 8 bits were scaled by is compared
+        source=lambda wc: f"results/data/{source_of(wc.model)}.zarr",
     output:
         manifest="results/activations/{model}/{dataset}.json",
     log:

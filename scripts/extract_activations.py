@@ -10,5 +10,6 @@ with snakemake_job(snakemake):
         snakemake.params.layers,
         snakemake.output.manifest,
         model_name=snakemake.wildcards.model,
+        source=snakemake.input.source,
         **snakemake.params.extract,
     )

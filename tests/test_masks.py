@@ -99,16 +99,19 @@ def test_mask_lookup_takes_names_literally_and_refuses_doubtful_files(tmp_path):
     with pytest.raises(ValueError, match=r"several masks for image 'y.jpg': y.png, y.tif"):
         load_masks(tmp_path, ["y.jpg"], None, (8, 8))
     save("z.jpg", 1)
-    with pytest.raises(ValueError, match=r"mask .*z\.jpg is a lossy \.jpg image"):
+    with pytest.raises(ValueError, match=r"mask .*z\.jpg is a \.jpg image: JPEG's lossy "):
         load_masks(tmp_path, ["z.png"], None, (8, 8))
-    (tmp_path / "w.txt").write_text("1")
-    with pytest.raises(ValueError, match=r"mask .*w\.txt: \.txt is not a mask format"):
+    (tmp_path / "w.txt").write_text("1")  # not an image: no mask
+    with pytest.raises(FileNotFoundError, match=r"no mask for image 'w.png'"):
         load_masks(tmp_path, ["w.png"], None, (8, 8))
     save("g.pgm", 3)  # a lossless format beside the images' own
     assert (load_masks(tmp_path, ["g.png"], None, (8, 8)) == 3).all()
     save("h.gif", 3)  # palette indices, renumbered by the writer: this one holds 0s
-    with pytest.raises(ValueError, match=r"\.gif is not a mask format"):
+    with pytest.raises(ValueError, match=r"\.gif image: a GIF's pixels are palette indices"):
         load_masks(tmp_path, ["h.png"], None, (8, 8))
+    save("s.png", 4)
+    (tmp_path / "s.json").write_text("{}")  # a file beside the mask is not a second mask
+    assert (load_masks(tmp_path, ["s.jpg"], None, (8, 8)) == 4).all()
 
 
 def test_a_mask_of_another_size_than_its_image_is_refused_before_resizing(tmp_path):
@@ -126,7 +129,8 @@ def test_a_mask_of_another_size_than_its_image_is_refused_before_resizing(tmp_pa
     Image.new("RGB", (48, 32)).save(tmp_path / "img" / "t.jpg", exif=exif)
     Image.fromarray(np.zeros((32, 48), np.uint8)).save(tmp_path / "msk" / "t.png")
     with pytest.raises(ValueError, match=r"is 48×32 pixels, its image .*t\.jpg 32×48 as shown; "
-                                         r"the image's EXIF orientation turns it"):
+                                         r"the image's EXIF orientation turns it, and the mask "
+                                         r"has the stored pixels' 48×32"):
         load_masks(tmp_path / "msk", ["t.jpg"], 16, (16, 16), tmp_path / "img")
     Image.fromarray(np.zeros((48, 32), np.uint8)).save(tmp_path / "msk" / "t.png")
     assert load_masks(tmp_path / "msk", ["t.jpg", "a.png"][:1], 16, (16, 16),
@@ -134,13 +138,17 @@ def test_a_mask_of_another_size_than_its_image_is_refused_before_resizing(tmp_pa
 
 
 def test_a_background_no_mask_holds_is_refused(tmp_path):
-    from convdp.masks import check_background
+    from convdp.masks import NO_BACKGROUND, check_background
 
     masks = np.array([[[0, 1], [2, 3]]])
     check_background(masks, 0, tmp_path)
     with pytest.raises(ValueError, match=r"mask_background 7 is in none of the 1 masks of .* "
-                                         r"\(their values: 0, 1, 2, 3\)"):
+                                         r"\(their values: 0, 1, 2, 3\).* or to null"):
         check_background(masks, 7, tmp_path)
+    check_background(masks + 1, None, tmp_path)  # masks without a background, said so
+    record, _ = agreement(np.array([[[0, 1], [0, 1]]]), masks + 1, np.full(2, 0.5),
+                          NO_BACKGROUND)
+    assert record["foreground_pixels"] == 4 and record["parts"] == 4
 
 
 def test_summary_columns_and_figure(tmp_path):

@@ -52,21 +52,24 @@ def test_a_set_bit_depth_scales_every_data_set_alike(tmp_path):
         load_images(b, bit_depth=12)
 
 
-def test_data_sets_scaled_by_other_automatic_depths_are_not_compared(tmp_path):
-    """A net trained on images scaled as 12-bit is not run on a data set scaled as 14-bit
-    by ``auto``: the error names both and the key; with the depth set, it is."""
+def test_data_sets_scaled_by_other_depths_are_not_compared(tmp_path):
+    """A net whose source's images were scaled as 12-bit is not run on a data set scaled as
+    14-bit unless both depths were set: the error names both data sets and the key."""
     from convdp.pipeline import check_depth
 
-    meta = {"trained_on": "results/data/src.zarr",
-            "depth": {"bits": 12, "max": 3999, "set": False}}
+    src = {"bits": 12, "max": 3999, "set": False}
     target = {"bits": 14, "max": 4200, "set": False}
+    args = ("results/data/tgt.zarr", "results/data/src.zarr", "m")
     with pytest.raises(ValueError, match=r"tgt.zarr: its images were scaled as 14-bit \(data "
-                                         r"max 4200\), those model 'm' was trained on \(src\) "
-                                         r"as 12-bit .* Set bit_depth on datasets tgt and src"):
-        check_depth(target, meta, "results/data/tgt.zarr", "m")
-    check_depth(target | {"set": True}, meta, "results/data/tgt.zarr", "m")
-    check_depth(None, meta, "results/data/tgt.zarr", "m")  # 8-bit images: no depth to compare
-    check_depth(dict(target, bits=12), meta, "results/data/tgt.zarr", "m")
+                                         r"max 4200, by bit_depth auto\), those of src, model "
+                                         r"'m''s source, as 12-bit .* Set bit_depth on both "
+                                         r"datasets tgt and src"):
+        check_depth(target, src, *args)
+    with pytest.raises(ValueError, match="as bit_depth says"):  # one set, the other auto
+        check_depth(target | {"set": True}, src, *args)
+    check_depth(target | {"set": True}, src | {"set": True}, *args)  # both chosen
+    check_depth(None, src, *args)  # 8-bit images: no depth to compare
+    check_depth(dict(target, bits=12), src, *args)
 
 
 def test_what_the_images_lose_on_the_way_to_the_net_is_said(tmp_path, caplog):

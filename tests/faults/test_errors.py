@@ -262,7 +262,8 @@ def test_store_from_another_model_is_refused_and_not_reused(work, tmp_path, capl
     caplog.set_level(logging.INFO, logger="convdp")
     info = extract(work, work.manifest)
     assert info["chunks_resumed"] == 0
-    assert f"{store_a} was written for another model/data set/layers: it will be replaced" in caplog.text
+    assert (f"{store_a} was written with other inputs (model, data set, layers, input "
+            "normalisation or store settings): it will be replaced") in caplog.text
     from .helpers import assert_stores_equal
 
     assert_stores_equal(original, store_a)

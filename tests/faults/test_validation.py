@@ -55,6 +55,13 @@ def test_classes_by_folder_name(tmp_path):
     assert validate_config(config)["datasets"]["mine"]["classes"] == ["2_left", "0_right"]
     fails(with_classes(["1_down", "3_up"]),
           "datasets.mine.classes: no class folder '3_up' in ")
+    numbered = tmp_path / "numbered"
+    for name in ("0", "1", "10", "2"):
+        (numbered / name).mkdir(parents=True)
+    fails(lambda c: c["datasets"].update(n={"kind": "folder", "path": str(numbered),
+                                            "classes": [0, 2]}),
+          "datasets.n.classes: 2 is the index of class folder '10', not of the folder named "
+          "'2'; write '2' (quoted)")
     fails(lambda c: c["datasets"]["digits_target"].update(classes=["5"]),
           "datasets.digits_target.classes: class names ('5') are for image folders; digits has "
           "classes 0-9")
