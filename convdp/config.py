@@ -314,7 +314,8 @@ def _check_channels(name: str, spec: dict, facts: dict) -> int:
         if spec.get("normalize") == "data":
             raise ConfigError(f"{key}.normalize: 'data' is the statistics of the images a net is "
                               f"trained on, and this one is not trained here (weights "
-                              f"{spec['weights']!r}); use auto (the weights' own), imagenet or null")
+                              f"{spec['weights']!r}); use auto (the weights' own normalisation where they "
+                              "carry one, else the default for the channels), imagenet or null")
         from convdp.models import arch_kind, spec_channels
         from convdp.provenance import weights_file
 
