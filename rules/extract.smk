@@ -9,7 +9,8 @@ rule extract_activations:
         meta="results/models/{model}.json",
         dataset="results/data/{dataset}.zarr",
         # its source: the depth its images wider than 8 bits were scaled by is compared
-        source=lambda wc: f"results/data/{source_of(wc.model)}.zarr",
+        # (ancient: a newer source store does not redo the other data sets' extractions)
+        source=lambda wc: ancient(f"results/data/{source_of(wc.model)}.zarr"),
     output:
         manifest="results/activations/{model}/{dataset}.json",
     log:
