@@ -18,11 +18,11 @@ from convdp.io import read_json, write_json, write_npz
 
 def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
                   background: int | None, out: str | Path,
-                  images: str | Path | None = None) -> dict:
+                  images: str | Path | None = None, ignore: Sequence[int] = ()) -> dict:
     """Read the masks of the stored data set's images (same relative names; ``images``:
     their folder, where each mask's size is checked against its image's) into ``out``
     (``masks`` (N, H, W) int16, ``background``: :data:`convdp.masks.NO_BACKGROUND` for
-    None, masks without one)."""
+    None, masks without one; ``ignore``: the values no score counts)."""
     from convdp.data import open_dataset
     from convdp.masks import NO_BACKGROUND, check_background, load_masks
 
@@ -35,7 +35,8 @@ def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
     masks = load_masks(folder, names, size, shape, images)
     check_background(masks, background, folder)
     background = NO_BACKGROUND if background is None else background
-    write_npz(out, masks=masks, background=np.int64(background), names=np.array(names))
+    write_npz(out, masks=masks, background=np.int64(background), names=np.array(names),
+              ignore=np.asarray(ignore, np.int64))
     return {"images": len(names), "shape": list(shape)}
 
 
@@ -51,11 +52,12 @@ def mask_agreement(fit_npz: str | Path, masks_npz: str | Path, out_csv: str | Pa
         labels, weights = z["labels"], z["weights"]
     with np.load(masks_npz) as z:
         masks, background = z["masks"], int(z["background"])
+        ignore = z["ignore"] if "ignore" in z else ()  # stores from before mask_ignore
     if labels.ndim != 3:
         raise ValueError(f"{fit_npz}: labels of shape {labels.shape} are not label maps "
                          "(position mode)")
     record, table = agreement(labels, masks, weights, background, weight_threshold,
-                              part_names(folder) if folder else None)
+                              part_names(folder) if folder else None, ignore)
     record |= dict(context)
     write_csv(table, out_csv)
     write_json(out_json, record)

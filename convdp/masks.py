@@ -203,14 +203,19 @@ def _contingency(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
               background: int = 0, weight_threshold: float = 0.01,
-              names: dict[int, str] | None = None) -> tuple[dict, pd.DataFrame]:
+              names: dict[int, str] | None = None,
+              ignore: Sequence[int] = ()) -> tuple[dict, pd.DataFrame]:
     """Score label maps (N, h, w) against masks (N, H, W): the record (``nmi``, ``ari`` on the
     foreground, ``mean_best_iou`` weighted by the clusters' foreground pixels, counts) and one
-    row per cluster present (:data:`CLUSTER_COLUMNS`)."""
+    row per cluster present (:data:`CLUSTER_COLUMNS`); pixels of the values ``ignore`` are in
+    no score."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     up = upsample(np.asarray(labels), masks.shape[1:]).ravel()
     truth = np.asarray(masks).ravel()
+    if len(ignore):
+        scored = ~np.isin(truth, np.asarray(ignore))
+        up, truth = up[scored], truth[scored]
     fg = truth != background
     record = {"images": int(masks.shape[0]), "pixels": int(truth.size),
               "foreground_pixels": int(fg.sum()), "label_map_shape": list(labels.shape[1:]),

@@ -17,6 +17,7 @@ rule prepare_masks:
         images=lambda wc: DATASETS[wc.dataset]["path"],
         size=lambda wc: DATASETS[wc.dataset].get("size"),
         background=lambda wc: DATASETS[wc.dataset]["mask_background"],
+        ignore=lambda wc: DATASETS[wc.dataset]["mask_ignore"],
         sources=lambda wc: _provenance.folder_fingerprint(
             DATASETS[wc.dataset]["masks"], every_file=True
         ),

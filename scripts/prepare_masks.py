@@ -11,4 +11,5 @@ with snakemake_job(snakemake):
         snakemake.params.background,
         snakemake.output[0],
         images=snakemake.params.images,
+        ignore=snakemake.params.ignore,
     )

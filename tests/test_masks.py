@@ -151,6 +151,35 @@ def test_a_background_no_mask_holds_is_refused(tmp_path):
     assert record["foreground_pixels"] == 4 and record["parts"] == 4
 
 
+def test_ignored_mask_values_are_in_no_score(tmp_path):
+    """Pixels nobody labelled (VOC's 255 at the borders) counted as a part of their own: the
+    label maps that follow the two parts exactly scored below 1; with ``mask_ignore`` they
+    are left out, through the job function too."""
+    from convdp.atlas_jobs import mask_agreement
+    from convdp.io import write_npz
+
+    masks = np.zeros((2, 8, 8), np.int16)
+    masks[:, :, 4:] = 2
+    masks[:, :4, :] += 1  # parts 1, 2, 3 and the background 0 (bottom left), a band of 255
+    masks[:, :, 3:5] = 255
+    labels = np.where(masks == 255, 9, masks)  # the clusters are the parts; the band its own
+    weights = np.full(10, 0.1)
+    plain, _ = agreement(labels, masks, weights, 0)
+    assert plain["parts"] == 4 and plain["ari"] == pytest.approx(1.0)  # 255 scored as a part
+    record, table = agreement(labels, masks, weights, 0, ignore=[255])
+    assert record["parts"] == 3 and record["foreground_pixels"] == 2 * (64 - 16 - 12)
+    assert record["ari"] == pytest.approx(1.0) and 9 not in table["cluster"].tolist()
+    shuffled = np.where(masks == 255, (np.arange(64).reshape(8, 8) % 4)[None], masks)
+    assert agreement(shuffled, masks, weights, 0)[0]["ari"] < 0.9  # the band, scored, costs
+    assert agreement(shuffled, masks, weights, 0, ignore=[255])[0]["ari"] == pytest.approx(1.0)
+    write_npz(tmp_path / "fit.npz", labels=shuffled, weights=weights)
+    write_npz(tmp_path / "m.npz", masks=masks, background=np.int64(0), names=np.array(["a", "b"]),
+              ignore=np.array([255]))
+    out = mask_agreement(tmp_path / "fit.npz", tmp_path / "m.npz", tmp_path / "t.csv",
+                         tmp_path / "r.json", context={})
+    assert out["ari"] == pytest.approx(1.0) and out["parts"] == 3
+
+
 def test_summary_columns_and_figure(tmp_path):
     records = [{"model": m, "control_of": c, "dataset": "p", "layer": f"r{i}", "layer_index": i,
                 "nmi": 0.1 * i + s, "ari": 0.05 * i + s, "mean_best_iou": 0.3}
