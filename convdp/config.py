@@ -235,7 +235,8 @@ def _check_dataset(name: str, spec: dict) -> dict:
         if not folder.is_dir():
             raise ConfigError(f"{key}.path: image folder {folder} does not exist or is not a folder")
         channels, what = 3, f"image folder {folder} (class sub-folders)"
-        n_classes = sum(1 for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        have = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        n_classes = len(have)
     else:  # a few images on their own, unlabelled
         channels, n_classes, what = 3, 0, f"kind {kind!r}"
         if kind == "images":
@@ -263,8 +264,6 @@ def _check_dataset(name: str, spec: dict) -> dict:
             raise ConfigError(f"{key}.classes: class names ({names[0]!r}) are for image folders; "
                               f"{what} has classes 0-{n_classes - 1}")
         if kind == "folder":
-            have = sorted(p.name for p in folder.iterdir()
-                          if p.is_dir() and not p.name.startswith("."))
             unknown = [c for c in names if c not in have]
             if unknown:
                 raise ConfigError(f"{key}.classes: no class folder {unknown[0]!r} in {folder}; "
@@ -307,9 +306,6 @@ def _check_channels(name: str, spec: dict, facts: dict) -> int:
         if spec.get("in_channels", channels) != channels:
             raise ConfigError(f"{key}.in_channels: a net trained in the pipeline takes its training "
                               f"images' channels ({src!r}: {channels}); leave in_channels out")
-        if spec.get("normalize") == "imagenet" and channels != 3:
-            raise ConfigError(f"{key}.normalize: 'imagenet' normalisation is for 3-channel images, "
-                              f"but {src!r} has {channels}-channel images; use data or null")
     else:
         if spec.get("normalize") == "data":
             raise ConfigError(f"{key}.normalize: 'data' is the statistics of the images a net is "
@@ -329,9 +325,11 @@ def _check_channels(name: str, spec: dict, facts: dict) -> int:
             channels = spec_channels(spec)
         except ValueError as exc:
             raise ConfigError(f"{key}.arch: {exc}") from None
-        if spec.get("normalize") == "imagenet" and channels != 3:
-            raise ConfigError(f"{key}.normalize: 'imagenet' normalisation is for 3-channel images, "
-                              f"but the net takes {channels}; use auto or null")
+    if spec.get("normalize") == "imagenet" and channels != 3:
+        which = (f"{spec['train_on']!r} has {channels}-channel images; use data or null"
+                 if spec["weights"] == "train" else f"the net takes {channels}; use auto or null")
+        raise ConfigError(f"{key}.normalize: 'imagenet' normalisation is for 3-channel images, "
+                          f"but {which}")
     for ds in spec["analyse_on"]:
         if facts[ds]["channels"] != channels:
             hint = ("" if spec["weights"] == "train" or "in_channels" in spec
