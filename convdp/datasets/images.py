@@ -138,16 +138,12 @@ def _to_rgb(im: Any, bits: int | None = None, fixed: bool = False) -> tuple[Any,
         im, note = _from_float(im)
     elif im.mode not in _EIGHT_BIT_MODES:
         raise ValueError(f"unsupported image mode {im.mode!r}")
-    elif im.mode in ("P", "PA") and "transparency" in im.info:
-        im = im.convert("RGBA")
     return (im if im.mode == "RGB" else im.convert("RGB")), note
 
 
 def _transparent(im: Any) -> bool:
-    """Whether ``im`` has a pixel that is not fully opaque (its alpha band, or a palette's
-    transparent index)."""
-    if im.mode in ("P", "PA") and "transparency" in im.info:
-        im = im.convert("RGBA")
+    """Whether ``im`` has a pixel that is not fully opaque (its alpha band; a palette's
+    transparent index is one once :func:`_decode` has made it RGBA)."""
     if "A" not in im.getbands():
         return False
     low, high = im.getchannel("A").getextrema()
@@ -168,6 +164,8 @@ def _decode(
             im.load()
             _check_wide_colour(im, data)
             im = ImageOps.exif_transpose(im)
+            if im.mode in ("P", "PA") and "transparency" in im.info:
+                im = im.convert("RGBA")  # the transparent index as alpha, converted once
             seen = {"transparent": _transparent(im), "shape": (im.height, im.width)}
             im, note = _to_rgb(im, bits, fixed)
             arr = np.asarray(im, dtype=np.uint8)
