@@ -42,9 +42,10 @@ SUMMARY_COLUMNS = ["mask_nmi", "mask_ari", "mask_purity", "mask_mean_best_iou"]
 #: Lossless formats a mask may be stored in (any case).
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".pbm", ".ppm", ".pnm")
 #: Image formats refused as masks, and why.
+_JPEG = "JPEG's lossy compression makes new values at the parts' borders"
 _REFUSED = {
-    ".jpg": "JPEG's lossy compression makes new values at the parts' borders",
-    ".jpeg": "JPEG's lossy compression makes new values at the parts' borders",
+    ".jpg": _JPEG,
+    ".jpeg": _JPEG,
     ".webp": "WebP is mostly lossy, and a lossy one makes new values at the parts' borders",
     ".gif": "a GIF's pixels are palette indices, which its writers renumber",
 }
