@@ -95,30 +95,111 @@ _OUT_OF_PLACE = {operator.iadd: operator.add, operator.isub: operator.sub,
                  operator.imul: operator.mul, operator.itruediv: operator.truediv}
 
 
+#: Modules whose output may be their input itself or a view of it (a dropout in eval mode
+#: returns its input): an in-place op on their output overwrites the node before them.
+_ALIAS_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                  nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Flatten, nn.Unflatten)
+_ALIAS_METHODS = frozenset({
+    "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "squeeze", "unsqueeze",
+    "transpose", "permute", "t", "contiguous", "expand", "expand_as", "narrow", "select",
+    "detach", "__getitem__", "movedim", "swapaxes", "swapdims", "as_strided", "unfold",
+})
+_ALIAS_FUNCTIONS = frozenset({
+    torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.transpose,
+    torch.permute, torch.narrow, torch.select, torch.detach, torch.movedim, operator.getitem,
+    nn.functional.dropout, nn.functional.dropout1d, nn.functional.dropout2d,
+    nn.functional.dropout3d, nn.functional.alpha_dropout, nn.functional.feature_alpha_dropout,
+})
+
+
+def _aliases(graph_module: torch.fx.GraphModule, node: torch.fx.Node) -> list[torch.fx.Node]:
+    """``node`` and the nodes whose output may share its memory (views of it, an
+    ``nn.Identity`` or a dropout passing it on, and so on, transitively)."""
+    found, todo = [node], [node]
+    while todo:
+        for user in todo.pop().users:
+            if user in found:
+                continue
+            alias = (
+                (user.op == "call_module"
+                 and isinstance(graph_module.get_submodule(user.target), _ALIAS_MODULES))
+                or (user.op == "call_method" and user.target in _ALIAS_METHODS)
+                or (user.op == "call_function" and user.target in _ALIAS_FUNCTIONS)
+            )
+            if alias:
+                found.append(user)
+                todo.append(user)
+    return found
+
+
 def _protect_outputs(graph_module: torch.fx.GraphModule) -> None:
-    """Switch the in-place ops that take a returned node as input to their out-of-place form."""
+    """Switch the in-place ops that take a returned node, or a view or pass-through of it
+    (:func:`_aliases`), as input to their out-of-place form; then :func:`_guard_outputs`."""
     output = next(node for node in graph_module.graph.nodes if node.op == "output")
     for captured in output.all_input_nodes:
-        for user in list(captured.users):
-            if user.op == "call_module":
-                module = graph_module.get_submodule(user.target)
-                if getattr(module, "inplace", None) is True:  # a copy: the user's net stays as is
-                    module = copy.copy(module)
-                    module.inplace = False
-                    user.target = user.target.replace(".", "_") + "_out_of_place"
-                    graph_module.add_submodule(user.target, module)
-            elif user.op == "call_function":
-                if user.kwargs.get("inplace") is True:
-                    user.kwargs = {**user.kwargs, "inplace": False}
-                if user.target in _OUT_OF_PLACE and user.args[0] is captured:
-                    user.target = _OUT_OF_PLACE[user.target]
-                name = getattr(user.target, "__name__", "")
-                if name.endswith("_") and not name.startswith("_") and hasattr(torch, name[:-1]):
-                    user.target = getattr(torch, name[:-1])
-            elif (user.op == "call_method" and user.target.endswith("_")
-                  and not user.target.startswith("_") and user.args[0] is captured):
-                user.target = user.target[:-1]
+        for alias in _aliases(graph_module, captured):
+            for user in list(alias.users):
+                _out_of_place(graph_module, user, alias)
+    _guard_outputs(graph_module, output)
     graph_module.recompile()
+
+
+def _out_of_place(graph_module: torch.fx.GraphModule, user: torch.fx.Node,
+                  source: torch.fx.Node) -> None:
+    """Make ``user`` work out of place if it would overwrite ``source``, its input."""
+    if user.op == "call_module":
+        module = graph_module.get_submodule(user.target)
+        if getattr(module, "inplace", None) is True:  # a copy: the user's net stays as is
+            module = copy.copy(module)
+            module.inplace = False
+            user.target = user.target.replace(".", "_") + "_out_of_place"
+            graph_module.add_submodule(user.target, module)
+    elif user.op == "call_function":
+        if user.kwargs.get("inplace") is True:
+            user.kwargs = {**user.kwargs, "inplace": False}
+        if user.target in _OUT_OF_PLACE and user.args[0] is source:
+            user.target = _OUT_OF_PLACE[user.target]
+        name = getattr(user.target, "__name__", "")
+        if name.endswith("_") and not name.startswith("_") and hasattr(torch, name[:-1]):
+            user.target = getattr(torch, name[:-1])
+    elif (user.op == "call_method" and user.target.endswith("_")
+          and not user.target.startswith("_") and user.args[0] is source):
+        user.target = user.target[:-1]
+
+
+def _version(x):
+    """A tensor's version counter (bumped by every in-place op on it or a view of it);
+    None for anything else, and for inference-mode tensors, which keep none."""
+    return x._version if isinstance(x, torch.Tensor) and not x.is_inference() else None
+
+
+def _unchanged(outputs: dict, versions: dict) -> dict:
+    """``outputs``, after checking that no in-place op changed one since it was computed."""
+    for name, version in versions.items():
+        if version is not None and _version(outputs[name]) != version:
+            raise RuntimeError(
+                f"layer {name!r}: an in-place operation later in the net changed its output "
+                "before it could be stored, so it would not be the layer's output; make that "
+                "operation out of place (e.g. inplace=False) or extract another layer"
+            )
+    return outputs
+
+
+def _guard_outputs(graph_module: torch.fx.GraphModule, output: torch.fx.Node) -> None:
+    """Record each returned tensor's version counter where it is computed and check it at
+    the end (:func:`_unchanged`): an in-place op that :func:`_protect_outputs` did not
+    foresee (through a view or module it does not know) is an error, not a wrong layer."""
+    returned = output.args[0]
+    if not isinstance(returned, dict):
+        return
+    graph = graph_module.graph
+    versions = {}
+    for name, node in returned.items():
+        with graph.inserting_after(node):
+            versions[name] = graph.call_function(_version, (node,))
+    with graph.inserting_before(output):
+        checked = graph.call_function(_unchanged, (returned, versions))
+    output.args = (checked,)
 
 
 def to_channels_last(name: str, out: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,47 @@ def check_layers(model: nn.Module, requested: list[str] | str, model_name: str =
         )
     if not requested:
         raise ValueError(f"no layers chosen for {model_name}")
+    dropped = dropped_in_place(model)
+    if dropped:
+        raise ValueError(
+            f"{model_name}'s forward makes in-place call(s) whose result it does not use "
+            f"(graph node(s) {', '.join(dropped)}, e.g. a bare `x.relu_()` or "
+            "`F.relu(x, inplace=True)`): torch.fx, through which convdp reads the layers, drops "
+            "such calls, so the layers after them would not be the net's; assign the result "
+            "(`x = x.relu_()`)"
+        )
     return list(requested)
+
+
+def dropped_in_place(model: nn.Module) -> list[str]:
+    """The graph nodes of ``model`` (eval mode) that work in place and whose result nothing
+    uses: torch.fx's dead-code elimination, which feature extraction runs, removes them
+    although their input is changed."""
+    import operator
+
+    from torchvision.models.feature_extraction import NodePathTracer
+
+    in_place_ops = {operator.iadd, operator.isub, operator.imul, operator.itruediv,
+                    operator.ifloordiv, operator.imod, operator.ipow, operator.iand,
+                    operator.ior, operator.ixor, operator.ilshift, operator.irshift}
+    modules = dict(model.named_modules())
+
+    def in_place(node) -> bool:
+        if node.op == "call_module":
+            return getattr(modules.get(node.target), "inplace", None) is True
+        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+        return node.op in ("call_method", "call_function") and (
+            (name.endswith("_") and not name.startswith("_"))
+            or node.target in in_place_ops or node.kwargs.get("inplace") is True)
+
+    training = model.training
+    tracer = NodePathTracer()
+    try:
+        graph = tracer.trace(model.eval())
+    finally:
+        model.train(training)
+    return [tracer.node_to_qualname.get(n, n.name) for n in graph.nodes
+            if not n.users and in_place(n)]
 
 
 def node_positions(nodes: Sequence[str], names: Sequence[str]) -> list[float]:

@@ -244,6 +244,59 @@ def test_in_place_ops_after_captured_nodes_run_out_of_place_and_others_stay(tmp_
     assert net.act.inplace is True
 
 
+class _Aliasing(nn.Module):
+    """In-place ReLUs that reach a captured node through an ``nn.Identity`` (the usual "no
+    norm" placeholder), an eval-mode dropout, a view, or (``type_as``) a method that
+    returns its tensor itself and that convdp does not know to."""
+
+    def __init__(self, type_as: bool = False):
+        super().__init__()
+        self.type_as = type_as
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.norm1 = nn.Identity()
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.drop = nn.Dropout2d(0.5)
+        self.act2 = nn.ReLU(inplace=True)
+        self.conv3 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        x = self.norm1(self.conv1(x))
+        x = self.act1(x.type_as(x) if self.type_as else x)
+        x = self.act2(self.drop(self.conv2(x)))
+        y = self.conv3(x)
+        y.view(-1).relu_()
+        return y
+
+
+def test_in_place_ops_through_views_and_pass_through_modules_run_out_of_place():
+    """Asked for together, conv1 came out rectified: the ReLU after its ``nn.Identity``
+    overwrote it (asked for alone, the ReLU was not in the graph)."""
+    from convdp.extract import feature_extractor
+
+    torch.manual_seed(0)
+    net = _Aliasing().eval()
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        want = {"conv1": net.conv1(x)}
+        want["conv2"] = net.conv2(torch.relu(want["conv1"]))
+        want["conv3"] = net.conv3(torch.relu(want["conv2"]))
+        out = feature_extractor(net, ["conv1", "conv2", "conv3", "relu_"])(x)
+    for name, ref in want.items():
+        assert (out[name] < 0).any(), f"{name}: negative values must survive"
+        torch.testing.assert_close(out[name], ref)
+    torch.testing.assert_close(out["relu_"], torch.relu(want["conv3"]).view(-1))
+    assert net.act1.inplace and net.act2.inplace  # the user's net is left as it was
+
+
+def test_an_in_place_op_convdp_does_not_foresee_is_an_error_not_a_wrong_layer():
+    from convdp.extract import feature_extractor
+
+    net = _Aliasing(type_as=True).eval()
+    with torch.no_grad(), pytest.raises(RuntimeError, match="layer 'conv1': an in-place"):
+        feature_extractor(net, ["conv1", "conv2"])(torch.randn(2, 1, 8, 8))
+
+
 @pytest.mark.parametrize("compression", ["lz4", "zstd"])
 def test_compressed_stores_hold_the_same_values(digitnet, tiny_images, tmp_path, compression):
     run(digitnet, tiny_images, tmp_path / "plain.zarr")

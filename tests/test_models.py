@@ -4,6 +4,7 @@
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 from convdp.cli import main as cli_main
 from convdp.models import (
@@ -45,6 +46,34 @@ def test_check_layers_accepts_nodes_modules_and_blocks():
     assert check_layers(net, "blocks")[-1] == "layer4"
     with pytest.raises(ValueError, match=r"\['layer9'\] not found in resnet; its layers are: conv1, bn1"):
         check_layers(net, ["layer9"], "resnet")
+
+
+class _BareInPlace(nn.Module):
+    """``y.relu_()`` as a statement: torch.fx drops it (nothing uses its result), so the
+    extracted ``fc`` would be computed from the unrectified ``y``."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y.relu_()
+        return self.fc(y.mean((2, 3)))
+
+
+def test_a_dropped_in_place_call_is_refused_with_the_node_named():
+    net = _BareInPlace()
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():  # what it would have been: not the net's output
+        assert not torch.allclose(create_feature_extractor(net, ["fc"])(x)["fc"], net(x))
+    with pytest.raises(ValueError, match=r"graph node\(s\) relu_, .*assign the result"):
+        check_layers(net, ["fc"], "mine")
+    assert check_layers(torchvision.models.resnet18(), ["layer1"]) == ["layer1"]
+    assert net.training  # its mode is left as it was
 
 
 def test_state_dict_round_trip(tmp_path):
