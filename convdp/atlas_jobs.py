@@ -8,12 +8,16 @@
 
 from __future__ import annotations
 
+import logging
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from convdp.io import read_json, write_json, write_npz
+
+log = logging.getLogger(__name__)
 
 
 def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
@@ -84,7 +88,7 @@ def cluster_atlas(fit_npz: str | Path, manifest: str | Path, dataset: str | Path
     from convdp.fitted import load_npz, load_predictor
     from convdp.models import load_model
     from convdp.pipeline import open_layer
-    from convdp.plotting import cluster_colours
+    from convdp.plotting import cluster_colours, placeholder
     from convdp.receptive import trace_fields, widen
     from convdp.smoothing import radius
 
@@ -93,8 +97,16 @@ def cluster_atlas(fit_npz: str | Path, manifest: str | Path, dataset: str | Path
     if labels.ndim != 3:
         raise ValueError(f"{fit_npz}: not a position-mode fit (labels {labels.shape})")
     images = open_dataset(dataset)["images"][:]
-    field = trace_fields(load_model(read_json(meta_json), None), [layer],
-                         tuple(images.shape[1:3]))[layer]
+    try:
+        field = trace_fields(load_model(read_json(meta_json), None), [layer],
+                             tuple(images.shape[1:3]))[layer]
+    except ValueError as exc:  # the fits stand; only the crops need the field
+        log.warning("no cluster atlas for %s: %s", title or layer, exc)
+        placeholder(textwrap.fill(f"No cluster atlas: {exc}", 70), out_png,
+                    figsize=(7, 2))
+        out = {"layer": layer, "field": None, "error": str(exc)}
+        write_json(out_json, out)
+        return out
     sigma = (read_json(manifest).get("smooth") or {}).get(layer)
     title = title or layer
     if sigma:  # stored smoothed: a position sees its neighbours' fields too

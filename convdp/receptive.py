@@ -14,8 +14,12 @@ position ``i`` of a layer sees the input pixels ``start + i * jump`` to
 * Adaptive pooling to 1 × 1, ``flatten``, ``mean`` and linear layers make the output global
   (every position sees the whole image) or non-spatial; adaptive pooling to a size that divides
   the input composes as a pooling with kernel = stride = input / output.
-* Anything else that changes the spatial size (interpolation, pixel shuffle, …) leaves the
-  field unknown (None) for it and everything downstream; asking for such a layer raises.
+* A module that torchvision's feature extraction keeps as one node (``Conv2dNormActivation``,
+  ``SqueezeExcitation``, …) is traced through its own graph.
+* A flat layer (N, C) has one position, which sees the whole image.
+* Anything else that changes the spatial size or layout (interpolation, pixel shuffle, a
+  permute to channels-last, …) leaves the field unknown (None) for it and everything
+  downstream; asking for such a layer raises.
 
 :func:`widen` grows a field by a smoothing kernel (config ``extract.smooth``), and
 :func:`padding_free` marks the positions no padding reached (what the smoothing averages);
@@ -98,16 +102,20 @@ def _arg(node: fx.Node, pos: int, name: str, default):
 class _Tracer(fx.Interpreter):
     """Runs the graph and composes the receptive field of every node beside its value."""
 
-    def __init__(self, gm: fx.GraphModule, image: tuple[int, int]):
+    def __init__(self, gm: fx.GraphModule, image: tuple[int, int], start: Field = IDENTITY):
         super().__init__(gm)
         self.image = image
+        self.start = start  # the field of the graph's input (a module's input, see _inner)
         self.fields: dict[str, Field | None] = {}
         self.spatial: dict[str, tuple[int, int]] = {}
+        self.flat: set[str] = set()  # nodes whose value is an (N, C) tensor
 
     def run_node(self, n: fx.Node):
         out = super().run_node(n)
         if isinstance(out, torch.Tensor) and out.ndim == 4:
             self.spatial[n.name] = tuple(out.shape[2:])
+        elif isinstance(out, torch.Tensor) and out.ndim == 2:
+            self.flat.add(n.name)
         self.fields[n.name] = self._field(n, out)
         return out
 
@@ -116,7 +124,7 @@ class _Tracer(fx.Interpreter):
 
     def _field(self, n: fx.Node, out) -> Field | None:
         if n.op == "placeholder":
-            return IDENTITY
+            return self.start
         if not isinstance(out, torch.Tensor) or out.ndim != 4:
             return None
         shape = tuple(out.shape[2:])
@@ -133,6 +141,8 @@ class _Tracer(fx.Interpreter):
                                 getattr(m, "dilation", 1))
             if isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
                 return self._adaptive(first, self.spatial[ins[0].name], shape)
+            if next(m.children(), None) is not None:  # a module torchvision keeps whole
+                return self._inner(n, m, first)
         if n.op == "call_function":
             if n.target in _CONV_FUNCS and first is not None:
                 w = _arg(n, 1, "weight", None)
@@ -159,6 +169,23 @@ class _Tracer(fx.Interpreter):
                     return None
             fields.append(f)
         return _union(fields, self.image)
+
+    def _inner(self, n: fx.Node, m: nn.Module, first: Field | None) -> Field | None:
+        """The field of a module that the feature extraction keeps as one node
+        (torchvision's ``Conv2dNormActivation``, ``SqueezeExcitation``, …): its own graph
+        traced from its (one) spatial input's field."""
+        spatial = [a for a in n.args if isinstance(a, fx.Node) and a.name in self.spatial]
+        if first is None or len(spatial) != 1 or n.kwargs:
+            return None
+        try:
+            gm = fx.symbolic_trace(m)
+        except Exception:  # not traceable by torch.fx: no field
+            return None
+        inner = _Tracer(gm, self.image, first)
+        inner.run(*(self.env[a] if isinstance(a, fx.Node) else a for a in n.args))
+        output = next(x for x in gm.graph.nodes if x.op == "output")
+        result = output.args[0]
+        return inner.fields.get(result.name) if isinstance(result, fx.Node) else None
 
     def _adaptive(self, f: Field | None, size_in, size_out) -> Field | None:
         if f is None:
@@ -203,10 +230,14 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
     for name in layers:
         node = returned[name]
         field = tracer.fields.get(node.name)
+        if field is None and node.name in tracer.flat:  # (N, C): its one position sees all
+            field = Field((1, 1), (0, 0), hw, True)
         if field is None:
-            raise ValueError(f"layer {name!r}: its receptive field cannot be traced (it is not a "
-                             "spatial map, or an op on its path changes the spatial size in a "
-                             "way convdp does not compose)")
+            why = ("an op on its path is one whose field convdp does not compose (a permute to "
+                   "channels-last, a channel shuffle, an interpolation, …)"
+                   if node.name in tracer.spatial else "its output is not an (N, C, H, W) or "
+                   "(N, C) tensor")
+            raise ValueError(f"layer {name!r}: its receptive field cannot be traced: {why}")
         out[name] = field
     return out
 

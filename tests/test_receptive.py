@@ -12,6 +12,8 @@ CASES = [
     ("digitnet", ["relu1", "relu2", "relu3", "relu4"], 64),
     ("vgg11", ["features.1", "features.5", "features.10"], 72),
     ("resnet18", ["relu", "maxpool", "layer1.0.relu", "layer1", "layer2"], 136),
+    # Conv2dNormActivation and InvertedResidual: modules torchvision keeps as one node
+    ("mobilenet_v2", ["features.0", "features.1", "features.3"], 72),
 ]
 
 
@@ -51,6 +53,9 @@ def test_crop_box_clips_at_the_border():
 
 def test_global_and_untraceable_layers():
     model = build_model("resnet18", 10)
-    assert trace_fields(model, ["avgpool"], 64)["avgpool"].global_
-    with pytest.raises(ValueError, match="cannot be traced"):
-        trace_fields(model, ["fc"], 64)
+    fields = trace_fields(model, ["avgpool", "flatten", "fc"], 64)
+    assert all(f.global_ for f in fields.values())  # one position, which sees everything
+    upsampled = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Upsample(scale_factor=2),
+                                    torch.nn.Conv2d(4, 4, 3))
+    with pytest.raises(ValueError, match="layer '2': its receptive field cannot be traced: an op"):
+        trace_fields(upsampled, ["2"], 32)
