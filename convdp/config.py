@@ -78,7 +78,7 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
             if w and not Path(w).is_file():
                 raise ConfigError(f"{key}.weights: weights file {w} does not exist")
             if not w and spec["weights"] != "none":
-                _check_weights_name(key, spec["weights"])
+                _check_weights_name(key, spec["weights"], spec["arch"])
         channels = _check_channels(name, spec, facts)
         if check_layers:
             from convdp.layers import check_layers as check
@@ -286,15 +286,23 @@ def _check_dataset(name: str, spec: dict) -> dict:
     return {"channels": channels, "size": size, "images": n_images}
 
 
-def _check_weights_name(key: str, weights: str) -> None:
+def _check_weights_name(key: str, weights: str, arch: str) -> None:
+    """``weights`` names torchvision weights, and (for a torchvision ``arch``) its own."""
     import torchvision
 
     try:
-        torchvision.models.get_weight(weights)
+        found = torchvision.models.get_weight(weights)
     except (ValueError, KeyError, AttributeError):
         raise ConfigError(f"{key}.weights: {weights!r} is neither 'train', 'none', an existing "
                           "file, nor a torchvision weights name such as "
                           "'VGG16_Weights.IMAGENET1K_V1'") from None
+    try:
+        own = torchvision.models.get_model_weights(arch)
+    except (ValueError, KeyError, AttributeError):  # not a torchvision name: its loader checks
+        return
+    if not isinstance(found, own):
+        raise ConfigError(f"{key}.weights: {weights!r} are weights of another architecture than "
+                          f"{arch!r}; its own are " + ", ".join(str(w) for w in own))
 
 
 def _check_channels(name: str, spec: dict, facts: dict) -> int:
@@ -365,16 +373,32 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
             device = next(net.parameters(), torch.empty(0, device="meta")).device
             out = create_feature_extractor(net, nodes)(
                 torch.empty(1, channels, size, size, device=device))
+        except Exception as exc:  # torch's RuntimeError, a model's own assert, …
+            why = f"the forward pass fails: {(str(exc) or type(exc).__name__).splitlines()[0]}"
+        else:
+            odd = [n for n in layers if not isinstance(out[n], torch.Tensor)
+                   or out[n].dim() not in (2, 4)]
+            if odd:
+                raise ConfigError(
+                    f"models.{name}.layers: {odd[0]!r} is not a feature map (its output is "
+                    f"{_describe(out[odd[0]])}); choose layers whose output is (N, C, H, W) or "
+                    "(N, C)")
             small = [n for n in layers if out[n].dim() == 4 and min(out[n].shape[2:]) < 1]
             why = f"layer {small[0]} has no positions left" if small else ""
-        except (RuntimeError, ValueError) as exc:
-            why = f"the forward pass fails: {str(exc).splitlines()[0]}"
         if why:
             raise ConfigError(f"{size_key}: {size}×{size} images are too small for model {name!r} "
                               f"({spec['arch']}): {why}; use larger images or earlier layers")
         if ds in spec["analyse_on"]:
             _check_pca(config, name, ds, facts[ds]["images"],
                        {n: tuple(out[n].shape) for n in layers})
+
+
+def _describe(value) -> str:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
 
 
 def _check_pca(config: dict, model: str, ds: str, n_images: int | None, shapes: dict) -> None:

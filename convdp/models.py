@@ -306,7 +306,10 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     import zipfile
 
     with open(path, "rb") as fh:
-        zipped = fh.read(4) == b"PK\x03\x04"
+        head = fh.read(64)
+    zipped = head[:4] == b"PK\x03\x04"
+    if head.startswith(b"version https://git-lfs"):
+        raise ValueError(f"{path} is a Git LFS pointer, not the weights: fetch them (git lfs pull)")
     if zipped and not zipfile.is_zipfile(path):  # torch's own error is a bare "Invalid argument"
         raise ValueError(f"{path} is truncated or damaged (an incomplete zip archive); save it again")
     try:
@@ -319,6 +322,9 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from exc
     except EOFError as exc:
         raise ValueError(f"{path} is empty or truncated") from exc
+    except Exception as exc:  # random bytes: pickle's KeyError, ValueError, …
+        raise ValueError(f"{path} is not a file torch.save wrote (unreadable: "
+                         f"{type(exc).__name__}: {exc})") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -68,7 +68,12 @@ def _pair(v) -> tuple[int, int]:
 
 
 def _compose(f: Field, kernel, stride, padding, dilation=1) -> Field:
-    k, s, p, d = _pair(kernel), _pair(stride if stride else kernel), _pair(padding), _pair(dilation)
+    k, s, d = _pair(kernel), _pair(stride if stride else kernel), _pair(dilation)
+    if padding == "valid":
+        padding = 0
+    elif padding == "same":  # torch pads the extra pixel of an even kernel at the end
+        padding = tuple(d[a] * (k[a] - 1) // 2 for a in range(2))
+    p = _pair(padding)
     if f.global_:
         return f
     return Field(
@@ -90,7 +95,7 @@ def _union(fields: Sequence[Field], shape: tuple[int, int]) -> Field | None:
 
 
 _CONV_FUNCS = {F.conv2d: (1, 3, 4, 5), torch.conv2d: (1, 3, 4, 5)}  # weight, stride, padding, dilation
-_POOL_FUNCS = {F.max_pool2d, F.avg_pool2d, torch.max_pool2d, F.lp_pool2d}
+_POOL_FUNCS = {F.max_pool2d, F.avg_pool2d, torch.max_pool2d}
 
 
 def _arg(node: fx.Node, pos: int, name: str, default):
@@ -154,6 +159,9 @@ class _Tracer(fx.Interpreter):
                 return _compose(first, k, _arg(n, 2, "stride", None) or k,
                                 _arg(n, 3, "padding", 0),
                                 _arg(n, 4, "dilation", 1) if n.target is not F.avg_pool2d else 1)
+            if n.target is F.lp_pool2d and first is not None:  # (input, norm_type, kernel, stride)
+                k = _arg(n, 2, "kernel_size", 1)
+                return _compose(first, k, _arg(n, 3, "stride", None) or k, 0)
             if n.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
                 return self._adaptive(first, self.spatial[ins[0].name], shape)
         # Shape-keeping ops: the union of the inputs' fields (1×1 inputs from a global pool too).

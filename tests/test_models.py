@@ -117,6 +117,16 @@ def test_truncated_checkpoint_is_named(tmp_path):
         load_state_dict(tmp_path / "m.pt")
 
 
+def test_text_and_git_lfs_pointers_are_named(tmp_path):
+    (tmp_path / "notes.pt").write_text("hello world\n")  # pickle read it as a KeyError: 101
+    with pytest.raises(ValueError, match=r"notes\.pt is not a file torch.save wrote"):
+        load_state_dict(tmp_path / "notes.pt")
+    (tmp_path / "lfs.pt").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:"
+                                     "4d7a\nsize 46830571\n")
+    with pytest.raises(ValueError, match=r"lfs\.pt is a Git LFS pointer, not the weights"):
+        load_state_dict(tmp_path / "lfs.pt")
+
+
 def test_local_weights_file_loads(tmp_path):
     net = DigitNet(num_classes=10)
     save_state_dict(net, tmp_path / "w.pt")

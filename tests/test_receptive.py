@@ -45,6 +45,33 @@ def test_traced_field_is_the_gradient_support(arch, layers, size):
                                                  np.argwhere(support).max(0))
 
 
+class _Padded(torch.nn.Module):
+    """``padding="same"`` with an odd and an even kernel, and ``F.lp_pool2d``, whose
+    arguments come in another order than ``max_pool2d``'s."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 4, 3, padding="same")
+        self.conv2 = torch.nn.Conv2d(4, 4, 4, padding="same", dilation=2)
+        self.conv3 = torch.nn.Conv2d(4, 4, 3, padding="valid")
+
+    def forward(self, x):
+        x = self.conv2(self.conv1(x))
+        return self.conv3(torch.nn.functional.lp_pool2d(x.abs() + 1.0, 2, 3, 2))
+
+
+def test_same_padding_and_lp_pooling_fields_are_the_gradient_support():
+    model = _Padded().eval()
+    layers = ["conv1", "conv2", "lp_pool2d", "conv3"]
+    fields = trace_fields(model, layers, 32)
+    for layer in layers:
+        support, (i, j) = _gradient_support(model, layer, 32, 3)
+        top, left, bottom, right = crop_box(fields[layer], i, j, (32, 32))
+        expect = np.zeros_like(support)
+        expect[top:bottom, left:right] = True
+        assert np.array_equal(support, expect), (layer, fields[layer])
+
+
 def test_crop_box_clips_at_the_border():
     field = trace_fields(DigitNet(), ["relu2"], 32)["relu2"]
     assert crop_box(field, 0, 0, (32, 32)) == (0, 0, 5, 5)

@@ -166,6 +166,39 @@ def test_missing_weights_file_and_unknown_weights_name(tmp_path):
           "models.digitnet.weights: 'VGG16_Weights.NOPE' is neither")
 
 
+def test_weights_of_another_architecture_are_refused_by_name():
+    from convdp.config import _check_weights_name
+
+    with pytest.raises(ConfigError, match="models.m.weights: 'VGG16_Weights.IMAGENET1K_V1' are "
+                                          "weights of another architecture than 'resnet18'; its "
+                                          "own are ResNet18_Weights.IMAGENET1K_V1"):
+        _check_weights_name("models.m", "VGG16_Weights.IMAGENET1K_V1", "resnet18")
+    _check_weights_name("models.m", "ResNet18_Weights.IMAGENET1K_V1", "resnet18")
+    _check_weights_name("models.m", "ResNet18_Weights.IMAGENET1K_V1", "mypkg.nets:small")
+
+
+def test_layers_that_are_no_feature_maps_and_nets_that_assert_are_named():
+    """A node that is not a tensor (ShuffleNet's ``x.size()``) and a net whose own assert
+    fails on the images (ViT at 32 px) are refused naming the key, not with a traceback."""
+    from convdp.config import _check_sizes
+    from convdp.models import build_on_meta
+
+    def config(arch, layers):
+        return {"models": {"m": {"arch": arch, "weights": "none", "analyse_on": ["p"],
+                                 "layers": layers}}, "transfer": {"retrain": False}}
+
+    facts = {"p": {"size": 64, "images": 8}}
+    with pytest.raises(ConfigError, match=r"models.m.layers: 'stage2.0.size' is not a feature "
+                                          r"map \(its output is a Size\)"):
+        _check_sizes(config("shufflenet_v2_x0_5", ["stage2.0.size"]), "m",
+                     build_on_meta("shufflenet_v2_x0_5", 10, 3), 3, facts)
+    facts["p"]["size"] = 32
+    with pytest.raises(ConfigError, match="datasets.p.size: 32×32 images are too small for "
+                                          "model 'm' .*fails: Wrong image height!"):
+        _check_sizes(config("vit_b_16", ["encoder"]), "m", build_on_meta("vit_b_16", 10, 3), 3,
+                     facts)
+
+
 def test_weights_file_that_exists_is_accepted(tmp_path):
     weights, _ = make_model(tmp_path)
     config = copy.deepcopy(TINY)
