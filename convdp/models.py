@@ -170,6 +170,23 @@ def _import_factory(arch: str):
     return obj
 
 
+def structure_digest(model: nn.Module) -> str:
+    """sha256 of what ``model`` computes apart from its weights: its modules as printed (their
+    types and settings) and its forward pass as torch.fx traces it (evaluation mode). A
+    changed ``nn.ReLU`` → ``nn.Tanh``, which leaves the state_dict as it was, changes it."""
+    import hashlib
+
+    from torchvision.models.feature_extraction import NodePathTracer
+
+    training = model.training
+    try:
+        graph = NodePathTracer().trace(model.eval())
+    finally:
+        model.train(training)
+    code = graph.python_code("self").src
+    return hashlib.sha256(f"{model!r}\n{code}".encode()).hexdigest()
+
+
 def factory_arguments(factory) -> set[str]:
     """Which of ``num_classes`` and ``in_channels`` the factory's signature names."""
     import inspect

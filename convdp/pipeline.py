@@ -264,6 +264,7 @@ def extract(
                     dataset, source, model_name)
     fingerprint = {
         "model_sha256": file_hash(weights),
+        "net_structure": models.structure_digest(net),  # what the weights are used by
         "dataset_checksum": group.attrs["checksum"],
     }
     dev = models.resolve_device(device)
@@ -486,6 +487,10 @@ def transfer_scores(
     from convdp.transfer import score_layer
 
     group = data_mod.open_dataset(target_dataset)
+    # the extraction checks this too, but a changed source does not rerun the target's
+    source_dataset = read_json(source_manifest)["dataset"]
+    check_depth(group.attrs.get("depth"), data_mod.open_dataset(source_dataset).attrs.get("depth"),
+                target_dataset, source_dataset, (context or {}).get("model", "?"))
     images = group["images"]
     classes = data_mod.read_labels(target_dataset, group)
     pick = example_images(images.shape[0], n_examples, classes)

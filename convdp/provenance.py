@@ -3,9 +3,11 @@
 Snakemake reruns a job when an input is newer than its output (``mtime``), when its inputs
 are other files (``input``) or when its params changed (``params``). Files named in the
 config (a ``weights:`` state_dict, the ``paths:`` of an ``images`` data set) are declared
-inputs, and their stamps (size and modification time) are params too, so that a file
-replaced by an older one (``mv``, ``cp -p``) also reruns the job. An image folder is not a
-file: its fingerprint (every image's name, size and modification time) is a param.
+inputs, and their stamps (size and modification time; a weights file's content digest) are
+params too, so that a file replaced by an older one (``mv``, ``cp -p``) also reruns the job.
+An image folder is not a file: its fingerprint (every image's name, size and modification
+time) is a param. The code of a net of your own (``module:factory``) is a param too, by its
+digest.
 """
 
 from __future__ import annotations
@@ -30,6 +32,53 @@ def stamp(path: str | os.PathLike) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def content_digest(path: str | os.PathLike) -> str:
+    """sha256 of one file (``missing`` where there is none), read once per Snakemake process
+    while its stamp stays the same: a weights file replaced by another of the same size with
+    the old modification time (``touch -r``, an archive's fixed dates) still differs."""
+    return _digest_of(str(path), stamp(path))
+
+
+@functools.cache
+def _digest_of(path: str, file_stamp: str) -> str:
+    from convdp.datasets.fetch import file_hash
+
+    return "missing" if file_stamp == "missing" else file_hash(path)
+
+
+@functools.cache  # once per Snakemake process: every job of the model asks
+def code_digest(arch: str) -> str | None:
+    """For a net of your own (``arch: "module:factory"``): a digest of its code — the module's
+    file, or every ``.py`` file of the package it is in — found without importing it, so that
+    an edit retrains or rebuilds the net. None for other architectures, or where the module
+    is not found (the config check says so)."""
+    import importlib.util
+
+    if ":" not in arch or arch.startswith("timm:"):
+        return None
+    top = arch.partition(":")[0].split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:  # beside the config, as the jobs import it (convdp.models._import_factory)
+        for candidate in (Path(f"{top}.py"), Path(top) / "__init__.py"):
+            if candidate.is_file():
+                spec = importlib.util.spec_from_file_location(top, candidate)
+                break
+    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        return None
+    if spec.submodule_search_locations:
+        files = sorted(f for d in spec.submodule_search_locations for f in Path(d).rglob("*.py"))
+    else:
+        files = [Path(spec.origin)]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}\t".encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def weights_file(spec: dict) -> str | None:
     """The state_dict file a model spec loads, or None (``train``, ``none``, a torchvision name)."""
     w = spec.get("weights", "train")
@@ -52,7 +101,8 @@ def model_params(spec: dict) -> dict:
         keys = tuple(k for k in keys if k != "train") + ("control_of",)
     out = {k: spec[k] for k in keys if k in spec}
     w = weights_file(spec)
-    return out | ({"weights_stamp": stamp(w)} if w else {})
+    code = code_digest(spec.get("arch", ""))
+    return out | ({"weights_sha256": content_digest(w)} if w else {}) | ({"code": code} if code else {})
 
 
 def dataset_inputs(spec: dict) -> list[str]:

@@ -76,6 +76,19 @@ def test_a_dropped_in_place_call_is_refused_with_the_node_named():
     assert net.training  # its mode is left as it was
 
 
+def test_structure_digest_sees_what_the_weights_do_not():
+    """ReLU → Tanh leaves the state_dict as it was; the extraction's fingerprint must differ."""
+    from convdp.models import structure_digest
+
+    net = DigitNet(num_classes=3)
+    other = DigitNet(num_classes=3)
+    other.load_state_dict(net.state_dict())
+    assert structure_digest(net) == structure_digest(other)
+    other.relu1 = nn.Tanh()
+    assert structure_digest(net) != structure_digest(other)
+    assert structure_digest(net) != structure_digest(DigitNet(num_classes=4))
+
+
 def test_state_dict_round_trip(tmp_path):
     net = DigitNet(num_classes=3)
     save_state_dict(net, tmp_path / "m.pt")

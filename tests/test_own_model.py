@@ -205,6 +205,19 @@ def test_config_checks_the_factory_and_its_layers(trained):
         validate_config(gray)
 
 
+def test_the_code_digest_follows_the_module_file(mymodule, tmp_path):
+    from convdp.provenance import code_digest, model_params
+
+    spec = {"arch": "mymodule:build", "weights": "none"}
+    code_digest.cache_clear()
+    before = model_params(spec)["code"]
+    (mymodule / "mymodule.py").write_text(MODULE.replace("nn.ReLU()", "nn.Tanh()"))
+    code_digest.cache_clear()
+    assert model_params(spec)["code"] != before
+    assert code_digest("resnet18") is None and code_digest("timm:resnet18") is None
+    assert code_digest("no_such_module_xyz:build") is None
+
+
 def test_timm_architecture(tmp_path):
     pytest.importorskip("timm")
     net = build_model("timm:resnet18", 10)
@@ -242,3 +255,11 @@ def test_own_model_runs_through_the_workflow(trained, tmp_path):
     assert any(f.name == "model_comparison.png" for f in figures), figures
     meta = yaml.safe_load((work / "results/models/mine.json").read_text())
     assert meta["arch"] == "mymodule:build" and meta["in_channels"] == 3
+    # an edit of the net's code (the same weights fit it) rebuilds the net and what follows
+    module = trained[1].parent / "userpkg" / "mymodule.py"
+    module.write_text(module.read_text().replace("nn.ReLU()", "nn.Tanh()"))
+    dry = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory",
+         str(work), "-n", "--configfile", str(cfg)], capture_output=True, text=True, timeout=600)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "rule train_model:" in dry.stdout and "rule extract_activations:" in dry.stdout

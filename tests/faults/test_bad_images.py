@@ -72,6 +72,28 @@ def test_data_sets_scaled_by_other_depths_are_not_compared(tmp_path):
     check_depth(dict(target, bits=12), src, *args)
 
 
+def test_transfer_scores_check_the_depths_again_when_only_the_source_changed(tmp_path):
+    """A target's extraction does not rerun when its net's source is prepared again (the
+    source is an ``ancient`` input), so the transfer scores, which do rerun, check the two
+    depths themselves: a source that became 16-bit gave a shift score of -19.7 for 0.09."""
+    from convdp.io import write_json
+    from convdp.pipeline import prepare_dataset, transfer_scores
+
+    image = np.tile(np.array([0, 1000, 3999], np.uint16), (4, 2))
+    hot = image.copy()
+    hot[0, 0] = 40000
+    for name, arr in (("src", hot), ("tgt", image)):
+        save(tmp_path / name / "im.png", arr)
+        prepare_dataset({"kind": "images", "paths": [str(tmp_path / name / "im.png")],
+                         "size": None}, tmp_path / f"{name}.zarr")
+    write_json(tmp_path / "src.json", {"dataset": str(tmp_path / "src.zarr")})
+    with pytest.raises(ValueError, match=r"tgt.zarr: its images were scaled as 12-bit .* those "
+                                         r"of src, model 'm''s source, as 16-bit"):
+        transfer_scores(tmp_path / "src.json", tmp_path / "tgt.json", {}, {}, tmp_path / "tgt.zarr",
+                        [], tmp_path / "out.json", tmp_path / "maps.npz", context={"model": "m"})
+    assert not (tmp_path / "out.json").exists()
+
+
 def test_what_the_images_lose_on_the_way_to_the_net_is_said(tmp_path, caplog):
     """Transparency dropped, a tiny image blown up, an elongated one cropped to its middle:
     each is read (as before), and a warning per data set names how many and one of them."""

@@ -103,6 +103,17 @@ def test_replaced_weights_file_and_paths_file_rerun_what_they_feed(work):
                              "results/activations/trained/pics.json"}
 
 
+def test_weights_replaced_by_a_file_of_the_same_size_and_time_retrain(work):
+    """Another seed's state_dict has the same size; with the old modification time put back
+    (``touch -r``) only the file's content tells."""
+    path = work / "inputs/net.pt"
+    before = path.stat()
+    make_model(work / "inputs", seed=1)
+    assert path.stat().st_size == before.st_size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert planned(work) == {"results/models/net.pt"}
+
+
 def test_image_added_to_a_folder_reruns_what_it_feeds(work):
     png(work / "inputs/shapes/red/6.png", 50)
     older(work / "inputs/shapes/red/6.png")
