@@ -44,7 +44,8 @@ def list_layers(arch: str, size: int | None = None, num_classes: int | None = No
         raise ValueError(f"{arch}: the forward pass of a {in_ch}×{size}×{size} image fails "
                          f"({str(exc).splitlines()[0]}); give the input size with --size") from None
     return [(n, type(modules[n]).__name__ if n in modules else "function",
-             tuple(outs[n].shape[1:])) for n in names]
+             tuple(outs[n].shape[1:]) if isinstance(outs[n], torch.Tensor)
+             else f"({type(outs[n]).__name__}, not a tensor)") for n in names]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,12 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"convdp: {exc}", file=sys.stderr)
         return 2
-    blocks = set(block_layers(model))
+    try:
+        blocks, note = set(block_layers(model)), ""
+    except ValueError as exc:  # no blocks found: the list without marks
+        blocks, note = set(), f" — for this net: {exc}"
     width = max(len(r[0]) for r in rows) + 2
     for name, kind, shape in rows:
         mark = "*" if name in blocks else " "
         print(f"{name:<{width}}{mark} {kind:<20} {shape}")
-    print("\n* = in 'layers: blocks' (the output of every conv block)")
+    print(f"\n* = in 'layers: blocks' (the output of every conv block){note}")
     return 0
 
 

@@ -23,21 +23,69 @@ def layer_names(model: nn.Module) -> list[str]:
 
 
 def block_layers(model: nn.Module) -> list[str]:
-    """The output of every conv block: the node just before each pooling step.
+    """The output of every conv block: the node just before each pooling step that shrinks
+    the maps.
 
     For VGG16 this is ``features.3, .8, .15, .22, .29`` (Keras' ``block1_conv2`` …
     ``block5_conv3``, after their ReLU); for :class:`DigitNet` ``relu1`` … ``relu4``; for
-    ResNets the stem's ``relu`` and the stages ``layer1`` … ``layer4`` (module names).
+    ResNets the stem's ``relu`` and the stages ``layer1`` … ``layer4`` (module names). Nets
+    that shrink their maps by strided convolutions instead (MobileNet, EfficientNet,
+    ConvNeXt: a ``features`` sequence) give the last part of ``features`` at each map size.
+    A ValueError where fewer than two blocks are found: list the layers by name then.
     """
     pools = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
     modules = dict(model.named_modules())
     nodes = layer_names(model)
-    is_pool = [isinstance(modules.get(n), pools) for n in nodes]
+    sizes = _map_sizes(model, nodes)
+    is_pool = [isinstance(modules.get(n), pools) and sizes.get(n) is not None
+               and i > 0 and sizes.get(nodes[i - 1]) not in (None, sizes[n])
+               for i, n in enumerate(nodes)]  # a stride-1 pool inside a branch is no step
     out = [nodes[i - 1] for i in range(1, len(nodes)) if is_pool[i] and not is_pool[i - 1]]
     stages = [n for n, _ in model.named_children() if n.startswith("layer") and n[5:].isdigit()]
     if stages:
         out = [n for n in out if not any(n.startswith(f"{s}.") for s in stages)] + stages
+    features = modules.get("features")
+    if len(out) < 2 and isinstance(features, nn.Sequential):
+        parts = [f"features.{name}" for name, m in features.named_children()
+                 if not isinstance(m, pools)]
+        last = {}
+        for part in parts:  # the last node inside each part: its output
+            inside = [n for n in nodes if n == part or n.startswith(f"{part}.")]
+            if inside and sizes.get(inside[-1]) is not None:
+                last[part] = inside[-1]
+        by_size: dict = {}
+        for part, node in last.items():
+            by_size[sizes[node]] = part
+        out = list(by_size.values())
+    if len(out) < 2:
+        raise ValueError(
+            f"'blocks' finds a net's conv blocks by the steps that shrink its maps "
+            f"(pooling, or the parts of a 'features' sequence), and found {out or 'none'} in "
+            "this one; list its layers by name instead (`convdp layers ARCH` prints them)")
     return out
+
+
+def _map_sizes(model: nn.Module, nodes: Sequence[str]) -> dict[str, tuple[int, int] | None]:
+    """Each node's spatial map size (None where its output is no (N, C, H, W) tensor) on one
+    224 × 224 image, run on the net's own device (the meta device: shapes only)."""
+    import torch
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    from convdp.models import input_channels
+
+    like = next(model.parameters(), torch.empty(0))
+    training = model.training
+    try:
+        with torch.no_grad():
+            out = create_feature_extractor(model.eval(), list(nodes))(
+                torch.zeros(1, input_channels(model) or 3, 224, 224, device=like.device,
+                            dtype=like.dtype))
+    except Exception:  # a net that cannot run at this size: sizes unknown, pooling decides
+        return {}
+    finally:
+        model.train(training)
+    return {n: tuple(v.shape[2:]) if isinstance(v, torch.Tensor) and v.dim() == 4 else None
+            for n, v in out.items()}
 
 
 def check_layers(model: nn.Module, requested: list[str] | str, model_name: str = "model") -> list[str]:

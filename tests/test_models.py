@@ -40,6 +40,21 @@ def test_block_layers_digitnet_and_resnet():
     assert block_layers(torchvision.models.resnet18()) == ["relu", "layer1", "layer2", "layer3", "layer4"]
 
 
+def test_block_layers_of_nets_that_shrink_by_strided_convolutions():
+    """No pooling between MobileNet's blocks (one layer was found); GoogLeNet's stride-1 pool
+    inside a branch is no step (branch nodes were found); none found is an error."""
+    with torch.device("meta"):
+        mobile = torchvision.models.mobilenet_v2()
+        google = torchvision.models.googlenet(aux_logits=False, init_weights=False)
+        mnas = torchvision.models.mnasnet0_5()
+    assert block_layers(mobile) == ["features.1", "features.3", "features.6", "features.13",
+                                    "features.18"]
+    assert block_layers(google) == ["conv1.relu", "conv3.relu", "inception3b.cat",
+                                    "inception4e.cat", "inception5b.cat"]
+    with pytest.raises(ValueError, match=r"'blocks' .* found none in this one; list its layers"):
+        block_layers(mnas)
+
+
 def test_check_layers_accepts_nodes_modules_and_blocks():
     net = torchvision.models.resnet18()
     assert check_layers(net, ["layer1.0.relu_1", "layer2"]) == ["layer1.0.relu_1", "layer2"]
