@@ -385,6 +385,14 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
                     "(N, C)")
             small = [n for n in layers if out[n].dim() == 4 and min(out[n].shape[2:]) < 1]
             why = f"layer {small[0]} has no positions left" if small else ""
+            if not why and ds in trained:  # training runs the training-mode graph (aux heads)
+                try:
+                    net.train()(torch.empty(2, channels, size, size, device=device))
+                except Exception as exc:
+                    why = ("training fails: "
+                           f"{(str(exc) or type(exc).__name__).splitlines()[0]}")
+                finally:
+                    net.eval()
         if why:
             raise ConfigError(f"{size_key}: {size}×{size} images are too small for model {name!r} "
                               f"({spec['arch']}): {why}; use larger images or earlier layers")

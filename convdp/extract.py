@@ -37,7 +37,7 @@ from torch import nn
 from convdp import rawchunks, sampled
 from convdp.allocator import keep_freed_memory
 from convdp.io import finish_zarr_writes
-from convdp.models import to_input
+from convdp.models import input_channels, to_input
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +395,7 @@ def extract_activations(
     smooth = {name: float(sigma) for name, sigma in (smooth or {}).items()}
     extractor = feature_extractor(model, layers, smooth).to(device)
     first = images[0:1]
-    in_ch = next((p.shape[1] for p in model.parameters() if p.ndim == 4), None)
+    in_ch = input_channels(model)
     if in_ch is not None and first.shape[-1] != in_ch:
         raise ValueError(
             f"the images have {first.shape[-1]} channel(s) but the model's first convolution "

@@ -104,6 +104,12 @@ def check_layers(model: nn.Module, requested: list[str] | str, model_name: str =
         raise ValueError(
             f"layer(s) {missing} not found in {model_name}; its layers are: " + ", ".join(names)
         )
+    unused = [r for r in requested if r not in names
+              and not any(n.startswith(f"{r}.") for n in names)]
+    if unused:
+        raise ValueError(f"layer(s) {unused} of {model_name} are modules its forward does not "
+                         "use in evaluation mode (an auxiliary head used in training only, "
+                         "say), so they have no output to analyse")
     if not requested:
         raise ValueError(f"no layers chosen for {model_name}")
     dropped = dropped_in_place(model)

@@ -240,11 +240,19 @@ def _build_timm(name: str, num_classes: int | None, in_channels: int | None) -> 
 
 
 def input_channels(model: nn.Module) -> int | None:
-    """The input channels of ``model``'s first convolution (None where it has none)."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.conv._ConvNd):
-            return m.in_channels
-    return None
+    """The input channels of the first convolution ``model``'s forward runs (of the first it
+    registers where its forward cannot be traced); None where it has none."""
+    convs = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    try:
+        from torchvision.models.feature_extraction import NodePathTracer
+
+        graph = NodePathTracer().trace(model)
+        modules = dict(model.named_modules())
+        convs = [modules[n.target] for n in graph.nodes if n.op == "call_module"
+                 and isinstance(modules.get(n.target), nn.modules.conv._ConvNd)] or convs
+    except Exception:  # torch.fx cannot trace it: the registration order
+        pass
+    return convs[0].in_channels if convs else None
 
 
 def spec_channels(spec: dict) -> int:
@@ -284,7 +292,8 @@ def fit_state_dict(model: nn.Module, state: dict, source: str, what: str) -> nn.
     if state and all(k.startswith("module.") for k in state) and not any(
             k.startswith("module.") for k in own):
         state = {k[len("module."):]: v for k, v in state.items()}
-    missing = [k for k in own if k not in state]
+    # checkpoints saved before PyTorch 0.4.1 have no batch-norm counters (torch accepts that)
+    missing = [k for k in own if k not in state and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} (file {tuple(state[k].shape)}, net {tuple(own[k].shape)})"
               for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
@@ -298,7 +307,7 @@ def fit_state_dict(model: nn.Module, state: dict, source: str, what: str) -> nn.
             ("unexpected keys (in the file, not in the net)", unexpected),
             ("shape mismatch", shapes)) if keys]
         raise ValueError(f"{source} does not fit {what}: " + "; ".join(parts))
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=False)  # every key was checked above
     return model
 
 

@@ -93,6 +93,16 @@ def check_classes(labels: np.ndarray, data_name: str) -> None:
         )
 
 
+def logits(out) -> torch.Tensor:
+    """The class scores of a net's training-mode output: GoogLeNet and Inception v3 return
+    them with their auxiliary heads' (``.logits``); the auxiliary heads are not trained."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if hasattr(out, "logits"):
+        return out.logits
+    raise TypeError(f"the net returned a {type(out).__name__}, not class scores (a tensor)")
+
+
 def train_classifier(
     model: nn.Module,
     images: np.ndarray,
@@ -158,7 +168,7 @@ def train_classifier(
             b = order[i : i + batch_size]
             xb, yb = x[b].to(dev), y[b].to(dev)
             opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(xb), yb)
+            loss = nn.functional.cross_entropy(logits(model(xb)), yb)
             loss.backward()
             opt.step()
             sched.step()

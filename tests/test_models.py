@@ -1,6 +1,7 @@
 """Nets, layer names, checkpoints."""
 
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -102,6 +103,54 @@ def test_structure_digest_sees_what_the_weights_do_not():
     other.relu1 = nn.Tanh()
     assert structure_digest(net) != structure_digest(other)
     assert structure_digest(net) != structure_digest(DigitNet(num_classes=4))
+
+
+def test_checkpoints_without_batch_norm_counters_load():
+    """PyTorch before 0.4.1 saved no ``num_batches_tracked``; torch loads such files."""
+    from convdp.models import fit_state_dict
+
+    net = torchvision.models.resnet18(num_classes=3)
+    state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    other = fit_state_dict(torchvision.models.resnet18(num_classes=3), state, "old.pt", "resnet18")
+    assert torch.equal(other.fc.weight, net.fc.weight)
+    with pytest.raises(ValueError, match=r"missing keys .*: fc.bias"):
+        fit_state_dict(net, {k: v for k, v in state.items() if k != "fc.bias"}, "old.pt", "r")
+
+
+class _BodyFirst(nn.Module):
+    """Registers its body before its stem, and the stem's convolution is grouped."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Conv2d(12, 8, 3)
+        self.stem = nn.Conv2d(3, 12, 3, groups=3)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.body(self.stem(x)).mean((2, 3)))
+
+
+def test_input_channels_are_the_first_convolution_the_forward_runs(tmp_path):
+    from convdp.extract import extract_activations
+    from convdp.models import input_channels
+
+    net = _BodyFirst()
+    assert input_channels(net) == 3  # not the body's 12, nor the grouped weight's 1
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    extract_activations(net, images, ["stem"], tmp_path / "s.zarr", mean=[0.5] * 3,
+                        std=[0.25] * 3, fingerprint={}, progress=False)
+
+
+def test_training_takes_googlenets_main_scores_and_refuses_its_aux_heads_as_layers():
+    from convdp.training import train_classifier
+
+    net = torchvision.models.googlenet(num_classes=2, aux_logits=True, init_weights=False)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 64, 64, 3), dtype=np.uint8)
+    train_classifier(net, images, np.array([0, 1] * 4), mean=[0.5] * 3, std=[0.25] * 3,
+                     epochs=1, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match=r"\['aux1'\] of g are modules its forward does not use"):
+        check_layers(net, ["aux1"], "g")
 
 
 def test_state_dict_round_trip(tmp_path):

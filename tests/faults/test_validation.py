@@ -197,6 +197,12 @@ def test_layers_that_are_no_feature_maps_and_nets_that_assert_are_named():
                                           "model 'm' .*fails: Wrong image height!"):
         _check_sizes(config("vit_b_16", ["encoder"]), "m", build_on_meta("vit_b_16", 10, 3), 3,
                      facts)
+    # trained here: the training-mode graph (Inception's auxiliary head) must run too
+    trained = config("inception_v3", ["Mixed_5b"])
+    trained["models"]["m"].update(weights="train", train_on="p")
+    facts["p"]["size"] = 96
+    with pytest.raises(ConfigError, match="96×96 images are too small .*training fails: "):
+        _check_sizes(trained, "m", build_on_meta("inception_v3", 10, 3), 3, facts)
 
 
 def test_weights_file_that_exists_is_accepted(tmp_path):
