@@ -98,6 +98,14 @@ _CONV_FUNCS = {F.conv2d: (1, 3, 4, 5), torch.conv2d: (1, 3, 4, 5)}  # weight, st
 _POOL_FUNCS = {F.max_pool2d, F.avg_pool2d, torch.max_pool2d}
 
 
+#: Ops (functions and method names) that keep a map's shape but move its positions: a flip,
+#: a roll, a permute of the axes (square maps keep their shape).
+_MOVES_POSITIONS = {torch.roll, torch.flip, torch.fliplr, torch.flipud, torch.rot90,
+                    torch.permute, torch.transpose, torch.movedim, torch.swapaxes,
+                    "roll", "flip", "fliplr", "flipud", "rot90", "permute", "transpose",
+                    "movedim", "swapaxes", "swapdims", "t"}
+
+
 def _arg(node: fx.Node, pos: int, name: str, default):
     if len(node.args) > pos:
         return node.args[pos]
@@ -164,6 +172,9 @@ class _Tracer(fx.Interpreter):
                 return _compose(first, k, _arg(n, 3, "stride", None) or k, 0)
             if n.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
                 return self._adaptive(first, self.spatial[ins[0].name], shape)
+        if n.op in ("call_function", "call_method") and n.target in _MOVES_POSITIONS:
+            # the same shape, but a position's pixels are elsewhere
+            return None
         # Shape-keeping ops: the union of the inputs' fields (1×1 inputs from a global pool too).
         fields = []
         for a in ins:
@@ -241,8 +252,8 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
         if field is None and node.name in tracer.flat:  # (N, C): its one position sees all
             field = Field((1, 1), (0, 0), hw, True)
         if field is None:
-            why = ("an op on its path is one whose field convdp does not compose (a permute to "
-                   "channels-last, a channel shuffle, an interpolation, …)"
+            why = ("an op on its path is one whose field convdp does not compose (a permute, a "
+                   "flip or roll, a channel shuffle, an interpolation, …)"
                    if node.name in tracer.spatial else "its output is not an (N, C, H, W) or "
                    "(N, C) tensor")
             raise ValueError(f"layer {name!r}: its receptive field cannot be traced: {why}")

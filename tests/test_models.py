@@ -115,6 +115,10 @@ def test_checkpoints_without_batch_norm_counters_load():
     assert torch.equal(other.fc.weight, net.fc.weight)
     with pytest.raises(ValueError, match=r"missing keys .*: fc.bias"):
         fit_state_dict(net, {k: v for k, v in state.items() if k != "fc.bias"}, "old.pt", "r")
+    quantised = dict(state, **{"fc.weight": state["fc.weight"].mul(100).to(torch.int8)})
+    with pytest.raises(ValueError, match=r"type mismatch: fc.weight \(file torch.int8, net "
+                                         r"torch.float32\)"):
+        fit_state_dict(net, quantised, "q.pt", "r")
 
 
 class _BodyFirst(nn.Module):

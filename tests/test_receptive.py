@@ -86,3 +86,14 @@ def test_global_and_untraceable_layers():
                                     torch.nn.Conv2d(4, 4, 3))
     with pytest.raises(ValueError, match="layer '2': its receptive field cannot be traced: an op"):
         trace_fields(upsampled, ["2"], 32)
+
+    class Rolled(torch.nn.Module):  # the same shape, the positions moved: no field by union
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return torch.roll(self.conv(x), 5, -1).flip(-2)
+
+    with pytest.raises(ValueError, match="layer 'roll': .*a flip or roll"):
+        trace_fields(Rolled(), ["roll"], 32)
