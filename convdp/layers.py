@@ -37,9 +37,11 @@ def block_layers(model: nn.Module) -> list[str]:
     modules = dict(model.named_modules())
     nodes = layer_names(model)
     sizes = _map_sizes(model, nodes)
-    is_pool = [isinstance(modules.get(n), pools) and sizes.get(n) is not None
-               and i > 0 and sizes.get(nodes[i - 1]) not in (None, sizes[n])
-               for i, n in enumerate(nodes)]  # a stride-1 pool inside a branch is no step
+    # a stride-1 pool inside a branch is no step (where the sizes are known)
+    is_pool = [isinstance(modules.get(n), pools) and (not sizes or (
+               sizes.get(n) is not None and i > 0
+               and sizes.get(nodes[i - 1]) not in (None, sizes[n])))
+               for i, n in enumerate(nodes)]
     out = [nodes[i - 1] for i in range(1, len(nodes)) if is_pool[i] and not is_pool[i - 1]]
     stages = [n for n, _ in model.named_children() if n.startswith("layer") and n[5:].isdigit()]
     if stages:
