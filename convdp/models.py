@@ -298,9 +298,9 @@ def fit_state_dict(model: nn.Module, state: dict, source: str, what: str) -> nn.
     shapes = [f"{k} (file {tuple(state[k].shape)}, net {tuple(own[k].shape)})"
               for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     # integers where the net has floats: quantised weights, whose scales are not in the file
-    shapes += [f"{k} (file {state[k].dtype}, net {own[k].dtype})" for k in own if k in state
-               and own[k].is_floating_point() and not state[k].is_floating_point()]
-    if missing or unexpected or shapes:
+    types = [f"{k} (file {state[k].dtype}, net {own[k].dtype})" for k in own if k in state
+             and own[k].is_floating_point() and not state[k].is_floating_point()]
+    if missing or unexpected or shapes or types:
 
         def few(keys: list[str]) -> str:
             return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
@@ -308,7 +308,7 @@ def fit_state_dict(model: nn.Module, state: dict, source: str, what: str) -> nn.
         parts = [f"{label}: {few(keys)}" for label, keys in (
             ("missing keys (in the net, not in the file)", missing),
             ("unexpected keys (in the file, not in the net)", unexpected),
-            ("shape or type mismatch", shapes)) if keys]
+            ("shape mismatch", shapes), ("type mismatch", types)) if keys]
         raise ValueError(f"{source} does not fit {what}: " + "; ".join(parts))
     model.load_state_dict(state, strict=False)  # every key was checked above
     return model
