@@ -28,9 +28,11 @@ RUN_STARTED = time.time()
 
 onsuccess:
     # a warning of a job that succeeded is in its log alone: say so at the end of the run
-    from convdp.pipeline import print_job_warnings
+    from convdp.pipeline import print_job_warnings, print_stale_outputs
 
     print_job_warnings("logs", RUN_STARTED)
+    # figures and verdicts of targets the config no longer has stay beside the current ones
+    print_stale_outputs(FINAL_OUTPUTS)
 
 
 include: "rules/common.smk"
@@ -51,10 +53,15 @@ localrules:
     download,
 
 
+FINAL_OUTPUTS = [
+    "results/summary.csv",
+    *FIGURES.values(),
+    *transfer_outputs(),
+    *atlas_outputs(),
+]
+
+
 rule all:
     default_target: True
     input:
-        "results/summary.csv",
-        FIGURES.values(),
-        transfer_outputs(),
-        atlas_outputs(),
+        FINAL_OUTPUTS,

@@ -91,6 +91,38 @@ def print_job_warnings(log_dir: str | Path = "logs", since: float = 0.0, limit: 
         print(f"  ... and {len(kinds) - limit} more kinds (grep WARNING {log_dir})", file=out)
 
 
+#: The final outputs a user opens, by where they lie (relative to the run's directory).
+_FINAL_PATTERNS = ("results/figures/**/*.png", "results/transfer/*/*.csv",
+                   "results/transfer/*/*.json", "results/*.csv")
+
+
+def stale_outputs(expected, root: str | Path = ".") -> list[str]:
+    """Final outputs under ``root`` (figures, verdict tables, CSVs beside the summary) that
+    are none of the run's ``expected`` final outputs: left by a data set, model, layer or
+    target an earlier configuration had."""
+    root = Path(root)
+    want = {Path(p).as_posix() for p in expected}
+    found = {p.relative_to(root).as_posix() for pattern in _FINAL_PATTERNS
+             for p in root.glob(pattern) if p.is_file()}
+    return sorted(found - want)
+
+
+def print_stale_outputs(expected, root: str | Path = ".", limit: int = 5, file=None) -> None:
+    """Say which final outputs under ``root`` this configuration does not make (see
+    :func:`stale_outputs`): they stay beside the current results, and nothing else says
+    they are not part of them."""
+    stale = stale_outputs(expected, root)
+    if not stale:
+        return
+    out = file or sys.stderr
+    print(f"convdp: {len(stale)} file(s) under results/ come from an earlier configuration "
+          "(no output of this one); delete them if they are not wanted:", file=out)
+    for path in stale[:limit]:
+        print(f"  {path}", file=out)
+    if len(stale) > limit:
+        print(f"  ... and {len(stale) - limit} more", file=out)
+
+
 def _limit_threads(threads: int) -> None:
     """Keep torch to the threads Snakemake gave the job (parallel jobs must not oversubscribe)."""
     import os

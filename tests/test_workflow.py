@@ -170,6 +170,34 @@ def test_changing_only_the_baseline_reruns_only_its_fits(tiny_run):
     assert not {"fit_dpgmm", "extract_activations", "train_model", "transfer_scores"} & set(counts)
 
 
+def test_outputs_of_targets_no_longer_configured_are_named(tmp_path):
+    """A target data set, a model or a layer removed from the config leaves its figures and
+    verdict beside the current ones; the end of the run names them."""
+    import io
+
+    from convdp.pipeline import print_stale_outputs, stale_outputs
+
+    expected = ["results/summary.csv", "results/figures/label_maps.png",
+                "results/transfer/net/tgt.csv", "results/figures/atlas/net/src/relu1.png"]
+    for path in [*expected, "results/figures/transfer_net_old.png", "results/transfer/net/old.csv",
+                 "results/transfer/net/old.json", "results/figures/atlas/net/src/relu2.png",
+                 "results/transfer/net/tgt/scores.json", "results/activations/net/src.json"]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x")
+    assert stale_outputs(expected, tmp_path) == [
+        "results/figures/atlas/net/src/relu2.png", "results/figures/transfer_net_old.png",
+        "results/transfer/net/old.csv", "results/transfer/net/old.json"]
+    out = io.StringIO()
+    print_stale_outputs(expected, tmp_path, limit=2, file=out)
+    assert out.getvalue() == (
+        "convdp: 4 file(s) under results/ come from an earlier configuration (no output of this "
+        "one); delete them if they are not wanted:\n  results/figures/atlas/net/src/relu2.png\n"
+        "  results/figures/transfer_net_old.png\n  ... and 2 more\n")
+    out = io.StringIO()
+    print_stale_outputs(expected + stale_outputs(expected, tmp_path), tmp_path, file=out)
+    assert out.getvalue() == ""
+
+
 def test_job_warnings_of_this_run_are_printed_at_its_end(tmp_path):
     """convdp's warnings of the logs written since the run started, log by log; older logs
     and other loggers' lines are left out; warnings that differ in numbers and quoted names
