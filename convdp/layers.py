@@ -14,12 +14,29 @@ from collections.abc import Sequence
 from torch import nn
 
 
+def eval_graph(model: nn.Module):
+    """``model``'s ``torch.fx`` graph in evaluation mode, traced as torchvision's feature
+    extraction traces it (its leaf modules and wrapped functions), and each node's name
+    there (``{node: name}``); the model's mode is restored."""
+    from torchvision.models import feature_extraction
+
+    tracer = feature_extraction.NodePathTracer(
+        **feature_extraction._set_default_tracer_kwargs(None))
+    training = model.training
+    try:
+        graph = tracer.trace(model.eval())
+    finally:
+        model.train(training)
+    return graph, tracer.node_to_qualname
+
+
 def layer_names(model: nn.Module) -> list[str]:
     """Every graph node name of ``model`` in evaluation mode (torchvision feature extraction)."""
-    from torchvision.models.feature_extraction import get_graph_node_names
+    return _names(eval_graph(model)[1])
 
-    _, eval_nodes = get_graph_node_names(model)
-    return [n for n in eval_nodes if n not in ("x", "input")]
+
+def _names(qualnames: dict) -> list[str]:
+    return [n for n in qualnames.values() if n not in ("x", "input")]
 
 
 def block_layers(model: nn.Module) -> list[str]:
@@ -99,7 +116,8 @@ def check_layers(model: nn.Module, requested: list[str] | str, model_name: str =
         return block_layers(model)
     if isinstance(requested, str):
         raise ValueError(f"layers must be a list of names or 'blocks', got {requested!r}")
-    names = layer_names(model)
+    graph, qualnames = eval_graph(model)
+    names = _names(qualnames)
     modules = {n for n, _ in model.named_modules() if n}
     missing = [r for r in requested if r not in names and r not in modules]
     if missing:
@@ -114,7 +132,7 @@ def check_layers(model: nn.Module, requested: list[str] | str, model_name: str =
                          "say), so they have no output to analyse")
     if not requested:
         raise ValueError(f"no layers chosen for {model_name}")
-    dropped = dropped_in_place(model)
+    dropped = _dropped_in_place(model, graph, qualnames)
     if dropped:
         raise ValueError(
             f"{model_name}'s forward makes in-place call(s) whose result it does not use "
@@ -126,13 +144,12 @@ def check_layers(model: nn.Module, requested: list[str] | str, model_name: str =
     return list(requested)
 
 
-def dropped_in_place(model: nn.Module) -> list[str]:
-    """The graph nodes of ``model`` (eval mode) that work in place and whose result nothing
-    uses: torch.fx's dead-code elimination, which feature extraction runs, removes them
-    although their input is changed."""
+def _dropped_in_place(model: nn.Module, graph, qualnames: dict) -> list[str]:
+    """The nodes of ``model``'s evaluation-mode ``graph`` (named by ``qualnames``,
+    :func:`eval_graph`) that work in place and whose result nothing uses: torch.fx's
+    dead-code elimination, which feature extraction runs, removes them although their input
+    is changed."""
     import operator
-
-    from torchvision.models.feature_extraction import NodePathTracer
 
     in_place_ops = {operator.iadd, operator.isub, operator.imul, operator.itruediv,
                     operator.ifloordiv, operator.imod, operator.ipow, operator.iand,
@@ -147,14 +164,7 @@ def dropped_in_place(model: nn.Module) -> list[str]:
             (name.endswith("_") and not name.startswith("_"))
             or node.target in in_place_ops or node.kwargs.get("inplace") is True)
 
-    training = model.training
-    tracer = NodePathTracer()
-    try:
-        graph = tracer.trace(model.eval())
-    finally:
-        model.train(training)
-    return [tracer.node_to_qualname.get(n, n.name) for n in graph.nodes
-            if not n.users and in_place(n)]
+    return [qualnames.get(n, n.name) for n in graph.nodes if not n.users and in_place(n)]
 
 
 def node_positions(nodes: Sequence[str], names: Sequence[str]) -> list[float]:

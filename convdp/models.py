@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 # the layer and training functions, importable from here as before the split
-from convdp.layers import block_layers, check_layers, layer_names, layer_positions  # noqa: F401
+from convdp.layers import block_layers, check_layers, eval_graph, layer_names, layer_positions  # noqa: F401
 from convdp.training import (  # noqa: F401
     channel_stats,
     check_classes,
@@ -176,14 +176,7 @@ def structure_digest(model: nn.Module) -> str:
     changed ``nn.ReLU`` → ``nn.Tanh``, which leaves the state_dict as it was, changes it."""
     import hashlib
 
-    from torchvision.models.feature_extraction import NodePathTracer
-
-    training = model.training
-    try:
-        graph = NodePathTracer().trace(model.eval())
-    finally:
-        model.train(training)
-    code = graph.python_code("self").src
+    code = eval_graph(model)[0].python_code("self").src
     return hashlib.sha256(f"{model!r}\n{code}".encode()).hexdigest()
 
 
