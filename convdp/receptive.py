@@ -17,9 +17,13 @@ position ``i`` of a layer sees the input pixels ``start + i * jump`` to
 * A module that torchvision's feature extraction keeps as one node (``Conv2dNormActivation``,
   ``SqueezeExcitation``, …) is traced through its own graph.
 * A flat layer (N, C) has one position, which sees the whole image.
+* A permute (to channels-last and back, ConvNeXt's blocks), a reshape that keeps the rows and
+  columns as two adjacent axes (a channel shuffle's view to 5-D), and a ``chunk`` or ``split``
+  along the channels keep each position's field: the tracer follows which axes hold the rows
+  and columns.
 * Anything else that changes the spatial size or layout (interpolation, pixel shuffle, a
-  permute to channels-last, …) leaves the field unknown (None) for it and everything
-  downstream; asking for such a layer raises.
+  flip, a permute that swaps rows and columns, a split along them, …) leaves the field
+  unknown (None) for it and everything downstream; asking for such a layer raises.
 
 :func:`widen` grows a field by a smoothing kernel (config ``extract.smooth``), and
 :func:`padding_free` marks the positions no padding reached (what the smoothing averages);
@@ -29,6 +33,7 @@ the image.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -99,11 +104,22 @@ _POOL_FUNCS = {F.max_pool2d, F.avg_pool2d, torch.max_pool2d}
 
 
 #: Ops (functions and method names) that keep a map's shape but move its positions: a flip,
-#: a roll, a permute of the axes (square maps keep their shape).
+#: a roll, a rotation.
 _MOVES_POSITIONS = {torch.roll, torch.flip, torch.fliplr, torch.flipud, torch.rot90,
-                    torch.permute, torch.transpose, torch.movedim, torch.swapaxes,
-                    "roll", "flip", "fliplr", "flipud", "rot90", "permute", "transpose",
-                    "movedim", "swapaxes", "swapdims", "t"}
+                    "roll", "flip", "fliplr", "flipud", "rot90"}
+
+#: Ops that reorder a tensor's axes: the map's rows and columns may move to other axes (a
+#: permute to channels-last and back, as ConvNeXt's blocks do), and each position keeps its
+#: field as long as the rows stay before the columns.
+_PERMUTES = {torch.permute, torch.transpose, torch.movedim, torch.swapaxes, torch.swapdims,
+             torch.t, "permute", "transpose", "movedim", "swapaxes", "swapdims", "t"}
+
+#: Ops that reshape without moving data in their logical order: the rows and columns keep
+#: their positions if the axes before them hold the same number of elements (a channel
+#: shuffle's view to (N, groups, C / groups, H, W) and back).
+_RESHAPES = {torch.reshape, torch.flatten, torch.squeeze, torch.unsqueeze, torch.unflatten,
+             "view", "reshape", "flatten", "squeeze", "unsqueeze", "unflatten", "view_as",
+             "reshape_as"}
 
 
 def _arg(node: fx.Node, pos: int, name: str, default):
@@ -112,51 +128,166 @@ def _arg(node: fx.Node, pos: int, name: str, default):
     return node.kwargs.get(name, default)
 
 
-class _Tracer(fx.Interpreter):
-    """Runs the graph and composes the receptive field of every node beside its value."""
+def _is_permute(n: fx.Node, module: nn.Module) -> bool:
+    if n.op == "call_module":
+        return type(module.get_submodule(n.target)).__name__ == "Permute"  # torchvision.ops
+    return n.op in ("call_function", "call_method") and n.target in _PERMUTES
 
-    def __init__(self, gm: fx.GraphModule, image: tuple[int, int], start: Field = IDENTITY):
+
+def _reshaped_axes(shape_in, axes, shape_out) -> tuple[int, int] | None:
+    """The axes of the rows and columns after a reshape of ``shape_in`` (rows and columns at
+    ``axes``) to ``shape_out``, or None where the reshape mixes them with other axes."""
+    a, b = axes
+    if b != a + 1:
+        return None
+    before = math.prod(shape_in[:a])
+    for c in range(len(shape_out) - 1):
+        if (tuple(shape_out[c : c + 2]) == tuple(shape_in[a : a + 2])
+                and math.prod(shape_out[:c]) == before):
+            return c, c + 1
+    return None
+
+
+_ALONG_DIM = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, torch.cumsum,
+              torch.cumprod, "softmax", "log_softmax", "cumsum", "cumprod"}
+
+
+def _mixed_axes(n: fx.Node, module: nn.Module, ndim: int) -> set[int]:
+    """The axes along which a shape-keeping op mixes values (a linear layer or a layer norm
+    over the last axes, a softmax or cumulative sum along one): where they are the map's
+    rows or columns, a position sees more than the union of its inputs' fields."""
+    last: int | tuple = ()
+    if n.op == "call_module":
+        m = module.get_submodule(n.target)
+        if isinstance(m, nn.Linear):
+            last = 1
+        elif isinstance(m, nn.LayerNorm):
+            last = len(m.normalized_shape)
+        elif isinstance(m, nn.Softmax | nn.LogSoftmax) and m.dim is not None:
+            return {m.dim % ndim}
+    elif n.target is F.linear:
+        last = 1
+    elif n.target is F.layer_norm:
+        shape = _arg(n, 1, "normalized_shape", ())
+        last = 1 if isinstance(shape, int) else len(shape)
+    elif n.op in ("call_function", "call_method") and n.target in _ALONG_DIM:
+        dim = _arg(n, 1, "dim", None)
+        return {dim % ndim} if isinstance(dim, int) else set(range(ndim))
+    return set(range(ndim - last, ndim)) if last else set()
+
+
+def _tensors(out) -> list[torch.Tensor] | None:
+    """The tensors of a node's value: itself, or those of a tuple (``chunk``, ``split``)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, tuple | list) and out and all(isinstance(t, torch.Tensor) for t in out):
+        return list(out)
+    return None
+
+
+class _Tracer(fx.Interpreter):
+    """Runs the graph and composes the receptive field of every node beside its value.
+
+    Besides each node's field it keeps where the map's rows and columns are among the
+    value's axes (``axes``: (2, 3) for (N, C, H, W), (1, 2) after a permute to (N, H, W, C))
+    and their sizes (``spatial``)."""
+
+    def __init__(self, gm: fx.GraphModule, image: tuple[int, int], start: Field = IDENTITY,
+                 start_axes: tuple[int, int] = (2, 3)):
         super().__init__(gm)
         self.image = image
         self.start = start  # the field of the graph's input (a module's input, see _inner)
+        self.start_axes = start_axes
         self.fields: dict[str, Field | None] = {}
+        self.axes: dict[str, tuple[int, int]] = {}
         self.spatial: dict[str, tuple[int, int]] = {}
         self.flat: set[str] = set()  # nodes whose value is an (N, C) tensor
 
     def run_node(self, n: fx.Node):
         out = super().run_node(n)
-        if isinstance(out, torch.Tensor) and out.ndim == 4:
-            self.spatial[n.name] = tuple(out.shape[2:])
+        axes = self._axes(n, out)
+        if axes is not None:
+            value = _tensors(out)[0]
+            self.axes[n.name] = axes
+            self.spatial[n.name] = (value.shape[axes[0]], value.shape[axes[1]])
         elif isinstance(out, torch.Tensor) and out.ndim == 2:
             self.flat.add(n.name)
-        self.fields[n.name] = self._field(n, out)
+        self.fields[n.name] = self._field(n, out) if axes is not None else None
         return out
 
     def _inputs(self, n: fx.Node) -> list[fx.Node]:
         return [a for a in n.all_input_nodes if a.name in self.spatial]
 
+    def _axes(self, n: fx.Node, out) -> tuple[int, int] | None:
+        """Where the rows and columns of the map are among ``out``'s axes (None: no map)."""
+        if n.op == "placeholder":
+            return self.start_axes if isinstance(out, torch.Tensor) and out.ndim == 4 else None
+        parts = _tensors(out)
+        if parts is None:
+            return None
+        value, ins = parts[0], self._inputs(n)
+        if not ins:
+            return (2, 3) if value.ndim == 4 else None
+        src = ins[0]
+        axes, shape_in = self.axes[src.name], tuple(_tensors(self.env[src])[0].shape)
+        if _is_permute(n, self.module):
+            moved = self._probe(n, src, len(shape_in))
+            if moved is None or axes[0] not in moved or axes[1] not in moved:
+                return None
+            return moved.index(axes[0]), moved.index(axes[1])
+        if n.op in ("call_function", "call_method") and n.target in _RESHAPES:
+            return _reshaped_axes(shape_in, axes, tuple(value.shape))
+        if len(parts) > 1 and any(p.ndim != len(shape_in) or [p.shape[a] for a in axes]
+                                  != [shape_in[a] for a in axes] for p in parts):
+            return None  # chunks of the rows or columns: each part sits elsewhere
+        if value.ndim == len(shape_in):
+            return axes
+        return (2, 3) if value.ndim == 4 else None
+
+    def _probe(self, n: fx.Node, src: fx.Node, ndim: int) -> list[int] | None:
+        """For an op that reorders axes: the input axis each output axis comes from, found
+        by running the op on an empty tensor whose sizes name its axes."""
+        probe = torch.empty(tuple(range(2, 2 + ndim)), device="meta")
+
+        def swap(a):
+            return probe if a is src else self.env[a]
+
+        args = fx.node.map_arg(n.args, swap)
+        kwargs = fx.node.map_arg(n.kwargs, swap)
+        try:
+            if n.op == "call_module":
+                moved = self.module.get_submodule(n.target)(*args, **kwargs)
+            elif n.op == "call_method":
+                moved = getattr(args[0], n.target)(*args[1:], **kwargs)
+            else:
+                moved = n.target(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - an op the probe cannot run: no field
+            return None
+        if sorted(moved.shape) != list(range(2, 2 + ndim)):
+            return None
+        return [s - 2 for s in moved.shape]
+
     def _field(self, n: fx.Node, out) -> Field | None:
         if n.op == "placeholder":
             return self.start
-        if not isinstance(out, torch.Tensor) or out.ndim != 4:
-            return None
-        shape = tuple(out.shape[2:])
+        shape = self.spatial[n.name]
         ins = self._inputs(n)
         if not ins:
             return None
         first = self.fields.get(ins[0].name)
+        nchw = self.axes[n.name] == (2, 3) and self.axes[ins[0].name] == (2, 3)
         if n.op == "call_module":
             m = self.module.get_submodule(n.target)
             if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d | nn.LPPool2d):
-                if first is None:
+                if first is None or not nchw:
                     return None
                 return _compose(first, m.kernel_size, m.stride, getattr(m, "padding", 0),
                                 getattr(m, "dilation", 1))
             if isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
-                return self._adaptive(first, self.spatial[ins[0].name], shape)
+                return self._adaptive(first, self.spatial[ins[0].name], shape) if nchw else None
             if next(m.children(), None) is not None:  # a module torchvision keeps whole
                 return self._inner(n, m, first)
-        if n.op == "call_function":
+        if n.op == "call_function" and nchw:
             if n.target in _CONV_FUNCS and first is not None:
                 w = _arg(n, 1, "weight", None)
                 kernel = tuple(self.env[w].shape[2:]) if isinstance(w, fx.Node) else (1, 1)
@@ -175,17 +306,18 @@ class _Tracer(fx.Interpreter):
         if n.op in ("call_function", "call_method") and n.target in _MOVES_POSITIONS:
             # the same shape, but a position's pixels are elsewhere
             return None
-        # Shape-keeping ops: the union of the inputs' fields (1×1 inputs from a global pool too).
+        if _mixed_axes(n, self.module, len(_tensors(out)[0].shape)) & set(self.axes[n.name]):
+            return None  # e.g. a linear layer across the columns
+        # Shape-keeping ops: the union of the inputs' fields (1×1 inputs from a global pool
+        # too). A permute or reshape that keeps the rows and columns keeps the field.
         fields = []
         for a in ins:
+            if self.spatial[a.name] == (1, 1) and shape != (1, 1):
+                fields.append(Field((1, 1), (0, 0), self.image, True))
+                continue
             f = self.fields.get(a.name)
-            if f is None:
+            if f is None or self.spatial[a.name] != shape:
                 return None
-            if self.spatial[a.name] != shape:
-                if self.spatial[a.name] == (1, 1):
-                    f = Field((1, 1), (0, 0), self.image, True)
-                else:
-                    return None
             fields.append(f)
         return _union(fields, self.image)
 
@@ -200,7 +332,7 @@ class _Tracer(fx.Interpreter):
             gm = fx.symbolic_trace(m)
         except Exception:  # not traceable by torch.fx: no field
             return None
-        inner = _Tracer(gm, self.image, first)
+        inner = _Tracer(gm, self.image, first, self.axes[spatial[0].name])
         inner.run(*(self.env[a] if isinstance(a, fx.Node) else a for a in n.args))
         output = next(x for x in gm.graph.nodes if x.op == "output")
         result = output.args[0]
@@ -248,12 +380,13 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
     out = {}
     for name in layers:
         node = returned[name]
-        field = tracer.fields.get(node.name)
+        field = tracer.fields.get(node.name) if tracer.axes.get(node.name) == (2, 3) else None
         if field is None and node.name in tracer.flat:  # (N, C): its one position sees all
             field = Field((1, 1), (0, 0), hw, True)
         if field is None:
-            why = ("an op on its path is one whose field convdp does not compose (a permute, a "
-                   "flip or roll, a channel shuffle, an interpolation, …)"
+            why = ("an op on its path is one whose field convdp does not compose (a flip or "
+                   "roll, a permute that swaps rows and columns, a reshape or split that mixes "
+                   "them with other axes, an interpolation, …)"
                    if node.name in tracer.spatial else "its output is not an (N, C, H, W) or "
                    "(N, C) tensor")
             raise ValueError(f"layer {name!r}: its receptive field cannot be traced: {why}")

@@ -14,6 +14,10 @@ CASES = [
     ("resnet18", ["relu", "maxpool", "layer1.0.relu", "layer1", "layer2"], 136),
     # Conv2dNormActivation and InvertedResidual: modules torchvision keeps as one node
     ("mobilenet_v2", ["features.0", "features.1", "features.3"], 72),
+    # permutes to channels-last and back (Permute modules, linear layers, LayerNorm2d)
+    ("convnext_tiny", ["features.0", "features.1", "features.2"], 128),
+    # a channel shuffle (views to 5-D and back, a transpose) and chunks along the channels
+    ("shufflenet_v2_x0_5", ["maxpool", "stage2.0", "stage2"], 128),
 ]
 
 
@@ -97,3 +101,35 @@ def test_global_and_untraceable_layers():
 
     with pytest.raises(ValueError, match="layer 'roll': .*a flip or roll"):
         trace_fields(Rolled(), ["roll"], 32)
+
+
+class _Moved(torch.nn.Module):
+    """Channels-last linear layers (a field kept); a transpose of rows and columns, a
+    split of the rows, a flatten of both: fields that no union gives."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.linear = torch.nn.Linear(4, 4)
+        self.across = torch.nn.Linear(30, 30)  # the 30 columns of conv's map at 32 px
+
+    def forward(self, x):
+        x = self.conv(x)
+        last = self.linear(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        swapped = x.transpose(2, 3) + 1
+        top, _ = x.chunk(2, dim=2)
+        flat = x.flatten(2).view(x.shape) * 2
+        return last, swapped, top + 0, flat, self.across(x), x.softmax(-1)  # columns mixed
+
+
+def test_fields_through_permutes_and_reshapes():
+    model = _Moved().eval()
+    fields = trace_fields(model, ["permute_1"], 32)
+    assert fields["permute_1"] == trace_fields(model, ["conv"], 32)["conv"]
+    support, (i, j) = _gradient_support(model, "permute_1", 32, 3)
+    top, left, bottom, right = fields["permute_1"].box(i, j)
+    assert np.array_equal(np.argwhere(support)[[0, -1]], [[top, left], [bottom - 1, right - 1]])
+    # the transposed map, the top half, the flatten, a linear layer across the columns
+    for layer in ["add", "add_1", "mul", "across", "softmax"]:
+        with pytest.raises(ValueError, match=f"layer '{layer}': its receptive field cannot"):
+            trace_fields(model, [layer], 32)
