@@ -40,33 +40,51 @@ def _names(qualnames: dict) -> list[str]:
 
 
 def block_layers(model: nn.Module) -> list[str]:
-    """The output of every conv block: the node just before each pooling step that shrinks
-    the maps.
+    """The output of every conv block: the map each pooling step (a module or a function)
+    shrinks.
 
     For VGG16 this is ``features.3, .8, .15, .22, .29`` (Keras' ``block1_conv2`` …
     ``block5_conv3``, after their ReLU); for :class:`DigitNet` ``relu1`` … ``relu4``; for
-    ResNets the stem's ``relu`` and the stages ``layer1`` … ``layer4`` (module names). Nets
+    ResNets the stem's ``relu`` and the stages ``layer1`` … ``layer4`` (module names); for
+    DenseNets the stem, each transition's ``conv`` and the last block's ``relu`` (before the
+    forward's functional global pool); for Inception v3 also the maps its reduction blocks'
+    max pooling branches shrink. Nets
     that shrink their maps by strided convolutions instead (MobileNet, EfficientNet,
     ConvNeXt: a ``features`` sequence) give the last part of ``features`` at each map size.
     A ValueError where fewer than two blocks are found: list the layers by name then.
     """
-    pools = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    import torch.nn.functional as F
+
+    pool_modules = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+    pool_functions = {F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d,
+                      F.max_pool2d_with_indices}
     modules = dict(model.named_modules())
-    nodes = layer_names(model)
+    graph, qualnames = eval_graph(model)
+    nodes = _names(qualnames)
     sizes = _map_sizes(model, nodes)
-    # a stride-1 pool inside a branch is no step (where the sizes are known)
-    is_pool = [isinstance(modules.get(n), pools) and (not sizes or (
-               sizes.get(n) is not None and i > 0
-               and sizes.get(nodes[i - 1]) not in (None, sizes[n])))
-               for i, n in enumerate(nodes)]
-    out = [nodes[i - 1] for i in range(1, len(nodes)) if is_pool[i] and not is_pool[i - 1]]
+
+    def pooled_input(node) -> str | None:
+        """The name of the map a pooling node shrinks (None: no pooling, or no step)."""
+        if not (node.op == "call_module" and isinstance(modules.get(node.target), pool_modules)
+                or node.op == "call_function" and node.target in pool_functions):
+            return None
+        src = node.args[0] if node.args and node.args[0] in qualnames else None
+        if src is None or src.op == "placeholder":
+            return None
+        name, into = qualnames[src], qualnames[node]
+        # a stride-1 pool inside a branch is no step (where the sizes are known)
+        if sizes and (sizes.get(into) is None or sizes.get(name) in (None, sizes[into])):
+            return None
+        return None if pooled_input(src) is not None else name  # pools in a row: one step
+
+    out = list(dict.fromkeys(n for n in map(pooled_input, graph.nodes) if n is not None))
     stages = [n for n, _ in model.named_children() if n.startswith("layer") and n[5:].isdigit()]
     if stages:
         out = [n for n in out if not any(n.startswith(f"{s}.") for s in stages)] + stages
     features = modules.get("features")
     if len(out) < 2 and isinstance(features, nn.Sequential):
         parts = [f"features.{name}" for name, m in features.named_children()
-                 if not isinstance(m, pools)]
+                 if not isinstance(m, pool_modules)]
         last = {}
         for part in parts:  # the last node inside each part: its output
             inside = [n for n in nodes if n == part or n.startswith(f"{part}.")]

@@ -56,6 +56,20 @@ def test_block_layers_of_nets_that_shrink_by_strided_convolutions():
         block_layers(mnas)
 
 
+def test_block_layers_at_functional_pooling():
+    """DenseNet's last block is pooled by the forward's ``F.adaptive_avg_pool2d`` and
+    Inception v3's reduction blocks by ``F.max_pool2d`` in a branch: the maps they shrink
+    are blocks (the node before a branch's pool is inside another branch)."""
+    with torch.device("meta"):
+        dense = torchvision.models.densenet121()
+        inception = torchvision.models.inception_v3(aux_logits=False, init_weights=False)
+    assert block_layers(dense) == ["features.relu0", "features.transition1.conv",
+                                   "features.transition2.conv", "features.transition3.conv",
+                                   "relu"]
+    assert block_layers(inception) == ["Conv2d_2b_3x3.relu", "Conv2d_4a_3x3.relu",
+                                       "Mixed_5d.cat", "Mixed_6e.cat", "Mixed_7c.cat_2"]
+
+
 def test_check_layers_accepts_nodes_modules_and_blocks():
     net = torchvision.models.resnet18()
     assert check_layers(net, ["layer1.0.relu_1", "layer2"]) == ["layer1.0.relu_1", "layer2"]
