@@ -50,7 +50,8 @@ def block_layers(model: nn.Module) -> list[str]:
     forward's functional global pool); for Inception v3 also the maps its reduction blocks'
     max pooling branches shrink. Nets
     that shrink their maps by strided convolutions instead (MobileNet, EfficientNet,
-    ConvNeXt: a ``features`` sequence) give the last part of ``features`` at each map size.
+    ConvNeXt, RegNet, ShuffleNet) give the last part at each map size of the sequence of
+    parts with the most map sizes (``features``, ``trunk_output``, the net's own children).
     A ValueError where fewer than two blocks are found: list the layers by name then.
     """
     import torch.nn.functional as F
@@ -81,25 +82,33 @@ def block_layers(model: nn.Module) -> list[str]:
     stages = [n for n, _ in model.named_children() if n.startswith("layer") and n[5:].isdigit()]
     if stages:
         out = [n for n in out if not any(n.startswith(f"{s}.") for s in stages)] + stages
-    features = modules.get("features")
-    if len(out) < 2 and isinstance(features, nn.Sequential):
-        parts = [f"features.{name}" for name, m in features.named_children()
-                 if not isinstance(m, pool_modules)]
-        last = {}
-        for part in parts:  # the last node inside each part: its output
-            inside = [n for n in nodes if n == part or n.startswith(f"{part}.")]
-            if inside and sizes.get(inside[-1]) is not None:
-                last[part] = inside[-1]
-        by_size: dict = {}
-        for part, node in last.items():
-            by_size[sizes[node]] = part
-        out = list(by_size.values())
+    if len(out) < 2:
+        out = max(_parts_by_size(modules, nodes, sizes, pool_modules), key=len, default=[])
     if len(out) < 2:
         raise ValueError(
             f"'blocks' finds a net's conv blocks by the steps that shrink its maps "
-            f"(pooling, or the parts of a 'features' sequence), and found {out or 'none'} in "
+            f"(pooling, or the parts of a sequence of stages), and found {out or 'none'} in "
             "this one; list its layers by name instead (`convdp layers ARCH` prints them)")
     return out
+
+
+def _parts_by_size(modules: dict, nodes: Sequence[str], sizes: dict, skip: tuple):
+    """For each module with several children (MobileNet's ``features``, RegNet's
+    ``trunk_output``, ShuffleNet's own stages): its last child (``skip`` types left out) at
+    each map size, in order; the candidates for nets that shrink their maps by strided
+    convolutions."""
+    for name, module in modules.items():
+        children = [f"{name}.{c}" if name else c for c, m in module.named_children()
+                    if not isinstance(m, skip)]
+        if len(children) < 2:
+            continue
+        by_size: dict = {}
+        for part in children:  # the last node inside each part: its output
+            inside = [n for n in nodes if n == part or n.startswith(f"{part}.")]
+            if inside and sizes.get(inside[-1]) is not None:
+                by_size.pop(sizes[inside[-1]], None)
+                by_size[sizes[inside[-1]]] = part
+        yield list(by_size.values())
 
 
 def _map_sizes(model: nn.Module, nodes: Sequence[str]) -> dict[str, tuple[int, int] | None]:

@@ -43,17 +43,22 @@ def test_block_layers_digitnet_and_resnet():
 
 def test_block_layers_of_nets_that_shrink_by_strided_convolutions():
     """No pooling between MobileNet's blocks (one layer was found); GoogLeNet's stride-1 pool
-    inside a branch is no step (branch nodes were found); none found is an error."""
+    inside a branch is no step (branch nodes were found); fewer than two is an error."""
     with torch.device("meta"):
         mobile = torchvision.models.mobilenet_v2()
         google = torchvision.models.googlenet(aux_logits=False, init_weights=False)
-        mnas = torchvision.models.mnasnet0_5()
+        shuffle = torchvision.models.shufflenet_v2_x0_5()
+    regnet = torchvision.models.regnet_x_400mf()  # its init copies: not on the meta device
+    flat = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU())
     assert block_layers(mobile) == ["features.1", "features.3", "features.6", "features.13",
                                     "features.18"]
     assert block_layers(google) == ["conv1.relu", "conv3.relu", "inception3b.cat",
                                     "inception4e.cat", "inception5b.cat"]
-    with pytest.raises(ValueError, match=r"'blocks' .* found none in this one; list its layers"):
-        block_layers(mnas)
+    # stages that are not in a 'features' sequence: the last part at each map size
+    assert block_layers(regnet) == [f"trunk_output.block{i}" for i in range(1, 5)]
+    assert block_layers(shuffle) == ["conv1", "stage2", "stage3", "conv5"]
+    with pytest.raises(ValueError, match=r"'blocks' .* found \['1'\] in this one; list its"):
+        block_layers(flat)
 
 
 def test_block_layers_at_functional_pooling():
