@@ -3,11 +3,17 @@
 Snakemake reruns a job when an input is newer than its output (``mtime``), when its inputs
 are other files (``input``) or when its params changed (``params``). Files named in the
 config (a ``weights:`` state_dict, the ``paths:`` of an ``images`` data set) are declared
-inputs, and their stamps (size and modification time; a weights file's content digest) are
-params too, so that a file replaced by an older one (``mv``, ``cp -p``) also reruns the job.
-An image folder is not a file: its fingerprint (every image's name, size and modification
-time) is a param. The code of a net of your own (``module:factory``) is a param too, by its
-digest.
+inputs, and their content digests are params too, so that a file replaced by an older one
+(``mv``, ``cp -p``) also reruns the job. An image folder is not a file: its fingerprint (every
+image's name, size and content digest) is a param. The code of a net of your own
+(``module:factory``) is a param too, by its digest.
+
+Files are known by their content, not their modification time: a file replaced by another
+of the same size with the old time put back (``touch -r``, an archive's fixed dates, a data
+set re-released with every file the same size) still differs. A file is read again only
+where its size, modification time or status-change time moved since it was last read
+(:data:`CACHE_DIR`, where the workflow keeps the digests): a copy of the project reads its
+images once more and reruns nothing, and a plain ``touch`` reruns nothing either.
 """
 
 from __future__ import annotations
@@ -23,27 +29,93 @@ _MODEL_KEYS = {"train": ("arch", "weights", "input_size", "normalize", "train"),
                          "normalize")}
 
 
-def stamp(path: str | os.PathLike) -> str:
-    """``size:mtime_ns`` of one file (``missing`` where there is none)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "missing"
-    return f"{st.st_size}:{st.st_mtime_ns}"
+#: Where the digests of files read for their content are kept between Snakemake processes
+#: (the workflow sets ``results/.cache/digests``); None: in this process only.
+CACHE_DIR: Path | None = None
+
+#: Above this many bytes to read, the reading is announced (on stderr).
+_ANNOUNCE_BYTES = 1 << 30
 
 
 def content_digest(path: str | os.PathLike) -> str:
-    """sha256 of one file (``missing`` where there is none), read once per Snakemake process
-    while its stamp stays the same: a weights file replaced by another of the same size with
-    the old modification time (``touch -r``, an archive's fixed dates) still differs."""
-    return _digest_of(str(path), stamp(path))
+    """sha256 of one file (``missing`` where there is none), read again only where its
+    size, modification or status-change time moved (see :func:`content_digests`)."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    return content_digests(path.parent, [path.name])[path.name]
 
 
-@functools.cache
-def _digest_of(path: str, file_stamp: str) -> str:
+def content_digests(root: str | os.PathLike, names: list[str]) -> dict[str, str]:
+    """``{name: sha256}`` of the files ``names`` (relative to ``root``), each read only where
+    its (size, modification time, status-change time) differs from the one its kept digest
+    was read at (:data:`CACHE_DIR`; in this process's memory too). The digests kept for
+    ``root`` are those of ``names`` afterwards."""
+    root = Path(root)
+    key = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:20]
+    kept = _load_digests(key)
+    out, fresh, todo = {}, {}, []
+    for name in names:
+        st = os.stat(root / name)
+        mark = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        entry = kept.get(name)
+        if entry is not None and entry[:3] == mark:
+            fresh[name] = entry
+        else:
+            todo.append((name, mark))
+    size = sum(m[0] for _, m in todo)
+    if size > _ANNOUNCE_BYTES:
+        import sys
+
+        print(f"convdp: reading {len(todo)} files under {root} ({size / 2**30:.1f} GiB) to know "
+              "them by their content (once; again only for files whose times change)",
+              file=sys.stderr, flush=True)
     from convdp.datasets.fetch import file_hash
 
-    return "missing" if file_stamp == "missing" else file_hash(path)
+    for name, mark in todo:
+        fresh[name] = mark + [file_hash(root / name)]
+    for name in names:
+        out[name] = fresh[name][3]
+    if todo or len(fresh) != len(kept):
+        _store_digests(key, fresh)
+    return out
+
+
+_MEMORY: dict[str, dict] = {}
+
+
+def _cache_file(key: str) -> Path | None:
+    return None if CACHE_DIR is None else Path(CACHE_DIR) / f"{key}.json"
+
+
+def _load_digests(key: str) -> dict:
+    if key in _MEMORY:
+        return _MEMORY[key]
+    path = _cache_file(key)
+    try:
+        import json
+
+        return json.loads(path.read_text()) if path is not None else {}
+    except (OSError, ValueError):  # none yet, or unreadable: read the files
+        return {}
+
+
+def _store_digests(key: str, digests: dict) -> None:
+    _MEMORY[key] = digests
+    path = _cache_file(key)
+    if path is None:
+        return
+    import json
+    import tempfile
+
+    try:  # written whole, then renamed: a job reading it meanwhile sees the old or the new
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(digests, f)
+        os.replace(tmp, path)
+    except OSError:  # a read-only results folder: known in this process only
+        pass
 
 
 @functools.cache  # once per Snakemake process: every job of the model asks
@@ -115,7 +187,7 @@ def dataset_fingerprint(spec: dict) -> str | None:
     image folder's fingerprint; None for data sets that ship with a package or are verified
     downloads."""
     if spec["kind"] == "images":
-        return _digest(f"{p}\t{stamp(p)}" for p in spec["paths"])
+        return _digest(f"{p}\t{content_digest(p)}" for p in spec["paths"])
     if spec["kind"] == "folder":
         return folder_fingerprint(spec["path"])
     return None
@@ -124,13 +196,13 @@ def dataset_fingerprint(spec: dict) -> str | None:
 @functools.cache  # once per Snakemake process: every job reading the data set asks
 def folder_fingerprint(folder: str | os.PathLike, every_file: bool = False) -> str:
     """Count and digest of every image under ``folder`` (every file with ``every_file``: a
-    mask folder, whose masks may have other extensions than images); relative name, size,
-    modification time; links are followed, each real folder once, hidden files and folders
-    skipped."""
+    mask folder, whose masks may have other extensions than images); relative name and
+    content digest (:func:`content_digests`); links are followed, each real folder once,
+    hidden files and folders skipped."""
     from convdp.datasets import IMAGE_EXTENSIONS
 
     root = Path(folder)
-    lines, seen = [], set()
+    names, seen = [], set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:  # a link back up the tree
@@ -140,9 +212,9 @@ def folder_fingerprint(folder: str | os.PathLike, every_file: bool = False) -> s
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in filenames:
             if not f.startswith(".") and (every_file or Path(f).suffix.lower() in IMAGE_EXTENSIONS):
-                p = Path(dirpath) / f
-                lines.append(f"{p.relative_to(root).as_posix()}\t{stamp(p)}")
-    return f"{len(lines)} {'files' if every_file else 'images'}, {_digest(sorted(lines))}"
+                names.append((Path(dirpath) / f).relative_to(root).as_posix())
+    lines = [f"{n}\t{d}" for n, d in content_digests(root, sorted(names)).items()]
+    return f"{len(lines)} {'files' if every_file else 'images'}, {_digest(lines)}"
 
 
 def _digest(lines) -> str:

@@ -10,6 +10,10 @@ from convdp.io import read_json
 from convdp.labelling import fit_key
 from convdp.storage import sample_plan, store_kinds
 
+# Files the config names are known by their content; the digests are kept here, so that a
+# file is read again only where its times moved (convdp/provenance.py).
+provenance.CACHE_DIR = "results/.cache/digests"
+
 # Validates against convdp/schema.yaml with snakemake.utils.validate (defaults filled in),
 # then checks data set references and layer names; errors name the key, before any job runs.
 validate_config(config)
@@ -176,7 +180,7 @@ def train_input(wildcards):
 
 def model_sources(model):
     """What a model's weights are made from: the keys training reads, the weights file's
-    stamp, the fingerprint of the training data's files."""
+    content digest, the fingerprint of the training data's files."""
     spec = MODELS[model]
     train_on = DATASETS[spec["train_on"]] if spec["weights"] == "train" else None
     return provenance.model_params(spec) | {

@@ -8,6 +8,7 @@ whose planned jobs are compared, output by output (nothing else is planned).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -120,6 +121,21 @@ def test_image_added_to_a_folder_reruns_what_it_feeds(work):
     assert planned(work) == FED_BY_SHAPES
 
 
+def test_image_replaced_by_one_of_the_same_size_and_time_reruns_and_a_touch_does_not(work):
+    """Images are known by their content: another image of the same size with the old
+    modification time put back (``touch -r``, an archive's fixed dates) reruns what it
+    feeds; the copy of the project (the fixture's) and a plain ``touch`` rerun nothing."""
+    assert planned(work) == set()
+    path = work / "inputs/shapes/blue/2.png"
+    os.utime(path)  # touched: newer, the same content
+    assert planned(work) == set()
+    before = path.stat()
+    png(path, 77)
+    assert path.stat().st_size == before.st_size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert planned(work) == FED_BY_SHAPES
+
+
 def test_added_layer_or_data_set_does_not_retrain(work):
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["models"]["trained"]["layers"].append("relu2")
@@ -154,3 +170,27 @@ def test_config_error_fails_before_any_job_and_keeps_results(work):
     assert out.returncode != 0
     assert "datasets.digits.classes: unknown class(es) [12]" in out.stderr
     assert snapshot(work / "results") == before
+
+
+def test_a_file_is_read_again_only_where_its_times_moved(tmp_path, monkeypatch):
+    """The kept digest of a file serves while its size, modification and status-change
+    times stay (a planted wrong digest is returned, so the file was not read); once its
+    times move it is read again, and the kept digests are written whole."""
+    from convdp import provenance
+
+    monkeypatch.setattr(provenance, "CACHE_DIR", tmp_path / "digests")
+    monkeypatch.setattr(provenance, "_MEMORY", {})
+    folder = tmp_path / "images"
+    for i in range(3):
+        png(folder / f"{i}.png", i)
+    first = provenance.content_digests(folder, ["0.png", "1.png", "2.png"])
+    (kept,) = (tmp_path / "digests").glob("*.json")
+    digests = json.loads(kept.read_text())
+    assert {n: d[3] for n, d in digests.items()} == first
+    digests["1.png"][3] = "planted"
+    kept.write_text(json.dumps(digests))
+    monkeypatch.setattr(provenance, "_MEMORY", {})  # a new Snakemake process
+    assert provenance.content_digests(folder, ["0.png", "1.png"])["1.png"] == "planted"
+    assert set(json.loads(kept.read_text())) == {"0.png", "1.png"}  # only those asked for
+    os.utime(folder / "1.png")
+    assert provenance.content_digests(folder, ["1.png"]) == {"1.png": first["1.png"]}
