@@ -167,19 +167,6 @@ def _out_of_place(graph_module: torch.fx.GraphModule, user: torch.fx.Node,
         user.target = user.target[:-1]
 
 
-def _first_conv_channels(extractor: nn.Module) -> int | None:
-    """The input channels of the first convolution in the extractor's own graph (traced
-    already: :func:`convdp.models.input_channels` would trace the net again)."""
-    gm = getattr(extractor, "extractor", extractor)  # SmoothedOutputs wraps the graph
-    graph = getattr(gm, "graph", None)
-    for node in graph.nodes if graph is not None else ():
-        if node.op == "call_module":
-            module = gm.get_submodule(node.target)
-            if isinstance(module, nn.modules.conv._ConvNd):
-                return module.in_channels
-    return None
-
-
 def _version(x):
     """A tensor's version counter (bumped by every in-place op on it or a view of it);
     None for anything else, and for inference-mode tensors, which keep none."""
@@ -408,7 +395,8 @@ def extract_activations(
     smooth = {name: float(sigma) for name, sigma in (smooth or {}).items()}
     extractor = feature_extractor(model, layers, smooth).to(device)
     first = images[0:1]
-    in_ch = _first_conv_channels(extractor) or input_channels(model)
+    graph_module = getattr(extractor, "extractor", extractor)  # SmoothedOutputs wraps it
+    in_ch = input_channels(graph_module, getattr(graph_module, "graph", None))
     if in_ch is not None and first.shape[-1] != in_ch:
         raise ValueError(
             f"the images have {first.shape[-1]} channel(s) but the model's first convolution "

@@ -232,17 +232,21 @@ def _build_timm(name: str, num_classes: int | None, in_channels: int | None) -> 
     return timm.create_model(name, pretrained=False, in_chans=in_channels or 3, **kwargs)
 
 
-def input_channels(model: nn.Module) -> int | None:
+def input_channels(model: nn.Module, graph=None) -> int | None:
     """The input channels of the first convolution ``model``'s forward runs (of the first it
-    registers where its forward cannot be traced); None where it has none."""
+    registers where its forward cannot be traced); None where it has none. ``graph``: the
+    ``torch.fx`` graph of ``model`` where one is traced already (a feature extractor's),
+    whose one-node modules (torchvision's ``Conv2dNormActivation``) are looked into."""
     convs = [m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
     try:
-        from torchvision.models.feature_extraction import NodePathTracer
+        if graph is None:
+            from torchvision.models.feature_extraction import NodePathTracer
 
-        graph = NodePathTracer().trace(model)
+            graph = NodePathTracer().trace(model)
         modules = dict(model.named_modules())
-        convs = [modules[n.target] for n in graph.nodes if n.op == "call_module"
-                 and isinstance(modules.get(n.target), nn.modules.conv._ConvNd)] or convs
+        called = [modules.get(n.target) for n in graph.nodes if n.op == "call_module"]
+        convs = [c for m in called if m is not None for c in m.modules()
+                 if isinstance(c, nn.modules.conv._ConvNd)][:1] or convs
     except Exception:  # torch.fx cannot trace it: the registration order
         pass
     return convs[0].in_channels if convs else None
