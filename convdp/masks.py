@@ -3,7 +3,7 @@
 A data set of kind ``folder`` may declare ``masks: FOLDER``: integer mask images with the same
 relative names as the images (``images/a/1.png`` ↔ ``masks/a/1.png``; another extension with
 the same stem is accepted), one value per part, ``mask_background`` (default 0) for the
-background. Each is drawn on its image as shown (EXIF orientation applied): the same width and
+background. Each is drawn on its image as shown (both EXIF orientations applied): the same width and
 height. They are resized and cropped the way the images were (short side to ``size``, centre
 crop), with nearest-neighbour interpolation so that no new values appear. Masks are lossless
 images (:data:`MASK_EXTENSIONS`): JPEG's artefacts at part borders would be labels of their
@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 #: Columns of the per-layer CSV (one row per cluster present in the label maps).
 CLUSTER_COLUMNS = ["cluster", "weight", "kept", "pixels", "foreground_share", "best_label",
@@ -80,22 +83,47 @@ def mask_file(folder: Path, name: str) -> Path:
 def shown_size(path: Path) -> tuple[int, int, bool]:
     """(height, width) of an image as shown (its EXIF orientation applied, as the images are
     read), and whether that orientation turns it, from its header alone."""
+    h, w, orientation = _shown(path)
+    return h, w, orientation in (5, 6, 7, 8)
+
+
+def _shown(path: Path) -> tuple[int, int, int]:
+    """(height, width) as shown and the EXIF orientation (1: none) of an image's header."""
     from PIL import Image
 
     with Image.open(path) as im:
         w, h = im.size
-        turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # Orientation: a quarter turn
-    return ((w, h) if turned else (h, w)) + (turned,)
+        orientation = int(im.getexif().get(0x0112, 1) or 1)
+    turned = orientation in (5, 6, 7, 8)  # a quarter turn
+    return ((w, h) if turned else (h, w)) + (orientation,)
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """An integer mask image as (H, W) int64: one channel (8 or 16 bit, a palette's indices,
-    or 1-bit: 0 / 1), or grey saved as RGB / RGBA (three equal channels, opaque); colour
-    masks are refused."""
-    from PIL import Image
+    """An integer mask image as (H, W) int64, as shown (its EXIF orientation applied, as
+    the images are read): one channel (8 or 16 bit, a palette's indices, or 1-bit: 0 / 1),
+    or grey saved as RGB / RGBA (three equal channels, opaque); colour masks, and 16-bit
+    colour (which Pillow reads by its top byte), are refused."""
+    return _read(path)[0]
+
+
+def _read(path: Path) -> tuple[np.ndarray, dict | None]:
+    """:func:`read_mask`, and for a palette image the colour of each index it uses."""
+    from PIL import Image, ImageOps
 
     with Image.open(path) as im:
+        im.load()
+        wide = _declared_bits(path, im) > 8 and im.mode in ("RGB", "RGBA", "LA")
+        im = ImageOps.exif_transpose(im)
         arr = np.array(im)
+        palette = None
+        if im.mode == "P" and im.getpalette() is not None:
+            colours = np.array(im.getpalette(), np.int64).reshape(-1, 3)
+            palette = {int(v): tuple(int(c) for c in colours[v]) for v in np.unique(arr)
+                       if v < len(colours)}
+    if wide:
+        raise ValueError(f"mask {path} is 16-bit {im.mode}: Pillow reads 16-bit colour by its "
+                         "top byte, which would turn small labels into 0; save masks as "
+                         "16-bit greyscale (one channel)")
     if arr.dtype == np.bool_:  # mode "1": a binary mask
         arr = arr.astype(np.uint8)
     if arr.ndim == 3 and arr.shape[2] in (3, 4) and np.issubdtype(arr.dtype, np.integer):
@@ -106,7 +134,17 @@ def read_mask(path: Path) -> np.ndarray:
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"mask {path} is not a single-channel integer image "
                          f"(shape {arr.shape}, {arr.dtype}); write one integer label per pixel")
-    return arr.astype(np.int64)
+    return arr.astype(np.int64), palette
+
+
+def _declared_bits(path: Path, im) -> int:
+    """Bits per sample a PNG's header or a TIFF's tags declare (8 otherwise)."""
+    tags = getattr(im, "tag_v2", None)
+    if tags is not None:
+        return int(max(np.atleast_1d(tags.get(258, 8))))
+    with open(path, "rb") as f:
+        head = f.read(25)
+    return head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 24 else 8
 
 
 def resize_mask(mask: np.ndarray, size: int | None) -> np.ndarray:
@@ -132,31 +170,107 @@ def load_masks(folder: str | Path, names: Sequence[str], size: int | None,
                shape: tuple[int, int], images: str | Path | None = None) -> np.ndarray:
     """The masks of the images ``names`` (in that order), as (N, H, W) int16, checked to have
     the images' ``shape``; with ``images`` (their folder), each mask also checked to have
-    its image's own size before both are resized."""
+    its image's own size before both are resized. Every mask is read before a refusal, which
+    names all the masks that fail (up to ten, and how many). Palette masks must give each
+    index one colour in every file; values that never fill a 3 × 3 block (compression
+    artefacts) and image orientations the sizes cannot confirm are warned of."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"mask folder {folder} does not exist or is not a folder")
     out = np.empty((len(names), *shape), np.int16)
+    problems: list[Exception] = []
+    palettes: dict[int, dict[tuple, str]] = {}  # index -> {colour: first file}
+    filled: set[int] = set()
+    counts: dict[int, int] = {}
+    unconfirmed = []
     for i, name in enumerate(names):
-        path = mask_file(folder, name)
-        mask = read_mask(path)
-        if images is not None:
-            _check_drawn_on(path, mask.shape, Path(images) / name)
-        mask = resize_mask(mask, size)
-        if mask.shape != tuple(shape):
-            raise ValueError(f"mask {path} is {mask.shape[1]}×{mask.shape[0]} once resized, "
-                             f"its image {shape[1]}×{shape[0]}")
-        if mask.min() < -32768 or mask.max() > 32767:
-            raise ValueError(f"mask {path} has labels outside the int16 range")
-        out[i] = mask
+        try:
+            path = mask_file(folder, name)
+            mask, palette = _read(path)
+            if images is not None and not _check_drawn_on(path, mask.shape, Path(images) / name):
+                unconfirmed.append(name)
+            for index, colour in (palette or {}).items():
+                palettes.setdefault(index, {}).setdefault(colour, path.name)
+            filled |= _filled_values(mask)
+            for v, c in zip(*np.unique(mask, return_counts=True), strict=True):
+                counts[int(v)] = counts.get(int(v), 0) + int(c)
+            mask = resize_mask(mask, size)
+            if mask.shape != tuple(shape):
+                raise ValueError(f"mask {path} is {mask.shape[1]}×{mask.shape[0]} once resized, "
+                                 f"its image {shape[1]}×{shape[0]}")
+            if mask.min() < -32768 or mask.max() > 32767:
+                raise ValueError(f"mask {path} has labels outside the int16 range")
+            out[i] = mask
+        except (OSError, ValueError) as exc:
+            problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        listed = "\n  ".join(str(p) for p in problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise ValueError(f"{len(problems)} of the {len(names)} masks in {folder} cannot be "
+                         f"used:\n  {listed}{more}")
+    _check_palettes(palettes, folder)
+    _warn_unfilled(counts, filled, folder)
+    if unconfirmed:
+        log.warning("%d image(s) of %s (e.g. %s) carry an EXIF orientation (a flip, a half turn, "
+                    "or a quarter turn of a square image) that their masks' sizes cannot "
+                    "confirm: masks are read as the images are shown; a mask drawn on the "
+                    "stored pixels would not match its image", len(unconfirmed),
+                    images, unconfirmed[0])
     return out
 
 
-def _check_drawn_on(path: Path, shape: tuple[int, int], image: Path) -> None:
-    """Refuse a mask whose size is not its image's as shown (resizing would hide it)."""
-    h, w, turned = shown_size(image)
-    if shape == (h, w):
+def _filled_values(mask: np.ndarray) -> set[int]:
+    """The values of ``mask`` that fill at least one 3 × 3 block of pixels."""
+    if min(mask.shape) < 3:
+        return set(np.unique(mask).tolist())
+    centre = mask[1:-1, 1:-1]
+    same = np.ones(centre.shape, bool)
+    h, w = mask.shape
+    for di in (0, 1, 2):
+        for dj in (0, 1, 2):
+            same &= mask[di : h - 2 + di, dj : w - 2 + dj] == centre
+    return set(np.unique(centre[same]).tolist())
+
+
+def _check_palettes(palettes: dict[int, dict[tuple, str]], folder: Path) -> None:
+    """Refuse palette masks whose indices stand for different colours in different files:
+    a writer that renumbers its palette (a quantiser, an optimiser) made them, and an index
+    is then no label."""
+    mixed = {index: colours for index, colours in palettes.items() if len(colours) > 1}
+    if mixed:
+        index, colours = min(mixed.items())
+        shown = "; ".join(f"{colour} in {file}" for colour, file in list(colours.items())[:3])
+        raise ValueError(f"the palette masks of {folder} give index {index} different colours "
+                         f"({shown}; {len(mixed)} index(es) so): their indices are not labels; "
+                         "save the masks as greyscale label images, or with one fixed palette")
+
+
+def _warn_unfilled(counts: dict[int, int], filled: set[int], folder: Path) -> None:
+    """Warn of values that never fill a 3 × 3 block in any mask: the artefacts of lossy
+    compression at the parts' borders (a JPEG saved again as PNG), or parts one or two
+    pixels thin."""
+    thin = sorted(v for v in counts if v not in filled)
+    if not thin:
         return
+    share = sum(counts[v] for v in thin) / max(sum(counts.values()), 1)
+    log.warning("%d value(s) of the masks in %s never fill a 3×3 block of pixels (%s; %.2g%% of "
+                "the pixels): lossy compression's artefacts at the parts' borders (a JPEG saved "
+                "again as PNG) are labels of their own and lower every score; re-draw or "
+                "export the masks losslessly unless these are parts one or two pixels thin",
+                len(thin), folder, ", ".join(map(str, thin[:8])) + (", …" if len(thin) > 8 else ""),
+                100 * share)
+
+
+def _check_drawn_on(path: Path, shape: tuple[int, int], image: Path) -> bool:
+    """Refuse a mask whose size is not its image's as shown (resizing would hide it).
+    Returns False where the image's EXIF orientation is one the sizes cannot confirm (a flip
+    or half turn, or a quarter turn of a square image)."""
+    h, w, orientation = _shown(image)
+    turned = orientation in (5, 6, 7, 8)
+    if shape == (h, w):
+        return orientation == 1 or (turned and h != w)
     why = (f"; the image's EXIF orientation turns it, and the mask has the stored pixels' "
            f"{h}×{w}: draw or turn the mask as the image is shown" if turned and shape == (w, h)
            else "")
@@ -165,15 +279,29 @@ def _check_drawn_on(path: Path, shape: tuple[int, int], image: Path) -> None:
 
 
 def check_background(masks: np.ndarray, background: int | None, folder: str | Path) -> None:
-    """Refuse a background value that no mask holds: every pixel would count as a part
-    (``None``: the masks have no background, said so)."""
-    if background is not None and not (masks == background).any():
-        values = np.unique(masks)
-        shown = ", ".join(map(str, values[:10])) + (", …" if len(values) > 10 else "")
+    """Refuse a background value that no mask holds (every pixel would count as a part), or
+    that every pixel holds (no part to score) (``None``: the masks have no background, said
+    so); warn where it covers few pixels and another value most of them."""
+    if background is None:
+        return
+    values, counts = np.unique(masks, return_counts=True)
+    shown = ", ".join(map(str, values[:10])) + (", …" if len(values) > 10 else "")
+    if background not in values:
         raise ValueError(f"mask_background {background} is in none of the {len(masks)} masks "
                          f"of {folder} (their values: {shown}); set the data set's "
                          "mask_background to the value of their background, or to null "
                          "where every pixel is a part's")
+    if len(values) == 1:
+        raise ValueError(f"every pixel of the {len(masks)} masks of {folder} is the background "
+                         f"{background}: no part to score (16-bit colour read by its top byte, "
+                         "or the wrong folder?)")
+    share = counts / counts.sum()
+    own, top = float(share[values == background][0]), int(np.argmax(share))
+    if own < 0.1 and share[top] > 0.5 and values[top] != background:
+        log.warning("mask_background %d covers %.1f%% of the pixels of the masks of %s and value "
+                    "%d covers %.1f%%: is %d the background? (a palette that numbers its "
+                    "colours by use puts the background anywhere)", background, 100 * own,
+                    folder, values[top], 100 * share[top], values[top])
 
 
 def part_names(folder: str | Path) -> dict[int, str]:

@@ -324,3 +324,96 @@ def test_smoothed_first_layer_follows_the_generators_textured_parts(tmp_path, re
     parts = clusters[clusters["kept"] & (clusters["best_label"] > 0)]
     best = parts.groupby("best_label")["iou"].max()
     assert sorted(best.index) == [1, 2, 3] and best.min() >= 0.45, best
+
+
+def _png16_rgb(path, grey):
+    """A 16-bit RGB PNG of the labels ``grey`` (H, W) in all three channels (Pillow cannot
+    write one)."""
+    import struct
+    import zlib
+
+    h, w = grey.shape
+    rgb = np.repeat(grey.astype(">u2")[:, :, None], 3, axis=2)
+    raw = b"".join(b"\x00" + rgb[i].tobytes() for i in range(h))
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _parts(n=24):
+    mask = np.zeros((n, n), np.uint8)
+    mask[4:12, 4:20] = 1
+    mask[12:20, 8:16] = 2
+    return mask
+
+
+def test_masks_that_would_give_wrong_labels_are_refused(tmp_path):
+    """16-bit colour (Pillow keeps the top byte: every label 0), palettes renumbered per
+    file (an index is no label), all background: refused; several bad masks are named in one
+    error."""
+    from convdp.masks import check_background
+
+    mask = _parts()
+    _png16_rgb(tmp_path / "wide.png", mask)
+    with pytest.raises(ValueError, match=r"wide\.png is 16-bit RGB: Pillow reads 16-bit colour"):
+        load_masks(tmp_path, ["wide.png"], None, mask.shape)
+    # palette masks: the same parts, indices given by each file's own colour order
+    colours = [(0, 0, 0), (200, 0, 0), (0, 200, 0)]
+    for name, order in (("p.png", [0, 1, 2]), ("q.png", [0, 2, 1])):
+        im = Image.fromarray(np.array(order, np.uint8)[mask], "P")
+        im.putpalette([c for i in np.argsort(order) for c in colours[i]])
+        im.save(tmp_path / name)
+    assert (load_masks(tmp_path, ["p.png"], None, mask.shape)[0] == mask).all()
+    with pytest.raises(ValueError, match=r"give index 1 different colours \(\(200, 0, 0\) in "
+                                         r"p\.png; \(0, 200, 0\) in q\.png"):
+        load_masks(tmp_path, ["p.png", "q.png"], None, mask.shape)
+    with pytest.raises(ValueError, match="every pixel of the 2 masks .* is the background 0"):
+        check_background(np.zeros((2, 4, 4), np.int16), 0, tmp_path)
+    with pytest.raises(ValueError, match=r"2 of the 3 masks in .* cannot be used:\n  no mask "
+                                         r"for image 'a\.png'.*\n  no mask for image 'b\.png'"):
+        load_masks(tmp_path, ["a.png", "p.png", "b.png"], None, mask.shape)
+
+
+def test_lossy_artefacts_and_a_small_background_are_warned_of(tmp_path, caplog):
+    from convdp.masks import check_background
+
+    mask = _parts(48) * 100
+    Image.fromarray(mask).save(tmp_path / "m.jpg", quality=70)
+    Image.open(tmp_path / "m.jpg").save(tmp_path / "m.png")  # the JPEG saved again as PNG
+    (tmp_path / "m.jpg").unlink()
+    with caplog.at_level("WARNING", logger="convdp.masks"):
+        masks = load_masks(tmp_path, ["m.png"], None, mask.shape)
+    assert "never fill a 3×3 block of pixels" in caplog.text
+    assert len(np.unique(masks)) > 3
+    caplog.clear()
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    with caplog.at_level("WARNING", logger="convdp.masks"):
+        load_masks(tmp_path, ["m.png"], None, mask.shape)
+        check_background(np.where(mask == 0, 3, mask)[None], 3, tmp_path)
+        assert caplog.text == ""
+        check_background(np.where(mask == 0, 3, 0)[None], 0, tmp_path)
+    assert "mask_background 0 covers" in caplog.text and "is 3 the background?" in caplog.text
+
+
+def test_mask_orientation_is_applied_and_unconfirmed_image_orientations_warned_of(tmp_path, caplog):
+    """A mask stored upside down with EXIF orientation 3 is read as shown; an image whose
+    orientation is a half turn (its mask's size cannot tell how it was drawn) is warned of."""
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    mask = _parts()
+    Image.new("RGB", mask.shape[::-1]).save(tmp_path / "img" / "a.png")
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    Image.fromarray(mask[::-1, ::-1].copy()).save(tmp_path / "msk" / "a.png", exif=exif)
+    with caplog.at_level("WARNING", logger="convdp.masks"):
+        got = load_masks(tmp_path / "msk", ["a.png"], None, mask.shape, tmp_path / "img")
+    assert (got[0] == mask).all() and caplog.text == ""
+    Image.new("RGB", mask.shape[::-1]).save(tmp_path / "img" / "a.png", exif=exif)
+    Image.fromarray(mask).save(tmp_path / "msk" / "a.png")
+    with caplog.at_level("WARNING", logger="convdp.masks"):
+        load_masks(tmp_path / "msk", ["a.png"], None, mask.shape, tmp_path / "img")
+    assert "1 image(s) of" in caplog.text and "EXIF orientation" in caplog.text
