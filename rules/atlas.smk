@@ -10,6 +10,8 @@ rule prepare_masks:
         "results/data/{dataset}.masks.npz",
     log:
         "logs/prepare_masks/{dataset}.log",
+    # as soon as the data set is stored: a bad mask is named before training and extraction
+    priority: 20
     conda:
         "../envs/torch.yaml"
     params:
