@@ -21,9 +21,18 @@ position ``i`` of a layer sees the input pixels ``start + i * jump`` to
   columns as two adjacent axes (a channel shuffle's view to 5-D), and a ``chunk`` or ``split``
   along the channels keep each position's field: the tracer follows which axes hold the rows
   and columns.
+* Group and instance norms, and a layer norm or ``F.normalize`` over the rows and columns,
+  take their statistics over the whole map: the output is global. Constants of the net (a
+  ``(1, C, 1, 1)`` mean buffer, a layer scale) are no input of any field: only values that
+  depend on the image are traced.
 * Anything else that changes the spatial size or layout (interpolation, pixel shuffle, a
-  flip, a permute that swaps rows and columns, a split along them, …) leaves the field
-  unknown (None) for it and everything downstream; asking for such a layer raises.
+  flip, a permute that swaps rows and columns, a split along them, …) or mixes positions
+  (a transposed convolution, a product across positions as attention takes, sorting, a
+  Fourier transform, an index by a tensor) leaves the field unknown (None) for it and
+  everything downstream; asking for such a layer raises.
+* Last, the fields asked for are checked against the gradient of the middle position's
+  output with respect to a random input: a field that misses a pixel the output depends on
+  (an op no rule above names) raises too.
 
 :func:`widen` grows a field by a smoothing kernel (config ``extract.smooth``), and
 :func:`padding_free` marks the positions no padding reached (what the smoothing averages);
@@ -34,6 +43,7 @@ the image.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,7 +79,10 @@ IDENTITY = Field((1, 1), (0, 0), (1, 1))
 
 
 def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+    if isinstance(v, int | torch.SymInt):
+        return int(v), int(v)
+    v = list(v)
+    return (int(v[0]), int(v[0])) if len(v) == 1 else (int(v[0]), int(v[1]))
 
 
 def _compose(f: Field, kernel, stride, padding, dilation=1) -> Field:
@@ -122,13 +135,16 @@ _RESHAPES = {torch.reshape, torch.flatten, torch.squeeze, torch.unsqueeze, torch
              "reshape_as"}
 
 
-def _arg(node: fx.Node, pos: int, name: str, default):
-    if len(node.args) > pos:
-        return node.args[pos]
-    return node.kwargs.get(name, default)
+def _arg(args: tuple, kwargs: dict, pos: int, name: str, default):
+    """An op's argument by position or name, from its evaluated ``args`` / ``kwargs``."""
+    if len(args) > pos:
+        return args[pos]
+    return kwargs.get(name, default)
 
 
 def _is_permute(n: fx.Node, module: nn.Module) -> bool:
+    if n.op == "call_function" and n.target is getattr:
+        return len(n.args) > 1 and n.args[1] in ("T", "mT", "H", "mH")
     if n.op == "call_module":
         return type(module.get_submodule(n.target)).__name__ == "Permute"  # torchvision.ops
     return n.op in ("call_function", "call_method") and n.target in _PERMUTES
@@ -152,7 +168,69 @@ _ALONG_DIM = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, torch.
               torch.cumprod, "softmax", "log_softmax", "cumsum", "cumprod"}
 
 
-def _mixed_axes(n: fx.Node, module: nn.Module, ndim: int) -> set[int]:
+#: Ops that keep a map's shape but mix its positions in ways no field composes: products
+#: across an axis, sorting, Fourier transforms, gathers, sampling at computed positions.
+_MIXES_POSITIONS = {torch.matmul, operator.matmul, torch.mm, torch.bmm, torch.einsum,
+                    torch.sort, torch.topk, torch.cummax, torch.cummin, torch.argsort,
+                    torch.index_select, torch.gather, torch.take, torch.take_along_dim,
+                    F.grid_sample, F.conv_transpose2d, F.conv1d, F.conv3d, F.unfold, F.fold,
+                    "matmul", "mm", "bmm", "sort", "topk", "cummax", "cummin", "argsort",
+                    "index_select", "gather", "take", "take_along_dim", "scatter",
+                    "scatter_add", "unfold", "__matmul__"}
+
+#: Normalisations whose statistics are taken over the positions too: every position's
+#: output depends on the whole map.
+_OVER_POSITIONS = (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+
+
+def _mixes_positions(n: fx.Node, module: nn.Module, args: tuple) -> bool:
+    """Whether ``n`` is an op of :data:`_MIXES_POSITIONS` (or a convolution other than the
+    2-D ones composed, a deformable one, a Fourier transform, or an index by a tensor)."""
+    target = n.target
+    if n.op == "call_module":
+        m = module.get_submodule(target)
+        # a transposed, 1-D or 3-D convolution, or a Conv2d of its own forward (padding
+        # computed there: timm's Conv2dSame)
+        return isinstance(m, nn.modules.conv._ConvNd) and not (
+            isinstance(m, nn.Conv2d) and type(m).forward is nn.Conv2d.forward)
+    if n.op not in ("call_function", "call_method"):
+        return False
+    if target in _MIXES_POSITIONS or getattr(target, "__module__", "") in ("torch.fft",):
+        return True
+    if getattr(target, "__name__", "") in ("deform_conv2d",):
+        return True
+    if target is operator.getitem and len(args) > 1:
+        index = args[1] if isinstance(args[1], tuple) else (args[1],)
+        return any(isinstance(i, torch.Tensor) or isinstance(i, list) for i in index)
+    return False
+
+
+def _normalises_over_positions(n: fx.Node, module: nn.Module, args: tuple, kwargs: dict,
+                               axes: tuple[int, int], ndim: int) -> bool:
+    """Group or instance norm, a layer norm or ``F.normalize`` over the map's rows and
+    columns: statistics of the whole map, so every position sees the whole image."""
+    if n.op == "call_module":
+        m = module.get_submodule(n.target)
+        if isinstance(m, _OVER_POSITIONS):
+            return not (isinstance(m, nn.modules.instancenorm._InstanceNorm)
+                        and m.track_running_stats and not m.training)
+        if isinstance(m, nn.LayerNorm):
+            return set(axes) <= set(range(ndim - len(m.normalized_shape), ndim))
+        return False
+    if n.target in (F.group_norm, F.instance_norm):
+        return True
+    if n.target is F.layer_norm:
+        shape = _arg(args, kwargs, 1, "normalized_shape", ())
+        last = 1 if isinstance(shape, int) else len(shape)
+        return set(axes) <= set(range(ndim - last, ndim))
+    if n.target is F.normalize:
+        dim = _arg(args, kwargs, 2, "dim", 1)
+        dims = {d % ndim for d in (dim if isinstance(dim, tuple | list) else (dim,))}
+        return bool(dims & set(axes))
+    return False
+
+
+def _mixed_axes(n: fx.Node, module: nn.Module, args: tuple, kwargs: dict, ndim: int) -> set[int]:
     """The axes along which a shape-keeping op mixes values (a linear layer or a layer norm
     over the last axes, a softmax or cumulative sum along one): where they are the map's
     rows or columns, a position sees more than the union of its inputs' fields."""
@@ -168,10 +246,10 @@ def _mixed_axes(n: fx.Node, module: nn.Module, ndim: int) -> set[int]:
     elif n.target is F.linear:
         last = 1
     elif n.target is F.layer_norm:
-        shape = _arg(n, 1, "normalized_shape", ())
+        shape = _arg(args, kwargs, 1, "normalized_shape", ())
         last = 1 if isinstance(shape, int) else len(shape)
     elif n.op in ("call_function", "call_method") and n.target in _ALONG_DIM:
-        dim = _arg(n, 1, "dim", None)
+        dim = _arg(args, kwargs, 1, "dim", None)
         return {dim % ndim} if isinstance(dim, int) else set(range(ndim))
     return set(range(ndim - last, ndim)) if last else set()
 
@@ -202,32 +280,54 @@ class _Tracer(fx.Interpreter):
         self.axes: dict[str, tuple[int, int]] = {}
         self.spatial: dict[str, tuple[int, int]] = {}
         self.flat: set[str] = set()  # nodes whose value is an (N, C) tensor
+        self.dependent: set[str] = set()  # nodes whose value depends on the image
 
     def run_node(self, n: fx.Node):
         out = super().run_node(n)
-        axes = self._axes(n, out)
+        parts = _tensors(out)
+        if parts is None or not (n.op == "placeholder" or any(
+                a.name in self.dependent for a in n.all_input_nodes)):
+            return out  # not the image's: a parameter, a buffer, a shape
+        self.dependent.add(n.name)
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        axes = self._axes(n, parts, args)
         if axes is not None:
-            value = _tensors(out)[0]
             self.axes[n.name] = axes
-            self.spatial[n.name] = (value.shape[axes[0]], value.shape[axes[1]])
-        elif isinstance(out, torch.Tensor) and out.ndim == 2:
+            self.spatial[n.name] = (parts[0].shape[axes[0]], parts[0].shape[axes[1]])
+            try:
+                self.fields[n.name] = self._field(n, parts[0], args, kwargs)
+            except Exception:  # noqa: BLE001 - an op whose arguments are not as expected
+                self.fields[n.name] = None
+        elif parts[0].ndim == 2:
             self.flat.add(n.name)
-        self.fields[n.name] = self._field(n, out) if axes is not None else None
         return out
 
     def _inputs(self, n: fx.Node) -> list[fx.Node]:
+        """The inputs of ``n`` that hold the image's maps."""
         return [a for a in n.all_input_nodes if a.name in self.spatial]
 
-    def _axes(self, n: fx.Node, out) -> tuple[int, int] | None:
-        """Where the rows and columns of the map are among ``out``'s axes (None: no map)."""
+    def _untracked(self, n: fx.Node) -> bool:
+        """Whether an input of ``n`` depends on the image but holds no map whose rows and
+        columns are known (a flattened map, a product across positions)."""
+        return any(a.name in self.dependent and a.name not in self.spatial
+                   for a in n.all_input_nodes)
+
+    def _axes(self, n: fx.Node, parts: list, args: tuple) -> tuple[int, int] | None:
+        """Where the rows and columns of the map are among the value's axes (None: no map
+        known), for a node that depends on the image."""
+        value = parts[0]
         if n.op == "placeholder":
-            return self.start_axes if isinstance(out, torch.Tensor) and out.ndim == 4 else None
-        parts = _tensors(out)
-        if parts is None:
+            return self.start_axes if value.ndim == 4 else None
+        ins = self._inputs(n)
+        if n.op in ("call_function", "call_method") and n.target in _RESHAPES:
+            # the data is the first argument; a shape donor (view_as's) is not
+            src = n.args[0] if n.args and isinstance(n.args[0], fx.Node) else None
+            if src is None or src.name not in self.spatial:
+                return None
+            shape_in = tuple(_tensors(self.env[src])[0].shape)
+            return _reshaped_axes(shape_in, self.axes[src.name], tuple(value.shape))
+        if not ins or self._untracked(n):
             return None
-        value, ins = parts[0], self._inputs(n)
-        if not ins:
-            return (2, 3) if value.ndim == 4 else None
         src = ins[0]
         axes, shape_in = self.axes[src.name], tuple(_tensors(self.env[src])[0].shape)
         if _is_permute(n, self.module):
@@ -235,8 +335,6 @@ class _Tracer(fx.Interpreter):
             if moved is None or axes[0] not in moved or axes[1] not in moved:
                 return None
             return moved.index(axes[0]), moved.index(axes[1])
-        if n.op in ("call_function", "call_method") and n.target in _RESHAPES:
-            return _reshaped_axes(shape_in, axes, tuple(value.shape))
         if len(parts) > 1 and any(p.ndim != len(shape_in) or [p.shape[a] for a in axes]
                                   != [shape_in[a] for a in axes] for p in parts):
             return None  # chunks of the rows or columns: each part sits elsewhere
@@ -267,15 +365,18 @@ class _Tracer(fx.Interpreter):
             return None
         return [s - 2 for s in moved.shape]
 
-    def _field(self, n: fx.Node, out) -> Field | None:
+    def _field(self, n: fx.Node, out: torch.Tensor, args: tuple, kwargs: dict) -> Field | None:
+        """The field of a node holding a map (its rows and columns at ``self.axes``), from
+        its inputs' and its evaluated ``args`` / ``kwargs``; None where unknown."""
         if n.op == "placeholder":
             return self.start
-        shape = self.spatial[n.name]
+        shape, axes = self.spatial[n.name], self.axes[n.name]
         ins = self._inputs(n)
-        if not ins:
+        if not ins or self._untracked(n) or _mixes_positions(n, self.module, args):
             return None
         first = self.fields.get(ins[0].name)
-        nchw = self.axes[n.name] == (2, 3) and self.axes[ins[0].name] == (2, 3)
+        nchw = axes == (2, 3) and self.axes[ins[0].name] == (2, 3)
+        whole = Field((1, 1), (0, 0), self.image, True)
         if n.op == "call_module":
             m = self.module.get_submodule(n.target)
             if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d | nn.LPPool2d):
@@ -289,34 +390,47 @@ class _Tracer(fx.Interpreter):
                 return self._inner(n, m, first)
         if n.op == "call_function" and nchw:
             if n.target in _CONV_FUNCS and first is not None:
-                w = _arg(n, 1, "weight", None)
-                kernel = tuple(self.env[w].shape[2:]) if isinstance(w, fx.Node) else (1, 1)
-                return _compose(first, kernel, _arg(n, 3, "stride", 1),
-                                _arg(n, 4, "padding", 0), _arg(n, 5, "dilation", 1))
+                w = _arg(args, kwargs, 1, "weight", None)
+                kernel = tuple(w.shape[2:]) if isinstance(w, torch.Tensor) else (1, 1)
+                return _compose(first, kernel, _arg(args, kwargs, 3, "stride", 1),
+                                _arg(args, kwargs, 4, "padding", 0),
+                                _arg(args, kwargs, 5, "dilation", 1))
             if n.target in _POOL_FUNCS and first is not None:
-                k = _arg(n, 1, "kernel_size", 1)
-                return _compose(first, k, _arg(n, 2, "stride", None) or k,
-                                _arg(n, 3, "padding", 0),
-                                _arg(n, 4, "dilation", 1) if n.target is not F.avg_pool2d else 1)
+                k = _arg(args, kwargs, 1, "kernel_size", 1)
+                return _compose(first, k, _arg(args, kwargs, 2, "stride", None) or k,
+                                _arg(args, kwargs, 3, "padding", 0),
+                                _arg(args, kwargs, 4, "dilation", 1)
+                                if n.target is not F.avg_pool2d else 1)
             if n.target is F.lp_pool2d and first is not None:  # (input, norm_type, kernel, stride)
-                k = _arg(n, 2, "kernel_size", 1)
-                return _compose(first, k, _arg(n, 3, "stride", None) or k, 0)
+                k = _arg(args, kwargs, 2, "kernel_size", 1)
+                return _compose(first, k, _arg(args, kwargs, 3, "stride", None) or k, 0)
             if n.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
                 return self._adaptive(first, self.spatial[ins[0].name], shape)
         if n.op in ("call_function", "call_method") and n.target in _MOVES_POSITIONS:
             # the same shape, but a position's pixels are elsewhere
             return None
-        if _mixed_axes(n, self.module, len(_tensors(out)[0].shape)) & set(self.axes[n.name]):
+        if _is_permute(n, self.module) or n.target in _RESHAPES:
+            # the rows and columns moved (see _axes): the data's (the first argument's) field
+            return self.fields.get(n.args[0].name) if isinstance(n.args[0], fx.Node) else None
+        known = all(self.fields.get(a.name) is not None for a in ins)
+        if _normalises_over_positions(n, self.module, args, kwargs, axes, out.ndim):
+            return whole if known else None
+        if _mixed_axes(n, self.module, args, kwargs, out.ndim) & set(axes):
             return None  # e.g. a linear layer across the columns
-        # Shape-keeping ops: the union of the inputs' fields (1×1 inputs from a global pool
-        # too). A permute or reshape that keeps the rows and columns keeps the field.
+        if shape == (1, 1) and any(self.spatial[a.name] != (1, 1) for a in ins):
+            return whole if known else None  # a reduction over the rows and columns
+        # Shape-keeping ops: the union of the inputs' fields (1×1 maps of the image, from a
+        # global pool, too). A permute or reshape that keeps the rows and columns keeps the
+        # field; inputs with their rows and columns elsewhere have none to share.
         fields = []
         for a in ins:
-            if self.spatial[a.name] == (1, 1) and shape != (1, 1):
-                fields.append(Field((1, 1), (0, 0), self.image, True))
-                continue
             f = self.fields.get(a.name)
-            if f is None or self.spatial[a.name] != shape:
+            if f is None:
+                return None
+            if self.spatial[a.name] == (1, 1) and shape != (1, 1):
+                fields.append(whole)
+                continue
+            if self.spatial[a.name] != shape or self.axes[a.name] != axes:
                 return None
             fields.append(f)
         return _union(fields, self.image)
@@ -386,12 +500,56 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
         if field is None:
             why = ("an op on its path is one whose field convdp does not compose (a flip or "
                    "roll, a permute that swaps rows and columns, a reshape or split that mixes "
-                   "them with other axes, an interpolation, …)"
-                   if node.name in tracer.spatial else "its output is not an (N, C, H, W) or "
-                   "(N, C) tensor")
+                   "them with other axes, a product across positions, an interpolation, …)"
+                   if node.name in tracer.dependent and node.name not in tracer.flat
+                   else "its output is not an (N, C, H, W) or (N, C) tensor")
             raise ValueError(f"layer {name!r}: its receptive field cannot be traced: {why}")
         out[name] = field
+    _check_by_gradient(gm, out, hw, channels, model)
     return out
+
+
+def _check_by_gradient(gm: fx.GraphModule, fields: dict[str, Field], hw: tuple[int, int],
+                       channels: int, model: nn.Module) -> None:
+    """Refuse a traced field that misses input pixels its layer depends on: the gradient of
+    the middle position's output (a random image, random weights over its channels) with
+    respect to the input must be zero outside the field's box. An op the tracing took for
+    one that keeps positions apart (a transposed convolution, attention, a product across
+    positions) fails here. Skipped on the meta device, and where the net has no gradient."""
+    local = {name: f for name, f in fields.items() if not f.global_}
+    like = next(model.parameters(), torch.zeros(()))
+    if not local or like.device.type == "meta" or not like.is_floating_point():
+        return
+    rng = torch.Generator().manual_seed(0)
+    x = torch.randn(1, channels, *hw, generator=rng, dtype=like.dtype).to(like.device)
+    x.requires_grad_(True)
+    was_training = model.training
+    try:
+        with torch.enable_grad():
+            outs = gm.eval()(x)
+            for name, field in local.items():
+                y = outs[name]
+                i, j = y.shape[2] // 2, y.shape[3] // 2
+                w = torch.rand(y.shape[1], generator=rng, dtype=y.dtype).to(y.device) + 0.5
+                (grad,) = torch.autograd.grad((y[0, :, i, j] * w).sum(), x, retain_graph=True,
+                                              allow_unused=True)
+                if grad is None:
+                    continue
+                support = grad[0].abs().sum(0) > 0
+                top, left, bottom, right = crop_box(field, i, j, hw)
+                support[top:bottom, left:right] = False
+                if bool(support.any()):
+                    raise ValueError(
+                        f"layer {name!r}: its receptive field cannot be traced: the field "
+                        f"composed from the graph ({field.size[0]}×{field.size[1]} px at "
+                        f"position ({i}, {j})) misses input pixels the layer's output depends "
+                        "on; an op on its path mixes positions in a way convdp does not "
+                        "compose (a transposed convolution, attention, a product across "
+                        "positions, …)")
+    except RuntimeError:  # a net without gradients through its ops: not checked
+        return
+    finally:
+        model.train(was_training)
 
 
 def widen(field: Field, radius: int) -> Field:

@@ -6,7 +6,7 @@ import torch
 
 from convdp.extract import feature_extractor
 from convdp.models import DigitNet, build_model
-from convdp.receptive import crop_box, trace_fields
+from convdp.receptive import Field, crop_box, trace_fields
 
 CASES = [
     ("digitnet", ["relu1", "relu2", "relu3", "relu4"], 64),
@@ -132,4 +132,44 @@ def test_fields_through_permutes_and_reshapes():
     # the transposed map, the top half, the flatten, a linear layer across the columns
     for layer in ["add", "add_1", "mul", "across", "softmax"]:
         with pytest.raises(ValueError, match=f"layer '{layer}': its receptive field cannot"):
+            trace_fields(model, [layer], 32)
+
+
+class _Odd(torch.nn.Module):
+    """Ops that keep a map's shape but not its positions apart, or depend on constants."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.rand(1, 3, 1, 1))  # normalisation inside the net
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.gn = torch.nn.GroupNorm(2, 4)
+        self.up = torch.nn.ConvTranspose2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv(x - self.mean)
+        pooled = torch.nn.functional.avg_pool2d(x, x.size()[3] // 4)  # a kernel from a shape
+        n, c, h, w = x.shape
+        flat = x.flatten(2)
+        attention = (flat.transpose(1, 2) @ flat).softmax(-1)  # non-local: every position
+        nonlocal_ = x + (flat @ attention).view_as(x)
+        return (pooled, self.gn(x), self.up(x), nonlocal_, x + x.transpose(2, 3),
+                torch.logcumsumexp(x, -1))
+
+
+def test_constants_norms_and_ops_across_positions():
+    """A (1, C, 1, 1) constant leaves the field local; group norm makes it global; a
+    transposed convolution, attention over positions, a transposed map added to its own and
+    an op that mixes the columns (caught by the gradient, no rule names it) are refused; a
+    pooling kernel computed from the map's size composes."""
+    model = _Odd().eval()
+    fields = trace_fields(model, ["conv", "avg_pool2d", "gn"], 32)
+    assert fields["conv"] == Field((1, 1), (-1, -1), (3, 3))
+    assert fields["avg_pool2d"].jump == (8, 8) and fields["avg_pool2d"].size == (10, 10)
+    assert fields["gn"].global_
+    support, (i, j) = _gradient_support(model, "conv", 32, 3)
+    assert support.sum() == 9
+    for layer, why in [("up", "an op on its path"), ("add", "an op on its path"),
+                       ("add_1", "an op on its path"), ("logcumsumexp", "misses input pixels")]:
+        with pytest.raises(ValueError, match=f"layer '{layer}': its receptive field cannot be "
+                                             f"traced: .*{why}"):
             trace_fields(model, [layer], 32)
