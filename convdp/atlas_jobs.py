@@ -44,11 +44,23 @@ def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
     return {"images": len(names), "shape": list(shape)}
 
 
+def layer_field(meta_json: str | Path, layer: str, image: tuple[int, int]):
+    """The receptive field of ``layer`` of the net ``meta_json`` describes, traced at the
+    image size (:func:`convdp.receptive.trace_fields`); a ValueError where it cannot be."""
+    from convdp.models import load_model
+    from convdp.receptive import trace_fields
+
+    return trace_fields(load_model(read_json(meta_json), None), [layer], image)[layer]
+
+
 def mask_agreement(fit_npz: str | Path, masks_npz: str | Path, out_csv: str | Path,
                    out_json: str | Path, *, context: dict, weight_threshold: float = 0.01,
-                   folder: str | Path | None = None) -> dict:
-    """Score one position-mode fit's label maps against the masks; write the per-cluster CSV
-    and the record."""
+                   folder: str | Path | None = None, meta_json: str | Path | None = None,
+                   layer: str | None = None) -> dict:
+    """Score one position-mode fit's label maps against the masks, each position placed on
+    the image by its receptive field (``meta_json``: the net's, ``layer``: the fit's; stretched
+    evenly where none is given or it cannot be traced, with a warning); write the
+    per-cluster CSV and the record."""
     from convdp.aggregate import write_csv
     from convdp.masks import agreement, part_names
 
@@ -60,8 +72,14 @@ def mask_agreement(fit_npz: str | Path, masks_npz: str | Path, out_csv: str | Pa
     if labels.ndim != 3:
         raise ValueError(f"{fit_npz}: labels of shape {labels.shape} are not label maps "
                          "(position mode)")
+    field = None
+    if meta_json is not None and layer is not None:
+        try:
+            field = layer_field(meta_json, layer, tuple(masks.shape[1:]))
+        except ValueError as exc:
+            log.warning("the label maps of %s are stretched over the images: %s", layer, exc)
     record, table = agreement(labels, masks, weights, background, weight_threshold,
-                              part_names(folder) if folder else None, ignore)
+                              part_names(folder) if folder else None, ignore, field)
     record |= dict(context)
     write_csv(table, out_csv)
     write_json(out_json, record)
@@ -86,10 +104,9 @@ def cluster_atlas(fit_npz: str | Path, manifest: str | Path, dataset: str | Path
     from convdp.atlas import atlas_rows, plot_atlas, typical_positions
     from convdp.data import open_dataset
     from convdp.fitted import load_npz, load_predictor
-    from convdp.models import load_model
     from convdp.pipeline import open_layer
     from convdp.plotting import cluster_colours, placeholder
-    from convdp.receptive import trace_fields, widen
+    from convdp.receptive import widen
     from convdp.smoothing import radius
 
     fit = load_npz(fit_npz)
@@ -98,8 +115,7 @@ def cluster_atlas(fit_npz: str | Path, manifest: str | Path, dataset: str | Path
         raise ValueError(f"{fit_npz}: not a position-mode fit (labels {labels.shape})")
     images = open_dataset(dataset)["images"][:]
     try:
-        field = trace_fields(load_model(read_json(meta_json), None), [layer],
-                             tuple(images.shape[1:3]))[layer]
+        field = layer_field(meta_json, layer, tuple(images.shape[1:3]))
     except ValueError as exc:  # the fits stand; only the crops need the field
         log.warning("no cluster atlas for %s: %s", title or layer, exc)
         placeholder(textwrap.fill(f"No cluster atlas: {exc}", 70), out_png,

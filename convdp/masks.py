@@ -9,8 +9,9 @@ crop), with nearest-neighbour interpolation so that no new values appear. Masks 
 images (:data:`MASK_EXTENSIONS`): JPEG's artefacts at part borders would be labels of their
 own.
 
-For one fit (position mode), the label maps (N, h, w) are upsampled (nearest) to the image
-(N, H, W) and compared with the masks:
+For one fit (position mode), the label maps (N, h, w) are upsampled to the image (N, H, W),
+each pixel taking the label of the position whose receptive field is centred nearest to it,
+and compared with the masks:
 
 * on the **foreground** pixels (mask ≠ background), pooled over the data set: normalised
   mutual information (arithmetic mean normalisation) and adjusted Rand index of the clusters
@@ -315,11 +316,22 @@ def part_names(folder: str | Path) -> dict[int, str]:
         return {}
 
 
-def upsample(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Label maps (N, h, w) → (N, H, W) by nearest neighbour (pixel centres)."""
+def upsample(labels: np.ndarray, shape: tuple[int, int], field=None) -> np.ndarray:
+    """Label maps (N, h, w) → (N, H, W): each pixel takes the label of the position whose
+    receptive field (``field``, a :class:`convdp.receptive.Field`) is centred nearest to it;
+    without a field (or a global one), the maps are stretched evenly over the image (nearest
+    neighbour at pixel centres). The two agree where a layer's fields tile the image (no
+    padding, a size its stride divides); a net padded to keep sizes (a 7 × 7 convolution
+    with padding 3) centres position i at pixel ``jump * i``, half a stride before where
+    stretching puts it."""
     n, h, w = labels.shape
-    rows = np.minimum(((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(np.int64), w - 1)
+    if field is None or field.global_:
+        rows = np.minimum(((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(np.int64), h - 1)
+        cols = np.minimum(((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(np.int64), w - 1)
+    else:
+        rows, cols = (np.clip(np.floor((np.arange(shape[a]) - field.start[a]
+                                        - (field.size[a] - 1) / 2) / field.jump[a] + 0.5),
+                              0, (h, w)[a] - 1).astype(np.int64) for a in range(2))
     return labels[:, rows][:, :, cols]
 
 
@@ -333,14 +345,15 @@ def _contingency(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
               background: int = 0, weight_threshold: float = 0.01,
               names: dict[int, str] | None = None,
-              ignore: Sequence[int] = ()) -> tuple[dict, pd.DataFrame]:
+              ignore: Sequence[int] = (), field=None) -> tuple[dict, pd.DataFrame]:
     """Score label maps (N, h, w) against masks (N, H, W): the record (``nmi``, ``ari`` on the
     foreground, ``mean_best_iou`` weighted by the clusters' foreground pixels, counts) and one
     row per cluster present (:data:`CLUSTER_COLUMNS`); pixels of the values ``ignore`` are in
-    no score."""
+    no score. ``field``: the layer's receptive field, which places each position on the image
+    (:func:`upsample`)."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    up = upsample(np.asarray(labels), masks.shape[1:]).ravel()
+    up = upsample(np.asarray(labels), masks.shape[1:], field).ravel()
     truth = np.asarray(masks).ravel()
     if len(ignore):
         scored = ~np.isin(truth, np.asarray(ignore))
@@ -348,7 +361,8 @@ def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
     fg = truth != background
     record = {"images": int(masks.shape[0]), "pixels": int(truth.size),
               "foreground_pixels": int(fg.sum()), "label_map_shape": list(labels.shape[1:]),
-              "parts": int(np.unique(truth[fg]).size)}
+              "parts": int(np.unique(truth[fg]).size),
+              "placed_by": "stretched" if field is None else "receptive field centres"}
     if fg.any():
         record["nmi"] = float(normalized_mutual_info_score(truth[fg], up[fg]))
         record["ari"] = float(adjusted_rand_score(truth[fg], up[fg]))

@@ -31,6 +31,7 @@ rule mask_agreement:
     input:
         fit="results/dpgmm/{model}/{dataset}/{layer}/position.npz",
         masks="results/data/{dataset}.masks.npz",
+        meta="results/models/{model}.json",
     output:
         csv="results/masks/{model}/{dataset}/{layer}.csv",
         json="results/masks/{model}/{dataset}/{layer}.json",

@@ -12,4 +12,6 @@ with snakemake_job(snakemake):
         context=snakemake.params.context,
         weight_threshold=snakemake.params.weight_threshold,
         folder=snakemake.params.folder,
+        meta_json=snakemake.input.meta,
+        layer=snakemake.wildcards.layer,
     )

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from convdp.masks import (
@@ -21,6 +22,25 @@ def test_upsample_is_nearest():
     up = upsample(labels, (4, 4))
     assert up.shape == (1, 4, 4)
     assert (up[0, :2, :2] == 0).all() and (up[0, 2:, 2:] == 3).all()
+
+
+def test_positions_are_placed_by_their_receptive_fields():
+    """A padded stride-2 convolution centres position i at pixel 2i: pixel 1 is between
+    positions 0 and 1 and goes to 1 (stretching gave 0); where the fields tile the image
+    (DigitNet at 64 px, the parts config) placing by field is stretching."""
+    from convdp.models import DigitNet
+    from convdp.receptive import trace_fields
+
+    labels = np.arange(4)[None, None, :].repeat(4, axis=1)
+    strided = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 7, stride=2, padding=3))
+    field = trace_fields(strided, ["0"], 8)["0"]
+    assert upsample(labels, (8, 8), field)[0, 0].tolist() == [0, 1, 1, 2, 2, 3, 3, 3]
+    assert upsample(labels, (8, 8))[0, 0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    fields = trace_fields(DigitNet(), ["relu1", "relu2", "relu3", "relu4"], 64)
+    for layer, f in fields.items():
+        n = 64 // f.jump[0]
+        maps = np.arange(n * n).reshape(1, n, n)
+        assert (upsample(maps, (64, 64), f) == upsample(maps, (64, 64))).all(), layer
 
 
 def test_perfect_and_permuted_labels_score_one():
