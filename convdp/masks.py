@@ -362,7 +362,8 @@ def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
     record = {"images": int(masks.shape[0]), "pixels": int(truth.size),
               "foreground_pixels": int(fg.sum()), "label_map_shape": list(labels.shape[1:]),
               "parts": int(np.unique(truth[fg]).size),
-              "placed_by": "stretched" if field is None else "receptive field centres"}
+              "placed_by": ("stretched" if field is None or field.global_
+                            else "receptive field centres")}
     if fg.any():
         record["nmi"] = float(normalized_mutual_info_score(truth[fg], up[fg]))
         record["ari"] = float(adjusted_rand_score(truth[fg], up[fg]))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 # The keys of a model spec that training or loading the net reads (convdp.pipeline.prepare_model).
@@ -46,17 +47,26 @@ def content_digest(path: str | os.PathLike) -> str:
     return content_digests(path.parent, [path.name])[path.name]
 
 
-def content_digests(root: str | os.PathLike, names: list[str]) -> dict[str, str]:
+def content_digests(root: str | os.PathLike, names: list[str],
+                    walked: bool = False) -> dict[str, str]:
     """``{name: sha256}`` of the files ``names`` (relative to ``root``), each read only where
     its (size, modification time, status-change time) differs from the one its kept digest
-    was read at (:data:`CACHE_DIR`; in this process's memory too). The digests kept for
-    ``root`` are those of ``names`` afterwards."""
+    was read at (:data:`CACHE_DIR`; in this process's memory too). The kept digests of
+    other files under ``root`` stay, but where ``names`` are all of its files (``walked``) those
+    of files that are gone are dropped."""
     root = Path(root)
     key = hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:20]
     kept = _load_digests(key)
-    out, fresh, todo = {}, {}, []
+    fresh, todo, out = {}, [], {}
     for name in names:
-        st = os.stat(root / name)
+        try:
+            st = os.stat(root / name)
+        except OSError:  # a broken link: the data set's reader skips it, or says so
+            out[name] = "missing"
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            out[name] = "not a file"
+            continue
         mark = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
         entry = kept.get(name)
         if entry is not None and entry[:3] == mark:
@@ -72,13 +82,22 @@ def content_digests(root: str | os.PathLike, names: list[str]) -> dict[str, str]
               file=sys.stderr, flush=True)
     from convdp.datasets.fetch import file_hash
 
+    unsure = set()
     for name, mark in todo:
-        fresh[name] = mark + [file_hash(root / name)]
-    for name in names:
-        out[name] = fresh[name][3]
-    if todo or len(fresh) != len(kept):
-        _store_digests(key, fresh)
-    return out
+        try:
+            fresh[name] = mark + [file_hash(root / name)]
+            after = os.stat(root / name)
+        except OSError:  # unreadable: the data set's reader says so
+            out[name] = "unreadable"
+            continue
+        if [after.st_size, after.st_mtime_ns, after.st_ctime_ns] != mark:
+            unsure.add(name)  # written while it was read: its digest is not kept
+    others = {n: e for n, e in kept.items() if n not in fresh
+              and not (walked and not (root / n).exists())}
+    kept_now = others | {n: e for n, e in fresh.items() if n not in unsure}
+    if kept_now != kept:
+        _store_digests(key, kept_now)
+    return {name: out[name] if name in out else fresh[name][3] for name in names}
 
 
 _MEMORY: dict[str, dict] = {}
@@ -213,7 +232,7 @@ def folder_fingerprint(folder: str | os.PathLike, every_file: bool = False) -> s
         for f in filenames:
             if not f.startswith(".") and (every_file or Path(f).suffix.lower() in IMAGE_EXTENSIONS):
                 names.append((Path(dirpath) / f).relative_to(root).as_posix())
-    lines = [f"{n}\t{d}" for n, d in content_digests(root, sorted(names)).items()]
+    lines = [f"{n}\t{d}" for n, d in content_digests(root, sorted(names), walked=True).items()]
     return f"{len(lines)} {'files' if every_file else 'images'}, {_digest(lines)}"
 
 

@@ -255,11 +255,12 @@ def _mixed_axes(n: fx.Node, module: nn.Module, args: tuple, kwargs: dict, ndim: 
 
 
 def _tensors(out) -> list[torch.Tensor] | None:
-    """The tensors of a node's value: itself, or those of a tuple (``chunk``, ``split``)."""
+    """The tensors of a node's value: itself, or those of a tuple (``chunk``, ``split``; an
+    attention module's ``(output, None)``); None where it holds none."""
     if isinstance(out, torch.Tensor):
         return [out]
-    if isinstance(out, tuple | list) and out and all(isinstance(t, torch.Tensor) for t in out):
-        return list(out)
+    if isinstance(out, tuple | list):
+        return [t for t in out if isinstance(t, torch.Tensor)] or None
     return None
 
 
@@ -469,10 +470,11 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
                  in_channels: int | None = None) -> dict[str, Field]:
     """The receptive field of each of ``layers`` (graph node names) of ``model``.
 
-    The net runs once, in evaluation mode and without gradients, on one zero image of
-    ``size`` (an int or (height, width); the fields do not depend on it, except that every
-    layer must keep a spatial extent). Raises a ValueError for a layer whose field cannot be
-    traced.
+    The net runs in evaluation mode on one zero image of ``size`` (an int or (height,
+    width); the fields do not depend on it, except that every layer must keep a spatial
+    extent) while the fields are composed, then once more with gradients on a random image
+    to check them (:func:`_check_by_gradient`). Raises a ValueError for a layer whose field
+    cannot be traced.
     """
     from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -520,36 +522,42 @@ def _check_by_gradient(gm: fx.GraphModule, fields: dict[str, Field], hw: tuple[i
     like = next(model.parameters(), torch.zeros(()))
     if not local or like.device.type == "meta" or not like.is_floating_point():
         return
+    from convdp.extract import feature_extractor
+
     rng = torch.Generator().manual_seed(0)
     x = torch.randn(1, channels, *hw, generator=rng, dtype=like.dtype).to(like.device)
     x.requires_grad_(True)
     was_training = model.training
     try:
         with torch.enable_grad():
-            outs = gm.eval()(x)
-            for name, field in local.items():
-                y = outs[name]
-                i, j = y.shape[2] // 2, y.shape[3] // 2
-                w = torch.rand(y.shape[1], generator=rng, dtype=y.dtype).to(y.device) + 0.5
-                (grad,) = torch.autograd.grad((y[0, :, i, j] * w).sum(), x, retain_graph=True,
-                                              allow_unused=True)
-                if grad is None:
-                    continue
-                support = grad[0].abs().sum(0) > 0
-                top, left, bottom, right = crop_box(field, i, j, hw)
-                support[top:bottom, left:right] = False
-                if bool(support.any()):
-                    raise ValueError(
-                        f"layer {name!r}: its receptive field cannot be traced: the field "
-                        f"composed from the graph ({field.size[0]}×{field.size[1]} px at "
-                        f"position ({i}, {j})) misses input pixels the layer's output depends "
-                        "on; an op on its path mixes positions in a way convdp does not "
-                        "compose (a transposed convolution, attention, a product across "
-                        "positions, …)")
-    except RuntimeError:  # a net without gradients through its ops: not checked
+            # the extractor's graph: a layer that a later op changes in place is returned as
+            # the layer computed it, as it is stored
+            outs = feature_extractor(model.eval(), list(local))(x)
+    except RuntimeError:  # a net that cannot run with gradients: not checked
         return
     finally:
         model.train(was_training)
+    for name, field in local.items():
+        y = outs[name]
+        i, j = y.shape[2] // 2, y.shape[3] // 2
+        w = torch.rand(y.shape[1], generator=rng, dtype=y.dtype).to(y.device) + 0.5
+        try:
+            (grad,) = torch.autograd.grad((y[0, :, i, j] * w).sum(), x, retain_graph=True,
+                                          allow_unused=True)
+        except RuntimeError:  # no gradient through this layer's ops: not checked
+            continue
+        if grad is None:
+            continue
+        support = grad[0].abs().sum(0) > 0
+        top, left, bottom, right = crop_box(field, i, j, hw)
+        support[top:bottom, left:right] = False
+        if bool(support.any()):
+            raise ValueError(
+                f"layer {name!r}: its receptive field cannot be traced: the field composed "
+                f"from the graph ({field.size[0]}×{field.size[1]} px at position ({i}, {j})) "
+                "misses input pixels the layer's output depends on; an op on its path mixes "
+                "positions in a way convdp does not compose (a transposed convolution, "
+                "attention, a product across positions, …)")
 
 
 def widen(field: Field, radius: int) -> Field:

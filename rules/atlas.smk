@@ -39,6 +39,9 @@ rule mask_agreement:
         "logs/mask_agreement/{model}/{dataset}/{layer}.log",
     conda:
         "../envs/cluster.yaml"
+    resources:
+        # the net is built to trace the layer's receptive fields (placing the label maps)
+        mem_mb=lambda wc, attempt: 2000 * attempt,
     params:
         context=mask_context,
         weight_threshold=config["dpgmm"]["weight_threshold"],

@@ -173,3 +173,20 @@ def test_constants_norms_and_ops_across_positions():
         with pytest.raises(ValueError, match=f"layer '{layer}': its receptive field cannot be "
                                              f"traced: .*{why}"):
             trace_fields(model, [layer], 32)
+
+
+class _AddedInPlace(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        return self.conv2(x.add_(x.mean((2, 3), keepdim=True)))  # global context, in place
+
+
+def test_a_layer_changed_in_place_later_keeps_its_own_field():
+    """The gradient check reads each layer as it is stored (before a later in-place op)."""
+    fields = trace_fields(_AddedInPlace().eval(), ["conv1", "conv2"], 32)
+    assert fields["conv1"] == Field((1, 1), (-1, -1), (3, 3)) and fields["conv2"].global_

@@ -175,7 +175,8 @@ def test_config_error_fails_before_any_job_and_keeps_results(work):
 def test_a_file_is_read_again_only_where_its_times_moved(tmp_path, monkeypatch):
     """The kept digest of a file serves while its size, modification and status-change
     times stay (a planted wrong digest is returned, so the file was not read); once its
-    times move it is read again, and the kept digests are written whole."""
+    times move it is read again; digests of other files stay kept (one root serves a
+    weights file and images beside it) until a walk of the folder finds them gone."""
     from convdp import provenance
 
     monkeypatch.setattr(provenance, "CACHE_DIR", tmp_path / "digests")
@@ -191,6 +192,11 @@ def test_a_file_is_read_again_only_where_its_times_moved(tmp_path, monkeypatch):
     kept.write_text(json.dumps(digests))
     monkeypatch.setattr(provenance, "_MEMORY", {})  # a new Snakemake process
     assert provenance.content_digests(folder, ["0.png", "1.png"])["1.png"] == "planted"
-    assert set(json.loads(kept.read_text())) == {"0.png", "1.png"}  # only those asked for
     os.utime(folder / "1.png")
     assert provenance.content_digests(folder, ["1.png"]) == {"1.png": first["1.png"]}
+    assert set(json.loads(kept.read_text())) == {"0.png", "1.png", "2.png"}  # others kept
+    (folder / "2.png").unlink()  # gone: dropped when the folder is walked
+    provenance.content_digests(folder, ["0.png", "1.png"], walked=True)
+    assert set(json.loads(kept.read_text())) == {"0.png", "1.png"}
+    (folder / "broken.png").symlink_to(folder / "nowhere.png")  # the reader skips it
+    assert provenance.folder_fingerprint.__wrapped__(folder).startswith("3 images, sha256:")
