@@ -410,7 +410,8 @@ class _Tracer(fx.Interpreter):
         if n.op in ("call_function", "call_method") and n.target in _MOVES_POSITIONS:
             # the same shape, but a position's pixels are elsewhere
             return None
-        if _is_permute(n, self.module) or n.target in _RESHAPES:
+        if _is_permute(n, self.module) or (n.op in ("call_function", "call_method")
+                                           and n.target in _RESHAPES):
             # the rows and columns moved (see _axes): the data's (the first argument's) field
             return self.fields.get(n.args[0].name) if isinstance(n.args[0], fx.Node) else None
         known = all(self.fields.get(a.name) is not None for a in ins)
@@ -507,12 +508,12 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
                    else "its output is not an (N, C, H, W) or (N, C) tensor")
             raise ValueError(f"layer {name!r}: its receptive field cannot be traced: {why}")
         out[name] = field
-    _check_by_gradient(gm, out, hw, channels, model)
+    _check_by_gradient(model, out, hw, channels)
     return out
 
 
-def _check_by_gradient(gm: fx.GraphModule, fields: dict[str, Field], hw: tuple[int, int],
-                       channels: int, model: nn.Module) -> None:
+def _check_by_gradient(model: nn.Module, fields: dict[str, Field], hw: tuple[int, int],
+                       channels: int) -> None:
     """Refuse a traced field that misses input pixels its layer depends on: the gradient of
     the middle position's output (a random image, random weights over its channels) with
     respect to the input must be zero outside the field's box. An op the tracing took for
