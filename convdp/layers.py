@@ -83,7 +83,7 @@ def block_layers(model: nn.Module) -> list[str]:
     if stages:
         out = [n for n in out if not any(n.startswith(f"{s}.") for s in stages)] + stages
     if len(out) < 2:
-        out = max(_parts_by_size(modules, nodes, sizes, pool_modules), key=len, default=[])
+        out = max([out, *_parts_by_size(modules, nodes, sizes, pool_modules)], key=len)
     if len(out) < 2:
         raise ValueError(
             f"'blocks' finds a net's conv blocks by the steps that shrink its maps "
