@@ -202,6 +202,15 @@ def _guard_outputs(graph_module: torch.fx.GraphModule, output: torch.fx.Node) ->
     output.args = (checked,)
 
 
+def output_nodes(graph_module: torch.fx.GraphModule) -> dict[str, torch.fx.Node]:
+    """``{layer: node}`` of the nodes an extractor (:func:`feature_extractor`, unsmoothed)
+    returns, behind the check :func:`_guard_outputs` puts before its output."""
+    returned = next(n for n in graph_module.graph.nodes if n.op == "output").args[0]
+    if isinstance(returned, torch.fx.Node) and returned.target is _unchanged:
+        returned = returned.args[0]
+    return returned
+
+
 def to_channels_last(name: str, out: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) → (N, H, W, C); (N, C) → (N, 1, 1, C)."""
     if out.ndim == 4:

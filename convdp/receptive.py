@@ -477,67 +477,63 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
     to check them (:func:`_check_by_gradient`). Raises a ValueError for a layer whose field
     cannot be traced.
     """
-    from torchvision.models.feature_extraction import create_feature_extractor
-
+    from convdp.extract import feature_extractor, output_nodes
     from convdp.models import input_channels
 
     hw = _pair(size)
     channels = in_channels or input_channels(model) or 3
     was_training = model.training
-    gm = create_feature_extractor(model.eval(), return_nodes={name: name for name in layers})
-    output = next(n for n in gm.graph.nodes if n.op == "output")
-    returned = output.args[0]
+    # the extractor's graph: a layer that a later op changes in place is returned as the
+    # layer computed it, as it is stored
+    gm = feature_extractor(model.eval(), layers)
+    returned = output_nodes(gm)
     tracer = _Tracer(gm, hw)
     try:
         with torch.no_grad():
             like = next(model.parameters(), torch.zeros(()))  # the net's device and dtype
             tracer.run(torch.zeros(1, channels, *hw, device=like.device, dtype=like.dtype))
+        out = {}
+        for name in layers:
+            node = returned[name]
+            field = (tracer.fields.get(node.name) if tracer.axes.get(node.name) == (2, 3)
+                     else None)
+            if field is None and node.name in tracer.flat:  # (N, C): its one position sees all
+                field = Field((1, 1), (0, 0), hw, True)
+            if field is None:
+                why = ("an op on its path is one whose field convdp does not compose (a flip or "
+                       "roll, a permute that swaps rows and columns, a reshape or split that "
+                       "mixes them with other axes, a product across positions, an "
+                       "interpolation, …)"
+                       if node.name in tracer.dependent and node.name not in tracer.flat
+                       else "its output is not an (N, C, H, W) or (N, C) tensor")
+                raise ValueError(f"layer {name!r}: its receptive field cannot be traced: {why}")
+            out[name] = field
+        _check_by_gradient(gm, like, out, hw, channels)
     finally:
         model.train(was_training)
-    out = {}
-    for name in layers:
-        node = returned[name]
-        field = tracer.fields.get(node.name) if tracer.axes.get(node.name) == (2, 3) else None
-        if field is None and node.name in tracer.flat:  # (N, C): its one position sees all
-            field = Field((1, 1), (0, 0), hw, True)
-        if field is None:
-            why = ("an op on its path is one whose field convdp does not compose (a flip or "
-                   "roll, a permute that swaps rows and columns, a reshape or split that mixes "
-                   "them with other axes, a product across positions, an interpolation, …)"
-                   if node.name in tracer.dependent and node.name not in tracer.flat
-                   else "its output is not an (N, C, H, W) or (N, C) tensor")
-            raise ValueError(f"layer {name!r}: its receptive field cannot be traced: {why}")
-        out[name] = field
-    _check_by_gradient(model, out, hw, channels)
     return out
 
 
-def _check_by_gradient(model: nn.Module, fields: dict[str, Field], hw: tuple[int, int],
-                       channels: int) -> None:
+def _check_by_gradient(gm: fx.GraphModule, like: torch.Tensor, fields: dict[str, Field],
+                       hw: tuple[int, int], channels: int) -> None:
     """Refuse a traced field that misses input pixels its layer depends on: the gradient of
     the middle position's output (a random image, random weights over its channels) with
     respect to the input must be zero outside the field's box. An op the tracing took for
     one that keeps positions apart (a transposed convolution, attention, a product across
-    positions) fails here. Skipped on the meta device, and where the net has no gradient."""
+    positions) fails here. ``gm``: the net's extractor (in evaluation mode), ``like``: a
+    tensor of its device and dtype. Skipped on the meta device, and where the net has no
+    gradient."""
     local = {name: f for name, f in fields.items() if not f.global_}
-    like = next(model.parameters(), torch.zeros(()))
     if not local or like.device.type == "meta" or not like.is_floating_point():
         return
-    from convdp.extract import feature_extractor
-
     rng = torch.Generator().manual_seed(0)
     x = torch.randn(1, channels, *hw, generator=rng, dtype=like.dtype).to(like.device)
     x.requires_grad_(True)
-    was_training = model.training
     try:
         with torch.enable_grad():
-            # the extractor's graph: a layer that a later op changes in place is returned as
-            # the layer computed it, as it is stored
-            outs = feature_extractor(model.eval(), list(local))(x)
+            outs = gm(x)
     except RuntimeError:  # a net that cannot run with gradients: not checked
         return
-    finally:
-        model.train(was_training)
     for name, field in local.items():
         y = outs[name]
         i, j = y.shape[2] // 2, y.shape[3] // 2
