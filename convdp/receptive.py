@@ -205,24 +205,34 @@ def _mixes_positions(n: fx.Node, module: nn.Module, args: tuple) -> bool:
     return False
 
 
+def _layer_norm_axes(n: fx.Node, module: nn.Module, args: tuple, kwargs: dict,
+                     ndim: int) -> set[int] | None:
+    """The axes a layer norm (``nn.LayerNorm`` or ``F.layer_norm``) normalises over: its
+    last ``len(normalized_shape)``; None for any other op."""
+    if n.op == "call_module" and isinstance(module.get_submodule(n.target), nn.LayerNorm):
+        shape = module.get_submodule(n.target).normalized_shape
+    elif n.target is F.layer_norm:
+        shape = _arg(args, kwargs, 1, "normalized_shape", ())
+    else:
+        return None
+    last = 1 if isinstance(shape, int) else len(shape)
+    return set(range(ndim - last, ndim))
+
+
 def _normalises_over_positions(n: fx.Node, module: nn.Module, args: tuple, kwargs: dict,
                                axes: tuple[int, int], ndim: int) -> bool:
     """Group or instance norm, a layer norm or ``F.normalize`` over the map's rows and
     columns: statistics of the whole map, so every position sees the whole image."""
+    normed = _layer_norm_axes(n, module, args, kwargs, ndim)
+    if normed is not None:
+        return set(axes) <= normed
     if n.op == "call_module":
         m = module.get_submodule(n.target)
-        if isinstance(m, _OVER_POSITIONS):
-            return not (isinstance(m, nn.modules.instancenorm._InstanceNorm)
-                        and m.track_running_stats and not m.training)
-        if isinstance(m, nn.LayerNorm):
-            return set(axes) <= set(range(ndim - len(m.normalized_shape), ndim))
-        return False
+        return isinstance(m, _OVER_POSITIONS) and not (
+            isinstance(m, nn.modules.instancenorm._InstanceNorm)
+            and m.track_running_stats and not m.training)
     if n.target in (F.group_norm, F.instance_norm):
         return True
-    if n.target is F.layer_norm:
-        shape = _arg(args, kwargs, 1, "normalized_shape", ())
-        last = 1 if isinstance(shape, int) else len(shape)
-        return set(axes) <= set(range(ndim - last, ndim))
     if n.target is F.normalize:
         dim = _arg(args, kwargs, 2, "dim", 1)
         dims = {d % ndim for d in (dim if isinstance(dim, tuple | list) else (dim,))}
@@ -234,24 +244,21 @@ def _mixed_axes(n: fx.Node, module: nn.Module, args: tuple, kwargs: dict, ndim: 
     """The axes along which a shape-keeping op mixes values (a linear layer or a layer norm
     over the last axes, a softmax or cumulative sum along one): where they are the map's
     rows or columns, a position sees more than the union of its inputs' fields."""
-    last: int | tuple = ()
+    normed = _layer_norm_axes(n, module, args, kwargs, ndim)
+    if normed is not None:
+        return normed
     if n.op == "call_module":
         m = module.get_submodule(n.target)
         if isinstance(m, nn.Linear):
-            last = 1
-        elif isinstance(m, nn.LayerNorm):
-            last = len(m.normalized_shape)
-        elif isinstance(m, nn.Softmax | nn.LogSoftmax) and m.dim is not None:
+            return {ndim - 1}
+        if isinstance(m, nn.Softmax | nn.LogSoftmax) and m.dim is not None:
             return {m.dim % ndim}
     elif n.target is F.linear:
-        last = 1
-    elif n.target is F.layer_norm:
-        shape = _arg(args, kwargs, 1, "normalized_shape", ())
-        last = 1 if isinstance(shape, int) else len(shape)
+        return {ndim - 1}
     elif n.op in ("call_function", "call_method") and n.target in _ALONG_DIM:
         dim = _arg(args, kwargs, 1, "dim", None)
         return {dim % ndim} if isinstance(dim, int) else set(range(ndim))
-    return set(range(ndim - last, ndim)) if last else set()
+    return set()
 
 
 def _tensors(out) -> list[torch.Tensor] | None:
