@@ -111,9 +111,12 @@ def _read(path: Path) -> tuple[np.ndarray, dict | None]:
     """:func:`read_mask`, and for a palette image the colour of each index it uses."""
     from PIL import Image, ImageOps
 
+    from convdp.datasets.images import declared_bits
+
     with Image.open(path) as im:
         im.load()
-        wide = _declared_bits(path, im) > 8 and im.mode in ("RGB", "RGBA", "LA")
+        with open(path, "rb") as f:
+            wide = declared_bits(im, f.read(25)) > 8 and im.mode in ("RGB", "RGBA", "LA")
         im = ImageOps.exif_transpose(im)
         arr = np.array(im)
         palette = None
@@ -136,16 +139,6 @@ def _read(path: Path) -> tuple[np.ndarray, dict | None]:
         raise ValueError(f"mask {path} is not a single-channel integer image "
                          f"(shape {arr.shape}, {arr.dtype}); write one integer label per pixel")
     return arr.astype(np.int64), palette
-
-
-def _declared_bits(path: Path, im) -> int:
-    """Bits per sample a PNG's header or a TIFF's tags declare (8 otherwise)."""
-    tags = getattr(im, "tag_v2", None)
-    if tags is not None:
-        return int(max(np.atleast_1d(tags.get(258, 8))))
-    with open(path, "rb") as f:
-        head = f.read(25)
-    return head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 24 else 8
 
 
 def resize_mask(mask: np.ndarray, size: int | None) -> np.ndarray:

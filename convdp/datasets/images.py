@@ -95,6 +95,15 @@ def _from_float(im: Any) -> tuple[Any, tuple]:
     return Image.fromarray(scaled, "L"), ("float", unit, low, high)
 
 
+def declared_bits(im: Any, head: bytes) -> int:
+    """Bits per sample that a TIFF's tags (BitsPerSample) or a PNG's header (``head``: the
+    file's first 25 bytes or more) declare; 8 for anything else."""
+    tags = getattr(im, "tag_v2", None)
+    if tags is not None:
+        return int(max(np.atleast_1d(tags.get(258, 8))))
+    return head[24] if head[:8] == _PNG_SIGNATURE and len(head) > 24 else 8
+
+
 def _check_wide_colour(im: Any, data: bytes) -> None:
     """Refuse a 16-bit colour image whose data would come out nearly black.
 
@@ -102,10 +111,7 @@ def _check_wide_colour(im: Any, data: bytes) -> None:
     depth the file declares, but data of 14 bits or fewer in it (12-bit camera data) would
     be stored at most a quarter bright, so such an image is refused.
     """
-    declared = data[24] if data[:8] == _PNG_SIGNATURE and len(data) > 24 else 8
-    tags = getattr(im, "tag_v2", None)  # TIFF: BitsPerSample
-    if tags is not None:
-        declared = int(max(np.atleast_1d(tags.get(258, 8))))
+    declared = declared_bits(im, data)
     if im.mode not in ("LA", "RGB", "RGBA") or declared <= 8:
         return
     bands = [b for b, band in zip(im.getextrema(), im.getbands(), strict=True) if band != "A"]
