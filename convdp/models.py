@@ -244,9 +244,10 @@ def input_channels(model: nn.Module, graph=None) -> int | None:
 
             graph = NodePathTracer().trace(model)
         modules = dict(model.named_modules())
-        called = [modules.get(n.target) for n in graph.nodes if n.op == "call_module"]
-        convs = [c for m in called if m is not None for c in m.modules()
-                 if isinstance(c, nn.modules.conv._ConvNd)][:1] or convs
+        called = (modules.get(n.target) for n in graph.nodes if n.op == "call_module")
+        first = next((c for m in called if m is not None for c in m.modules()
+                      if isinstance(c, nn.modules.conv._ConvNd)), None)
+        convs = [first] if first is not None else convs
     except Exception:  # torch.fx cannot trace it: the registration order
         pass
     return convs[0].in_channels if convs else None
