@@ -5,7 +5,7 @@ are other files (``input``) or when its params changed (``params``). Files named
 config (a ``weights:`` state_dict, the ``paths:`` of an ``images`` data set) are declared
 inputs, and their content digests are params too, so that a file replaced by an older one
 (``mv``, ``cp -p``) also reruns the job. An image folder is not a file: its fingerprint (every
-image's name, size and content digest) is a param. The code of a net of your own
+image's name and content digest) is a param. The code of a net of your own
 (``module:factory``) is a param too, by its digest.
 
 Files are known by their content, not their modification time: a file replaced by another
