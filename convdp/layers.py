@@ -97,17 +97,22 @@ def _parts_by_size(modules: dict, nodes: Sequence[str], sizes: dict, skip: tuple
     ``trunk_output``, ShuffleNet's own stages): its last child (``skip`` types left out) at
     each map size, in order; the candidates for nets that shrink their maps by strided
     convolutions."""
+    last: dict = {}  # the last node inside each module (its output), in one walk of the nodes
+    for n in nodes:
+        parts = n.split(".")
+        for i in range(1, len(parts) + 1):
+            last[".".join(parts[:i])] = n
     for name, module in modules.items():
         children = [f"{name}.{c}" if name else c for c, m in module.named_children()
                     if not isinstance(m, skip)]
         if len(children) < 2:
             continue
         by_size: dict = {}
-        for part in children:  # the last node inside each part: its output
-            inside = [n for n in nodes if n == part or n.startswith(f"{part}.")]
-            if inside and sizes.get(inside[-1]) is not None:
-                by_size.pop(sizes[inside[-1]], None)
-                by_size[sizes[inside[-1]]] = part
+        for part in children:
+            size = sizes.get(last.get(part))
+            if size is not None:
+                by_size.pop(size, None)
+                by_size[size] = part
         yield list(by_size.values())
 
 
