@@ -115,10 +115,21 @@ def _read(path: Path) -> tuple[np.ndarray, dict | None]:
 
     with Image.open(path) as im:
         im.load()
+        if getattr(im, "n_frames", 1) > 1:
+            raise ValueError(f"mask {path} has {im.n_frames} pages or frames: a mask is one "
+                             "integer image; save one mask per file")
+        tags = getattr(im, "tag_v2", None)
+        if tags is not None and tags.get(262) == 0:
+            raise ValueError(f"mask {path} is a WhiteIsZero TIFF, whose values Pillow reads "
+                             "inverted; save the mask with photometric BlackIsZero "
+                             "(minisblack)")
+        signed = tags is not None and 2 in np.atleast_1d(tags.get(339, 1))
         with open(path, "rb") as f:
             wide = declared_bits(im, f.read(25)) > 8 and im.mode in ("RGB", "RGBA", "LA")
         im = ImageOps.exif_transpose(im)
         arr = np.array(im)
+        if signed and arr.dtype == np.uint8:  # signed 8-bit samples, which Pillow reads unsigned
+            arr = arr.view(np.int8)
         palette = None
         if im.mode == "P" and im.getpalette() is not None:
             colours = np.array(im.getpalette(), np.int64).reshape(-1, 3)

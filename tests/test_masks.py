@@ -134,6 +134,24 @@ def test_mask_lookup_takes_names_literally_and_refuses_doubtful_files(tmp_path):
     assert (load_masks(tmp_path, ["s.jpg"], None, (8, 8)) == 4).all()
 
 
+def test_tiff_masks_are_read_by_their_samples_or_refused(tmp_path):
+    """A signed 8-bit mask keeps its negative labels (Pillow reads -1 as 255); a mask of
+    several pages (only its first was read) and a WhiteIsZero mask (Pillow inverts 8-bit
+    WhiteIsZero: label 1 became 254) are refused, naming the file."""
+    tifffile = pytest.importorskip("tifffile")
+    signed = np.zeros((8, 8), np.int8)
+    signed[0] = -1
+    tifffile.imwrite(tmp_path / "a.tif", signed)
+    assert np.unique(load_masks(tmp_path, ["a.png"], None, (8, 8))).tolist() == [-1, 0]
+    tifffile.imwrite(tmp_path / "b.tif", np.ones((2, 8, 8), np.uint8), photometric="minisblack",
+                     metadata=None)
+    with pytest.raises(ValueError, match=r"mask .*b\.tif has 2 pages or frames"):
+        load_masks(tmp_path, ["b.png"], None, (8, 8))
+    tifffile.imwrite(tmp_path / "c.tif", np.ones((8, 8), np.uint8), photometric="miniswhite")
+    with pytest.raises(ValueError, match=r"mask .*c\.tif is a WhiteIsZero TIFF"):
+        load_masks(tmp_path, ["c.png"], None, (8, 8))
+
+
 def test_a_mask_of_another_size_than_its_image_is_refused_before_resizing(tmp_path):
     """With ``size``, both are resized to one square: a mask of the wrong size (or drawn on
     the stored pixels of an image that EXIF turns) would be stretched onto it unnoticed."""

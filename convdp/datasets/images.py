@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -29,7 +30,20 @@ from convdp.datasets.resize import resize_center_crop
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".bmp", ".tif",
+                    ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".avif",
+                    ".jp2", ".j2k")
+"""The extensions an image folder's files are read by (any case); a file of another format
+that Pillow opens (``.psd``, ``.ico``, …) is skipped with a warning."""
+
+
+@functools.cache
+def _other_image_extensions() -> frozenset[str]:
+    """Extensions of the formats Pillow opens that convdp does not read."""
+    from PIL import Image
+
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items()
+                     if fmt in Image.OPEN) - set(IMAGE_EXTENSIONS)
 
 
 @contextlib.contextmanager
@@ -124,6 +138,52 @@ def _check_wide_colour(im: Any, data: bytes) -> None:
         )
 
 
+def _check_frames(im: Any) -> int:
+    """The frames of an animation (GIF, APNG, WebP) beyond the first, which are not read (0 for
+    a still image); a TIFF of several pages (a stack of channels or slices) is refused. A
+    camera's MPO JPEG (the picture, then its previews) is a still image."""
+    n = getattr(im, "n_frames", 1)
+    if n <= 1 or im.format == "MPO":
+        return 0
+    if im.format == "TIFF":
+        raise ValueError(f"TIFF of {n} pages (a stack of channels, slices or times): convdp "
+                         "reads one image per file; save each page as its own image, or up "
+                         "to three channels as one RGB image")
+    return n - 1
+
+
+def _tiff_samples(im: Any) -> Any:
+    """``im`` with a TIFF's sample conventions that Pillow leaves to the reader applied:
+    WhiteIsZero (photometric 0) greyscale wider than 8 bits or float is inverted (Pillow
+    inverts 8-bit itself), and signed 8-bit samples, which Pillow reads as unsigned, are
+    refused where one is negative (as negative wider integers are)."""
+    from PIL import Image
+
+    tags = getattr(im, "tag_v2", None)
+    if tags is None:
+        return im
+    signed = 2 in np.atleast_1d(tags.get(339, 1))  # SampleFormat: 2 = signed integer
+    if signed and im.mode == "L" and declared_bits(im, b"") == 8:
+        low = int(np.asarray(im).view(np.int8).min())
+        if low < 0:
+            raise ValueError(f"signed 8-bit image with negative values (min {low}): no "
+                             "faithful 0-255 map")
+    if tags.get(262) != 0 or im.mode in _EIGHT_BIT_MODES:  # 262: photometric, 0 WhiteIsZero
+        return im
+    arr = np.asarray(im)
+    if im.mode == "F":
+        if not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
+            raise ValueError("WhiteIsZero float image with values outside [0, 1]: no faithful "
+                             "0-255 map")
+        return Image.fromarray((1.0 - arr).astype(np.float32), "F")
+    white = 2 ** declared_bits(im, b"") - 1
+    if arr.min() < 0 or arr.max() > white:
+        raise ValueError(f"WhiteIsZero {im.mode} image with values outside 0..{white}: no "
+                         "faithful 0-255 map")
+    inverted = white - arr.astype(np.int64)
+    return Image.fromarray(inverted.astype(np.uint16 if white < 2**16 else np.int32))
+
+
 def _to_rgb(im: Any, bits: int | None = None, fixed: bool = False) -> tuple[Any, tuple | None]:
     """``im`` as 8-bit RGB, with how its values were mapped (None for 8-bit images).
 
@@ -148,12 +208,43 @@ def _to_rgb(im: Any, bits: int | None = None, fixed: bool = False) -> tuple[Any,
 
 
 def _transparent(im: Any) -> bool:
-    """Whether ``im`` has a pixel that is not fully opaque (its alpha band; a palette's
-    transparent index is one once :func:`_decode` has made it RGBA)."""
+    """Whether ``im`` has a pixel that is not fully opaque (its alpha band, or a greyscale or
+    RGB image's transparent colour key, PNG's tRNS; a palette's transparent index is one once
+    :func:`_decode` has made it RGBA)."""
+    key = im.info.get("transparency")
+    if im.mode not in ("P", "PA") and key is not None and not isinstance(key, bytes):
+        arr = np.asarray(im)
+        hit = arr == np.asarray(key)
+        return bool((hit.all(-1) if arr.ndim == 3 else hit).any())
     if "A" not in im.getbands():
         return False
     low, high = im.getchannel("A").getextrema()
     return low < high or high < 255
+
+
+def _colour_profile(im: Any) -> str | None:
+    """The name of the colour space an image declares other than sRGB (an embedded ICC
+    profile, or a PNG's gamma), whose values are read as stored, without colour management
+    (as torchvision and most training pipelines read them); None for sRGB or none."""
+    icc = im.info.get("icc_profile")
+    if icc:
+        name = None
+        with contextlib.suppress(Exception):  # no littlecms, or a profile it cannot parse
+            from PIL import ImageCms
+
+            name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+        name = (name or "").strip() or "an unnamed ICC profile"
+        return None if "srgb" in name.lower().replace(" ", "") else name
+    gamma = im.info.get("gamma")
+    if gamma and abs(float(gamma) - 1 / 2.2) > 0.01:
+        return f"PNG gamma {float(gamma):.3g}"
+    return None
+
+
+def _unmarked_cmyk(im: Any) -> bool:
+    """A CMYK JPEG without Adobe's marker: Pillow takes its inks as inverted (Adobe's
+    convention, the common one), which a writer without the marker may not have meant."""
+    return im.mode == "CMYK" and im.format == "JPEG" and "adobe" not in im.info
 
 
 def _decode(
@@ -168,11 +259,16 @@ def _decode(
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
+            frames = _check_frames(im)
             _check_wide_colour(im, data)
-            im = ImageOps.exif_transpose(im)
+            im = _tiff_samples(im)
+            seen = {"frames": frames, "profile": _colour_profile(im),
+                    "cmyk_polarity": _unmarked_cmyk(im), "transparent": _transparent(im)}
+            im = ImageOps.exif_transpose(im)  # a copy: the file's format is not kept
             if im.mode in ("P", "PA") and "transparency" in im.info:
                 im = im.convert("RGBA")  # the transparent index as alpha, converted once
-            seen = {"transparent": _transparent(im), "shape": (im.height, im.width)}
+            seen["transparent"] = seen["transparent"] or _transparent(im)
+            seen["shape"] = (im.height, im.width)
             im, note = _to_rgb(im, bits, fixed)
             arr = np.asarray(im, dtype=np.uint8)
             if size is not None:
@@ -218,6 +314,15 @@ def _log_unkept(seen: list, size: int | None) -> None:
     warn([s for s in seen if s[1]["transparent"]],
          "with transparent pixels: the alpha is dropped, so the net sees the colours stored "
          "under them")
+    warn([s for s in seen if s[1]["frames"]],
+         "animated: only the first frame of each is read")
+    profiled = [s for s in seen if s[1]["profile"]]
+    if profiled:
+        warn(profiled, f"declaring a colour space other than sRGB ({profiled[0][1]['profile']}"
+             "): their values are read as stored, without colour management")
+    warn([s for s in seen if s[1]["cmyk_polarity"]],
+         "in CMYK without Adobe's marker: their inks are read as inverted (Adobe's "
+         "convention); if the colours look negative, save them as RGB")
     if size is not None:
         warn([s for s in seen if size > 4 * min(s[1]["shape"])],
              f"upscaled more than 4x to size {size}: their pixels become blocks")
@@ -318,6 +423,8 @@ class _Scan:
         """Whether ``p`` is an image file to read (each real file once); counts the others."""
         if p.name.startswith("."):
             reason = "hidden"
+        elif p.suffix.lower() in _other_image_extensions():
+            reason = f"of an image format convdp does not read ({p.suffix.lower()}: convert to PNG)"
         elif p.suffix.lower() not in IMAGE_EXTENSIONS:
             reason = "unsupported extension"
         elif not p.is_file():

@@ -151,6 +151,73 @@ def test_16_bit_colour_holding_12_bit_data_is_refused(tmp_path):
         load_images(path)
 
 
+def test_tiff_sample_conventions_that_pillow_leaves_to_the_reader(tmp_path):
+    """WhiteIsZero greyscale wider than 8 bits, and float, is stored as a viewer shows it
+    (Pillow gives the raw samples: black and white were swapped); signed 8-bit samples with a
+    negative value (read by Pillow as unsigned: -1 as 255) and a TIFF of several pages (only
+    the first page was read: a channel stack came out as its first channel) are refused,
+    naming the file."""
+    tifffile = pytest.importorskip("tifffile")
+    ramp16 = (np.arange(256).reshape(16, 16) * 256).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "white16.tif", ramp16, photometric="miniswhite")
+    rampf = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
+    tifffile.imwrite(tmp_path / "whitef.tif", rampf, photometric="miniswhite")
+    d = load_images([tmp_path / "white16.tif", tmp_path / "whitef.tif"])
+    assert (d.images[0, ..., 0] == np.round((65535 - ramp16.astype(np.int64)) * 255 / 65535)).all()
+    assert np.abs(d.images[1, ..., 0] - np.round((1 - rampf.astype(np.float64)) * 255)).max() <= 1
+    assert d.images[0, 0, 0, 0] == d.images[1, 0, 0, 0] == 255  # sample 0 is white
+    tifffile.imwrite(tmp_path / "signed.tif", np.arange(-128, 128, dtype=np.int8).reshape(16, 16))
+    with pytest.raises(ImageReadError, match=r"signed\.tif.*signed 8-bit image with negative"):
+        load_images(tmp_path / "signed.tif")
+    tifffile.imwrite(tmp_path / "positive.tif", np.arange(64, dtype=np.int8).reshape(8, 8))
+    assert load_images(tmp_path / "positive.tif").images[0, 0, :3, 0].tolist() == [0, 1, 2]
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([np.full((8, 8), v, np.uint8)
+                                                       for v in (10, 200, 90)]),
+                     photometric="minisblack", metadata=None)
+    with pytest.raises(ImageReadError, match=r"stack\.tif.*TIFF of 3 pages"):
+        load_images(tmp_path / "stack.tif")
+
+
+def test_what_an_image_declares_but_is_not_read_by_is_said(tmp_path, caplog):
+    """Read as before, with a warning per data set naming one file: an animation (only its
+    first frame), a PNG colour key (transparent pixels, as an alpha band is), an ICC profile
+    other than sRGB (no colour management), a CMYK JPEG without Adobe's marker (its inks taken
+    as inverted); a file of an image format convdp does not read is skipped with a warning,
+    not quietly; .jfif is read as JPEG."""
+    from PIL import ImageCms
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    keyed = np.full((8, 8), 40, np.uint8)
+    keyed[2:6, 2:6] = 200
+    Image.fromarray(keyed, "L").save(folder / "keyed.png", transparency=40)
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    Image.new("RGB", (8, 8), (90, 90, 90)).save(folder / "lab.png", icc_profile=profile)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.new("RGB", (8, 8), (90, 90, 90)).save(folder / "srgb.png", icc_profile=srgb)
+    Image.new("CMYK", (8, 8), (0, 0, 0, 60)).save(folder / "tmp.jpg")
+    data = (folder / "tmp.jpg").read_bytes()
+    at = data.find(b"\xff\xee")  # Adobe's APP14 marker, left out
+    (folder / "cmyk.jpg").write_bytes(data[:at] + data[at + 2 + int.from_bytes(data[at + 2:at + 4], "big"):])
+    (folder / "tmp.jpg").unlink()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(folder / "photo.jfif", format="JPEG")
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(folder / "icon.ico")
+    with caplog.at_level(logging.WARNING, logger="convdp"):
+        d = load_image_folder(folder)
+    assert sorted(d.files) == ["anim.gif", "cmyk.jpg", "keyed.png", "lab.png", "photo.jfif",
+                               "srgb.png"]
+    assert (d.images[sorted(d.files).index("anim.gif")] == (255, 0, 0)).all()  # frame 1
+    text = caplog.text
+    assert "1 image(s) animated: only the first frame of each is read (e.g. " in text
+    assert "1 image(s) with transparent pixels" in text and "keyed.png" in text
+    assert ("1 image(s) declaring a colour space other than sRGB (Lab identity built-in): "
+            "their values are read as stored" in text) and "lab.png" in text
+    assert "1 image(s) in CMYK without Adobe's marker" in text and "cmyk.jpg" in text
+    assert "skipped 1 file(s): 1 of an image format convdp does not read (.ico" in text
+
+
 def test_symlink_loop_counts_each_real_file_once(tmp_path, caplog):
     root = tmp_path / "pets"
     for i in range(3):
