@@ -5,6 +5,7 @@ subset and seeded cap that all loaders share."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ class ImageReadError(DatasetError):
     """An image file cannot be read (unreadable, truncated, not an image)."""
 
     def __init__(self, path: str | os.PathLike, reason: object):
+        # Pillow names the in-memory copy it was given ("<_io.BytesIO object at 0x…>")
+        reason = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(reason))
         super().__init__(f"cannot read image {path}: {reason}")
         self.path = Path(path)
         self.reason = reason

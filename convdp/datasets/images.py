@@ -168,6 +168,11 @@ def _tiff_samples(im: Any) -> Any:
         if low < 0:
             raise ValueError(f"signed 8-bit image with negative values (min {low}): no "
                              "faithful 0-255 map")
+    if im.mode == "I" and not signed and declared_bits(im, b"") == 32:
+        low = int(np.asarray(im).min())
+        if low < 0:  # Pillow reads unsigned 32-bit as signed: 2**31 and above come out negative
+            raise ValueError("unsigned 32-bit image with values of 2**31 or more: no faithful "
+                             "0-255 map; save it as 16-bit")
     if tags.get(262) != 0 or im.mode in _EIGHT_BIT_MODES:  # 262: photometric, 0 WhiteIsZero
         return im
     arr = np.asarray(im)

@@ -171,6 +171,13 @@ def test_tiff_sample_conventions_that_pillow_leaves_to_the_reader(tmp_path):
         load_images(tmp_path / "signed.tif")
     tifffile.imwrite(tmp_path / "positive.tif", np.arange(64, dtype=np.int8).reshape(8, 8))
     assert load_images(tmp_path / "positive.tif").images[0, 0, :3, 0].tolist() == [0, 1, 2]
+    tifffile.imwrite(tmp_path / "u32.tif", np.full((4, 4), 3_000_000_000, np.uint32))
+    with pytest.raises(ImageReadError, match=r"u32\.tif: unsigned 32-bit image with values of "
+                                             r"2\*\*31 or more"):  # not "negative values"
+        load_images(tmp_path / "u32.tif")
+    (tmp_path / "text.tif").write_text("not an image")
+    with pytest.raises(ImageReadError, match=r"text\.tif: cannot identify image file$"):
+        load_images(tmp_path / "text.tif")  # without Pillow's name of an in-memory copy
     tifffile.imwrite(tmp_path / "stack.tif", np.stack([np.full((8, 8), v, np.uint8)
                                                        for v in (10, 200, 90)]),
                      photometric="minisblack", metadata=None)
