@@ -182,11 +182,11 @@ def _tiff_samples(im: Any) -> Any:
                              "0-255 map")
         return Image.fromarray((1.0 - arr).astype(np.float32), "F")
     white = 2 ** declared_bits(im, b"") - 1
-    if arr.min() < 0 or arr.max() > white:
-        raise ValueError(f"WhiteIsZero {im.mode} image with values outside 0..{white}: no "
-                         "faithful 0-255 map")
-    inverted = white - arr.astype(np.int64)
-    return Image.fromarray(inverted.astype(np.uint16 if white < 2**16 else np.int32))
+    if white >= 2**16 or arr.min() < 0 or arr.max() > white:
+        raise ValueError(f"WhiteIsZero {im.mode} image of {declared_bits(im, b'')} bits, values "
+                         f"{arr.min()}..{arr.max()}: no faithful 0-255 map; save it as 16-bit "
+                         "BlackIsZero")
+    return Image.fromarray((white - arr.astype(np.int64)).astype(np.uint16))
 
 
 def _to_rgb(im: Any, bits: int | None = None, fixed: bool = False) -> tuple[Any, tuple | None]:
@@ -217,7 +217,8 @@ def _transparent(im: Any) -> bool:
     RGB image's transparent colour key, PNG's tRNS; a palette's transparent index is one once
     :func:`_decode` has made it RGBA)."""
     key = im.info.get("transparency")
-    if im.mode not in ("P", "PA") and key is not None and not isinstance(key, bytes):
+    keyed = im.mode in ("1", "L", "RGB") or im.mode.startswith("I")
+    if keyed and key is not None and not isinstance(key, bytes):
         arr = np.asarray(im)
         hit = arr == np.asarray(key)
         return bool((hit.all(-1) if arr.ndim == 3 else hit).any())
@@ -239,9 +240,11 @@ def _colour_profile(im: Any) -> str | None:
 
             name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
         name = (name or "").strip() or "an unnamed ICC profile"
-        return None if "srgb" in name.lower().replace(" ", "") else name
+        plain = name.lower().replace(" ", "")
+        # sRGB, or a grey profile of gamma 2.2 (sRGB's curve within a few levels)
+        return None if "srgb" in plain or "gamma2.2" in plain else name
     gamma = im.info.get("gamma")
-    if gamma and abs(float(gamma) - 1 / 2.2) > 0.01:
+    if gamma and "srgb" not in im.info and abs(float(gamma) - 1 / 2.2) > 0.01:
         return f"PNG gamma {float(gamma):.3g}"
     return None
 
