@@ -234,19 +234,25 @@ def _colour_profile(im: Any) -> str | None:
     (as torchvision and most training pipelines read them); None for sRGB or none."""
     icc = im.info.get("icc_profile")
     if icc:
-        name = None
-        with contextlib.suppress(Exception):  # no littlecms, or a profile it cannot parse
-            from PIL import ImageCms
-
-            name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
-        name = (name or "").strip() or "an unnamed ICC profile"
-        plain = name.lower().replace(" ", "")
-        # sRGB, or a grey profile of gamma 2.2 (sRGB's curve within a few levels)
-        return None if "srgb" in plain or "gamma2.2" in plain else name
+        return _profile_unless_srgb(bytes(icc))
     gamma = im.info.get("gamma")
     if gamma and "srgb" not in im.info and abs(float(gamma) - 1 / 2.2) > 0.01:
         return f"PNG gamma {float(gamma):.3g}"
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _profile_unless_srgb(icc: bytes) -> str | None:
+    """An ICC profile's description, None for sRGB (or a grey profile of gamma 2.2, sRGB's
+    curve within a few levels); each profile parsed once (a camera's files share one)."""
+    name = None
+    with contextlib.suppress(Exception):  # no littlecms, or a profile it cannot parse
+        from PIL import ImageCms
+
+        name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    name = (name or "").strip() or "an unnamed ICC profile"
+    plain = name.lower().replace(" ", "")
+    return None if "srgb" in plain or "gamma2.2" in plain else name
 
 
 def _unmarked_cmyk(im: Any) -> bool:
