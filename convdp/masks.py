@@ -44,14 +44,15 @@ SUMMARY_COLUMNS = ["mask_nmi", "mask_ari", "mask_purity", "mask_mean_best_iou"]
 
 
 #: Lossless formats a mask may be stored in (any case).
-MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".pbm", ".ppm", ".pnm")
+MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".pbm", ".ppm", ".pnm", ".tga")
 #: Image formats refused as masks, and why.
 _JPEG = "JPEG's lossy compression makes new values at the parts' borders"
+_LOSSY = "it is mostly lossy, and a lossy image makes new values at the parts' borders"
 _REFUSED = {
-    ".jpg": _JPEG,
-    ".jpeg": _JPEG,
-    ".webp": "WebP is mostly lossy, and a lossy one makes new values at the parts' borders",
+    **dict.fromkeys((".jpg", ".jpeg", ".jpe", ".jfif", ".mpo"), _JPEG),
+    **dict.fromkeys((".webp", ".avif", ".jp2", ".j2k"), _LOSSY),
     ".gif": "a GIF's pixels are palette indices, which its writers renumber",
+    ".apng": "an animated PNG holds several images",
 }
 #: The ``background`` stored for masks without one (``mask_background: null``): no int16
 #: pixel holds it, so every pixel is foreground.
@@ -111,13 +112,13 @@ def _read(path: Path) -> tuple[np.ndarray, dict | None]:
     """:func:`read_mask`, and for a palette image the colour of each index it uses."""
     from PIL import Image, ImageOps
 
-    from convdp.datasets.images import declared_bits
+    from convdp.datasets.images import declared_bits, extra_images
 
     with Image.open(path) as im:
+        if extra_images(im):
+            raise ValueError(f"mask {path} holds several images (pages or frames): a mask is "
+                             "one integer image; save one mask per file")
         im.load()
-        if getattr(im, "n_frames", 1) > 1:
-            raise ValueError(f"mask {path} has {im.n_frames} pages or frames: a mask is one "
-                             "integer image; save one mask per file")
         tags = getattr(im, "tag_v2", None)
         if tags is not None and tags.get(262) == 0:
             raise ValueError(f"mask {path} is a WhiteIsZero TIFF, whose values Pillow reads "

@@ -129,6 +129,9 @@ def test_mask_lookup_takes_names_literally_and_refuses_doubtful_files(tmp_path):
     save("h.gif", 3)  # palette indices, renumbered by the writer: this one holds 0s
     with pytest.raises(ValueError, match=r"\.gif image: a GIF's pixels are palette indices"):
         load_masks(tmp_path, ["h.png"], None, (8, 8))
+    save("j.jfif", 1, "JPEG")  # another JPEG extension, read as an image: no mask either
+    with pytest.raises(ValueError, match=r"mask .*j\.jfif is a \.jfif image: JPEG's lossy "):
+        load_masks(tmp_path, ["j.jfif"], None, (8, 8))
     save("s.png", 4)
     (tmp_path / "s.json").write_text("{}")  # a file beside the mask is not a second mask
     assert (load_masks(tmp_path, ["s.jpg"], None, (8, 8)) == 4).all()
@@ -145,7 +148,7 @@ def test_tiff_masks_are_read_by_their_samples_or_refused(tmp_path):
     assert np.unique(load_masks(tmp_path, ["a.png"], None, (8, 8))).tolist() == [-1, 0]
     tifffile.imwrite(tmp_path / "b.tif", np.ones((2, 8, 8), np.uint8), photometric="minisblack",
                      metadata=None)
-    with pytest.raises(ValueError, match=r"mask .*b\.tif has 2 pages or frames"):
+    with pytest.raises(ValueError, match=r"mask .*b\.tif holds several images"):
         load_masks(tmp_path, ["b.png"], None, (8, 8))
     tifffile.imwrite(tmp_path / "c.tif", np.ones((8, 8), np.uint8), photometric="miniswhite")
     with pytest.raises(ValueError, match=r"mask .*c\.tif is a WhiteIsZero TIFF"):

@@ -63,7 +63,7 @@ class ImageReadError(DatasetError):
 
     def __init__(self, path: str | os.PathLike, reason: object):
         # Pillow names the in-memory copy it was given ("<_io.BytesIO object at 0x…>")
-        reason = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(reason))
+        reason = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(reason))
         super().__init__(f"cannot read image {path}: {reason}")
         self.path = Path(path)
         self.reason = reason

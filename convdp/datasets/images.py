@@ -33,17 +33,18 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".bmp", ".tif",
                     ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".avif",
                     ".jp2", ".j2k")
-"""The extensions an image folder's files are read by (any case); a file of another format
-that Pillow opens (``.psd``, ``.ico``, …) is skipped with a warning."""
+"""The extensions an image folder's files are read by (any case)."""
 
+_FAMILY = {".jpeg": ".jpg", ".jpe": ".jpg", ".jfif": ".jpg", ".tiff": ".tif", ".apng": ".png",
+           ".pgm": ".pnm", ".ppm": ".pnm", ".pbm": ".pnm", ".j2k": ".jp2"}
+"""Extensions of one format, counted as one in a folder's mix of formats."""
+_OTHER_FORMAT = "of an image format convdp does not read"
 
-@functools.cache
-def _other_image_extensions() -> frozenset[str]:
-    """Extensions of the formats Pillow opens that convdp does not read."""
-    from PIL import Image
-
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items()
-                     if fmt in Image.OPEN) - set(IMAGE_EXTENSIONS)
+#: Raster image formats Pillow opens that convdp does not read: a folder's files of these are
+#: skipped with a warning (other files, a ``.txt`` or an ``.h5`` beside the images, quietly).
+OTHER_IMAGE_EXTENSIONS = (".psd", ".ico", ".icns", ".cur", ".pcx", ".dcx", ".dds", ".sgi",
+                          ".rgb", ".rgba", ".bw", ".xbm", ".xpm", ".dib", ".heic", ".heif",
+                          ".jxl", ".qoi", ".blp", ".ftc", ".ftu", ".wal", ".msp", ".eps")
 
 
 @contextlib.contextmanager
@@ -138,18 +139,41 @@ def _check_wide_colour(im: Any, data: bytes) -> None:
         )
 
 
-def _check_frames(im: Any) -> int:
-    """The frames of an animation (GIF, APNG, WebP) beyond the first, which are not read (0 for
-    a still image); a TIFF of several pages (a stack of channels or slices) is refused. A
-    camera's MPO JPEG (the picture, then its previews) is a still image."""
-    n = getattr(im, "n_frames", 1)
+def extra_images(im: Any) -> int:
+    """The images a file holds beyond its first: a TIFF's later pages that are full images
+    (not a reduced-resolution preview or a transparency mask, NewSubfileType bits 0 and 2),
+    an animation's later frames (GIF, APNG, WebP); 0 for a camera's MPO JPEG (the picture,
+    then its previews) and where the file's page count cannot be read (a broken pointer to a
+    next page: its first page is read as before). Call it before ``im.load()``: it leaves the
+    file at its first page."""
+    try:
+        n = getattr(im, "n_frames", 1)
+    except Exception:  # Pillow reads the page count from the file: a broken chain of pages
+        return 0
     if n <= 1 or im.format == "MPO":
         return 0
-    if im.format == "TIFF":
-        raise ValueError(f"TIFF of {n} pages (a stack of channels, slices or times): convdp "
-                         "reads one image per file; save each page as its own image, or up "
-                         "to three channels as one RGB image")
-    return n - 1
+    if im.format != "TIFF":
+        return n - 1
+    full = 0
+    try:
+        for page in range(1, n):
+            im.seek(page)
+            full += not (int(im.tag_v2.get(254, 0)) & 0b101)
+    except Exception:  # a page that cannot be read: the pages before it count
+        pass
+    im.seek(0)
+    return full
+
+
+def _check_frames(im: Any) -> int:
+    """The frames of an animation beyond the first, which are not read (0 for a still image);
+    a TIFF holding several full images (a stack of channels, slices or times) is refused."""
+    extra = extra_images(im)
+    if extra and im.format == "TIFF":
+        raise ValueError(f"TIFF of {extra + 1} full-size pages (a stack of channels, slices or "
+                         "times): convdp reads one image per file; save each page as its own "
+                         "image, or up to three channels as one RGB image")
+    return extra
 
 
 def _tiff_samples(im: Any) -> Any:
@@ -212,13 +236,14 @@ def _to_rgb(im: Any, bits: int | None = None, fixed: bool = False) -> tuple[Any,
     return (im if im.mode == "RGB" else im.convert("RGB")), note
 
 
-def _transparent(im: Any) -> bool:
-    """Whether ``im`` has a pixel that is not fully opaque (its alpha band, or a greyscale or
-    RGB image's transparent colour key, PNG's tRNS; a palette's transparent index is one once
+def _transparent(im: Any, bits: int = 8) -> bool:
+    """Whether ``im`` has a pixel that is not fully opaque (its alpha band, or the transparent
+    colour key of an 8-bit greyscale or RGB image or a 16-bit greyscale one, PNG's tRNS, which
+    Pillow keeps at the file's depth: ``bits``; a palette's transparent index is one once
     :func:`_decode` has made it RGBA)."""
     key = im.info.get("transparency")
-    keyed = im.mode in ("1", "L", "RGB") or im.mode.startswith("I")
-    if keyed and key is not None and not isinstance(key, bytes):
+    keyed = (im.mode in ("L", "RGB") and bits == 8) or (im.mode.startswith("I;16") and bits == 16)
+    if keyed and isinstance(key, int | tuple):
         arr = np.asarray(im)
         hit = arr == np.asarray(key)
         return bool((hit.all(-1) if arr.ndim == 3 else hit).any())
@@ -233,7 +258,7 @@ def _colour_profile(im: Any) -> str | None:
     profile, or a PNG's gamma), whose values are read as stored, without colour management
     (as torchvision and most training pipelines read them); None for sRGB or none."""
     icc = im.info.get("icc_profile")
-    if icc:
+    if isinstance(icc, bytes | bytearray) and icc:
         return _profile_unless_srgb(bytes(icc))
     gamma = im.info.get("gamma")
     if gamma and "srgb" not in im.info and abs(float(gamma) - 1 / 2.2) > 0.01:
@@ -241,18 +266,34 @@ def _colour_profile(im: Any) -> str | None:
     return None
 
 
+#: Descriptions of profiles that are sRGB in all but name: Facebook's compact "c2", grey
+#: profiles of sRGB's curve or of gamma 2.2 (within a few levels of it).
+_SRGB_ALIASES = ("srgb", "c2", "sgrey", "sgray", "gamma2.2")
+
+
 @functools.lru_cache(maxsize=64)
 def _profile_unless_srgb(icc: bytes) -> str | None:
-    """An ICC profile's description, None for sRGB (or a grey profile of gamma 2.2, sRGB's
-    curve within a few levels); each profile parsed once (a camera's files share one)."""
-    name = None
-    with contextlib.suppress(Exception):  # no littlecms, or a profile it cannot parse
+    """An ICC profile's description, None for sRGB: named so (:data:`_SRGB_ALIASES`), or an
+    RGB profile with sRGB's primaries (D50-adapted, within 0.005 in xy) — and None where the
+    profile cannot be parsed (no littlecms). Each profile is parsed once (a camera's files
+    share one)."""
+    try:
         from PIL import ImageCms
 
-        name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
-    name = (name or "").strip() or "an unnamed ICC profile"
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        name = ImageCms.getProfileDescription(profile).strip() or "an unnamed ICC profile"
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).profile
+        primaries = [(getattr(profile.profile, c), getattr(srgb, c)) for c in
+                     ("red_colorant", "green_colorant", "blue_colorant")]
+    except Exception:  # no littlecms, or a profile it cannot parse: nothing to say
+        return None
     plain = name.lower().replace(" ", "")
-    return None if "srgb" in plain or "gamma2.2" in plain else name
+    if plain in ("c2",) or any(a in plain for a in _SRGB_ALIASES if a != "c2"):
+        return None
+    if all(p is not None and max(abs(p[1][0] - q[1][0]), abs(p[1][1] - q[1][1])) < 0.005
+           for p, q in primaries):
+        return None  # sRGB's primaries; its curve is not compared
+    return name
 
 
 def _unmarked_cmyk(im: Any) -> bool:
@@ -272,16 +313,17 @@ def _decode(
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            im.load()
             frames = _check_frames(im)
+            im.load()
             _check_wide_colour(im, data)
-            im = _tiff_samples(im)
             seen = {"frames": frames, "profile": _colour_profile(im),
-                    "cmyk_polarity": _unmarked_cmyk(im), "transparent": _transparent(im)}
+                    "cmyk_polarity": _unmarked_cmyk(im),
+                    "transparent": _transparent(im, declared_bits(im, data))}
+            im = _tiff_samples(im)
             im = ImageOps.exif_transpose(im)  # a copy: the file's format is not kept
             if im.mode in ("P", "PA") and "transparency" in im.info:
                 im = im.convert("RGBA")  # the transparent index as alpha, converted once
-            seen["transparent"] = seen["transparent"] or _transparent(im)
+                seen["transparent"] = _transparent(im)
             seen["shape"] = (im.height, im.width)
             im, note = _to_rgb(im, bits, fixed)
             arr = np.asarray(im, dtype=np.uint8)
@@ -423,6 +465,8 @@ class _Scan:
 
     seen: set[tuple[int, int]] = field(default_factory=set)  # (st_dev, st_ino)
     skipped: collections.Counter = field(default_factory=collections.Counter)
+    formats: collections.Counter = field(default_factory=collections.Counter)  # of those
+    read: collections.Counter = field(default_factory=collections.Counter)  # by extension
 
     def first_visit(self, path: str | Path) -> bool:
         """True the first time the real file or folder behind ``path`` is met."""
@@ -437,8 +481,9 @@ class _Scan:
         """Whether ``p`` is an image file to read (each real file once); counts the others."""
         if p.name.startswith("."):
             reason = "hidden"
-        elif p.suffix.lower() in _other_image_extensions():
-            reason = f"of an image format convdp does not read ({p.suffix.lower()}: convert to PNG)"
+        elif p.suffix.lower() in OTHER_IMAGE_EXTENSIONS:
+            reason = _OTHER_FORMAT
+            self.formats[p.suffix.lower()] += 1
         elif p.suffix.lower() not in IMAGE_EXTENSIONS:
             reason = "unsupported extension"
         elif not p.is_file():
@@ -446,17 +491,30 @@ class _Scan:
         elif not self.first_visit(p):
             reason = "duplicate via a link"
         else:
+            self.read[_FAMILY.get(p.suffix.lower(), p.suffix.lower())] += 1
             return True
         self.skipped[reason] += 1
         return False
 
     def report(self, folder: Path) -> None:
-        """Log once how many files the scan of ``folder`` left out, and why."""
+        """Log once how many files the scan of ``folder`` left out, and why; and warn of a
+        few files of another format among many of one (previews or thumbnails left in the
+        folder are read as images of the data set)."""
         if self.skipped:
-            why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+            why = ", ".join(
+                f"{n} {reason}" + (f" ({', '.join(sorted(self.formats))}: convert to PNG)"
+                                   if reason == _OTHER_FORMAT else "")
+                for reason, n in sorted(self.skipped.items()))
             quiet = set(self.skipped) <= {"hidden", "unsupported extension"}
             log.log(logging.INFO if quiet else logging.WARNING,
                     "%s: skipped %d file(s): %s", folder, self.skipped.total(), why)
+        total = self.read.total()
+        few = {f: n for f, n in self.read.items() if n < 0.05 * total}
+        if few:
+            main = self.read.most_common(1)[0][0]
+            log.warning("%s: %s among %d images, most of them %s: read as images of the data "
+                        "set; move them out if they are previews, thumbnails or other files",
+                        folder, ", ".join(f"{n} {f}" for f, n in sorted(few.items())), total, main)
 
 
 def _images_under(folder: Path, scan: _Scan) -> list[Path]:
@@ -501,7 +559,7 @@ def load_image_folder(
     warning naming it and goes on. ``classes`` (indices or folder names) keeps a class
     subset, labels keep their values; ``max_samples`` caps the count (seeded,
     class-stratified), chosen before decoding, so skipped images can make it fewer.
-    Extensions: .png .jpg .jpeg .bmp .tif .tiff .webp (any case). Links are followed, but
+    Extensions: :data:`IMAGE_EXTENSIONS` (any case). Links are followed, but
     each real folder and file is read once; the files left out are logged by reason.
     Pixel values are mapped as :func:`_to_rgb` says (greyscale wider than 8 bits by its
     real depth, float by [0, 1] or its own range; ``bit_depth`` fixes that depth); an image

@@ -181,8 +181,22 @@ def test_tiff_sample_conventions_that_pillow_leaves_to_the_reader(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", np.stack([np.full((8, 8), v, np.uint8)
                                                        for v in (10, 200, 90)]),
                      photometric="minisblack", metadata=None)
-    with pytest.raises(ImageReadError, match=r"stack\.tif.*TIFF of 3 pages"):
+    with pytest.raises(ImageReadError, match=r"stack\.tif.*TIFF of 3 full-size pages"):
         load_images(tmp_path / "stack.tif")
+    # a reduced-resolution preview page (NewSubfileType 1) is no second image
+    with tifffile.TiffWriter(tmp_path / "preview.tif") as tif:
+        tif.write(np.full((16, 16), 77, np.uint8), photometric="minisblack", metadata=None)
+        tif.write(np.zeros((4, 4), np.uint8), photometric="minisblack", subfiletype=1,
+                  metadata=None)
+    assert (load_images(tmp_path / "preview.tif").images[0] == 77).all()
+    # a broken pointer to a next page (Pillow cannot count the pages): the first is read
+    data = bytearray((tmp_path / "positive.tif").read_bytes())
+    first = int.from_bytes(data[4:8], "little")
+    after = first + 2 + 12 * int.from_bytes(data[first:first + 2], "little")
+    data[after:after + 4] = (len(data) + 1000).to_bytes(4, "little")
+    (tmp_path / "broken.tif").write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="Corrupt EXIF"):  # Pillow's, on the next page
+        assert load_images(tmp_path / "broken.tif").images[0, 0, :3, 0].tolist() == [0, 1, 2]
 
 
 def test_what_an_image_declares_but_is_not_read_by_is_said(tmp_path, caplog):
@@ -211,10 +225,15 @@ def test_what_an_image_declares_but_is_not_read_by_is_said(tmp_path, caplog):
     (folder / "tmp.jpg").unlink()
     Image.new("RGB", (8, 8), (1, 2, 3)).save(folder / "photo.jfif", format="JPEG")
     Image.new("RGB", (8, 8), (1, 2, 3)).save(folder / "icon.ico")
+    (folder / "notes.h5").write_bytes(b"")  # not an image format: skipped quietly
+    # sRGB under another name (Facebook's compact "c2"): no warning
+    at = srgb.find("sRGB built-in".encode("utf-16-be"))
+    c2 = srgb[:at] + "c2".encode("utf-16-be") + " ".encode("utf-16-be") * 11 + srgb[at + 26:]
+    Image.new("RGB", (8, 8), (90, 90, 90)).save(folder / "c2.png", icc_profile=c2)
     with caplog.at_level(logging.WARNING, logger="convdp"):
         d = load_image_folder(folder)
-    assert sorted(d.files) == ["anim.gif", "cmyk.jpg", "keyed.png", "lab.png", "photo.jfif",
-                               "srgb.png"]
+    assert sorted(d.files) == ["anim.gif", "c2.png", "cmyk.jpg", "keyed.png", "lab.png",
+                               "photo.jfif", "srgb.png"]
     assert (d.images[sorted(d.files).index("anim.gif")] == (255, 0, 0)).all()  # frame 1
     text = caplog.text
     assert "1 image(s) animated: only the first frame of each is read (e.g. " in text
@@ -222,7 +241,18 @@ def test_what_an_image_declares_but_is_not_read_by_is_said(tmp_path, caplog):
     assert ("1 image(s) declaring a colour space other than sRGB (Lab identity built-in): "
             "their values are read as stored" in text) and "lab.png" in text
     assert "1 image(s) in CMYK without Adobe's marker" in text and "cmyk.jpg" in text
-    assert "skipped 1 file(s): 1 of an image format convdp does not read (.ico" in text
+    assert ("skipped 2 file(s): 1 of an image format convdp does not read (.ico: convert to "
+            "PNG), 1 unsupported extension" in text)
+    assert "c2.png" not in text and "srgb.png" not in text
+    # a few files of another format among many of one: said (previews left in a folder)
+    many = tmp_path / "many"
+    for i in range(25):
+        save(many / f"{i:02d}.png", np.full((8, 8, 3), i, np.uint8))
+    Image.new("RGB", (8, 8)).save(many / "thumb.gif")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="convdp"):
+        assert len(load_image_folder(many).files) == 26
+    assert "1 .gif among 26 images, most of them .png: read as images of the data set" in caplog.text
 
 
 def test_symlink_loop_counts_each_real_file_once(tmp_path, caplog):
