@@ -35,9 +35,6 @@ IMAGE_EXTENSIONS = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", "
                     ".jp2", ".j2k")
 """The extensions an image folder's files are read by (any case)."""
 
-_FAMILY = {".jpeg": ".jpg", ".jpe": ".jpg", ".jfif": ".jpg", ".tiff": ".tif", ".apng": ".png",
-           ".pgm": ".pnm", ".ppm": ".pnm", ".pbm": ".pnm", ".j2k": ".jp2"}
-"""Extensions of one format, counted as one in a folder's mix of formats."""
 _OTHER_FORMAT = "of an image format convdp does not read"
 
 #: Raster image formats Pillow opens that convdp does not read: a folder's files of these are
@@ -466,7 +463,6 @@ class _Scan:
     seen: set[tuple[int, int]] = field(default_factory=set)  # (st_dev, st_ino)
     skipped: collections.Counter = field(default_factory=collections.Counter)
     formats: collections.Counter = field(default_factory=collections.Counter)  # of those
-    read: collections.Counter = field(default_factory=collections.Counter)  # by extension
 
     def first_visit(self, path: str | Path) -> bool:
         """True the first time the real file or folder behind ``path`` is met."""
@@ -491,15 +487,12 @@ class _Scan:
         elif not self.first_visit(p):
             reason = "duplicate via a link"
         else:
-            self.read[_FAMILY.get(p.suffix.lower(), p.suffix.lower())] += 1
             return True
         self.skipped[reason] += 1
         return False
 
     def report(self, folder: Path) -> None:
-        """Log once how many files the scan of ``folder`` left out, and why; and warn of a
-        few files of another format among many of one (previews or thumbnails left in the
-        folder are read as images of the data set)."""
+        """Log once how many files the scan of ``folder`` left out, and why."""
         if self.skipped:
             why = ", ".join(
                 f"{n} {reason}" + (f" ({', '.join(sorted(self.formats))}: convert to PNG)"
@@ -508,13 +501,6 @@ class _Scan:
             quiet = set(self.skipped) <= {"hidden", "unsupported extension"}
             log.log(logging.INFO if quiet else logging.WARNING,
                     "%s: skipped %d file(s): %s", folder, self.skipped.total(), why)
-        total = self.read.total()
-        few = {f: n for f, n in self.read.items() if n < 0.05 * total}
-        if few:
-            main = self.read.most_common(1)[0][0]
-            log.warning("%s: %s among %d images, most of them %s: read as images of the data "
-                        "set; move them out if they are previews, thumbnails or other files",
-                        folder, ", ".join(f"{n} {f}" for f, n in sorted(few.items())), total, main)
 
 
 def _images_under(folder: Path, scan: _Scan) -> list[Path]:

@@ -244,15 +244,6 @@ def test_what_an_image_declares_but_is_not_read_by_is_said(tmp_path, caplog):
     assert ("skipped 2 file(s): 1 of an image format convdp does not read (.ico: convert to "
             "PNG), 1 unsupported extension" in text)
     assert "c2.png" not in text and "srgb.png" not in text
-    # a few files of another format among many of one: said (previews left in a folder)
-    many = tmp_path / "many"
-    for i in range(25):
-        save(many / f"{i:02d}.png", np.full((8, 8, 3), i, np.uint8))
-    Image.new("RGB", (8, 8)).save(many / "thumb.gif")
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="convdp"):
-        assert len(load_image_folder(many).files) == 26
-    assert "1 .gif among 26 images, most of them .png: read as images of the data set" in caplog.text
 
 
 def test_symlink_loop_counts_each_real_file_once(tmp_path, caplog):
