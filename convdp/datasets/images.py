@@ -263,9 +263,9 @@ def _colour_profile(im: Any) -> str | None:
     return None
 
 
-#: Descriptions of profiles that are sRGB in all but name: Facebook's compact "c2", grey
-#: profiles of sRGB's curve or of gamma 2.2 (within a few levels of it).
-_SRGB_ALIASES = ("srgb", "c2", "sgrey", "sgray", "gamma2.2")
+#: Parts of the descriptions of profiles that are sRGB in all but name: grey profiles of
+#: sRGB's curve or of gamma 2.2 (within a few levels of it); and Facebook's compact "c2".
+_SRGB_ALIASES = ("srgb", "sgrey", "sgray", "gamma2.2")
 
 
 @functools.lru_cache(maxsize=64)
@@ -285,7 +285,7 @@ def _profile_unless_srgb(icc: bytes) -> str | None:
     except Exception:  # no littlecms, or a profile it cannot parse: nothing to say
         return None
     plain = name.lower().replace(" ", "")
-    if plain in ("c2",) or any(a in plain for a in _SRGB_ALIASES if a != "c2"):
+    if plain == "c2" or any(a in plain for a in _SRGB_ALIASES):
         return None
     if all(p is not None and max(abs(p[1][0] - q[1][0]), abs(p[1][1] - q[1][1])) < 0.005
            for p, q in primaries):
