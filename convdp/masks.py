@@ -112,19 +112,18 @@ def _read(path: Path) -> tuple[np.ndarray, dict | None]:
     """:func:`read_mask`, and for a palette image the colour of each index it uses."""
     from PIL import Image, ImageOps
 
-    from convdp.datasets.images import declared_bits, extra_images
+    from convdp.datasets.images import declared_bits, extra_images, tiff_sample_layout
 
     with Image.open(path) as im:
         if extra_images(im):
             raise ValueError(f"mask {path} holds several images (pages or frames): a mask is "
                              "one integer image; save one mask per file")
         im.load()
-        tags = getattr(im, "tag_v2", None)
-        if tags is not None and tags.get(262) == 0:
+        signed, white_is_zero = tiff_sample_layout(im)
+        if white_is_zero:
             raise ValueError(f"mask {path} is a WhiteIsZero TIFF, whose values Pillow reads "
                              "inverted; save the mask with photometric BlackIsZero "
                              "(minisblack)")
-        signed = tags is not None and 2 in np.atleast_1d(tags.get(339, 1))
         with open(path, "rb") as f:
             wide = declared_bits(im, f.read(25)) > 8 and im.mode in ("RGB", "RGBA", "LA")
         im = ImageOps.exif_transpose(im)

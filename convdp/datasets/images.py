@@ -116,14 +116,14 @@ def declared_bits(im: Any, head: bytes) -> int:
     return head[24] if head[:8] == _PNG_SIGNATURE and len(head) > 24 else 8
 
 
-def _check_wide_colour(im: Any, data: bytes) -> None:
+def _check_wide_colour(im: Any, declared: int) -> None:
     """Refuse a 16-bit colour image whose data would come out nearly black.
 
     Pillow reads 16-bit colour (PNG, TIFF) by the top 8 bits of each sample: faithful to the
     depth the file declares, but data of 14 bits or fewer in it (12-bit camera data) would
-    be stored at most a quarter bright, so such an image is refused.
+    be stored at most a quarter bright, so such an image is refused (``declared``: its
+    :func:`declared_bits`).
     """
-    declared = declared_bits(im, data)
     if im.mode not in ("LA", "RGB", "RGBA") or declared <= 8:
         return
     bands = [b for b, band in zip(im.getextrema(), im.getbands(), strict=True) if band != "A"]
@@ -173,28 +173,35 @@ def _check_frames(im: Any) -> int:
     return extra
 
 
-def _tiff_samples(im: Any) -> Any:
+def tiff_sample_layout(im: Any) -> tuple[bool, bool]:
+    """``(signed, white_is_zero)`` of a TIFF's samples (SampleFormat 2, photometric 0), which
+    Pillow leaves to the reader for some depths; ``(False, False)`` for any other file."""
+    tags = getattr(im, "tag_v2", None)
+    if tags is None:
+        return False, False
+    return 2 in np.atleast_1d(tags.get(339, 1)), tags.get(262) == 0
+
+
+def _tiff_samples(im: Any, bits: int) -> Any:
     """``im`` with a TIFF's sample conventions that Pillow leaves to the reader applied:
     WhiteIsZero (photometric 0) greyscale wider than 8 bits or float is inverted (Pillow
     inverts 8-bit itself), and signed 8-bit samples, which Pillow reads as unsigned, are
-    refused where one is negative (as negative wider integers are)."""
+    refused where one is negative (as negative wider integers are). ``bits``: its
+    :func:`declared_bits`."""
     from PIL import Image
 
-    tags = getattr(im, "tag_v2", None)
-    if tags is None:
-        return im
-    signed = 2 in np.atleast_1d(tags.get(339, 1))  # SampleFormat: 2 = signed integer
-    if signed and im.mode == "L" and declared_bits(im, b"") == 8:
+    signed, white_is_zero = tiff_sample_layout(im)
+    if signed and im.mode == "L" and bits == 8:
         low = int(np.asarray(im).view(np.int8).min())
         if low < 0:
             raise ValueError(f"signed 8-bit image with negative values (min {low}): no "
                              "faithful 0-255 map")
-    if im.mode == "I" and not signed and declared_bits(im, b"") == 32:
+    if im.mode == "I" and not signed and bits == 32 and getattr(im, "tag_v2", None) is not None:
         low = int(np.asarray(im).min())
         if low < 0:  # Pillow reads unsigned 32-bit as signed: 2**31 and above come out negative
             raise ValueError("unsigned 32-bit image with values of 2**31 or more: no faithful "
                              "0-255 map; save it as 16-bit")
-    if tags.get(262) != 0 or im.mode in _EIGHT_BIT_MODES:  # 262: photometric, 0 WhiteIsZero
+    if not white_is_zero or im.mode in _EIGHT_BIT_MODES:
         return im
     arr = np.asarray(im)
     if im.mode == "F":
@@ -202,9 +209,9 @@ def _tiff_samples(im: Any) -> Any:
             raise ValueError("WhiteIsZero float image with values outside [0, 1]: no faithful "
                              "0-255 map")
         return Image.fromarray((1.0 - arr).astype(np.float32), "F")
-    white = 2 ** declared_bits(im, b"") - 1
+    white = 2**bits - 1
     if white >= 2**16 or arr.min() < 0 or arr.max() > white:
-        raise ValueError(f"WhiteIsZero {im.mode} image of {declared_bits(im, b'')} bits, values "
+        raise ValueError(f"WhiteIsZero {im.mode} image of {bits} bits, values "
                          f"{arr.min()}..{arr.max()}: no faithful 0-255 map; save it as 16-bit "
                          "BlackIsZero")
     return Image.fromarray((white - arr.astype(np.int64)).astype(np.uint16))
@@ -312,11 +319,11 @@ def _decode(
         with Image.open(io.BytesIO(data)) as im:
             frames = _check_frames(im)
             im.load()
-            _check_wide_colour(im, data)
+            declared = declared_bits(im, data)
+            _check_wide_colour(im, declared)
             seen = {"frames": frames, "profile": _colour_profile(im),
-                    "cmyk_polarity": _unmarked_cmyk(im),
-                    "transparent": _transparent(im, declared_bits(im, data))}
-            im = _tiff_samples(im)
+                    "cmyk_polarity": _unmarked_cmyk(im), "transparent": _transparent(im, declared)}
+            im = _tiff_samples(im, declared)
             im = ImageOps.exif_transpose(im)  # a copy: the file's format is not kept
             if im.mode in ("P", "PA") and "transparency" in im.info:
                 im = im.convert("RGBA")  # the transparent index as alpha, converted once
@@ -462,7 +469,7 @@ class _Scan:
 
     seen: set[tuple[int, int]] = field(default_factory=set)  # (st_dev, st_ino)
     skipped: collections.Counter = field(default_factory=collections.Counter)
-    formats: collections.Counter = field(default_factory=collections.Counter)  # of those
+    formats: set[str] = field(default_factory=set)  # the extensions of those
 
     def first_visit(self, path: str | Path) -> bool:
         """True the first time the real file or folder behind ``path`` is met."""
@@ -479,7 +486,7 @@ class _Scan:
             reason = "hidden"
         elif p.suffix.lower() in OTHER_IMAGE_EXTENSIONS:
             reason = _OTHER_FORMAT
-            self.formats[p.suffix.lower()] += 1
+            self.formats.add(p.suffix.lower())
         elif p.suffix.lower() not in IMAGE_EXTENSIONS:
             reason = "unsupported extension"
         elif not p.is_file():
