@@ -32,7 +32,10 @@ from convdp.datasets import (
     load_image_folder,
     load_images,
     load_torchvision_dataset,
+    mnist,
     select_indices,
+    stl10,
+    svhn,
 )
 from convdp.datasets.fetch import DownloadError
 
@@ -54,6 +57,14 @@ def _patch_registry(monkeypatch, name: str, served: Path, members: Path | None =
         if members is not None and rf.members:
             changes["members"] = tuple(
                 (m, _md5(members / m)) for m, _ in rf.members if (members / m).exists()
+            )
+        elif rf.members and (served / rf.filename).exists():  # the archive's own members
+            with tarfile.open(served / rf.filename) as tar:
+                inside = {i.name: hashlib.md5(tar.extractfile(i).read()).hexdigest()
+                          for i in tar.getmembers() if i.isfile()}
+            changes["members"] = tuple(
+                (m, inside[f"{spec.archive_folder}/{m}"]) for m, _ in rf.members
+                if f"{spec.archive_folder}/{m}" in inside
             )
         files.append(dataclasses.replace(rf, **changes))
     monkeypatch.setitem(
@@ -385,7 +396,7 @@ def test_cifar_pickle_with_foreign_globals_is_refused(tmp_path):
 
     path = tmp_path / "evil"
     path.write_bytes(pickle.dumps({b"data": collections.OrderedDict()}, protocol=2))
-    with pytest.raises(pickle.UnpicklingError, match="not allowed"):
+    with pytest.raises(DatasetError, match="evil: .*collections.OrderedDict is not allowed"):
         cifar.read_pickle(path)
 
 
@@ -457,6 +468,142 @@ def test_stl10(http_server, tmp_path, monkeypatch):
     assert all(any((im == w).all() for w in written["unlabeled"]) for im in d.images)
     with pytest.raises(DatasetError, match="no labels"):
         load_torchvision_dataset("STL10", root, split="unlabeled", classes=[0], base_url=base)
+
+
+def test_member_changed_after_unpacking_is_unpacked_again(
+    http_server, tmp_path, monkeypatch, refused_url, caplog
+):
+    """A member of an unpacked archive that no longer matches its MD5 (a test batch copied
+    over a training batch) is not read as the split: the verified archive is unpacked again,
+    with a warning naming the file; without the archive, offline, the run stops."""
+    www, base, _ = http_server
+    batches, _ = _make_cifar10(www / "cifar-10-python.tar.gz", np.random.default_rng(15))
+    _patch_registry(monkeypatch, "CIFAR10", www)
+    root = tmp_path / "data"
+    first = load_torchvision_dataset("CIFAR10", root, split="train", base_url=base)
+    unpacked = root / "CIFAR10" / "cifar-10-batches-py"
+    (unpacked / "data_batch_2").write_bytes((unpacked / "test_batch").read_bytes())
+    with caplog.at_level(logging.WARNING, logger="convdp.datasets.registry"):
+        again = load_torchvision_dataset("CIFAR10", root, split="train", base_url=base)
+    np.testing.assert_array_equal(again.images, first.images)
+    np.testing.assert_array_equal(again.labels, first.labels)
+    assert "data_batch_2 no longer match" in caplog.text
+    (unpacked / "data_batch_2").write_bytes((unpacked / "test_batch").read_bytes())
+    (root / "CIFAR10" / "cifar-10-python.tar.gz").unlink()
+    with pytest.raises(DownloadError, match="cifar-10-python.tar.gz"):
+        load_torchvision_dataset("CIFAR10", root, split="train", base_url=refused_url)
+
+
+def _idx_file(path: Path, arr: np.ndarray, code: int = 0x08) -> None:
+    dtype = {0x08: ">u1", 0x09: ">i1", 0x0D: ">f4"}[code]
+    header = struct.pack(">BBBB", 0, 0, code, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(dtype).tobytes())
+
+
+@pytest.mark.parametrize(
+    "labels, code, message",
+    [([0, 1, 200], 0x08, r"labels 200 outside 0-9"),
+     ([0, -1, 2], 0x09, r"labels -1 outside 0-9"),
+     ([0, 1.0, 2.7], 0x0D, r"labels must be integers, got float32")],
+)
+def test_mnist_labels_outside_the_classes_are_refused(tmp_path, labels, code, message):
+    folder = tmp_path / "MNIST"
+    folder.mkdir()
+    _idx_file(folder / "train-images-idx3-ubyte.gz", np.zeros((3, 28, 28), np.uint8))
+    _idx_file(folder / "train-labels-idx1-ubyte.gz", np.array(labels), code)
+    with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte.gz: " + message):
+        mnist.load(ds.TORCHVISION_REGISTRY["MNIST"], folder, "train")
+
+
+def test_damaged_files_are_named(tmp_path):
+    good = tmp_path / "good.gz"
+    _idx_file(good, np.zeros((3, 28, 28), np.uint8))
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(good.read_bytes()[:-9])
+    with pytest.raises(DatasetError, match="cut.gz: damaged gzip data"):
+        ds.read_idx(cut)
+    floats = tmp_path / "floats.gz"
+    _idx_file(floats, np.zeros((3, 28, 28)), 0x0D)
+    (tmp_path / "labels.gz").write_bytes(good.read_bytes())
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(floats.read_bytes())
+    _idx_file(folder / "train-labels-idx1-ubyte.gz", np.zeros(3))
+    with pytest.raises(DatasetError, match="images-idx3-ubyte.gz: images must be 8-bit .*float32"):
+        mnist.load(ds.TORCHVISION_REGISTRY["MNIST"], folder, "train")
+    half = tmp_path / "half"
+    half.write_bytes(_py2_pickle({"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]})[:40])
+    with pytest.raises(DatasetError, match="half: not a readable CIFAR pickle"):
+        cifar.read_pickle(half)
+
+
+def _cifar_folder(tmp_path, data, labels, names=None) -> Path:
+    base = tmp_path / "CIFAR10" / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    for b in [f"data_batch_{i}" for i in range(1, 6)]:
+        (base / b).write_bytes(_py2_pickle({"data": data, "labels": labels}))
+    meta = {"label_names": names or [f"c{i}" for i in range(10)]}
+    (base / "batches.meta").write_bytes(_py2_pickle(meta))
+    return base.parent
+
+
+@pytest.mark.parametrize(
+    "data, labels, message",
+    [(np.zeros((2, 3072), np.uint8), [0, 10], r"data_batch_1: labels 10 outside 0-9"),
+     (np.zeros((2, 3072), np.uint8), [-1, 3], r"data_batch_1: labels -1 outside 0-9"),
+     (np.full((2, 3072), 300, np.int64), [0, 1], r"data_batch_1: images must be 8-bit .*int64"),
+     (np.zeros((2, 3072)), [0, 1], r"data_batch_1: images must be 8-bit .*float64"),
+     (np.zeros((2, 3072), np.uint8), [0.0, 2.9], r"data_batch_1: labels must be integers")],
+)
+def test_cifar_values_a_cast_would_change_are_refused(tmp_path, data, labels, message):
+    folder = _cifar_folder(tmp_path, data, labels)
+    with pytest.raises(DatasetError, match=message):
+        cifar.load(ds.TORCHVISION_REGISTRY["CIFAR10"], folder, "train")
+
+
+def test_svhn_labels_and_sizes_are_checked(tmp_path):
+    import scipy.io
+
+    def load(x, y):
+        scipy.io.savemat(tmp_path / "test_32x32.mat", {"X": x, "y": np.array(y)[:, None]})
+        return svhn.load(ds.TORCHVISION_REGISTRY["SVHN"], tmp_path, "test")
+
+    x = np.zeros((32, 32, 3, 3), np.uint8)
+    assert load(x, np.array([10, 1, 9], np.uint8))[1].tolist() == [0, 1, 9]
+    for y in ([0, 1, 2], [11, 1, 2], [255, 1, 2]):
+        with pytest.raises(DatasetError, match=r"test_32x32.mat: labels \d+ outside 1-10"):
+            load(x, np.array(y, np.uint8))
+    with pytest.raises(DatasetError, match=r"expected X \(32, 32, 3, N\).*got X \(64, 64, 3, 3\)"):
+        load(np.zeros((64, 64, 3, 3), np.uint8), np.array([1, 2, 3], np.uint8))
+    with pytest.raises(DatasetError, match="images must be 8-bit .*float64"):
+        load(np.zeros((32, 32, 3, 3)), np.array([1, 2, 3], np.uint8))
+    (tmp_path / "test_32x32.mat").write_bytes(b"not a mat file at all")
+    with pytest.raises(DatasetError, match="test_32x32.mat: not a readable MATLAB file"):
+        svhn.load(ds.TORCHVISION_REGISTRY["SVHN"], tmp_path, "test")
+
+
+def test_stl10_labels_and_class_names_are_checked(tmp_path):
+    base = tmp_path / "stl10_binary"
+    base.mkdir()
+    spec = ds.TORCHVISION_REGISTRY["STL10"]
+    (base / "train_X.bin").write_bytes(_stl_bytes(np.zeros((3, 96, 96, 3), np.uint8)))
+    for raw, shown in ((b"\x00\x01\x02", "0"), (b"\x01\x0b\x02", "11")):
+        (base / "train_y.bin").write_bytes(raw)
+        with pytest.raises(DatasetError, match=rf"train_y.bin: labels {shown} outside 1-10"):
+            stl10.load(spec, tmp_path, "train")
+    (base / "train_y.bin").write_bytes(b"\x01\x0a\x02")
+    assert stl10.load(spec, tmp_path, "train")[1].tolist() == [0, 9, 1]
+    names = list(spec.class_names)
+    for text in ("\n".join(names[:3]) + "\n", "\n".join(names[:4] + [""] + names[4:]) + "\n"):
+        (base / "class_names.txt").write_text(text)
+        with pytest.raises(DatasetError, match="class_names.txt: expected 10 class names"):
+            stl10.load(spec, tmp_path, "train")
+    (base / "class_names.txt").write_text("\n".join(names) + "\n")
+    assert stl10.load(spec, tmp_path, "train")[2] == names
+    (base / "test_X.bin").write_bytes(b"")
+    with pytest.raises(DatasetError, match="test_X.bin: empty"):
+        stl10.load(spec, tmp_path, "test")
 
 
 def test_fetch_then_load_offline(http_server, tmp_path, monkeypatch, refused_url):

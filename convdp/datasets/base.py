@@ -69,6 +69,30 @@ class ImageReadError(DatasetError):
         self.reason = reason
 
 
+def checked_images(images: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """``images`` unchanged if they are 8-bit pixels; refused, naming ``path``, otherwise (a
+    cast would wrap values above 255 and floor values in 0-1 to black)."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise DatasetError(f"{path}: images must be 8-bit (uint8), got {images.dtype}")
+    return images
+
+
+def checked_labels(labels: np.ndarray, n_classes: int, path: str | os.PathLike) -> np.ndarray:
+    """``labels`` (N,) as int64 if they are integers in 0 .. ``n_classes`` - 1; refused,
+    naming ``path`` and the values outside, otherwise."""
+    labels = np.asarray(labels).reshape(-1)
+    if labels.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: labels must be integers, got {labels.dtype}")
+    labels = labels.astype(np.int64)
+    bad = np.unique(labels[(labels < 0) | (labels >= n_classes)])
+    if bad.size:
+        shown = ", ".join(map(str, bad[:5].tolist())) + (", ..." if bad.size > 5 else "")
+        raise DatasetError(f"{path}: labels {shown} outside 0-{n_classes - 1} "
+                           f"({n_classes} classes)")
+    return labels
+
+
 def select_indices(
     labels: np.ndarray | None,
     n: int,

@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from convdp.datasets.base import DatasetError, RemoteFile, TorchvisionSpec
+from convdp.datasets.base import (
+    DatasetError,
+    RemoteFile,
+    TorchvisionSpec,
+    checked_images,
+    checked_labels,
+)
 
 CIFAR10 = TorchvisionSpec(
     name="CIFAR10",
@@ -115,7 +121,10 @@ def read_pickle(path: Path) -> dict[str, Any]:
         # encoding="bytes": the files are Python 2 pickles (str → bytes), as the CIFAR page
         # recommends; safe here because the archive is md5-verified and the unpickler only
         # accepts numpy arrays (see _NumpyOnlyUnpickler).
-        entry = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+        try:
+            entry = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:  # cut short, damaged
+            raise DatasetError(f"{path}: not a readable CIFAR pickle ({e})") from e
     if not isinstance(entry, dict):
         raise DatasetError(f"{path}: expected a dict, got {type(entry).__name__}")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in entry.items()}
@@ -137,22 +146,25 @@ def load(
     else:
         batches = [split]
         meta_file, names_key, labels_key = "meta", "fine_label_names", "fine_labels"
+    meta = read_pickle(base / meta_file)
+    if names_key not in meta:
+        raise DatasetError(f"{base / meta_file}: no {names_key!r} entry")
+    names = _decode_names(meta[names_key])
     data, labels = [], []
     for batch in batches:
         entry = read_pickle(base / batch)
         try:
-            x = np.asarray(entry["data"], dtype=np.uint8)
-            y = np.asarray(entry[labels_key], dtype=np.int64)
+            x = checked_images(entry["data"], base / batch)
+            y = np.asarray(entry[labels_key])
         except KeyError as e:
             raise DatasetError(f"{base / batch}: no {e} entry") from e
-        if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(y) != len(x):
+        if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.ndim != 1 or len(y) != len(x):
             raise DatasetError(
                 f"{base / batch}: expected data (N, 3072) and N labels, got {x.shape} and {y.shape}"
             )
         data.append(x)
-        labels.append(y)
+        labels.append(checked_labels(y, len(names), base / batch))
     # Rows are 1024 red, 1024 green, 1024 blue values, each a 32×32 image in row-major order.
     images = np.concatenate(data).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    meta = read_pickle(base / meta_file)
-    return np.ascontiguousarray(images), np.concatenate(labels), _decode_names(meta[names_key])
+    return np.ascontiguousarray(images), np.concatenate(labels), names
 

@@ -4,13 +4,21 @@ MD5s (copied from torchvision 0.29.1's ``torchvision/datasets/mnist.py``)."""
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from convdp.datasets.base import DatasetError, RemoteFile, TorchvisionSpec
+from convdp.datasets.base import (
+    DatasetError,
+    RemoteFile,
+    TorchvisionSpec,
+    checked_images,
+    checked_labels,
+)
 
 _MNIST_CLASSES = (
     "0 - zero",
@@ -118,7 +126,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     with open(path, "rb") as f:
         data = f.read()
     if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as e:  # cut short, bad CRC, bad deflate data
+            raise DatasetError(f"{path}: damaged gzip data ({e})") from e
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise DatasetError(f"{path} is not an IDX file (bad magic number {data[:4].hex()})")
     dtype, ndim = _IDX_DTYPES[data[2]], data[3]
@@ -126,7 +137,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(data) < header:
         raise DatasetError(f"{path}: IDX header cut short ({len(data)} bytes)")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a huge header cannot wrap
     if len(data) - header != expected:
         raise DatasetError(
             f"{path}: IDX header says shape {shape} ({expected} bytes), "
@@ -141,13 +152,16 @@ def load(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One split: images (N, 28, 28, 1), labels (N,) and the class names."""
     prefix = "train" if split == "train" else "t10k"
-    images = read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")
-    labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz")
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise DatasetError(f"{spec.name} images: expected uint8 (N, H, W), got {images.shape}")
+    images_path = folder / f"{prefix}-images-idx3-ubyte.gz"
+    labels_path = folder / f"{prefix}-labels-idx1-ubyte.gz"
+    images = checked_images(read_idx(images_path), images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3:
+        raise DatasetError(f"{images_path}: expected images (N, H, W), got shape {images.shape}")
     if labels.ndim != 1 or len(labels) != len(images):
         raise DatasetError(
-            f"{spec.name}: {len(labels)} labels for {len(images)} images in {folder}"
+            f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}"
         )
-    return images[..., None], labels.astype(np.int64), list(spec.class_names)
+    labels = checked_labels(labels, len(spec.class_names), labels_path)
+    return images[..., None], labels, list(spec.class_names)
 

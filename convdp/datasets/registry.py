@@ -11,6 +11,7 @@ folder, or a test server).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,12 +21,15 @@ import numpy as np
 from convdp.datasets import cifar, mnist, stl10, svhn
 from convdp.datasets.base import Dataset, DatasetError, RemoteFile, TorchvisionSpec, select_indices
 from convdp.datasets.fetch import (
+    MARKER,
     DownloadError,
     download_any,
     ensure_extracted,
     is_extracted,
     verify_file,
 )
+
+log = logging.getLogger(__name__)
 
 # Each format's parser: (spec, folder, split) → images (N, H, W, C) uint8 (possibly a lazy
 # view: only the images selected are read), labels (N,) int64 or None, class names.
@@ -98,6 +102,14 @@ def _ensure_files(
     return folder, used
 
 
+def _changed_members(unpacked: Path, rf: RemoteFile, split: str | None) -> list[str]:
+    """The members ``split`` needs (all when None) that are missing from ``unpacked`` or
+    differ from their MD5s (the MD5s of an archive's members are checked on every load, as
+    the MNIST and SVHN files are)."""
+    md5s = dict(rf.members)
+    return [m for m in _member_names(rf, split) if not verify_file(unpacked / m, md5=md5s[m])]
+
+
 def _ensure_file(
     spec: TorchvisionSpec, folder: Path, rf: RemoteFile, split: str | None, base_url: str | None
 ) -> dict[str, str]:
@@ -107,16 +119,26 @@ def _ensure_file(
         assert spec.archive_folder is not None
         unpacked = folder / spec.archive_folder
         if is_extracted(unpacked, rf.md5):
-            return {rf.filename: rf.md5}
+            changed = _changed_members(unpacked, rf, split)
+            if not changed:
+                return {rf.filename: rf.md5}
+            # a member changed after unpacking (an interrupted copy, an edit): unpack the
+            # archive again (fetched again where it is gone) rather than read it
+            log.warning("%s no longer match their MD5s since %s was unpacked; unpacking it "
+                        "again", ", ".join(str(unpacked / m) for m in changed), rf.filename)
+            (unpacked / MARKER).unlink()
         # Without the archive, an unpacked folder (e.g. copied from a torchvision root)
         # is accepted when each needed member has torchvision's md5.
         if not dest.exists() and unpacked.is_dir():
-            md5s = dict(rf.members)
-            names = _member_names(rf, split)
-            if all(verify_file(unpacked / m, md5=md5s[m]) for m in names):
-                return {f"{spec.archive_folder}/{m}": md5s[m] for m in names}
+            if not _changed_members(unpacked, rf, split):
+                md5s = dict(rf.members)
+                return {f"{spec.archive_folder}/{m}": md5s[m] for m in _member_names(rf, split)}
         download_any(_urls(spec, rf.filename, base_url), dest, rf.md5)
         ensure_extracted(dest, rf.md5, spec.archive_folder)
+        changed = _changed_members(unpacked, rf, split)
+        if changed:
+            raise DatasetError(f"{unpacked / changed[0]}, unpacked from {dest}, does not match "
+                               f"its MD5 {dict(rf.members)[changed[0]]}")
     else:
         download_any(_urls(spec, rf.filename, base_url), dest, rf.md5)
     return {rf.filename: rf.md5}

@@ -63,17 +63,35 @@ def load(
     base = folder / spec.archive_folder
     x_path = base / f"{split}_X.bin"
     size = 3 * 96 * 96
+    if not x_path.is_file() or x_path.stat().st_size == 0:
+        raise DatasetError(f"{x_path}: {'empty' if x_path.is_file() else 'missing'}")
     raw = np.memmap(x_path, dtype=np.uint8, mode="r")
     if raw.size % size:
         raise DatasetError(f"{x_path}: {raw.size} bytes is not a whole number of 96×96×3 images")
     # Each image is stored channel by channel, column-major: (C, W, H) → (H, W, C).
     images = raw.reshape(-1, 3, 96, 96).transpose(0, 3, 2, 1)
+    names = _class_names(spec, base / "class_names.txt")
     labels = None
     if split != "unlabeled":
         y_path = base / f"{split}_y.bin"
-        labels = np.fromfile(y_path, dtype=np.uint8).astype(np.int64) - 1  # 1-based on disk
-        if len(labels) != len(images):
-            raise DatasetError(f"{y_path}: {len(labels)} labels for {len(images)} images")
-    names_file = base / "class_names.txt"
-    names = names_file.read_text().split("\n") if names_file.is_file() else list(spec.class_names)
-    return images, labels, [n.strip() for n in names if n.strip()]
+        on_disk = np.fromfile(y_path, dtype=np.uint8)
+        if len(on_disk) != len(images):
+            raise DatasetError(f"{y_path}: {len(on_disk)} labels for {len(images)} images")
+        bad = np.unique(on_disk[(on_disk < 1) | (on_disk > len(names))])
+        if bad.size:
+            raise DatasetError(f"{y_path}: labels {', '.join(map(str, bad[:5].tolist()))} "
+                               f"outside 1-{len(names)} (STL-10's labels are 1-based)")
+        labels = on_disk.astype(np.int64) - 1
+    return images, labels, names
+
+
+def _class_names(spec: TorchvisionSpec, path: Path) -> list[str]:
+    """The archive's class names, one per line (a trailing empty line allowed), or the
+    spec's where the archive has none; as many as the spec's, none empty."""
+    if not path.is_file():
+        return list(spec.class_names)
+    names = [n.strip() for n in path.read_text().rstrip("\n").split("\n")]
+    if len(names) != len(spec.class_names) or not all(names):
+        raise DatasetError(f"{path}: expected {len(spec.class_names)} class names, one per "
+                           f"line, got {names}")
+    return names

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from convdp.datasets.base import DatasetError, RemoteFile, TorchvisionSpec
+from convdp.datasets.base import (
+    DatasetError,
+    RemoteFile,
+    TorchvisionSpec,
+    checked_images,
+)
 
 SVHN = TorchvisionSpec(
     name="SVHN",
@@ -33,14 +38,24 @@ def load(
     import scipy.io
 
     path = folder / f"{split}_32x32.mat"
-    mat = scipy.io.loadmat(path, variable_names=["X", "y"])
+    try:
+        mat = scipy.io.loadmat(path, variable_names=["X", "y"])
+    except Exception as e:  # noqa: BLE001 - scipy raises ValueError, MatReadError, IndexError…
+        raise DatasetError(f"{path}: not a readable MATLAB file ({e})") from e
     x, y = mat.get("X"), mat.get("y")
-    if x is None or y is None or x.ndim != 4 or x.shape[2] != 3:
-        raise DatasetError(f"{path}: expected X (32, 32, 3, N) and y (N, 1)")
-    images = np.ascontiguousarray(x.transpose(3, 0, 1, 2), dtype=np.uint8)
-    labels = y.astype(np.int64).reshape(-1)
-    if len(labels) != len(images):
-        raise DatasetError(f"{path}: {len(labels)} labels for {len(images)} images")
-    labels[labels == 10] = 0  # SVHN labels the digit 0 as 10
-    return images, labels, list(spec.class_names)
+    if x is None or y is None or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
+        got = "no X or y" if x is None or y is None else f"X {x.shape}"
+        raise DatasetError(f"{path}: expected X (32, 32, 3, N) and y (N, 1), got {got}")
+    images = np.ascontiguousarray(checked_images(x, path).transpose(3, 0, 1, 2))
+    if y.size != len(images):
+        raise DatasetError(f"{path}: {y.size} labels for {len(images)} images")
+    # SVHN labels the digits 1-9 as themselves and 0 as 10
+    y = np.asarray(y).reshape(-1)
+    if y.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: labels must be integers, got {y.dtype}")
+    bad = np.unique(y[(y < 1) | (y > 10)])
+    if bad.size:
+        raise DatasetError(f"{path}: labels {', '.join(map(str, bad[:5].tolist()))} outside "
+                           "1-10 (SVHN writes the digit 0 as 10)")
+    return images, y.astype(np.int64) % 10, list(spec.class_names)
 
