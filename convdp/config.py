@@ -57,6 +57,7 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     _check_duplicates(config)
+    _check_digit_parts(config["datasets"])
     _check_device(config["extract"]["device"])
     _check_device(config["dpgmm"]["device"], "dpgmm.device")
     datasets = config["datasets"]
@@ -183,6 +184,26 @@ def _check_duplicates(config: dict) -> None:
         twice = [x for x, n in Counter(items).items() if n > 1]
         if twice:
             raise ConfigError(f"{key}: {twice[0]!r} is listed more than once")
+
+
+def _check_digit_parts(datasets: dict) -> None:
+    """A digits data set on ``part: train`` and one on ``part: heldout`` share no image only
+    when they split the same classes at the same ``heldout_fraction`` (the split is made over
+    the selected classes' images): where their classes overlap, anything else is refused."""
+    def classes(spec):
+        return set(spec.get("classes") or range(10))
+
+    digits = {n: s for n, s in datasets.items() if s["kind"] == "digits"}
+    for a, sa in digits.items():
+        for b, sb in digits.items():
+            if (sa["part"], sb["part"]) != ("train", "heldout") or not classes(sa) & classes(sb):
+                continue
+            if classes(sa) != classes(sb) or sa["heldout_fraction"] != sb["heldout_fraction"]:
+                raise ConfigError(
+                    f"datasets.{a} (part: train) and datasets.{b} (part: heldout) share digits "
+                    f"{sorted(classes(sa) & classes(sb))} but split different classes or "
+                    "fractions, so they would share images: give both the same classes and "
+                    "heldout_fraction (or classes that do not overlap)")
 
 
 def _check_device(device: str, key: str = "extract.device") -> None:

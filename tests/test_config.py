@@ -144,3 +144,30 @@ def test_the_net_is_built_with_the_configs_channels():
             "analyse_on": ["rgb"]}
     net, extra = load_pretrained(model_params(spec))
     assert input_channels(net) == 3 and extra["in_channels"] == 3
+
+
+def test_digit_parts_that_would_share_images_are_refused(config, repo_root):
+    """A train part and a heldout part of overlapping digits share no image only when they
+    split the same classes at the same fraction: other pairs do share images (shown on the
+    loader itself) and are refused, naming both data sets; the transfer benchmark's pairs
+    pass."""
+    from convdp.datasets.digits import load_digits_split
+
+    def images(classes, part, fraction=0.5):
+        d = load_digits_split(classes, size=8, part=part, heldout_fraction=fraction)
+        return {im.tobytes() for im in d.images}
+
+    source = images([0, 1, 2, 3, 4], "train")
+    assert not source & images([0, 1, 2, 3, 4], "heldout")
+    assert source & images(list(range(6)), "heldout")
+    assert source & images([0, 1, 2, 3, 4], "heldout", 0.7)
+    base = {"kind": "digits", "classes": [0, 1, 2, 3, 4], "size": 16}
+    for target in ({"classes": list(range(6))}, {"heldout_fraction": 0.7}):
+        c = copy.deepcopy(config)
+        c["datasets"] = {"src": base | {"part": "train"}, "tgt": base | {"part": "heldout"} | target}
+        c["models"]["digitnet"] |= {"train_on": "src", "analyse_on": ["src", "tgt"]}
+        with pytest.raises(ConfigError, match=r"datasets\.src \(part: train\) and datasets\.tgt "
+                                              r"\(part: heldout\) share digits \[0, 1, 2, 3, 4\]"):
+            validate_config(c)
+    bench = yaml.safe_load((repo_root / "config" / "transfer_bench.yaml").read_text())
+    validate_config(bench, check_layers=False)

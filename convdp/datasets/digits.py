@@ -32,7 +32,8 @@ def load_digits_split(
     ``part``: ``all`` the images, or one side of a seeded, class-stratified split of the
     selected classes' images into ``train`` and ``heldout`` (``heldout_fraction`` of them): a
     source trained on ``part: train`` and a target with ``part: heldout`` (same classes,
-    same seed) share no image. ``max_samples`` then caps the part. ``transform``
+    same fraction, same seed) share no image; other classes or fractions split other images
+    (``convdp.config`` refuses such pairs where their classes overlap). ``max_samples`` then caps the part. ``transform``
     (``{"name": ..., "strength": ...}``, :mod:`convdp.datasets.transforms`) is applied after
     the resize, seeded by ``seed``.
     """
