@@ -300,6 +300,11 @@ def check_background(masks: np.ndarray, background: int | None, folder: str | Pa
         raise ValueError(f"every pixel of the {len(masks)} masks of {folder} is the background "
                          f"{background}: no part to score (16-bit colour read by its top byte, "
                          "or the wrong folder?)")
+    if len(values) == 2:
+        log.warning("the masks of %s hold one part (value %d) beside the background %d: the "
+                    "foreground NMI, ARI and purity need two parts and are left empty; "
+                    "mean_best_iou scores the clusters against the part", folder,
+                    values[values != background][0], background)
     share = counts / counts.sum()
     own, top = float(share[values == background][0]), int(np.argmax(share))
     if own < 0.1 and share[top] > 0.5 and values[top] != background:
@@ -350,10 +355,11 @@ def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
               background: int = 0, weight_threshold: float = 0.01,
               names: dict[int, str] | None = None,
               ignore: Sequence[int] = (), field=None) -> tuple[dict, pd.DataFrame]:
-    """Score label maps (N, h, w) against masks (N, H, W): the record (``nmi``, ``ari`` on the
-    foreground, ``mean_best_iou`` weighted by the clusters' foreground pixels, counts) and one
-    row per cluster present (:data:`CLUSTER_COLUMNS`); pixels of the values ``ignore`` are in
-    no score. ``field``: the layer's receptive field, which places each position on the image
+    """Score label maps (N, h, w) against masks (N, H, W): the record (``nmi``, ``ari`` and
+    ``purity`` on the foreground, NaN where it holds fewer than two parts; ``mean_best_iou``,
+    each cluster's best IoU with a part weighted by its foreground pixels; counts) and one
+    row per cluster present (:data:`CLUSTER_COLUMNS`: its best label of all, background
+    included); pixels of the values ``ignore`` are in no score. ``field``: the layer's receptive field, which places each position on the image
     (:func:`upsample`)."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -368,15 +374,14 @@ def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
               "parts": int(np.unique(truth[fg]).size),
               "placed_by": ("stretched" if field is None or field.global_
                             else "receptive field centres")}
-    if fg.any():
+    record["clusters_on_foreground"] = int(np.unique(up[fg]).size)
+    if record["parts"] >= 2:
         record["nmi"] = float(normalized_mutual_info_score(truth[fg], up[fg]))
         record["ari"] = float(adjusted_rand_score(truth[fg], up[fg]))
-        record["clusters_on_foreground"] = int(np.unique(up[fg]).size)
         _, _, fg_table = _contingency(up[fg], truth[fg])
         record["purity"] = float(fg_table.max(1).sum() / fg.sum())
-    else:
-        record |= {"nmi": float("nan"), "ari": float("nan"), "clusters_on_foreground": 0,
-                   "purity": float("nan")}
+    else:  # one part (object / background masks): every labelling would score 1 or 0
+        record |= {"nmi": float("nan"), "ari": float("nan"), "purity": float("nan")}
     ua, ub, table = _contingency(up, truth)
     inter = table.astype(np.float64)
     union = table.sum(1, keepdims=True) + table.sum(0, keepdims=True) - inter
@@ -398,17 +403,25 @@ def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
             "iou": float(iou[r, best[r]]),
         })
     df = pd.DataFrame(rows, columns=CLUSTER_COLUMNS).sort_values("weight", ascending=False)
+    # each cluster's best IoU with a part (not the background: one cluster over the whole
+    # image would score the background's share), weighted by its foreground pixels
     on_fg = fg_pixels > 0
-    record["mean_best_iou"] = (float(np.average(iou.max(1)[on_fg], weights=fg_pixels[on_fg]))
-                               if on_fg.any() else float("nan"))
+    record["mean_best_iou"] = (
+        float(np.average(iou[:, fg_cols].max(1)[on_fg], weights=fg_pixels[on_fg]))
+        if on_fg.any() else float("nan"))
     return record, df
 
 
 def mask_table(records: Sequence[dict]) -> pd.DataFrame:
-    """One row per model × data set × layer from the mask-agreement records."""
+    """One row per model × data set × layer from the mask-agreement records; ``layer_index``
+    numbers each model's layers 0, 1, ... in the net's order, as ``summary.csv`` does."""
     cols = ["model", "control_of", "dataset", "layer", "layer_index", "nmi", "ari", "purity",
             "mean_best_iou", "clusters_on_foreground", "parts", "images", "foreground_pixels"]
-    return pd.DataFrame([{c: r.get(c) for c in cols} for r in records], columns=cols)
+    df = pd.DataFrame([{c: r.get(c) for c in cols} for r in records], columns=cols)
+    if not df.empty:  # the records carry the layer's position in the net's graph
+        df["layer_index"] = (df.groupby("model")["layer_index"].rank(method="dense") - 1
+                             ).astype("Int64")
+    return df
 
 
 def add_summary_columns(df: pd.DataFrame, records: Sequence[dict]) -> pd.DataFrame:
@@ -445,6 +458,7 @@ def plot_mask_agreement(table: pd.DataFrame, dest: str | Path) -> None:
         own = table[table["model"] == model]
         layers = own.sort_values("layer_index")["layer"].drop_duplicates().tolist()
         controls = table[table["control_of"] == model]
+        plotted = False
         for c, ds in enumerate(dict.fromkeys(own["dataset"])):
             colour = colours[c % len(colours)]
             for sub, style, what in ((own, "-o", ds), (controls, "--s", f"{ds}, random weights")):
@@ -452,6 +466,7 @@ def plot_mask_agreement(table: pd.DataFrame, dest: str | Path) -> None:
                 if "purity" not in part:
                     part["purity"] = np.nan
                 if part["nmi"].notna().any():
+                    plotted = True
                     for ax, col in zip(axes[row], ("nmi", "ari", "purity"), strict=True):
                         ax.plot(range(len(layers)), part[col].to_numpy(float), style,
                                 color=colour, label=what)
@@ -462,6 +477,10 @@ def plot_mask_agreement(table: pd.DataFrame, dest: str | Path) -> None:
             ax.set_ylabel(f"foreground {col}")
             ax.set_title(f"{model}: {col} with the part masks", fontsize=9)
             ax.axhline(0, color="0.8", lw=0.8)
-        axes[row, 2].legend(fontsize=7)
+            if not plotted:
+                ax.text(0.5, 0.5, "masks of one part: no score\n(mask_agreement.csv: "
+                        "mean_best_iou)", transform=ax.transAxes, ha="center", color="0.4")
+        if plotted:
+            axes[row, 2].legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, dest)

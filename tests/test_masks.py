@@ -1,5 +1,7 @@
 """Mask agreement: upsampling, foreground NMI / ARI, per-cluster IoU, loading and resizing."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ from PIL import Image
 from convdp.masks import (
     add_summary_columns,
     agreement,
+    check_background,
     load_masks,
     mask_table,
     plot_mask_agreement,
@@ -63,6 +66,41 @@ def test_background_is_left_out_of_the_foreground_scores():
     record, _ = agreement(labels, masks, np.full(8, 0.1), background=0)
     assert record["ari"] == pytest.approx(1)
     assert record["foreground_pixels"] == 8 and record["parts"] == 2
+
+
+def test_one_cluster_over_everything_scores_below_the_object_found():
+    """The mean best IoU takes each cluster's best part, not the background: one cluster over
+    the whole image (IoU 0.75 with a 75 % background) scores below a labelling that finds the
+    object exactly but splits it in two."""
+    masks = np.zeros((1, 8, 8), int)
+    masks[0, :2, :4], masks[0, :2, 4:] = 1, 2  # two parts of 12.5 % each
+    nothing, _ = agreement(np.zeros_like(masks), masks, np.ones(1), background=0)
+    found = (masks > 0).astype(int)  # the object, both parts as one cluster
+    object_found, _ = agreement(found, masks, np.full(2, 0.5), background=0)
+    assert nothing["mean_best_iou"] == pytest.approx(0.125)
+    assert object_found["mean_best_iou"] == pytest.approx(0.5)
+
+
+def test_masks_of_one_part_leave_the_foreground_scores_empty(tmp_path, caplog):
+    """Object / background masks: NMI, ARI and purity of the foreground would be 1 for any
+    labelling that keeps the object whole and 0 for any other: empty (NaN), said once where
+    the masks are read; the figure says so in its panels."""
+    masks = np.zeros((2, 8, 8), int)
+    masks[:, 2:6, 2:6] = 1
+    whole = np.zeros_like(masks)
+    record, table = agreement(whole, masks, np.ones(1), background=0)
+    assert np.isnan([record["nmi"], record["ari"], record["purity"]]).all()
+    assert record["parts"] == 1 and record["mean_best_iou"] == pytest.approx(0.25)
+    assert table["best_label"].tolist() == [0]
+    with caplog.at_level(logging.WARNING, logger="convdp.masks"):
+        check_background(masks, 0, tmp_path / "masks")
+    assert "hold one part (value 1) beside the background 0" in caplog.text
+    rec = record | {"model": "net", "control_of": None, "dataset": "d", "layer": "r1",
+                    "layer_index": 4}
+    table = mask_table([rec, rec | {"layer": "r2", "layer_index": 7}])
+    assert table["layer_index"].tolist() == [0, 1]  # as summary.csv numbers the layers
+    plot_mask_agreement(table, tmp_path / "m.png")
+    assert (tmp_path / "m.png").stat().st_size > 1000
 
 
 def test_split_parts_are_pure_but_score_a_low_ari():
