@@ -132,7 +132,9 @@ def _set_mixture(est, model) -> None:
     est.means_ = np.asarray(model["means"])
     est.covariances_ = np.asarray(model["covariances"])
     est.precisions_cholesky_ = pc = np.asarray(model["precisions_cholesky"])
-    est.precisions_ = pc @ np.swapaxes(pc, -1, -2) if pc.ndim == 3 else pc**2
+    # scikit-learn's own: P P^T per matrix ("full": (K, D, D), "tied": (D, D)), squares else
+    est.precisions_ = (pc @ np.swapaxes(pc, -1, -2) if est.covariance_type in ("full", "tied")
+                       else pc**2)
     est.n_features_in_ = est.means_.shape[1]
     est.converged_, est.n_iter_, est.lower_bound_ = True, 0, float("nan")
 

@@ -277,3 +277,22 @@ def test_bad_label_jobs_are_named(tiny_config, value, message):
     with pytest.raises(ConfigError) as err:
         validate_config(config)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
+def test_a_rebuilt_mixture_has_scikit_learns_parameters(cov):
+    """A Gaussian mixture rebuilt from its saved arrays predicts as the fitted one and holds
+    scikit-learn's own precisions for every covariance type (a tied one's was squared
+    element-wise)."""
+    from sklearn.mixture import GaussianMixture
+
+    from convdp.fitted import model_arrays
+    from convdp.preprocess import Preprocess
+
+    X = np.random.default_rng(0).normal(size=(300, 4))
+    X[:150] += 3.0
+    est = GaussianMixture(3, covariance_type=cov, random_state=0).fit(X)
+    pre = Preprocess(None, None, 0).fit(X, "x")
+    _, rebuilt = predictor_from_state(model_arrays(est, pre))
+    np.testing.assert_allclose(rebuilt.precisions_, est.precisions_, rtol=1e-10)
+    assert np.array_equal(rebuilt.predict(X), est.predict(X))
