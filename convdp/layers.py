@@ -164,6 +164,12 @@ def check_layers(model: nn.Module, requested: list[str] | str, model_name: str =
                          "say), so they have no output to analyse")
     if not requested:
         raise ValueError(f"no layers chosen for {model_name}")
+    positions = node_positions(names, requested)
+    if any(b <= a for a, b in zip(positions, positions[1:], strict=False)):
+        ordered = [r for _, r in sorted(zip(positions, requested, strict=True))]
+        raise ValueError(f"the layers of {model_name} must be listed from the input towards "
+                         f"the output (the transfer verdict's cuts and the figures follow the "
+                         f"list): {ordered}")
     dropped = _dropped_in_place(model, graph, qualnames)
     if dropped:
         raise ValueError(

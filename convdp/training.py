@@ -5,6 +5,7 @@ normalisation, the seeded stratified hold-out, the training loop and its accurac
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -120,12 +121,15 @@ def train_classifier(
     trainable: list[str] | None = None,
     progress: bool = True,
     data_name: str = "the training data",
+    frozen_modules: Sequence[str] = (),
 ) -> dict:
     """Train ``model`` on (N, H, W, C) uint8 images with labels 0…K-1; return metrics.
 
     A seeded, stratified ``val_fraction`` of the images is held out and the accuracy on it is
     returned as ``val_accuracy``. ``trainable`` (parameter-name prefixes) restricts which
-    parameters are updated; the others stay frozen. Labels of fewer than two classes, or a
+    parameters are updated; the others stay frozen. A BatchNorm whose parameters are all
+    frozen, or named in ``frozen_modules`` (one without parameters), stays in eval mode: it
+    keeps the running statistics it came with. Labels of fewer than two classes, or a
     class with a single image, are refused with a ValueError naming ``data_name``.
     """
     from sklearn.model_selection import train_test_split
@@ -156,8 +160,10 @@ def train_classifier(
     start = time.perf_counter()
     history = []
     bar = tqdm(range(epochs), desc="train", unit="epoch", disable=not progress)
-    frozen_norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                    and not any(p.requires_grad for p in m.parameters())]
+    frozen_norms = [m for name, m in model.named_modules()
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                    and (name in frozen_modules or (any(True for _ in m.parameters()) and not any(
+                        p.requires_grad for p in m.parameters())))]
     for _epoch in bar:
         model.train()
         for m in frozen_norms:  # a frozen BatchNorm keeps its source statistics too

@@ -54,15 +54,15 @@ def test_unknown_architecture_is_named(config):
 
 def test_layer_index_is_the_nets_order_not_the_lists(config):
     """A fit's layer_index is the layer's place in the net (graph order), whatever the config
-    lists: inserting a layer into the list (or listing them out of order) moves no other
-    layer's index, so no other layer's fits rerun."""
+    lists: inserting a layer into the list moves no other layer's index, so no other
+    layer's fits rerun."""
     from convdp.config import layer_index
     from convdp.layers import layer_names
     from convdp.models import DigitNet
 
     nodes = layer_names(DigitNet())
     indices = {}
-    for layers in (["relu1", "relu3"], ["relu1", "relu2", "relu3"], ["relu3", "relu1"]):
+    for layers in (["relu1", "relu3"], ["relu1", "relu2", "relu3"]):
         c = copy.deepcopy(config)
         c["models"]["digitnet"]["layers"] = layers
         validate_config(c)
@@ -171,3 +171,13 @@ def test_digit_parts_that_would_share_images_are_refused(config, repo_root):
             validate_config(c)
     bench = yaml.safe_load((repo_root / "config" / "transfer_bench.yaml").read_text())
     validate_config(bench, check_layers=False)
+
+
+def test_layers_out_of_the_nets_order_are_refused(config):
+    """The transfer verdict's cuts and the figures follow the list: a list out of the net's
+    order is refused, the order to use named."""
+    config["models"]["digitnet"]["layers"] = ["relu4", "relu1", "relu2", "relu3"]
+    with pytest.raises(ConfigError, match=r"layers of digitnet must be listed from the input "
+                                          r"towards the output.*\['relu1', 'relu2', 'relu3', "
+                                          r"'relu4'\]"):
+        validate_config(config)

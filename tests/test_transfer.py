@@ -175,6 +175,63 @@ def test_frozen_parameters_follow_the_graph(digitnet):
         T.frozen_parameters(digitnet, ["relu3", "relu1"])
 
 
+BN_NET = """
+import torch.nn as nn
+
+
+def build(num_classes=2, in_channels=1):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4, affine=False), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+"""
+
+
+def test_anb_retrain_keeps_the_source_statistics_of_frozen_batchnorms(tmp_path, monkeypatch):
+    """A frozen BatchNorm normalises with the source's running statistics (copied with the
+    frozen weights and kept in eval mode), not with a fresh one's 0 and 1; one after the cut,
+    with parameters or without (affine=False), learns the target's."""
+    import sys
+
+    import convdp.models as models
+    from convdp.models import save_state_dict
+
+    (tmp_path / "bnnet.py").write_text(BN_NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bnnet", raising=False)
+    import bnnet
+
+    torch.manual_seed(0)
+    source = bnnet.build()
+    for bn in (source[1], source[4]):  # the statistics a trained source would hold
+        bn.running_mean.uniform_(1.0, 2.0)
+        bn.running_var.uniform_(2.0, 3.0)
+    save_state_dict(source, tmp_path / "source.pt")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8)
+    labels = np.repeat([0, 1], 20)
+    meta = {"arch": "bnnet:build", "in_channels": 1, "mean": [0.5], "std": [0.25]}
+    seen = []
+    original = models.train_classifier
+
+    def spy(net, *args, **kwargs):
+        out = original(net, *args, **kwargs)
+        seen.append({k: v.clone() for k, v in net.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(models, "train_classifier", spy)
+    T.anb_retrain(meta, tmp_path / "source.pt", images, labels, ["2", "5"], epochs=1,
+                  seeds=(0,), train={"batch_size": 8})
+    src = source.state_dict()
+    _, cut1, cut2 = seen
+    for stat in ("running_mean", "running_var"):
+        assert torch.equal(cut1[f"1.{stat}"], src[f"1.{stat}"])  # frozen at cut 1
+        assert torch.equal(cut2[f"4.{stat}"], src[f"4.{stat}"])  # frozen at cut 2
+    # after the cut, the parameterless BatchNorm trained: its statistics left their start
+    assert int(cut1["4.num_batches_tracked"]) > 0
+    assert not torch.equal(cut1["4.running_mean"], torch.zeros(4))
+
+
 def test_anb_retrain_freezes_the_cut_and_seeds_differ(planted, tmp_path, monkeypatch):
     from convdp.data import load_digits_split
     from convdp.models import save_state_dict
@@ -336,9 +393,28 @@ def test_a_target_scored_on_few_samples_is_flagged(tmp_path):
     df, summary = T.verdict(scores, None)
     assert list(df["too_few_samples"]) == [False, False, True, True]
     assert summary["too_few_samples"] == ["relu3", "relu4"]
-    assert "fewer than 100 samples at relu3, relu4" in summary["warning"]
+    assert "fewer than 100 samples or 30 images at relu3, relu4" in summary["warning"]
     quiet = T.verdict(_scores([0.1, -0.4, -1.5, -3.0]), None)[1]
     assert quiet["too_few_samples"] == [] and "warning" not in quiet
+    # retraining scored on 2 held-out images: its accuracies cannot tell the cuts apart
+    retrain = _retrain([0.5, 0.5, 0.5, 0.5, 0.5])
+    retrain["runs"] = [{"seed": 0, "cut": c, "n_val": 2} for c in range(5)]
+    few = T.verdict(_scores([0.1, -0.4, -1.5, -3.0]), retrain)[1]
+    assert "measured on 2 held-out target images (fewer than 20)" in few["warning"]
+
+
+def test_a_target_of_few_images_is_flagged_however_many_positions(planted):
+    """Three images hold hundreds of positions at relu1 but are no sample of a data set: the
+    layer is flagged too_few_samples."""
+    from convdp.cluster import fit_layer
+
+    src = planted["groups"]["source"]["relu1"]
+    arrays, _ = fit_layer(src, layer="relu1", mode="position", method="dpgmm", params=PARAMS,
+                          seed=0, progress=False)
+    few = T.layer_shift(src, src[:3], _loaded(arrays), "position")
+    assert few["n_target_images"] == 3 and few["n_target_scored"] >= T.MIN_SCORED
+    assert few["too_few_samples"]
+    assert not T.layer_shift(src, src, _loaded(arrays), "position")["too_few_samples"]
 
 
 def test_verdict_without_retraining(tmp_path):

@@ -20,6 +20,18 @@ def frozen_parameters(model, layers: Sequence[str]) -> list[list[str]]:
     e.g. a ResNet stage, ends at its last node). Parameters of modules that are not graph
     nodes are never frozen. ``layers`` must go from the input towards the output.
     """
+    return _frozen_by_cut(model, layers, [name for name, _ in model.named_parameters()])
+
+
+def frozen_buffers(model, layers: Sequence[str]) -> list[list[str]]:
+    """For each cut: the buffers (a BatchNorm's running statistics) of the modules frozen
+    there, placed as :func:`frozen_parameters` places parameters."""
+    return _frozen_by_cut(model, layers, [name for name, _ in model.named_buffers()])
+
+
+def _frozen_by_cut(model, layers: Sequence[str], names: list[str]) -> list[list[str]]:
+    """For each cut ``n = 0…L``: those of the state ``names`` whose module runs no later than
+    the n-th of ``layers``."""
     from convdp.layers import layer_names, node_positions
 
     nodes = layer_names(model)
@@ -29,10 +41,9 @@ def frozen_parameters(model, layers: Sequence[str]) -> list[list[str]]:
     if any(b <= a for a, b in zip(cut_pos, cut_pos[1:], strict=False)):
         raise ValueError(f"layers {list(layers)} must be listed from the input towards the output "
                          "to define cuts")
-    names = [name for name, _ in model.named_parameters()]
     modules = [name.rsplit(".", 1)[0] if "." in name else "" for name in names]
-    param_pos = dict(zip(names, node_positions(nodes, modules), strict=True))
-    return [[]] + [[n for n in names if param_pos[n] <= p] for p in cut_pos]
+    pos = dict(zip(names, node_positions(nodes, modules), strict=True))
+    return [[]] + [[n for n in names if pos[n] <= p] for p in cut_pos]
 
 
 def anb_retrain(
@@ -52,7 +63,8 @@ def anb_retrain(
     """Yosinski's AnB for every cut: freeze the source's first n layers, retrain the rest.
 
     For each seed the net is built once per cut with the same seeded initialisation
-    (``torch.manual_seed(seed)``), the frozen parameters are overwritten with the source's,
+    (``torch.manual_seed(seed)``), the frozen parameters and buffers (BatchNorm's running
+    statistics, which those modules keep using in eval mode) are overwritten with the source's,
     and :func:`convdp.models.train_classifier` trains the others (``trainable``) on the
     target for ``epochs`` epochs; its seeded, stratified held-out split (the same for every
     cut of one seed) gives the accuracy. ``train`` holds ``batch_size``, ``lr``,
@@ -72,13 +84,15 @@ def anb_retrain(
     source = load_state_dict(weights)
     arch, in_ch = meta["arch"], meta["in_channels"]
     frozen = frozen_parameters(build_model(arch, len(classes), in_ch), layers)
+    # a frozen BatchNorm normalises with the source's running statistics, not fresh ones
+    buffers = frozen_buffers(build_model(arch, len(classes), in_ch), layers)
     runs = []
     for seed in seeds:
         for cut, names in enumerate(frozen):
             torch.manual_seed(seed)
             net = build_model(arch, len(classes), in_ch)
             state = net.state_dict()
-            for name in names:
+            for name in [*names, *buffers[cut]]:
                 if source[name].shape != state[name].shape:
                     raise ValueError(f"source parameter {name} has shape {tuple(source[name].shape)}, "
                                      f"the target net's {tuple(state[name].shape)}")
@@ -91,6 +105,8 @@ def anb_retrain(
             metrics = train_classifier(net, images, y, mean=meta["mean"], std=meta["std"],
                                        epochs=epochs, seed=seed, device=device,
                                        trainable=trainable, progress=progress,
+                                       frozen_modules=sorted({b.rsplit(".", 1)[0]
+                                                              for b in buffers[cut]}),
                                        data_name=data_name, **train)
             runs.append({
                 "seed": seed, "cut": cut, "layer": layers[cut - 1] if cut else None,

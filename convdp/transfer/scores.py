@@ -12,7 +12,7 @@ from convdp.fitted import load_npz, load_predictor
 from convdp.preprocess import Preprocess
 from convdp.samples import check_mode, iter_samples, n_samples, read_samples, to_samples
 from convdp.transfer.baselines import baseline_scores
-from convdp.transfer.verdict import MIN_SCORED
+from convdp.transfer.verdict import MIN_IMAGES, MIN_SCORED
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,10 @@ def layer_shift(
         "source_reference": reference,
         "n_source_scored": len(src_index),
         "n_target_scored": len(tgt_index),
-        "too_few_samples": min(len(src_index), len(tgt_index)) < MIN_SCORED,
+        "n_source_images": int(source_array.shape[0]),
+        "n_target_images": int(target_array.shape[0]),
+        "too_few_samples": (min(len(src_index), len(tgt_index)) < MIN_SCORED
+                            or min(source_array.shape[0], target_array.shape[0]) < MIN_IMAGES),
         "usage_js": js_divergence(source_usage, target_usage),
         "source_clusters_used": int((source_usage / source_usage.sum() > weight_threshold).sum()),
         "target_clusters_used": int((target_usage / target_usage.sum() > weight_threshold).sum()),
