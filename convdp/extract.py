@@ -68,14 +68,18 @@ def compressor(name: str = "none"):
 
 
 def feature_extractor(model: nn.Module, layers: Sequence[str],
-                      smooth: Mapping[str, float] | None = None) -> nn.Module:
+                      smooth: Mapping[str, float] | None = None,
+                      channels_first: bool = True) -> nn.Module:
     """A module returning ``{layer: output}`` for the graph nodes ``layers`` of ``model``.
 
     Ops that would overwrite a returned output in place (an ``nn.ReLU(inplace=True)`` right
     after a captured convolution, ``out += identity`` on a captured batch norm, ``x.relu_()``)
     are made to work out of place; every other in-place op is left alone, so the forward
-    pass costs what the net's own does. ``smooth`` maps some of ``layers`` to a Gaussian's
-    σ in positions: those outputs are returned smoothed over the positions no padding reached
+    pass costs what the net's own does. Maps a net computes channels-last (N, H, W, C) — a
+    Swin or ConvNeXt block's — are returned channels-first like every other
+    (:class:`ChannelsFirst`; ``channels_first=False``: the bare graph module, outputs as the
+    net makes them). ``smooth`` maps some of ``layers`` to a Gaussian's σ in positions: those
+    outputs are returned smoothed over the positions no padding reached
     (:mod:`convdp.smoothing`).
     """
     from torchvision.models.feature_extraction import create_feature_extractor
@@ -88,7 +92,48 @@ def feature_extractor(model: nn.Module, layers: Sequence[str],
                          f"(the layers are {list(layers)})")
     extractor = create_feature_extractor(model.eval(), return_nodes={name: name for name in layers})
     _protect_outputs(extractor)
+    if not channels_first:
+        return extractor
+    extractor = ChannelsFirst(extractor)
     return SmoothedOutputs(extractor, smooth, model) if smooth else extractor
+
+
+class ChannelsFirst(nn.Module):
+    """An extractor's outputs with the maps it returns channels-last (N, H, W, C) turned
+    channels-first (N, C, H, W), as every later step reads a map. Where each output's rows
+    and columns sit is traced on the first batch of each input size, which that trace
+    computes (:func:`convdp.receptive.run_with_axes`: no extra forward pass); an output whose
+    map sits elsewhere is refused, naming the layer, and one the tracing cannot follow is
+    taken as channels-first."""
+
+    def __init__(self, extractor: torch.fx.GraphModule):
+        super().__init__()
+        self.extractor = extractor
+        self._axes: dict[tuple, dict] = {}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        from convdp.receptive import run_with_axes
+
+        key = tuple(x.shape[1:])
+        if key in self._axes:
+            out = self.extractor(x)
+        else:
+            try:
+                out, self._axes[key] = run_with_axes(self.extractor, x)
+            except Exception as exc:  # noqa: BLE001 - the tracer's failure is no net's failure
+                log.warning("the layout of the maps could not be traced (%s: %s); they are read "
+                            "as (N, C, H, W)", type(exc).__name__, exc)
+                self._axes[key] = {}
+                out = self.extractor(x)
+        for name, axes in self._axes[key].items():
+            if axes is None or out[name].ndim != 4 or axes == (2, 3):
+                continue
+            if axes != (1, 2):
+                raise ValueError(f"layer {name!r}: its map's rows and columns are axes {axes} of "
+                                 f"its output {tuple(out[name].shape)}, neither (N, C, H, W) "
+                                 "nor (N, H, W, C)")
+            out[name] = out[name].permute(0, 3, 1, 2)
+        return out
 
 
 _OUT_OF_PLACE = {operator.iadd: operator.add, operator.isub: operator.sub,

@@ -390,6 +390,8 @@ class _Tracer(fx.Interpreter):
             if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d | nn.LPPool2d):
                 if first is None or not nchw:
                     return None
+                if getattr(m, "padding_mode", "zeros") == "circular" and any(_pair(m.padding)):
+                    return None  # a border position sees the far side of the image: no box
                 return _compose(first, m.kernel_size, m.stride, getattr(m, "padding", 0),
                                 getattr(m, "dilation", 1))
             if isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
@@ -474,6 +476,18 @@ class _Tracer(fx.Interpreter):
         return None
 
 
+def run_with_axes(gm: fx.GraphModule, x: torch.Tensor) -> tuple[dict, dict]:
+    """The extractor ``gm``'s outputs on ``x`` (unsmoothed, as the net makes them: ``gm(x)``),
+    and where the rows and columns of each output's map sit among its axes: (2, 3) for
+    (N, C, H, W), (1, 2) for channels-last (N, H, W, C); None for an (N, C) output or one
+    whose path the tracer does not follow. One forward pass, run node by node."""
+    from convdp.extract import output_nodes
+
+    tracer = _Tracer(gm, tuple(x.shape[2:]))
+    out = dict(tracer.run(x))  # fx hands back the graph's own (immutable) dict
+    return out, {name: tracer.axes.get(node.name) for name, node in output_nodes(gm).items()}
+
+
 def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int, int] = 64,
                  in_channels: int | None = None) -> dict[str, Field]:
     """The receptive field of each of ``layers`` (graph node names) of ``model``.
@@ -492,7 +506,7 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
     was_training = model.training
     # the extractor's graph: a layer that a later op changes in place is returned as the
     # layer computed it, as it is stored
-    gm = feature_extractor(model.eval(), layers)
+    gm = feature_extractor(model.eval(), layers, channels_first=False)
     returned = output_nodes(gm)
     tracer = _Tracer(gm, hw)
     try:
@@ -502,27 +516,30 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
         out = {}
         for name in layers:
             node = returned[name]
-            field = (tracer.fields.get(node.name) if tracer.axes.get(node.name) == (2, 3)
-                     else None)
+            field = (tracer.fields.get(node.name)
+                     if tracer.axes.get(node.name) in ((2, 3), (1, 2)) else None)
             if field is None and node.name in tracer.flat:  # (N, C): its one position sees all
                 field = Field((1, 1), (0, 0), hw, True)
             if field is None:
                 why = ("an op on its path is one whose field convdp does not compose (a flip or "
-                       "roll, a permute that swaps rows and columns, a reshape or split that "
+                       "roll, a convolution with circular padding, a permute that swaps rows and columns, a reshape or split that "
                        "mixes them with other axes, a product across positions, an "
                        "interpolation, …)"
                        if node.name in tracer.dependent and node.name not in tracer.flat
-                       else "its output is not an (N, C, H, W) or (N, C) tensor")
+                       else "its output is not an (N, C, H, W), (N, H, W, C) or (N, C) tensor")
                 raise ValueError(f"layer {name!r}: its receptive field cannot be traced: {why}")
             out[name] = field
-        _check_by_gradient(gm, like, out, hw, channels)
+        channels_last = {name for name in layers
+                         if tracer.axes.get(returned[name].name) == (1, 2)}
+        _check_by_gradient(gm, like, out, hw, channels, channels_last)
     finally:
         model.train(was_training)
     return out
 
 
 def _check_by_gradient(gm: fx.GraphModule, like: torch.Tensor, fields: dict[str, Field],
-                       hw: tuple[int, int], channels: int) -> None:
+                       hw: tuple[int, int], channels: int,
+                       channels_last: set[str] = frozenset()) -> None:
     """Refuse a traced field that misses input pixels its layer depends on: the gradient of
     the middle position's output (a random image, random weights over its channels) with
     respect to the input must be zero outside the field's box. An op the tracing took for
@@ -542,7 +559,7 @@ def _check_by_gradient(gm: fx.GraphModule, like: torch.Tensor, fields: dict[str,
     except RuntimeError:  # a net that cannot run with gradients: not checked
         return
     for name, field in local.items():
-        y = outs[name]
+        y = outs[name].permute(0, 3, 1, 2) if name in channels_last else outs[name]
         i, j = y.shape[2] // 2, y.shape[3] // 2
         w = torch.rand(y.shape[1], generator=rng, dtype=y.dtype).to(y.device) + 0.5
         try:

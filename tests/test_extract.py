@@ -239,8 +239,9 @@ def test_in_place_ops_after_captured_nodes_run_out_of_place_and_others_stay(tmp_
         out = feature_extractor(net, ["mul", "relu"])(x)
     assert (out["mul"] < 0).any()
     torch.testing.assert_close(out["relu"], torch.relu(torch.relu(c) - 1.0))
-    assert feature_extractor(net, ["mul", "relu"]).act_out_of_place.inplace is False
-    assert feature_extractor(net, ["conv", "relu"]).act.inplace is True
+    bare = {"channels_first": False}  # the graph module itself
+    assert feature_extractor(net, ["mul", "relu"], **bare).act_out_of_place.inplace is False
+    assert feature_extractor(net, ["conv", "relu"], **bare).act.inplace is True
     assert net.act.inplace is True
 
 
@@ -333,3 +334,46 @@ def test_a_sample_store_of_an_older_selection_is_extracted_anew(digitnet, tiny_i
     # and one of this selection is resumed: every chunk complete, none redone
     assert run(digitnet, tiny_images, tmp_path / "a.zarr", sample=plan,
                labels=labels)["chunks_resumed"] == 3
+
+
+class _ChannelsLastBlock(nn.Module):
+    """A conv, then a ConvNeXt-style block computed channels-last (permute, layer norm,
+    linear), then back."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.ops import Permute
+
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.block = nn.Sequential(Permute([0, 2, 3, 1]), nn.LayerNorm(4), nn.Linear(4, 6),
+                                   Permute([0, 3, 1, 2]))
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(self.block(self.conv(x)).mean((2, 3)))
+
+
+def test_a_map_the_net_computes_channels_last_is_stored_as_it_is(tmp_path):
+    """block.2's output is (N, H, W, C) already (a Swin or ConvNeXt block's layout): stored
+    as those maps, not transposed as if it were (N, C, H, W); its receptive field traces."""
+    from convdp.extract import feature_extractor
+    from convdp.models import to_input
+    from convdp.receptive import trace_fields
+
+    torch.manual_seed(0)
+    net = _ChannelsLastBlock().eval()
+    images = np.random.default_rng(0).integers(0, 255, (3, 10, 12, 1), dtype=np.uint8)
+    extract_activations(net, images, ["conv", "block.2"], tmp_path / "s.zarr", mean=[0.5],
+                        std=[0.25], fingerprint={}, progress=False)
+    stored = open_activations(tmp_path / "s.zarr")
+    with torch.no_grad():
+        x = to_input(images, [0.5], [0.25])
+        conv = net.conv(x)
+        truth = net.block[:3](conv).numpy()  # (N, H, W, C)
+    assert stored["block.2"].shape == (3, 10, 12, 6)
+    np.testing.assert_allclose(stored["block.2"][:], truth, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stored["conv"][:], conv.permute(0, 2, 3, 1).numpy(), rtol=1e-5,
+                               atol=1e-6)
+    out = feature_extractor(net, ["block.2"])(x)
+    assert out["block.2"].shape == (3, 6, 10, 12)  # channels-first, as every map is read
+    assert trace_fields(net, ["block.2"], (10, 12), 1)["block.2"].size == (3, 3)

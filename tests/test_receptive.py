@@ -190,3 +190,15 @@ def test_a_layer_changed_in_place_later_keeps_its_own_field():
     """The gradient check reads each layer as it is stored (before a later in-place op)."""
     fields = trace_fields(_AddedInPlace().eval(), ["conv1", "conv2"], 32)
     assert fields["conv1"] == Field((1, 1), (-1, -1), (3, 3)) and fields["conv2"].global_
+
+
+def test_circular_padding_is_no_field_box():
+    """With circular padding a border position sees the far side of the image, which no box
+    of the image holds: the field is refused (the atlas leaves the layer out, mask agreement
+    stretches its maps) rather than drawn as the pixels nearby."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1, padding_mode="circular"),
+                              torch.nn.ReLU(), torch.nn.Conv2d(2, 2, 3, padding=1)).eval()
+    with pytest.raises(ValueError, match="'2': its receptive field cannot be traced: .*circular"):
+        trace_fields(net, ["2"], (12, 12), 1)
+    zeros = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU()).eval()
+    assert trace_fields(zeros, ["1"], (12, 12), 1)["1"].size == (3, 3)
