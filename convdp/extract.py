@@ -13,7 +13,8 @@ chunk's forward passes) and, once every layer's part of it is on disk, its index
 to the group attribute ``complete_chunks``. Memory is bounded by a few chunks, never a
 whole layer. A rerun after a crash keeps the chunks already complete and computes the
 rest; the result is bit-for-bit the same as an uninterrupted run, because the batches
-always fall at the same chunk boundaries. A store written for another model, data set or
+always fall at the same chunk boundaries (with the same ``batch_size``: a net's output can
+differ in its last bits between batch sizes, ~1e-7 here). A store written for another model, data set or
 layer set (its ``fingerprint`` attribute differs) is discarded, never reused.
 """
 
@@ -545,6 +546,7 @@ def extract_activations(
         "device": str(device),
         "store_kind": "full" if sample is None else "sample",
         "chunk_size": chunk_size,
+        "batch_size": batch_size,
         "smooth": smooth,
     }
 

@@ -70,6 +70,10 @@ def label_pass(
     from convdp.samples import to_samples
 
     info = read_json(manifest)
+    # the extraction's batches, so that every activation is bit for bit the stored one (a
+    # net's output can differ in its last bits between batch sizes); manifests from before
+    # it was recorded: the configured one
+    batch_size = info.get("batch_size", batch_size)
     if info.get("chunk_size", chunk_size) != chunk_size:
         raise ValueError(f"{manifest}: extracted in chunks of {info['chunk_size']} images, "
                          f"but extract.chunk_size is {chunk_size}; rerun the extraction")
