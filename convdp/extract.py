@@ -14,8 +14,9 @@ to the group attribute ``complete_chunks``. Memory is bounded by a few chunks, n
 whole layer. A rerun after a crash keeps the chunks already complete and computes the
 rest; the result is bit-for-bit the same as an uninterrupted run, because the batches
 always fall at the same chunk boundaries (with the same ``batch_size``: a net's output can
-differ in its last bits between batch sizes, ~1e-7 here). A store written for another model, data set or
-layer set (its ``fingerprint`` attribute differs) is discarded, never reused.
+differ in its last bits between batch sizes, ~1e-7 here). A store written for another
+model, data set or layer set (its ``fingerprint`` attribute differs) is discarded, never
+reused.
 """
 
 from __future__ import annotations

@@ -359,8 +359,8 @@ def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
     ``purity`` on the foreground, NaN where it holds fewer than two parts; ``mean_best_iou``,
     each cluster's best IoU with a part weighted by its foreground pixels; counts) and one
     row per cluster present (:data:`CLUSTER_COLUMNS`: its best label of all, background
-    included); pixels of the values ``ignore`` are in no score. ``field``: the layer's receptive field, which places each position on the image
-    (:func:`upsample`)."""
+    included); pixels of the values ``ignore`` are in no score. ``field``: the layer's
+    receptive field, which places each position on the image (:func:`upsample`)."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     up = upsample(np.asarray(labels), masks.shape[1:], field).ravel()

@@ -522,9 +522,9 @@ def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int,
                 field = Field((1, 1), (0, 0), hw, True)
             if field is None:
                 why = ("an op on its path is one whose field convdp does not compose (a flip or "
-                       "roll, a convolution with circular padding, a permute that swaps rows and columns, a reshape or split that "
-                       "mixes them with other axes, a product across positions, an "
-                       "interpolation, …)"
+                       "roll, a convolution with circular padding, a permute that swaps rows "
+                       "and columns, a reshape or split that mixes them with other axes, a "
+                       "product across positions, an interpolation, …)"
                        if node.name in tracer.dependent and node.name not in tracer.flat
                        else "its output is not an (N, C, H, W), (N, H, W, C) or (N, C) tensor")
                 raise ValueError(f"layer {name!r}: its receptive field cannot be traced: {why}")

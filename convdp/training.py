@@ -160,10 +160,13 @@ def train_classifier(
     start = time.perf_counter()
     history = []
     bar = tqdm(range(epochs), desc="train", unit="epoch", disable=not progress)
+    def frozen(name: str, m: nn.Module) -> bool:
+        params = list(m.parameters())
+        return name in frozen_modules or (bool(params) and not any(p.requires_grad
+                                                                     for p in params))
+
     frozen_norms = [m for name, m in model.named_modules()
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                    and (name in frozen_modules or (any(True for _ in m.parameters()) and not any(
-                        p.requires_grad for p in m.parameters())))]
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm) and frozen(name, m)]
     for _epoch in bar:
         model.train()
         for m in frozen_norms:  # a frozen BatchNorm keeps its source statistics too

@@ -33,9 +33,9 @@ def load_digits_split(
     selected classes' images into ``train`` and ``heldout`` (``heldout_fraction`` of them): a
     source trained on ``part: train`` and a target with ``part: heldout`` (same classes,
     same fraction, same seed) share no image; other classes or fractions split other images
-    (``convdp.config`` refuses such pairs where their classes overlap). ``max_samples`` then caps the part. ``transform``
-    (``{"name": ..., "strength": ...}``, :mod:`convdp.datasets.transforms`) is applied after
-    the resize, seeded by ``seed``.
+    (``convdp.config`` refuses such pairs where their classes overlap). ``max_samples`` then
+    caps the part. ``transform`` (``{"name": ..., "strength": ...}``,
+    :mod:`convdp.datasets.transforms`) is applied after the resize, seeded by ``seed``.
     """
     import sklearn
     from sklearn.datasets import load_digits
