@@ -114,12 +114,16 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
         record |= {"saturated": bool(est.saturated_), "elbo_per_sample": est.elbo_per_sample_}
         runs = est.init_results_
     else:  # scikit-learn: bound when (nearly) every component holds samples
-        occupied = int((weights * len(X) >= 1.0).sum())
+        # a component's posterior count (its stick's first parameter less the prior's 1);
+        # an empty one's expected weight can still reach 1 / n
+        occupied = int((np.asarray(est.weight_concentration_[0]) - 1.0 >= 1.0).sum())
         record["saturated"] = occupied > params.get("grow_at", 0.6) * len(weights)
         runs = []
     if runs:
-        # the spread is over the near-optimal restarts: a start that ends far below the best
-        # bound is a worse fit, not a different reading of the data
+        # the fits the starts reached (starts of several sizes can end at one fit: it counts
+        # once); the spread is over the near-optimal ones: a start that ends far below the
+        # best bound is a worse fit, not a different reading of the data
+        runs = list({(r["truncation"], r["elbo_per_sample"]): r for r in runs}.values())
         best = max(r["elbo_per_sample"] for r in runs)
         near = [r for r in runs if r["elbo_per_sample"] >= best - near_best(best)]
         record |= {
