@@ -58,6 +58,7 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
         raise ConfigError(str(exc)) from None
     _check_duplicates(config)
     _check_digit_parts(config["datasets"])
+    _check_figure_names(config["models"])
     _check_device(config["extract"]["device"])
     _check_device(config["dpgmm"]["device"], "dpgmm.device")
     datasets = config["datasets"]
@@ -204,6 +205,20 @@ def _check_digit_parts(datasets: dict) -> None:
                     f"{sorted(classes(sa) & classes(sb))} but split different classes or "
                     "fractions, so they would share images: give both the same classes and "
                     "heldout_fraction (or classes that do not overlap)")
+
+
+def _check_figure_names(models: dict) -> None:
+    """The transfer figures are named ``transfer_{model}_{dataset}.png``: two pairs whose
+    names join to the same (models ``net`` and ``net_x`` on data sets ``x_t`` and ``t``) would
+    write one file."""
+    seen: dict[str, tuple[str, str]] = {}
+    for model, spec in models.items():
+        for ds in spec["analyse_on"]:
+            other = seen.setdefault(f"{model}_{ds}", (model, ds))
+            if other != (model, ds):
+                raise ConfigError(
+                    f"models.{model} on {ds!r} and models.{other[0]} on {other[1]!r} would write "
+                    f"the same figures (transfer_{model}_{ds}.png): rename a model or data set")
 
 
 def _check_device(device: str, key: str = "extract.device") -> None:

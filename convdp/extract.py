@@ -13,10 +13,11 @@ chunk's forward passes) and, once every layer's part of it is on disk, its index
 to the group attribute ``complete_chunks``. Memory is bounded by a few chunks, never a
 whole layer. A rerun after a crash keeps the chunks already complete and computes the
 rest; the result is bit-for-bit the same as an uninterrupted run, because the batches
-always fall at the same chunk boundaries (with the same ``batch_size``: a net's output can
-differ in its last bits between batch sizes, ~1e-7 here). A store written for another
-model, data set or layer set (its ``fingerprint`` attribute differs) is discarded, never
-reused.
+always fall at the same chunk boundaries and have the same size (``batch_size`` is in the
+fingerprint: a net's output can differ in its last bits between batch sizes, ~1e-7 here,
+and the sample store's labelling pass reruns the extraction's batches). A store written for
+another model, data set, layer set or batch size (its ``fingerprint`` attribute differs) is
+discarded, never reused.
 """
 
 from __future__ import annotations
@@ -461,7 +462,7 @@ def extract_activations(
     # the input normalisation too: a random-weights control's weights stay the same when
     # its normalisation (the source images' statistics, the config's normalize) changes
     fingerprint = {**fingerprint, "layers": list(layers), "format": FORMAT_VERSION,
-                   "chunk_size": chunk_size, "dtype": dtype,
+                   "chunk_size": chunk_size, "batch_size": batch_size, "dtype": dtype,
                    "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
     if sample is not None:
         fingerprint |= {"store": "sample", "sample": sample, "selection": sampled.SELECTION}

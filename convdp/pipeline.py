@@ -93,7 +93,8 @@ def print_job_warnings(log_dir: str | Path = "logs", since: float = 0.0, limit: 
 
 #: The final outputs a user opens, by where they lie (relative to the run's directory).
 _FINAL_PATTERNS = ("results/figures/**/*.png", "results/transfer/*/*.csv",
-                   "results/transfer/*/*.json", "results/*.csv")
+                   "results/transfer/*/*.json", "results/*.csv",
+                   "results/transfer_benchmark/*/*.csv", "results/transfer_benchmark/*/*.json")
 
 
 def stale_outputs(expected, root: str | Path = ".") -> list[str]:

@@ -181,3 +181,16 @@ def test_layers_out_of_the_nets_order_are_refused(config):
                                           r"towards the output.*\['relu1', 'relu2', 'relu3', "
                                           r"'relu4'\]"):
         validate_config(config)
+
+
+def test_models_and_data_sets_whose_figure_names_collide_are_refused(config):
+    """``net`` on ``x_t`` and ``net_x`` on ``t`` both name transfer_net_x_t.png."""
+    c = copy.deepcopy(config)
+    src = c["datasets"]["digits_source"]
+    c["datasets"] = {"src": src, "x_t": src | {"classes": [5, 6]}, "t": src | {"classes": [7]}}
+    net = c["models"]["digitnet"] | {"train_on": "src"}
+    c["models"] = {"net": net | {"analyse_on": ["src", "x_t"]},
+                   "net_x": net | {"analyse_on": ["src", "t"]}}
+    with pytest.raises(ConfigError, match=r"models\.net_x on 't' and models\.net on 'x_t' would "
+                                          r"write the same figures \(transfer_net_x_t\.png\)"):
+        validate_config(c)

@@ -76,6 +76,11 @@ def test_resume_keeps_complete_chunks_and_is_bit_identical(digitnet, tiny_images
     resumed = open_activations(full)
     for layer in ("relu1", "relu3"):
         assert np.array_equal(clean[layer][:], resumed[layer][:])
+    # another batch size would compute other last bits: the store is made anew, and the
+    # manifest's batch size (which the sample store's labelling pass reruns) is the chunks'
+    g.attrs["complete_chunks"], g.attrs["complete"] = [0, 1], False
+    info = run(digitnet, tiny_images, full, batch_size=4)
+    assert info["chunks_resumed"] == 0 and info["batch_size"] == 4
 
 
 def test_resume_removes_a_killed_writers_temporary_files(digitnet, tiny_images, tmp_path):

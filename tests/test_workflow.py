@@ -181,18 +181,20 @@ def test_outputs_of_targets_no_longer_configured_are_named(tmp_path):
                 "results/transfer/net/tgt.csv", "results/figures/atlas/net/src/relu1.png"]
     for path in [*expected, "results/figures/transfer_net_old.png", "results/transfer/net/old.csv",
                  "results/transfer/net/old.json", "results/figures/atlas/net/src/relu2.png",
-                 "results/transfer/net/tgt/scores.json", "results/activations/net/src.json"]:
+                 "results/transfer/net/tgt/scores.json", "results/activations/net/src.json",
+                 "results/transfer_benchmark/oldnet/pairs.csv"]:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("x")
     assert stale_outputs(expected, tmp_path) == [
         "results/figures/atlas/net/src/relu2.png", "results/figures/transfer_net_old.png",
-        "results/transfer/net/old.csv", "results/transfer/net/old.json"]
+        "results/transfer/net/old.csv", "results/transfer/net/old.json",
+        "results/transfer_benchmark/oldnet/pairs.csv"]
     out = io.StringIO()
     print_stale_outputs(expected, tmp_path, limit=2, file=out)
     assert out.getvalue() == (
-        "convdp: 4 file(s) under results/ come from an earlier configuration (no output of this "
+        "convdp: 5 file(s) under results/ come from an earlier configuration (no output of this "
         "one); delete them if they are not wanted:\n  results/figures/atlas/net/src/relu2.png\n"
-        "  results/figures/transfer_net_old.png\n  ... and 2 more\n")
+        "  results/figures/transfer_net_old.png\n  ... and 3 more\n")
     out = io.StringIO()
     print_stale_outputs(expected + stale_outputs(expected, tmp_path), tmp_path, file=out)
     assert out.getvalue() == ""

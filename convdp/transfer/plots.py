@@ -121,7 +121,9 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
     ax.set_ylim(0, 1.02)
     rho = summary["spearman"]
     ax.set_title(f"Retraining (ground truth). Spearman with it: shift {rho['shift']:.2f}, "
-                 f"shift_z {rho['shift_z']:.2f}", fontsize=10)
+                 f"shift_z {rho['shift_z']:.2f}" if cuts else
+                 "No retraining (transfer.retrain: false, or no labels): linear probes only",
+                 fontsize=10)
     ax.legend(fontsize=7, loc="lower left")
     for a in axes[0].tolist() + [axes[1, 0]]:
         a.set_xticks(x, layers)
