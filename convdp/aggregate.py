@@ -51,6 +51,15 @@ COLUMNS = [
 ]
 
 
+def number_layers(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its ``layer_index`` — in records, the layer's position in the net's graph
+    (so that adding a layer to the config reruns no fit) — numbering each model's layers
+    0, 1, ... in that order, as every table shows them."""
+    df = df.copy()
+    df["layer_index"] = (df.groupby("model")["layer_index"].rank(method="dense") - 1).astype("Int64")
+    return df
+
+
 def summary_table(fit_jsons: Sequence[str | Path], controls: dict[str, str] | None = None
                   ) -> pd.DataFrame:
     """One tidy row per fit, sorted by model, data set role, layer depth, mode and method.
@@ -63,9 +72,7 @@ def summary_table(fit_jsons: Sequence[str | Path], controls: dict[str, str] | No
     df = pd.DataFrame(rows)
     df["control_of"] = df["model"].map(controls or {})
     df = df.reindex(columns=COLUMNS)  # a column no record has: NaN
-    # the records' layer_index is the layer's position in the net's graph (so that adding a
-    # layer to the config reruns no fit); the summary numbers each model's layers 0, 1, ...
-    df["layer_index"] = (df.groupby("model")["layer_index"].rank(method="dense") - 1).astype("Int64")
+    df = number_layers(df)
     df = df.sort_values(["model", "role", "dataset", "layer_index", "mode", "method"],
                         kind="stable")
     return df.reset_index(drop=True)

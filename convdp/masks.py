@@ -417,11 +417,10 @@ def mask_table(records: Sequence[dict]) -> pd.DataFrame:
     numbers each model's layers 0, 1, ... in the net's order, as ``summary.csv`` does."""
     cols = ["model", "control_of", "dataset", "layer", "layer_index", "nmi", "ari", "purity",
             "mean_best_iou", "clusters_on_foreground", "parts", "images", "foreground_pixels"]
+    from convdp.aggregate import number_layers
+
     df = pd.DataFrame([{c: r.get(c) for c in cols} for r in records], columns=cols)
-    if not df.empty:  # the records carry the layer's position in the net's graph
-        df["layer_index"] = (df.groupby("model")["layer_index"].rank(method="dense") - 1
-                             ).astype("Int64")
-    return df
+    return df if df.empty else number_layers(df)
 
 
 def add_summary_columns(df: pd.DataFrame, records: Sequence[dict]) -> pd.DataFrame:
