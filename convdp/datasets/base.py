@@ -78,18 +78,21 @@ def checked_images(images: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     return images
 
 
-def checked_labels(labels: np.ndarray, n_classes: int, path: str | os.PathLike) -> np.ndarray:
-    """``labels`` (N,) as int64 if they are integers in 0 .. ``n_classes`` - 1; refused,
-    naming ``path`` and the values outside, otherwise."""
+def checked_labels(labels: np.ndarray, n_classes: int, path: str | os.PathLike,
+                   first: int = 0, note: str = "") -> np.ndarray:
+    """``labels`` (N,) as int64 if they are integers in ``first`` .. ``first + n_classes - 1``
+    (a format's own numbering: STL-10's and SVHN's start at 1); refused, naming ``path``, the
+    values outside and ``note``, otherwise."""
     labels = np.asarray(labels).reshape(-1)
     if labels.dtype.kind not in "iu":
         raise DatasetError(f"{path}: labels must be integers, got {labels.dtype}")
     labels = labels.astype(np.int64)
-    bad = np.unique(labels[(labels < 0) | (labels >= n_classes)])
+    last = first + n_classes - 1
+    bad = np.unique(labels[(labels < first) | (labels > last)])
     if bad.size:
         shown = ", ".join(map(str, bad[:5].tolist())) + (", ..." if bad.size > 5 else "")
-        raise DatasetError(f"{path}: labels {shown} outside 0-{n_classes - 1} "
-                           f"({n_classes} classes)")
+        raise DatasetError(f"{path}: labels {shown} outside {first}-{last} "
+                           f"({n_classes} classes{note})")
     return labels
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convdp.datasets.base import DatasetError, RemoteFile, TorchvisionSpec
+from convdp.datasets.base import DatasetError, RemoteFile, TorchvisionSpec, checked_labels
 
 STL10 = TorchvisionSpec(
     name="STL10",
@@ -77,11 +77,8 @@ def load(
         on_disk = np.fromfile(y_path, dtype=np.uint8)
         if len(on_disk) != len(images):
             raise DatasetError(f"{y_path}: {len(on_disk)} labels for {len(images)} images")
-        bad = np.unique(on_disk[(on_disk < 1) | (on_disk > len(names))])
-        if bad.size:
-            raise DatasetError(f"{y_path}: labels {', '.join(map(str, bad[:5].tolist()))} "
-                               f"outside 1-{len(names)} (STL-10's labels are 1-based)")
-        labels = on_disk.astype(np.int64) - 1
+        labels = checked_labels(on_disk, len(names), y_path, first=1,
+                                note="; STL-10's labels are 1-based") - 1
     return images, labels, names
 
 

@@ -12,6 +12,7 @@ from convdp.datasets.base import (
     RemoteFile,
     TorchvisionSpec,
     checked_images,
+    checked_labels,
 )
 
 SVHN = TorchvisionSpec(
@@ -50,12 +51,7 @@ def load(
     if y.size != len(images):
         raise DatasetError(f"{path}: {y.size} labels for {len(images)} images")
     # SVHN labels the digits 1-9 as themselves and 0 as 10
-    y = np.asarray(y).reshape(-1)
-    if y.dtype.kind not in "iu":
-        raise DatasetError(f"{path}: labels must be integers, got {y.dtype}")
-    bad = np.unique(y[(y < 1) | (y > 10)])
-    if bad.size:
-        raise DatasetError(f"{path}: labels {', '.join(map(str, bad[:5].tolist()))} outside "
-                           "1-10 (SVHN writes the digit 0 as 10)")
-    return images, y.astype(np.int64) % 10, list(spec.class_names)
+    labels = checked_labels(y, len(spec.class_names), path, first=1,
+                            note="; SVHN writes the digit 0 as 10")
+    return images, labels % 10, list(spec.class_names)
 
