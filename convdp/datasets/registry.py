@@ -118,21 +118,22 @@ def _ensure_file(
     if rf.members:
         assert spec.archive_folder is not None
         unpacked = folder / spec.archive_folder
-        if is_extracted(unpacked, rf.md5):
+        marked = is_extracted(unpacked, rf.md5)
+        # Our own unpack, or, without the archive, an unpacked folder (e.g. copied from a
+        # torchvision root): used when each needed member has torchvision's md5
+        if marked or (not dest.exists() and unpacked.is_dir()):
             changed = _changed_members(unpacked, rf, split)
-            if not changed:
+            if not changed and marked:
                 return {rf.filename: rf.md5}
-            # a member changed after unpacking (an interrupted copy, an edit): unpack the
-            # archive again (fetched again where it is gone) rather than read it
-            log.warning("%s no longer match their MD5s since %s was unpacked; unpacking it "
-                        "again", ", ".join(str(unpacked / m) for m in changed), rf.filename)
-            (unpacked / MARKER).unlink()
-        # Without the archive, an unpacked folder (e.g. copied from a torchvision root)
-        # is accepted when each needed member has torchvision's md5.
-        if not dest.exists() and unpacked.is_dir():
-            if not _changed_members(unpacked, rf, split):
+            if not changed:
                 md5s = dict(rf.members)
                 return {f"{spec.archive_folder}/{m}": md5s[m] for m in _member_names(rf, split)}
+            if marked:
+                # a member changed after unpacking (an interrupted copy, an edit): unpack the
+                # archive again (fetched again where it is gone) rather than read it
+                log.warning("%s no longer match their MD5s since %s was unpacked; unpacking it "
+                            "again", ", ".join(str(unpacked / m) for m in changed), rf.filename)
+                (unpacked / MARKER).unlink()
         download_any(_urls(spec, rf.filename, base_url), dest, rf.md5)
         ensure_extracted(dest, rf.md5, spec.archive_folder)
         changed = _changed_members(unpacked, rf, split)
