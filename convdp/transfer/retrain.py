@@ -83,9 +83,10 @@ def anb_retrain(
     y = np.searchsorted(classes, labels)
     source = load_state_dict(weights)
     arch, in_ch = meta["arch"], meta["in_channels"]
-    frozen = frozen_parameters(build_model(arch, len(classes), in_ch), layers)
+    template = build_model(arch, len(classes), in_ch)
+    frozen = frozen_parameters(template, layers)
     # a frozen BatchNorm normalises with the source's running statistics, not fresh ones
-    buffers = frozen_buffers(build_model(arch, len(classes), in_ch), layers)
+    buffers = frozen_buffers(template, layers)
     runs = []
     for seed in seeds:
         for cut, names in enumerate(frozen):
