@@ -37,7 +37,7 @@ def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
         raise ValueError(f"{dataset}: {group['images'].shape[0]} images but {len(names)} file "
                          "names; masks need an image folder data set (kind folder)")
     masks = load_masks(folder, names, size, shape, images)
-    check_background(masks, background, folder)
+    check_background(masks, background, folder, ignore)
     background = NO_BACKGROUND if background is None else background
     write_npz(out, masks=masks, background=np.int64(background), names=np.array(names),
               ignore=np.asarray(ignore, np.int64))

@@ -283,10 +283,12 @@ def _check_drawn_on(path: Path, shape: tuple[int, int], image: Path) -> bool:
                      f"{w}×{h}{' as shown' if turned else ''}{why}")
 
 
-def check_background(masks: np.ndarray, background: int | None, folder: str | Path) -> None:
+def check_background(masks: np.ndarray, background: int | None, folder: str | Path,
+                     ignore: Sequence[int] = ()) -> None:
     """Refuse a background value that no mask holds (every pixel would count as a part), or
     that every pixel holds (no part to score) (``None``: the masks have no background, said
-    so); warn where it covers few pixels and another value most of them."""
+    so); warn where it covers few pixels and another value most of them, and where the masks
+    hold one part beside it and the values ``ignore`` (no foreground score then)."""
     if background is None:
         return
     values, counts = np.unique(masks, return_counts=True)
@@ -300,11 +302,12 @@ def check_background(masks: np.ndarray, background: int | None, folder: str | Pa
         raise ValueError(f"every pixel of the {len(masks)} masks of {folder} is the background "
                          f"{background}: no part to score (16-bit colour read by its top byte, "
                          "or the wrong folder?)")
-    if len(values) == 2:
+    parts = values[(values != background) & ~np.isin(values, np.asarray(ignore, int))]
+    if len(parts) == 1:
         log.warning("the masks of %s hold one part (value %d) beside the background %d: the "
                     "foreground NMI, ARI and purity need two parts and are left empty; "
-                    "mean_best_iou scores the clusters against the part", folder,
-                    values[values != background][0], background)
+                    "mean_best_iou scores the clusters against the part", folder, parts[0],
+                    background)
     share = counts / counts.sum()
     own, top = float(share[values == background][0]), int(np.argmax(share))
     if own < 0.1 and share[top] > 0.5 and values[top] != background:

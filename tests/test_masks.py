@@ -95,6 +95,12 @@ def test_masks_of_one_part_leave_the_foreground_scores_empty(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="convdp.masks"):
         check_background(masks, 0, tmp_path / "masks")
     assert "hold one part (value 1) beside the background 0" in caplog.text
+    caplog.clear()  # Pascal VOC's unlabelled borders (255) are no second part
+    bordered = np.where(np.pad(masks, ((0, 0), (1, 1), (1, 1)), constant_values=0) == 1, 1, 0)
+    bordered[:, 2, 2:8] = 255
+    with caplog.at_level(logging.WARNING, logger="convdp.masks"):
+        check_background(bordered, 0, tmp_path / "masks", ignore=[255])
+    assert "hold one part (value 1) beside the background 0" in caplog.text
     rec = record | {"model": "net", "control_of": None, "dataset": "d", "layer": "r1",
                     "layer_index": 4}
     table = mask_table([rec, rec | {"layer": "r2", "layer_index": 7}])
