@@ -118,10 +118,12 @@ def test_unknown_name_and_split():
 # --------------------------------------------------------------------------------------
 
 
-def _write_idx(path: Path, arr: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+def _write_idx(path: Path, arr: np.ndarray, code: int = 0x08) -> None:
+    """A gzipped IDX file of ``arr`` as type ``code`` (0x08 uint8, 0x09 int8, 0x0D float32)."""
+    dtype = {0x08: ">u1", 0x09: ">i1", 0x0D: ">f4"}[code]
+    header = struct.pack(">BBBB", 0, 0, code, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
     with gzip.open(path, "wb") as f:
-        f.write(header + arr.astype(np.uint8).tobytes())
+        f.write(header + arr.astype(dtype).tobytes())
 
 
 def _make_mnist(folder: Path, rng, n_train=40, n_test=7):
@@ -494,13 +496,6 @@ def test_member_changed_after_unpacking_is_unpacked_again(
         load_torchvision_dataset("CIFAR10", root, split="train", base_url=refused_url)
 
 
-def _idx_file(path: Path, arr: np.ndarray, code: int = 0x08) -> None:
-    dtype = {0x08: ">u1", 0x09: ">i1", 0x0D: ">f4"}[code]
-    header = struct.pack(">BBBB", 0, 0, code, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + arr.astype(dtype).tobytes())
-
-
 @pytest.mark.parametrize(
     "labels, code, message",
     [([0, 1, 200], 0x08, r"labels 200 outside 0-9"),
@@ -510,26 +505,26 @@ def _idx_file(path: Path, arr: np.ndarray, code: int = 0x08) -> None:
 def test_mnist_labels_outside_the_classes_are_refused(tmp_path, labels, code, message):
     folder = tmp_path / "MNIST"
     folder.mkdir()
-    _idx_file(folder / "train-images-idx3-ubyte.gz", np.zeros((3, 28, 28), np.uint8))
-    _idx_file(folder / "train-labels-idx1-ubyte.gz", np.array(labels), code)
+    _write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((3, 28, 28), np.uint8))
+    _write_idx(folder / "train-labels-idx1-ubyte.gz", np.array(labels), code)
     with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte.gz: " + message):
         mnist.load(ds.TORCHVISION_REGISTRY["MNIST"], folder, "train")
 
 
 def test_damaged_files_are_named(tmp_path):
     good = tmp_path / "good.gz"
-    _idx_file(good, np.zeros((3, 28, 28), np.uint8))
+    _write_idx(good, np.zeros((3, 28, 28), np.uint8))
     cut = tmp_path / "cut.gz"
     cut.write_bytes(good.read_bytes()[:-9])
     with pytest.raises(DatasetError, match="cut.gz: damaged gzip data"):
         ds.read_idx(cut)
     floats = tmp_path / "floats.gz"
-    _idx_file(floats, np.zeros((3, 28, 28)), 0x0D)
+    _write_idx(floats, np.zeros((3, 28, 28)), 0x0D)
     (tmp_path / "labels.gz").write_bytes(good.read_bytes())
     folder = tmp_path / "m"
     folder.mkdir()
     (folder / "train-images-idx3-ubyte.gz").write_bytes(floats.read_bytes())
-    _idx_file(folder / "train-labels-idx1-ubyte.gz", np.zeros(3))
+    _write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(3))
     with pytest.raises(DatasetError, match="images-idx3-ubyte.gz: images must be 8-bit .*float32"):
         mnist.load(ds.TORCHVISION_REGISTRY["MNIST"], folder, "train")
     half = tmp_path / "half"
