@@ -50,13 +50,16 @@ def label_pass(
     dtype: str = "float32",
     predict_device: str = "cpu",
     progress: bool = True,
+    code: str | None = None,
     **_unused,
 ) -> dict:
     """Label every sample of every fit of one model × data set; write the store and manifest.
 
     ``fits`` maps :func:`fit_key` to the fit's ``.model.npz``; ``manifest`` is the
     extraction's (its layers, shapes, chunking and fingerprint); ``device`` runs the net,
-    ``predict_device`` the torch DPGMM's predictions (other estimators stay on the CPU).
+    ``predict_device`` the torch DPGMM's predictions (other estimators stay on the CPU);
+    ``code``: a digest of the code that runs (the rule's, :mod:`convdp.jobcode`), kept in the
+    store's fingerprint so that chunks labelled by other code are not resumed from.
     """
     import zarr
     from tqdm import tqdm
@@ -95,6 +98,8 @@ def label_pass(
                    "fits": {k: file_hash(p) for k, p in sorted(fits.items())}}
     if smooth:
         fingerprint["smooth"] = smooth
+    if code:
+        fingerprint["code"] = code
     store_path = Path(out_manifest).with_suffix(".zarr")
     group = open_store(store_path, fingerprint)
     if group is None:

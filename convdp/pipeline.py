@@ -263,12 +263,15 @@ def extract(
     sample: dict | None = None,
     smooth: dict | None = None,
     source: str | Path | None = None,
+    code: str | None = None,
 ) -> dict:
     """Extract ``layers`` of the net over ``dataset``; write the store and its manifest
     (``sample``: the plan of a sample store, :mod:`convdp.sampled`; None = a full store;
     ``smooth``: {layer: σ} of the layers stored smoothed, :mod:`convdp.smoothing`;
     ``source``: the model's source data set, whose images' depth ``dataset``'s must share,
-    :func:`check_depth`).
+    :func:`check_depth`; ``code``: a digest of the code that runs, the rule's
+    (:mod:`convdp.jobcode`), kept in the store's fingerprint so that a rerun after an edit of
+    that code does not resume from the chunks the old code wrote).
 
     The manifest (the rule's declared output) is written last, so it exists only once the
     store is complete. The store itself is not a declared output: Snakemake would delete it
@@ -300,6 +303,8 @@ def extract(
         "net_structure": models.structure_digest(net),  # what the weights are used by
         "dataset_checksum": group.attrs["checksum"],
     }
+    if code:
+        fingerprint["code"] = code
     dev = models.resolve_device(device)
     store = activation_store(manifest)
     result = extract_activations(

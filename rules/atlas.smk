@@ -15,6 +15,7 @@ rule prepare_masks:
     conda:
         "../envs/torch.yaml"
     params:
+        code=code_of("prepare_masks.py"),
         folder=lambda wc: DATASETS[wc.dataset]["masks"],
         images=lambda wc: DATASETS[wc.dataset]["path"],
         size=lambda wc: DATASETS[wc.dataset].get("size"),
@@ -43,6 +44,7 @@ rule mask_agreement:
         # the net is built to trace the layer's receptive fields (placing the label maps)
         mem_mb=lambda wc, attempt: 2000 * attempt,
     params:
+        code=code_of("mask_agreement.py"),
         context=mask_context,
         weight_threshold=config["dpgmm"]["weight_threshold"],
         folder=lambda wc: DATASETS[wc.dataset]["masks"],
@@ -64,6 +66,8 @@ rule mask_summary:
         "logs/mask_summary.log",
     conda:
         "../envs/report.yaml"
+    params:
+        code=code_of("mask_summary.py"),
     script:
         "../scripts/mask_summary.py"
 
@@ -91,6 +95,7 @@ rule atlas:
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
     params:
+        code=code_of("atlas.py"),
         atlas=config["atlas"],
         weight_threshold=config["dpgmm"]["weight_threshold"],
     script:

@@ -33,6 +33,7 @@ rule fit_dpgmm:
         runtime=lambda wc, attempt: 60 * attempt,
         gpu=1 if fits_use_gpu() else 0,
     params:
+        code=code_of("fit.py"),
         method="dpgmm",
         params=fit_params("dpgmm"),
         seed=config["seed"],
@@ -83,6 +84,7 @@ rule fit_dpgmm_model:
         runtime=lambda wc, attempt: 60 * attempt,
         gpu=1 if fits_use_gpu() else 0,
     params:
+        code=code_of("fit_model.py"),
         method="dpgmm",
         params=fit_params("dpgmm"),
         seed=config["seed"],
@@ -132,6 +134,8 @@ rule label_dpgmm:
     resources:
         mem_mb=label_mem_mb,
         runtime=lambda wc, attempt: 60 * attempt,
+    params:
+        code=code_of("label.py"),
     script:
         "../scripts/label.py"
 
@@ -167,6 +171,7 @@ rule merge_dpgmm:
         mem_mb=merge_mem_mb,
         runtime=lambda wc, attempt: 30 * attempt,
     params:
+        code=code_of("merge.py"),
         context=fit_context,
     script:
         "../scripts/merge.py"

@@ -1,8 +1,9 @@
 # Helpers shared by the rules: config validation, wildcard constraints, target lists.
 
 import re
+from pathlib import Path
 
-from convdp import control, provenance
+from convdp import control, jobcode, provenance
 from convdp.cluster import components_cap, label_memory_mb, merge_memory_mb
 from convdp.config import label_jobs, layer_index, smoothing, validate_config
 from convdp.control import control_name, controls
@@ -33,6 +34,16 @@ FIGURES = {
     "heatmap": "results/figures/cluster_class_heatmap.png",
     "comparison": "results/figures/model_comparison.png",
 }
+
+
+def code_of(script):
+    """Param ``code`` of the rule running ``scripts/{script}``: a digest of the script and of
+    the convdp code it can run (convdp/jobcode.py), so that an edit of that code reruns the
+    rule's jobs, and no others. A function: a job's process digests its own rule's code only.
+    """
+    path = Path(workflow.basedir) / "scripts" / script
+    # labelled, as Snakemake's reason for a rerun shows the value alone
+    return lambda wildcards: f"code of {script} with convdp: {jobcode.script_digest(path)}"
 
 
 def _alternatives(names):

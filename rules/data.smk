@@ -6,6 +6,7 @@ rule download:
     conda:
         "../envs/torch.yaml"
     params:
+        code=code_of("download.py"),
         spec=lambda wc: {
             k: DATASETS[wc.dataset].get(k) for k in ("name", "split", "base_url")
         },
@@ -30,6 +31,7 @@ rule prepare_dataset:
         mem_mb=4000,
         runtime=30,
     params:
+        code=code_of("prepare_dataset.py"),
         spec=lambda wc: DATASETS[wc.dataset],
         sources=lambda wc: provenance.dataset_fingerprint(DATASETS[wc.dataset]),
         data_root=config["data_root"],

@@ -25,6 +25,7 @@ rule extract_activations:
         runtime=lambda wc, attempt: 60 * attempt,
         gpu=1 if uses_gpu() else 0,
     params:
+        code=code_of("extract_activations.py"),
         layers=lambda wc: MODELS[wc.model]["layers"],
         extract=extract_settings,
         upstream=upstream,

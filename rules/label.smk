@@ -26,6 +26,7 @@ rule label_activations:
         runtime=lambda wc, attempt: 60 * attempt,
         gpu=1 if uses_gpu() or fits_use_gpu() else 0,
     params:
+        code=code_of("label_activations.py"),
         fit_keys=lambda wc: list(labelled_fits(wc.model, wc.dataset)),
         extract=extract_settings,
         predict_device=config["dpgmm"]["device"],

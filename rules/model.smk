@@ -16,6 +16,7 @@ rule train_model:
         runtime=60,
         gpu=1 if uses_gpu() else 0,
     params:
+        code=code_of("train_model.py"),
         spec=lambda wc: provenance.model_params(MODELS[wc.model]),
         train_on=lambda wc: model_sources(wc.model)["train_on"],
         seed=config["seed"],

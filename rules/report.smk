@@ -36,6 +36,7 @@ rule aggregate:
     conda:
         "../envs/report.yaml"
     params:
+        code=code_of("aggregate.py"),
         datasets={d: f"results/data/{d}.zarr" for d in DATASETS},
         n_examples=config["report"]["n_examples"],
         controls=CONTROLS,

@@ -24,6 +24,7 @@ rule transfer_scores:
         mem_mb=lambda wc, attempt: 3000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
     params:
+        code=code_of("transfer_scores.py"),
         layers=lambda wc: MODELS[wc.model]["layers"],
         source=lambda wc: source_of(wc.model),
         settings={
@@ -56,6 +57,7 @@ rule transfer_retrain:
         runtime=lambda wc, attempt: 60 * attempt,
         gpu=1 if uses_gpu() else 0,
     params:
+        code=code_of("transfer_retrain.py"),
         layers=lambda wc: MODELS[wc.model]["layers"],
         retrain=config["transfer"]["retrain"],
         epochs=config["transfer"]["epochs"],
@@ -95,6 +97,7 @@ rule transfer_verdict:
     conda:
         "../envs/report.yaml"
     params:
+        code=code_of("transfer_verdict.py"),
         rule=config["transfer"]["rule"],
         step_tolerance=config["transfer"]["step_tolerance"],
         shift_tolerance=config["transfer"]["shift_tolerance"],
@@ -135,6 +138,7 @@ rule transfer_benchmark:
         mem_mb=2000,
         runtime=30,
     params:
+        code=code_of("transfer_benchmark.py"),
         accuracy_tolerance=config["transfer"]["accuracy_tolerance"],
         bootstrap=config["transfer"]["bootstrap"],
         seed=config["seed"],

@@ -11,5 +11,6 @@ with snakemake_job(snakemake):
         snakemake.output.manifest,
         model_name=snakemake.wildcards.model,
         source=snakemake.input.source,
+        code=snakemake.params.code,
         **snakemake.params.extract,
     )

@@ -12,5 +12,6 @@ with snakemake_job(snakemake):
         dict(zip(snakemake.params.fit_keys, snakemake.input.fits, strict=True)),
         snakemake.output.manifest,
         predict_device=snakemake.params.predict_device,
+        code=snakemake.params.code,
         **snakemake.params.extract,
     )
