@@ -288,26 +288,28 @@ def check_background(masks: np.ndarray, background: int | None, folder: str | Pa
     """Refuse a background value that no mask holds (every pixel would count as a part), or
     that every pixel holds (no part to score) (``None``: the masks have no background, said
     so); warn where it covers few pixels and another value most of them, and where the masks
-    hold one part beside it and the values ``ignore`` (no foreground score then)."""
-    if background is None:
-        return
+    hold one part (beside the background, if any, and the values ``ignore``): no foreground
+    score then."""
     values, counts = np.unique(masks, return_counts=True)
     shown = ", ".join(map(str, values[:10])) + (", …" if len(values) > 10 else "")
-    if background not in values:
+    if background is not None and background not in values:
         raise ValueError(f"mask_background {background} is in none of the {len(masks)} masks "
                          f"of {folder} (their values: {shown}); set the data set's "
                          "mask_background to the value of their background, or to null "
                          "where every pixel is a part's")
-    if len(values) == 1:
+    if background is not None and len(values) == 1:
         raise ValueError(f"every pixel of the {len(masks)} masks of {folder} is the background "
                          f"{background}: no part to score (16-bit colour read by its top byte, "
                          "or the wrong folder?)")
     parts = values[(values != background) & ~np.isin(values, np.asarray(ignore, int))]
     if len(parts) == 1:
-        log.warning("the masks of %s hold one part (value %d) beside the background %d: the "
-                    "foreground NMI, ARI and purity need two parts and are left empty; "
-                    "mean_best_iou scores the clusters against the part", folder, parts[0],
-                    background)
+        beside = (f"beside the background {background}" if background is not None
+                  else "and no background (mask_background: null)")
+        log.warning("the masks of %s hold one part (value %d) %s: the foreground NMI, ARI and "
+                    "purity need two parts and are left empty; mean_best_iou scores the "
+                    "clusters against the part", folder, parts[0], beside)
+    if background is None:
+        return
     share = counts / counts.sum()
     own, top = float(share[values == background][0]), int(np.argmax(share))
     if own < 0.1 and share[top] > 0.5 and values[top] != background:

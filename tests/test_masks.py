@@ -101,6 +101,10 @@ def test_masks_of_one_part_leave_the_foreground_scores_empty(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="convdp.masks"):
         check_background(bordered, 0, tmp_path / "masks", ignore=[255])
     assert "hold one part (value 1) beside the background 0" in caplog.text
+    caplog.clear()  # no background: one value is one part
+    with caplog.at_level(logging.WARNING, logger="convdp.masks"):
+        check_background(np.full((2, 8, 8), 3), None, tmp_path / "masks")
+    assert "hold one part (value 3) and no background (mask_background: null)" in caplog.text
     rec = record | {"model": "net", "control_of": None, "dataset": "d", "layer": "r1",
                     "layer_index": 4}
     table = mask_table([rec, rec | {"layer": "r2", "layer_index": 7}])
