@@ -158,7 +158,7 @@ def resize_mask(mask: np.ndarray, size: int | None) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    from convdp.datasets.resize import resized_shape
+    from convdp.datasets.resize import crop_offsets, resized_shape
 
     h, w = mask.shape
     if size is None or (h, w) == (size, size):
@@ -167,7 +167,7 @@ def resize_mask(mask: np.ndarray, size: int | None) -> np.ndarray:
     if (nh, nw) != (h, w):
         t = torch.from_numpy(mask.astype(np.float64))[None, None]
         mask = F.interpolate(t, size=(nh, nw), mode="nearest-exact")[0, 0].numpy().astype(np.int64)
-    top, left = (nh - size) // 2, (nw - size) // 2
+    top, left = crop_offsets(nh, nw, size)
     return mask[top : top + size, left : left + size]
 
 

@@ -69,6 +69,24 @@ def test_one_resize_short_side_then_centre_crop():
     assert resize_dataset(ds, None) is ds
 
 
+@pytest.mark.parametrize("shape, size", [((37, 50), 16), ((50, 37), 16), ((101, 64), 32),
+                                         ((15, 40), 10), ((30, 45), 8), ((64, 65), 64)])
+def test_the_resize_is_torchvisions_resize_and_centre_crop(shape, size):
+    """Non-square images: the same pixels as torchvision's Resize(size, antialias=True) and
+    CenterCrop(size) on float tensors (rounded), where the long side's length and the crop's
+    offsets are truncated and rounded as torchvision does (one-pixel shifts otherwise)."""
+    import torch
+    import torchvision.transforms.v2.functional as TF
+
+    from convdp.data import resize_center_crop
+
+    x = np.random.default_rng(1).integers(0, 256, (3, *shape, 3), dtype=np.uint8)
+    t = torch.from_numpy(x).permute(0, 3, 1, 2).float()
+    want = TF.center_crop(TF.resize(t, [size], antialias=True), [size, size])
+    want = want.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(resize_center_crop(x, size), want)
+
+
 def test_square_resize_is_bilinear_antialiased():
     """Square images (the digits) only resize, with the filter the digits always had."""
     import torch

@@ -18,15 +18,24 @@ _BATCH = 1024  # images interpolated at a time (bounds the float copy)
 
 
 def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
-    """(height, width) once the short side of a height × width image is ``size``."""
-    scale = size / min(height, width)
-    return max(size, round(height * scale)), max(size, round(width * scale))
+    """(height, width) once the short side of a height × width image is ``size``: the long
+    side truncated, as torchvision's ``Resize(size)`` does."""
+    if height <= width:
+        return size, int(size * width / height)
+    return int(size * height / width), size
+
+
+def crop_offsets(height: int, width: int, size: int) -> tuple[int, int]:
+    """(top, left) of the centre ``size`` × ``size`` crop of a height × width image, rounded
+    as torchvision's ``CenterCrop`` rounds them."""
+    return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
 
 
 def resize_center_crop(images: np.ndarray, size: int) -> np.ndarray:
     """(N, H, W, C) uint8 images → (N, size, size, C) uint8: short side resized to ``size``
-    (bilinear, antialiased), then centre-cropped. Returns ``images`` itself when they are
-    size × size already."""
+    (bilinear, antialiased), then centre-cropped; the geometry and filter of torchvision's
+    ``Resize(size, antialias=True)`` then ``CenterCrop(size)`` on float tensors, rounded.
+    Returns ``images`` itself when they are size × size already."""
     import torch
     import torch.nn.functional as F
 
@@ -34,7 +43,7 @@ def resize_center_crop(images: np.ndarray, size: int) -> np.ndarray:
     if (h, w) == (size, size):
         return images
     nh, nw = resized_shape(h, w, size)
-    top, left = (nh - size) // 2, (nw - size) // 2
+    top, left = crop_offsets(nh, nw, size)
     out = np.empty((n, size, size, images.shape[3]), np.uint8)
     for start in range(0, n, _BATCH):
         x = torch.from_numpy(images[start : start + _BATCH].astype(np.float32)).permute(0, 3, 1, 2)
