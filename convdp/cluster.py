@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from convdp.fitted import load_predictor, model_arrays
-from convdp.metrics import cluster_scores, effective_number
+from convdp.metrics import cluster_scores, effective_number, is_saturated
 from convdp.preprocess import Preprocess
 from convdp.samples import (
     check_mode,
@@ -117,7 +117,7 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
         # a component's posterior count (its stick's first parameter less the prior's 1);
         # an empty one's expected weight can still reach 1 / n
         occupied = int((np.asarray(est.weight_concentration_[0]) - 1.0 >= 1.0).sum())
-        record["saturated"] = occupied > params.get("grow_at", 0.6) * len(weights)
+        record["saturated"] = is_saturated(occupied, len(weights), params.get("grow_at", 0.6))
         runs = []
     if runs:
         # the fits the starts reached (starts of several sizes can end at one fit: it counts
@@ -155,7 +155,7 @@ def sample_check(X: np.ndarray, params: dict, seed: int, record: dict) -> dict:
     """
     n = len(X)
     if n < 2 * max(params["n_components"], MIN_SAMPLES):
-        return {"clusters_kept_half": None, "grows_with_samples": False}
+        return {"clusters_kept_half": None, "grows_with_samples": None}  # not checked
     half = np.sort(np.random.default_rng(seed).choice(n, n // 2, replace=False))
     _, on_half = fit_dpgmm(X[half], {**params, "sample_check": False}, seed)
     kept_half = on_half["clusters_kept"]
@@ -412,6 +412,10 @@ def merge_labels(
     if class_labels is not None:
         per_sample = np.repeat(class_labels, h * w) if mode == "position" else class_labels
         record |= cluster_scores(per_sample, labels)
+        if len(np.unique(class_labels)) < 2:
+            log.warning("%s: the images hold one class (%s): NMI, ARI and purity with the "
+                        "classes need two and are left empty", what,
+                        class_labels[0] if len(class_labels) else "none")
     arrays = {"labels": labels.reshape(n, h, w) if mode == "position" else labels, **model}
     return arrays, record
 

@@ -243,6 +243,23 @@ def test_a_count_that_grows_with_the_samples_is_marked(caplog):
     assert "clusters_kept_half" not in rec and "grows_with_samples" not in rec
 
 
+def test_too_few_samples_for_the_check_leave_it_empty_and_one_class_scores_nothing(caplog):
+    """Below twice max(n_components, 100) samples the half-sample check does not run: its
+    columns say nothing (not "does not grow"). Images of one class: NMI, ARI and purity
+    would be 1 for one cluster and 0 for any split: empty, with a warning."""
+    _, blobs = _rectified_and_blobs(150)
+    params = {**PARAMS, "dpgmm": {**PARAMS["dpgmm"], "sample_check": True}}
+    with caplog.at_level("WARNING"):
+        _, rec = fit_layer(as_image_layer(blobs), layer="blobs", mode="image", method="dpgmm",
+                           params=params, progress=False, class_labels=np.full(150, 3))
+    assert rec["clusters_kept_half"] is None and rec["grows_with_samples"] is None
+    assert np.isnan([rec["nmi"], rec["ari"], rec["purity"]]).all()
+    assert "the images hold one class (3)" in caplog.text
+    _, rec = fit_layer(as_image_layer(blobs), layer="blobs", mode="image", method="dpgmm",
+                       params=params, progress=False, class_labels=np.arange(150) % 2)
+    assert 0 <= rec["nmi"] <= 1 and 0 <= rec["purity"] <= 1
+
+
 def test_the_early_moves_setting_reaches_the_fit():
     """``dpgmm.early_moves`` (not set: 10) is passed to the torch estimator: at 0 the moves
     wait for convergence (none is kept early), at the default one is kept early on an

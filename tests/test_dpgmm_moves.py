@@ -84,6 +84,20 @@ def test_a_saturated_fit_grows_until_the_cap_and_says_so():
     assert [r["truncation"] for r in est.init_results_] == [20]
 
 
+def test_a_fit_with_every_component_occupied_is_saturated_whatever_grow_at():
+    """grow_at 1 (the largest the schema allows): no count is above the truncation, but one
+    equal to it may be what the truncation allowed; the scikit-learn backend alike."""
+    from convdp.cluster import fit_dpgmm
+
+    X, _ = planted(12, 3, 1200, seed=5)
+    est = TorchBayesianGaussianMixture(n_components=4, grow_at=1.0, **MOVES).fit(X)
+    assert est.n_active_ == 4 and est.saturated_
+    params = {"backend": "sklearn", "n_components": 4, "covariance_type": "full",
+              "concentration": 1.0, "max_iter": 100, "tol": 1e-3, "weight_threshold": 0.01,
+              "restarts": 1, "sample_check": False, "grow_at": 1.0}
+    assert fit_dpgmm(X, params, 0)[1]["saturated"] is True
+
+
 def test_restarts_keep_the_best_bound_and_report_each():
     X, _ = planted(6, 8, 1500, seed=3)
     est = TorchBayesianGaussianMixture(n_components=20, n_init=3, init_params="random", **MOVES)

@@ -100,7 +100,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         component in every E-step. 0 = the moves only at convergence.
     max_components : int or None, default=None
         Adaptive truncation: when a fit holds more than ``grow_at * K`` occupied components
-        (>= 1 sample each), it is refitted with ``2 K``, up to ``max_components``, so that
+        (>= 1 sample each), or all K, it is refitted with ``2 K``, up to ``max_components``, so that
         the truncation is not what limits the number of clusters.  None = never.
     init_sizes : {"same", "halving"}, default="same"
         Size of each restart's start: "same" = every restart initialises all K components
@@ -110,7 +110,8 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         bound: truncations K and 2K share every start but the largest, so the kept fit does
         not depend on where the truncation started (``_fit_ladder``).
     grow_at : float in (0, 1], default=0.6
-        The occupied fraction of the truncation above which a fit is ``saturated_``.
+        The occupied fraction of the truncation above which a fit is ``saturated_`` (a fit
+        with every component occupied is, whatever ``grow_at``).
     n_threads : int or None, default=None
         Torch intra-op threads used by ``fit`` / ``predict`` / ... (restored
         afterwards); None keeps ``torch.get_num_threads()``.  On a busy machine
@@ -150,7 +151,8 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     n_active_ : int
         Components holding at least one sample (sum of responsibilities >= 1).
     saturated_ : bool
-        ``n_active_ > grow_at * truncation_``: the truncation may have bound the count.
+        ``n_active_ > grow_at * truncation_`` or ``n_active_ == truncation_``: the
+        truncation may have bound the count.
     n_effective_ : float
         Effective number of clusters, ``exp(entropy of weights_)``.
     init_results_ : list of dict

@@ -23,7 +23,7 @@ from convdp.dpgmm.state import (
     new_fit_stats,
     to_numpy64,
 )
-from convdp.metrics import effective_number
+from convdp.metrics import effective_number, is_saturated
 from convdp.training import synchronize
 
 
@@ -289,7 +289,7 @@ class _Fitting:
             "n_active": n_active,
             "n_effective": effective_number(weights),
             "weights": weights,
-            "saturated": n_active > self.grow_at * K,
+            "saturated": is_saturated(n_active, K, self.grow_at),
             "fit_stats": dict(self.fit_stats_),
         }
 
