@@ -99,6 +99,31 @@ def _layer_order(df: pd.DataFrame) -> list[str]:
     return df.sort_values("layer_index")["layer"].drop_duplicates().tolist()
 
 
+def _palette(levels) -> dict:
+    """{level: colour}, the same in every panel of a figure: seaborn's default colours, or
+    husl's beyond ten levels (the default ones would repeat)."""
+    levels = list(levels)
+    colours = (sns.color_palette(n_colors=len(levels)) if len(levels) <= 10
+               else sns.color_palette("husl", len(levels)))
+    return dict(zip(levels, colours, strict=True))
+
+
+def _figure_legend(fig, axes, order, **kwargs) -> None:
+    """One legend below the panels, of every panel's entries (a level drawn in a later panel
+    only is named too), those in ``order`` first; the panels' own legends removed (inside a
+    panel one hid its lines)."""
+    entries: dict = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+        if ax.get_legend():
+            ax.get_legend().remove()
+    labels = [lab for lab in order if lab in entries] + [lab for lab in entries if lab not in order]
+    if labels:
+        fig.legend([entries[lab] for lab in labels], labels, loc="upper center",
+                   bbox_to_anchor=(0.5, 0.0), frameon=False, **kwargs)
+
+
 def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
     """Clusters per layer, one column per model × mode: clusters kept (top) and the effective
     number (bottom); data sets as colours, methods as line styles, the range over restarts as
@@ -108,14 +133,16 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
     fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels), 7.5), squeeze=False,
                              sharex="col")
     datasets = df["dataset"].unique().tolist()
-    palette = dict(zip(datasets, sns.color_palette(n_colors=len(datasets)), strict=True))
+    methods = df["method"].unique().tolist()
+    palette = _palette(datasets)
     for col, (model, mode) in enumerate(panels):
         sub = df[(df["model"] == model) & (df["mode"] == mode)]
         order = _layer_order(sub)
         for row, what in enumerate(("clusters_kept", "clusters_effective")):
             ax = axes[row, col]
             sns.lineplot(sub, x="layer", y=what, hue="dataset", style="method", markers=True,
-                         ax=ax, sort=False, legend=row == 0 and col == 0, palette=palette)
+                         ax=ax, sort=False, legend=row == 0, palette=palette,
+                         style_order=methods)
             for _, grp in sub.groupby(["dataset", "method"], sort=False):
                 x = [order.index(v) for v in grp["layer"]]
                 ax.fill_between(x, grp[f"{what}_min"], grp[f"{what}_max"], alpha=0.15,
@@ -144,13 +171,8 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
     fig.suptitle("Clusters per layer; band: range over the restarts within 1 % of the best bound, "
                  "red x: saturated fit,\nv: the same fit on half the samples (filled: the count "
                  "grows with the samples)")
-    # below the panels: inside the first one it hid that panel's lines
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if axes[0, 0].get_legend():
-        axes[0, 0].get_legend().remove()
-    if handles:
-        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=len(handles), fontsize=8, frameon=False)
+    order = ["dataset", *datasets, "method", *methods]
+    _figure_legend(fig, axes[0], order, ncol=min(len(order) + 3, 12), fontsize=8)
     save_figure(fig, dest)
 
 
@@ -202,8 +224,9 @@ def plot_label_maps(
     subfigs = np.atleast_1d(fig.subfigures(len(blocks), 1, height_ratios=[n + 0.4 for n in sizes]))
     for sub, block in zip(subfigs, blocks, strict=True):
         _label_map_block(sub, block, width)
-    fig.suptitle("DPGMM label maps (position mode): one colour per cluster of that layer, "
-                 f"largest first; grey = the smaller clusters beyond {len(PALETTE)}")
+    fig.suptitle("DPGMM label maps (position mode): one colour per cluster of that layer's "
+                 "fit on that data set, largest first (a colour in two data sets' rows is two\n"
+                 f"fits' clusters, not one); grey = the smaller clusters beyond {len(PALETTE)}")
     save_figure(fig, dest)
 
 
@@ -251,6 +274,10 @@ def plot_model_comparison(df: pd.DataFrame, dest: str | Path) -> None:
               for y in ("clusters_kept", "clusters_effective")]
     panels.append(("image", "nmi"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    # one colour per model × data set in every panel: the NMI panel leaves out the unlabelled
+    # data sets, and its own colour order would give a line another's colour
+    levels = list(dict.fromkeys(dp["model × data set"]))
+    palette = _palette(levels)
     for ax, (mode, what) in zip(axes[0], panels, strict=True):
         sub = dp[(dp["mode"] == mode) & dp[what].notna()]
         if sub.empty:
@@ -258,15 +285,17 @@ def plot_model_comparison(df: pd.DataFrame, dest: str | Path) -> None:
             ax.set_axis_off()
             continue
         sns.lineplot(sub, x="relative depth", y=what, hue="model × data set", style="weights",
-                     style_order=styles, dashes={"model's own": "", "random (control)": (4, 2)},
-                     markers=True, ax=ax, legend=ax is axes[0, 0])
+                     hue_order=[v for v in levels if v in set(sub["model × data set"])],
+                     palette=palette, style_order=styles,
+                     dashes={"model's own": "", "random (control)": (4, 2)},
+                     markers=True, ax=ax)
         sat = sub[sub["saturated"].astype(bool)]
         if len(sat):
             ax.scatter(sat["relative depth"], sat[what], marker="x", s=80, color="red", zorder=5)
         ax.set_title(f"{what.replace('_', ' ')} ({mode} mode)", fontsize=9)
         ax.set_ylim(bottom=0, top=1 if what == "nmi" else None)
-    if axes[0, 0].get_legend():
-        sns.move_legend(axes[0, 0], "upper left", bbox_to_anchor=(0, -0.15), fontsize=7)
+    _figure_legend(fig, axes[0], ["model × data set", *levels, "weights", *styles], ncol=3,
+                   fontsize=7)
     fig.suptitle("Models compared: what each layer groups, by relative depth")
     save_figure(fig, dest)
 

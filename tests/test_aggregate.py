@@ -118,6 +118,71 @@ def test_the_clusters_figure_keeps_its_legend_below_the_panels(two_models, monke
     aggregate.plt.close(fig)
 
 
+def _records(tmp_path, rows):
+    jsons = []
+    for i, row in enumerate(rows):
+        path = tmp_path / f"{i:03d}.json"
+        write_json(path, {"role": "source", "method": "dpgmm", "clusters_effective": 2.5,
+                          "saturated": False, "truncation": 40, "too_few_samples": False} | row)
+        jsons.append(path)
+    return summary_table(jsons)
+
+
+def _legend_colours(fig, levels):
+    """{level: colour} of the figure legend's entries for ``levels`` (hue levels)."""
+    from matplotlib.colors import to_hex
+
+    (legend,) = fig.legends
+    return {t.get_text(): to_hex(h.get_color()) for t, h in
+            zip(legend.get_texts(), legend.legend_handles, strict=True) if t.get_text() in levels}
+
+
+def test_a_lines_colour_is_the_one_the_legend_gives_it_in_every_panel(tmp_path, monkeypatch):
+    """Two models, each on a labelled source and an unlabelled target: the NMI panel draws
+    the sources only, in their colours (its own colour order gave alexnet's target's colour
+    to vgg's source); and data sets only a later model analyses are in the legend."""
+    from matplotlib.colors import to_hex
+
+    from convdp import aggregate
+
+    rows = []
+    for model, sets in (("alexnet", ("cifar", "photos")), ("vgg", ("cifar", "photos")),
+                        ("digitnet", ("mnist", "fashion"))):
+        for ds in sets:
+            for i, layer in enumerate(("l1", "l2", "l3")):
+                for mode in ("position", "image"):
+                    nmi = None if ds in ("photos", "fashion") or mode == "position" else (
+                        0.2 + 0.3 * i if model == "alexnet" else 0.9 - 0.3 * i)
+                    rows.append({"model": model, "dataset": ds, "layer": layer,
+                                 "layer_index": i, "mode": mode, "clusters_kept": 3 + i,
+                                 "nmi": nmi, "role": "source" if ds in ("cifar", "mnist")
+                                 else "target"})
+    df = _records(tmp_path, rows)
+    figures = []
+    monkeypatch.setattr(aggregate, "save_figure", lambda fig, dest: figures.append(fig))
+    aggregate.plot_model_comparison(df, "unused.png")
+    fig = figures.pop()
+    colours = _legend_colours(fig, set(df["model"] + " · " + df["dataset"] + " (" + df["role"]
+                                       + ")"))
+    assert len(set(colours.values())) == len(colours) == 6, colours
+    nmi = next(ax for ax in fig.axes if ax.get_title().startswith("nmi"))
+    drawn = {to_hex(line.get_color()): list(line.get_ydata()) for line in nmi.get_lines()
+             if len(line.get_ydata()) > 1}
+    assert drawn[colours["alexnet · cifar (source)"]] == pytest.approx([0.2, 0.5, 0.8])
+    assert drawn[colours["vgg · cifar (source)"]] == pytest.approx([0.9, 0.6, 0.3])
+    assert colours["alexnet · photos (target)"] not in drawn
+    aggregate.plt.close(fig)
+    aggregate.plot_clusters_per_layer(df, "unused.png")
+    fig = figures.pop()
+    colours = _legend_colours(fig, set(df["dataset"]))
+    assert colours.keys() == {"cifar", "photos", "mnist", "fashion"}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if len(line.get_ydata()) > 1 and line.get_linestyle() != "None":
+                assert to_hex(line.get_color()) in colours.values()
+    aggregate.plt.close(fig)
+
+
 def test_the_heatmaps_titles_name_the_layer_and_do_not_overlap(monkeypatch):
     """Four panels of long model and data set names: each title says its layer, and no
     title runs into its neighbour's (they did, on one line each)."""
