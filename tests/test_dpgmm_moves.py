@@ -98,6 +98,20 @@ def test_a_fit_with_every_component_occupied_is_saturated_whatever_grow_at():
     assert fit_dpgmm(X, params, 0)[1]["saturated"] is True
 
 
+def test_the_kept_fits_concentration_is_the_one_reported():
+    """Without a concentration set, each truncation's is 1 / K: after halving starts and a
+    larger one that lost, the estimator reports the kept fit's (it reported the last
+    start's, which no M-step of the kept sticks reproduces)."""
+    X, _ = planted(5, 2, 600, seed=0)
+    est = TorchBayesianGaussianMixture(n_components=8, n_init=3, init_sizes="halving",
+                                       max_components=32, random_state=0, dtype="float64",
+                                       merge=True).fit(X)
+    assert {r["truncation"] for r in est.init_results_} > {est.truncation_}  # the case arises
+    assert est.weight_concentration_prior_ == 1.0 / est.truncation_
+    assert est.weight_concentration_[1][-1] == pytest.approx(1.0 / est.truncation_)
+    assert "priors" not in est.init_results_[0]
+
+
 def test_restarts_keep_the_best_bound_and_report_each():
     X, _ = planted(6, 8, 1500, seed=3)
     est = TorchBayesianGaussianMixture(n_components=20, n_init=3, init_params="random", **MOVES)

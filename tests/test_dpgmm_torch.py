@@ -213,6 +213,36 @@ def test_float32_planted_mixture(covariance_type):
     assert int((tm.weights_ > 0.01).sum()) == 4
 
 
+def test_float32_full_keeps_tight_clusters_far_from_the_block_mean():
+    """Two unit-variance clusters 1,000 widths from the data's mean in 8 dimensions: the
+    float32 fit's covariances and bound are float64's (the scatter of a block centred both
+    its factors at the block mean: variances of 0.37 for 0.84, a bound 254 nats high, and
+    no warning)."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(1000, 8)) + 1000.0, rng.normal(size=(1000, 8)) - 1000.0])
+    kw = dict(n_components=4, random_state=0)
+    f32 = TorchBayesianGaussianMixture(**kw).fit(X)
+    f64 = TorchBayesianGaussianMixture(**kw, dtype="float64").fit(X)
+    assert f32.fit_stats_.get("psd_repairs", 0) == 0
+    assert f32.lower_bound_ == pytest.approx(f64.lower_bound_, abs=1.0)
+    for est in (f32, f64):
+        assert np.sort(est.weights_)[-2:] == pytest.approx([0.5, 0.5], abs=0.01)
+    big = [np.argsort(-est.weights_)[:2] for est in (f32, f64)]
+    np.testing.assert_allclose(f32.covariances_[big[0]], f64.covariances_[big[1]], atol=2e-3)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_float32_refuses_samples_whose_squares_overflow(covariance_type):
+    """At 1e19 (diag) the fit returned NaN weights with a convergence warning only; "full"
+    raised from inside a linear-algebra routine."""
+    X = np.random.default_rng(0).normal(size=(200, 3)) * 1e19
+    with pytest.raises(ValueError, match=r"squares overflow float32.*dtype='float64'"):
+        TorchBayesianGaussianMixture(n_components=3, covariance_type=covariance_type).fit(X)
+    est = TorchBayesianGaussianMixture(n_components=3, covariance_type=covariance_type,
+                                       dtype="float64").fit(X)
+    assert np.isfinite(est.weights_).all()
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_chunking_does_not_change_result(small, covariance_type):
     X, resp = small

@@ -143,7 +143,8 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         (see ``_empty_component_bound``): comparable across truncations and restarts, and
         the criterion that picks the kept restart.
     lower_bounds_ : list of float
-        Lower bound after each iteration (length ``n_iter_``).
+        Lower bound after each EM iteration of the kept path; ``n_iter_`` also counts the
+        iterations of moves tried and rejected, so it can be longer.
     n_iter_ : int
     converged_ : bool
     truncation_ : int

@@ -54,6 +54,12 @@ class _Fitting:
 
         # --- priors (float64) and centred copy of the data ----------------
         Xc, shift, gram, absmax = self._centre(X, device, dtype)
+        big = float(absmax.max())
+        if big * big * n_samples > torch.finfo(dtype).max / 1e3:  # squares and their sums
+            raise ValueError(
+                f"samples as far as {big:.3g} from their mean: their squares overflow "
+                f"{str(dtype).replace('torch.', '')} (the statistics come out inf or NaN); "
+                "rescale the data or fit with dtype='float64'")
         self._shift = shift
         self.mean_precision_prior_ = (
             1.0 if self.mean_precision_prior is None else float(self.mean_precision_prior)
@@ -211,7 +217,8 @@ class _Fitting:
     def _record_start(self, fit, start):
         """One entry of ``init_results_``: the fit reached from a start of ``start``
         components (without its state)."""
-        self.init_results_.append({k: v for k, v in fit.items() if k != "state"} | {"start": start})
+        self.init_results_.append({k: v for k, v in fit.items() if k not in ("state", "priors")}
+                                  | {"start": start})
 
     def _init_random_states(self):
         """One factory of the initialisation's random state per restart (``n_init``).
@@ -290,6 +297,7 @@ class _Fitting:
             "n_effective": effective_number(weights),
             "weights": weights,
             "saturated": is_saturated(n_active, K, self.grow_at),
+            "priors": self._priors,  # the concentration is 1 / K where not set
             "fit_stats": dict(self.fit_stats_),
         }
 
@@ -312,6 +320,9 @@ class _Fitting:
         """Public attributes and the predict cache from the kept fit."""
         state = fit["state"]
         self._K = fit["truncation"]
+        # the kept fit's priors, not the last start's (the default concentration is 1 / K)
+        self._priors = fit["priors"]
+        self.weight_concentration_prior_ = fit["priors"].concentration
         self._state = state
         self._set_attributes(state)
         self.n_iter_ = fit["n_iter"]

@@ -264,9 +264,9 @@ class _Statistics:
             return
         full_set = active is None or n_act == self._K
         if full_set:
-            Ra, nb, c = R, bnk.to(f64), acc["centres64"]
+            Ra, c = R, acc["centres64"]
         else:
-            Ra, nb, c = R[:, idx], bnk[idx].to(f64), acc["centres64"][idx]
+            Ra, c = R[:, idx], acc["centres64"][idx]
         self._count_flops(2.0 * b * D * self._K)  # R^T X
         # on a CPU, a block whose responsibilities are mostly exact zeros (samples sorted
         # by component, a flushed tail) is scattered per component over its own samples
@@ -275,7 +275,7 @@ class _Statistics:
         if owned is not None and owned[0].numel() <= self._own_rows_share * b * n_act:
             Sb = self._scatter_own_rows(Xb, Ra, c, *owned)
         else:
-            Sb = self._scatter_block_centred(acc, Xb, Ra, nb, c, None if full_set else idx)
+            Sb = self._scatter_block_centred(acc, Xb, Ra, c, None if full_set else idx)
         if full_set:
             acc["S"] += Sb
             acc["nk_inc"] += bnk
@@ -306,32 +306,37 @@ class _Statistics:
         self._count_flops(2.0 * rows.numel() * D * D)
         return out.to(torch.float64)
 
-    def _scatter_block_centred(self, acc, Xb, Ra, nb, c, idx):
+    def _scatter_block_centred(self, acc, Xb, Ra, c, idx):
         """``sum_n r_nk (x_n - c_k)(x_n - c_k)^T`` (n_act, D, D) float64 over every row of
-        the block, as one GEMM for all components, less its centre shift (kept in
-        ``acc["shifts"]``, ``idx``: the components, None for all).
+        the block, as one GEMM for all components, less a correction kept in
+        ``acc["shifts"]`` (``idx``: the components, None for all).
 
-        With cb the block mean, Sb_k = sum_n r_nk (x_n - cb)(x_n - cb)^T. It is moved to
-        the component's reference centre c_k in float64:
-          sum r (x - c_k)(x - c_k)^T = Sb_k + u d^T + d u^T + n d d^T
-                                     = Sb_k + v d^T + d v^T,  v = u + n d / 2,
-        with u = sum r (x - cb), d = cb - c_k.  As samples are sorted by component, cb is
-        close to the centres that matter (float32 accuracy). The (v, d) of every block are
-        kept and their outer products summed once per pass as one batched product
-        (_finish_stats), not as (n_act, D, D) float64 arrays per block."""
+        With cb the block mean, the GEMM gives T_k = sum_n (x_n - cb) [r_nk (x_n - c_k)]^T;
+        as x - c_k = (x - cb) + d_k with d_k = cb - c_k,
+          sum r (x - c_k)(x - c_k)^T = T_k + d_k w_k^T,  w_k = sum r (x - c_k),
+        whose symmetric part (all that _finish_stats keeps) is sym(T_k) + v d^T + d v^T with
+        v = w / 2. The (v, d) of every block are kept and their outer products summed once
+        per pass as one batched product (:meth:`_centre_shifts`), not as (n_act, D, D)
+        float64 arrays per block. Each product's terms are a sample's distance to the block
+        mean times its weighted distance to the component's own centre: the float32 error
+        grows with a component's distance from the block in its widths, not with that
+        distance squared (with both factors centred at cb, a unit-variance component 10^4
+        from the block mean came out with a variance of 16, and a wrong bound)."""
         b, D = Xb.shape
         n_act = Ra.shape[1]
         cb = Xb.mean(0)
         Xcb = Xb - cb
-        A = torch.mul(Xcb.unsqueeze(1), Ra.unsqueeze(2), out=self._scratch("A", (b, n_act, D)))
-        # Xcb^T A = [Sb_1 | ... | Sb_n_act] (D, n_act D): the wide product runs at the
+        A = torch.sub(Xb.unsqueeze(1), c.to(Xb.dtype).unsqueeze(0),
+                      out=self._scratch("A", (b, n_act, D)))
+        A.mul_(Ra.unsqueeze(2))  # r_nk (x_n - c_k)
+        # Xcb^T A = [T_1 | ... | T_n_act] (D, n_act D): the wide product runs at the
         # machine's GEMM rate, the tall A^T Xcb at ~2/3 of it (same terms, same sums)
         Sb = (Xcb.T @ A.view(b, n_act * D)).view(D, n_act, D).transpose(0, 1).to(torch.float64)
-        u = (Ra.T @ Xcb).to(torch.float64)
-        # the scatter and u: (b x n_act D) by D, (b x n_act) by D
-        self._count_flops(2.0 * b * D * (n_act * D + n_act))
+        w = A.sum(0).to(torch.float64)
+        # the scatter: (b x n_act D) by D
+        self._count_flops(2.0 * b * D * n_act * D)
         d = cb.to(torch.float64) - c
-        acc["shifts"].append((idx, u + 0.5 * nb[:, None] * d, d))
+        acc["shifts"].append((idx, 0.5 * w, d))
         return Sb
 
     def _finish_stats(self, acc):
