@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 
 import numpy as np
 
@@ -292,7 +293,13 @@ def _fit_model(array, *, layer, mode, method, params, seed):
                     "dimension): marked too_few_samples", what, len(Xp), Xp.shape[1],
                     MIN_SAMPLES, MIN_SAMPLES_PER_DIM)
     if method == "dpgmm":
-        est, record = fit_dpgmm(Xp, fit_params, seed)
+        # the estimator's own warnings (no convergence, float32 rounding) as the job's, naming
+        # the layer: printed to stderr they reached the job's log only
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est, record = fit_dpgmm(Xp, fit_params, seed)
+        for message in dict.fromkeys(str(w.message) for w in caught):
+            log.warning("%s: %s", what, message)
         if record.get("grows_with_samples"):
             log.warning("%s: %d clusters kept on %d samples, %d on half of them: the count "
                         "grows with the samples (marked grows_with_samples; see "

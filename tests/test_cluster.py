@@ -260,6 +260,19 @@ def test_too_few_samples_for_the_check_leave_it_empty_and_one_class_scores_nothi
     assert 0 <= rec["nmi"] <= 1 and 0 <= rec["purity"] <= 1
 
 
+def test_the_estimators_warnings_are_the_jobs_naming_the_layer(caplog):
+    """A fit that stops at max_iter: its ConvergenceWarning is logged as the job's (the
+    run's end lists those), once, with the layer; it went to stderr alone."""
+    _, blobs = _rectified_and_blobs(400)
+    params = {**PARAMS, "dpgmm": {**PARAMS["dpgmm"], "backend": "torch", "max_iter": 2,
+                                  "sample_check": False}}
+    with caplog.at_level("WARNING", logger="convdp"):
+        fit_layer(as_image_layer(blobs), layer="blobs", mode="image", method="dpgmm",
+                  params=params, progress=False)
+    said = [r.getMessage() for r in caplog.records if "did not converge" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("layer 'blobs' (image mode): The torch DPGMM")
+
+
 def test_the_early_moves_setting_reaches_the_fit():
     """``dpgmm.early_moves`` (not set: 10) is passed to the torch estimator: at 0 the moves
     wait for convergence (none is kept early), at the default one is kept early on an
