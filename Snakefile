@@ -28,7 +28,7 @@ RUN_STARTED = time.time()
 
 onsuccess:
     # a warning of a job that succeeded is in its log alone: say so at the end of the run
-    from convdp.pipeline import print_job_warnings, print_stale_outputs
+    from convdp.runlog import print_job_warnings, print_stale_outputs
 
     print_job_warnings("logs", RUN_STARTED)
     # figures and verdicts of targets the config no longer has stay beside the current ones

@@ -125,7 +125,7 @@ class _Package:
             module = todo.pop()
             if module not in seen:
                 seen.add(module)
-                todo.extend(self._imports_of(module))
+                todo.extend(self._imports_of(module) | self.parents(module))
         return seen
 
     def definitions(self, module: str, names: set[str]) -> tuple[list[str], set[str]]:

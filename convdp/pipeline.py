@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import sys
 import time
 import zipfile
@@ -17,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from convdp import data as data_mod
-from convdp.download import file_hash
 from convdp.io import read_json, write_json, write_npz
 
 log = logging.getLogger("convdp")
@@ -42,6 +39,7 @@ def snakemake_job(smk):
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         try:
+            check_job_code(smk)
             yield
         except BaseException:
             logging.getLogger("convdp").exception("job failed")
@@ -51,77 +49,30 @@ def snakemake_job(smk):
             sys.stderr = old_stderr
 
 
-_LOGGED_WARNING = re.compile(r"^\S+ \S+ WARNING (convdp[\w.]*): (.*)$")
+def check_job_code(smk) -> None:
+    """Refuse a job whose convdp is not the one its rule's ``code`` param was read from
+    (:mod:`convdp.jobcode`): Snakemake reads the package beside the workflow to decide what
+    reruns, a job imports the first convdp on its path. Where they differ (a ``pip install``
+    of another version, an editable install of another clone), an edit of the one would
+    rerun jobs that run the other, or none."""
+    import re
 
+    from convdp import jobcode
 
-def job_warnings(log_dir: str | Path, since: float = 0.0) -> list[tuple[str, str]]:
-    """convdp's warnings in the job logs under ``log_dir`` (``snakemake_job``'s format)
-    written since ``since`` (seconds since the epoch): (log file, message), file by file."""
-    found = []
-    for path in sorted(Path(log_dir).rglob("*.log")):
-        try:
-            if path.stat().st_mtime < since:
-                continue
-            lines = path.read_text(errors="replace").splitlines()
-        except OSError:  # removed meanwhile
-            continue
-        found += [(str(path), m.group(2)) for m in map(_LOGGED_WARNING.match, lines) if m]
-    return found
-
-
-def print_job_warnings(log_dir: str | Path = "logs", since: float = 0.0, limit: int = 10,
-                       file=None) -> None:
-    """Print the run's job warnings (:func:`job_warnings`) where the user sees them: a job's
-    log is read only when it fails, and a skipped image or a fit on too few samples is a
-    warning of a job that succeeded. Warnings that differ only in their numbers and quoted
-    names (one per layer, say) are one line, with their count and the first of them."""
-    found = job_warnings(log_dir, since)
-    if not found:
+    label = getattr(getattr(smk, "params", None), "code", None)
+    scriptdir = getattr(smk, "scriptdir", None)
+    match = re.fullmatch(r"code of (\S+) with convdp: ([0-9a-f]{64})", str(label or ""))
+    if match is None or not scriptdir:
         return
-    kinds: dict[str, list[tuple[str, str]]] = {}
-    for path, message in found:
-        kinds.setdefault(re.sub(r"'[^']*'|\d+(?:\.\d+)?", "#", message), []).append((path, message))
-    out = file or sys.stderr
-    print(f"convdp: {len(found)} warning(s) in this run's job logs:", file=out)
-    for same in list(kinds.values())[:limit]:
-        path, message = same[0]
-        short = message if len(message) <= 300 else message[:297] + "..."
-        print(f"  {f'{len(same)}x like ' if len(same) > 1 else ''}{path}: {short}", file=out)
-    if len(kinds) > limit:
-        print(f"  ... and {len(kinds) - limit} more kinds (grep WARNING {log_dir})", file=out)
-
-
-#: The final outputs a user opens, by where they lie (relative to the run's directory).
-_FINAL_PATTERNS = ("results/figures/**/*.png", "results/transfer/*/*.csv",
-                   "results/transfer/*/*.json", "results/*.csv",
-                   "results/transfer_benchmark/*/*.csv", "results/transfer_benchmark/*/*.json")
-
-
-def stale_outputs(expected, root: str | Path = ".") -> list[str]:
-    """Final outputs under ``root`` (figures, verdict tables, CSVs beside the summary) that
-    are none of the run's ``expected`` final outputs: left by a data set, model, layer or
-    target an earlier configuration had."""
-    root = Path(root)
-    want = {Path(p).as_posix() for p in expected}
-    found = {p.relative_to(root).as_posix() for pattern in _FINAL_PATTERNS
-             for p in root.glob(pattern) if p.is_file()}
-    return sorted(found - want)
-
-
-def print_stale_outputs(expected, root: str | Path = ".", limit: int = 5, file=None) -> None:
-    """Say which final outputs under ``root`` this configuration does not make (see
-    :func:`stale_outputs`): they stay beside the current results, and nothing else says
-    they are not part of them."""
-    stale = stale_outputs(expected, root)
-    if not stale:
-        return
-    out = file or sys.stderr
-    print(f"convdp: {len(stale)} file(s) under results/ come from an earlier configuration "
-          "(no output of this one); delete them if they are not wanted:", file=out)
-    for path in stale[:limit]:
-        print(f"  {path}", file=out)
-    if len(stale) > limit:
-        print(f"  ... and {len(stale) - limit} more", file=out)
+    if jobcode.script_digest(Path(scriptdir) / match[1]) != match[2]:
+        here = Path(jobcode.__file__).resolve().parent
+        workflow = Path(scriptdir).resolve().parent
+        raise RuntimeError(
+            f"this job runs the convdp package at {here}, whose code is not the code the "
+            f"workflow at {workflow} read to decide what reruns (the package beside it): "
+            "its results would pass for those of other code. Install the workflow's own "
+            f"package into this environment (pip install -e {workflow}), or run the workflow "
+            "that comes with the installed convdp")
 
 
 def _limit_threads(threads: int) -> None:
@@ -152,6 +103,7 @@ def download(spec: dict, data_root: str | Path, out: str | Path) -> dict:
 
 def prepare_dataset(spec: dict, out: str | Path, data_root: str | Path = "data", seed: int = 0) -> dict:
     """Load the data set ``spec`` describes and write it to the Zarr store ``out``."""
+    from convdp import data as data_mod
     ds = data_mod.load_dataset(spec, data_root, seed)
     checksum = data_mod.write_dataset(out, ds)
     log.info("%s: %d images of %s from %s", out, len(ds.images), ds.images.shape[1:], ds.source)
@@ -172,6 +124,7 @@ def prepare_model(
     Writes the ``state_dict`` to ``out_weights`` and the description (architecture, classes,
     input channels and size, normalisation, layer names, held-out accuracy) to ``out_meta``.
     """
+    from convdp import data as data_mod
     from convdp import models
     from convdp.control import build_control
     from convdp.training import default_normalisation, fixed_normalisation, normalisation
@@ -277,7 +230,9 @@ def extract(
     store is complete. The store itself is not a declared output: Snakemake would delete it
     before a rerun, and its completed chunks are what a rerun after a crash resumes from.
     """
+    from convdp import data as data_mod
     from convdp import models
+    from convdp.download import file_hash
     from convdp.extract import extract_activations
 
     meta = read_json(meta_path)
@@ -371,6 +326,7 @@ def fit(
     progress: bool = True,
 ) -> dict:
     """Cluster one layer in one mode with one method; write ``.npz`` (arrays) and ``.json`` (scalars)."""
+    from convdp import data as data_mod
     from convdp.cluster import fit_layer
 
     array = open_layer(manifest, layer)
@@ -467,6 +423,7 @@ def merge_parts(
 ) -> dict:
     """Join the labelled parts of a split fit into the fit's ``.npz`` and ``.json``: the same
     files, with the same arrays and record (timings aside), as :func:`fit` writes."""
+    from convdp import data as data_mod
     from convdp.cluster import merge_labels
 
     t0 = time.perf_counter()
@@ -521,6 +478,7 @@ def transfer_scores(
     fit's ``.npz``, for its NMI. Writes the record to ``out_json`` and the label maps of
     ``n_examples`` target images to ``out_maps`` (position mode only).
     """
+    from convdp import data as data_mod
     from convdp.sampled import example_images
     from convdp.transfer import score_layer
 
@@ -572,6 +530,7 @@ def transfer_retrain(
     device: str = "cpu",
 ) -> dict:
     """Run :func:`convdp.transfer.anb_retrain` on the target data set and write its record."""
+    from convdp import data as data_mod
     from convdp.transfer import anb_retrain
 
     ds = data_mod.read_dataset(target_dataset)

@@ -1,5 +1,6 @@
 # Helpers shared by the rules: config validation, wildcard constraints, target lists.
 
+import functools
 import re
 from pathlib import Path
 
@@ -42,8 +43,13 @@ def code_of(script):
     rule's jobs, and no others. A function: a job's process digests its own rule's code only.
     """
     path = Path(workflow.basedir) / "scripts" / script
-    # labelled, as Snakemake's reason for a rerun shows the value alone
-    return lambda wildcards: f"code of {script} with convdp: {jobcode.script_digest(path)}"
+
+    @functools.cache  # once per process, not per job
+    def code(wildcards=None):
+        # labelled, as Snakemake's reason for a rerun shows the value alone
+        return f"code of {script} with convdp: {jobcode.script_digest(path)}"
+
+    return lambda wildcards: code()
 
 
 def _alternatives(names):

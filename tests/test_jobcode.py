@@ -182,3 +182,27 @@ def test_an_edit_of_the_package_reruns_the_jobs_that_run_it(tmp_path):
         assert ("Nothing to be done" not in text) == reruns, (module, text[-1500:])
         if reruns:
             assert "code of prepare_dataset.py with convdp" in text
+
+
+def test_a_job_whose_convdp_is_not_the_workflows_stops_naming_both(tmp_path):
+    """The rule's code param was read from the package beside the workflow; a job that
+    imports another convdp (an older pip install, another clone) would make results the
+    rerun check never saw: it stops, naming both; with the same code it runs."""
+    from types import SimpleNamespace
+
+    from convdp.pipeline import snakemake_job
+
+    right = f"code of fit.py with convdp: {script_digest(ROOT / 'scripts' / 'fit.py')}"
+    for code, fails in ((right, False), ("code of fit.py with convdp: " + "0" * 64, True)):
+        smk = SimpleNamespace(log=[str(tmp_path / "job.log")], threads=1,
+                              params=SimpleNamespace(code=code), scriptdir=str(ROOT / "scripts"))
+        ran = []
+        if fails:
+            with pytest.raises(RuntimeError, match="whose code is not the code the workflow at"):
+                with snakemake_job(smk):
+                    ran.append(1)
+            assert "pip install -e" in (tmp_path / "job.log").read_text()
+        else:
+            with snakemake_job(smk):
+                ran.append(1)
+        assert ran == ([] if fails else [1])

@@ -175,7 +175,7 @@ def test_outputs_of_targets_no_longer_configured_are_named(tmp_path):
     verdict beside the current ones; the end of the run names them."""
     import io
 
-    from convdp.pipeline import print_stale_outputs, stale_outputs
+    from convdp.runlog import print_stale_outputs, stale_outputs
 
     expected = ["results/summary.csv", "results/figures/label_maps.png",
                 "results/transfer/net/tgt.csv", "results/figures/atlas/net/src/relu1.png"]
@@ -207,7 +207,7 @@ def test_job_warnings_of_this_run_are_printed_at_its_end(tmp_path):
     import io
     import os
 
-    from convdp.pipeline import job_warnings, print_job_warnings
+    from convdp.runlog import job_warnings, print_job_warnings
 
     logs = tmp_path / "logs"
     (logs / "fit").mkdir(parents=True)
