@@ -577,11 +577,21 @@ def open_activations(store_path: str | Path, fingerprint: dict | None = None) ->
             "rerun extract_activations"
         )
     if attrs.get("fingerprint", {}).get("format", 1) >= 2:
-        for name, array in group.arrays():
-            if array.nchunks_initialized < array.nchunks:
-                raise ValueError(
-                    f"{store_path}: layer {name!r} is damaged: {array.nchunks - array.nchunks_initialized}"
-                    f" of its {array.nchunks} chunk files are missing; delete the store and its "
-                    "manifest and rerun extract_activations"
-                )
+        for name, missing, total in missing_chunks(group)[:1]:
+            # a sample store's arrays are index/, positions/ and pooled/ {layer}
+            part = f" (its {name} array)" if "/" in name else ""
+            raise ValueError(
+                f"{store_path}: layer {name.rpartition('/')[2]!r} is damaged{part}: {missing} "
+                f"of its {total} chunk files are missing; delete the store and its manifest "
+                "and rerun extract_activations"
+            )
     return group
+
+
+def missing_chunks(group: zarr.Group) -> list[tuple[str, int, int]]:
+    """``(path, missing, chunks)`` of each array of ``group``, at any depth, that lacks chunk
+    files. A store of format 2 writes every chunk, zeros included, so a missing file is a
+    lost one: zarr would read it as the fill value (0 for activations, -1 for labels)."""
+    return [(name, node.nchunks - node.nchunks_initialized, node.nchunks)
+            for name, node in group.members(max_depth=None)
+            if isinstance(node, zarr.Array) and node.nchunks_initialized < node.nchunks]

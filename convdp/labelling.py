@@ -154,6 +154,8 @@ def open_labels(manifest: str | Path, key: str) -> np.ndarray:
     """The labels of fit ``key`` from the label store behind ``manifest``, checked complete."""
     import zarr
 
+    from convdp.extract import missing_chunks
+
     info = read_json(manifest)
     store = Path(manifest).parent / info["store"]
     group = zarr.open_group(store, mode="r")
@@ -162,6 +164,10 @@ def open_labels(manifest: str | Path, key: str) -> np.ndarray:
                          "delete both and rerun the labelling pass")
     if key not in info["fits"]:
         raise ValueError(f"{manifest} holds no labels of {key!r}; it has {info['fits']}")
+    for name, missing, total in missing_chunks(group):
+        raise ValueError(f"{store}: the labels {name!r} are damaged: {missing} of their "
+                         f"{total} chunk files are missing (read as -1); delete the store and "
+                         f"{manifest} and rerun the labelling pass")
     return group[key][:], float(info["predict_seconds"][key])
 
 

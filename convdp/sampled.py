@@ -98,7 +98,9 @@ def create(group, shapes: dict, plan: dict, *, chunk: int, dtype: str, codec,
         index = indices[name] = position_index(shape, plan, labels)
         offsets = chunk_rows(index, h * w, n, chunk)
         rows = max(int(np.diff(offsets).max(initial=0)), 1)
-        group.create_array(f"index/{name}", data=index, compressors=None)
+        # every chunk written, zeros too: a missing file is a lost one (extract.missing_chunks)
+        group.create_array(f"index/{name}", data=index, compressors=None,
+                           config={"write_empty_chunks": True})
         group.create_array(f"positions/{name}", shape=(len(offsets) - 1, rows, c),
                            chunks=(1, rows, c), dtype=dtype, compressors=codec, fill_value=0,
                            attributes={"counts": np.diff(offsets).tolist()})

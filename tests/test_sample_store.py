@@ -119,6 +119,24 @@ def test_the_sample_stores_own_chunk_files_are_what_zarr_writes(stores, tmp_path
             assert np.array_equal(a[:], b[:]), (part, layer)
 
 
+@pytest.mark.parametrize("part", ["positions", "pooled"])
+def test_a_sample_store_that_lost_a_chunk_file_is_refused(stores, tmp_path, part):
+    """A full store's missing chunk is refused; a sample store's (its arrays lie one folder
+    down) was read as zeros: 132 of 300 kept positions, the pooled vectors of 16 images."""
+    from convdp.extract import open_activations
+    from convdp.io import read_json
+
+    d, _ = stores
+    store = tmp_path / "sample.zarr"
+    shutil.copytree(d / read_json(d / "sample.json")["store"], store)
+    assert open_activations(store)  # whole: read as before
+    files = sorted(p for p in (store / part / "relu3" / "c").rglob("*") if p.is_file())
+    files[1].unlink()
+    with pytest.raises(ValueError, match=rf"layer 'relu3' is damaged \(its {part}/relu3 array\)"
+                                         r": 1 of its \d+ chunk files are missing"):
+        open_activations(store)
+
+
 @pytest.mark.parametrize("layer", ["relu1", "relu3"])
 def test_the_sample_store_holds_what_the_fits_and_scores_read(stores, layer):
     d, plan = stores

@@ -83,6 +83,22 @@ def test_labelling_killed_then_rerun_is_byte_identical(fitted, tmp_path):
     assert manifest["fits"] == sorted(args[-1])
 
 
+def test_a_label_store_that_lost_a_chunk_file_is_refused(fitted, tmp_path):
+    """A lost chunk of a label array read back as -1 (its fill value), without a word."""
+    from convdp.labelling import open_labels
+
+    d, args = fitted
+    manifest = tmp_path / "labels.json"
+    label_pass(*args, manifest, **KW)
+    key = fit_key("dpgmm", "relu3", "position")
+    labels, _ = open_labels(manifest, key)
+    assert (labels >= 0).all()
+    store = manifest.with_suffix(".zarr")
+    sorted(p for p in (store / key / "c").rglob("*") if p.is_file())[2].unlink()
+    with pytest.raises(ValueError, match=rf"the labels '{key}' are damaged: 1 of their 6 chunk"):
+        open_labels(manifest, key)
+
+
 def test_killed_sample_extraction_resumes_byte_identical(tmp_path):
     weights, meta = make_model(tmp_path)
     data = make_digits(tmp_path / "data.zarr", n=80)
