@@ -12,6 +12,31 @@ from convdp.transfer.cost import cut_costs, price
 LAYERS = ["relu1", "relu2", "relu3", "relu4"]
 
 
+def test_a_linear_layer_at_every_position_costs_per_position():
+    """ConvNeXt and Swin apply nn.Linear to every (h, w) of an (N, H, W, C) map: it costs
+    in × out per position (it was counted once per image: ConvNeXt-T at 0.64 GFLOPs, not
+    8.9), as a classifier's Linear costs in × out once."""
+    import torch
+    from torch import nn
+
+    from convdp.transfer.cost import layer_flops
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.mlp = nn.Linear(4, 8)  # per position, channels last
+            self.fc = nn.Linear(8, 5)
+
+        def forward(self, x):
+            x = self.mlp(self.conv(x).permute(0, 2, 3, 1))
+            return self.fc(x.mean((1, 2)))
+
+    flops = {r["module"]: r["flops"] for r in layer_flops(Net(), (3, 6, 7))}
+    assert flops == {"conv": 2 * 3 * 4 * 42, "mlp": 2 * 4 * 8 * 42, "fc": 2 * 8 * 5}
+    assert torch.is_grad_enabled()
+
+
 def test_digitnet_costs_match_a_count_by_hand():
     from convdp.models import DigitNet
 
@@ -105,6 +130,10 @@ def test_logme_and_hscore_prefer_linearly_separable_labels():
     assert B.logme(separable, labels) > B.logme(mixed, labels)
     assert B.hscore(separable, labels) > 5 * B.hscore(mixed, labels)
     assert np.isnan(B.logme(separable, np.zeros(150)))
+    # LogME does not depend on the features' scale (alpha absorbs it): 1e6 times larger
+    # features gave -0.911 for -0.861 when |m|^2 had an absolute floor
+    for scale in (1e-3, 1e3, 1e6):
+        assert B.logme(mixed * scale, labels) == pytest.approx(B.logme(mixed, labels), abs=1e-7)
 
 
 # --------------------------------------------------------------------------------------

@@ -106,7 +106,9 @@ def logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 2000, tol: f
             gamma = float(w.sum())
             mm = float((((beta * s / (alpha + beta * sigma)) * uy) ** 2).sum())
             res = float((((1 - w) * uy) ** 2).sum()) + y_out
-            alpha_new = gamma / max(mm, 1e-12)
+            # |m|^2 scales as 1 / scale^2 of the features: an absolute floor (1e-12) capped
+            # alpha for large features, where LogME does not depend on their scale
+            alpha_new = gamma / max(mm, np.finfo(np.float64).tiny)
             beta_new = (n - gamma) / max(res, 1e-12)
             done = (abs(alpha_new - alpha) / alpha < tol and abs(beta_new - beta) / beta < tol)
             alpha, beta = alpha_new, beta_new

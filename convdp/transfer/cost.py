@@ -44,8 +44,8 @@ def layer_flops(model, input_shape: Sequence[int]) -> list[dict]:
             if isinstance(module, nn.Conv2d):
                 kh, kw = module.kernel_size
                 macs = (module.in_channels // module.groups) * kh * kw * output[0].numel()
-            else:
-                macs = module.in_features * module.out_features
+            else:  # per output element: a Linear may run at every position (ConvNeXt, Swin)
+                macs = module.in_features * output[0].numel()
             records.append({"module": name, "flops": 2 * int(macs),
                             "params": [f"{name}.{p}" for p, _ in module.named_parameters()]})
         return count
