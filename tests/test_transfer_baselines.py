@@ -231,6 +231,33 @@ def test_benchmark_correlations_and_recommendations(tmp_path):
     row = noisy[(noisy["score"] == "shift_z") & (noisy["scope"] == "all pairs")].iloc[0]
     assert row["kendall_tau_lo"] <= row["kendall_tau"] <= row["kendall_tau_hi"]
     assert row["kendall_tau_lo"] < row["kendall_tau_hi"]
+    # resampling the targets (each with all its cuts): their spread, whatever the seeds
+    lo, hi = row["kendall_tau_targets_lo"], row["kendall_tau_targets_hi"]
+    assert -1 <= lo < hi <= 1 and lo <= row["kendall_tau"]
+    resampled = BM.resample_targets(pairs, np.random.default_rng(0))
+    assert len(resampled) == len(pairs) and resampled.groupby("dataset").size().mod(4).eq(0).all()
+
+
+def test_the_figure_draws_each_range_from_its_low_to_its_high_end(tmp_path, monkeypatch):
+    """A range of resampled seeds lies below its point (fewer distinct seeds add noise):
+    drawn as a symmetric error bar of absolute values, it straddled the point."""
+    from matplotlib.collections import LineCollection
+
+    from convdp.transfer import benchmark as BM
+
+    tables, summaries = _planted_benchmark(0.01)
+    pairs = BM.pairs_table(tables, summaries)
+    corr = BM.correlation_table(pairs, n_boot=5)
+    pick = (corr["score"] == "shift_z") & (corr["scope"] == "all pairs")
+    corr.loc[pick, ["kendall_tau", "kendall_tau_lo", "kendall_tau_hi"]] = [0.783, 0.681, 0.776]
+    corr.loc[pick, ["kendall_tau_targets_lo", "kendall_tau_targets_hi"]] = [0.2, 0.9]
+    figures = []
+    monkeypatch.setattr("convdp.plotting.save_figure", lambda fig, dest: figures.append(fig))
+    BM.plot_benchmark(pairs, corr, BM.recommended_table(summaries), tmp_path / "b.png")
+    spans = {tuple(np.round(np.asarray(seg)[:, 0], 3)) for c in figures[0].axes[0].collections
+             if isinstance(c, LineCollection) for seg in c.get_segments() if len(seg)}
+    assert (0.681, 0.776) in spans and (0.2, 0.9) in spans
+    assert (0.681, 0.79) not in spans  # the old whisker: 0.783 + |0.776 - 0.783|
 
 
 def test_benchmark_job_writes_tables_and_figure(tmp_path):

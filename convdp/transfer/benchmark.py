@@ -9,9 +9,13 @@ that higher means "predicts a higher retraining accuracy", it reports
   the score and the mean AnB retraining accuracy over every (target, cut) pair, and per cut
   across the targets (the question depth alone cannot answer: at one cut, which targets
   transfer), with their mean over the cuts;
-- 95 % bootstrap intervals of each: the retraining seeds are resampled with replacement per
-  target (one draw of seeds for every cut of a target, as one seed fixes a target's
-  held-out split) and the accuracies re-averaged;
+- two ranges of each, from resamples with replacement: of the targets (a target drawn brings
+  all its cuts; ``*_targets_lo`` / ``*_hi``, the 2.5 and 97.5 percentiles: the usual bootstrap
+  interval over the unit the benchmark samples, rough with six targets), and of the retraining
+  seeds per target (one draw of seeds for every cut of a target, as one seed fixes a target's
+  held-out split; ``*_lo`` / ``*_hi``): how far seed noise moves tau. The latter is no
+  confidence interval: a resample averages fewer distinct seeds, which adds noise and lowers
+  tau, so it lies mostly below the point, and the targets stay fixed;
 - per target, the recommended cut (convdp's rule, unlabelled) against the best cut by
   retraining: within ``accuracy_tolerance`` of the best cut's accuracy or not, with the
   recommended cut's price (parameters and training compute retrained).
@@ -118,24 +122,38 @@ def bootstrap_accuracy(pairs, rng: np.random.Generator) -> np.ndarray:
     return acc
 
 
+def resample_targets(pairs, rng: np.random.Generator):
+    """``pairs`` of as many targets as it has, drawn with replacement (each with all its
+    cuts; a target drawn twice is there twice)."""
+    import pandas as pd
+
+    groups = [grp for _, grp in pairs.groupby("dataset", sort=False)]
+    return pd.concat([groups[i] for i in rng.integers(0, len(groups), len(groups))],
+                     ignore_index=True)
+
+
 def correlation_table(pairs, n_boot: int = 1000, seed: int = 0):
-    """The correlations with their bootstrap intervals: a DataFrame with ``score``,
-    ``family``, ``scope``, ``kendall_tau``, ``weighted_tau`` and their ``*_lo`` / ``*_hi``
-    (2.5 and 97.5 percentiles over ``n_boot`` resamples of the seeds)."""
+    """The correlations with their resampled ranges: a DataFrame with ``score``, ``family``,
+    ``scope``, ``kendall_tau``, ``weighted_tau``, their ``*_targets_lo`` / ``*_targets_hi``
+    (2.5 and 97.5 percentiles over ``n_boot`` resamples of the targets) and ``*_lo`` /
+    ``*_hi`` (the same over resamples of the retraining seeds: seed noise, not a confidence
+    interval; see the module's docstring)."""
     import pandas as pd
 
     point = correlations(pairs)
     rng = np.random.default_rng(seed)
-    boots = [correlations(pairs, bootstrap_accuracy(pairs, rng)) for _ in range(n_boot)]
+    boots = {"": [correlations(pairs, bootstrap_accuracy(pairs, rng)) for _ in range(n_boot)],
+             "_targets": [correlations(resample_targets(pairs, rng)) for _ in range(n_boot)]}
     rows = []
     for key, (tau, wtau) in point.items():
         row = {"score": key[0], "family": SCORES[key[0]][2], "scope": key[1],
                "kendall_tau": tau, "weighted_tau": wtau}
-        for j, name in enumerate(("kendall_tau", "weighted_tau")):
-            vals = np.array([b[key][j] for b in boots], np.float64)
-            vals = vals[np.isfinite(vals)]
-            lo, hi = (np.percentile(vals, [2.5, 97.5]) if len(vals) else (np.nan, np.nan))
-            row[f"{name}_lo"], row[f"{name}_hi"] = float(lo), float(hi)
+        for kind, draws in boots.items():
+            for j, name in enumerate(("kendall_tau", "weighted_tau")):
+                vals = np.array([b.get(key, (np.nan, np.nan))[j] for b in draws], np.float64)
+                vals = vals[np.isfinite(vals)]
+                lo, hi = (np.percentile(vals, [2.5, 97.5]) if len(vals) else (np.nan, np.nan))
+                row[f"{name}{kind}_lo"], row[f"{name}{kind}_hi"] = float(lo), float(hi)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -170,7 +188,9 @@ def recommended_table(summaries: Sequence[dict], accuracy_tolerance: float = 0.0
 
 
 def plot_benchmark(pairs, corr, rec, dest: str | Path, title: str = "") -> None:
-    """Three panels: tau per score (all pairs, and mean over cuts; bootstrap intervals), the
+    """Three panels: tau per score (all pairs, and mean over cuts; the targets' bootstrap
+    interval as a grey bar, the seeds' range as a black line, each from its low to its high
+    end: the seeds' range can lie wholly below the point), the
     retraining accuracy per target and cut with the recommended and best cuts, and the
     best convdp score against the accuracy for every pair."""
     from convdp.plotting import pyplot, save_figure
@@ -183,9 +203,11 @@ def plot_benchmark(pairs, corr, rec, dest: str | Path, title: str = "") -> None:
     for off, scope, colour in ((-0.2, "all pairs", "tab:blue"), (0.2, "mean over cuts", "tab:orange")):
         sub = corr[corr["scope"] == scope].set_index("score").reindex(names)
         tau = sub["kendall_tau"].to_numpy(np.float64)
-        err = np.abs(np.vstack([tau - sub["kendall_tau_lo"], sub["kendall_tau_hi"] - tau]))
-        ax.barh(y + off, np.nan_to_num(tau), 0.38, color=colour, alpha=0.75,
-                xerr=np.nan_to_num(err), capsize=2)
+        ax.barh(y + off, np.nan_to_num(tau), 0.38, color=colour, alpha=0.75)
+        for kind, lw, shade in (("_targets", 4.5, "0.55"), ("", 1.2, "k")):
+            if f"kendall_tau{kind}_lo" in sub:
+                ax.hlines(y + off, sub[f"kendall_tau{kind}_lo"], sub[f"kendall_tau{kind}_hi"],
+                          color=shade, lw=lw, alpha=0.8)
         for yy, t in zip(y + off, tau, strict=True):
             if not np.isfinite(t):
                 ax.text(0.01, yy, "undefined", va="center", fontsize=7, color="grey")
@@ -193,7 +215,8 @@ def plot_benchmark(pairs, corr, rec, dest: str | Path, title: str = "") -> None:
     ax.invert_yaxis()
     ax.axvline(0, color="k", lw=0.6)
     ax.set_xlim(-1, 1)
-    ax.set_xlabel("Kendall τ with the retraining accuracy (95 % bootstrap over seeds)")
+    ax.set_xlabel("Kendall τ with the retraining accuracy\ngrey: 95 % bootstrap over the "
+                  "targets; black: range over resampled seeds (seed noise)", fontsize=8)
     ax.set_title("Kendall τ with retraining: blue over all (target, cut) pairs,\n"
                  "orange per cut across targets (mean over cuts)", fontsize=10)
     ax = axes[1]
