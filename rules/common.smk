@@ -1,6 +1,5 @@
 # Helpers shared by the rules: config validation, wildcard constraints, target lists.
 
-import functools
 import re
 from pathlib import Path
 
@@ -38,18 +37,23 @@ FIGURES = {
 
 
 def code_of(script):
-    """Param ``code`` of the rule running ``scripts/{script}``: a digest of the script and of
-    the convdp code it can run (convdp/jobcode.py), so that an edit of that code reruns the
-    rule's jobs, and no others. A function: a job's process digests its own rule's code only.
+    """Param ``code`` of the jobs that run ``scripts/{script}`` -- a digest of the script and
+    of the convdp code it can run (convdp/jobcode.py), so that an edit of that code reruns
+    those jobs, and no others. A function, so that a job's process digests its own script's
+    code only, once (CODE_LABELS).
     """
     path = Path(workflow.basedir) / "scripts" / script
 
-    @functools.cache  # once per process, not per job
-    def code(wildcards=None):
-        # labelled, as Snakemake's reason for a rerun shows the value alone
-        return f"code of {script} with convdp: {jobcode.script_digest(path)}"
+    def label(wildcards):
+        if script not in CODE_LABELS:
+            # labelled, as Snakemake's reason for a rerun shows the value alone
+            CODE_LABELS[script] = f"code of {script} with convdp: {jobcode.script_digest(path)}"
+        return CODE_LABELS[script]
 
-    return lambda wildcards: code()
+    return label
+
+
+CODE_LABELS = {}
 
 
 def _alternatives(names):
