@@ -13,10 +13,14 @@ after it. The code a script runs is found without importing anything, from the s
 
 This is a superset of what runs (an import in a branch a job never takes counts too), so an
 edit can rerun a job it would not have changed, never leave one stale. Sources are compared
-as parsed, without comments, blank lines or docstrings: an edit of those reruns nothing. Not
-seen: a module reached by a name built at run time (``importlib``; a net of your own,
-``module:factory``, has its own digest, :func:`convdp.provenance.code_digest`), and files
-other than Python sources.
+as parsed, without comments, blank lines or docstrings: an edit of those reruns nothing (as
+parsed by this Python: another Python version parses otherwise, and reruns everything once).
+Not seen: a module or function reached by a name built at run time (``importlib``,
+``globals()``, ``getattr`` on a module; a net of your own, ``module:factory``, has its own
+digest, :func:`convdp.provenance.code_digest`), and files other than Python sources; no job
+function of convdp does either. The digest is of the package beside the workflow, which
+Snakemake reads; a job refuses to run where the convdp it imports differs
+(:func:`convdp.pipeline.check_job_code`).
 """
 
 from __future__ import annotations

@@ -154,8 +154,6 @@ def open_labels(manifest: str | Path, key: str) -> np.ndarray:
     """The labels of fit ``key`` from the label store behind ``manifest``, checked complete."""
     import zarr
 
-    from convdp.extract import missing_chunks
-
     info = read_json(manifest)
     store = Path(manifest).parent / info["store"]
     group = zarr.open_group(store, mode="r")
@@ -164,11 +162,13 @@ def open_labels(manifest: str | Path, key: str) -> np.ndarray:
                          "delete both and rerun the labelling pass")
     if key not in info["fits"]:
         raise ValueError(f"{manifest} holds no labels of {key!r}; it has {info['fits']}")
-    for name, missing, total in missing_chunks(group):
-        raise ValueError(f"{store}: the labels {name!r} are damaged: {missing} of their "
-                         f"{total} chunk files are missing (read as -1); delete the store and "
-                         f"{manifest} and rerun the labelling pass")
-    return group[key][:], float(info["predict_seconds"][key])
+    labels = group[key]
+    if labels.nchunks_initialized < labels.nchunks:  # every chunk is written: one was lost
+        raise ValueError(f"{store}: the labels {key!r} are damaged: "
+                         f"{labels.nchunks - labels.nchunks_initialized} of their "
+                         f"{labels.nchunks} chunk files are missing (read as -1); delete the "
+                         f"store and {manifest} and rerun the labelling pass")
+    return labels[:], float(info["predict_seconds"][key])
 
 
 def merge_labelled(
