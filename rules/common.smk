@@ -47,7 +47,9 @@ def code_of(script):
     def label(wildcards):
         if script not in CODE_LABELS:
             # labelled, as Snakemake's reason for a rerun shows the value alone
-            CODE_LABELS[script] = f"code of {script} with convdp: {jobcode.script_digest(path)}"
+            CODE_LABELS[script] = (
+                f"code of {script} with convdp: {jobcode.script_digest(path)}"
+            )
         return CODE_LABELS[script]
 
     return label
