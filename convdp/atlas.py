@@ -4,8 +4,9 @@ For every cluster kept (weight above the threshold), the ``n`` most typical posi
 highest responsibility under the fitted mixture, ties among the certain ones (≥ 0.99) broken by
 the distance to the cluster's mean; at most one per image — each shown as the
 input crop under that position's receptive field (:mod:`convdp.receptive`, traced from the
-net's graph). Crops clipped by the image border are padded with white, so every crop of a
-row shows the field at the same scale and the border where it is. Beside each row, the
+net's graph). Crops clipped by the image border are padded with a grey checkerboard
+(:func:`outside`), so every crop of a row shows the field at the same scale and the border
+where it is. Beside each row, the
 cluster's colour in the label maps (:func:`convdp.plotting.cluster_colours`), its weight and
 the share of images whose label map contains it.
 """

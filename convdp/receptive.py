@@ -605,7 +605,9 @@ def crop_box(field: Field, i: int, j: int, image: tuple[int, int]) -> tuple[int,
     if field.global_:
         return 0, 0, image[0], image[1]
     top, left, bottom, right = field.box(i, j)
-    return max(top, 0), max(left, 0), min(bottom, image[0]), min(right, image[1])
+    top, left = min(max(top, 0), image[0]), min(max(left, 0), image[1])
+    # a field wholly outside the image (padding wider than the kernel) is an empty box
+    return top, left, max(min(bottom, image[0]), top), max(min(right, image[1]), left)
 
 
 def fields_for_image(fields: dict[str, Field], image: tuple[int, int]) -> dict[str, dict]:

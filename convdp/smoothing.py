@@ -100,12 +100,13 @@ class SmoothedOutputs(nn.Module):
         image = tuple(x.shape[2:])
         key = (image, *(tuple(out[name].shape[2:]) for name in self.sigmas))
         if key not in self._valid:
-            try:
-                fields = trace_fields(self._model[0], list(self.sigmas), image, x.shape[1])
-            except ValueError as exc:  # a field that cannot be traced: average every position
-                log.warning("smoothing %s over every position, the border ring too: %s",
-                            ", ".join(self.sigmas), exc)
-                fields = {}
+            fields = {}
+            for name in self.sigmas:  # one by one: a layer that fails leaves the others' rings
+                try:
+                    fields |= trace_fields(self._model[0], [name], image, x.shape[1])
+                except ValueError as exc:  # a field that cannot be traced: every position
+                    log.warning("smoothing %s over every position, the border ring too: %s",
+                                name, exc)
             self._valid[key] = {
                 name: padding_free(fields[name], tuple(out[name].shape[2:]), image).to(x.device)
                 if name in fields and out[name].ndim == 4 else None

@@ -35,6 +35,12 @@ def test_crop_pads_outside_the_image_with_a_checkerboard():
     assert (corner[1:, 1:, 0] == image[:3, :3, 0]).all()
     rgb = crop(np.zeros((6, 6, 3), np.uint8), field, 0, 0)
     assert (rgb[0, 0] == 150).all() and (rgb[0, 1] == 205).all()  # grey in every channel
+    # a field wholly outside the image (a 1 x 1 conv padded by 3 after a 3 x 3 one): all
+    # checkerboard; the box's clipped sides crossed and the crop failed, taking the atlas down
+    beyond = Field((1, 1), (-4, -4), (3, 3))
+    for i, j in ((0, 0), (13, 13)):
+        far = crop(image, beyond, i, j)
+        assert far.shape == (3, 3, 1) and set(far.ravel().tolist()) == {150, 205}
 
 
 def test_rows_are_kept_clusters_with_distinct_images():

@@ -66,6 +66,34 @@ def _ring(h: int, w: int) -> torch.Tensor:
     return valid
 
 
+def test_a_layer_whose_field_cannot_be_traced_leaves_the_others_rings_out(caplog):
+    """relu1 traces, relu2 does not (a flip on its path): relu2 is averaged over every
+    position, with a warning naming it, and relu1 still over the positions no padding
+    reached (both fell back to the plain average: relu1's maps depended on what else was
+    smoothed)."""
+    from torch import nn
+
+    class Flipped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.relu1 = nn.Conv2d(1, 3, 3, padding=1), nn.ReLU()
+            self.c2, self.relu2 = nn.Conv2d(3, 3, 3, padding=1), nn.ReLU()
+
+        def forward(self, x):
+            return self.relu2(self.c2(torch.flip(self.relu1(self.c1(x)), [3])))
+
+    from convdp.receptive import padding_free
+
+    torch.manual_seed(0)
+    net, x = Flipped().eval(), torch.rand(2, 1, 12, 12)
+    ring = padding_free(trace_fields(net, ["relu1"], (12, 12), 1)["relu1"], (12, 12), (12, 12))
+    plain = feature_extractor(net, ["relu1"])(x)["relu1"]
+    with caplog.at_level("WARNING", logger="convdp.smoothing"):
+        both = feature_extractor(net, ["relu1", "relu2"], {"relu1": 1.0, "relu2": 1.0})(x)
+    assert torch.allclose(both["relu1"], smooth_maps(plain, 1.0, valid=ring))
+    assert "smoothing relu2 over every position" in caplog.text and "relu1" not in caplog.text
+
+
 def test_only_spatial_maps_and_positive_sigmas():
     with pytest.raises(ValueError, match=r"layer 'fc' has output shape \(2, 10\).*extract.smooth"):
         smooth_maps(torch.zeros(2, 10), 1.0, "fc")
