@@ -20,6 +20,14 @@ import argparse
 import sys
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer of at least 1 (0 was taken as "the default")."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def list_layers(arch: str, size: int | None = None, num_classes: int | None = None,
                 model=None) -> list[tuple[str, str, tuple]]:
     """(name, kind, output shape C×H×W) for every graph node of ``arch`` (random weights).
@@ -34,7 +42,7 @@ def list_layers(arch: str, size: int | None = None, num_classes: int | None = No
     if model is None:
         model = build_model(arch, num_classes, None).eval()
     in_ch = input_channels(model) or 3
-    size = size or (32 if arch == "digitnet" else 224)
+    size = (32 if arch == "digitnet" else 224) if size is None else size
     names = layer_names(model)
     modules = dict(model.named_modules())
     try:
@@ -56,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("layers", help="list an architecture's layer names (graph nodes)")
     p.add_argument("arch", help="digitnet, a torchvision classifier (vgg16, resnet18, ...), "
                    "timm:NAME, or your own module:factory")
-    p.add_argument("--size", type=int, default=None, help="input size (default 32 digitnet, 224 else)")
-    p.add_argument("--num-classes", type=int, default=None,
+    p.add_argument("--size", type=_positive, default=None,
+                   help="input size (default 32 digitnet, 224 else)")
+    p.add_argument("--num-classes", type=_positive, default=None,
                    help="output classes (default: the architecture's own)")
     q = sub.add_parser("make-parts", help="write a planted-parts image folder with part masks")
     q.add_argument("dest", help="folder to write (images/, masks/, parts.json)")

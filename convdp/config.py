@@ -73,6 +73,13 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
                 raise ConfigError(f"{key}.train_on is required when weights is 'train'")
             if spec["train_on"] not in datasets:
                 raise ConfigError(f"{key}.train_on: unknown data set {spec['train_on']!r}; defined: {sorted(datasets)}")
+            if spec["train_on"] in spec["analyse_on"][1:]:
+                # the first of analyse_on is the source: the training data as a target would
+                # be scored and retrained on as a new data set
+                raise ConfigError(
+                    f"{key}.analyse_on: the data set the net is trained on "
+                    f"({spec['train_on']!r}) must come first (it is the source; the others are "
+                    f"the targets): {[spec['train_on']] + [d for d in spec['analyse_on'] if d != spec['train_on']]}")
         else:
             from convdp.provenance import weights_file
 

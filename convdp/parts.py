@@ -154,6 +154,10 @@ def make_parts(dest: str | Path, n: int = 400, size: int = 64, seed: int = 0,
     if n < 1 or size < 16 or objects < 1:
         raise ValueError(f"need n ≥ 1, size ≥ 16 and objects ≥ 1 (got {n}, {size}, {objects})")
     root = Path(dest)
+    used = [p.name for p in (root / "images", root / "masks", root / "parts.json") if p.exists()]
+    if used:  # a second set over a first would mix the two, under the second's parts.json
+        raise ValueError(f"{root} already holds {', '.join(used)}: choose a new folder, or "
+                         "delete those first")
     for sub in ("images", "masks"):
         for d in DIRECTIONS:
             (root / sub / d).mkdir(parents=True, exist_ok=True)

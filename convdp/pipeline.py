@@ -168,7 +168,7 @@ def prepare_model(
         })
     else:
         net, extra = (build_control(spec, seed) if control_of
-                      else models.load_pretrained(spec))
+                      else models.load_pretrained(spec, seed))  # `none`: drawn from the seed
         # the config's normalize, else the weights' own, else the default for the channels
         mean, std = extra.pop("mean", None), extra.pop("std", None)
         fixed = fixed_normalisation(spec, extra["in_channels"])

@@ -30,6 +30,10 @@ def test_default_config_is_valid_and_gets_defaults(config):
         (lambda c: c.update(modes=["pixel"]), r"modes\.0: 'pixel' is not one of"),
         (lambda c: c["models"]["digitnet"].update(train_on="nope"), r"models\.digitnet\.train_on: unknown data set 'nope'"),
         (lambda c: c["models"]["digitnet"].update(analyse_on=["x"]), r"models\.digitnet\.analyse_on: unknown data set 'x'"),
+        # the source is the first analysed: the training data as a target would be scored
+        (lambda c: c["models"]["digitnet"].update(analyse_on=["digits_target", "digits_source"]),
+         r"models\.digitnet\.analyse_on: the data set the net is trained on \('digits_source'\) "
+         r"must come first .*\['digits_source', 'digits_target'\]"),
         (lambda c: c["baseline"].update(k_min=9, k_max=3), r"baseline\.k_min \(9\) is larger"),
         (lambda c: c["datasets"]["digits_source"].update(kind="torchvision"), r"datasets\.digits_source: kind 'torchvision' needs the key 'name'"),
     ],

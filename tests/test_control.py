@@ -103,6 +103,24 @@ def test_control_weights_are_the_seeded_init_and_nothing_is_trained(tiny, tmp_pa
     assert meta["mean"] == pytest.approx(models.channel_stats(ds.images)[0])
 
 
+def test_weights_none_are_drawn_from_the_configs_seed(tmp_path):
+    """`weights: none` took seed 0's weights whatever `seed` said, while its JSON said the
+    seed: seeds 1 and 2 give other nets, each its seed's draw."""
+    from convdp import models
+
+    spec = {"arch": "digitnet", "weights": "none", "num_classes": 3}
+    states = []
+    for seed in (1, 2):
+        meta = pipeline.prepare_model(spec, tmp_path / f"n{seed}.pt", tmp_path / f"n{seed}.json",
+                                      seed=seed)
+        assert meta["seed"] == seed
+        states.append(models.load_state_dict(tmp_path / f"n{seed}.pt"))
+        torch.manual_seed(seed)
+        drawn = models.build_model("digitnet", 3, 1).state_dict()
+        assert all(torch.equal(drawn[k], states[-1][k]) for k in drawn)
+    assert not torch.equal(states[0]["conv1.weight"], states[1]["conv1.weight"])
+
+
 def test_control_of_pretrained_weights_is_seeded_random(tmp_path):
     from convdp import models
 

@@ -4,6 +4,7 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from convdp.cli import main
@@ -59,6 +60,15 @@ def test_cli(tmp_path, capsys):
     assert len(list((tmp_path / "p/masks").rglob("*.png"))) == 3
     assert json.loads((tmp_path / "p/parts.json").read_text())["parts"]["1"] == "body"
     assert main(["make-parts", str(tmp_path / "q"), "--n", "0"]) == 2
+    # a second set over the first would mix them under the second's parts.json
+    before = sorted(p.name for p in (tmp_path / "p/images").rglob("*.png"))
+    assert main(["make-parts", str(tmp_path / "p"), "--n", "5", "--seed", "1"]) == 2
+    assert "already holds images, masks, parts.json" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "p/images").rglob("*.png")) == before
+    # the layer lister: 0 is no size (it was read as "the default")
+    for flag in ("--size", "--num-classes"):
+        with pytest.raises(SystemExit):
+            main(["layers", "digitnet", flag, "0"])
 
 
 def _anisotropy(field):
