@@ -170,14 +170,34 @@ def _import_factory(arch: str):
     return obj
 
 
+def _plain(value) -> bool:
+    """A setting whose repr is its value (numbers, strings, None, tuples of those)."""
+    if isinstance(value, tuple | list):
+        return all(map(_plain, value))
+    return value is None or isinstance(value, bool | int | float | str)
+
+
 def structure_digest(model: nn.Module) -> str:
-    """sha256 of what ``model`` computes apart from its weights: its modules as printed (their
-    types and settings) and its forward pass as torch.fx traces it (evaluation mode). A
-    changed ``nn.ReLU`` → ``nn.Tanh``, which leaves the state_dict as it was, changes it."""
+    """sha256 of what ``model`` computes apart from its weights: its modules as printed, each
+    module's type and plain settings (its attributes that are numbers, strings or tuples of
+    them: ``count_include_pad``, ``align_corners``, ``num_heads``, ``transform_input``, which
+    the printout leaves out), the values of its buffers outside the state_dict, and its
+    forward pass as torch.fx traces it (evaluation mode). A changed ``nn.ReLU`` → ``nn.Tanh``,
+    which leaves the state_dict as it was, changes it."""
     import hashlib
 
     code = eval_graph(model)[0].python_code("self").src
-    return hashlib.sha256(f"{model!r}\n{code}".encode()).hexdigest()
+    h = hashlib.sha256(f"{model!r}\n{code}".encode())
+    for name, module in model.named_modules():
+        settings = sorted((k, v) for k, v in vars(module).items()
+                          if not k.startswith("_") and k != "training" and _plain(v))
+        h.update(f"\n{name}: {type(module).__module__}.{type(module).__qualname__} "
+                 f"{settings!r}".encode())
+        for key, buf in module.named_buffers(recurse=False):
+            if key in module._non_persistent_buffers_set and buf is not None:
+                h.update(f"\n{name}.{key} {tuple(buf.shape)} {buf.dtype}".encode())
+                h.update(buf.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def factory_arguments(factory) -> set[str]:
@@ -360,12 +380,22 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_model(meta: dict, weights_path: str | os.PathLike | None) -> nn.Module:
-    """Rebuild the net that ``meta`` (the model JSON) describes and load its weights."""
+    """Rebuild the net that ``meta`` (the model JSON) describes and load its weights; refuse
+    a rebuilt net that computes otherwise than the one the JSON was written for (its
+    ``structure``, :func:`structure_digest`, where the JSON has one)."""
     model = build_model(meta["arch"], meta["num_classes"], meta["in_channels"])
     if weights_path is not None:
         fit_state_dict(model, load_state_dict(weights_path), str(weights_path),
                        f"architecture {meta['arch']!r}")
-    return model.eval()
+    model = model.eval()
+    if meta.get("structure") and structure_digest(model) != meta["structure"]:
+        raise ValueError(
+            f"architecture {meta['arch']!r}: the net rebuilt from its name computes otherwise "
+            "than the one its weights were saved from (a builder setting its weights name "
+            "applies, such as Inception's transform_input, or a changed net of your own's "
+            "code): its activations would not be that net's; rerun train_model, or give the "
+            "weights as a state_dict file of the net as built")
+    return model
 
 
 def load_pretrained(spec: dict, seed: int = 0) -> tuple[nn.Module, dict]:

@@ -182,6 +182,8 @@ def prepare_model(
         "std": list(map(float, std)),
         "layer_names": models.layer_names(net),
         "seed": seed,
+        # what load_model's rebuilt net must compute (models.structure_digest)
+        "structure": models.structure_digest(net.eval()),
     }
     models.save_state_dict(net, out_weights)
     write_json(out_meta, meta)

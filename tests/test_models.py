@@ -124,6 +124,40 @@ def test_structure_digest_sees_what_the_weights_do_not():
     assert structure_digest(net) != structure_digest(DigitNet(num_classes=4))
 
 
+@pytest.mark.parametrize("a, b", [
+    (nn.AvgPool2d(3, 2, padding=1), nn.AvgPool2d(3, 2, padding=1, count_include_pad=False)),
+    (nn.AvgPool2d(2), nn.AvgPool2d(2, divisor_override=1)),
+    (nn.Upsample(scale_factor=2, mode="bilinear"),
+     nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)),
+])
+def test_structure_digest_sees_settings_the_printout_leaves_out(a, b):
+    """Settings a module's printout omits changed the output, not the digest: an activation
+    store of the old net was resumed for the new one."""
+    from convdp.models import structure_digest
+
+    x = torch.rand(1, 1, 8, 8)
+    nets = [nn.Sequential(nn.Conv2d(1, 2, 3), m).eval() for m in (a, b)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(nets[0](x), nets[1](x))  # the case arises
+    assert structure_digest(nets[0]) != structure_digest(nets[1])
+
+
+def test_a_rebuilt_net_that_computes_otherwise_is_refused(tmp_path):
+    """The model JSON records what the net computes; load_model refuses a rebuild that
+    differs (Inception v3 with a weights name has transform_input on; rebuilt from its name,
+    off, with every key and shape the same)."""
+    from convdp import models
+
+    net = models.build_model("digitnet", 3, 1).eval()
+    models.save_state_dict(net, tmp_path / "w.pt")
+    meta = {"arch": "digitnet", "num_classes": 3, "in_channels": 1,
+            "structure": models.structure_digest(net)}
+    assert models.load_model(meta, tmp_path / "w.pt") is not None
+    with pytest.raises(ValueError, match="the net rebuilt from its name computes otherwise"):
+        models.load_model(meta | {"structure": "0" * 64}, tmp_path / "w.pt")
+
+
 def test_checkpoints_without_batch_norm_counters_load():
     """PyTorch before 0.4.1 saved no ``num_batches_tracked``; torch loads such files."""
     from convdp.models import fit_state_dict
