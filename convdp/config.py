@@ -138,6 +138,12 @@ def coerce_types(value, schema: dict):
         items = schema.get("items") or next(
             (s["items"] for s in _alternatives(schema) if isinstance(s.get("items"), dict)), None)
         return [coerce_types(v, items) for v in value] if isinstance(items, dict) else value
+    if isinstance(value, float):
+        # 1.0 passes the schema as an integer, then fails where a job needs an int (a seed)
+        types, _ = _types(schema)
+        if "integer" in types and "number" not in types and value.is_integer():
+            return int(value)
+        return value
     if not isinstance(value, str):
         return value
     types, consts = _types(schema)
@@ -145,7 +151,7 @@ def coerce_types(value, schema: dict):
         return value
     if "null" in types and value in _NULLS:
         return None
-    if "string" in types:
+    if "string" in types and not _refused_string(value, schema):
         return value
     if "boolean" in types and value in _TRUE | _FALSE:
         return value in _TRUE
@@ -158,6 +164,17 @@ def coerce_types(value, schema: dict):
             if math.isfinite(number):
                 return number
     return value
+
+
+def _refused_string(value: str, schema: dict) -> bool:
+    """Whether every string alternative of ``schema`` refuses ``value`` by its pattern
+    (``bit_depth``: "auto" or a number, so a --config "12" is the number)."""
+    import re
+
+    strings = [s for s in _alternatives(schema) if "string" in
+               ({s["type"]} if isinstance(s.get("type"), str) else set(s.get("type", [])))]
+    return bool(strings) and all("pattern" in s and not re.search(s["pattern"], value)
+                                 for s in strings)
 
 
 def _alternatives(schema: dict) -> list[dict]:

@@ -138,6 +138,19 @@ def test_override_takes_the_schema_type(entry, path, value):
     assert config == value and type(config) is type(value)
 
 
+def test_whole_number_floats_are_integers_where_the_schema_asks_one():
+    """`seed: 1.0` passed the schema as an integer, then failed in train_model (a float seed)
+    naming no key: 1.0 is taken as 1; 1.5 is still refused, and numbers stay floats."""
+    config = overridden("seed=3")
+    config = validate_config(config | {"seed": 1.0, "dpgmm": config["dpgmm"] | {
+        "n_components": 40.0, "concentration": 2.0}}, check_layers=False)
+    assert config["seed"] == 1 and type(config["seed"]) is int
+    assert type(config["dpgmm"]["n_components"]) is int
+    assert type(config["dpgmm"]["concentration"]) is float
+    with pytest.raises(ConfigError, match=r"seed: 1\.5 is not of type 'integer'"):
+        validate_config(overridden("seed=3") | {"seed": 1.5}, check_layers=False)
+
+
 def test_override_checks_layers_with_converted_values():
     config = overridden("dpgmm={n_components: 80}", "preprocess={pca: 8}", check_layers=True)
     assert config["models"]["vgg16"]["layers"][3] == "features.22"
@@ -164,6 +177,10 @@ def test_strings_stay_strings_where_the_schema_takes_strings():
     out = coerce_types(copy.deepcopy(config), schema)
     assert out["models"]["m"] == config["models"]["m"]
     assert out["datasets"]["d"]["name"] == "10" and out["datasets"]["d"]["base_url"] is None
+    # "auto" or a number: a --config "12" is the number (it was refused as not "auto")
+    for given, taken in (("12", 12), ("auto", "auto")):
+        spec = {"datasets": {"f": {"kind": "folder", "path": "x", "bit_depth": given}}}
+        assert coerce_types(spec, schema)["datasets"]["f"]["bit_depth"] == taken
 
 
 # -- the report's dependencies are declared -------------------------------------------------
