@@ -46,6 +46,9 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
     # `--config 'dpgmm={n_components: 80}'` hands the 80 over as a string: take it as the
     # schema's type (an unconvertible value is left for the schema to refuse, naming the key)
     coerce_types(config, yaml.safe_load(Path(schema).read_text()))
+    # the keys each data set was given, before the schema's defaults fill in the rest
+    given = {name: set(spec) for name, spec in (config.get("datasets") or {}).items()
+             if isinstance(spec, dict)}
     try:
         validate(config, str(schema), set_default=True)
     except WorkflowError as exc:
@@ -62,6 +65,8 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
     _check_device(config["extract"]["device"])
     _check_device(config["dpgmm"]["device"], "dpgmm.device")
     datasets = config["datasets"]
+    for name, spec in datasets.items():
+        _check_kind_keys(name, spec, given.get(name, set()))
     facts = {name: _check_dataset(name, spec) for name, spec in datasets.items()}
     for name, spec in config["models"].items():
         key = f"models.{name}"
@@ -257,6 +262,36 @@ def _check_device(device: str, key: str = "extract.device") -> None:
     if kind not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"{key}: {device!r} is not a device; use auto, cpu, cuda, "
                           "cuda:N (N = 0, 1, ...) or mps")
+
+
+_KIND_KEYS = {
+    "digits": ("part", "heldout_fraction", "transform"),
+    "torchvision": ("name", "split", "base_url"),
+    "folder": ("path", "on_error", "bit_depth", "masks", "mask_background", "mask_ignore"),
+    "images": ("paths", "bit_depth"),
+    "histology": (),
+}
+"""The keys of a data set that only its kind reads (beside kind, classes, max_samples, size)."""
+
+
+def _check_kind_keys(name: str, spec: dict, given: set[str]) -> None:
+    """Refuse keys a data set's kind does not read (``split: test`` on digits gave the same
+    images as ``split: train``), and keys whose companion is missing."""
+    key, kind = f"datasets.{name}", spec["kind"]
+    # (bit_depth other than auto has its own message, _check_dataset)
+    ignored = sorted(given - {"kind", "classes", "max_samples", "size", "bit_depth"}
+                     - set(_KIND_KEYS.get(kind, ())))
+    if ignored:
+        owners = {k: [kd for kd, keys in _KIND_KEYS.items() if k in keys] for k in ignored}
+        raise ConfigError(f"{key}: kind {kind!r} does not read {ignored} (they are for kind "
+                          + "; ".join(f"{k}: {' or '.join(v) or 'none'}"
+                                      for k, v in owners.items()) + ")")
+    if given & {"mask_background", "mask_ignore"} and "masks" not in given:
+        raise ConfigError(f"{key}: mask_background and mask_ignore are for a data set with "
+                          "masks (datasets.NAME.masks)")
+    if "heldout_fraction" in given and spec.get("part", "all") == "all":
+        raise ConfigError(f"{key}.heldout_fraction: only part train or heldout splits the "
+                          "images (part is 'all')")
 
 
 def _check_dataset(name: str, spec: dict) -> dict:

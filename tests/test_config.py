@@ -36,6 +36,12 @@ def test_default_config_is_valid_and_gets_defaults(config):
          r"must come first .*\['digits_source', 'digits_target'\]"),
         (lambda c: c["baseline"].update(k_min=9, k_max=3), r"baseline\.k_min \(9\) is larger"),
         (lambda c: c["datasets"]["digits_source"].update(kind="torchvision"), r"datasets\.digits_source: kind 'torchvision' needs the key 'name'"),
+        # keys another kind reads were ignored: split: test on digits gave the train images
+        (lambda c: c["datasets"]["digits_source"].update(split="test"),
+         r"datasets\.digits_source: kind 'digits' does not read \['split'\] \(they are for "
+         r"kind split: torchvision\)"),
+        (lambda c: c["datasets"]["digits_source"].update(heldout_fraction=0.9),
+         r"datasets\.digits_source\.heldout_fraction: only part train or heldout"),
     ],
 )
 def test_bad_config_names_the_key(config, change, message):
