@@ -264,6 +264,13 @@ def _check_device(device: str, key: str = "extract.device") -> None:
                           "cuda:N (N = 0, 1, ...) or mps")
 
 
+@functools.cache
+def _dataset_schema() -> dict:
+    """The schema of one data set (``datasets.NAME``)."""
+    return yaml.safe_load(Path(SCHEMA).read_text())["properties"]["datasets"][
+        "additionalProperties"]
+
+
 _KIND_KEYS = {
     "digits": ("part", "heldout_fraction", "transform"),
     "torchvision": ("name", "split", "base_url"),
@@ -278,18 +285,22 @@ def _check_kind_keys(name: str, spec: dict, given: set[str]) -> None:
     """Refuse keys a data set's kind does not read (``split: test`` on digits gave the same
     images as ``split: train``), and keys whose companion is missing."""
     key, kind = f"datasets.{name}", spec["kind"]
-    # (bit_depth other than auto has its own message, _check_dataset)
-    ignored = sorted(given - {"kind", "classes", "max_samples", "size", "bit_depth"}
-                     - set(_KIND_KEYS.get(kind, ())))
+    defaults = {k: v.get("default") for k, v in _dataset_schema()["properties"].items()}
+    # (bit_depth other than auto has its own message, _check_dataset); a key at its default
+    # changes nothing (a config validated twice has every default)
+    ignored = sorted(k for k in given - {"kind", "classes", "max_samples", "size", "bit_depth"}
+                     - set(_KIND_KEYS.get(kind, ())) if spec.get(k) != defaults.get(k))
     if ignored:
         owners = {k: [kd for kd, keys in _KIND_KEYS.items() if k in keys] for k in ignored}
         raise ConfigError(f"{key}: kind {kind!r} does not read {ignored} (they are for kind "
                           + "; ".join(f"{k}: {' or '.join(v) or 'none'}"
                                       for k, v in owners.items()) + ")")
-    if given & {"mask_background", "mask_ignore"} and "masks" not in given:
+    if any(spec.get(k) != defaults.get(k) for k in given & {"mask_background", "mask_ignore"}) \
+            and not spec.get("masks"):
         raise ConfigError(f"{key}: mask_background and mask_ignore are for a data set with "
                           "masks (datasets.NAME.masks)")
-    if "heldout_fraction" in given and spec.get("part", "all") == "all":
+    if spec.get("heldout_fraction", 0.5) != defaults.get("heldout_fraction") \
+            and spec.get("part", "all") == "all":
         raise ConfigError(f"{key}.heldout_fraction: only part train or heldout splits the "
                           "images (part is 'all')")
 

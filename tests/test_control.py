@@ -17,6 +17,7 @@ import yaml
 from convdp import pipeline
 from convdp.config import ConfigError, validate_config
 from convdp.control import control_name, controls
+from convdp.data import read_dataset
 from tests.conftest import ROOT
 
 TINY = ROOT / "tests/config/tiny.yaml"
@@ -99,7 +100,7 @@ def test_control_weights_are_the_seeded_init_and_nothing_is_trained(tiny, tmp_pa
     init = models.build_model("digitnet", 5, 1).state_dict()
     assert all(torch.equal(init[k], states[0][k]) for k in init)
     # the same input normalisation as the trained net (statistics of its training data)
-    ds = pipeline.data_mod.read_dataset(data)
+    ds = read_dataset(data)
     assert meta["mean"] == pytest.approx(models.channel_stats(ds.images)[0])
 
 
@@ -234,7 +235,8 @@ def test_two_models_summary_paths_and_comparison(two_model_run, monkeypatch):
     solid = [ln for ln in lines if ln.get_linestyle() == "-"]
     assert len(dashed) == len(solid) == 2
     assert {ln.get_color() for ln in dashed} == {ln.get_color() for ln in solid}
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    (fig_legend,) = figures[0].legends  # one legend below the panels
+    legend = [t.get_text() for t in fig_legend.get_texts()]
     assert "random (control)" in legend and "digitnet · digits_target (target)" in legend
     assert (res / "figures/model_comparison.png").stat().st_size > 10000
     # the transfer table: the control's scores beside the model's
