@@ -78,6 +78,11 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
                 raise ConfigError(f"{key}.train_on is required when weights is 'train'")
             if spec["train_on"] not in datasets:
                 raise ConfigError(f"{key}.train_on: unknown data set {spec['train_on']!r}; defined: {sorted(datasets)}")
+            if "num_classes" in spec and not spec.get("control_of"):
+                raise ConfigError(
+                    f"{key}.num_classes: a net trained here has one output per class of its "
+                    f"training data ({spec['train_on']!r}), whatever this says: remove it, and "
+                    f"choose the classes with datasets.{spec['train_on']}.classes")
             if spec["train_on"] in spec["analyse_on"][1:]:
                 # the first of analyse_on is the source: the training data as a target would
                 # be scored and retrained on as a new data set
@@ -92,7 +97,7 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
             if w and not Path(w).is_file():
                 raise ConfigError(f"{key}.weights: weights file {w} does not exist")
             if not w and spec["weights"] != "none":
-                _check_weights_name(key, spec["weights"], spec["arch"])
+                _check_weights_name(key, spec["weights"], spec["arch"], spec.get("num_classes"))
         channels = _check_channels(name, spec, facts)
         if check_layers:
             from convdp.layers import check_layers as check
@@ -392,8 +397,9 @@ def _check_dataset(name: str, spec: dict) -> dict:
     return {"channels": channels, "size": size, "images": n_images}
 
 
-def _check_weights_name(key: str, weights: str, arch: str) -> None:
-    """``weights`` names torchvision weights, and (for a torchvision ``arch``) its own."""
+def _check_weights_name(key: str, weights: str, arch: str, num_classes: int | None = None) -> None:
+    """``weights`` names torchvision weights, and (for a torchvision ``arch``) its own, with as
+    many classes as ``num_classes`` where that is given (the net keeps the weights' head)."""
     import torchvision
 
     try:
@@ -409,6 +415,11 @@ def _check_weights_name(key: str, weights: str, arch: str) -> None:
     if not isinstance(found, own):
         raise ConfigError(f"{key}.weights: {weights!r} are weights of another architecture than "
                           f"{arch!r}; its own are " + ", ".join(str(w) for w in own))
+    categories = found.meta.get("categories") or []
+    if num_classes is not None and categories and num_classes != len(categories):
+        raise ConfigError(f"{key}.num_classes: {weights!r} have {len(categories)} classes and "
+                          f"the net keeps their head, not {num_classes} (its random-weights "
+                          "control took the config's); remove num_classes")
 
 
 def _check_channels(name: str, spec: dict, facts: dict) -> int:
@@ -471,6 +482,12 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
     for ds in dict.fromkeys([*spec["analyse_on"], *sorted(trained)]):
         size, size_key = facts[ds]["size"], f"datasets.{ds}.size"
         if spec.get("input_size"):
+            if size is not None and size != spec["input_size"]:
+                # the extraction refuses the mismatch, after the data set and the training
+                raise ConfigError(
+                    f"models.{name}.input_size is {spec['input_size']} but datasets.{ds} has "
+                    f"images of {size} px: set datasets.{ds}.size: {spec['input_size']} (a "
+                    "net takes the images at their stored size)")
             size, size_key = spec["input_size"], f"models.{name}.input_size"
         if size is None:  # the files decide; the extraction checks them
             continue

@@ -36,6 +36,16 @@ def test_default_config_is_valid_and_gets_defaults(config):
          r"must come first .*\['digits_source', 'digits_target'\]"),
         (lambda c: c["baseline"].update(k_min=9, k_max=3), r"baseline\.k_min \(9\) is larger"),
         (lambda c: c["datasets"]["digits_source"].update(kind="torchvision"), r"datasets\.digits_source: kind 'torchvision' needs the key 'name'"),
+        # the extraction refused the mismatch after the data set and the training
+        (lambda c: c["models"]["digitnet"].update(input_size=16),
+         r"models\.digitnet\.input_size is 16 but datasets\.digits_source has images of 32 px: "
+         r"set datasets\.digits_source\.size: 16"),
+        # ignored: the trained net has one output per class of its training data
+        (lambda c: c["models"]["digitnet"].update(num_classes=3),
+         r"models\.digitnet\.num_classes: a net trained here has one output per class"),
+        (lambda c: c["models"]["digitnet"].update(weights="ResNet18_Weights.IMAGENET1K_V1",
+                                                  arch="resnet18", num_classes=10),
+         r"models\.digitnet\.num_classes: 'ResNet18_Weights\.IMAGENET1K_V1' have 1000 classes"),
         # keys another kind reads were ignored: split: test on digits gave the train images
         (lambda c: c["datasets"]["digits_source"].update(split="test"),
          r"datasets\.digits_source: kind 'digits' does not read \['split'\] \(they are for "
