@@ -298,8 +298,12 @@ def _fit_model(array, *, layer, mode, method, params, seed):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             est, record = fit_dpgmm(Xp, fit_params, seed)
-        for message in dict.fromkeys(str(w.message) for w in caught):
+        said = [w for w in caught if issubclass(w.category, UserWarning | RuntimeWarning)]
+        for message in dict.fromkeys(str(w.message) for w in said):
             log.warning("%s: %s", what, message)
+        for w in caught:  # a library's deprecations: to Python's own filters, as before
+            if w not in said:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if record.get("grows_with_samples"):
             log.warning("%s: %d clusters kept on %d samples, %d on half of them: the count "
                         "grows with the samples (marked grows_with_samples; see "
