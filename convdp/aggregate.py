@@ -158,7 +158,7 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
                 ax.scatter([order.index(v) for v in grp["layer"]], grp["clusters_kept_half"],
                            marker="v", s=40, edgecolors=colour, zorder=4,
                            facecolors=[colour if g else "none" for g in grows])
-            if len(half) and row == 0 and col == 0:
+            if len(half) and row == 0:  # one legend entry, whichever panel has them
                 ax.scatter([], [], marker="v", s=40, facecolors="none", edgecolors="dimgrey",
                            label="the same fit on half the samples")
                 ax.scatter([], [], marker="v", s=40, color="dimgrey",
