@@ -224,9 +224,9 @@ def plot_label_maps(
     subfigs = np.atleast_1d(fig.subfigures(len(blocks), 1, height_ratios=[n + 0.4 for n in sizes]))
     for sub, block in zip(subfigs, blocks, strict=True):
         _label_map_block(sub, block, width)
-    fig.suptitle("DPGMM label maps (position mode): one colour per cluster of that layer's "
-                 "fit on that data set, largest first (a colour in two data sets' rows is two\n"
-                 f"fits' clusters, not one); grey = the smaller clusters beyond {len(PALETTE)}")
+    fig.suptitle("DPGMM label maps (position mode): one colour per cluster of that layer's\n"
+                 "fit on that data set, largest first (one colour in two data sets' rows: two\n"
+                 f"fits' clusters); grey = the smaller clusters beyond {len(PALETTE)}")
     save_figure(fig, dest)
 
 
