@@ -291,9 +291,10 @@ def _check_kind_keys(name: str, spec: dict, given: set[str]) -> None:
     images as ``split: train``), and keys whose companion is missing."""
     key, kind = f"datasets.{name}", spec["kind"]
     defaults = {k: v.get("default") for k, v in _dataset_schema()["properties"].items()}
-    # (bit_depth other than auto has its own message, _check_dataset); a key at its default
-    # changes nothing (a config validated twice has every default)
-    ignored = sorted(k for k in given - {"kind", "classes", "max_samples", "size", "bit_depth"}
+    # (bit_depth other than auto and masks have their own messages, _check_dataset); a key at
+    # its default changes nothing (a config validated twice has every default)
+    ignored = sorted(k for k in given - {"kind", "classes", "max_samples", "size", "bit_depth",
+                                         "masks"}
                      - set(_KIND_KEYS.get(kind, ())) if spec.get(k) != defaults.get(k))
     if ignored:
         owners = {k: [kd for kd, keys in _KIND_KEYS.items() if k in keys] for k in ignored}
