@@ -382,7 +382,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_model(meta: dict, weights_path: str | os.PathLike | None) -> nn.Module:
     """Rebuild the net that ``meta`` (the model JSON) describes and load its weights; refuse
     a rebuilt net that computes otherwise than the one the JSON was written for (its
-    ``structure``, :func:`structure_digest`, where the JSON has one)."""
+    ``structure``, :func:`structure_digest`, which the JSON of a net not trained here has)."""
     model = build_model(meta["arch"], meta["num_classes"], meta["in_channels"])
     if weights_path is not None:
         fit_state_dict(model, load_state_dict(weights_path), str(weights_path),

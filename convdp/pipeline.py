@@ -169,6 +169,9 @@ def prepare_model(
     else:
         net, extra = (build_control(spec, seed) if control_of
                       else models.load_pretrained(spec, seed))  # `none`: drawn from the seed
+        # what load_model's rebuilt net must compute (a weights name's builder can set what
+        # the name alone does not); taken before any forward pass could set an attribute
+        extra["structure"] = models.structure_digest(net.eval())
         # the config's normalize, else the weights' own, else the default for the channels
         mean, std = extra.pop("mean", None), extra.pop("std", None)
         fixed = fixed_normalisation(spec, extra["in_channels"])
@@ -182,8 +185,6 @@ def prepare_model(
         "std": list(map(float, std)),
         "layer_names": models.layer_names(net),
         "seed": seed,
-        # what load_model's rebuilt net must compute (models.structure_digest)
-        "structure": models.structure_digest(net.eval()),
     }
     models.save_state_dict(net, out_weights)
     write_json(out_meta, meta)
