@@ -298,12 +298,13 @@ def _fit_model(array, *, layer, mode, method, params, seed):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             est, record = fit_dpgmm(Xp, fit_params, seed)
-        said = [w for w in caught if issubclass(w.category, UserWarning | RuntimeWarning)]
-        for message in dict.fromkeys(str(w.message) for w in said):
+        said = [c for c in caught if issubclass(c.category, UserWarning | RuntimeWarning)]
+        for message in dict.fromkeys(str(c.message) for c in said):
             log.warning("%s: %s", what, message)
-        for w in caught:  # a library's deprecations: to Python's own filters, as before
-            if w not in said:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        for other in caught:  # a library's deprecations: to Python's own filters, as before
+            if other not in said:
+                warnings.warn_explicit(other.message, other.category, other.filename,
+                                       other.lineno)
         if record.get("grows_with_samples"):
             log.warning("%s: %d clusters kept on %d samples, %d on half of them: the count "
                         "grows with the samples (marked grows_with_samples; see "

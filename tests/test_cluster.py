@@ -271,6 +271,11 @@ def test_the_estimators_warnings_are_the_jobs_naming_the_layer(caplog):
                   params=params, progress=False)
     said = [r.getMessage() for r in caplog.records if "did not converge" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("layer 'blobs' (image mode): The torch DPGMM")
+    # position mode, a warning too: the label maps keep the layer's grid
+    maps = np.random.default_rng(0).normal(size=(6, 5, 7, 3)).astype(np.float32)
+    arrays, rec = fit_layer(maps, layer="grid", mode="position", method="dpgmm",
+                            params=params, progress=False)
+    assert rec["grid"] == [5, 7] and arrays["labels"].shape == (6, 5, 7)
 
 
 def test_the_early_moves_setting_reaches_the_fit():
