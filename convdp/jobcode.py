@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import re
 from pathlib import Path
 
 PACKAGE = "convdp"
@@ -211,3 +212,21 @@ def script_digest(script: str | Path, root: str | Path | None = None,
     for module in sorted(whole):
         h.update(f"\0{module}\0{_file_digest(pkg.file(module))}".encode())
     return h.hexdigest()
+
+
+#: A rule's ``code`` param, and the same read back (:func:`labelled_script`).
+_LABEL = "code of {script} with convdp: {digest}"
+_LABEL_RE = re.compile(r"code of (\S+) with convdp: [0-9a-f]{64}")
+
+
+@functools.cache  # once per process and script: a job's, or each rule's in Snakemake's
+def code_label(script: str | Path) -> str:
+    """A rule's ``code`` param: :func:`script_digest` of ``script``, labelled with the
+    script's name (Snakemake's reason for a rerun shows the value alone)."""
+    return _LABEL.format(script=Path(script).name, digest=script_digest(script))
+
+
+def labelled_script(label) -> str | None:
+    """The name of the script a :func:`code_label` is of; None for anything else."""
+    match = _LABEL_RE.fullmatch(str(label))
+    return match[1] if match else None

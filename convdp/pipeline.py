@@ -55,16 +55,13 @@ def check_job_code(smk) -> None:
     reruns, a job imports the first convdp on its path. Where they differ (a ``pip install``
     of another version, an editable install of another clone), an edit of the one would
     rerun jobs that run the other, or none."""
-    import re
-
     from convdp import jobcode
 
-    label = getattr(getattr(smk, "params", None), "code", None)
+    script = jobcode.labelled_script(getattr(getattr(smk, "params", None), "code", None))
     scriptdir = getattr(smk, "scriptdir", None)
-    match = re.fullmatch(r"code of (\S+) with convdp: ([0-9a-f]{64})", str(label or ""))
-    if match is None or not scriptdir:
+    if script is None or not scriptdir:
         return
-    if jobcode.script_digest(Path(scriptdir) / match[1]) != match[2]:
+    if jobcode.code_label(Path(scriptdir) / script) != smk.params.code:
         here = Path(jobcode.__file__).resolve().parent
         workflow = Path(scriptdir).resolve().parent
         raise RuntimeError(

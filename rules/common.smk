@@ -40,22 +40,10 @@ def code_of(script):
     """Param ``code`` of the jobs that run ``scripts/{script}`` -- a digest of the script and
     of the convdp code it can run (convdp/jobcode.py), so that an edit of that code reruns
     those jobs, and no others. A function, so that a job's process digests its own script's
-    code only, once (CODE_LABELS).
+    code only.
     """
     path = Path(workflow.basedir) / "scripts" / script
-
-    def label(wildcards):
-        if script not in CODE_LABELS:
-            # labelled, as Snakemake's reason for a rerun shows the value alone
-            CODE_LABELS[script] = (
-                f"code of {script} with convdp: {jobcode.script_digest(path)}"
-            )
-        return CODE_LABELS[script]
-
-    return label
-
-
-CODE_LABELS = {}
+    return lambda wildcards: jobcode.code_label(path)
 
 
 def _alternatives(names):
