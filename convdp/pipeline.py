@@ -255,7 +255,8 @@ def extract(
                     dataset, source, model_name)
     fingerprint = {
         "model_sha256": file_hash(weights),
-        "net_structure": models.structure_digest(net),  # what the weights are used by
+        # what the weights are used by (load_model checked the JSON's, where it has one)
+        "net_structure": meta.get("structure") or models.structure_digest(net),
         "dataset_checksum": group.attrs["checksum"],
     }
     if code:
