@@ -45,10 +45,8 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
 
     # `--config 'dpgmm={n_components: 80}'` hands the 80 over as a string: take it as the
     # schema's type (an unconvertible value is left for the schema to refuse, naming the key)
-    coerce_types(config, yaml.safe_load(Path(schema).read_text()))
-    # the keys each data set was given, before the schema's defaults fill in the rest
-    given = {name: set(spec) for name, spec in (config.get("datasets") or {}).items()
-             if isinstance(spec, dict)}
+    schema_dict = yaml.safe_load(Path(schema).read_text())
+    coerce_types(config, schema_dict)
     try:
         validate(config, str(schema), set_default=True)
     except WorkflowError as exc:
@@ -65,8 +63,10 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
     _check_device(config["extract"]["device"])
     _check_device(config["dpgmm"]["device"], "dpgmm.device")
     datasets = config["datasets"]
+    defaults = {k: v.get("default") for k, v in
+                schema_dict["properties"]["datasets"]["additionalProperties"]["properties"].items()}
     for name, spec in datasets.items():
-        _check_kind_keys(name, spec, given.get(name, set()))
+        _check_kind_keys(name, spec, defaults)
     facts = {name: _check_dataset(name, spec) for name, spec in datasets.items()}
     for name, spec in config["models"].items():
         key = f"models.{name}"
@@ -269,13 +269,6 @@ def _check_device(device: str, key: str = "extract.device") -> None:
                           "cuda:N (N = 0, 1, ...) or mps")
 
 
-@functools.cache
-def _dataset_schema() -> dict:
-    """The schema of one data set (``datasets.NAME``)."""
-    return yaml.safe_load(Path(SCHEMA).read_text())["properties"]["datasets"][
-        "additionalProperties"]
-
-
 _KIND_KEYS = {
     "digits": ("part", "heldout_fraction", "transform"),
     "torchvision": ("name", "split", "base_url"),
@@ -286,27 +279,24 @@ _KIND_KEYS = {
 """The keys of a data set that only its kind reads (beside kind, classes, max_samples, size)."""
 
 
-def _check_kind_keys(name: str, spec: dict, given: set[str]) -> None:
+def _check_kind_keys(name: str, spec: dict, defaults: dict) -> None:
     """Refuse keys a data set's kind does not read (``split: test`` on digits gave the same
-    images as ``split: train``), and keys whose companion is missing."""
+    images as ``split: train``), and keys whose companion is missing; a key at its schema
+    default (``defaults``, filled in for every key) changes nothing and passes."""
     key, kind = f"datasets.{name}", spec["kind"]
-    defaults = {k: v.get("default") for k, v in _dataset_schema()["properties"].items()}
-    # (bit_depth other than auto and masks have their own messages, _check_dataset); a key at
-    # its default changes nothing (a config validated twice has every default)
-    ignored = sorted(k for k in given - {"kind", "classes", "max_samples", "size", "bit_depth",
-                                         "masks"}
-                     - set(_KIND_KEYS.get(kind, ())) if spec.get(k) != defaults.get(k))
+    changed = {k for k in spec if spec[k] != defaults.get(k)}
+    # (bit_depth other than auto and masks have their own messages, _check_dataset)
+    ignored = sorted(changed - {"kind", "classes", "max_samples", "size", "bit_depth", "masks"}
+                     - set(_KIND_KEYS.get(kind, ())))
     if ignored:
         owners = {k: [kd for kd, keys in _KIND_KEYS.items() if k in keys] for k in ignored}
         raise ConfigError(f"{key}: kind {kind!r} does not read {ignored} (they are for kind "
                           + "; ".join(f"{k}: {' or '.join(v) or 'none'}"
                                       for k, v in owners.items()) + ")")
-    if any(spec.get(k) != defaults.get(k) for k in given & {"mask_background", "mask_ignore"}) \
-            and not spec.get("masks"):
+    if changed & {"mask_background", "mask_ignore"} and not spec.get("masks"):
         raise ConfigError(f"{key}: mask_background and mask_ignore are for a data set with "
                           "masks (datasets.NAME.masks)")
-    if spec.get("heldout_fraction", 0.5) != defaults.get("heldout_fraction") \
-            and spec.get("part", "all") == "all":
+    if "heldout_fraction" in changed and spec.get("part", "all") == "all":
         raise ConfigError(f"{key}.heldout_fraction: only part train or heldout splits the "
                           "images (part is 'all')")
 
