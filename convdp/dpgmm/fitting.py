@@ -163,7 +163,7 @@ class _Fitting:
         ratio = centred**2 / self.covariances_[held]
         worst = float(ratio.max()) if ratio.size else 0.0
         if worst * torch.finfo(self._dtype).eps > 1e-2:
-            k, i = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+            _, i = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
             warnings.warn(
                 f"a component's mean lies {math.sqrt(worst):.3g} of its own widths from the "
                 f"data's mean (feature {i}): {str(self._dtype).replace('torch.', '')} rounds "
