@@ -577,16 +577,23 @@ def label_jobs(config: dict, model: str, layer: str) -> int:
     return int(_per_layer(jobs, model, layer, 1))
 
 
-def smoothing(config: dict, model: str) -> dict[str, float]:
-    """{layer: σ} of ``model``'s layers stored smoothed (config ``extract.smooth``, a
-    per-layer mapping, :func:`_per_layer`); the layers left as they are are not listed. A
-    random-weights control is smoothed as the model it is the control of."""
+def smoothing(config: dict, model: str) -> dict[str, float | str]:
+    """{layer: σ or "auto"} of ``model``'s layers stored smoothed (config ``extract.smooth``,
+    a per-layer mapping, :func:`_per_layer`); the layers left as they are are not listed. A
+    random-weights control is smoothed as the model it is the control of (an ``auto`` σ:
+    the one chosen for that model, :func:`smoothing_owner`)."""
     smooth = config["extract"].get("smooth") or {}
     spec = config["models"][model]
-    owner = spec.get("control_of") or model
+    owner = smoothing_owner(config, model)
     sigmas = {layer: smooth.get(f"{model}.{layer}", _per_layer(smooth, owner, layer, None))
               for layer in spec["layers"]}
-    return {layer: float(s) for layer, s in sigmas.items() if s}
+    return {layer: s if s == "auto" else float(s) for layer, s in sigmas.items() if s}
+
+
+def smoothing_owner(config: dict, model: str) -> str:
+    """The model whose maps choose ``model``'s ``auto`` σ's: itself, or the model a
+    random-weights control is the control of."""
+    return config["models"][model].get("control_of") or model
 
 
 def meta_net(spec: dict, channels: int | None = None):

@@ -217,10 +217,12 @@ def extract(
     smooth: dict | None = None,
     source: str | Path | None = None,
     code: str | None = None,
+    smoothing: str | Path | None = None,
 ) -> dict:
     """Extract ``layers`` of the net over ``dataset``; write the store and its manifest
     (``sample``: the plan of a sample store, :mod:`convdp.sampled`; None = a full store;
-    ``smooth``: {layer: σ} of the layers stored smoothed, :mod:`convdp.smoothing`;
+    ``smooth``: {layer: σ} of the layers stored smoothed, :mod:`convdp.smoothing`, a σ
+    ``auto`` read from ``smoothing``, the model's :func:`choose_smoothing` JSON;
     ``source``: the model's source data set, whose images' depth ``dataset``'s must share,
     :func:`check_depth`; ``code``: a digest of the code that runs, the rule's
     (:mod:`convdp.jobcode`), kept in the store's fingerprint so that a rerun after an edit of
@@ -235,6 +237,7 @@ def extract(
     from convdp.download import file_hash
     from convdp.extract import extract_activations
 
+    smooth = resolve_smoothing(smooth, smoothing)
     meta = read_json(meta_path)
     net = models.load_model(meta, weights)
     models.check_layers(net, layers, model_name)
@@ -273,6 +276,79 @@ def extract(
            "dataset": str(dataset), **result}
     write_json(manifest, out)
     return out
+
+
+def choose_smoothing(
+    weights: str | Path,
+    meta_path: str | Path,
+    dataset: str | Path,
+    layers: list[str],
+    out: str | Path,
+    *,
+    model_name: str = "model",
+    device: str = "auto",
+    max_images: int = 32,
+    batch_size: int = 8,
+) -> dict:
+    """Choose the σ of each of ``layers`` (config ``extract.smooth: {layer: auto}``) from the
+    net's unsmoothed maps of ``max_images`` images spread evenly over ``dataset`` (the model's
+    source: every data set of the model, and its random-weights control, is then smoothed
+    alike, so that their maps and scores compare); write ``out`` (JSON: per layer the σ, 0
+    for none, and the evidence, :class:`convdp.smoothing.SigmaChooser`)."""
+    import torch
+
+    from convdp import data as data_mod
+    from convdp import models
+    from convdp.extract import feature_extractor
+    from convdp.smoothing import SigmaChooser, valid_positions
+    from convdp.training import to_input
+
+    meta = read_json(meta_path)
+    net = models.load_model(meta, weights)
+    models.check_layers(net, layers, model_name)
+    images = data_mod.open_dataset(dataset)["images"]
+    n = images.shape[0]
+    pick = np.unique(np.linspace(0, n - 1, min(n, max_images)).round().astype(np.int64))
+    dev = models.resolve_device(device)
+    net = net.to(dev)
+    extractor = feature_extractor(net, layers).to(dev)
+    choosers: dict = {}
+    with torch.no_grad():
+        for s in range(0, len(pick), batch_size):
+            x = to_input(images.get_orthogonal_selection((pick[s : s + batch_size],)),
+                         meta["mean"], meta["std"]).to(dev)
+            maps = extractor(x)
+            if not choosers:
+                valid = valid_positions(net, layers, x, maps)
+                choosers = {name: SigmaChooser(name, tuple(maps[name].shape[2:]), valid[name])
+                            for name in layers}
+            for name in layers:
+                choosers[name].add(maps[name].float().cpu())
+    chosen = {name: c.result() for name, c in choosers.items()}
+    for name, r in chosen.items():
+        log.info("%s %s: smoothing sigma %g (%s)", model_name, name, r["sigma"], r["reason"])
+    result = {"model": model_name, "dataset": str(dataset), "images": len(pick), "layers": chosen}
+    write_json(out, result)
+    return result
+
+
+def resolve_smoothing(smooth: dict | None, chosen: str | Path | None) -> dict:
+    """``smooth`` ({layer: σ or "auto"}) with each ``auto`` replaced by the σ the model's
+    :func:`choose_smoothing` wrote to ``chosen``; layers it left unsmoothed (σ 0) dropped."""
+    smooth = dict(smooth or {})
+    auto = [name for name, sigma in smooth.items() if sigma == "auto"]
+    if not auto:
+        return smooth
+    if chosen is None:
+        raise ValueError(f"extract.smooth: layer(s) {auto} are 'auto' but no smoothing choice "
+                         "(results/smoothing/MODEL.json) was given")
+    layers = read_json(chosen)["layers"]
+    for name in auto:
+        if name not in layers:
+            raise ValueError(f"{chosen}: no smoothing sigma for layer {name!r} (it holds "
+                             f"{sorted(layers)}); delete it to choose again")
+        smooth[name] = float(layers[name]["sigma"])
+    return {name: sigma for name, sigma in smooth.items() if sigma}
 
 
 def check_depth(depth: dict | None, ref: dict | None, dataset: str | Path,

@@ -18,6 +18,10 @@ constant map stays constant and the map keeps its size; where none is within rea
 whose fields all cross the border) the plain average is taken. A smoothed position sees the
 input under its own receptive field widened by ``radius`` positions on every side
 (:func:`convdp.receptive.widen`).
+
+``σ: auto`` is chosen from the layer's own maps (:class:`SigmaChooser`): the smallest σ that
+removes the texture's ripple within regions, measured as the share of the maps' variance a
+Gaussian of σ takes away, net of what it takes from the regions' edges.
 """
 
 from __future__ import annotations
@@ -78,6 +82,130 @@ def smooth_maps(maps: torch.Tensor, sigma: float, name: str = "layer",
     return out.reshape(n, c, h, w)
 
 
+SIGMA_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
+"""The σ's (positions) that ``auto`` chooses from."""
+
+RIPPLE_LEFT = 0.1
+"""The amplitude of a texture's ripple the chosen σ may leave, as a share of the ripple's: a
+Gaussian of σ keeps exp(-2 π² σ² / P²) of a pattern of period P, so a tenth left is a period
+of about 3 σ (README, "Choosing σ")."""
+
+MIN_RIPPLE_SHARE = 0.1
+"""Below this share of the maps' variance within regions, ``auto`` leaves a layer unsmoothed:
+regions of flat colour, whose borders smoothing would blur into clusters of their own."""
+
+AUTO_MIN_SIZE = 16
+"""The least height and width (positions) of a layer's maps for ``auto``: its edge term is
+read from σ's of 1/16 and 1/8 of the map."""
+
+
+class SigmaChooser:
+    """Chooses a layer's σ from its maps (config ``extract.smooth: {layer: auto}``).
+
+    For each σ of :data:`SIGMA_GRID` up to an eighth of the map, ``removed(σ)`` is the share
+    of the maps' variance (each channel about its mean over every image and position, summed
+    over channels) that smoothing at σ takes away, over the positions no padding reached.
+    It has two parts. A texture's ripple within regions is taken away at σ's of about a
+    third of its period and then is gone: the curve rises and flattens. The regions' edges
+    lose a share that grows about linearly with σ (a position's kernel reaches across an
+    edge with a probability about proportional to σ). The edge term is the line through
+    ``removed`` at the two largest σ's (1/16 and 1/8 of the map), and the ripple's share
+    ``R`` that line's value at σ = 0. The choice is the smallest σ whose ``removed(σ)`` net
+    of the edge term reaches (1 - :data:`RIPPLE_LEFT`)² R, the share taken away once a tenth
+    of the ripple's amplitude is left; none (0) where ``R`` is below
+    :data:`MIN_RIPPLE_SHARE`.
+
+    On relu1 of DigitNet (random weights) it chose none on flat colours, 1.5 on the parts
+    generator's scenes and on colours striped in brightness, 3 on stripes and checkers and 2
+    on gratings, on two seeds of each (README, "Choosing σ").
+
+    ``add`` takes the unsmoothed maps (N, C, H, W) batch by batch, ``valid`` (H, W) the
+    positions no padding reached (None: all); ``result`` gives the choice and its evidence.
+    """
+
+    def __init__(self, name: str, grid: tuple[int, ...], valid: torch.Tensor | None = None):
+        if len(grid) != 2:
+            raise ValueError(f"layer {name!r} has no spatial maps (its output per image is "
+                             f"{tuple(grid) or 'a vector'}): only spatial maps can be smoothed; "
+                             "remove it from extract.smooth")
+        h, w = grid
+        if min(h, w) < AUTO_MIN_SIZE:
+            raise ValueError(
+                f"layer {name!r} has {h} x {w} positions: extract.smooth auto needs maps of at "
+                f"least {AUTO_MIN_SIZE} x {AUTO_MIN_SIZE}; give its sigma as a number")
+        self.name, self.valid = name, valid
+        if valid is not None and not bool(valid.any()):
+            self.valid = None  # every field crosses the border: all positions, as smooth_maps
+        self.sigmas = [s for s in SIGMA_GRID if s <= min(h, w) / 8]
+        self.edge_fit = (max(s for s in self.sigmas if s <= min(h, w) / 16), self.sigmas[-1])
+        self._sum = self._sq = None
+        self._removed = torch.zeros(len(self.sigmas), dtype=torch.float64)
+        self._count = 0
+
+    def _positions(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, P) of the valid positions."""
+        if self.valid is None:
+            return x.flatten(2)
+        return x[:, :, self.valid.to(x.device)]
+
+    def add(self, maps: torch.Tensor) -> None:
+        if maps.ndim != 4:
+            raise ValueError(f"layer {self.name!r} has output shape {tuple(maps.shape)}: only "
+                             "spatial maps (N, C, H, W) can be smoothed")
+        x = self._positions(maps).double()
+        s, q = x.sum((0, 2)), x.square().sum((0, 2))
+        self._sum = s if self._sum is None else self._sum + s
+        self._sq = q if self._sq is None else self._sq + q
+        self._count += x.shape[0] * x.shape[2]
+        for i, sigma in enumerate(self.sigmas):
+            smoothed = smooth_maps(maps, sigma, self.name, self.valid)
+            self._removed[i] += float(self._positions(maps - smoothed).double().square().sum())
+
+    def result(self) -> dict:
+        """``sigma`` (0.0: not smoothed), ``ripple_share`` R, ``edge_slope`` (per position of
+        σ), ``removed`` {σ: share}, ``edge_fit`` (the two σ's of the edge term) and
+        ``reason``."""
+        if self._count == 0:
+            raise ValueError(f"layer {self.name!r}: no maps to choose a smoothing sigma from")
+        total = float((self._sq - self._sum.square() / self._count).sum())
+        removed = (self._removed / total if total > 0 else self._removed * 0).tolist()
+        share = dict(zip(self.sigmas, removed, strict=True))
+        a, b = self.edge_fit
+        slope = (share[b] - share[a]) / (b - a)
+        ripple = share[a] - slope * a
+        out = {"removed": {f"{s:g}": round(v, 4) for s, v in share.items()},
+               "edge_fit": [a, b], "edge_slope": slope, "ripple_share": ripple}
+        if ripple < MIN_RIPPLE_SHARE:
+            return out | {"sigma": 0.0, "reason": (
+                f"the ripple within regions is {ripple:.3f} of the variance, below "
+                f"{MIN_RIPPLE_SHARE}: not smoothed")}
+        target = (1 - RIPPLE_LEFT) ** 2 * ripple
+        sigma = next(s for s in self.sigmas if share[s] - slope * s >= target)
+        return out | {"sigma": sigma, "reason": (
+            f"sigma {sigma:g} takes away {share[sigma] - slope * sigma:.3f} of the variance "
+            f"beyond the edges' share, at least (1 - {RIPPLE_LEFT})^2 of the ripple's "
+            f"{ripple:.3f}")}
+
+
+def valid_positions(model: nn.Module, names, x: torch.Tensor, out: Mapping[str, torch.Tensor]
+                    ) -> dict[str, torch.Tensor | None]:
+    """{layer: (h, w) bool of the positions no padding reached, or None (every position)}
+    for ``names`` of ``model``'s outputs ``out`` on the input batch ``x``; each layer traced
+    on its own, so one whose field cannot be traced (a warning; None) leaves the others."""
+    from convdp.receptive import padding_free, trace_fields
+
+    image = tuple(x.shape[2:])
+    fields = {}
+    for name in names:  # one by one: a layer that fails leaves the others' rings
+        try:
+            fields |= trace_fields(model, [name], image, x.shape[1])
+        except ValueError as exc:  # a field that cannot be traced: every position
+            log.warning("smoothing %s over every position, the border ring too: %s", name, exc)
+    return {name: padding_free(fields[name], tuple(out[name].shape[2:]), image).to(x.device)
+            if name in fields and out[name].ndim == 4 else None
+            for name in names}
+
+
 class SmoothedOutputs(nn.Module):
     """``extractor``'s outputs (a ``{layer: tensor}`` dict) with the layers of ``sigmas``
     smoothed over their padding-free positions (:func:`smooth_maps`); the others as they are.
@@ -95,22 +223,9 @@ class SmoothedOutputs(nn.Module):
         self._valid: dict[tuple, dict[str, torch.Tensor | None]] = {}
 
     def _padding_free(self, x: torch.Tensor, out: dict) -> dict[str, torch.Tensor | None]:
-        from convdp.receptive import padding_free, trace_fields
-
-        image = tuple(x.shape[2:])
-        key = (image, *(tuple(out[name].shape[2:]) for name in self.sigmas))
+        key = (tuple(x.shape[2:]), *(tuple(out[name].shape[2:]) for name in self.sigmas))
         if key not in self._valid:
-            fields = {}
-            for name in self.sigmas:  # one by one: a layer that fails leaves the others' rings
-                try:
-                    fields |= trace_fields(self._model[0], [name], image, x.shape[1])
-                except ValueError as exc:  # a field that cannot be traced: every position
-                    log.warning("smoothing %s over every position, the border ring too: %s",
-                                name, exc)
-            self._valid[key] = {
-                name: padding_free(fields[name], tuple(out[name].shape[2:]), image).to(x.device)
-                if name in fields and out[name].ndim == 4 else None
-                for name in self.sigmas}
+            self._valid[key] = valid_positions(self._model[0], self.sigmas, x, out)
         return self._valid[key]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -5,7 +5,13 @@ from pathlib import Path
 
 from convdp import control, jobcode, provenance
 from convdp.cluster import components_cap, label_memory_mb, merge_memory_mb
-from convdp.config import label_jobs, layer_index, smoothing, validate_config
+from convdp.config import (
+    label_jobs,
+    layer_index,
+    smoothing,
+    smoothing_owner,
+    validate_config,
+)
 from convdp.control import control_name, controls
 from convdp.io import read_json
 from convdp.labelling import fit_key
@@ -341,6 +347,27 @@ def extract_settings(wildcards):
     if STORES[(wildcards.model, wildcards.dataset)] == "sample":
         settings["sample"] = sample_plan(config, wildcards.model, wildcards.dataset)
     return settings
+
+
+def auto_smoothed(model):
+    """The layers whose σ ``model``'s smoothing choice picks (extract.smooth ``auto``): its
+    own and those of its random-weights controls, in the model's order."""
+    auto = {
+        layer
+        for m in MODELS
+        if smoothing_owner(config, m) == model
+        for layer, sigma in smoothing(config, m).items()
+        if sigma == "auto"
+    }
+    return [layer for layer in MODELS[model]["layers"] if layer in auto]
+
+
+def smoothing_choice(wildcards):
+    """The smoothing choice an extraction of ``wildcards.model`` reads its ``auto`` σ's from
+    (its own, or the model a control is the control of), or none."""
+    if "auto" not in smoothing(config, wildcards.model).values():
+        return []
+    return f"results/smoothing/{smoothing_owner(config, wildcards.model)}.json"
 
 
 def fit_input(method, split):

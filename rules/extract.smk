@@ -11,6 +11,8 @@ rule extract_activations:
         # its source: the depth its images wider than 8 bits were scaled by is compared
         # (ancient: a newer source store does not redo the other data sets' extractions)
         source=lambda wc: ancient(f"results/data/{source_of(wc.model)}.zarr"),
+        # extract.smooth auto: the σ's chosen from the model's maps of its source
+        smoothing=smoothing_choice,
     output:
         manifest="results/activations/{model}/{dataset}.json",
     log:
@@ -31,3 +33,34 @@ rule extract_activations:
         upstream=upstream,
     script:
         "../scripts/extract_activations.py"
+
+
+# extract.smooth auto: each layer's σ chosen once per model, from its maps of the source's
+# images, so that every data set of the model, and its random-weights control, is smoothed
+# alike (convdp/smoothing.py: SigmaChooser).
+
+
+rule choose_smoothing:
+    input:
+        weights="results/models/{model}.pt",
+        meta="results/models/{model}.json",
+        dataset=lambda wc: f"results/data/{source_of(wc.model)}.zarr",
+    output:
+        "results/smoothing/{model}.json",
+    log:
+        "logs/choose_smoothing/{model}.log",
+    benchmark:
+        "logs/benchmarks/choose_smoothing/{model}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
+        gpu=1 if uses_gpu() else 0,
+    params:
+        code=code_of("choose_smoothing.py"),
+        layers=lambda wc: auto_smoothed(wc.model),
+        device=config["extract"]["device"],
+    script:
+        "../scripts/choose_smoothing.py"

@@ -11,6 +11,7 @@ with snakemake_job(snakemake):
         snakemake.output.manifest,
         model_name=snakemake.wildcards.model,
         source=snakemake.input.source,
+        smoothing=snakemake.input.smoothing or None,
         code=snakemake.params.code,
         **snakemake.params.extract,
     )

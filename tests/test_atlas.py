@@ -1,5 +1,7 @@
 """The cluster atlas (exemplar crops under receptive fields) and the mask path end to end."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -151,11 +153,16 @@ def test_parts_workflow_writes_atlas_and_mask_tables(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     res = tmp_path / "results"
     for model in ("net", "net_random"):
+        # relu1 (3 x 3 px) is smoothed at the sigma chosen from each net's maps (auto): the
+        # store holds that sigma, and a position sees ceil(3 sigma) more on each side
+        sigma = read_json(res / f"smoothing/{model}.json")["layers"]["relu1"]["sigma"]
+        stored = read_json(res / f"activations/{model}/parts.json")["smooth"]
+        assert stored == ({"relu1": sigma} if sigma else {}), (sigma, stored)
         for layer in ("relu1", "relu2"):
             assert (res / f"figures/atlas/{model}/parts/{layer}.png").stat().st_size > 1000
             atlas = read_json(res / f"atlas/{model}/parts/{layer}.json")
-            # relu1 (3 x 3 px) is smoothed with sigma 1: a position sees 3 more on each side
-            assert atlas["rows"] and atlas["field"]["size"] == ([9, 9] if layer == "relu1"
+            grown = 3 + 2 * math.ceil(3 * sigma)
+            assert atlas["rows"] and atlas["field"]["size"] == ([grown, grown] if layer == "relu1"
                                                                   else [8, 8])
             per_cluster = pd.read_csv(res / f"masks/{model}/parts/{layer}.csv")
             assert {"cluster", "best_label", "best_label_name", "iou"} <= set(per_cluster)

@@ -14,7 +14,7 @@ from convdp.config import ConfigError, smoothing, validate_config
 from convdp.extract import feature_extractor
 from convdp.models import DigitNet, build_model
 from convdp.receptive import trace_fields, widen
-from convdp.smoothing import radius, smooth_maps
+from convdp.smoothing import SIGMA_GRID, SigmaChooser, radius, smooth_maps
 from tests.conftest import ROOT
 from tests.faults.helpers import make_digits, make_model
 from tests.test_receptive import _gradient_support
@@ -174,3 +174,141 @@ def test_the_config_names_layers_as_label_jobs_does(tmp_path):
         _parts_like(tmp_path, {"relu9": 1})
     with pytest.raises(ConfigError, match=r"extract.smooth"):
         _parts_like(tmp_path, {"relu1": -1})
+
+
+def _regions(n: int, size: int, seed: int, period: float | None, channels: int = 6,
+             noise: float = 0.05) -> torch.Tensor:
+    """(n, channels, size, size) maps of 3-5 Voronoi regions, each with its own value per
+    channel; ``period``: each region's values also ripple along its own direction with that
+    period (a texture), of the regions' own contrast; pixel noise on top."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    maps = np.empty((n, channels, size, size))
+    for i in range(n):
+        seeds = rng.uniform(0, size, (rng.integers(3, 6), 2))
+        region = ((yy[..., None] - seeds[:, 0]) ** 2 + (xx[..., None] - seeds[:, 1]) ** 2).argmin(-1)
+        level = rng.normal(0, 1, (len(seeds), channels))[region]  # (size, size, channels)
+        if period:
+            angle = rng.uniform(0, np.pi, len(seeds))[region]
+            phase = 2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period
+            level = level + np.sin(phase)[..., None] * rng.normal(1, 0.2, channels)
+        maps[i] = (level + noise * rng.normal(size=level.shape)).transpose(2, 0, 1)
+    return torch.from_numpy(maps)
+
+
+def _choose(maps: torch.Tensor, valid=None) -> dict:
+    chooser = SigmaChooser("relu1", tuple(maps.shape[2:]), valid)
+    for s in range(0, len(maps), 8):
+        chooser.add(maps[s : s + 8])
+    return chooser.result()
+
+
+@pytest.mark.parametrize("period, size, sigma", [(None, 64, 0.0), (4, 64, 1.5), (8, 64, 3.0),
+                                                 (12, 128, 6.0)])
+def test_auto_sigma_is_the_smallest_that_leaves_a_tenth_of_the_ripple(period, size, sigma):
+    """Regions of flat values are left unsmoothed; regions whose values ripple with period P
+    get the smallest σ of the grid at which a Gaussian keeps at most about a tenth of the
+    ripple's amplitude, exp(-2 π² σ² / P²) (P 4: 0.08 at σ 1.5, 0.33 at 1; P 8: 0.06 at 3,
+    0.29 at 2; P 12: 0.08 at 6, 0.33 at 4)."""
+    result = _choose(_regions(24, size, seed=1, period=period))
+    assert result["sigma"] == sigma, result
+    if period:
+        assert result["ripple_share"] > 0.25, result  # a third of the variance ripples
+        kept = np.exp(-2 * np.pi**2 * np.array([sigma, SIGMA_GRID[SIGMA_GRID.index(sigma) - 1]]) ** 2
+                      / period**2)
+        assert kept[0] < 0.1 < kept[1]
+    else:
+        assert result["ripple_share"] < 0.1, result
+    assert result["edge_fit"] == [size / 16, size / 8]
+    assert list(result["removed"])[:8] == ["0.5", "1", "1.5", "2", "3", "4", "6", "8"]
+
+
+def test_auto_sigma_stops_at_a_sixteenth_of_the_map():
+    """The edge term is read at 1/16 and 1/8 of the map, so no σ above 1/16 is chosen: on 64
+    positions a ripple of period 12 (σ 6 wanted) gets 4, and its share reads low."""
+    result = _choose(_regions(24, 64, seed=1, period=12))
+    assert result["sigma"] == 4.0 and result["ripple_share"] < 0.25, result
+
+
+def test_auto_sigma_reads_the_positions_no_padding_reached_only():
+    """A border ring of padding's own values (here: large) changes nothing."""
+    maps = _regions(16, 48, seed=2, period=6)
+    other = maps.clone()
+    other[..., 0, :], other[..., -1, :] = 40.0, -40.0
+    valid = torch.ones(48, 48, dtype=torch.bool)
+    valid[0], valid[-1] = False, False
+    a, b = _choose(maps, valid), _choose(other, valid)
+    assert a == b and a["sigma"] == 3.0, a
+    assert _choose(other)["sigma"] != a["sigma"]  # the ring counted: another choice
+
+
+def test_auto_sigma_needs_maps_it_can_read_an_edge_term_from():
+    with pytest.raises(ValueError, match=r"layer 'relu3' has 12 x 40 positions: extract.smooth "
+                                         r"auto needs maps of at least 16 x 16"):
+        SigmaChooser("relu3", (12, 40))
+    with pytest.raises(ValueError, match=r"layer 'fc' has output shape \(4, 10\)"):
+        SigmaChooser("fc", (16, 16)).add(torch.zeros(4, 10))
+    with pytest.raises(ValueError, match=r"layer 'fc' has no spatial maps.*extract.smooth"):
+        SigmaChooser("fc", ())
+    constant = _choose(torch.ones(8, 2, 16, 16))  # nothing to smooth: no variance at all
+    assert constant["sigma"] == 0.0 and constant["ripple_share"] == 0.0
+
+
+def test_auto_sigma_through_the_jobs(tmp_path):
+    """choose_smoothing writes each auto layer's σ with its evidence; an extraction with
+    ``auto`` stores the maps at that σ (the manifest says the number, as for a σ given as
+    one), and one without the choice, or whose choice lacks the layer, is refused."""
+    weights, meta = make_model(tmp_path)
+    data = make_digits(tmp_path / "data.zarr", n=30, size=32)
+    choice = pipeline.choose_smoothing(weights, meta, data, ["relu1"], tmp_path / "choice.json",
+                                       device="cpu", max_images=12, batch_size=5)
+    assert choice["images"] == 12 and set(choice["layers"]) == {"relu1"}
+    picked = choice["layers"]["relu1"]
+    assert picked["sigma"] in (0.0, *SIGMA_GRID) and picked["reason"]
+    assert set(picked["removed"]) == {"0.5", "1", "1.5", "2", "3", "4"}
+    kw = dict(device="cpu", batch_size=8, chunk_size=10, progress=False)
+    auto = pipeline.extract(weights, meta, data, ["relu1", "relu2"], tmp_path / "a.json",
+                            smooth={"relu1": "auto"}, smoothing=tmp_path / "choice.json", **kw)
+    fixed = pipeline.extract(weights, meta, data, ["relu1", "relu2"], tmp_path / "b.json",
+                             smooth={"relu1": 2.0}, **kw)
+    assert fixed["smooth"] == {"relu1": 2.0}
+    # force a σ the data would not choose: the extraction takes the file's
+    forced = {**choice, "layers": {"relu1": {**picked, "sigma": 2.0}}}
+    (tmp_path / "forced.json").write_text(__import__("json").dumps(forced))
+    again = pipeline.extract(weights, meta, data, ["relu1", "relu2"], tmp_path / "c.json",
+                             smooth={"relu1": "auto"}, smoothing=tmp_path / "forced.json", **kw)
+    assert again["smooth"] == {"relu1": 2.0}
+    np.testing.assert_array_equal(pipeline.open_layer(tmp_path / "c.json", "relu1")[:],
+                                  pipeline.open_layer(tmp_path / "b.json", "relu1")[:])
+    assert auto["smooth"] == ({"relu1": picked["sigma"]} if picked["sigma"] else {})
+    with pytest.raises(ValueError, match=r"layer\(s\) \['relu1'\] are 'auto' but no smoothing "
+                                         r"choice"):
+        pipeline.extract(weights, meta, data, ["relu1"], tmp_path / "d.json",
+                         smooth={"relu1": "auto"}, **kw)
+    with pytest.raises(ValueError, match=r"choice.json: no smoothing sigma for layer 'relu2'"):
+        pipeline.extract(weights, meta, data, ["relu1", "relu2"], tmp_path / "d.json",
+                         smooth={"relu2": "auto"}, smoothing=tmp_path / "choice.json", **kw)
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_the_config_takes_auto_and_a_control_reads_its_models_choice(tmp_path):
+    from tests.test_control import with_control
+    from tests.test_workflow import TINY, snakemake
+
+    config = _parts_like(tmp_path, {"relu1": "auto", "other.relu2": 1})
+    assert smoothing(config, "digitnet") == {"relu1": "auto"}
+    assert smoothing(config, "digitnet_random") == {"relu1": "auto"}
+    assert smoothing(config, "other") == {"relu1": "auto", "relu2": 1.0}
+    with pytest.raises(ConfigError, match=r"extract.smooth"):
+        _parts_like(tmp_path, {"relu1": "automatic"})
+    # the plan: one choice per model, read by the model's extractions and its control's
+    cfg = with_control(yaml.safe_load(TINY.read_text()))
+    cfg["extract"]["smooth"] = {"relu1": "auto"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    out = snakemake(ROOT, tmp_path, "-n", "--configfile", str(tmp_path / "c.yaml"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = out.stdout.split("\nrule ")
+    choose = [j for j in jobs if j.startswith("choose_smoothing:")]
+    assert len(choose) == 1 and "results/smoothing/digitnet.json" in choose[0]
+    extract = [j for j in jobs if j.startswith("extract_activations:")]
+    assert len(extract) == 4 and all("results/smoothing/digitnet.json" in j for j in extract)
