@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 import time
 import zipfile
@@ -288,13 +289,17 @@ def choose_smoothing(
     model_name: str = "model",
     device: str = "auto",
     max_images: int = 32,
-    batch_size: int = 8,
+    positions: int = 1 << 17,
 ) -> dict:
     """Choose the σ of each of ``layers`` (config ``extract.smooth: {layer: auto}``) from the
-    net's unsmoothed maps of ``max_images`` images spread evenly over ``dataset`` (the model's
-    source: every data set of the model, and its random-weights control, is then smoothed
-    alike, so that their maps and scores compare); write ``out`` (JSON: per layer the σ, 0
-    for none, and the evidence, :class:`convdp.smoothing.SigmaChooser`)."""
+    net's unsmoothed maps of images spread evenly over ``dataset`` (the model's source: every
+    data set of the model, and its random-weights control, is then smoothed alike, so that
+    their maps and scores compare); write ``out`` (JSON: per layer the σ, 0 for none, and the
+    evidence, :class:`convdp.smoothing.SigmaChooser`).
+
+    The images: as many as give the largest of ``layers``' maps ``positions`` positions
+    (32 of 64 × 64, 3 of 224 × 224), at least 4 and at most ``max_images``; smoothed a few
+    at a time (their maps' elements up to 2^22, the smoothing's temporaries ~20 times that)."""
     import torch
 
     from convdp import data as data_mod
@@ -308,22 +313,30 @@ def choose_smoothing(
     models.check_layers(net, layers, model_name)
     images = data_mod.open_dataset(dataset)["images"]
     n = images.shape[0]
-    pick = np.unique(np.linspace(0, n - 1, min(n, max_images)).round().astype(np.int64))
     dev = models.resolve_device(device)
     net = net.to(dev)
     extractor = feature_extractor(net, layers).to(dev)
-    choosers: dict = {}
+
+    def forward(idx):
+        x = to_input(images.get_orthogonal_selection((idx,)), meta["mean"], meta["std"]).to(dev)
+        return x, extractor(x)
+
     with torch.no_grad():
-        for s in range(0, len(pick), batch_size):
-            x = to_input(images.get_orthogonal_selection((pick[s : s + batch_size],)),
-                         meta["mean"], meta["std"]).to(dev)
-            maps = extractor(x)
-            if not choosers:
-                valid = valid_positions(net, layers, x, maps)
-                choosers = {name: SigmaChooser(name, tuple(maps[name].shape[2:]), valid[name])
-                            for name in layers}
+        x, maps = forward(np.arange(1))  # the maps' sizes
+        valid = valid_positions(net, layers, x, maps)
+        choosers = {name: SigmaChooser(name, tuple(maps[name].shape[2:]), valid[name])
+                    for name in layers}
+        size = max(maps[name][0].numel() for name in layers)
+        grid = max(maps[name][0, 0].numel() for name in layers)
+        count = min(n, max_images, max(4, -(-positions // grid)))
+        pick = np.unique(np.linspace(0, n - 1, count).round().astype(np.int64))
+        batch = max(1, (1 << 22) // size)
+        for s in range(0, len(pick), batch):
+            _, maps = forward(pick[s : s + batch])
             for name in layers:
-                choosers[name].add(maps[name].float().cpu())
+                choosers[name].add(maps[name].float())
+            log.info("%s: maps of %d of %d images read", model_name, min(s + batch, len(pick)),
+                     len(pick))
     chosen = {name: c.result() for name, c in choosers.items()}
     for name, r in chosen.items():
         log.info("%s %s: smoothing sigma %g (%s)", model_name, name, r["sigma"], r["reason"])
@@ -342,12 +355,14 @@ def resolve_smoothing(smooth: dict | None, chosen: str | Path | None) -> dict:
     if chosen is None:
         raise ValueError(f"extract.smooth: layer(s) {auto} are 'auto' but no smoothing choice "
                          "(results/smoothing/MODEL.json) was given")
-    layers = read_json(chosen)["layers"]
+    layers = read_json(chosen).get("layers") or {}
     for name in auto:
-        if name not in layers:
-            raise ValueError(f"{chosen}: no smoothing sigma for layer {name!r} (it holds "
-                             f"{sorted(layers)}); delete it to choose again")
-        smooth[name] = float(layers[name]["sigma"])
+        sigma = (layers.get(name) or {}).get("sigma")
+        if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not 0 <= sigma < math.inf:
+            raise ValueError(f"{chosen}: no smoothing sigma (a number >= 0) for layer {name!r} "
+                             f"(it holds {layers.get(name, sorted(layers))!r}); delete it to "
+                             "choose again")
+        smooth[name] = float(sigma)
     return {name: sigma for name, sigma in smooth.items() if sigma}
 
 

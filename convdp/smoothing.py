@@ -82,7 +82,8 @@ def smooth_maps(maps: torch.Tensor, sigma: float, name: str = "layer",
     return out.reshape(n, c, h, w)
 
 
-SIGMA_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)
+SIGMA_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0,
+              96.0, 128.0, 192.0, 256.0)
 """The σ's (positions) that ``auto`` chooses from."""
 
 RIPPLE_LEFT = 0.1
@@ -129,13 +130,18 @@ class SigmaChooser:
                              f"{tuple(grid) or 'a vector'}): only spatial maps can be smoothed; "
                              "remove it from extract.smooth")
         h, w = grid
-        if min(h, w) < AUTO_MIN_SIZE:
+        if not AUTO_MIN_SIZE <= min(h, w) <= 16 * SIGMA_GRID[-1]:
             raise ValueError(
-                f"layer {name!r} has {h} x {w} positions: extract.smooth auto needs maps of at "
-                f"least {AUTO_MIN_SIZE} x {AUTO_MIN_SIZE}; give its sigma as a number")
-        self.name, self.valid = name, valid
+                f"layer {name!r} has {h} x {w} positions: extract.smooth auto needs maps of "
+                f"{AUTO_MIN_SIZE} to {16 * SIGMA_GRID[-1]:g} positions a side; give its sigma "
+                "as a number")
+        self.name, self.grid, self.valid = name, (h, w), valid
         if valid is not None and not bool(valid.any()):
             self.valid = None  # every field crosses the border: all positions, as smooth_maps
+        if self.valid is not None and int(self.valid.sum()) < h * w / 4:
+            log.warning("layer %s: %d of its %d x %d positions are out of the padding's reach; "
+                        "the smoothing sigma is chosen from those alone", name,
+                        int(self.valid.sum()), h, w)
         self.sigmas = [s for s in SIGMA_GRID if s <= min(h, w) / 8]
         self.edge_fit = (max(s for s in self.sigmas if s <= min(h, w) / 16), self.sigmas[-1])
         self._sum = self._sq = None
@@ -149,9 +155,13 @@ class SigmaChooser:
         return x[:, :, self.valid.to(x.device)]
 
     def add(self, maps: torch.Tensor) -> None:
-        if maps.ndim != 4:
+        if maps.ndim != 4 or tuple(maps.shape[2:]) != self.grid:
             raise ValueError(f"layer {self.name!r} has output shape {tuple(maps.shape)}: only "
-                             "spatial maps (N, C, H, W) can be smoothed")
+                             f"spatial maps (N, C, {self.grid[0]}, {self.grid[1]}) can be "
+                             "smoothed")
+        if not bool(torch.isfinite(maps).all()):
+            raise ValueError(f"layer {self.name!r}: its maps hold NaN or infinite values; no "
+                             "smoothing sigma can be chosen from them")
         x = self._positions(maps).double()
         s, q = x.sum((0, 2)), x.square().sum((0, 2))
         self._sum = s if self._sum is None else self._sum + s
@@ -168,19 +178,24 @@ class SigmaChooser:
         if self._count == 0:
             raise ValueError(f"layer {self.name!r}: no maps to choose a smoothing sigma from")
         total = float((self._sq - self._sum.square() / self._count).sum())
-        removed = (self._removed / total if total > 0 else self._removed * 0).tolist()
-        share = dict(zip(self.sigmas, removed, strict=True))
         a, b = self.edge_fit
+        # maps that do not vary leave rounding in the sums (~1e-16 of the squares), not zero
+        varies = total > 1e-9 * float(self._sq.sum())
+        removed = (self._removed / total).tolist() if varies else [0.0] * len(self.sigmas)
+        share = dict(zip(self.sigmas, (min(max(v, 0.0), 1.0) for v in removed), strict=True))
         slope = (share[b] - share[a]) / (b - a)
         ripple = share[a] - slope * a
         out = {"removed": {f"{s:g}": round(v, 4) for s, v in share.items()},
                "edge_fit": [a, b], "edge_slope": slope, "ripple_share": ripple}
+        if not varies:
+            return out | {"sigma": 0.0, "reason": "the maps do not vary: not smoothed"}
         if ripple < MIN_RIPPLE_SHARE:
             return out | {"sigma": 0.0, "reason": (
                 f"the ripple within regions is {ripple:.3f} of the variance, below "
                 f"{MIN_RIPPLE_SHARE}: not smoothed")}
         target = (1 - RIPPLE_LEFT) ** 2 * ripple
-        sigma = next(s for s in self.sigmas if share[s] - slope * s >= target)
+        # the edge-fit's smaller σ reaches it by the construction of ``ripple``
+        sigma = next(s for s in self.sigmas if share[s] - slope * s >= target - 1e-12)
         return out | {"sigma": sigma, "reason": (
             f"sigma {sigma:g} takes away {share[sigma] - slope * sigma:.3f} of the variance "
             f"beyond the edges' share, at least (1 - {RIPPLE_LEFT})^2 of the ripple's "

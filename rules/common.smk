@@ -213,6 +213,14 @@ def upstream(wildcards):
     }
 
 
+def source_upstream(wildcards):
+    """:func:`upstream` of a job that reads {model}'s files and its source's store."""
+    return {
+        "model": model_sources(wildcards.model),
+        "dataset": provenance.dataset_fingerprint(DATASETS[source_of(wildcards.model)]),
+    }
+
+
 def download_input(wildcards):
     """Data sets fetched from the network go through the (local) download rule first."""
     if DATASETS[wildcards.dataset]["kind"] == "torchvision":

@@ -44,7 +44,9 @@ rule choose_smoothing:
     input:
         weights="results/models/{model}.pt",
         meta="results/models/{model}.json",
-        dataset=lambda wc: f"results/data/{source_of(wc.model)}.zarr",
+        # ancient, as the source an extraction reads: a newer store of the same images does
+        # not choose again (and so redo every extraction of the model)
+        dataset=lambda wc: ancient(f"results/data/{source_of(wc.model)}.zarr"),
     output:
         "results/smoothing/{model}.json",
     log:
@@ -62,5 +64,6 @@ rule choose_smoothing:
         code=code_of("choose_smoothing.py"),
         layers=lambda wc: auto_smoothed(wc.model),
         device=config["extract"]["device"],
+        upstream=source_upstream,
     script:
         "../scripts/choose_smoothing.py"

@@ -244,14 +244,27 @@ def test_auto_sigma_reads_the_positions_no_padding_reached_only():
 
 def test_auto_sigma_needs_maps_it_can_read_an_edge_term_from():
     with pytest.raises(ValueError, match=r"layer 'relu3' has 12 x 40 positions: extract.smooth "
-                                         r"auto needs maps of at least 16 x 16"):
+                                         r"auto needs maps of 16 to 4096 positions a side"):
         SigmaChooser("relu3", (12, 40))
     with pytest.raises(ValueError, match=r"layer 'fc' has output shape \(4, 10\)"):
         SigmaChooser("fc", (16, 16)).add(torch.zeros(4, 10))
     with pytest.raises(ValueError, match=r"layer 'fc' has no spatial maps.*extract.smooth"):
         SigmaChooser("fc", ())
-    constant = _choose(torch.ones(8, 2, 16, 16))  # nothing to smooth: no variance at all
-    assert constant["sigma"] == 0.0 and constant["ripple_share"] == 0.0
+    # maps that do not vary: their sums leave rounding (~1e-16), which read as variance gave
+    # shares in the hundreds and a σ; here nothing is smoothed
+    for value in (0.513, 1.913, 0.1):
+        constant = _choose(torch.full((3, 4, 40, 56), value))
+        assert constant["sigma"] == 0.0 and constant["ripple_share"] == 0.0, constant
+        assert constant["reason"] == "the maps do not vary: not smoothed"
+    maps = _regions(4, 16, seed=0, period=4)
+    maps[1, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"layer 'relu1': its maps hold NaN"):
+        _choose(maps)
+    with pytest.raises(ValueError, match=r"layer 'relu1' has output shape \(4, 6, 16, 17\)"):
+        SigmaChooser("relu1", (16, 16)).add(torch.zeros(4, 6, 16, 17))
+    assert SigmaChooser("conv1", (1024, 2048)).edge_fit == (64.0, 128.0)
+    with pytest.raises(ValueError, match=r"'conv1' has 4100 x 4100 positions.*16 to 4096"):
+        SigmaChooser("conv1", (4100, 4100))
 
 
 def test_auto_sigma_through_the_jobs(tmp_path):
@@ -261,7 +274,7 @@ def test_auto_sigma_through_the_jobs(tmp_path):
     weights, meta = make_model(tmp_path)
     data = make_digits(tmp_path / "data.zarr", n=30, size=32)
     choice = pipeline.choose_smoothing(weights, meta, data, ["relu1"], tmp_path / "choice.json",
-                                       device="cpu", max_images=12, batch_size=5)
+                                       device="cpu", max_images=12)
     assert choice["images"] == 12 and set(choice["layers"]) == {"relu1"}
     picked = choice["layers"]["relu1"]
     assert picked["sigma"] in (0.0, *SIGMA_GRID) and picked["reason"]
@@ -285,9 +298,16 @@ def test_auto_sigma_through_the_jobs(tmp_path):
                                          r"choice"):
         pipeline.extract(weights, meta, data, ["relu1"], tmp_path / "d.json",
                          smooth={"relu1": "auto"}, **kw)
-    with pytest.raises(ValueError, match=r"choice.json: no smoothing sigma for layer 'relu2'"):
+    with pytest.raises(ValueError, match=r"choice.json: no smoothing sigma \(a number >= 0\) "
+                                         r"for layer 'relu2'"):
         pipeline.extract(weights, meta, data, ["relu1", "relu2"], tmp_path / "d.json",
                          smooth={"relu2": "auto"}, smoothing=tmp_path / "choice.json", **kw)
+    for bad in (None, -1.0, "2"):  # a choice edited by hand
+        forced["layers"]["relu1"]["sigma"] = bad
+        (tmp_path / "forced.json").write_text(__import__("json").dumps(forced))
+        with pytest.raises(ValueError, match=r"forced.json: no smoothing sigma .* 'relu1'"):
+            pipeline.extract(weights, meta, data, ["relu1"], tmp_path / "d.json",
+                             smooth={"relu1": "auto"}, smoothing=tmp_path / "forced.json", **kw)
     assert not (tmp_path / "d.json").exists()
 
 
