@@ -298,7 +298,7 @@ def choose_smoothing(
     evidence, :class:`convdp.smoothing.SigmaChooser`).
 
     The images: as many as give the largest of ``layers``' maps ``positions`` positions
-    (32 of 64 × 64, 3 of 224 × 224), at least 4 and at most ``max_images``; smoothed a few
+    (32 of 64 × 64), at least 4 and at most ``max_images``; smoothed a few
     at a time (their maps' elements up to 2^22, the smoothing's temporaries ~20 times that)."""
     import torch
 
