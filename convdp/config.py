@@ -497,6 +497,12 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
                     f"models.{name}.layers: {odd[0]!r} is not a feature map (its output is "
                     f"{_describe(out[odd[0]])}); choose layers whose output is (N, C, H, W) or "
                     "(N, C)")
+            flat = [n for n in smoothing(config, name) if out[n].dim() != 4]
+            if flat:  # the extraction (or the choice of an auto σ) would refuse it after training
+                raise ConfigError(
+                    f"extract.smooth: layer {flat[0]!r} of model {name!r} has no spatial maps "
+                    f"(its output is {_describe(out[flat[0]])}); only maps can be smoothed: "
+                    "remove it from extract.smooth")
             small = [n for n in layers if out[n].dim() == 4 and min(out[n].shape[2:]) < 1]
             why = f"layer {small[0]} has no positions left" if small else ""
             if not why and ds in trained:  # training runs the training-mode graph (aux heads)

@@ -60,6 +60,20 @@ def test_bad_config_names_the_key(config, change, message):
         validate_config(config)
 
 
+def test_smoothing_a_layer_without_maps_is_refused_before_any_job(config):
+    """``extract.smooth`` on a layer whose output is (N, C): refused when the config is read,
+    naming the layer, where the extraction (or the choice of an ``auto`` σ) refused it only
+    after the data set was stored and the net trained."""
+    config["models"]["digitnet"]["layers"] = ["relu1", "flatten"]
+    config["extract"]["smooth"] = {"flatten": "auto"}
+    with pytest.raises(ConfigError, match=r"extract.smooth: layer 'flatten' of model 'digitnet' "
+                                          r"has no spatial maps \(its output is a tensor of shape "
+                                          r"\(1, 64\)\)"):
+        validate_config(config)
+    config["extract"]["smooth"] = {"relu1": "auto", "flatten": 0}  # 0: not smoothed
+    assert validate_config(config)["extract"]["smooth"] == {"relu1": "auto", "flatten": 0}
+
+
 def test_unknown_layer_lists_the_models_layers(config):
     config["models"]["digitnet"]["layers"] = ["relu1", "relu7"]
     with pytest.raises(ConfigError, match=r"\['relu7'\] not found in digitnet; its layers are: conv1, relu1, pool1"):
