@@ -588,7 +588,7 @@ def smoothing(config: dict, model: str) -> dict[str, float | str]:
     a per-layer mapping, :func:`_per_layer`); the layers left as they are are not listed. A
     random-weights control is smoothed as the model it is the control of (an ``auto`` σ:
     the one chosen for that model, :func:`smoothing_owner`)."""
-    smooth = config["extract"].get("smooth") or {}
+    smooth = (config.get("extract") or {}).get("smooth") or {}
     spec = config["models"][model]
     owner = smoothing_owner(config, model)
     sigmas = {layer: smooth.get(f"{model}.{layer}", _per_layer(smooth, owner, layer, None))
