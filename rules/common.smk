@@ -205,20 +205,21 @@ def model_sources(model):
     }
 
 
+def _upstream(model, dataset):
+    return {
+        "model": model_sources(model),
+        "dataset": provenance.dataset_fingerprint(DATASETS[dataset]),
+    }
+
+
 def upstream(wildcards):
     """Param of the jobs that read {model}'s files and {dataset}'s store: their sources."""
-    return {
-        "model": model_sources(wildcards.model),
-        "dataset": provenance.dataset_fingerprint(DATASETS[wildcards.dataset]),
-    }
+    return _upstream(wildcards.model, wildcards.dataset)
 
 
 def source_upstream(wildcards):
     """:func:`upstream` of a job that reads {model}'s files and its source's store."""
-    return {
-        "model": model_sources(wildcards.model),
-        "dataset": provenance.dataset_fingerprint(DATASETS[source_of(wildcards.model)]),
-    }
+    return _upstream(wildcards.model, source_of(wildcards.model))
 
 
 def download_input(wildcards):
