@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -93,14 +94,19 @@ def arch_kind(arch: str) -> str:
     return "factory" if ":" in arch else "torchvision"
 
 
-def build_model(arch: str, num_classes: int | None, in_channels: int | None = 3) -> nn.Module:
+def build_model(arch: str, num_classes: int | None, in_channels: int | None = 3,
+                builder: Mapping | None = None) -> nn.Module:
     """An untrained net: ``digitnet``, a torchvision classification architecture name,
     ``timm:NAME`` or ``module:factory`` (see the module docstring).
 
     ``num_classes`` None: the architecture's default (10 for digitnet, 1000 for torchvision and
     timm, the factory's own). ``in_channels`` None: the architecture's own (3, or what a
-    factory builds).
+    factory builds). ``builder``: settings for a torchvision builder that a weights name gave
+    the net (:func:`builder_settings`; the model JSON's ``builder``).
     """
+    if builder and arch_kind(arch) != "torchvision":
+        raise ValueError(f"architecture {arch!r}: builder settings {dict(builder)} are for "
+                         "torchvision's own nets")
     kind = arch_kind(arch)
     if kind == "factory":
         return _build_from_factory(arch, num_classes, in_channels)
@@ -118,7 +124,53 @@ def build_model(arch: str, num_classes: int | None, in_channels: int | None = 3)
         )
     if in_channels not in (None, 3):
         raise ValueError(f"{arch} takes 3-channel images, got in_channels={in_channels}")
-    return torchvision.models.get_model(arch, weights=None, num_classes=num_classes or 1000)
+    return torchvision.models.get_model(arch, weights=None, num_classes=num_classes or 1000,
+                                        **(builder or {}))
+
+
+def builder_settings(arch: str, net: nn.Module, num_classes: int) -> dict:
+    """The settings that a torchvision weights name's builder gave ``net`` and a build from
+    the architecture's name alone does not: each argument of ``type(net)``'s constructor
+    whose plain value on ``net`` differs from a weights-free build's (GoogLeNet's and
+    Inception v3's ``transform_input`` on and ``aux_logits`` off). :func:`load_model` passes
+    them to the builder, so that the net it rebuilds computes as ``net`` does."""
+    import inspect
+
+    import torchvision
+
+    with torch.device("meta"):
+        plain = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    if type(plain) is not type(net):
+        return {}
+    settings = {}
+    for name in inspect.signature(type(net).__init__).parameters:
+        if name in ("self", "num_classes") or not (hasattr(net, name) and hasattr(plain, name)):
+            continue
+        value = getattr(net, name)
+        if _plain(value) and _plain(getattr(plain, name)) and value != getattr(plain, name):
+            settings[name] = value
+    return settings
+
+
+def _as_rebuilt(arch: str, net: nn.Module, num_classes: int, builder: dict,
+                size: int) -> nn.Module:
+    """``net`` (built from a weights name) as :func:`load_model` rebuilds it from ``arch``
+    and ``builder``: the same weights in the net the builder makes with those settings (a
+    weights name's builder can leave traces a build does not: GoogLeNet's auxiliary heads
+    set to None after loading, where a build without them never makes them). Refused, naming
+    the settings, where the two compute otherwise on a random image of ``size`` px."""
+    rebuilt = build_model(arch, num_classes, 3, builder).eval()
+    fit_state_dict(rebuilt, net.state_dict(), f"the weights of {arch!r}",
+                   f"architecture {arch!r} built with {builder}")
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = net(x), rebuilt(x)
+    if not torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max())):
+        raise ValueError(
+            f"architecture {arch!r}: the net its weights name builds computes otherwise than "
+            f"the net built from its name with {builder}, the settings it differs in; give "
+            "the weights as a state_dict file of a net you build")
+    return rebuilt
 
 
 def _import_factory(arch: str):
@@ -383,7 +435,8 @@ def load_model(meta: dict, weights_path: str | os.PathLike | None) -> nn.Module:
     """Rebuild the net that ``meta`` (the model JSON) describes and load its weights; refuse
     a rebuilt net that computes otherwise than the one the JSON was written for (its
     ``structure``, :func:`structure_digest`, which the JSON of a net not trained here has)."""
-    model = build_model(meta["arch"], meta["num_classes"], meta["in_channels"])
+    model = build_model(meta["arch"], meta["num_classes"], meta["in_channels"],
+                        meta.get("builder"))
     if weights_path is not None:
         fit_state_dict(model, load_state_dict(weights_path), str(weights_path),
                        f"architecture {meta['arch']!r}")
@@ -446,8 +499,14 @@ def load_pretrained(spec: dict, seed: int = 0) -> tuple[nn.Module, dict]:
     net = torchvision.models.get_model(arch, weights=w)
     transforms = w.transforms()
     categories = w.meta.get("categories") or []
+    num_classes = len(categories) or num_classes
+    builder = builder_settings(arch, net, num_classes)
+    if builder:  # what the weights name set: load_model rebuilds the net with it
+        extra["builder"] = builder
+        net = _as_rebuilt(arch, net.eval(), num_classes, builder,
+                          int((getattr(transforms, "crop_size", None) or [224])[0]))
     extra |= {
-        "num_classes": len(categories) or num_classes,
+        "num_classes": num_classes,
         "class_names": list(categories),
         "mean": list(getattr(transforms, "mean", [])) or None,
         "std": list(getattr(transforms, "std", [])) or None,

@@ -278,3 +278,40 @@ def test_cli_lists_layers(capsys):
     out = capsys.readouterr().out
     assert "relu3    * ReLU" in out and "(64, 8, 8)" in out
     assert cli_main(["layers", "nonet"]) == 2
+
+
+@pytest.mark.parametrize("arch, weights, builder, size", [
+    ("googlenet", "GoogLeNet_Weights.IMAGENET1K_V1",
+     {"aux_logits": False, "transform_input": True}, 112),
+    ("inception_v3", "Inception_V3_Weights.IMAGENET1K_V1", {"transform_input": True}, 112),
+])
+def test_nets_from_a_weights_name_whose_builder_sets_more_are_rebuilt_as_loaded(
+        tmp_path, monkeypatch, arch, weights, builder, size):
+    """A weights name's builder can set what the architecture's name alone does not
+    (GoogLeNet and Inception v3: ``transform_input`` on; GoogLeNet's auxiliary heads dropped
+    after loading): the model JSON records those settings and load_model rebuilds the net
+    with them, so extraction gets the net the name built (it refused it before: missing
+    keys for GoogLeNet, "computes otherwise" for Inception v3). Only the download is
+    replaced: the weights are a seeded net's of the builder's own construction."""
+    import json
+
+    import torchvision.models._api as api
+
+    from convdp import models
+    from convdp.pipeline import prepare_model
+
+    def download(url, *args, **kwargs):
+        assert arch.replace("_", "") in url.replace("_", "")
+        torch.manual_seed(1)
+        cls = torchvision.models.GoogLeNet if arch == "googlenet" else torchvision.models.Inception3
+        return cls(aux_logits=True, transform_input=True, init_weights=False).state_dict()
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", download)
+    meta = prepare_model({"arch": arch, "weights": weights}, tmp_path / "w.pt", tmp_path / "m.json")
+    assert meta["builder"] == builder and meta["num_classes"] == 1000
+    net = models.load_model(json.loads((tmp_path / "m.json").read_text()), tmp_path / "w.pt")
+    assert net.transform_input and not net.training
+    named = torchvision.models.get_model(arch, weights=weights).eval()  # as the name builds it
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), named(x))
