@@ -23,13 +23,15 @@ from convdp.samples import image_chunks, to_samples
 _ROWS = 16384  # samples whose responsibilities are computed at once (bounds memory)
 
 
-def typical_positions(array, predictor, n_clusters: int
+def typical_positions(array, predictor, n_clusters: int, candidates: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per image and cluster: the image's most typical position for the cluster (flat, i·w + j),
     its responsibility, and its rank key; three (N, K) arrays ``(resp, where, key)``.
     ``array`` is the layer (N, h, w, C), ``predictor`` ``(preprocess, estimator)``
     (:func:`convdp.fitted.load_predictor`). Of a sample store (:mod:`convdp.sampled`) only the
     stored positions are candidates; an image without any has responsibility 0 everywhere.
+    ``candidates`` (h, w) bool, where given, leaves the other positions out too (the copies
+    of a smoothed layer's border, :func:`convdp.smoothing.inner_box`).
 
     Most typical = highest responsibility; a DP mixture is often certain (responsibility ≥ 0.99
     at many positions), so among those the one nearest the cluster's mean (in the preprocessed
@@ -59,6 +61,8 @@ def typical_positions(array, predictor, n_clusters: int
         if rows is not None:  # only some positions stored: the rest can never be picked
             score, proba = _spread(score, rows, m * h * w, -1.0), _spread(proba, rows, m * h * w, 0.0)
         score = score.reshape(m, h * w, -1)
+        if candidates is not None:
+            score[:, ~np.asarray(candidates, bool).ravel()] = -1.0
         pick = score.argmax(1)
         where[start:stop] = pick
         key[start:stop] = np.take_along_axis(score, pick[:, None, :], 1)[:, 0]

@@ -106,8 +106,8 @@ def cluster_atlas(fit_npz: str | Path, manifest: str | Path, dataset: str | Path
     from convdp.fitted import load_npz, load_predictor
     from convdp.pipeline import open_layer
     from convdp.plotting import cluster_colours, placeholder
-    from convdp.receptive import widen
-    from convdp.smoothing import radius
+    from convdp.receptive import padding_free, widen
+    from convdp.smoothing import inner_box, radius
 
     fit = load_npz(fit_npz)
     labels, weights = fit["labels"], fit["weights"]
@@ -125,11 +125,18 @@ def cluster_atlas(fit_npz: str | Path, manifest: str | Path, dataset: str | Path
         return out
     sigma = (read_json(manifest).get("smooth") or {}).get(layer)
     title = title or layer
+    candidates = None
     if sigma:  # stored smoothed: a position sees its neighbours' fields too
+        grid = tuple(labels.shape[1:])
+        box = inner_box(padding_free(field, grid, tuple(images.shape[1:3])), grid, sigma)
+        if box is not None:  # the border's positions hold copies of the box's: not exemplars
+            candidates = np.zeros(grid, bool)
+            candidates[box[0]:box[1], box[2]:box[3]] = True
         field = widen(field, radius(sigma))
         title += f" (smoothed, σ = {sigma:g} positions)"
     array = open_layer(manifest, layer)
-    resp, where, key = typical_positions(array, load_predictor(fit, f"{fit_npz}"), len(weights))
+    resp, where, key = typical_positions(array, load_predictor(fit, f"{fit_npz}"), len(weights),
+                                         candidates)
     rows = atlas_rows(labels, weights, resp, where, n_exemplars, weight_threshold,
                       max_clusters, key)
     kept = int((np.asarray(weights) > weight_threshold).sum())

@@ -15,7 +15,10 @@ where the net's own zero padding makes edges of its own, would otherwise be spre
 the image and give clusters of "near the border". Every position, the ring's too, gets the
 weighted mean of the padding-free positions within its kernel (the weights renormalised), so a
 constant map stays constant and the map keeps its size; where none is within reach (a layer
-whose fields all cross the border) the plain average is taken. A smoothed position sees the
+whose fields all cross the border) the plain average is taken. Near the edge of the
+padding-free area the kernel is cut and averages one side only, which leaves a texture's
+ripple: positions nearer than ⌈1.5 σ⌉ to it take the value of the nearest position that far
+in (:data:`EDGE_MARGIN`, :func:`inner_box`), and the atlas takes no exemplar from them. A smoothed position sees the
 input under its own receptive field widened by ``radius`` positions on every side
 (:func:`convdp.receptive.widen`).
 
@@ -51,11 +54,63 @@ def _kernel(sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Ten
     return (g / g.sum()).to(dtype=dtype, device=device)
 
 
+EDGE_MARGIN = 1.5
+"""Positions nearer than ⌈1.5 σ⌉ to the edge of the padding-free area (the map's edge where
+padding reached none) take the smoothed value of the nearest position that far in
+(:func:`inner_box`): there the kernel is cut by the edge by at most 7 % of its weight. A
+kernel cut sharply by the edge averages one side only and keeps much more of a texture's
+ripple (a cut Gaussian passes high frequencies), so a texture's positions along the image's
+border were clusters of their own: at σ 3 on the stripes and checkers, 7 of relu1's 17
+clusters were such bands (README, "Smoothing a first layer for textures")."""
+
+
+_WARNED: set[str] = set()  # layers warned of having no inner box, once a process
+
+
+def inner_box(valid: torch.Tensor | None, grid: tuple[int, int], sigma: float
+              ) -> tuple[int, int, int, int] | None:
+    """``(top, bottom, left, right)`` (bottom and right exclusive) of the positions at least
+    ⌈:data:`EDGE_MARGIN` σ⌉ inside the bounding box of ``valid`` (h, w) (the whole ``grid``
+    when None or when no position is valid), whose smoothed values every position outside
+    takes from the nearest of them; None where none is that far in (a map too small for σ)."""
+    h, w = grid
+    top, bottom, left, right = 0, h, 0, w
+    if valid is not None and bool(valid.any()) and not bool(valid.all()):
+        rows, cols = torch.nonzero(valid.any(1)).flatten(), torch.nonzero(valid.any(0)).flatten()
+        top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    m = math.ceil(EDGE_MARGIN * sigma)
+    top, bottom, left, right = top + m, bottom - m, left + m, right - m
+    return (top, bottom, left, right) if top < bottom and left < right else None
+
+
 def smooth_maps(maps: torch.Tensor, sigma: float, name: str = "layer",
-                valid: torch.Tensor | None = None) -> torch.Tensor:
+                valid: torch.Tensor | None = None, edges: bool = True) -> torch.Tensor:
     """``maps`` (N, C, H, W), each channel of each image convolved with the Gaussian of
     ``sigma`` positions over the positions where ``valid`` (H, W) is True (all when None),
-    renormalised; same shape and dtype."""
+    renormalised; same shape and dtype. With ``edges`` (the stored maps), the positions
+    outside :func:`inner_box` then take the value of the nearest position inside it
+    (:data:`EDGE_MARGIN`; a map with no such box is left as convolved, with a warning)."""
+    out = _average(maps, sigma, name, valid)
+    if not edges:
+        return out
+    n, c, h, w = maps.shape
+    box = inner_box(valid, (h, w), sigma)
+    if box is None:
+        if name not in _WARNED:
+            _WARNED.add(name)
+            log.warning("layer %s: its %d x %d maps have no position %d in from the edge of "
+                        "those no padding reached; its border positions are smoothed over the "
+                        "cut kernel (a texture's ripple is left there)", name, h, w,
+                        math.ceil(EDGE_MARGIN * sigma))
+        return out
+    top, bottom, left, right = box
+    inner = out[:, :, top:bottom, left:right].reshape(n * c, 1, bottom - top, right - left)
+    return F.pad(inner, (left, w - right, top, h - bottom), mode="replicate").reshape(n, c, h, w)
+
+
+def _average(maps: torch.Tensor, sigma: float, name: str,
+             valid: torch.Tensor | None) -> torch.Tensor:
+    """:func:`smooth_maps` without its edge rule: the normalised convolution alone."""
     if maps.ndim != 4:
         raise ValueError(f"layer {name!r} has output shape {tuple(maps.shape)}: only spatial "
                          "maps (N, C, H, W) can be smoothed; remove it from extract.smooth")
@@ -168,7 +223,9 @@ class SigmaChooser:
         self._sq = q if self._sq is None else self._sq + q
         self._count += x.shape[0] * x.shape[2]
         for i, sigma in enumerate(self.sigmas):
-            smoothed = smooth_maps(maps, sigma, self.name, self.valid)
+            # the convolution alone: the edge rule would count the copied border positions'
+            # differences as ripple
+            smoothed = smooth_maps(maps, sigma, self.name, self.valid, edges=False)
             self._removed[i] += float(self._positions(maps - smoothed).double().square().sum())
 
     def result(self) -> dict:

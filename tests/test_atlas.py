@@ -80,6 +80,10 @@ def test_typical_positions_prefer_the_nearest_of_the_certain():
     resp, where, key = typical_positions(array, (_Identity(), _Certain()), 2)
     assert where[0, 0] == 1 and where[1, 0] == 0 and resp[0, 0] == 1
     assert [e[0] for e in exemplars(resp, where, 0, 2, key)] == [1, 0]
+    # a smoothed layer's border positions (copies of the inner ones) are no candidates
+    candidates = np.array([[False, False], [True, True]])
+    resp, where, _ = typical_positions(array, (_Identity(), _Certain()), 2, candidates)
+    assert where[0, 0] == 3 and where[1, 0] == 2 and resp[1, 0] == 0  # image 1: 9 and 9 left
 
 
 def test_plot_atlas(tmp_path):

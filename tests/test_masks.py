@@ -405,32 +405,35 @@ def test_first_layer_label_maps_follow_planted_colour_regions(tmp_path, repo_roo
 def test_smoothed_first_layer_label_maps_follow_planted_texture_regions(tmp_path, repo_root):
     """Textured regions: relu1's 3 × 3 px field sees strokes, and its clusters split every
     texture into its edges; its maps smoothed before the fit (``extract.smooth``, σ = 3
-    positions, over the positions no padding reached) follow the textures. Measured here (64
-    images of 64 px): ARI 0.09 → 0.38, NMI 0.15 → 0.57, purity 0.50 → 0.90 (0.43 / 0.61 / 0.91
-    and 0.43 / 0.59 / 0.90 on seeds 8 and 9); the coarse checker (16 px period, wider than the
-    kernel's 3 σ) is the one texture still split by phase (best IoU 0.24-0.34, the others
-    0.53-0.63)."""
+    positions, over the positions no padding reached, the border's positions taking the
+    value of the nearest whose kernel is cut by little) follow the textures. Measured here (64
+    images of 64 px): ARI 0.09 → 0.53, NMI 0.15 → 0.67, purity 0.50 → 0.93, 10 clusters (0.56
+    / 0.65 / 0.91 and 0.58 / 0.66 / 0.93 on seeds 8 and 9; without the border rule 0.38-0.43,
+    17 clusters, 7 of them bands along the image's border); the coarse checker (16 px period,
+    wider than the kernel's 3 σ) is the one texture still split by phase (best IoU 0.21-0.29,
+    the others 0.69-0.76)."""
     images, masks = _texture_regions(64, 64, seed=7)
     plain, _ = _first_layer_agreement(tmp_path, repo_root, images, masks)
     smoothed, clusters = _first_layer_agreement(tmp_path, repo_root, images, masks, smooth=3.0)
     assert plain["ari"] < 0.15 and plain["purity"] < 0.6, plain
-    assert smoothed["ari"] >= 0.33 and smoothed["ari"] >= 3 * plain["ari"], smoothed
-    assert smoothed["nmi"] >= 0.5 and smoothed["purity"] >= 0.85, smoothed
+    assert smoothed["ari"] >= 0.48 and smoothed["ari"] >= 4 * plain["ari"], smoothed
+    assert smoothed["nmi"] >= 0.6 and smoothed["purity"] >= 0.88, smoothed
     best = clusters[clusters["kept"]].groupby("best_label")["iou"].max()
-    assert sorted(best.index) == [1, 2, 3, 4] and (best >= 0.45).sum() >= 3, best
+    assert sorted(best.index) == [1, 2, 3, 4] and (best >= 0.6).sum() >= 3, best
 
 
 @pytest.mark.parametrize("regions, sigma, plain_below, smoothed_above", [
     (_grating_regions, 3.0, 0.2, 0.5),
-    (_striped_colour_regions, 1.0, 0.45, 0.7),
+    (_striped_colour_regions, 1.5, 0.45, 0.7),
 ])
 def test_smoothed_first_layer_follows_gratings_and_striped_colours(
         tmp_path, repo_root, regions, sigma, plain_below, smoothed_above):
     """Two more kinds of planted region, smoothed at a σ set by their texture's scale (README,
     "Choosing σ"). Gratings that differ only in orientation (period 6 px): relu1's 3 × 3 px
-    field sees strokes; ARI 0.14 → 0.54 at σ = 3 (0.58 on seed 8). Colours striped in
-    brightness (3 px stripes): the stripes split every colour; ARI 0.36 → 0.84 at σ = 1 (0.33
-    → 0.75 on seed 8). 64 images of 64 px, random weights."""
+    field sees strokes; ARI 0.14 → 0.64 at σ = 3 (0.67 on seed 8). Colours striped in
+    brightness (3 px stripes): the stripes split every colour; ARI 0.36 → 0.77 at σ = 1.5
+    (0.33 → 0.79 on seed 8; at σ = 1 0.65, 0.84 before the border rule). 64 images of 64 px,
+    random weights."""
     images, masks = regions(64, 64, seed=7)
     plain, _ = _first_layer_agreement(tmp_path, repo_root, images, masks)
     smoothed, clusters = _first_layer_agreement(tmp_path, repo_root, images, masks, smooth=sigma)
@@ -443,8 +446,9 @@ def test_smoothed_first_layer_follows_gratings_and_striped_colours(
 def test_smoothed_first_layer_follows_the_generators_textured_parts(tmp_path, repo_root):
     """The planted-parts generator's own scenes (textured parts on a textured background) at
     relu1, smoothed as config/parts.yaml stores it (σ = 1.5 positions): the label maps follow
-    the parts. Measured here (64 scenes of 64 px, random weights): ARI 0.24 → 0.72, purity
-    0.88 → 0.95 (0.26 → 0.66 and 0.25 → 0.68 on the scenes of seeds 4 and 5)."""
+    the parts. Measured here (64 scenes of 64 px, random weights): ARI 0.24 → 0.71 (0.72
+    before the border rule), purity 0.88 → 0.95 (0.26 → 0.65 and 0.25 → 0.60 on the scenes of
+    seeds 4 and 5)."""
     from convdp.parts import make_scene
 
     rng = np.random.default_rng(3)
