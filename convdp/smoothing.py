@@ -18,9 +18,9 @@ constant map stays constant and the map keeps its size; where none is within rea
 whose fields all cross the border) the plain average is taken. Near the edge of the
 padding-free area the kernel is cut and averages one side only, which leaves a texture's
 ripple: positions nearer than ⌈1.5 σ⌉ to it take the value of the nearest position that far
-in (:data:`EDGE_MARGIN`, :func:`inner_box`), and the atlas takes no exemplar from them. A smoothed position sees the
-input under its own receptive field widened by ``radius`` positions on every side
-(:func:`convdp.receptive.widen`).
+in (:data:`EDGE_MARGIN`, :func:`inner_box`), and the atlas takes no exemplar from them. A
+smoothed position sees the input under its own receptive field widened by ``radius``
+positions on every side (:func:`convdp.receptive.widen`).
 
 ``σ: auto`` is chosen from the layer's own maps (:class:`SigmaChooser`): the smallest σ that
 removes the texture's ripple within regions, measured as the share of the maps' variance a
@@ -57,7 +57,8 @@ def _kernel(sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Ten
 EDGE_MARGIN = 1.5
 """Positions nearer than ⌈1.5 σ⌉ to the edge of the padding-free area (the map's edge where
 padding reached none) take the smoothed value of the nearest position that far in
-(:func:`inner_box`): there the kernel is cut by the edge by at most 7 % of its weight. A
+(:func:`inner_box`): there the edge cuts at most 7 % of the kernel's weight along each
+axis. A
 kernel cut sharply by the edge averages one side only and keeps much more of a texture's
 ripple (a cut Gaussian passes high frequencies), so a texture's positions along the image's
 border were clusters of their own: at σ 3 on the stripes and checkers, 7 of relu1's 17
