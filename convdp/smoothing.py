@@ -58,10 +58,9 @@ EDGE_MARGIN = 1.5
 """Positions nearer than ⌈1.5 σ⌉ to the edge of the padding-free area (the map's edge where
 padding reached none) take the smoothed value of the nearest position that far in
 (:func:`inner_box`): there the edge cuts at most 7 % of the kernel's weight along each
-axis. A
-kernel cut sharply by the edge averages one side only and keeps much more of a texture's
-ripple (a cut Gaussian passes high frequencies), so a texture's positions along the image's
-border were clusters of their own: at σ 3 on the stripes and checkers, 7 of relu1's 17
+axis. A kernel cut sharply by the edge averages one side only and keeps much more of a
+texture's ripple (a cut Gaussian passes high frequencies), so a texture's positions along the
+image's border were clusters of their own: at σ 3 on the stripes and checkers, 7 of relu1's 17
 clusters were such bands (README, "Smoothing a first layer for textures")."""
 
 
