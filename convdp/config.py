@@ -117,6 +117,10 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
     b = config["baseline"]
     if b["k_min"] > b["k_max"]:
         raise ConfigError(f"baseline.k_min ({b['k_min']}) is larger than baseline.k_max ({b['k_max']})")
+    if b.get("k_limit") is not None and b["k_limit"] < b["k_max"]:  # was raised to k_max unsaid
+        raise ConfigError(f"baseline.k_limit ({b['k_limit']}) is below baseline.k_max "
+                          f"({b['k_max']}): the range grows from k_max up to k_limit; give "
+                          "k_limit >= k_max, or null (4 x k_max)")
     return config
 
 

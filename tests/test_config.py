@@ -35,6 +35,8 @@ def test_default_config_is_valid_and_gets_defaults(config):
          r"models\.digitnet\.analyse_on: the data set the net is trained on \('digits_source'\) "
          r"must come first .*\['digits_source', 'digits_target'\]"),
         (lambda c: c["baseline"].update(k_min=9, k_max=3), r"baseline\.k_min \(9\) is larger"),
+        (lambda c: c["baseline"].update(k_max=8, k_limit=5),
+         r"baseline\.k_limit \(5\) is below baseline\.k_max \(8\)"),
         (lambda c: c["datasets"]["digits_source"].update(kind="torchvision"), r"datasets\.digits_source: kind 'torchvision' needs the key 'name'"),
         # the extraction refused the mismatch after the data set and the training
         (lambda c: c["models"]["digitnet"].update(input_size=16),
