@@ -62,7 +62,8 @@ def typical_positions(array, predictor, n_clusters: int, candidates: np.ndarray 
             score, proba = _spread(score, rows, m * h * w, -1.0), _spread(proba, rows, m * h * w, 0.0)
         score = score.reshape(m, h * w, -1)
         if candidates is not None:
-            score[:, ~np.asarray(candidates, bool).ravel()] = -1.0
+            out = ~np.asarray(candidates, bool).ravel()
+            score[:, out], proba.reshape(m, h * w, -1)[:, out] = -1.0, 0.0
         pick = score.argmax(1)
         where[start:stop] = pick
         key[start:stop] = np.take_along_axis(score, pick[:, None, :], 1)[:, 0]

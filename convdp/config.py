@@ -610,10 +610,11 @@ def meta_net(spec: dict, channels: int | None = None):
     """The net a model spec describes, architecture only (no weights in memory, the meta
     device); a factory gets ``num_classes`` only where the config gives it, ``channels``
     None: the architecture's own."""
-    from convdp.models import arch_kind, build_on_meta
+    from convdp.models import arch_kind, build_on_meta, spec_builder
 
     default = None if arch_kind(spec["arch"]) == "factory" else 10
-    return build_on_meta(spec["arch"], spec.get("num_classes", default), channels)
+    return build_on_meta(spec["arch"], spec.get("num_classes", default), channels,
+                         spec_builder(spec))
 
 
 def layer_index(config: dict, model: str, layer: str) -> int:

@@ -98,7 +98,10 @@ def build_control(spec: dict, seed: int, n_classes: int | None = None,
         torch.manual_seed(seed)
         net = models.build_model(spec["arch"], n_classes, in_channels)
         return net.eval(), {"num_classes": n_classes, "in_channels": in_channels}
-    net, extra = models.load_pretrained(spec | {"weights": "none"}, seed=seed)
+    # a net from a torchvision weights name: the settings its builder gives it (GoogLeNet's
+    # transform_input), so that the control computes as the net does, from random weights
+    net, extra = models.load_pretrained(
+        spec | {"weights": "none", "builder": models.spec_builder(spec)}, seed=seed)
     if models.arch_kind(spec["arch"]) == "torchvision" and not weights_file(spec):
         import torchvision
 

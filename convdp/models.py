@@ -26,11 +26,13 @@ normalisation, layer names, the classes trained on and the held-out accuracy.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
+from unittest import mock
 
 import torch
 from torch import nn
@@ -124,16 +126,19 @@ def build_model(arch: str, num_classes: int | None, in_channels: int | None = 3,
         )
     if in_channels not in (None, 3):
         raise ValueError(f"{arch} takes 3-channel images, got in_channels={in_channels}")
+    # a JSON round trip makes a tuple setting a list
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in (builder or {}).items()}
     return torchvision.models.get_model(arch, weights=None, num_classes=num_classes or 1000,
-                                        **(builder or {}))
+                                        **settings)
 
 
 def builder_settings(arch: str, net: nn.Module, num_classes: int) -> dict:
     """The settings that a torchvision weights name's builder gave ``net`` and a build from
     the architecture's name alone does not: each argument of ``type(net)``'s constructor
     whose plain value on ``net`` differs from a weights-free build's (GoogLeNet's and
-    Inception v3's ``transform_input`` on and ``aux_logits`` off). :func:`load_model` passes
-    them to the builder, so that the net it rebuilds computes as ``net`` does."""
+    Inception v3's ``transform_input`` on, GoogLeNet's ``aux_logits`` off, a SWAG ViT's
+    ``image_size``). :func:`load_model` passes them to the builder, so that the net it
+    rebuilds computes as ``net`` does."""
     import inspect
 
     import torchvision
@@ -150,6 +155,37 @@ def builder_settings(arch: str, net: nn.Module, num_classes: int) -> dict:
         if _plain(value) and _plain(getattr(plain, name)) and value != getattr(plain, name):
             settings[name] = value
     return settings
+
+
+@functools.lru_cache(maxsize=32)
+def _named_builder_settings(arch: str, weights: str) -> tuple:
+    import torchvision
+
+    w = torchvision.models.get_weight(weights)
+    # the builder run on the meta device with its download and its load skipped: only the
+    # settings it gives the net are wanted
+    with (mock.patch.object(type(w), "get_state_dict", lambda self, *a, **k: {}),
+          mock.patch.object(nn.Module, "load_state_dict", lambda self, *a, **k: None),
+          torch.device("meta")):
+        net = torchvision.models.get_model(arch, weights=w)
+    categories = w.meta.get("categories") or []
+    return tuple(builder_settings(arch, net, len(categories) or 1000).items())
+
+
+def spec_builder(spec: dict) -> dict:
+    """:func:`builder_settings` for a model spec whose ``weights`` is a torchvision weights
+    name, found without the weights (its builder run on the meta device, the download
+    skipped), so that the config's checks, the net's random-weights control and its
+    retraining build the net the name builds; ``{}`` for any other spec (or a name torchvision
+    does not know: :func:`load_pretrained` says so)."""
+    weights = spec.get("weights")
+    if (arch_kind(spec["arch"]) != "torchvision" or weights in (None, "train", "none")
+            or Path(weights).suffix in (".pt", ".pth", ".bin") or Path(weights).exists()):
+        return {}
+    try:
+        return dict(_named_builder_settings(spec["arch"], weights))
+    except (ValueError, KeyError):
+        return {}
 
 
 def _as_rebuilt(arch: str, net: nn.Module, num_classes: int, builder: dict,
@@ -342,12 +378,14 @@ def native_channels(arch: str) -> int:
     return input_channels(build_on_meta(arch, None, None)) or 3
 
 
-def build_on_meta(arch: str, num_classes: int | None, in_channels: int | None) -> nn.Module:
+def build_on_meta(arch: str, num_classes: int | None, in_channels: int | None,
+                  builder: Mapping | None = None) -> nn.Module:
     """The architecture without its weights in memory (the meta device), in evaluation mode;
-    a factory that cannot build there is built on the CPU."""
+    a factory that cannot build there is built on the CPU. ``builder``: as
+    :func:`build_model`'s."""
     try:
         with torch.device("meta"):
-            return build_model(arch, num_classes, in_channels).eval()
+            return build_model(arch, num_classes, in_channels, builder).eval()
     except ValueError as exc:
         if arch_kind(arch) != "factory" or "failed:" not in str(exc):
             raise
@@ -456,7 +494,9 @@ def load_pretrained(spec: dict, seed: int = 0) -> tuple[nn.Module, dict]:
 
     A factory (``module:factory``) gets ``num_classes`` and ``in_channels`` only where the
     spec gives them; its input channels are then read from the net. Other architectures take
-    the spec's ``in_channels``, else their own (:func:`spec_channels`). ``none`` draws the
+    the spec's ``in_channels``, else their own (:func:`spec_channels`); ``spec["builder"]``,
+    where given, is passed to the builder (:func:`spec_builder`: a control of a net from a
+    weights name). ``none`` draws the
     weights after ``torch.manual_seed(seed)``.
 
     Returns the net and what the model JSON needs to know (classes, channels, and the
@@ -477,7 +517,10 @@ def load_pretrained(spec: dict, seed: int = 0) -> tuple[nn.Module, dict]:
             torch.manual_seed(seed)
         elif not path.exists():
             raise ValueError(f"weights file {path} does not exist")
-        net = build_model(arch, num_classes, in_channels)
+        builder = spec.get("builder")  # a control of a net from a weights name: its settings
+        net = build_model(arch, num_classes, in_channels, builder)
+        if builder:
+            extra["builder"] = dict(builder)
         if weights != "none":
             what = f"architecture {arch!r}" + (f" with num_classes={num_classes}"
                                                if num_classes is not None else "")

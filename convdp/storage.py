@@ -51,7 +51,7 @@ def per_image_bytes(config: dict, model: str, dataset: str) -> int | None:
     from torchvision.models.feature_extraction import create_feature_extractor
 
     from convdp.config import _check_dataset
-    from convdp.models import arch_kind, build_on_meta, native_channels
+    from convdp.models import arch_kind, build_on_meta, native_channels, spec_builder
 
     spec = config["models"][model]
     facts = _check_dataset(dataset, config["datasets"][dataset])
@@ -60,7 +60,8 @@ def per_image_bytes(config: dict, model: str, dataset: str) -> int | None:
         return None
     channels = facts["channels"] if spec["weights"] == "train" else native_channels(spec["arch"])
     default = None if arch_kind(spec["arch"]) == "factory" else 10
-    net = build_on_meta(spec["arch"], spec.get("num_classes", default), channels)
+    net = build_on_meta(spec["arch"], spec.get("num_classes", default), channels,
+                        spec_builder(spec))
     device = next(net.parameters(), torch.empty(0, device="meta")).device
     out = create_feature_extractor(net, list(spec["layers"]))(
         torch.empty(1, channels, size, size, device=device))

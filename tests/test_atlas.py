@@ -84,6 +84,8 @@ def test_typical_positions_prefer_the_nearest_of_the_certain():
     candidates = np.array([[False, False], [True, True]])
     resp, where, _ = typical_positions(array, (_Identity(), _Certain()), 2, candidates)
     assert where[0, 0] == 3 and where[1, 0] == 2 and resp[1, 0] == 0  # image 1: 9 and 9 left
+    resp, _, _ = typical_positions(array, (_Identity(), _Certain()), 2, np.zeros((2, 2), bool))
+    assert not resp.any()  # no candidate: no exemplar (not the first position's)
 
 
 def test_plot_atlas(tmp_path):

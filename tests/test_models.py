@@ -292,12 +292,15 @@ def test_nets_from_a_weights_name_whose_builder_sets_more_are_rebuilt_as_loaded(
     after loading): the model JSON records those settings and load_model rebuilds the net
     with them, so extraction gets the net the name built (it refused it before: missing
     keys for GoogLeNet, "computes otherwise" for Inception v3). Only the download is
-    replaced: the weights are a seeded net's of the builder's own construction."""
+    replaced: the weights are a seeded net's of the builder's own construction. The settings
+    are found without the download too (the net's random-weights control is built with
+    them)."""
     import json
 
     import torchvision.models._api as api
 
     from convdp import models
+    from convdp.control import build_control
     from convdp.pipeline import prepare_model
 
     def download(url, *args, **kwargs):
@@ -306,6 +309,15 @@ def test_nets_from_a_weights_name_whose_builder_sets_more_are_rebuilt_as_loaded(
         cls = torchvision.models.GoogLeNet if arch == "googlenet" else torchvision.models.Inception3
         return cls(aux_logits=True, transform_input=True, init_weights=False).state_dict()
 
+    def no_download(url, *args, **kwargs):
+        raise AssertionError(f"downloaded {url}")
+
+    # the settings are known without the weights: the config's checks and the control use them
+    monkeypatch.setattr(api, "load_state_dict_from_url", no_download)
+    assert models.spec_builder({"arch": arch, "weights": weights}) == builder
+    control, extra = build_control({"arch": arch, "weights": weights}, seed=0)
+    assert extra["builder"] == builder and control.transform_input
+    assert [getattr(control, k) for k in builder] == list(builder.values())
     monkeypatch.setattr(api, "load_state_dict_from_url", download)
     meta = prepare_model({"arch": arch, "weights": weights}, tmp_path / "w.pt", tmp_path / "m.json")
     assert meta["builder"] == builder and meta["num_classes"] == 1000
@@ -315,3 +327,13 @@ def test_nets_from_a_weights_name_whose_builder_sets_more_are_rebuilt_as_loaded(
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(net(x), named(x))
+
+
+def test_the_configs_checks_build_a_weights_names_net_as_its_builder_does():
+    """A SWAG ViT's weights name builds it for 384 px images (the name alone: 224); the
+    config's size checks see the net the name builds, without downloading its weights."""
+    from convdp.config import meta_net
+
+    spec = {"arch": "vit_b_16", "weights": "ViT_B_16_Weights.IMAGENET1K_SWAG_E2E_V1"}
+    assert meta_net(spec).image_size == 384
+    assert meta_net({"arch": "vit_b_16", "weights": "none"}).image_size == 224

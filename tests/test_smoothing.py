@@ -61,11 +61,14 @@ def test_the_padded_ring_does_not_leak_into_the_average():
                                rtol=1e-6)
 
 
-def test_border_positions_take_the_nearest_value_whose_kernel_is_whole(caplog):
+def test_border_positions_take_the_nearest_value_whose_kernel_is_whole(caplog, monkeypatch):
     """Positions nearer than ⌈1.5 σ⌉ to the edge of the padding-free area take the smoothed
     value of the nearest position that far in: a kernel cut by the edge averages one side
     only and leaves a texture's ripple, which made a band of clusters along the border."""
+    from convdp import smoothing
     from convdp.smoothing import EDGE_MARGIN, inner_box
+
+    monkeypatch.setattr(smoothing, "_WARNED", set())  # a layer is warned of once a process
 
     valid = _ring(20, 24)
     assert EDGE_MARGIN == 1.5 and inner_box(valid, (20, 24), 2.0) == (4, 16, 4, 20)

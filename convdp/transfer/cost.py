@@ -112,13 +112,15 @@ def cut_costs(model, layers: Sequence[str], input_shape: Sequence[int]) -> list[
 
 
 def model_cut_costs(arch: str, n_classes: int, in_channels: int, layers: Sequence[str],
-                    image_shape: Sequence[int]) -> list[dict]:
-    """:func:`cut_costs` of a freshly built ``arch`` for ``n_classes`` classes on images of
-    ``image_shape`` ``(H, W[, C])`` (the target's, as stored)."""
+                    image_shape: Sequence[int], builder: dict | None = None) -> list[dict]:
+    """:func:`cut_costs` of a freshly built ``arch`` (with the model JSON's ``builder``) for
+    ``n_classes`` classes on images of ``image_shape`` ``(H, W[, C])`` (the target's, as
+    stored)."""
     from convdp.models import build_model
 
     h, w = int(image_shape[0]), int(image_shape[1])
-    return cut_costs(build_model(arch, n_classes, in_channels), layers, (in_channels, h, w))
+    return cut_costs(build_model(arch, n_classes, in_channels, builder), layers,
+                     (in_channels, h, w))
 
 
 def price(cost: dict) -> str:
@@ -137,4 +139,4 @@ def dataset_cut_costs(meta: dict, dataset, layers: Sequence[str]) -> list[dict]:
     ds = data_mod.read_dataset(dataset)
     n_classes = len(np.unique(ds.labels)) if ds.labels is not None else meta.get("num_classes")
     return model_cut_costs(meta["arch"], n_classes, meta["in_channels"], layers,
-                           ds.images.shape[1:3])
+                           ds.images.shape[1:3], meta.get("builder"))

@@ -83,7 +83,8 @@ def anb_retrain(
     y = np.searchsorted(classes, labels)
     source = load_state_dict(weights)
     arch, in_ch = meta["arch"], meta["in_channels"]
-    template = build_model(arch, len(classes), in_ch)
+    builder = meta.get("builder")  # what a weights name's builder set (transform_input, ...)
+    template = build_model(arch, len(classes), in_ch, builder)
     frozen = frozen_parameters(template, layers)
     # a frozen BatchNorm normalises with the source's running statistics, not fresh ones
     buffers = frozen_buffers(template, layers)
@@ -91,7 +92,7 @@ def anb_retrain(
     for seed in seeds:
         for cut, names in enumerate(frozen):
             torch.manual_seed(seed)
-            net = build_model(arch, len(classes), in_ch)
+            net = build_model(arch, len(classes), in_ch, builder)
             state = net.state_dict()
             for name in [*names, *buffers[cut]]:
                 if source[name].shape != state[name].shape:
@@ -128,4 +129,5 @@ def anb_retrain(
 
     return {"cuts": cuts, "runs": runs, "epochs": epochs, "seeds": list(seeds),
             "classes": classes.tolist(), "n_images": len(labels),
-            "costs": model_cut_costs(arch, len(classes), in_ch, layers, images.shape[1:3])}
+            "costs": model_cut_costs(arch, len(classes), in_ch, layers, images.shape[1:3],
+                                     builder)}
