@@ -177,14 +177,18 @@ def spec_builder(spec: dict) -> dict:
     name, found without the weights (its builder run on the meta device, the download
     skipped), so that the config's checks, the net's random-weights control and its
     retraining build the net the name builds; ``{}`` for any other spec (or a name torchvision
-    does not know: :func:`load_pretrained` says so)."""
+    does not know: :func:`load_pretrained` says so; or a builder that does not run on the
+    meta device, RegNet's: the downloaded net's own settings are recorded there)."""
     weights = spec.get("weights")
     if (arch_kind(spec["arch"]) != "torchvision" or weights in (None, "train", "none")
             or Path(weights).suffix in (".pt", ".pth", ".bin") or Path(weights).exists()):
         return {}
     try:
         return dict(_named_builder_settings(spec["arch"], weights))
-    except (ValueError, KeyError):
+    except Exception as exc:  # noqa: BLE001 - a builder that does not run so: RegNet's
+        # load_pretrained records what the downloaded net's builder set, and checks it
+        log.debug("%s with %s: no builder settings found without the weights (%s)",
+                  spec["arch"], weights, exc)
         return {}
 
 
@@ -381,7 +385,8 @@ def native_channels(arch: str) -> int:
 def build_on_meta(arch: str, num_classes: int | None, in_channels: int | None,
                   builder: Mapping | None = None) -> nn.Module:
     """The architecture without its weights in memory (the meta device), in evaluation mode;
-    a factory that cannot build there is built on the CPU. ``builder``: as
+    a factory that cannot build there is built on the CPU, as is a torchvision net whose
+    builder computes with its tensors' values (RegNet's block widths). ``builder``: as
     :func:`build_model`'s."""
     try:
         with torch.device("meta"):
@@ -389,7 +394,10 @@ def build_on_meta(arch: str, num_classes: int | None, in_channels: int | None,
     except ValueError as exc:
         if arch_kind(arch) != "factory" or "failed:" not in str(exc):
             raise
-    return build_model(arch, num_classes, in_channels).eval()
+    except NotImplementedError:  # "Cannot copy out of meta tensor"
+        if arch_kind(arch) != "torchvision":
+            raise
+    return build_model(arch, num_classes, in_channels, builder).eval()
 
 
 def fit_state_dict(model: nn.Module, state: dict, source: str, what: str) -> nn.Module:

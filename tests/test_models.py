@@ -337,3 +337,14 @@ def test_the_configs_checks_build_a_weights_names_net_as_its_builder_does():
     spec = {"arch": "vit_b_16", "weights": "ViT_B_16_Weights.IMAGENET1K_SWAG_E2E_V1"}
     assert meta_net(spec).image_size == 384
     assert meta_net({"arch": "vit_b_16", "weights": "none"}).image_size == 224
+
+
+def test_a_net_whose_builder_reads_tensor_values_is_checked_on_the_cpu():
+    """RegNet's builder computes its block widths with tensors and reads their values, which
+    the meta device has not: the config's checks failed with "Cannot copy out of meta tensor"
+    on any RegNet (the settings of its weights names are then left to the download)."""
+    from convdp.config import meta_net
+    from convdp.models import spec_builder
+
+    spec = {"arch": "regnet_x_400mf", "weights": "RegNet_X_400MF_Weights.IMAGENET1K_V1"}
+    assert type(meta_net(spec)).__name__ == "RegNet" and spec_builder(spec) == {}
