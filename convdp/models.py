@@ -504,8 +504,7 @@ def load_pretrained(spec: dict, seed: int = 0) -> tuple[nn.Module, dict]:
     spec gives them; its input channels are then read from the net. Other architectures take
     the spec's ``in_channels``, else their own (:func:`spec_channels`); ``spec["builder"]``,
     where given, is passed to the builder (:func:`spec_builder`: a control of a net from a
-    weights name). ``none`` draws the
-    weights after ``torch.manual_seed(seed)``.
+    weights name). ``none`` draws the weights after ``torch.manual_seed(seed)``.
 
     Returns the net and what the model JSON needs to know (classes, channels, and the
     weights' own normalisation where they carry one). A torchvision weights name is
