@@ -141,10 +141,7 @@ def builder_settings(arch: str, net: nn.Module, num_classes: int) -> dict:
     rebuilds computes as ``net`` does."""
     import inspect
 
-    import torchvision
-
-    with torch.device("meta"):
-        plain = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    plain = build_on_meta(arch, num_classes, 3)
     if type(plain) is not type(net):
         return {}
     settings = {}

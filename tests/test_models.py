@@ -339,12 +339,19 @@ def test_the_configs_checks_build_a_weights_names_net_as_its_builder_does():
     assert meta_net({"arch": "vit_b_16", "weights": "none"}).image_size == 224
 
 
-def test_a_net_whose_builder_reads_tensor_values_is_checked_on_the_cpu():
+def test_a_net_whose_builder_reads_tensor_values_is_checked_on_the_cpu(monkeypatch):
     """RegNet's builder computes its block widths with tensors and reads their values, which
     the meta device has not: the config's checks failed with "Cannot copy out of meta tensor"
-    on any RegNet (the settings of its weights names are then left to the download)."""
+    on any RegNet (the settings of its weights names are then left to the download, and
+    loading the named net compares it with a plain build made on the CPU too)."""
+    import torchvision.models._api as api
+
     from convdp.config import meta_net
     from convdp.models import spec_builder
 
     spec = {"arch": "regnet_x_400mf", "weights": "RegNet_X_400MF_Weights.IMAGENET1K_V1"}
     assert type(meta_net(spec)).__name__ == "RegNet" and spec_builder(spec) == {}
+    monkeypatch.setattr(api, "load_state_dict_from_url",
+                        lambda url, *a, **k: torchvision.models.regnet_x_400mf().state_dict())
+    net, extra = load_pretrained(spec)
+    assert type(net).__name__ == "RegNet" and "builder" not in extra
