@@ -106,10 +106,10 @@ def build_model(arch: str, num_classes: int | None, in_channels: int | None = 3,
     factory builds). ``builder``: settings for a torchvision builder that a weights name gave
     the net (:func:`builder_settings`; the model JSON's ``builder``).
     """
-    if builder and arch_kind(arch) != "torchvision":
+    kind = arch_kind(arch)
+    if builder and kind != "torchvision":
         raise ValueError(f"architecture {arch!r}: builder settings {dict(builder)} are for "
                          "torchvision's own nets")
-    kind = arch_kind(arch)
     if kind == "factory":
         return _build_from_factory(arch, num_classes, in_channels)
     if kind == "timm":

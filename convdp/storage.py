@@ -50,8 +50,8 @@ def per_image_bytes(config: dict, model: str, dataset: str) -> int | None:
     import torch
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    from convdp.config import _check_dataset
-    from convdp.models import arch_kind, build_on_meta, native_channels, spec_builder
+    from convdp.config import _check_dataset, meta_net
+    from convdp.models import native_channels
 
     spec = config["models"][model]
     facts = _check_dataset(dataset, config["datasets"][dataset])
@@ -59,9 +59,7 @@ def per_image_bytes(config: dict, model: str, dataset: str) -> int | None:
     if size is None:
         return None
     channels = facts["channels"] if spec["weights"] == "train" else native_channels(spec["arch"])
-    default = None if arch_kind(spec["arch"]) == "factory" else 10
-    net = build_on_meta(spec["arch"], spec.get("num_classes", default), channels,
-                        spec_builder(spec))
+    net = meta_net(spec, channels)
     device = next(net.parameters(), torch.empty(0, device="meta")).device
     out = create_feature_extractor(net, list(spec["layers"]))(
         torch.empty(1, channels, size, size, device=device))
