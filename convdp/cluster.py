@@ -64,8 +64,8 @@ def make_dpgmm(params: dict, seed: int):
     if backend == "sklearn":
         from sklearn.mixture import BayesianGaussianMixture
 
-        ignored = [k for k in ("delete_below", "merge", "max_components", "early_moves")
-                   if params.get(k)]
+        ignored = [k for k in ("delete_below", "merge", "max_components", "early_moves",
+                               "effective_samples") if params.get(k)]
         if ignored:
             log.warning("dpgmm.%s: torch backend only, ignored by sklearn", ", ".join(ignored))
         return BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process", **common)
@@ -73,10 +73,12 @@ def make_dpgmm(params: dict, seed: int):
         from convdp.dpgmm import TorchBayesianGaussianMixture
 
         # the fallbacks are the schema's defaults (for callers with unvalidated params);
-        # early_moves has none: when not set, the estimator's own default applies
+        # early_moves and effective_samples have none: when not set, the estimator's own
+        # default applies
         merge = params.get("merge", True)
         cap = params.get("max_components", 320)
-        optional = {k: params[k] for k in ("early_moves",) if params.get(k) is not None}
+        optional = {k: params[k] for k in ("early_moves", "effective_samples")
+                    if params.get(k) is not None}
         return TorchBayesianGaussianMixture(
             dtype=params.get("dtype", "float32"), delete_below=params.get("delete_below", 0.01),
             merge=merge, max_components=None if cap is None else max(cap, common["n_components"]),
@@ -103,7 +105,10 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
     record = {
         "clusters_kept": int((weights > threshold).sum()),
         "clusters_effective": effective_number(weights),
-        "lower_bound_per_sample": float(est.lower_bound_) / len(X),
+        # per effective sample in a tempered fit (dpgmm.effective_samples)
+        "lower_bound_per_sample": getattr(est, "lower_bound_per_sample_",
+                                          float(est.lower_bound_) / len(X)),
+        "effective_samples": round(getattr(est, "likelihood_power_", 1.0) * len(X)),
         "iterations": int(est.n_iter_),
         "converged": bool(est.converged_),
         "components_emptied": int(getattr(est, "fit_stats_", {}).get("deleted", 0)),
@@ -308,7 +313,7 @@ def _fit_model(array, *, layer, mode, method, params, seed):
         if record.get("grows_with_samples"):
             log.warning("%s: %d clusters kept on %d samples, %d on half of them: the count "
                         "grows with the samples (marked grows_with_samples; see "
-                        "preprocess.max_samples)", what, record["clusters_kept"], len(Xp),
+                        "preprocess.max_samples and dpgmm.effective_samples)", what, record["clusters_kept"], len(Xp),
                         record["clusters_kept_half"])
     else:
         est, record = fit_bic_baseline(Xp, fit_params, seed)

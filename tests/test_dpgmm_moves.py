@@ -262,3 +262,61 @@ def test_pairs_that_share_no_sample_skip_the_entropy_pass_with_the_same_result()
     assert 0 < int(disjoint.sum()) < len(pairs)
     assert bool((every[disjoint] == 0).all()) and bool((every[~disjoint] > 0).any())
     torch.testing.assert_close(some, every, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_a_tempered_fit_of_copies_is_the_fit_of_one_copy(covariance_type):
+    """``effective_samples``: every sample's terms weighted by effective / n. Three copies of a
+    data set tempered to its size give the fit of one copy (moves included), bound and all; at
+    or above n it changes nothing."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 1, (300, 3)) for c in ([0, 0, 0], [5, 0, 0], [0, 6, 1])]
+                       + [rng.uniform(-3, 8, (100, 3))])
+    n, K = len(X), 12
+    resp = np.eye(K)[rng.integers(0, K, n)]
+    prior = np.cov(X.T) if covariance_type == "full" else X.var(0, ddof=1)
+    kw = dict(n_components=K, covariance_type=covariance_type, dtype="float64", max_iter=300,
+              tol=1e-8, merge=True, delete_below=0.01, covariance_prior=prior)
+    one = TorchBayesianGaussianMixture(**kw).fit(X, resp_init=resp)
+    three = TorchBayesianGaussianMixture(effective_samples=n, **kw).fit(
+        np.concatenate([X] * 3), resp_init=np.concatenate([resp] * 3))
+    assert three.likelihood_power_ == pytest.approx(1 / 3)
+    assert one.fit_stats_["merges"] >= 2 and three.fit_stats_["merges"] == one.fit_stats_["merges"]
+    assert three.n_iter_ == one.n_iter_
+    assert three.lower_bound_ == pytest.approx(one.lower_bound_, rel=1e-12)
+    assert three.lower_bound_per_sample_ == pytest.approx(one.lower_bound_per_sample_, rel=1e-12)
+    for attr in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(three, attr), getattr(one, attr), rtol=0, atol=1e-12)
+    untempered = TorchBayesianGaussianMixture(effective_samples=n, **kw).fit(X, resp_init=resp)
+    assert untempered.likelihood_power_ == 1.0 and untempered.lower_bound_ == one.lower_bound_
+
+
+def test_tempering_stops_the_count_following_the_samples():
+    """Three rings: not Gaussian, so the DP tiles each with more components the more samples
+    it is given (12 kept on 2,000 samples, 18 on 16,000 here); tempered to 2,000 effective
+    samples, 16,000 keep 12, and still find the rings (every component on one ring)."""
+    from convdp.cluster import make_dpgmm
+
+    def rings(n):
+        rng = np.random.default_rng(1)
+        t, ring = rng.uniform(0, 2 * np.pi, n), rng.integers(0, 3, n)
+        centres = np.array([[0, 0], [8, 0], [4, 7]])
+        return (centres[ring] + 2.5 * np.c_[np.cos(t), np.sin(t)]
+                + rng.normal(0, 0.3, (n, 2))), ring
+
+    params = dict(n_components=20, covariance_type="full", concentration=1.0, max_iter=200,
+                  tol=1e-3)
+
+    def kept(n, **extra):
+        X, ring = rings(n)
+        est = make_dpgmm({**params, **extra}, 0).fit(X)
+        labels = est.predict(X)
+        assert adjusted_rand_score(ring, labels) > 0.1  # components of one ring each:
+        for k in np.unique(labels):
+            assert np.bincount(ring[labels == k], minlength=3).max() >= 0.99 * (labels == k).sum()
+        return int((est.weights_ > 0.01).sum())
+
+    few, many = kept(2000), kept(16000)
+    tempered = kept(16000, effective_samples=2000)
+    assert many >= few + 4, (few, many)
+    assert abs(tempered - few) <= 1, (few, tempered)

@@ -218,7 +218,7 @@ class _EStep:
         if perm is not None:
             self._perm = perm[torch.argsort(torch.cat(labels), stable=True)]
         nk, xk, sk = self._finish_stats(acc)
-        return nk, xk, sk, float(acc["ent"])
+        return nk, xk, sk, self._zeta * float(acc["ent"])
 
     def _e_step_stats_grouped(self, Xc):
         """One "diag" pass when components share their Mahalanobis terms (the prior's
@@ -245,5 +245,5 @@ class _EStep:
                    "sx": share[:, None] * acc["sx"][inverse],
                    "sxx": share[:, None] * acc["sxx"][inverse]}
         nk, xk, sk = self._finish_stats(members)
-        return nk, xk, sk, float(acc["ent"])
+        return nk, xk, sk, self._zeta * float(acc["ent"])
 

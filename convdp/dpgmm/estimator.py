@@ -119,6 +119,18 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         make small block operations very slow: give each job its share.
     verbose : int, default=0
         Print the lower bound per sample at each iteration when > 0.
+    effective_samples : int >= 1 or None, default=None
+        Temper the likelihood to this many samples: every sample's terms of the lower bound
+        (its counts in the statistics, its entropy) are weighted by
+        ``zeta = min(1, effective_samples / n_samples)``, the weighted-data form of the
+        coarsened posterior of Miller & Dunson (JASA 2019). The clusters' means and
+        covariances are those of all the samples; the evidence for a split is that of
+        ``effective_samples`` samples. A Gaussian mixture fitted to clusters that are not
+        Gaussian (a curved or rippled cloud) spends more components on each the more
+        samples it is given; tempered, the count stops following ``n_samples`` above
+        ``effective_samples`` while the estimates keep the lower variance of all the
+        samples. None (default) = untempered, scikit-learn's model. Fitting n copies of a
+        data set with ``effective_samples`` = its size gives the fit of one copy.
 
     Attributes
     ----------
@@ -137,7 +149,11 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         scikit-learn's lower bound (whole data set, constant terms dropped)
         after the last iteration.
     lower_bound_per_sample_ : float
-        ``lower_bound_ / n_samples``.
+        ``lower_bound_ / n_samples`` (divided by ``likelihood_power_ * n_samples``, the
+        effective samples, in a tempered fit).
+    likelihood_power_ : float
+        The weight ``zeta`` of every sample's terms (1 unless ``effective_samples`` is below
+        ``n_samples``).
     elbo_per_sample_ : float
         The lower bound per sample without the constant scikit-learn drops per component
         (see ``_empty_component_bound``): comparable across truncations and restarts, and
@@ -245,6 +261,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         init_sizes="same",
         n_threads=None,
         verbose=0,
+        effective_samples=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -271,6 +288,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         self.init_sizes = init_sizes
         self.n_threads = n_threads
         self.verbose = verbose
+        self.effective_samples = effective_samples
 
     # --- public API ---------------------------------------------------------------
     def fit(self, X, y=None, resp_init=None):

@@ -33,6 +33,7 @@ class _Fitting:
     _counting = False  # GEMM operations are counted into fit_stats_ during a fit only
     _scratch_bufs = None  # the fit's reusable product buffers (see _scratch), None outside it
     _Xt = None  # the fit's transposed data for the "diag" statistics (see _transposed), or None
+    _zeta = 1.0  # every sample's weight in the bound (effective_samples / n_samples, at most 1)
 
     def _fit(self, X, resp_init):
         device, dtype = self._check_params()
@@ -51,6 +52,10 @@ class _Fitting:
 
         self._device, self._dtype = device, dtype
         self.n_features_in_ = n_features
+        self._zeta = 1.0
+        if self.effective_samples is not None:
+            self._zeta = min(1.0, self.effective_samples / n_samples)
+        self.likelihood_power_ = self._zeta
 
         # --- priors (float64) and centred copy of the data ----------------
         Xc, shift, gram, absmax = self._centre(X, device, dtype)
@@ -308,8 +313,8 @@ class _Fitting:
         return {
             "state": state,
             "lower_bound": float(lower_bound),
-            "lower_bound_per_sample": float(lower_bound) / n_samples,
-            "elbo_per_sample": float(elbo) / n_samples,
+            "lower_bound_per_sample": float(lower_bound) / (self._zeta * n_samples),
+            "elbo_per_sample": float(elbo) / (self._zeta * n_samples),
             "lower_bounds": [float(v) for v in lower_bounds],
             "n_iter": n_iter if self.max_iter > 0 else 0,
             "converged": converged,
@@ -368,7 +373,7 @@ class _Fitting:
         Returns the last state, `lower_bounds` with this run's appended, and whether it
         converged.
         """
-        n_samples = Xc.shape[0]
+        n_samples = self._zeta * Xc.shape[0]  # the effective samples of a tempered fit
         lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
         for _ in range(max_iter):
             prev = lower_bound

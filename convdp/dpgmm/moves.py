@@ -156,7 +156,7 @@ def stats_and_overlap(est, Xc, state):
         est._accumulate(acc, Xc[s:e], R, (s, e))
         overlap += (R.T @ R).to(torch.float64)
     nk, xk, sk = est._finish_stats(acc)
-    return (nk, xk, sk), float(acc["ent"]), overlap
+    return (nk, xk, sk), est._zeta * float(acc["ent"]), overlap
 
 
 def pair_entropy_change(est, Xc, state, pairs, overlap=None):
@@ -182,7 +182,7 @@ def pair_entropy_change(est, Xc, state, pairs, overlap=None):
         Rj, Rk = R[:, j], R[:, k]
         m = Rj + Rk
         out[todo] += (xlogx(m, m) - xlogx(Rj, Rj) - xlogx(Rk, Rk)).sum(0, dtype=torch.float64)
-    return out
+    return est._zeta * out
 
 
 # --------------------------------------------------------------------------------------
@@ -523,14 +523,14 @@ def delete_moves(est, Xc, state, lower_bounds, spent, em_iter=None):
     Returns (state, lower bounds of the kept path, iterations spent, converged, components
     emptied).
     """
-    n = Xc.shape[0]
+    n = est._zeta * Xc.shape[0]  # nk counts effective samples in a tempered fit
     stats = est.fit_stats_
     emptied = 0
 
     def candidates(state):  # smallest first; never the largest component
         nk = state.wc_a - 1.0
         order = torch.argsort(nk)[:-1]
-        return order[((nk > 0.5) & (nk < est.delete_below * n))[order]]
+        return order[((nk > 0.5 * est._zeta) & (nk < est.delete_below * n))[order]]
 
     cand = candidates(state)
     converged = True

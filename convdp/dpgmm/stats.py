@@ -340,15 +340,18 @@ class _Statistics:
         return Sb
 
     def _finish_stats(self, acc):
-        """(nk, xk, sk) exactly as scikit-learn's ``_estimate_gaussian_parameters``."""
+        """(nk, xk, sk) exactly as scikit-learn's ``_estimate_gaussian_parameters``; in a
+        tempered fit the counts ``nk`` are weighted by ``_zeta`` (means and covariances are
+        the samples' own)."""
         eps = torch.finfo(self._dtype).eps
         nk_raw = acc["nk"]
         nk = nk_raw + 10 * eps
+        weighted = nk if self._zeta == 1.0 else self._zeta * nk_raw + 10 * eps
         xk = acc["sx"] / nk[:, None]
         D = xk.shape[1]
         if self.covariance_type == "diag":
             sk = acc["sxx"] / nk[:, None] - xk**2 + self.reg_covar
-            return nk, xk, sk
+            return weighted, xk, sk
         c = acc["centres64"]
         # acc["S"] + sum over blocks (v d^T + d v^T) = sum_inc r (x - c)(x - c)^T over the
         # included blocks (see _accumulate)
@@ -361,7 +364,7 @@ class _Statistics:
         S = S - ud - ud.mT + acc["nk_inc"][:, None, None] * d[:, :, None] * d[:, None, :]
         sk = S / nk[:, None, None]
         sk = sk + self.reg_covar * torch.eye(D, dtype=sk.dtype, device=sk.device)
-        return nk, xk, sk
+        return weighted, xk, sk
 
     @staticmethod
     def _centre_shifts(shifts, K):

@@ -68,6 +68,8 @@ class _Validation:
         _int("early_moves", 0)
         if self.max_components is not None:
             _int("max_components", self.n_components)
+        if self.effective_samples is not None:
+            _int("effective_samples", 1)
         _real("grow_at", 0.0, strict=True)
         if self.grow_at > 1.0:
             raise ValueError(f"grow_at must be in (0, 1] (a fraction of the truncation), got {self.grow_at!r}")
