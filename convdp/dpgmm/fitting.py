@@ -235,7 +235,7 @@ class _Fitting:
         larger truncation holding the same clusters ends a little above or below it by
         chance)."""
         fits = list(fits)
-        tie = self.tol if self.tol_per_sample else self.tol / n_samples
+        tie = self.tol if self.tol_per_sample else self.tol / (self._zeta * n_samples)
         top = max(f["elbo_per_sample"] for f in fits)
         return min((f for f in fits if f["elbo_per_sample"] >= top - tie),
                    key=lambda f: f["truncation"])
