@@ -507,6 +507,9 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
                     f"extract.smooth: layer {flat[0]!r} of model {name!r} has no spatial maps "
                     f"(its output is {_describe(out[flat[0]])}); only maps can be smoothed: "
                     "remove it from extract.smooth")
+            _check_auto_sizes(name, {n: tuple(out[n].shape[2:])
+                                     for n, sigma in smoothing(config, name).items()
+                                     if sigma == "auto"})
             small = [n for n in layers if out[n].dim() == 4 and min(out[n].shape[2:]) < 1]
             why = f"layer {small[0]} has no positions left" if small else ""
             if not why and ds in trained:  # training runs the training-mode graph (aux heads)
@@ -585,6 +588,17 @@ def label_jobs(config: dict, model: str, layer: str) -> int:
     if not isinstance(jobs, dict):
         return int(jobs)
     return int(_per_layer(jobs, model, layer, 1))
+
+
+def _check_auto_sizes(model: str, grids: dict[str, tuple[int, int]]) -> None:
+    """``extract.smooth: auto`` reads a σ off maps of a range of sizes
+    (:class:`convdp.smoothing.SigmaChooser`): a layer's maps ``grids`` outside it are refused
+    when the config is read, not after the net is trained and its data stored."""
+    from convdp.smoothing import auto_size_problem
+
+    for layer, (h, w) in grids.items():
+        if problem := auto_size_problem(h, w):
+            raise ConfigError(f"layer {layer!r} of model {model!r} {problem}")
 
 
 def smoothing(config: dict, model: str) -> dict[str, float | str]:

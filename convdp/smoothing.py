@@ -155,6 +155,15 @@ AUTO_MIN_SIZE = 16
 read from σ's of 1/16 and 1/8 of the map."""
 
 
+def auto_size_problem(h: int, w: int) -> str | None:
+    """Why ``auto`` cannot choose a σ for maps of h x w positions (it reads the ripple off σ's
+    up to 1/8 of the map), or None."""
+    if AUTO_MIN_SIZE <= min(h, w) <= 16 * SIGMA_GRID[-1]:
+        return None
+    return (f"has {h} x {w} positions: extract.smooth auto needs maps of {AUTO_MIN_SIZE} to "
+            f"{16 * SIGMA_GRID[-1]:g} positions a side; give its sigma as a number")
+
+
 class SigmaChooser:
     """Chooses a layer's σ from its maps (config ``extract.smooth: {layer: auto}``).
 
@@ -185,11 +194,8 @@ class SigmaChooser:
                              f"{tuple(grid) or 'a vector'}): only spatial maps can be smoothed; "
                              "remove it from extract.smooth")
         h, w = grid
-        if not AUTO_MIN_SIZE <= min(h, w) <= 16 * SIGMA_GRID[-1]:
-            raise ValueError(
-                f"layer {name!r} has {h} x {w} positions: extract.smooth auto needs maps of "
-                f"{AUTO_MIN_SIZE} to {16 * SIGMA_GRID[-1]:g} positions a side; give its sigma "
-                "as a number")
+        if problem := auto_size_problem(h, w):
+            raise ValueError(f"layer {name!r} {problem}")
         self.name, self.grid, self.valid = name, (h, w), valid
         if valid is not None and not bool(valid.any()):
             self.valid = None  # every field crosses the border: all positions, as smooth_maps

@@ -63,9 +63,10 @@ def test_bad_config_names_the_key(config, change, message):
 
 
 def test_smoothing_a_layer_without_maps_is_refused_before_any_job(config):
-    """``extract.smooth`` on a layer whose output is (N, C): refused when the config is read,
-    naming the layer, where the extraction (or the choice of an ``auto`` σ) refused it only
-    after the data set was stored and the net trained."""
+    """``extract.smooth`` on a layer whose output is (N, C), or ``auto`` on maps too small to
+    read a σ off: refused when the config is read, naming the layer, where the extraction (or
+    the choice of an ``auto`` σ) refused it only after the data set was stored and the net
+    trained."""
     config["models"]["digitnet"]["layers"] = ["relu1", "flatten"]
     config["extract"]["smooth"] = {"flatten": "auto"}
     with pytest.raises(ConfigError, match=r"extract.smooth: layer 'flatten' of model 'digitnet' "
@@ -74,6 +75,15 @@ def test_smoothing_a_layer_without_maps_is_refused_before_any_job(config):
         validate_config(config)
     config["extract"]["smooth"] = {"relu1": "auto", "flatten": 0}  # 0: not smoothed
     assert validate_config(config)["extract"]["smooth"] == {"relu1": "auto", "flatten": 0}
+    # auto reads σ off maps of 16 positions a side or more: relu3's 8 x 8 (32 px digits) is
+    # refused when the config is read, not after the training and the extraction
+    config["models"]["digitnet"]["layers"] = ["relu1", "relu3"]
+    config["extract"]["smooth"] = {"relu3": "auto"}
+    with pytest.raises(ConfigError, match=r"layer 'relu3' of model 'digitnet' "
+                                          r"has 8 x 8 positions: extract.smooth auto needs maps of 16"):
+        validate_config(config)
+    config["extract"]["smooth"] = {"relu3": 1.0}
+    assert validate_config(config)["extract"]["smooth"] == {"relu3": 1.0}
 
 
 def test_unknown_layer_lists_the_models_layers(config):
