@@ -154,7 +154,8 @@ def sample_check(X: np.ndarray, params: dict, seed: int, record: dict) -> dict:
     (it tiles a curved or heavy-tailed cluster with more Gaussians as the evidence grows), so
     ``preprocess.max_samples`` can decide a count as the truncation once did.
 
-    The same settings (restarts too) on a seeded random half of X (n, d). Returns
+    The same settings (restarts too) on a seeded random half of X (n, d), a tempered fit's
+    (``effective_samples``) tempered by the same weight. Returns
     ``clusters_kept_half`` and ``grows_with_samples`` (the kept fit's count above
     :data:`SAMPLE_GROWTH` times the half's, and at least 2 more); counts compare between
     layers only at equal numbers of samples (``n_samples_fit``).
@@ -163,7 +164,13 @@ def sample_check(X: np.ndarray, params: dict, seed: int, record: dict) -> dict:
     if n < 2 * max(params["n_components"], MIN_SAMPLES):
         return {"clusters_kept_half": None, "grows_with_samples": None}  # not checked
     half = np.sort(np.random.default_rng(seed).choice(n, n // 2, replace=False))
-    _, on_half = fit_dpgmm(X[half], {**params, "sample_check": False}, seed)
+    half_params = {**params, "sample_check": False}
+    effective = params.get("effective_samples")
+    if effective is not None and effective < n:
+        # a tempered fit's half weighs its samples as the fit did: half the evidence, so
+        # that the check asks whether the count holds at half the effective samples
+        half_params["effective_samples"] = max(1, round(effective * (n // 2) / n))
+    _, on_half = fit_dpgmm(X[half], half_params, seed)
     kept_half = on_half["clusters_kept"]
     kept = record["clusters_kept"]
     grows = kept > SAMPLE_GROWTH * kept_half and kept >= kept_half + 2

@@ -507,9 +507,11 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
                     f"extract.smooth: layer {flat[0]!r} of model {name!r} has no spatial maps "
                     f"(its output is {_describe(out[flat[0]])}); only maps can be smoothed: "
                     "remove it from extract.smooth")
-            _check_auto_sizes(name, {n: tuple(out[n].shape[2:])
-                                     for n, sigma in smoothing(config, name).items()
-                                     if sigma == "auto"})
+            if ds == config["models"][smoothing_owner(config, name)]["analyse_on"][0]:
+                # auto reads σ off the source's maps (rule choose_smoothing) only
+                _check_auto_sizes(name, {n: tuple(out[n].shape[2:])
+                                         for n, sigma in smoothing(config, name).items()
+                                         if sigma == "auto"})
             small = [n for n in layers if out[n].dim() == 4 and min(out[n].shape[2:]) < 1]
             why = f"layer {small[0]} has no positions left" if small else ""
             if not why and ds in trained:  # training runs the training-mode graph (aux heads)

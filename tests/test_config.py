@@ -84,6 +84,11 @@ def test_smoothing_a_layer_without_maps_is_refused_before_any_job(config):
         validate_config(config)
     config["extract"]["smooth"] = {"relu3": 1.0}
     assert validate_config(config)["extract"]["smooth"] == {"relu3": 1.0}
+    # σ is read off the source's maps alone: a target of smaller images is not refused
+    config["models"]["digitnet"]["layers"] = ["relu1", "relu2"]
+    config["extract"]["smooth"] = {"relu2": "auto"}
+    config["datasets"]["digits_target"]["size"] = 16  # relu2: 8 x 8 there, 16 x 16 on the source
+    assert validate_config(config)["extract"]["smooth"] == {"relu2": "auto"}
 
 
 def test_unknown_layer_lists_the_models_layers(config):

@@ -264,24 +264,31 @@ def test_pairs_that_share_no_sample_skip_the_entropy_pass_with_the_same_result()
     torch.testing.assert_close(some, every, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "diag"])
-def test_a_tempered_fit_of_copies_is_the_fit_of_one_copy(covariance_type):
+@pytest.mark.parametrize("covariance_type, seed, per_blob, delete_below", [
+    ("full", 0, 300, 0.01), ("diag", 0, 300, 0.01),
+    # components of 0.1-0.2 (weighted) samples at the delete move: candidates in both fits
+    ("diag", 1, 100, 0.05),
+])
+def test_a_tempered_fit_of_copies_is_the_fit_of_one_copy(covariance_type, seed, per_blob,
+                                                         delete_below):
     """``effective_samples``: every sample's terms weighted by effective / n. Three copies of a
-    data set tempered to its size give the fit of one copy (moves included), bound and all; at
-    or above n it changes nothing."""
-    rng = np.random.default_rng(0)
-    X = np.concatenate([rng.normal(c, 1, (300, 3)) for c in ([0, 0, 0], [5, 0, 0], [0, 6, 1])]
-                       + [rng.uniform(-3, 8, (100, 3))])
+    data set tempered to its size give the fit of one copy from the same start (moves
+    included), bound and all; at or above n it changes nothing."""
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(c, 1, (per_blob, 3))
+                        for c in ([0, 0, 0], [5, 0, 0], [0, 6, 1])]
+                       + [rng.uniform(-3, 8, (per_blob // 3, 3))])
     n, K = len(X), 12
     resp = np.eye(K)[rng.integers(0, K, n)]
     prior = np.cov(X.T) if covariance_type == "full" else X.var(0, ddof=1)
     kw = dict(n_components=K, covariance_type=covariance_type, dtype="float64", max_iter=300,
-              tol=1e-8, merge=True, delete_below=0.01, covariance_prior=prior)
+              tol=1e-8, merge=True, delete_below=delete_below, covariance_prior=prior)
     one = TorchBayesianGaussianMixture(**kw).fit(X, resp_init=resp)
     three = TorchBayesianGaussianMixture(effective_samples=n, **kw).fit(
         np.concatenate([X] * 3), resp_init=np.concatenate([resp] * 3))
     assert three.likelihood_power_ == pytest.approx(1 / 3)
     assert one.fit_stats_["merges"] >= 2 and three.fit_stats_["merges"] == one.fit_stats_["merges"]
+    assert three.fit_stats_["deleted"] == one.fit_stats_["deleted"]
     assert three.n_iter_ == one.n_iter_
     assert three.lower_bound_ == pytest.approx(one.lower_bound_, rel=1e-12)
     assert three.lower_bound_per_sample_ == pytest.approx(one.lower_bound_per_sample_, rel=1e-12)

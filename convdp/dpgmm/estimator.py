@@ -123,14 +123,19 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         Temper the likelihood to this many samples: every sample's terms of the lower bound
         (its counts in the statistics, its entropy) are weighted by
         ``zeta = min(1, effective_samples / n_samples)``, the weighted-data form of the
-        coarsened posterior of Miller & Dunson (JASA 2019). The clusters' means and
-        covariances are those of all the samples; the evidence for a split is that of
-        ``effective_samples`` samples. A Gaussian mixture fitted to clusters that are not
-        Gaussian (a curved or rippled cloud) spends more components on each the more
-        samples it is given; tempered, the count stops following ``n_samples`` above
-        ``effective_samples`` while the estimates keep the lower variance of all the
-        samples. None (default) = untempered, scikit-learn's model. Fitting n copies of a
-        data set with ``effective_samples`` = its size gives the fit of one copy.
+        coarsened posterior of Miller & Dunson (JASA 2019). The components' sample means and
+        scatter are those of all the samples, weighed against the prior as ``zeta`` times
+        their counts; the evidence for a split is that of ``effective_samples`` samples. A
+        Gaussian mixture fitted to clusters that are not Gaussian (a curved or rippled cloud)
+        spends more components on each the more samples it is given; tempered, the count
+        stops following ``n_samples`` above ``effective_samples``. Counts are then in
+        effective samples everywhere: ``tol`` and the bounds per sample are per effective
+        sample, a component is occupied (``n_active_``) from one effective sample, and
+        ``delete_below`` is a fraction of the effective samples. None (default) =
+        untempered, scikit-learn's model. Fitting three copies of a data set with
+        ``effective_samples`` = its size gives the fit of one copy (from the same start,
+        ``resp_init``, and the same ``covariance_prior``: the default one divides by
+        ``n_samples - 1``).
 
     Attributes
     ----------

@@ -530,7 +530,7 @@ def delete_moves(est, Xc, state, lower_bounds, spent, em_iter=None):
     def candidates(state):  # smallest first; never the largest component
         nk = state.wc_a - 1.0
         order = torch.argsort(nk)[:-1]
-        return order[((nk > 0.5 * est._zeta) & (nk < est.delete_below * n))[order]]
+        return order[((nk > 0.5) & (nk < est.delete_below * n))[order]]
 
     cand = candidates(state)
     converged = True
