@@ -46,7 +46,8 @@ COLUMNS = [
     "restarts", "restarts_near_best", "clusters_used",
     "lower_bound_per_sample", "elbo_per_sample", "iterations", "converged",
     "components_emptied", "components_merged",
-    "n_samples", "n_samples_fit", "effective_samples", "too_few_samples", "n_channels", "n_dims", "dims_dropped",
+    "n_samples", "n_samples_fit", "effective_samples", "too_few_samples",
+    "n_channels", "n_dims", "dims_dropped",
     "nmi", "ari", "purity", "fit_seconds", "seconds",
 ]
 

@@ -320,8 +320,8 @@ def _fit_model(array, *, layer, mode, method, params, seed):
         if record.get("grows_with_samples"):
             log.warning("%s: %d clusters kept on %d samples, %d on half of them: the count "
                         "grows with the samples (marked grows_with_samples; see "
-                        "preprocess.max_samples and dpgmm.effective_samples)", what, record["clusters_kept"], len(Xp),
-                        record["clusters_kept_half"])
+                        "preprocess.max_samples and dpgmm.effective_samples)", what,
+                        record["clusters_kept"], len(Xp), record["clusters_kept_half"])
     else:
         est, record = fit_bic_baseline(Xp, fit_params, seed)
     record |= {

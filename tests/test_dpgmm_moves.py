@@ -266,7 +266,8 @@ def test_pairs_that_share_no_sample_skip_the_entropy_pass_with_the_same_result()
 
 @pytest.mark.parametrize("covariance_type, seed, per_blob, delete_below", [
     ("full", 0, 300, 0.01), ("diag", 0, 300, 0.01),
-    # components of 0.1-0.2 (weighted) samples at the delete move: candidates in both fits
+    # components holding 0.1-0.2 samples' weight at the delete move: to be left out of the
+    # candidates in both fits alike
     ("diag", 1, 100, 0.05),
 ])
 def test_a_tempered_fit_of_copies_is_the_fit_of_one_copy(covariance_type, seed, per_blob,
