@@ -474,6 +474,9 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
     if config["transfer"]["retrain"]:
         trained |= set(spec["analyse_on"][1:])
     head = layer_names(net)[-1]
+    smooth = smoothing(config, name)
+    # auto reads σ off the source's maps (rule choose_smoothing) only
+    auto_source = config["models"][smoothing_owner(config, name)]["analyse_on"][0]
     for ds in dict.fromkeys([*spec["analyse_on"], *sorted(trained)]):
         size, size_key = facts[ds]["size"], f"datasets.{ds}.size"
         if spec.get("input_size"):
@@ -501,17 +504,15 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
                     f"models.{name}.layers: {odd[0]!r} is not a feature map (its output is "
                     f"{_describe(out[odd[0]])}); choose layers whose output is (N, C, H, W) or "
                     "(N, C)")
-            flat = [n for n in smoothing(config, name) if out[n].dim() != 4]
+            flat = [n for n in smooth if out[n].dim() != 4]
             if flat:  # the extraction (or the choice of an auto σ) would refuse it after training
                 raise ConfigError(
                     f"extract.smooth: layer {flat[0]!r} of model {name!r} has no spatial maps "
                     f"(its output is {_describe(out[flat[0]])}); only maps can be smoothed: "
                     "remove it from extract.smooth")
-            if ds == config["models"][smoothing_owner(config, name)]["analyse_on"][0]:
-                # auto reads σ off the source's maps (rule choose_smoothing) only
+            if ds == auto_source:
                 _check_auto_sizes(name, {n: tuple(out[n].shape[2:])
-                                         for n, sigma in smoothing(config, name).items()
-                                         if sigma == "auto"})
+                                         for n, sigma in smooth.items() if sigma == "auto"})
             small = [n for n in layers if out[n].dim() == 4 and min(out[n].shape[2:]) < 1]
             why = f"layer {small[0]} has no positions left" if small else ""
             if not why and ds in trained:  # training runs the training-mode graph (aux heads)
