@@ -23,8 +23,9 @@ smoothed position sees the input under its own receptive field widened by ``radi
 positions on every side (:func:`convdp.receptive.widen`).
 
 ``σ: auto`` is chosen from the layer's own maps (:class:`SigmaChooser`): the smallest σ that
-removes the texture's ripple within regions, measured as the share of the maps' variance a
-Gaussian of σ takes away, net of what it takes from the regions' edges.
+leaves a texture's ripple within regions small against the regions' own differences, both
+measured as shares of the maps' variance (what a Gaussian of σ takes away, net of what it
+takes from the regions' edges).
 """
 
 from __future__ import annotations
@@ -141,14 +142,15 @@ SIGMA_GRID = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48
               96.0, 128.0, 192.0, 256.0)
 """The σ's (positions) that ``auto`` chooses from."""
 
-RIPPLE_LEFT = 0.1
-"""The amplitude of a texture's ripple the chosen σ may leave, as a share of the ripple's: a
-Gaussian of σ keeps exp(-2 π² σ² / P²) of a pattern of period P, so a tenth left is a period
-of about 3 σ (README, "Choosing σ")."""
-
-MIN_RIPPLE_SHARE = 0.1
-"""Below this share of the maps' variance within regions, ``auto`` leaves a layer unsmoothed:
-regions of flat colour, whose borders smoothing would blur into clusters of their own."""
+RIPPLE_TO_REGIONS = 0.18
+"""The ripple's variance a σ chosen by ``auto`` may leave within regions, as a share of the
+variance that is not ripple (the regions' differences, which the clusters are to follow): a
+ripple of about 0.42 of the regions' spread in amplitude. The larger the ripple against the
+regions, the more of it must go: on relu1 of DigitNet, σ's of a third of the period on
+textures of little else (stripes and checkers), less on fine textures among regions of their
+own colour (the parts generator's scenes); layers whose ripple is already within this share
+are left unsmoothed (regions of flat colour, whose borders smoothing would blur into
+clusters of their own). README, "Choosing σ"."""
 
 AUTO_MIN_SIZE = 16
 """The least height and width (positions) of a layer's maps for ``auto``: its edge term is
@@ -175,14 +177,17 @@ class SigmaChooser:
     lose a share that grows about linearly with σ (a position's kernel reaches across an
     edge with a probability about proportional to σ). The edge term is the line through
     ``removed`` at the two largest σ's (1/16 and 1/8 of the map), and the ripple's share
-    ``R`` that line's value at σ = 0. The choice is the smallest σ whose ``removed(σ)`` net
-    of the edge term reaches (1 - :data:`RIPPLE_LEFT`)² R, the share taken away once a tenth
-    of the ripple's amplitude is left; none (0) where ``R`` is below
-    :data:`MIN_RIPPLE_SHARE`.
+    ``R`` that line's value at σ = 0. What smoothing at σ leaves of the ripple is ``R`` less
+    ``removed(σ)`` net of the edge term; the choice is the smallest σ that leaves at most
+    :data:`RIPPLE_TO_REGIONS` of the variance that is not ripple, ``1 - R`` (the regions'
+    differences), and none (0) where ``R`` itself is within that.
 
-    On relu1 of DigitNet (random weights) it chose none on flat colours, 1.5 on the parts
-    generator's scenes and on colours striped in brightness, 3 on stripes and checkers and 2
-    on gratings, on two seeds of each (README, "Choosing σ").
+    On relu1 of DigitNet (random weights) it chose none on flat colours, 1 on the parts
+    generator's scenes and on colours under heavy pixel noise, 1.5 on colours striped in
+    brightness, 4 on stripes and checkers, on gratings and on band-passed noise, on two seeds
+    of each (README, "Choosing σ"; until 2026-12-07 the rule left a tenth of the ripple's
+    amplitude whatever its size against the regions', and chose one grid step below the best
+    σ on every texture and one above it on the parts).
 
     ``add`` takes the unsmoothed maps (N, C, H, W) batch by batch, ``valid`` (H, W) the
     positions no padding reached (None: all); ``result`` gives the choice and its evidence.
@@ -252,17 +257,19 @@ class SigmaChooser:
                "edge_fit": [a, b], "edge_slope": slope, "ripple_share": ripple}
         if not varies:
             return out | {"sigma": 0.0, "reason": "the maps do not vary: not smoothed"}
-        if ripple < MIN_RIPPLE_SHARE:
+        # the ripple a σ may leave (the rest's share at least 0: a ripple of all the variance
+        # must go, which the edge-fit's smaller σ does by the construction of ``ripple``)
+        allowed = RIPPLE_TO_REGIONS * max(1.0 - ripple, 0.0)
+        if ripple <= allowed:
             return out | {"sigma": 0.0, "reason": (
-                f"the ripple within regions is {ripple:.3f} of the variance, below "
-                f"{MIN_RIPPLE_SHARE}: not smoothed")}
-        target = (1 - RIPPLE_LEFT) ** 2 * ripple
-        # the edge-fit's smaller σ reaches it by the construction of ``ripple``
-        sigma = next(s for s in self.sigmas if share[s] - slope * s >= target - 1e-12)
+                f"the ripple within regions is {ripple:.3f} of the variance, at most "
+                f"{RIPPLE_TO_REGIONS} of the {1 - ripple:.3f} that is not ripple: not smoothed")}
+        sigma = next(s for s in self.sigmas if share[s] - slope * s >= ripple - allowed - 1e-12)
+        left = max(ripple - (share[sigma] - slope * sigma), 0.0)
         return out | {"sigma": sigma, "reason": (
-            f"sigma {sigma:g} takes away {share[sigma] - slope * sigma:.3f} of the variance "
-            f"beyond the edges' share, at least (1 - {RIPPLE_LEFT})^2 of the ripple's "
-            f"{ripple:.3f}")}
+            f"sigma {sigma:g} leaves {left:.3f} of the variance as ripple within regions (of "
+            f"{ripple:.3f}), at most {RIPPLE_TO_REGIONS} of the {1 - ripple:.3f} that is not "
+            "ripple")}
 
 
 def valid_positions(model: nn.Module, names, x: torch.Tensor, out: Mapping[str, torch.Tensor]
