@@ -146,9 +146,9 @@ RIPPLE_TO_REGIONS = 0.18
 """The ripple's variance a σ chosen by ``auto`` may leave within regions, as a share of the
 variance that is not ripple (the regions' differences, which the clusters are to follow): a
 ripple of about 0.42 of the regions' spread in amplitude. The larger the ripple against the
-regions, the more of it must go: on relu1 of DigitNet, σ's of a third of the period on
-textures of little else (stripes and checkers), less on fine textures among regions of their
-own colour (the parts generator's scenes); layers whose ripple is already within this share
+regions, the more of it must go: a texture that is most of the variance (stripes and
+checkers) loses nearly all of its ripple, a fine texture among regions of their own colour
+(the parts generator's scenes) only part; layers whose ripple is already within this share
 are left unsmoothed (regions of flat colour, whose borders smoothing would blur into
 clusters of their own). README, "Choosing σ"."""
 
@@ -185,9 +185,9 @@ class SigmaChooser:
     On relu1 of DigitNet (random weights) it chose none on flat colours, 1 on the parts
     generator's scenes and on colours under heavy pixel noise, 1.5 on colours striped in
     brightness, 4 on stripes and checkers, on gratings and on band-passed noise, on two seeds
-    of each (README, "Choosing σ"; until 2026-12-07 the rule left a tenth of the ripple's
-    amplitude whatever its size against the regions', and chose one grid step below the best
-    σ on every texture and one above it on the parts).
+    of each but the last (README, "Choosing σ"; the rule before this one left a tenth of the
+    ripple's amplitude whatever its size against the regions', and chose one grid step below
+    the best σ on every texture and one above it on the parts).
 
     ``add`` takes the unsmoothed maps (N, C, H, W) batch by batch, ``valid`` (H, W) the
     positions no padding reached (None: all); ``result`` gives the choice and its evidence.

@@ -270,17 +270,18 @@ def test_auto_sigma_is_the_smallest_that_leaves_the_ripple_small_against_the_reg
 
 
 def test_auto_sigma_grows_with_the_ripple_against_the_regions():
-    """One period (8 positions), the ripple half, once and three times the regions' own
-    contrast: a ripple within the bound unsmoothed is left as it is; the larger it is against
-    the regions, the more of it must go (the rule before 2026-12-07 took away nine tenths of
-    any ripple's amplitude and chose 3 for all three, smoothing the first for nothing and
-    leaving the third a quarter of the regions' variance)."""
-    chosen = {a: _choose(_regions(24, 64, seed=1, period=8, amplitude=a)) for a in (0.5, 1, 3)}
-    assert [chosen[a]["sigma"] for a in (0.5, 1, 3)] == [0.0, 3.0, 4.0], chosen
-    assert chosen[0.5]["reason"].endswith("that is not ripple: not smoothed")
+    """One period (8 positions), the ripple 0.6, 1 and 3 times the regions' own contrast: a
+    ripple within the bound unsmoothed is left as it is; the larger it is against the regions,
+    the more of it must go (the rule before a2e8ae0, a tenth of any ripple's amplitude, chose 3
+    for all three: it smoothed the first for nothing and left the third 0.08 of the variance
+    as ripple, a third of the regions' 0.25)."""
+    chosen = {a: _choose(_regions(24, 64, seed=1, period=8, amplitude=a)) for a in (0.6, 1, 3)}
+    assert [chosen[a]["sigma"] for a in (0.6, 1, 3)] == [0.0, 3.0, 4.0], chosen
+    assert chosen[0.6]["reason"].endswith("that is not ripple: not smoothed")
+    assert 0.1 < chosen[0.6]["ripple_share"] < 0.15 < 0.7 < chosen[3]["ripple_share"]
     # another draw of the regions, the same choices
     assert [_choose(_regions(24, 64, seed=2, period=8, amplitude=a))["sigma"]
-            for a in (0.5, 3)] == [0.0, 4.0]
+            for a in (0.6, 3)] == [0.0, 4.0]
 
 
 def test_auto_sigma_stops_at_a_sixteenth_of_the_map():
