@@ -187,7 +187,8 @@ class SigmaChooser:
     brightness, 4 on stripes and checkers, on gratings and on band-passed noise, on two seeds
     of each but the last (README, "Choosing σ"; the rule before this one left a tenth of the
     ripple's amplitude whatever its size against the regions', and chose one grid step below
-    the best σ on every texture and one above it on the parts).
+    the best σ on stripes and checkers, gratings and band-passed noise and one above it on
+    the parts).
 
     ``add`` takes the unsmoothed maps (N, C, H, W) batch by batch, ``valid`` (H, W) the
     positions no padding reached (None: all); ``result`` gives the choice and its evidence.
@@ -259,17 +260,17 @@ class SigmaChooser:
             return out | {"sigma": 0.0, "reason": "the maps do not vary: not smoothed"}
         # the ripple a σ may leave (the rest's share at least 0: a ripple of all the variance
         # must go, which the edge-fit's smaller σ does by the construction of ``ripple``)
-        allowed = RIPPLE_TO_REGIONS * max(1.0 - ripple, 0.0)
+        rest = max(1.0 - ripple, 0.0)
+        allowed = RIPPLE_TO_REGIONS * rest
         if ripple <= allowed:
             return out | {"sigma": 0.0, "reason": (
                 f"the ripple within regions is {ripple:.3f} of the variance, at most "
-                f"{RIPPLE_TO_REGIONS} of the {1 - ripple:.3f} that is not ripple: not smoothed")}
+                f"{RIPPLE_TO_REGIONS} of the {rest:.3f} that is not ripple: not smoothed")}
         sigma = next(s for s in self.sigmas if share[s] - slope * s >= ripple - allowed - 1e-12)
         left = max(ripple - (share[sigma] - slope * sigma), 0.0)
         return out | {"sigma": sigma, "reason": (
             f"sigma {sigma:g} leaves {left:.3f} of the variance as ripple within regions (of "
-            f"{ripple:.3f}), at most {RIPPLE_TO_REGIONS} of the {1 - ripple:.3f} that is not "
-            "ripple")}
+            f"{ripple:.3f}), at most {RIPPLE_TO_REGIONS} of the {rest:.3f} that is not ripple")}
 
 
 def valid_positions(model: nn.Module, names, x: torch.Tensor, out: Mapping[str, torch.Tensor]

@@ -470,7 +470,8 @@ def test_smoothed_first_layer_follows_gratings_and_striped_colours(
 
 def test_smoothed_first_layer_follows_the_generators_textured_parts(tmp_path, repo_root):
     """The planted-parts generator's own scenes (textured parts on a textured background) at
-    relu1, smoothed as config/parts.yaml stores it (σ = 1.5 positions): the label maps follow
+    relu1, smoothed as config/parts.yaml stored it until a2e8ae0 (σ = 1.5 positions; its
+    ``auto`` chooses 1 since, README "Choosing σ"): the label maps follow
     the parts. Measured here (64 scenes of 64 px, random weights): ARI 0.24 → 0.71 (0.72
     before the border rule), purity 0.88 → 0.95 (0.26 → 0.65 and 0.25 → 0.60 on the scenes of
     seeds 4 and 5)."""

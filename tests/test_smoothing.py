@@ -278,7 +278,9 @@ def test_auto_sigma_grows_with_the_ripple_against_the_regions():
     chosen = {a: _choose(_regions(24, 64, seed=1, period=8, amplitude=a)) for a in (0.6, 1, 3)}
     assert [chosen[a]["sigma"] for a in (0.6, 1, 3)] == [0.0, 3.0, 4.0], chosen
     assert chosen[0.6]["reason"].endswith("that is not ripple: not smoothed")
-    assert 0.1 < chosen[0.6]["ripple_share"] < 0.15 < 0.7 < chosen[3]["ripple_share"]
+    # the weakest ripple is more than the rule before left unsmoothed (0.1), the strongest
+    # most of the variance
+    assert chosen[0.6]["ripple_share"] > 0.1 and chosen[3]["ripple_share"] > 0.7, chosen
     # another draw of the regions, the same choices
     assert [_choose(_regions(24, 64, seed=2, period=8, amplitude=a))["sigma"]
             for a in (0.6, 3)] == [0.0, 4.0]
