@@ -253,7 +253,8 @@ class SigmaChooser:
         removed = (self._removed / total).tolist() if varies else [0.0] * len(self.sigmas)
         share = dict(zip(self.sigmas, (min(max(v, 0.0), 1.0) for v in removed), strict=True))
         slope = (share[b] - share[a]) / (b - a)
-        ripple = share[a] - slope * a
+        net = {s: share[s] - slope * s for s in self.sigmas}  # taken away beyond the edge term
+        ripple = net[a]
         out = {"removed": {f"{s:g}": round(v, 4) for s, v in share.items()},
                "edge_fit": [a, b], "edge_slope": slope, "ripple_share": ripple}
         if not varies:
@@ -266,8 +267,8 @@ class SigmaChooser:
             return out | {"sigma": 0.0, "reason": (
                 f"the ripple within regions is {ripple:.3f} of the variance, at most "
                 f"{RIPPLE_TO_REGIONS} of the {rest:.3f} that is not ripple: not smoothed")}
-        sigma = next(s for s in self.sigmas if share[s] - slope * s >= ripple - allowed - 1e-12)
-        left = max(ripple - (share[sigma] - slope * sigma), 0.0)
+        sigma = next(s for s in self.sigmas if net[s] >= ripple - allowed - 1e-12)
+        left = max(ripple - net[sigma], 0.0)
         return out | {"sigma": sigma, "reason": (
             f"sigma {sigma:g} leaves {left:.3f} of the variance as ripple within regions (of "
             f"{ripple:.3f}), at most {RIPPLE_TO_REGIONS} of the {rest:.3f} that is not ripple")}
