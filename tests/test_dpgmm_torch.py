@@ -75,6 +75,7 @@ def test_parity_each_iteration(small, covariance_type, slices, monkeypatch):
         tol=0.0,
         dtype="float64",
         tol_per_sample=False,
+        estep_reg_covar=False,
     ).fit(X, resp_init=resp)
     assert tm.n_iter_ == n_iter
     assert len(tm.lower_bounds_) == n_iter
@@ -109,7 +110,8 @@ def test_parity_same_convergence_with_sklearn_criterion(small, covariance_type):
     X, _ = small
     kw = dict(n_components=K, covariance_type=covariance_type, random_state=3, max_iter=200)
     sk = BayesianGaussianMixture(**kw).fit(X)
-    tm = TorchBayesianGaussianMixture(**kw, dtype="float64", tol_per_sample=False).fit(X)
+    tm = TorchBayesianGaussianMixture(**kw, dtype="float64", tol_per_sample=False,
+                                      estep_reg_covar=False).fit(X)
     assert tm.n_iter_ == sk.n_iter_
     assert tm.converged_ == sk.converged_
     assert tm.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-6)
@@ -165,9 +167,37 @@ def test_other_initialisations_match_sklearn(small, init_params):
     X, _ = small
     kw = dict(n_components=K, init_params=init_params, random_state=7, max_iter=5, tol=0.0)
     sk = BayesianGaussianMixture(**kw).fit(X)
-    tm = TorchBayesianGaussianMixture(**kw, dtype="float64", tol_per_sample=False).fit(X)
+    tm = TorchBayesianGaussianMixture(**kw, dtype="float64", tol_per_sample=False,
+                                      estep_reg_covar=False).fit(X)
     assert _rel(tm.lower_bounds_, sk.lower_bounds_) < 1e-6
     assert _rel(tm.means_, sk.means_) < 1e-6
+
+
+def _relu_with_rare_channels(seed, n=3000, d=16, rare=16, c=5):
+    """ReLU-like features of ``c`` clusters, beside ``rare`` channels that are zero but at
+    a few samples (as many of a deep layer's are): within a cluster their variance falls
+    below ``reg_covar``, which then decides those components' precisions."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(c, size=n)
+    X = np.maximum(rng.normal(0, 1.5, (c, d))[y] + rng.normal(0, 0.5, (n, d)), 0.0)
+    R = np.where(rng.random((n, rare)) < 0.005, rng.uniform(0, 0.05, (n, rare)), 0.0)
+    return np.hstack([X, R])
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_bound_rises_at_every_iteration_where_reg_covar_decides(covariance_type, seed):
+    """The E-step counts reg_covar as the M-step does, so EM ascends one objective: the
+    bound never falls (float64, 40 iterations, tol 0). Leaving it out of the E-step, as
+    scikit-learn does, the same fits' bound falls."""
+    X = _relu_with_rare_channels(seed)
+    kw = dict(n_components=10, covariance_type=covariance_type, max_iter=40, tol=0.0,
+              random_state=0, dtype="float64")
+    steps = {flag: np.diff(TorchBayesianGaussianMixture(**kw, estep_reg_covar=flag)
+                           .fit(X).lower_bounds_) / len(X)
+             for flag in (True, False)}
+    assert steps[True].min() > -1e-9
+    assert steps[False].min() < -1e-7
 
 
 def test_per_sample_tolerance(small):
@@ -376,7 +406,7 @@ def test_explicit_priors_match_sklearn(small):
     for ct, cp in (("full", np.eye(d) * 2.0), ("diag", np.full(d, 2.0))):
         sk = _sk(resp, covariance_type=ct, covariance_prior=cp, **kw).fit(X)
         tm = TorchBayesianGaussianMixture(
-            **kw, covariance_type=ct, covariance_prior=cp, dtype="float64"
+            **kw, covariance_type=ct, covariance_prior=cp, dtype="float64", estep_reg_covar=False
         ).fit(X, resp_init=resp)
         assert _rel(tm.lower_bounds_, sk.lower_bounds_) < 1e-6
         assert _rel(tm.means_, sk.means_) < 1e-6
@@ -408,6 +438,7 @@ def test_explicit_priors_match_sklearn(small):
         (dict(covariance_prior=np.zeros((5, 5))), ValueError, "positive-definite"),
         (dict(covariance_prior=np.eye(3)), ValueError, "covariance_prior"),
         (dict(tol_per_sample="yes"), ValueError, "tol_per_sample"),
+        (dict(estep_reg_covar=1), ValueError, "estep_reg_covar"),
         (dict(n_threads=0), ValueError, "n_threads"),
         (dict(delete_below=1.0), ValueError, "delete_below"),
         (dict(delete_below=-0.1), ValueError, "delete_below"),

@@ -89,6 +89,8 @@ class _EStep:
             + 0.5 * (log_lambda - D / st.mean_precision)
             + log_weights
         )
+        if self.estep_reg_covar:  # reg_covar's expected cost, as the M-step counts it
+            const = const - 0.5 * self.reg_covar * (st.prec_chol**2).flatten(1).sum(1)
         if getattr(self, "_deleted", None) is not None:  # a deletion move: these components take no samples
             const = const.masked_fill(self._deleted, -math.inf)
         if self.covariance_type == "full":

@@ -76,6 +76,15 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         Maximum number of samples processed at once.  For "full" covariance
         the block is further limited so that the (block, K, D) temporaries
         stay below ``_block_elems`` elements.
+    estep_reg_covar : bool, default=True
+        The E-step counts ``reg_covar`` as the M-step does: as a noise of that variance on
+        every feature of every sample, whose expected cost ``-reg_covar / 2 tr E[Lambda_k]``
+        enters each component's log-probability, so that EM ascends one objective and the
+        lower bound rises at every iteration. False leaves it out, as scikit-learn does
+        (its fits to the last digit); the bound can then fall where a component's
+        variance in some feature is near ``reg_covar`` (a ReLU channel at zero across a
+        cluster), and the fit wanders: 139 iterations against 95 in the speed benchmark's
+        paper setting (benchmarks/RESULTS.md).
     tol_per_sample : bool, default=True
         See ``tol``.
     delete_below : float in [0, 1), default=0.0
@@ -86,12 +95,13 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         bound is never lower.  A K-means start with many components leaves
         small pieces of the true clusters that the Dirichlet process empties
         very slowly: this move removes them.  0 (default) = never, which
-        reproduces scikit-learn's fit.  The workflow's default is 0.01.
+        reproduces scikit-learn's fit (with ``estep_reg_covar=False``).  The workflow's default is 0.01.
     merge : bool, default=False
         After convergence, try merging pairs of components that share responsibility
         (memoized merge moves, Hughes & Sudderth): a merge is kept only if the lower bound
         rises, then EM runs on; rounds repeat while merges are kept (see
-        ``convdp.dpgmm.moves``).  False reproduces scikit-learn's fit.
+        ``convdp.dpgmm.moves``).  False reproduces scikit-learn's fit (with
+        ``estep_reg_covar=False``).
     early_moves : int >= 0, default=10
         With ``merge`` or ``delete_below``: the moves are tried once already after this many
         EM iterations (if not converged by then), each judged after a few iterations of EM,
@@ -258,6 +268,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         dtype="float32",
         chunk_size=65536,
         tol_per_sample=True,
+        estep_reg_covar=True,
         delete_below=0.0,
         merge=False,
         early_moves=10,
@@ -285,6 +296,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         self.dtype = dtype
         self.chunk_size = chunk_size
         self.tol_per_sample = tol_per_sample
+        self.estep_reg_covar = estep_reg_covar
         self.delete_below = delete_below
         self.merge = merge
         self.early_moves = early_moves

@@ -54,8 +54,9 @@ class _Validation:
         _real("mean_precision_prior", 0.0, strict=True, allow_none=True)
         if self.degrees_of_freedom_prior is not None:
             _real("degrees_of_freedom_prior", -math.inf, strict=True)
-        if not isinstance(self.tol_per_sample, (bool, np.bool_)):
-            raise ValueError(f"tol_per_sample must be a bool, got {self.tol_per_sample!r}")
+        for flag in ("tol_per_sample", "estep_reg_covar"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise ValueError(f"{flag} must be a bool, got {getattr(self, flag)!r}")
         _real("delete_below", 0.0, strict=False)
         if self.delete_below >= 1.0:
             raise ValueError(f"delete_below must be < 1 (a fraction of n_samples), got {self.delete_below!r}")
