@@ -42,7 +42,7 @@ COLUMNS = [
     "model", "control_of", "dataset", "role", "layer", "layer_index", "mode", "method",
     "clusters_kept", "clusters_kept_min", "clusters_kept_max",
     "clusters_effective", "clusters_effective_min", "clusters_effective_max",
-    "truncation", "saturated", "clusters_kept_half", "grows_with_samples",
+    "truncation", "saturated", "clusters_kept_half", "grows_with_samples", "clusters_at_floor",
     "restarts", "restarts_near_best", "clusters_used",
     "lower_bound_per_sample", "elbo_per_sample", "iterations", "converged",
     "components_emptied", "components_merged",

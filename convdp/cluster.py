@@ -56,6 +56,7 @@ def make_dpgmm(params: dict, seed: int):
         weight_concentration_prior=params["concentration"],
         max_iter=params["max_iter"],
         tol=params["tol"],
+        reg_covar=params.get("reg_covar", 1e-6),
         random_state=seed,
         init_params=params.get("init", "kmeans"),
         n_init=params.get("restarts", 1),
@@ -116,6 +117,7 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
         "truncation": int(getattr(est, "truncation_", len(weights))),
         "restarts": int(params.get("restarts", 1)),
     }
+    record["clusters_at_floor"] = clusters_at_floor(est, weights > threshold)
     if hasattr(est, "saturated_"):  # torch backend
         record |= {"saturated": bool(est.saturated_), "elbo_per_sample": est.elbo_per_sample_}
         runs = est.init_results_
@@ -141,6 +143,23 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
     if params.get("sample_check", True):
         record |= sample_check(X, params, seed, record)
     return est, record
+
+
+def clusters_at_floor(est, kept: np.ndarray) -> int:
+    """How many kept clusters (``kept`` (K,) bool) have a direction whose variance is mostly
+    the estimator's ``reg_covar``: there the count depends on that setting, not only on the
+    data. The M-step adds ``reg_covar`` to each cluster's scatter, which its posterior
+    covariance carries with weight N_k / nu_k (nu_k = nu_0 + N_k); a cluster is at the floor
+    when its smallest variance is under twice that. The prior (the data's own covariance
+    over nu_k) keeps a cluster off it unless the data vary by less than ``reg_covar`` times
+    N_k in some direction: small activations (a random net's), near-copies of one vector."""
+    cov = np.asarray(est.covariances_)[kept]
+    if not len(cov):
+        return 0
+    smallest = np.linalg.eigvalsh(cov)[:, 0] if cov.ndim == 3 else cov.min(1)
+    dof = np.asarray(est.degrees_of_freedom_)[kept]
+    floor = est.reg_covar * (dof - est.degrees_of_freedom_prior_) / dof
+    return int((smallest < 2 * floor).sum())
 
 
 SAMPLE_GROWTH = 1.2
@@ -317,6 +336,11 @@ def _fit_model(array, *, layer, mode, method, params, seed):
             if other not in said:
                 warnings.warn_explicit(other.message, other.category, other.filename,
                                        other.lineno)
+        if record["clusters_at_floor"]:
+            log.warning("%s: %d of %d kept clusters have a direction whose variance is mostly "
+                        "the DPGMM's reg_covar (%g), not the data's: the count can change with "
+                        "that setting (dpgmm.reg_covar; marked clusters_at_floor)", what,
+                        record["clusters_at_floor"], record["clusters_kept"], est.reg_covar)
         if record.get("grows_with_samples"):
             log.warning("%s: %d clusters kept on %d samples, %d on half of them: the count "
                         "grows with the samples (marked grows_with_samples; see "

@@ -254,6 +254,33 @@ def test_a_count_that_grows_with_the_samples_is_marked(caplog):
     assert "clusters_kept_half" not in rec and "grows_with_samples" not in rec
 
 
+def test_clusters_whose_variance_is_reg_covar_are_marked(caplog):
+    """A kept cluster whose variance in some direction is mostly ``reg_covar`` is counted in
+    ``clusters_at_floor``, with a warning naming the layer: five separated blobs keep 5
+    clusters and none at the floor; the same blobs at 1e-4 of their scale (within-blob
+    variance 1e-8, a hundredth of reg_covar) are no longer told apart, and every cluster
+    kept is marked, by both backends."""
+    from convdp.config import load_config
+
+    _, blobs = _rectified_and_blobs(2000, seed=2)
+    for backend in ("torch", "sklearn"):
+        params = {"preprocess": PARAMS["preprocess"],
+                  "dpgmm": {**load_config("config.yaml")["dpgmm"], "n_components": 10,
+                            "restarts": 1, "sample_check": False, "backend": backend}}
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            _, rec = fit_layer(as_image_layer(blobs), layer="blobs", mode="image",
+                               method="dpgmm", params=params, progress=False)
+        assert (rec["clusters_kept"], rec["clusters_at_floor"]) == (5, 0), backend
+        assert "reg_covar" not in caplog.text
+        with caplog.at_level("WARNING"):
+            _, rec = fit_layer(as_image_layer(blobs * 1e-4), layer="tiny", mode="image",
+                               method="dpgmm", params=params, progress=False)
+        assert rec["clusters_kept"] != 5, backend
+        assert rec["clusters_at_floor"] == rec["clusters_kept"], backend
+        assert "layer 'tiny' (image mode)" in caplog.text and "reg_covar (1e-06)" in caplog.text
+
+
 def test_too_few_samples_for_the_check_leave_it_empty_and_one_class_scores_nothing(caplog):
     """Below twice max(n_components, 100) samples the half-sample check does not run: its
     columns say nothing (not "does not grow"). Images of one class: NMI, ARI and purity
