@@ -10,7 +10,8 @@
      restarts and adaptive truncation, which cost more starts, not a slower fit;
    * with ``--variants``: torch without moves, torch with scikit-learn's stopping rule
      (``tol_per_sample=False``, as many iterations as scikit-learn) and the same in
-     float64 (reproduces scikit-learn's fit; planted data only; ``--no-float64`` skips it);
+     float64 with scikit-learn's E-step (``estep_reg_covar=False``: reproduces scikit-learn's
+     fit; planted data only; ``--no-float64`` skips it);
 
 2. the paper's setting (``--no-paper`` skips it): VGG16's block 4 (``features.22``, seeded
    random weights: no download) on scikit-image's histology image at 1152 px, 20,000 of its
@@ -274,7 +275,7 @@ def compare(X, y, args, title, float64=True, cov="full", max_iter=None, concentr
             **common, **on, dtype="float32", tol_per_sample=False))
         if float64 and not args.no_float64:
             peers["torch64"] = ("torch float64, sklearn's tol rule", lambda: TorchBayesianGaussianMixture(
-                **common, **on, dtype="float64", tol_per_sample=False))
+                **common, **on, dtype="float64", tol_per_sample=False, estep_reg_covar=False))
     if args.device.type == "cuda":  # CUDA's start, once per process, is no fit's time
         t0 = time.perf_counter()
         TorchBayesianGaussianMixture(**dict(common, max_iter=2), device=args.device).fit(X[:2000])

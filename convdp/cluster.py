@@ -97,7 +97,8 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
     truncation occupied), the truncation used, the effective number of clusters and, over
     the restarts (``restarts``) whose bound is within :func:`near_best` of the best, the
     spread of both counts; unless ``sample_check`` is off, the count the same settings keep
-    on half the samples (:func:`sample_check`).
+    on half the samples (:func:`sample_check`); and how many kept clusters sit at the
+    ``reg_covar`` floor (:func:`clusters_at_floor`).
     """
     est = make_dpgmm(params, seed)
     est.fit(X)

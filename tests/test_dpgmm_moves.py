@@ -123,14 +123,22 @@ def test_restarts_keep_the_best_bound_and_report_each():
 
 
 def test_state_round_trip_predicts_the_same():
+    """The E-step's constants depend on reg_covar and estep_reg_covar: both travel with the
+    state (a large reg_covar makes the difference visible in score_samples)."""
     X, _ = planted(5, 6, 800, seed=4)
-    for covariance_type in ("full", "diag"):
+    for covariance_type, extra in [("full", {}), ("diag", {}),
+                                   ("full", {"reg_covar": 1e-2}),
+                                   ("diag", {"reg_covar": 1e-2, "estep_reg_covar": False})]:
         est = TorchBayesianGaussianMixture(n_components=10, covariance_type=covariance_type,
-                                           **MOVES).fit(X)
+                                           **MOVES, **extra).fit(X)
         again = TorchBayesianGaussianMixture.from_state(est.get_state())
         assert np.array_equal(again.predict(X), est.predict(X))
         np.testing.assert_array_equal(again.score_samples(X), est.score_samples(X))
         np.testing.assert_array_equal(again.weights_, est.weights_)
+    # a state saved before the two keys: scikit-learn's E-step, the default reg_covar
+    old = {k: v for k, v in est.get_state().items() if k not in ("reg_covar", "estep_reg_covar")}
+    rebuilt = TorchBayesianGaussianMixture.from_state(old)
+    assert (rebuilt.reg_covar, rebuilt.estep_reg_covar) == (1e-6, False)
     with pytest.raises(ValueError, match=r"\['shift'\] missing"):
         TorchBayesianGaussianMixture.from_state({k: v for k, v in est.get_state().items()
                                                  if k != "shift"})

@@ -5,7 +5,9 @@
 "dirichlet_process")``: a truncated stick-breaking Dirichlet process over
 ``n_components`` components with Normal-Wishart priors on the component means
 and precisions, and the same default priors, update equations and lower bound
-as scikit-learn.  It is faster because
+as scikit-learn, but for one term: the E-step counts ``reg_covar`` as the M-step does
+(``estep_reg_covar``, see the estimator), so that the bound rises at every iteration;
+``estep_reg_covar=False`` gives scikit-learn's E-step.  It is faster because
 
 * the E-step and the sufficient statistics are computed block by block with
   large matrix products (one ``[x, 1] @ [[P_1 ... P_K], [-mu_1 P_1 ...]]``
@@ -19,15 +21,14 @@ as scikit-learn.  It is faster because
   (``chunk_size``), so memory stays bounded for very large ``n_samples``;
 * for "full" covariance, work that provably cannot change the result beyond
   rounding is skipped: samples are visited grouped by their previous most
-  probable component, Mahalanobis terms of components whose responsibilities
-  in a block are bounded below the flush threshold (``eps^2 / N``) are not
-  computed (bound: ``lambda_min(Lambda_k) ||x - m_k||^2``), nor are scatter
-  matrices whose total contribution is below 1e-3 ulp of the prior's diagonal,
-  and bitwise-identical components (e.g. emptied ones) share their
-  Mahalanobis terms (see ``fit_stats_``);
+  probable component, scatter matrices whose total contribution is below 1e-3
+  ulp of the prior's diagonal are not computed, and bitwise-identical components
+  (e.g. emptied ones) share their Mahalanobis terms (see ``fit_stats_``);
 * the default convergence criterion is per sample (see ``tol_per_sample``).
 
-Accuracy: in float64 the results equal scikit-learn's to ~1e-12 relative.  In
+Accuracy: in float64, with ``estep_reg_covar=False``, the results equal scikit-learn's to
+~1e-12 relative (with the E-step's ``reg_covar`` term, to ~1e-6 where every variance is well
+above ``reg_covar``).  In
 float32 the limit is the representation of the centred data: covariances of
 components that are very narrow compared with their distance to the data mean
 get relative errors ~ eps32 * (distance / width) where a block is scattered around

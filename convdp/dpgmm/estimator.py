@@ -22,7 +22,8 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
 
     Fits the same model as ``sklearn.mixture.BayesianGaussianMixture`` with
     ``weight_concentration_prior_type="dirichlet_process"`` (same priors,
-    updates and lower bound), vectorised over components and chunked over
+    updates and lower bound; the E-step also counts ``reg_covar``, see
+    ``estep_reg_covar``), vectorised over components and chunked over
     samples.
 
     Parameters
@@ -40,7 +41,8 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         it rarely converges for large ``n_samples``; ``tol_per_sample=False``
         reproduces scikit-learn's criterion exactly.
     reg_covar : float, default=1e-6
-        Added to the diagonal of every component's empirical covariance.
+        Added to the diagonal of every component's empirical covariance (and counted by
+        the E-step, see ``estep_reg_covar``).
     max_iter : int, default=100
         Maximum number of variational EM iterations (0 = only initialise).
     n_init : int, default=1
@@ -346,7 +348,8 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         """``logsumexp`` over components of the weighted log probabilities, shape (N,).
 
         Same definition as scikit-learn's ``BaseMixture.score_samples`` for the
-        Bayesian mixture (``_estimate_log_prob + _estimate_log_weights``).
+        Bayesian mixture (``_estimate_log_prob + _estimate_log_weights``), with the
+        E-step's ``reg_covar`` term where ``estep_reg_covar`` (see there).
         """
         return self._per_block(X, lambda wlp: torch.logsumexp(wlp, dim=1))
 
@@ -359,7 +362,8 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
     def _estimate_log_prob(self, X):
         """The expected log density of each sample under each component, without the mixing
         weights, float64 array (N, K) (scikit-learn's name and meaning: the weighted log
-        probabilities less :meth:`_estimate_log_weights`)."""
+        probabilities less :meth:`_estimate_log_weights`; with ``estep_reg_covar``, less
+        ``reg_covar / 2 tr E[Lambda_k]`` too)."""
         return self._per_block(X, lambda wlp: wlp) - self._estimate_log_weights()
 
     def _per_block(self, X, reduce):
@@ -381,6 +385,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         give the same results bit for bit.
 
         Returns a dict of NumPy arrays: ``covariance_type``, ``dtype``, ``chunk_size``,
+        ``reg_covar`` and ``estep_reg_covar`` (the E-step's constants depend on both),
         ``shift`` (D,) (the fitting data's mean; the state is centred on it), the
         variational state ``wc_a``, ``wc_b``, ``mean_precision``, ``dof`` (K,),
         ``means_centred`` (K, D), ``cov`` and ``prec_chol`` ((K, D, D) full, (K, D) diag),
@@ -393,20 +398,26 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
             "covariance_type": np.array(self.covariance_type),
             "dtype": np.array(str(self._dtype).removeprefix("torch.")),
             "chunk_size": np.int64(self.chunk_size),
+            "reg_covar": np.float64(self.reg_covar),
+            "estep_reg_covar": np.bool_(self.estep_reg_covar),
             "shift": np64(self._shift),
             **{name: np64(getattr(st, name)) for name in STATE_FIELDS},
         }
 
     @classmethod
     def from_state(cls, state, device="cpu"):
-        """A fitted estimator rebuilt from :meth:`get_state`'s arrays, on ``device``."""
+        """A fitted estimator rebuilt from :meth:`get_state`'s arrays, on ``device``. A state
+        saved before ``estep_reg_covar`` existed is of a fit whose E-step left ``reg_covar``
+        out (scikit-learn's), and of the default ``reg_covar``: it is rebuilt so."""
         missing = [k for k in ("covariance_type", "dtype", "chunk_size", "shift", *STATE_FIELDS)
                    if k not in state]
         if missing:
             raise ValueError(f"not a TorchBayesianGaussianMixture state: {missing} missing")
         wc_a = np.asarray(state["wc_a"])
         est = cls(n_components=len(wc_a), covariance_type=str(state["covariance_type"]),
-                  dtype=str(state["dtype"]), chunk_size=int(state["chunk_size"]), device=device)
+                  dtype=str(state["dtype"]), chunk_size=int(state["chunk_size"]), device=device,
+                  reg_covar=float(state.get("reg_covar", 1e-6)),
+                  estep_reg_covar=bool(state.get("estep_reg_covar", False)))
         est._device, est._dtype = est._check_params()
         est._K = len(wc_a)
         est._shift = torch.as_tensor(np.asarray(state["shift"], np.float64), device=est._device)

@@ -8,7 +8,8 @@ each configured layer gets, from unlabelled activations only:
   that are not in the source fit's ``fit_index``). The fitted estimator (either backend) and
   the fit's preprocessing are rebuilt from the arrays saved in the fit's ``.npz`` (no
   pickles; :mod:`convdp.fitted`). The log-likelihood is ``score_samples`` of the variational
-  model (scikit-learn's definition: expected log-density under the variational posterior). 0 means the target looks like unseen source data; more negative means less
+  model (scikit-learn's definition: expected log-density under the variational posterior; the
+  torch backend's also counts ``reg_covar``, see ``estep_reg_covar``). 0 means the target looks like unseen source data; more negative means less
   transferable. ``shift_z`` is the same difference in units of the standard deviation of
   the held-out source log-likelihoods (an effect size, comparable across layers);
 - **coverage** (``cover``, ``cover_z``): the same shift once the mixing weights are refitted
