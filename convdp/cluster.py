@@ -252,7 +252,7 @@ def _bic_fit(X, k, params, seed):
     if params["method"] == "gmm":
         est = GaussianMixture(
             k, covariance_type=params["covariance_type"], random_state=seed,
-            max_iter=params.get("max_iter", 100), reg_covar=1e-6,
+            max_iter=params.get("max_iter", 100), reg_covar=params.get("reg_covar", 1e-6),
         ).fit(X)
         return est, float(est.bic(X))
     est = KMeans(k, n_init=3, random_state=seed).fit(X)

@@ -132,6 +132,19 @@ def test_bic_baseline_grows_past_k_max_or_says_it_is_bound():
     assert capped["clusters_kept"] == capped["truncation"] == 12 and capped["saturated"]
 
 
+def test_the_gmm_baseline_takes_its_reg_covar_from_the_config():
+    """``baseline.reg_covar`` reaches the Gaussian mixtures of the BIC search (it was 1e-6
+    whatever the config said): every fitted variance is at least the setting."""
+    from convdp.cluster import fit_bic_baseline
+
+    X = np.random.default_rng(0).normal(0, 0.01, (300, 3))
+    params = {"method": "gmm", "covariance_type": "diag", "k_min": 1, "k_max": 3}
+    est, _ = fit_bic_baseline(X, params | {"reg_covar": 0.5}, 0)
+    assert est.reg_covar == 0.5 and est.covariances_.min() >= 0.5
+    est, _ = fit_bic_baseline(X, params, 0)
+    assert est.covariances_.max() < 1e-3
+
+
 def test_pca_above_the_samples_is_clamped_and_a_small_fit_flagged(caplog):
     """Image mode on 12 images with preprocess.pca 16: the PCA keeps 11 components (with a
     warning naming the key; centred samples span 11 dimensions) and the fit is marked
