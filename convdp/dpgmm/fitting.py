@@ -35,6 +35,11 @@ class _Fitting:
     _Xt = None  # the fit's transposed data for the "diag" statistics (see _transposed), or None
     _zeta = 1.0  # every sample's weight in the bound (effective_samples / n_samples, at most 1)
 
+    def _effective_samples(self, n_samples: int) -> float:
+        """What ``n_samples`` samples weigh in the bound: ``n_samples`` itself, or
+        ``effective_samples`` where a tempered fit weighs each by ``_zeta``."""
+        return self._zeta * n_samples
+
     def _fit(self, X, resp_init):
         device, dtype = self._check_params()
         X = self._check_X(X, reset=True)
@@ -235,7 +240,7 @@ class _Fitting:
         larger truncation holding the same clusters ends a little above or below it by
         chance)."""
         fits = list(fits)
-        tie = self.tol if self.tol_per_sample else self.tol / (self._zeta * n_samples)
+        tie = self.tol if self.tol_per_sample else self.tol / self._effective_samples(n_samples)
         top = max(f["elbo_per_sample"] for f in fits)
         return min((f for f in fits if f["elbo_per_sample"] >= top - tie),
                    key=lambda f: f["truncation"])
@@ -313,8 +318,8 @@ class _Fitting:
         return {
             "state": state,
             "lower_bound": float(lower_bound),
-            "lower_bound_per_sample": float(lower_bound) / (self._zeta * n_samples),
-            "elbo_per_sample": float(elbo) / (self._zeta * n_samples),
+            "lower_bound_per_sample": float(lower_bound) / self._effective_samples(n_samples),
+            "elbo_per_sample": float(elbo) / self._effective_samples(n_samples),
             "lower_bounds": [float(v) for v in lower_bounds],
             "n_iter": n_iter if self.max_iter > 0 else 0,
             "converged": converged,
@@ -373,7 +378,7 @@ class _Fitting:
         Returns the last state, `lower_bounds` with this run's appended, and whether it
         converged.
         """
-        n_samples = self._zeta * Xc.shape[0]  # the effective samples of a tempered fit
+        n_samples = self._effective_samples(Xc.shape[0])
         lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
         for _ in range(max_iter):
             prev = lower_bound

@@ -523,7 +523,7 @@ def delete_moves(est, Xc, state, lower_bounds, spent, em_iter=None):
     Returns (state, lower bounds of the kept path, iterations spent, converged, components
     emptied).
     """
-    n = est._zeta * Xc.shape[0]  # nk counts effective samples in a tempered fit
+    n = est._effective_samples(Xc.shape[0])  # what the counts nk sum to
     stats = est.fit_stats_
     emptied = 0
 
