@@ -4,6 +4,7 @@ normalisation, the seeded stratified hold-out, the training loop and its accurac
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -94,6 +95,26 @@ def check_classes(labels: np.ndarray, data_name: str) -> None:
         )
 
 
+def check_outputs(model: nn.Module, x: torch.Tensor, n_classes: int, data_name: str) -> None:
+    """Refuse a net whose output on one image ``x`` (1, C, H, W) is not one score per class of
+    ``n_classes`` or more (labels 0…n_classes-1): a ``module:factory`` without a
+    ``num_classes`` argument builds its own head, and the loss failed mid-training with
+    "Target 6 is out of bounds". Run in evaluation mode (a BatchNorm takes no batch of one
+    in training mode); the mode is restored."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            out = logits(model.eval()(x))
+    finally:
+        model.train(was_training)
+    if out.ndim != 2 or out.shape[1] < n_classes:
+        raise ValueError(
+            f"the net gives outputs of shape {tuple(out.shape[1:])} per image but {data_name} "
+            f"has {n_classes} classes: a classifier needs one score per class; a module:factory "
+            "gets num_classes when it takes that argument, or give it a head of that many "
+            "outputs")
+
+
 def logits(out) -> torch.Tensor:
     """The class scores of a net's training-mode output: GoogLeNet and Inception v3 return
     them with their auxiliary heads' (``.logits``); the auxiliary heads are not trained."""
@@ -138,6 +159,12 @@ def train_classifier(
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     check_classes(labels, data_name)
+    n_classes, n_val = len(np.unique(labels)), math.ceil(val_fraction * len(labels))
+    if min(n_val, len(labels) - n_val) < n_classes:
+        raise ValueError(
+            f"{data_name}: {len(labels)} images of {n_classes} classes; the held-out "
+            f"{val_fraction:g} of them ({n_val} images) and the rest must each hold one image "
+            "of every class: give the data set more images per class")
     torch.manual_seed(seed)
     dev = resolve_device(device)
     idx_train, idx_val = train_test_split(
@@ -146,6 +173,7 @@ def train_classifier(
     x = to_input(images, mean, std)
     y = torch.from_numpy(np.asarray(labels, np.int64))
     model = model.to(dev)
+    check_outputs(model, x[idx_train[:1]].to(dev), int(labels.max()) + 1, data_name)
     params = []
     for name, p in model.named_parameters():
         keep = trainable is None or any(name.startswith(t) for t in trainable)

@@ -271,3 +271,34 @@ def test_training_on_a_single_class_is_refused_naming_the_data_set():
     with pytest.raises(ValueError, match=r"shapes has one class \(label 0\)"):
         train_classifier(DigitNet(num_classes=1), images, np.zeros(10, np.int64),
                          mean=[0.5], std=[0.25], epochs=1, progress=False, data_name="shapes")
+
+
+def test_a_net_with_fewer_outputs_than_classes_is_refused_before_training():
+    """A ``module:factory`` without a ``num_classes`` argument keeps its own head: with 3
+    outputs and 10 classes the loss failed mid-training ("Target 6 is out of bounds"); now
+    the shapes are compared on one image first, naming the data set. More outputs than
+    classes still train (a 1000-way head on 10 classes). Too few images for a held-out
+    image of every class is refused naming the data set too (scikit-learn's split said
+    "The test_size = 8 should be greater or equal to the number of classes = 10")."""
+    from torch import nn
+
+    from convdp.models import train_classifier
+
+    def net(outputs):
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, outputs))
+
+    images = np.random.default_rng(0).integers(0, 255, (60, 8, 8, 1), dtype=np.uint8)
+    labels = np.arange(60) % 10
+    with pytest.raises(ValueError, match=r"shapes: 40 images of 10 classes; the held-out 0.2 "
+                                         r"of them \(8 images\)"):  # sklearn's split refused it
+        train_classifier(net(10), images[:40], labels[:40], mean=[0.5], std=[0.25], epochs=1,
+                         progress=False, data_name="shapes")
+    with pytest.raises(ValueError, match=r"outputs of shape \(3,\) per image but shapes has 10 "
+                                         r"classes"):
+        train_classifier(net(3), images, labels, mean=[0.5], std=[0.25], epochs=1,
+                         progress=False, data_name="shapes")
+    wide = net(12)
+    metrics = train_classifier(wide, images, labels, mean=[0.5], std=[0.25], epochs=1,
+                               progress=False, data_name="shapes")
+    assert 0 <= metrics["val_accuracy"] <= 1
