@@ -4,8 +4,9 @@ over a Gaussian neighbourhood of positions before it is stored and clustered.
 A first layer sees a few pixels: on textured regions its vectors describe strokes, not the
 pattern they repeat in, and the clusters split each texture into its edges. Averaging the
 rectified responses over a neighbourhood is the step texture segmentation adds after a filter
-bank (the "energy" of each filter), and it lets the clusters follow textured regions (see the
-README, "Smoothing a first layer for textures", for what it gains and what it costs).
+bank (the "energy" of each filter), and it lets the clusters follow textured regions (see
+docs/parts_and_textures.md, "Smoothing a first layer for textures", for what it gains and
+what it costs).
 
 Only the stored output is smoothed: the layers after it compute from the net's own output. The
 kernel is a separable Gaussian of standard deviation ``sigma`` positions cut at
@@ -62,7 +63,7 @@ padding reached none) take the smoothed value of the nearest position that far i
 axis. A kernel cut sharply by the edge averages one side only and keeps much more of a
 texture's ripple (a cut Gaussian passes high frequencies), so a texture's positions along the
 image's border were clusters of their own: at σ 3 on the stripes and checkers, 7 of relu1's 17
-clusters were such bands (README, "Smoothing a first layer for textures")."""
+clusters were such bands (docs/parts_and_textures.md, "Smoothing a first layer for textures")."""
 
 
 _WARNED: set[str] = set()  # layers warned of having no inner box, once a process
@@ -150,7 +151,7 @@ regions, the more of it must go: a texture that is most of the variance (stripes
 checkers) loses nearly all of its ripple, a fine texture among regions of their own colour
 (the parts generator's scenes) only part; layers whose ripple is already within this share
 are left unsmoothed (regions of flat colour, whose borders smoothing would blur into
-clusters of their own). README, "Choosing σ"."""
+clusters of their own). docs/parts_and_textures.md, "Choosing σ"."""
 
 AUTO_MIN_SIZE = 16
 """The least height and width (positions) of a layer's maps for ``auto``: its edge term is
@@ -185,10 +186,10 @@ class SigmaChooser:
     On relu1 of DigitNet (random weights) it chose none on flat colours, 1 on the parts
     generator's scenes and on colours under heavy pixel noise, 1.5 on colours striped in
     brightness, 4 on stripes and checkers, on gratings and on band-passed noise, on two seeds
-    of each but the last (README, "Choosing σ"; the rule before this one left a tenth of the
-    ripple's amplitude whatever its size against the regions', and chose one grid step below
-    the best σ on stripes and checkers, gratings and band-passed noise and one above it on
-    the parts).
+    of each but the last (docs/parts_and_textures.md, "Choosing σ"; the rule before this one
+    left a tenth of the ripple's amplitude whatever its size against the regions', and chose
+    one grid step below the best σ on stripes and checkers, gratings and band-passed noise
+    and one above it on the parts).
 
     ``add`` takes the unsmoothed maps (N, C, H, W) batch by batch, ``valid`` (H, W) the
     positions no padding reached (None: all); ``result`` gives the choice and its evidence.

@@ -453,8 +453,8 @@ def test_tempered_fits_keep_the_texture_regions_at_more_samples(tmp_path, repo_r
 ])
 def test_smoothed_first_layer_follows_gratings_and_striped_colours(
         tmp_path, repo_root, regions, sigma, plain_below, smoothed_above):
-    """Two more kinds of planted region, smoothed at a σ set by their texture's scale (README,
-    "Choosing σ"). Gratings that differ only in orientation (period 6 px): relu1's 3 × 3 px
+    """Two more kinds of planted region, smoothed at a σ set by their texture's scale
+    (docs/parts_and_textures.md, "Choosing σ"). Gratings that differ only in orientation (period 6 px): relu1's 3 × 3 px
     field sees strokes; ARI 0.14 → 0.64 at σ = 3 (0.67 on seed 8). Colours striped in
     brightness (3 px stripes): the stripes split every colour; ARI 0.36 → 0.77 at σ = 1.5
     (0.33 → 0.79 on seed 8; at σ = 1 0.65, 0.84 before the border rule). 64 images of 64 px,
@@ -471,7 +471,7 @@ def test_smoothed_first_layer_follows_gratings_and_striped_colours(
 def test_smoothed_first_layer_follows_the_generators_textured_parts(tmp_path, repo_root):
     """The planted-parts generator's own scenes (textured parts on a textured background) at
     relu1, smoothed as config/parts.yaml stored it until a2e8ae0 (σ = 1.5 positions; its
-    ``auto`` chooses 1 since, README "Choosing σ"): the label maps follow
+    ``auto`` chooses 1 since: docs/parts_and_textures.md, "Choosing σ"): the label maps follow
     the parts. Measured here (64 scenes of 64 px, random weights): ARI 0.24 → 0.71 (0.72
     before the border rule), purity 0.88 → 0.95 (0.26 → 0.65 and 0.25 → 0.60 on the scenes of
     seeds 4 and 5)."""
