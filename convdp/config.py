@@ -27,12 +27,51 @@ class ConfigError(ValueError):
 
 def load_config(path: str | Path) -> dict:
     """Read a YAML config and validate it (see :func:`validate_config`)."""
+    return validate_config(read_config_file(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key repeated in one mapping: PyYAML (and Snakemake's
+    reading of a config file) keep the last, so an override block appended under a key the
+    file already has would silently drop every setting of the first."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    first = seen.setdefault(key, line)
+                except TypeError:  # an unhashable key: PyYAML refuses it itself
+                    continue
+                if first != line:
+                    raise ConfigError(
+                        f"{self.name}: key {key!r} is given twice (lines {first} and {line}); "
+                        "YAML keeps only the last, which would drop every setting under the "
+                        "first: write the key once")
+        return super().construct_mapping(node, deep)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A config file (YAML, or JSON) as a dict, before validation; a key given twice in one
+    mapping, or a top level that is not a mapping, is a :class:`ConfigError` naming the file."""
     path = Path(path)
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        with open(path, encoding="utf-8") as f:  # the loader's name is the file's
+            config = yaml.load(f, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    return validate_config(config)
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys (datasets:, models:, …) at its "
+                          f"top level, not a {type(config).__name__}")
+    return config
 
 
 def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: bool = True) -> dict:

@@ -8,6 +8,7 @@ from convdp.cluster import components_cap, label_memory_mb, merge_memory_mb
 from convdp.config import (
     label_jobs,
     layer_index,
+    read_config_file,
     smoothing,
     smoothing_owner,
     validate_config,
@@ -21,6 +22,9 @@ from convdp.storage import sample_plan, store_kinds
 # file is read again only where its times moved (convdp/provenance.py).
 provenance.CACHE_DIR = "results/.cache/digests"
 
+# Snakemake read the config files keeping the last of a key given twice: refuse that first
+for path in workflow.configfiles:
+    read_config_file(path)
 # Validates against convdp/schema.yaml with snakemake.utils.validate (defaults filled in),
 # then checks data set references and layer names; errors name the key, before any job runs.
 validate_config(config)

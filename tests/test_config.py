@@ -91,6 +91,32 @@ def test_smoothing_a_layer_without_maps_is_refused_before_any_job(config):
     assert validate_config(config)["extract"]["smooth"] == {"relu2": "auto"}
 
 
+def test_config_files_refuse_a_repeated_key_and_a_top_level_that_is_no_mapping(tmp_path):
+    """A key given twice in one mapping (at any depth) names the file and both lines; YAML's
+    merge keys may still be overridden; a list or a scalar at the top level is refused."""
+    from convdp.config import load_config, read_config_file
+
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("models:\n  a:\n    arch: digitnet\n    layers: [relu1]\n"
+                      "    arch: vgg11\n")
+    with pytest.raises(ConfigError, match=r"nested.yaml: key 'arch' is given twice "
+                                          r"\(lines 3 and 5\)"):
+        load_config(nested)
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("base: &b {arch: digitnet, layers: [relu1]}\n"
+                      "models:\n  a:\n    <<: *b\n    arch: vgg11\n")
+    assert read_config_file(merged)["models"]["a"] == {"arch": "vgg11", "layers": ["relu1"]}
+    for text, kind in (("- a\n- b\n", "list"), ("just words\n", "str")):
+        bad = tmp_path / f"{kind}.yaml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=f"{kind}.yaml: a config is a mapping of keys .* "
+                                              f"not a {kind}"):
+            load_config(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert read_config_file(empty) == {}
+
+
 def test_unknown_layer_lists_the_models_layers(config):
     config["models"]["digitnet"]["layers"] = ["relu1", "relu7"]
     with pytest.raises(ConfigError, match=r"\['relu7'\] not found in digitnet; its layers are: conv1, relu1, pool1"):

@@ -95,6 +95,22 @@ def test_a_value_that_cannot_be_converted_is_refused_naming_the_key(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_a_key_given_twice_in_the_configfile_is_refused_naming_both_lines(tmp_path):
+    """An override block appended under a key the file already has: Snakemake (PyYAML) kept
+    the last, and every other setting of the first block went back to the schema's default
+    without a word (`dpgmm: {n_components: 5}` after config.yaml's dpgmm: restarts 4 -> 1)."""
+    text = (ROOT / "config.yaml").read_text()
+    first = text.splitlines().index("dpgmm:") + 1
+    config = tmp_path / "twice.yaml"
+    config.write_text(text + "\n# later: fewer components\ndpgmm:\n  n_components: 5\n")
+    last = config.read_text().splitlines().index("dpgmm:", first) + 1
+    rc, out = snakemake(tmp_path, "-n", "--configfile", str(config))
+    assert rc != 0
+    assert (f"{config}: key 'dpgmm' is given twice (lines {first} and {last}); YAML keeps only "
+            "the last") in out
+    assert not (tmp_path / "results").exists()
+
+
 def overridden(*entries, check_layers=False):
     """The paper's config with ``--config`` entries, as Snakemake hands them to the
     workflow (its own parser), validated."""
