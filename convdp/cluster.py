@@ -389,11 +389,17 @@ def label_images(
     n = array.shape[0]
     stop = n if stop is None else stop
     blocks = len(chunk_bounds(n, chunk_size(array), start, stop)) - 1
-    labels = [
-        est.predict(pre.transform(s)).astype(np.int16)
-        for s in tqdm(iter_samples(array, mode, start=start, stop=stop), total=blocks,
-                      desc=f"label {layer}/{mode}", disable=not progress)
-    ]
+    per_image = int(np.prod(array.shape[1:3])) if mode == "position" else 1
+    labels, image = [], start
+    for s in tqdm(iter_samples(array, mode, start=start, stop=stop), total=blocks,
+                  desc=f"label {layer}/{mode}", disable=not progress):
+        bad = ~np.isfinite(s).all(axis=1)
+        if bad.any():  # the fit checked its own samples only
+            raise ValueError(f"layer {layer!r} ({mode} mode): the activations of image "
+                             f"{image + int(np.flatnonzero(bad)[0]) // per_image} hold NaN or "
+                             "Inf values")
+        labels.append(est.predict(pre.transform(s)).astype(np.int16))
+        image += len(s) // per_image
     return np.concatenate(labels) if labels else np.empty(0, np.int16)
 
 

@@ -89,6 +89,21 @@ def test_nan_activations_are_refused_naming_the_layer():
         fit_layer(X, layer="bad", mode="image", method="dpgmm", params=PARAMS, progress=False)
 
 
+def test_nan_outside_the_fitted_samples_is_refused_naming_the_image():
+    """The fit checks its own (capped) samples; the labelling of every sample afterwards
+    named nothing (scikit-learn's advice on imputers) where a position outside them is NaN."""
+    X = np.random.default_rng(0).standard_normal((40, 4, 4, 3)).astype(np.float32)
+    params = PARAMS | {"preprocess": PARAMS["preprocess"] | {"max_samples": 100}}
+    from convdp.samples import subsample
+
+    outside = sorted(set(range(40 * 16)) - set(subsample(40 * 16, 100, 0).tolist()))[-1]
+    X.reshape(-1, 3)[outside, 2] = np.nan
+    with pytest.raises(ValueError, match=rf"layer 'bad' \(position mode\): the activations of "
+                                         rf"image {outside // 16} hold NaN or Inf"):
+        fit_layer(X, layer="bad", mode="position", method="dpgmm", params=params,
+                  progress=False)
+
+
 def test_preprocess_scale_and_pca():
     X = np.random.default_rng(0).standard_normal((200, 6)) * [1, 2, 3, 4, 5, 0]
     pre = Preprocess(pca=3, scale_max=10.0).fit(X)

@@ -140,6 +140,33 @@ def test_image_mode_scores(planted):
     assert s["shift"] < same["shift"] - 1.0 and 0 <= s["usage_js"] <= 1
 
 
+def test_a_fit_of_the_other_mode_or_other_activations_is_refused(planted):
+    """layer_shift scored a fit made in the other mode (target = source gave usage_js 0.6-0.9
+    instead of 0), a source array the fit was not made on, or another layer's target, without
+    a word; NaN in the target gave scikit-learn's advice on imputers."""
+    from convdp.cluster import fit_layer
+
+    src = planted["groups"]["source"]["relu3"]
+    params = PARAMS | {"preprocess": {"max_samples": None, "pca": 4},
+                       "dpgmm": PARAMS["dpgmm"] | {"n_components": 3}}
+    image, _ = fit_layer(src, layer="relu3", mode="image", method="dpgmm", params=params,
+                         seed=0, progress=False)
+    with pytest.raises(ValueError, match=r"made in image mode \(labels of shape \(100,\)\), "
+                                         r"not in position mode"):
+        T.layer_shift(src, src, _loaded(image), "position")
+    fit = _loaded(image)
+    with pytest.raises(ValueError, match=r"labels samples of shape \(100,\), the source "
+                                         r"activations have \(60,\)"):
+        T.layer_shift(src[:60], src, fit, "image")
+    with pytest.raises(ValueError, match=rf"the target activations have {src.shape[-1] - 1} "
+                                         rf"channels, the source fit's layer {src.shape[-1]}"):
+        T.layer_shift(src, np.array(src)[..., 1:], fit, "image")
+    bad = np.array(src)
+    bad[7, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"the target activations hold NaN or Inf"):
+        T.layer_shift(src, bad, fit, "image")
+
+
 def test_js_divergence_and_rules():
     assert T.js_divergence([1, 2, 3], [2, 4, 6]) == pytest.approx(0.0, abs=1e-12)
     assert T.js_divergence([1, 0], [0, 1]) == pytest.approx(1.0)

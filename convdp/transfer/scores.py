@@ -78,6 +78,27 @@ def coverage_shift(est, Xs: np.ndarray, Xt: np.ndarray, kept: np.ndarray) -> dic
     return {"cover": cover, "cover_z": cover / sd if sd > 0 else float("nan")}
 
 
+def _check_fit_matches(arrays, pre, source_array, target_array, mode: str) -> None:
+    """Refuse a source fit made in the other mode or on other activations than
+    ``source_array`` (its labels are one per sample of that array), or a target of another
+    layer (other channels): each would be scored without a word, wrongly."""
+    labels_shape = tuple(np.shape(arrays["labels"]))
+    grid = tuple(source_array.shape[:3]) if mode == "position" else (source_array.shape[0],)
+    if len(labels_shape) != len(grid):
+        fitted = "position" if len(labels_shape) == 3 else "image"
+        raise ValueError(f"the source fit was made in {fitted} mode (labels of shape "
+                         f"{labels_shape}), not in {mode} mode: score it in {fitted} mode")
+    if labels_shape != grid:
+        raise ValueError(f"the source fit labels samples of shape {labels_shape}, the source "
+                         f"activations have {grid}: the fit was made on other activations "
+                         "(another data set or layer)")
+    channels = len(pre.keep_)
+    for side, array in (("source", source_array), ("target", target_array)):
+        if array.shape[-1] != channels:
+            raise ValueError(f"the {side} activations have {array.shape[-1]} channels, the "
+                             f"source fit's layer {channels}: another layer's activations")
+
+
 def layer_shift(
     source_array,
     target_array,
@@ -112,6 +133,7 @@ def layer_shift(
 
     check_mode(mode)
     arrays, pre, est = source_fit if isinstance(source_fit, tuple) else load_fit(source_fit)
+    _check_fit_matches(arrays, pre, source_array, target_array, mode)
     k = len(arrays["weights"])
     src_index, reference = score_draw(n_samples(source_array.shape, mode), "source", seed,
                                       max_samples, arrays["fit_index"])
@@ -120,8 +142,12 @@ def layer_shift(
                     "instead; the shift is then biased towards more negative values",
                     MIN_HELDOUT, mode)
     tgt_index, _ = score_draw(n_samples(target_array.shape, mode), "target", seed, max_samples)
-    Xs = pre.transform(read_samples(source_array, mode, src_index))
-    Xt = pre.transform(read_samples(target_array, mode, tgt_index))
+    Xs, Xt = (read_samples(a, mode, i) for a, i in ((source_array, src_index),
+                                                    (target_array, tgt_index)))
+    for side, x in (("source", Xs), ("target", Xt)):
+        if not np.isfinite(x).all():
+            raise ValueError(f"the {side} activations hold NaN or Inf values ({mode} mode)")
+    Xs, Xt = pre.transform(Xs), pre.transform(Xt)
     ll_s, ll_t = est.score_samples(Xs), est.score_samples(Xt)
     assigned = est.predict(Xt)
     source_usage = np.bincount(np.asarray(arrays["labels"]).ravel(), minlength=k)
