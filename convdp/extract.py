@@ -26,6 +26,7 @@ import copy
 import logging
 import operator
 import queue
+import re
 import shutil
 import threading
 import time
@@ -444,6 +445,9 @@ def extract_activations(
     n = images.shape[0]
     if n == 0:
         raise ValueError("no images to extract activations from")
+    if np.dtype(images.dtype) != np.uint8:  # floats in [0, 1] were divided by 255 once more
+        raise ValueError(f"the images are {np.dtype(images.dtype)}: extract_activations takes "
+                         "uint8 images (N, H, W, C) of 0-255, as a data set store holds them")
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
     codec = compressor(compression)
@@ -477,7 +481,18 @@ def extract_activations(
     # it runs before the store is touched, so a net that fails leaves the store as it was.
     first_start = todo[0] * chunk_size if todo else 0
     first_stop = min(first_start + (min(batch_size, chunk_size) if todo else 1), n)
-    pending = extractor(to_input(np.asarray(images[first_start:first_stop]), mean, std).to(device))
+    try:
+        pending = extractor(
+            to_input(np.asarray(images[first_start:first_stop]), mean, std).to(device))
+    except RuntimeError as exc:  # torch's words for images smaller than a layer's window
+        if not re.search(r"too small|smaller than|can't be greater than|should be less than",
+                         str(exc)):
+            raise
+        h, w = images.shape[1:3]
+        raise ValueError(
+            f"the net's forward pass to layers {list(layers)} fails on the {h}×{w} images: "
+            f"{(str(exc) or type(exc).__name__).splitlines()[0]} (images too small for these "
+            "layers? set the data set's size, or choose earlier layers)") from exc
     shapes = {name: (n, *to_channels_last(name, pending[name]).shape[1:]) for name in layers}
     group = ready_store(store_path, group)
     indices = None  # a new sample store's indices, kept for its writer

@@ -145,6 +145,27 @@ def test_unreadable_image_stops_naming_the_file_or_is_skipped(tmp_path, caplog, 
 
 # ---- activations ---------------------------------------------------------------------------
 
+def test_float_images_and_images_too_small_for_a_layer_are_refused_by_the_extraction(tmp_path):
+    """Float images in [0, 1] were divided by 255 once more (the net saw black images) without
+    a word; 4 × 4 images through DigitNet's relu4 failed in torch ("Output size is too small")
+    naming neither the images' size nor the layers. Nothing is written either way."""
+    from convdp.extract import extract_activations
+
+    torch.manual_seed(0)
+    net = DigitNet(num_classes=2, in_channels=1).eval()
+    images = np.random.default_rng(0).integers(0, 255, (4, 28, 28, 1), dtype=np.uint8)
+    kwargs = dict(mean=[0.5], std=[0.25], fingerprint={"d": 1}, progress=False)
+    with pytest.raises(ValueError, match=r"the images are float32: extract_activations takes "
+                                         r"uint8 images"):
+        extract_activations(net, images.astype(np.float32) / 255, ["relu1"],
+                            tmp_path / "f.zarr", **kwargs)
+    with pytest.raises(ValueError, match=r"fails on the 4×4 images: .*Output size is too small "
+                                         r"\(images too small for these layers\?"):
+        extract_activations(net, images[:, :4, :4], ["relu1", "relu4"], tmp_path / "t.zarr",
+                            **kwargs)
+    assert not (tmp_path / "f.zarr").exists() and not (tmp_path / "t.zarr").exists()
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
 def test_nan_or_inf_activations_name_the_layer(work, tmp_path, value):
     weights, meta = make_model(tmp_path, "poisoned", poison={"conv3.bias": value})
