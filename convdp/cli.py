@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"convdp: {exc}", file=sys.stderr)
         return 2
+    if not rows:
+        print(f"convdp: {args.arch} has no layers to list (its graph holds nothing between its "
+              "input and its output)", file=sys.stderr)
+        return 2
     try:
         blocks, note = set(block_layers(model)), ""
     except ValueError as exc:  # no blocks found: the list without marks

@@ -298,6 +298,9 @@ def _fit_model(array, *, layer, mode, method, params, seed):
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     what = f"layer {layer!r} ({mode} mode)"
     n, h, w, c = array.shape
+    if mode == "image" and n < 2:  # the preprocessing would call its one vector a dead layer
+        raise ValueError(f"{what}: image mode clusters one vector per image, and there is "
+                         f"{n}; fit it in position mode, or on more images")
     pre_params, fit_params = params["preprocess"], params[method]
     start = time.perf_counter()
 

@@ -112,6 +112,12 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
         for ds in spec["analyse_on"]:
             if ds not in datasets:
                 raise ConfigError(f"{key}.analyse_on: unknown data set {ds!r}; defined: {sorted(datasets)}")
+            n_images = facts[ds]["images"]
+            if "image" in config["modes"] and n_images is not None and n_images < 2:
+                raise ConfigError(
+                    f"modes: image mode clusters one vector per image and data set {ds!r} "
+                    f"({key}.analyse_on) has {n_images}: leave image out of modes, or give the "
+                    "data set more images")
         if spec["weights"] == "train":
             if "train_on" not in spec:
                 raise ConfigError(f"{key}.train_on is required when weights is 'train'")

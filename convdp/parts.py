@@ -33,10 +33,13 @@ A data set entry of the config then points at both folders::
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 #: Mask value → part name (0 is the background).
 PARTS = {0: "background", 1: "body", 2: "head", 3: "tail"}
@@ -158,18 +161,22 @@ def make_parts(dest: str | Path, n: int = 400, size: int = 64, seed: int = 0,
     if used:  # a second set over a first would mix the two, under the second's parts.json
         raise ValueError(f"{root} already holds {', '.join(used)}: choose a new folder, or "
                          "delete those first")
-    for sub in ("images", "masks"):
-        for d in DIRECTIONS:
-            (root / sub / d).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     width = max(4, len(str(n - 1)))
     for i in range(n):
         scene = make_scene(rng, size, objects)
         name = f"{DIRECTIONS[scene.direction]}/{i:0{width}d}.png"
-        Image.fromarray(scene.image(), "RGB").save(root / "images" / name)
-        Image.fromarray(scene.mask, "L").save(root / "masks" / name)
+        for sub in ("images", "masks"):  # a class folder only where it gets an image: an
+            (root / sub / DIRECTIONS[scene.direction]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(scene.image(), "RGB").save(root / "images" / name)  # empty one is
+        Image.fromarray(scene.mask, "L").save(root / "masks" / name)  # refused by the loader
+    classes = [d for d in DIRECTIONS if (root / "images" / d).is_dir()]
+    if len(classes) < len(DIRECTIONS):
+        log.warning("%s: %d images point %s only (no %s): a net trained on them learns %d "
+                    "classes", root, n, ", ".join(classes),
+                    ", ".join(sorted(set(DIRECTIONS) - set(classes))), len(classes))
     info = {"parts": {str(k): v for k, v in PARTS.items()}, "background": 0, "n": n,
-            "size": size, "objects": objects, "seed": seed, "classes": list(DIRECTIONS),
+            "size": size, "objects": objects, "seed": seed, "classes": classes,
             "images": "images", "masks": "masks"}
     (root / "parts.json").write_text(json.dumps(info, indent=2) + "\n")
     return root

@@ -82,6 +82,15 @@ def test_fewer_samples_than_components_is_a_clear_error():
         fit_layer(X, layer="small", mode="image", method="dpgmm", params=PARAMS, progress=False)
 
 
+def test_image_mode_on_one_image_is_refused_for_what_it_is():
+    """It was refused as "all 4 channels are constant … (a dead layer)" (one vector is
+    constant), on random activations."""
+    X = np.random.default_rng(0).random((1, 6, 6, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"layer 'one' \(image mode\): image mode clusters one "
+                                         r"vector per image, and there is 1"):
+        fit_layer(X, layer="one", mode="image", method="dpgmm", params=PARAMS, progress=False)
+
+
 def test_nan_activations_are_refused_naming_the_layer():
     X = np.random.default_rng(0).standard_normal((40, 1, 1, 3)).astype(np.float32)
     X[3, 0, 0, 1] = np.inf

@@ -54,6 +54,12 @@ def test_default_config_is_valid_and_gets_defaults(config):
          r"kind split: torchvision\)"),
         (lambda c: c["datasets"]["digits_source"].update(heldout_fraction=0.9),
          r"datasets\.digits_source\.heldout_fraction: only part train or heldout"),
+        # sklearn refused it in every fit job, naming no key
+        (lambda c: c.update(seed=2**32), r"seed: 4294967296 is greater than the maximum"),
+        # one image: the image-mode fit called its one vector "a dead layer"
+        (lambda c: c["datasets"]["digits_target"].update(max_samples=1),
+         r"modes: image mode clusters one vector per image and data set 'digits_target' "
+         r"\(models\.digitnet\.analyse_on\) has 1"),
     ],
 )
 def test_bad_config_names_the_key(config, change, message):

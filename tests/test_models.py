@@ -278,6 +278,8 @@ def test_cli_lists_layers(capsys):
     out = capsys.readouterr().out
     assert "relu3    * ReLU" in out and "(64, 8, 8)" in out
     assert cli_main(["layers", "nonet"]) == 2
+    assert cli_main(["layers", "torch.nn:Identity"]) == 2  # no layers: was max() of nothing
+    assert "torch.nn:Identity has no layers to list" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arch, weights, builder, size", [

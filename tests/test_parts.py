@@ -55,9 +55,18 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
     assert _digest(tmp_path / "a/images") != _digest(tmp_path / "c/images")
 
 
-def test_cli(tmp_path, capsys):
+def test_cli(tmp_path, capsys, caplog):
+    """Three images cannot point four ways: only the class folders that got an image are
+    made (an empty one is refused by the folder loader, so the set could not be read), with
+    a warning, and parts.json lists those classes."""
+    from convdp.datasets.images import load_image_folder
+
     assert main(["make-parts", str(tmp_path / "p"), "--n", "3", "--size", "32"]) == 0
     assert len(list((tmp_path / "p/masks").rglob("*.png"))) == 3
+    folders = sorted(d.name for d in (tmp_path / "p/images").iterdir())
+    assert len(folders) < len(DIRECTIONS) and "learns" in caplog.text
+    assert json.loads((tmp_path / "p/parts.json").read_text())["classes"] == folders
+    assert load_image_folder(tmp_path / "p/images").class_names == folders
     assert json.loads((tmp_path / "p/parts.json").read_text())["parts"]["1"] == "body"
     assert main(["make-parts", str(tmp_path / "q"), "--n", "0"]) == 2
     # a second set over the first would mix them under the second's parts.json
