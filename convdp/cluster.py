@@ -332,7 +332,13 @@ def _fit_model(array, *, layer, mode, method, params, seed):
         # the layer: printed to stderr they reached the job's log only
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            est, record = fit_dpgmm(Xp, fit_params, seed)
+            try:
+                est, record = fit_dpgmm(Xp, fit_params, seed)
+            except ValueError as exc:  # the estimator's words name no layer, nor the config
+                if "overflow" not in str(exc):
+                    raise
+                raise ValueError(f"{what}: {exc} (in the config: dpgmm.dtype: float64, or "
+                                 "preprocess.scale_max)") from exc
         said = [c for c in caught if issubclass(c.category, UserWarning | RuntimeWarning)]
         for message in dict.fromkeys(str(c.message) for c in said):
             log.warning("%s: %s", what, message)

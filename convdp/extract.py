@@ -580,6 +580,11 @@ def open_activations(store_path: str | Path, fingerprint: dict | None = None) ->
         attrs = dict(group.attrs)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"{store_path} is not a readable activation store: {exc}") from exc
+    if "fingerprint" not in attrs and "complete_chunks" not in attrs:  # no extraction began
+        raise ValueError(f"{store_path} is not an activation store (a data set store, or "
+                         "another Zarr group: it holds "
+                         f"{', '.join(sorted(group.keys())[:5]) or 'nothing'}); activation "
+                         "stores are results/activations/{model}/{dataset}.zarr")
     if not attrs.get("complete"):
         raise ValueError(
             f"{store_path} is incomplete ({len(attrs.get('complete_chunks', []))} chunks written); "

@@ -188,9 +188,13 @@ def load_masks(folder: str | Path, names: Sequence[str], size: int | None,
     filled: set[int] = set()
     counts: dict[int, int] = {}
     unconfirmed = []
+    taken: dict[Path, str] = {}  # mask file -> the first image it was found for
     for i, name in enumerate(names):
         try:
             path = mask_file(folder, name)
+            if taken.setdefault(path, name) != name:  # a.jpg and a.png found a.png by stem
+                raise ValueError(f"images {taken[path]!r} and {name!r} both take mask {path}: "
+                                 "give each image its own mask, named as the image")
             mask, palette = _read(path)
             if images is not None and not _check_drawn_on(path, mask.shape, Path(images) / name):
                 unconfirmed.append(name)

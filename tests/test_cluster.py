@@ -91,6 +91,14 @@ def test_image_mode_on_one_image_is_refused_for_what_it_is():
         fit_layer(X, layer="one", mode="image", method="dpgmm", params=PARAMS, progress=False)
 
 
+def test_activations_whose_squares_overflow_name_the_layer_and_the_config_keys():
+    X = np.random.default_rng(0).standard_normal((40, 1, 1, 3)).astype(np.float32) * 1e18
+    params = PARAMS | {"dpgmm": PARAMS["dpgmm"] | {"backend": "torch"}}
+    with pytest.raises(ValueError, match=r"layer 'huge' \(image mode\): samples as far as .* "
+                                         r"overflow float32 .*dpgmm\.dtype: float64"):
+        fit_layer(X, layer="huge", mode="image", method="dpgmm", params=params, progress=False)
+
+
 def test_nan_activations_are_refused_naming_the_layer():
     X = np.random.default_rng(0).standard_normal((40, 1, 1, 3)).astype(np.float32)
     X[3, 0, 0, 1] = np.inf

@@ -183,6 +183,9 @@ def test_mask_lookup_takes_names_literally_and_refuses_doubtful_files(tmp_path):
     save("s.png", 4)
     (tmp_path / "s.json").write_text("{}")  # a file beside the mask is not a second mask
     assert (load_masks(tmp_path, ["s.jpg"], None, (8, 8)) == 4).all()
+    # images s.jpg and s.png: s.png is the png's mask, and the jpg found it too by its stem
+    with pytest.raises(ValueError, match=r"images 's.jpg' and 's.png' both take mask .*s\.png"):
+        load_masks(tmp_path, ["s.jpg", "s.png"], None, (8, 8))
 
 
 def test_tiff_masks_are_read_by_their_samples_or_refused(tmp_path):

@@ -130,6 +130,7 @@ def test_logme_and_hscore_prefer_linearly_separable_labels():
     assert B.logme(separable, labels) > B.logme(mixed, labels)
     assert B.hscore(separable, labels) > 5 * B.hscore(mixed, labels)
     assert np.isnan(B.logme(separable, np.zeros(150)))
+    assert np.isnan(B.hscore(separable, np.zeros(150)))  # was ~1e-62, read as "no spread"
     # LogME does not depend on the features' scale (alpha absorbs it): 1e6 times larger
     # features gave -0.911 for -0.861 when |m|^2 had an absolute floor
     for scale in (1e-3, 1e3, 1e6):

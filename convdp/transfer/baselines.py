@@ -126,11 +126,14 @@ def logme(features: np.ndarray, labels: np.ndarray, max_iter: int = 2000, tol: f
 
 def hscore(features: np.ndarray, labels: np.ndarray) -> float:
     """H-score: ``tr(pinv(cov(f)) cov(E[f | y]))`` (Bao et al. 2019); higher = the classes'
-    means are further apart relative to the features' spread."""
+    means are further apart relative to the features' spread. NaN for fewer than 2 classes
+    (as :func:`logme`: one class has no between-class spread, and its rounding read ~1e-62)."""
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2 or len(labels) < 2:
+        return float("nan")
     f = np.asarray(features, np.float64)
     f = f - f.mean(0)
     cov = np.cov(f, rowvar=False)
-    labels = np.asarray(labels)
     g = np.zeros_like(f)
     for c in np.unique(labels):
         g[labels == c] = f[labels == c].mean(0)

@@ -166,6 +166,18 @@ def test_float_images_and_images_too_small_for_a_layer_are_refused_by_the_extrac
     assert not (tmp_path / "f.zarr").exists() and not (tmp_path / "t.zarr").exists()
 
 
+def test_a_data_set_store_opened_as_activations_is_named_for_what_it_is(tmp_path):
+    """It was called an incomplete activation store ("0 chunks written; rerun
+    extract_activations")."""
+    from convdp.datasets.base import Dataset
+    from convdp.datasets.store import write_dataset
+
+    write_dataset(tmp_path / "d.zarr", Dataset(np.zeros((2, 8, 8, 1), np.uint8), None, [], "t"))
+    with pytest.raises(ValueError, match=r"d.zarr is not an activation store \(a data set "
+                                         r"store, or another Zarr group: it holds images"):
+        open_activations(tmp_path / "d.zarr")
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
 def test_nan_or_inf_activations_name_the_layer(work, tmp_path, value):
     weights, meta = make_model(tmp_path, "poisoned", poison={"conv3.bias": value})
