@@ -44,14 +44,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 key = self.construct_object(key_node, deep=True)
                 line = key_node.start_mark.line + 1
                 try:
-                    first = seen.setdefault(key, line)
+                    first = seen.get(key)
                 except TypeError:  # an unhashable key: PyYAML refuses it itself
                     continue
-                if first != line:
+                if first is not None:
                     raise ConfigError(
                         f"{self.name}: key {key!r} is given twice (lines {first} and {line}); "
                         "YAML keeps only the last, which would drop every setting under the "
                         "first: write the key once")
+                seen[key] = line
         return super().construct_mapping(node, deep)
 
 

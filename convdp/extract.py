@@ -445,9 +445,10 @@ def extract_activations(
     n = images.shape[0]
     if n == 0:
         raise ValueError("no images to extract activations from")
-    if np.dtype(images.dtype) != np.uint8:  # floats in [0, 1] were divided by 255 once more
-        raise ValueError(f"the images are {np.dtype(images.dtype)}: extract_activations takes "
-                         "uint8 images (N, H, W, C) of 0-255, as a data set store holds them")
+    kind = np.asarray(images[0:1]).dtype  # any sliceable array-like, one image read
+    if kind != np.uint8:  # floats in [0, 1] were divided by 255 once more
+        raise ValueError(f"the images are {kind}: extract_activations takes uint8 images "
+                         "(N, H, W, C) of 0-255, as a data set store holds them")
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
     codec = compressor(compression)

@@ -166,10 +166,11 @@ def make_parts(dest: str | Path, n: int = 400, size: int = 64, seed: int = 0,
     for i in range(n):
         scene = make_scene(rng, size, objects)
         name = f"{DIRECTIONS[scene.direction]}/{i:0{width}d}.png"
-        for sub in ("images", "masks"):  # a class folder only where it gets an image: an
+        # a class folder only where an image goes: the folder loader refuses an empty one
+        for sub in ("images", "masks"):
             (root / sub / DIRECTIONS[scene.direction]).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(scene.image(), "RGB").save(root / "images" / name)  # empty one is
-        Image.fromarray(scene.mask, "L").save(root / "masks" / name)  # refused by the loader
+        Image.fromarray(scene.image(), "RGB").save(root / "images" / name)
+        Image.fromarray(scene.mask, "L").save(root / "masks" / name)
     classes = [d for d in DIRECTIONS if (root / "images" / d).is_dir()]
     if len(classes) < len(DIRECTIONS):
         log.warning("%s: %d images point %s only (no %s): a net trained on them learns %d "

@@ -100,13 +100,14 @@ def check_outputs(model: nn.Module, x: torch.Tensor, n_classes: int, data_name: 
     ``n_classes`` or more (labels 0…n_classes-1): a ``module:factory`` without a
     ``num_classes`` argument builds its own head, and the loss failed mid-training with
     "Target 6 is out of bounds". Run in evaluation mode (a BatchNorm takes no batch of one
-    in training mode); the mode is restored."""
-    was_training = model.training
+    in training mode); every module's mode is restored."""
+    modes = {m: m.training for m in model.modules()}
     try:
         with torch.no_grad():
             out = logits(model.eval()(x))
     finally:
-        model.train(was_training)
+        for m, training in modes.items():
+            m.training = training
     if out.ndim != 2 or out.shape[1] < n_classes:
         raise ValueError(
             f"the net gives outputs of shape {tuple(out.shape[1:])} per image but {data_name} "
@@ -173,7 +174,7 @@ def train_classifier(
     x = to_input(images, mean, std)
     y = torch.from_numpy(np.asarray(labels, np.int64))
     model = model.to(dev)
-    check_outputs(model, x[idx_train[:1]].to(dev), int(labels.max()) + 1, data_name)
+    check_outputs(model, x[idx_train[:1]].to(dev), int(np.max(labels)) + 1, data_name)
     params = []
     for name, p in model.named_parameters():
         keep = trainable is None or any(name.startswith(t) for t in trainable)

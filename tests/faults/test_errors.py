@@ -165,6 +165,18 @@ def test_float_images_and_images_too_small_for_a_layer_are_refused_by_the_extrac
                             **kwargs)
     assert not (tmp_path / "f.zarr").exists() and not (tmp_path / "t.zarr").exists()
 
+    class Sliceable:  # an array-like without a dtype (extract_speed.py's repeated images)
+        shape = images.shape
+
+        def __getitem__(self, sl):
+            return images[sl]
+
+        def __len__(self):
+            return len(images)
+
+    extract_activations(net, Sliceable(), ["relu1"], tmp_path / "s.zarr", **kwargs)
+    assert open_activations(tmp_path / "s.zarr")["relu1"].shape[0] == 4
+
 
 def test_a_data_set_store_opened_as_activations_is_named_for_what_it_is(tmp_path):
     """It was called an incomplete activation store ("0 chunks written; rerun
