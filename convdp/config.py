@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import logging
 import math
 from collections import Counter
@@ -56,17 +57,32 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _unique_pairs(pairs: list, path: Path) -> dict:
+    """A JSON object's ``(key, value)`` pairs as a dict, refusing a key given twice."""
+    seen = Counter(key for key, _ in pairs)
+    twice = [key for key, n in seen.items() if n > 1]
+    if twice:
+        raise ConfigError(f"{path}: key {twice[0]!r} is given twice in one object; JSON "
+                          "readers keep only the last: write the key once")
+    return dict(pairs)
+
+
 def read_config_file(path: str | Path) -> dict:
     """A config file (YAML, or JSON) as a dict, before validation; a key given twice in one
     mapping, or a top level that is not a mapping, is a :class:`ConfigError` naming the file."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as f:  # the loader's name is the file's
-            config = yaml.load(f, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+    try:  # JSON first, as Snakemake reads a config file (tab-indented JSON is no YAML)
+        config = json.loads(text, object_pairs_hook=lambda pairs: _unique_pairs(pairs, path))
+    except json.JSONDecodeError:
+        try:
+            with open(path, encoding="utf-8") as f:  # the loader's name is the file's
+                config = yaml.load(f, Loader=_UniqueKeyLoader)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     if config is None:
         return {}
     if not isinstance(config, dict):

@@ -581,7 +581,9 @@ def open_activations(store_path: str | Path, fingerprint: dict | None = None) ->
         attrs = dict(group.attrs)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"{store_path} is not a readable activation store: {exc}") from exc
-    if "fingerprint" not in attrs and "complete_chunks" not in attrs:  # no extraction began
+    begun = ({"index", "positions", "pooled"} & set(group.group_keys())  # a sample store's
+             or any(a.attrs.get("layout") == "NHWC" for _, a in group.arrays()))
+    if "fingerprint" not in attrs and not begun:  # no extraction made it (its attrs come last)
         raise ValueError(f"{store_path} is not an activation store (a data set store, or "
                          "another Zarr group: it holds "
                          f"{', '.join(sorted(group.keys())[:5]) or 'nothing'}); activation "

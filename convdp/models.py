@@ -31,6 +31,7 @@ import functools
 import logging
 import os
 import pickle
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from unittest import mock
@@ -406,28 +407,38 @@ def build_on_meta(arch: str, num_classes: int | None, in_channels: int | None,
         return build_model(arch, num_classes, in_channels, builder).eval()
 
 
+_META_LOCK = threading.RLock()  # one patched build at a time (nested in one thread: LIFO)
+
+
 @contextlib.contextmanager
 def _weights_on_meta():
-    """Every parameter and buffer registered inside is replaced by its meta-device copy as it
-    is registered: the builder's own computations run on the CPU, the weights take no memory,
-    and their initialisation (which runs after registration) computes nothing."""
-    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+    """Every parameter and buffer this thread registers inside is replaced by its meta-device
+    copy as it is registered: the builder's own computations run on the CPU, the weights take
+    no memory, and their initialisation (which runs after registration) computes nothing.
+    The patch is on ``nn.Module`` itself, so other threads' modules pass through untouched,
+    and builds on two threads take turns."""
+    owner = threading.get_ident()
+    with _META_LOCK:
+        register_parameter = nn.Module.register_parameter
+        register_buffer = nn.Module.register_buffer
 
-    def parameter(module, name, param):
-        if param is not None and param.device.type != "meta":
-            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-        register_parameter(module, name, param)
+        def parameter(module, name, param):
+            if (param is not None and param.device.type != "meta"
+                    and threading.get_ident() == owner):
+                param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+            register_parameter(module, name, param)
 
-    def buffer(module, name, tensor, persistent=True):
-        if tensor is not None:
-            tensor = tensor.to("meta")
-        register_buffer(module, name, tensor, persistent=persistent)
+        def buffer(module, name, tensor, persistent=True):
+            if tensor is not None and threading.get_ident() == owner:
+                tensor = tensor.to("meta")
+            register_buffer(module, name, tensor, persistent=persistent)
 
-    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
+        nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer
+        try:
+            yield
+        finally:
+            nn.Module.register_parameter = register_parameter
+            nn.Module.register_buffer = register_buffer
 
 
 def fit_state_dict(model: nn.Module, state: dict, source: str, what: str) -> nn.Module:

@@ -96,11 +96,11 @@ def check_classes(labels: np.ndarray, data_name: str) -> None:
 
 
 def check_outputs(model: nn.Module, x: torch.Tensor, n_classes: int, data_name: str) -> None:
-    """Refuse a net whose output on one image ``x`` (1, C, H, W) is not one score per class of
-    ``n_classes`` or more (labels 0…n_classes-1): a ``module:factory`` without a
-    ``num_classes`` argument builds its own head, and the loss failed mid-training with
-    "Target 6 is out of bounds". Run in evaluation mode (a BatchNorm takes no batch of one
-    in training mode); every module's mode is restored."""
+    """Refuse a net whose output on the images ``x`` (B, C, H, W), B ≥ 2 (a net that ends in
+    ``squeeze()`` drops the batch axis of one), is not one score per class of ``n_classes``
+    or more (labels 0…n_classes-1): a ``module:factory`` without a ``num_classes`` argument
+    builds its own head, and the loss failed mid-training with "Target 6 is out of bounds".
+    Run in evaluation mode, without gradients; every module's mode is restored."""
     modes = {m: m.training for m in model.modules()}
     try:
         with torch.no_grad():
@@ -174,7 +174,7 @@ def train_classifier(
     x = to_input(images, mean, std)
     y = torch.from_numpy(np.asarray(labels, np.int64))
     model = model.to(dev)
-    check_outputs(model, x[idx_train[:1]].to(dev), int(np.max(labels)) + 1, data_name)
+    check_outputs(model, x[idx_train[:2]].to(dev), int(np.max(labels)) + 1, data_name)
     params = []
     for name, p in model.named_parameters():
         keep = trainable is None or any(name.startswith(t) for t in trainable)

@@ -121,6 +121,17 @@ def test_config_files_refuse_a_repeated_key_and_a_top_level_that_is_no_mapping(t
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     assert read_config_file(empty) == {}
+    # JSON, as Snakemake reads it first: tab-indented (no YAML), and a key twice in an object
+    import json
+
+    tabs = tmp_path / "tabs.json"
+    tabs.write_text(json.dumps({"seed": 3, "modes": ["position"]}, indent="\t"))
+    assert read_config_file(tabs) == {"seed": 3, "modes": ["position"]}
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"dpgmm": {"restarts": 4}, "dpgmm": {"n_components": 5}}')
+    with pytest.raises(ConfigError, match=r"twice.json: key 'dpgmm' is given twice in one "
+                                          r"object"):
+        read_config_file(twice)
 
 
 def test_unknown_layer_lists_the_models_layers(config):

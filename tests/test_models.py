@@ -366,6 +366,25 @@ def test_a_net_whose_builder_reads_tensor_values_is_checked_without_its_weights(
             == {k: v.shape for k, v in cpu.state_dict().items()})
     # the patch is undone: a module made afterwards has its weights in memory
     assert nn.Linear(2, 2).weight.device.type == "cpu"
+    # and while it is in place, another thread's modules keep theirs
+    import threading
+
+    devices = set()
+    done = threading.Event()
+
+    def other():
+        while not done.is_set():
+            devices.add(nn.Linear(2, 2).weight.device.type)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        for _ in range(3):
+            build_on_meta("regnet_y_400mf", 7, 3)
+    finally:
+        done.set()
+        thread.join()
+    assert devices == {"cpu"}
     monkeypatch.setattr(api, "load_state_dict_from_url",
                         lambda url, *a, **k: torchvision.models.regnet_x_400mf().state_dict())
     net, extra = load_pretrained(spec)

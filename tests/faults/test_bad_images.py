@@ -302,3 +302,15 @@ def test_a_net_with_fewer_outputs_than_classes_is_refused_before_training():
     metrics = train_classifier(wide, images, labels, mean=[0.5], std=[0.25], epochs=1,
                                progress=False, data_name="shapes")
     assert 0 <= metrics["val_accuracy"] <= 1
+
+    class Squeezed(nn.Module):  # (N, 10) for a batch, (10,) for one image: it trained before
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 10, 3)
+
+        def forward(self, x):
+            return self.conv(x).mean((2, 3)).squeeze()
+
+    metrics = train_classifier(Squeezed(), images, labels, mean=[0.5], std=[0.25], epochs=1,
+                               progress=False, data_name="shapes")
+    assert 0 <= metrics["val_accuracy"] <= 1
