@@ -17,6 +17,7 @@ TINY = yaml.safe_load((ROOT / "tests/config/tiny.yaml").read_text())
 
 def histology(config, size=64):
     config["datasets"]["tissue"] = {"kind": "histology", "size": size}
+    config["modes"] = ["position"]  # one image: no image mode (refused, as its fit would be)
 
 
 def vgg(config, layers, analyse_on=("tissue",)):
