@@ -402,12 +402,15 @@ def label_images(
     labels, image = [], start
     for s in tqdm(iter_samples(array, mode, start=start, stop=stop), total=blocks,
                   desc=f"label {layer}/{mode}", disable=not progress):
-        bad = ~np.isfinite(s).all(axis=1)
-        if bad.any():  # the fit checked its own samples only
+        try:  # the estimator's (scikit-learn's) input check refuses NaN and Inf ...
+            labels.append(est.predict(pre.transform(s)).astype(np.int16))
+        except ValueError:  # ... in its words: name the layer and the image instead
+            bad = ~np.isfinite(s).all(axis=1)
+            if not bad.any():
+                raise
             raise ValueError(f"layer {layer!r} ({mode} mode): the activations of image "
                              f"{image + int(np.flatnonzero(bad)[0]) // per_image} hold NaN or "
-                             "Inf values")
-        labels.append(est.predict(pre.transform(s)).astype(np.int16))
+                             "Inf values") from None
         image += len(s) // per_image
     return np.concatenate(labels) if labels else np.empty(0, np.int16)
 

@@ -445,10 +445,10 @@ def extract_activations(
     n = images.shape[0]
     if n == 0:
         raise ValueError("no images to extract activations from")
-    kind = np.asarray(images[0:1]).dtype  # any sliceable array-like, one image read
-    if kind != np.uint8:  # floats in [0, 1] were divided by 255 once more
-        raise ValueError(f"the images are {kind}: extract_activations takes uint8 images "
-                         "(N, H, W, C) of 0-255, as a data set store holds them")
+    first = np.asarray(images[0:1])  # any sliceable array-like: its first image, read once
+    if first.dtype != np.uint8:  # floats in [0, 1] were divided by 255 once more
+        raise ValueError(f"the images are {first.dtype}: extract_activations takes uint8 "
+                         "images (N, H, W, C) of 0-255, as a data set store holds them")
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
     codec = compressor(compression)
@@ -456,7 +456,6 @@ def extract_activations(
     keep_freed_memory()  # each batch's outputs in the last one's memory (convdp.allocator)
     smooth = {name: float(sigma) for name, sigma in (smooth or {}).items()}
     extractor = feature_extractor(model, layers, smooth).to(device)
-    first = images[0:1]
     graph_module = getattr(extractor, "extractor", extractor)  # SmoothedOutputs wraps it
     in_ch = input_channels(graph_module, getattr(graph_module, "graph", None))
     if in_ch is not None and first.shape[-1] != in_ch:
@@ -581,9 +580,11 @@ def open_activations(store_path: str | Path, fingerprint: dict | None = None) ->
         attrs = dict(group.attrs)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"{store_path} is not a readable activation store: {exc}") from exc
-    begun = ({"index", "positions", "pooled"} & set(group.group_keys())  # a sample store's
-             or any(a.attrs.get("layout") == "NHWC" for _, a in group.arrays()))
-    if "fingerprint" not in attrs and not begun:  # no extraction made it (its attrs come last)
+    # no fingerprint (an extraction writes it last) and none of an extraction's arrays (the
+    # sample store's groups, or the full store's channels-last ones): no activation store
+    if "fingerprint" not in attrs and not (
+            {"index", "positions", "pooled"} & set(group.group_keys())
+            or any(a.attrs.get("layout") == "NHWC" for _, a in group.arrays())):
         raise ValueError(f"{store_path} is not an activation store (a data set store, or "
                          "another Zarr group: it holds "
                          f"{', '.join(sorted(group.keys())[:5]) or 'nothing'}); activation "
