@@ -25,9 +25,12 @@ Every peer is fitted ``--repeats`` times (3), the peers interleaved so that load
 machine falls on all alike; the medians are compared. For each fit it prints wall and CPU
 seconds, lower bound per sample, NMI (to the planted labels, or to scikit-learn's labels for
 real data), iterations; then the medians, the torch fit's time per phase (initialisation,
-E-step with the statistics, M-step, bound, moves) and ``efficiency``: the GEMM work of the
-E-step and the statistics per second of it, against this machine's own ``torch.mm`` on the
-E-step's block shape, measured right after each torch fit; each peer's seconds per EM
+E-step, statistics, M-step, bound, moves) and ``efficiency``: the GEMM work of the E-step
+(the log-probabilities and responsibilities of the EM iterations) per second of it, against
+this machine's own ``torch.mm`` on the E-step's block shape, measured right after each torch
+fit; the same rate for the sufficient statistics (``efficiency_statistics``, computed in the
+same passes) and for both together (``efficiency_estep_and_statistics``: what runs before
+2026-12-07 printed as ``efficiency``, benchmarks/RESULTS.md); each peer's seconds per EM
 iteration and their ratio (``per iteration``: the speed-up apart from the iterations each
 fit runs); and the headline ``ratio: X.XX`` (median scikit-learn seconds / median torch
 seconds, planted data) with both fits' lower bound per sample and NMI.
@@ -195,24 +198,32 @@ def profile(results, cov="full"):
     """The torch fit's time per phase (the repeat of median time), and the E-step's achieved
     GEMM rate against this machine's ``torch.mm`` on the E-step's block shape, measured right
     after each repeat (``peak``, so that a slow or fast spell of the machine falls on both):
-    ``efficiency``, the median over the repeats, their range beside it."""
+    ``efficiency``, the median over the repeats, their range beside it; the same for the
+    statistics and for the two together."""
     result = sorted(results, key=lambda r: r["sec"])[len(results) // 2]
     st = result["stats"]
-    phases = ["init", "estep", "mstep", "bound", "moves"]
+    phases = ["init", "estep", "statistics", "mstep", "bound", "moves"]
     total = result["sec"]
     parts = ", ".join(f"{p} {st[f'seconds_{p}']:.2f} s" for p in phases)
     other = total - sum(st[f"seconds_{p}"] for p in phases)
     print(f"  profile (torch, the median repeat, {total:.2f} s): {parts}, other {other:.2f} s")
     rows, inner, cols = result["shape"]
     peaks = [r["peak"] for r in results]
-    achieved = [r["stats"]["gemm_flops_estep"] / max(r["stats"]["seconds_estep"], 1e-12) / 1e9
-                for r in results]
-    eff = [a / p for a, p in zip(achieved, peaks, strict=True)]
-    print(f"  E-step + statistics: {np.median(achieved):.2f} GFLOP/s of GEMM work (median); "
-          f"torch.mm ({rows} x {inner}) @ ({inner} x {cols}) on this machine after each repeat: "
+
+    def rate(r, *parts):  # GFLOP/s of the GEMM work of these phases
+        flops = sum(r["stats"][f"gemm_flops_{p}"] for p in parts)
+        return flops / max(sum(r["stats"][f"seconds_{p}"] for p in parts), 1e-12) / 1e9
+
+    print(f"  torch.mm ({rows} x {inner}) @ ({inner} x {cols}) on this machine after each repeat: "
           f"{np.median(peaks):.2f} GFLOP/s (median, range {min(peaks):.2f}–{max(peaks):.2f})")
-    print(f"efficiency{'' if cov == 'full' else '_' + cov}: {np.median(eff):.2f} "
-          f"(median of {len(eff)} repeats, range {min(eff):.2f}–{max(eff):.2f})")
+    suffix = "" if cov == "full" else "_" + cov
+    for name, parts in [("", ("estep",)), ("_statistics", ("statistics",)),
+                        ("_estep_and_statistics", ("estep", "statistics"))]:
+        achieved = [rate(r, *parts) for r in results]
+        eff = [a / p for a, p in zip(achieved, peaks, strict=True)]
+        print(f"{'' if not name else '  '}efficiency{name}{suffix}: {np.median(eff):.2f} "
+              f"(median of {len(eff)} repeats, range {min(eff):.2f}–{max(eff):.2f}; "
+              f"{' and '.join(parts)}: {np.median(achieved):.2f} GFLOP/s of GEMM work)")
 
 
 def per_iteration(runs):

@@ -194,7 +194,10 @@ class _EStep:
         return R, rows.sum(dtype=torch.float64), lab.squeeze(1)
 
     def _e_step_stats(self, Xc, st):
-        """One pass over the data: E-step + sufficient statistics + entropy.
+        """One pass over the data: E-step + sufficient statistics + entropy. The E-step's
+        parts (its cached quantities, each block's log-probabilities and responsibilities)
+        are marked in ``self._estep_marks`` (see ``_iterate``'s profile); the rest of the
+        pass is the statistics.
 
         For "full", samples are visited in the order ``self._perm`` (sorted by
         their most probable component at the previous iteration), so that a
@@ -202,7 +205,9 @@ class _EStep:
         of the others can be skipped (their responsibilities are exactly 0 or
         provably negligible there).  The order changes only the summation order.
         """
+        start = self._mark()
         self._prepare_estep(st)
+        self._estep_marks = marks = [(start, self._mark())]
         if self._groups is not None:
             return self._e_step_stats_grouped(Xc)
         acc = self._new_acc(st.means)
@@ -211,8 +216,10 @@ class _EStep:
         # identical components share their product columns: size the blocks by the rest
         width = self._n_unique if self.covariance_type == "full" else None
         for s, e in self._blocks(Xc.shape[0], self._block_rows(width)):
+            start = self._mark()
             Xa = Xc[s:e] if perm is None else Xc.index_select(0, perm[s:e])
             R, ent, lab = self._normalise(self._weighted_log_prob(Xa))
+            marks.append((start, self._mark()))
             if perm is not None:
                 labels.append(lab)
             acc["ent"] += ent
@@ -236,9 +243,11 @@ class _EStep:
         acc = self._new_acc(None, rows=U)
         log_mass_dt = log_mass.to(self._dtype)
         for s, e in self._blocks(Xc.shape[0]):
+            start = self._mark()
             Xa = Xc[s:e]
             self._count_flops(2.0 * Xa.numel() * U)
             R, block_ent, _ = self._normalise(torch.mm(Xa, self._Wt.T).add_(log_mass_dt))
+            self._estep_marks.append((start, self._mark()))
             acc["ent"] += block_ent
             self._accumulate(acc, Xa, R, (s, e))
         # sum_k R_k log R_k over a group's members, R_k = R_group share_k

@@ -206,12 +206,14 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         ``merge_rounds``, ``reordered``, ``delete_moves`` (tried), ``delete_moves_kept``,
         ``deleted`` (components emptied by the kept moves) and ``early_moves_kept`` (1 when
         a move before convergence was kept, see ``early_moves``); the time profile
-        ``seconds_init`` (initialisation), ``seconds_estep`` (E-step with the sufficient
-        statistics), ``seconds_mstep``, ``seconds_bound``, ``seconds_moves`` (the moves
-        without the EM iterations they run), ``gemm_flops`` (floating-point operations
-        of the E-step's and the statistics' matrix products, in every pass of the fit:
-        initialisation, EM iterations, moves) and ``gemm_flops_estep`` (those of the EM
-        iterations' E-steps alone, the work of ``seconds_estep``).
+        ``seconds_init`` (initialisation), ``seconds_estep`` (the EM iterations' E-steps:
+        log-probabilities and responsibilities), ``seconds_statistics`` (their sufficient
+        statistics, computed in the same passes), ``seconds_mstep``, ``seconds_bound``,
+        ``seconds_moves`` (the moves without the EM iterations they run), ``gemm_flops``
+        (floating-point operations of the E-step's and the statistics' matrix products, in
+        every pass of the fit: initialisation, EM iterations, moves), ``gemm_flops_estep``
+        and ``gemm_flops_statistics`` (those of the EM iterations' E-steps and statistics
+        alone, the work of ``seconds_estep`` and ``seconds_statistics``).
 
     All arrays are numpy float64.
     """

@@ -34,6 +34,8 @@ class _Fitting:
     _scratch_bufs = None  # the fit's reusable product buffers (see _scratch), None outside it
     _Xt = None  # the fit's transposed data for the "diag" statistics (see _transposed), or None
     _zeta = 1.0  # every sample's weight in the bound (effective_samples / n_samples, at most 1)
+    _flops_stats = 0.0  # the statistics' GEMM operations counted so far (see _count_flops)
+    _estep_marks = ()  # the last pass's (start, end) marks of its E-step parts (see _e_step_stats)
 
     def _effective_samples(self, n_samples: int) -> float:
         """What ``n_samples`` samples weigh in the bound: ``n_samples`` itself, or
@@ -382,16 +384,15 @@ class _Fitting:
         lower_bound = lower_bounds[-1] if lower_bounds else -math.inf
         for _ in range(max_iter):
             prev = lower_bound
-            t0, flops = self._clock(), self.fit_stats_["gemm_flops"]
+            t0, counted = self._clock(), (self.fit_stats_["gemm_flops"], self._flops_stats)
             nk, xk, sk, ent = self._e_step_stats(Xc, state)
             t1 = self._clock()
-            self.fit_stats_["gemm_flops_estep"] += self.fit_stats_["gemm_flops"] - flops
+            self._profile_pass(t1 - t0, *counted)
             self._deleted = None  # a deletion lasts one E-step; the components may come back
             state = self._m_step(nk, xk, sk)
             t2 = self._clock()
             lower_bound = self._lower_bound(state, ent)
             stats = self.fit_stats_
-            stats["seconds_estep"] += t1 - t0
             stats["seconds_mstep"] += t2 - t1
             stats["seconds_bound"] += time.perf_counter() - t2
             lower_bounds.append(lower_bound)
@@ -413,15 +414,51 @@ class _Fitting:
         synchronize(self._device)
         return time.perf_counter()
 
-    def _count_flops(self, flops):
-        """Add a GEMM's floating-point operations to ``fit_stats_`` (while fitting only)."""
+    def _profile_pass(self, seconds, flops, flops_stats):
+        """Add an EM iteration's pass over the data (``seconds`` long; ``flops`` and
+        ``flops_stats``: the GEMM operations counted before it, all and the statistics') to
+        ``fit_stats_``: its E-step (the parts marked in ``_estep_marks``) and its statistics
+        (the rest), their seconds and GEMM operations apart."""
+        stats = self.fit_stats_
+        estep = self._seconds_between(self._estep_marks)
+        added_stats = self._flops_stats - flops_stats
+        stats["seconds_estep"] += estep
+        stats["seconds_statistics"] += seconds - estep
+        stats["gemm_flops_estep"] += stats["gemm_flops"] - flops - added_stats
+        stats["gemm_flops_statistics"] += added_stats
+
+    def _mark(self):
+        """A point in time for :meth:`_seconds_between` that does not wait for the device: an
+        event queued on a GPU's stream (a wait per block would idle the GPU), else
+        ``perf_counter``."""
+        if self._device.type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record(torch.cuda.current_stream(self._device))
+            return event
+        return self._clock()
+
+    def _seconds_between(self, marks):
+        """Total seconds of the ``(start, end)`` pairs of :meth:`_mark`; on a GPU once the
+        device has done the work of the last one (as after :meth:`_clock`)."""
+        if self._device.type == "cuda":
+            return sum(a.elapsed_time(b) for a, b in marks) / 1000.0
+        return sum(b - a for a, b in marks)
+
+    def _count_flops(self, flops, statistics=False):
+        """Add a GEMM's floating-point operations to ``fit_stats_`` (while fitting only);
+        ``statistics``: a product of the sufficient statistics, not of the E-step's
+        log-probabilities (counted apart for the profile, see ``_iterate``)."""
         if self._counting:
             self.fit_stats_["gemm_flops"] += flops
+            if statistics:
+                self._flops_stats += flops
 
     def _seconds_em(self):
-        """Seconds spent so far in this fit's EM iterations (E-step, M-step, bound)."""
+        """Seconds spent so far in this fit's EM iterations (E-step, statistics, M-step,
+        bound)."""
         st = self.fit_stats_
-        return st["seconds_estep"] + st["seconds_mstep"] + st["seconds_bound"]
+        return (st["seconds_estep"] + st["seconds_statistics"] + st["seconds_mstep"]
+                + st["seconds_bound"])
 
     # --- M-step / lower bound (float64, small; convdp.dpgmm.state) -----------------------
     def _m_step(self, nk, xk, sk):

@@ -200,7 +200,8 @@ def to_numpy64(t: torch.Tensor) -> np.ndarray:
 def new_fit_stats() -> dict:
     """The E-step diagnostics and the time profile of a fit, zeroed (see ``fit_stats_``)."""
     return {"scatter_skipped": 0, "mahalanobis_shared": 0,
-            "gemm_flops": 0.0, "gemm_flops_estep": 0.0, "seconds_init": 0.0, "seconds_estep": 0.0,
+            "gemm_flops": 0.0, "gemm_flops_estep": 0.0, "gemm_flops_statistics": 0.0,
+            "seconds_init": 0.0, "seconds_estep": 0.0, "seconds_statistics": 0.0,
             "seconds_mstep": 0.0, "seconds_bound": 0.0, "seconds_moves": 0.0}
 
 

@@ -248,7 +248,7 @@ class _Statistics:
             else:
                 acc["sx"][nz] += G[:, :D]
                 acc["sxx"][nz] += G[:, D:]
-            self._count_flops(2.0 * b * nz.numel() * Xa.shape[1])
+            self._count_flops(2.0 * b * nz.numel() * Xa.shape[1], statistics=True)
             return
         bsx = R.T @ Xb
         acc["sx"] += bsx
@@ -267,7 +267,7 @@ class _Statistics:
             Ra, c = R, acc["centres64"]
         else:
             Ra, c = R[:, idx], acc["centres64"][idx]
-        self._count_flops(2.0 * b * D * self._K)  # R^T X
+        self._count_flops(2.0 * b * D * self._K, statistics=True)  # R^T X
         # on a CPU, a block whose responsibilities are mostly exact zeros (samples sorted
         # by component, a flushed tail) is scattered per component over its own samples
         on_own_rows = Xa.is_cpu and self._own_rows_share > 0
@@ -303,7 +303,7 @@ class _Statistics:
             if n:
                 torch.mm(Yw[s : s + n].T, Y[s : s + n], out=out[j])
             s += n
-        self._count_flops(2.0 * rows.numel() * D * D)
+        self._count_flops(2.0 * rows.numel() * D * D, statistics=True)
         return out.to(torch.float64)
 
     def _scatter_block_centred(self, acc, Xb, Ra, c, idx):
@@ -334,7 +334,7 @@ class _Statistics:
         Sb = (Xcb.T @ A.view(b, n_act * D)).view(D, n_act, D).transpose(0, 1).to(torch.float64)
         w = A.sum(0).to(torch.float64)
         # the scatter: (b x n_act D) by D
-        self._count_flops(2.0 * b * D * n_act * D)
+        self._count_flops(2.0 * b * D * n_act * D, statistics=True)
         d = cb.to(torch.float64) - c
         acc["shifts"].append((idx, 0.5 * w, d))
         return Sb
