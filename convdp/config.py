@@ -526,8 +526,8 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
     net where it is trained on them) with at least one position left: a forward pass on the
     meta device (shapes only, nothing computed)."""
     import torch
-    from torchvision.models.feature_extraction import create_feature_extractor
 
+    from convdp.extract import feature_extractor
     from convdp.models import layer_names
 
     spec = config["models"][name]
@@ -554,7 +554,9 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
         nodes = layers + [head] if ds in trained else layers
         try:
             device = next(net.parameters(), torch.empty(0, device="meta")).device
-            out = create_feature_extractor(net, nodes)(
+            # the extraction's own module: maps a net computes channels-last (a Swin's)
+            # come out (N, C, H, W), as every check below reads them
+            out = feature_extractor(net, nodes)(
                 torch.empty(1, channels, size, size, device=device))
         except Exception as exc:  # torch's RuntimeError, a model's own assert, …
             why = f"the forward pass fails: {(str(exc) or type(exc).__name__).splitlines()[0]}"

@@ -243,3 +243,26 @@ def test_pca_above_the_samples_of_image_mode_is_named(tmp_path, caplog):
     warned = [r.getMessage() for r in caplog.records if "preprocess.pca" in r.getMessage()]
     assert len(warned) == 1, caplog.text
     assert "3 samples that data set 'few'" in warned[0] and "image mode" in warned[0]
+
+
+def test_pca_check_reads_the_channels_of_a_map_the_net_computes_channels_last(tmp_path, caplog):
+    """A Swin block's map is (N, H, W, C) in the net: the validation reads its channels and
+    positions as the extraction stores them, so the PCA warning names the layer (it read
+    the map's height, 8, as its channels, and no warning came)."""
+    from PIL import Image
+
+    paths = []
+    for i in range(3):
+        Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    config = copy.deepcopy(TINY)
+    config["preprocess"]["pca"] = 50  # above image mode's 3 samples, below the 96 channels
+    config["datasets"]["few"] = {"kind": "images", "paths": paths, "size": 32}
+    config["models"]["net"] = {"arch": "swin_t", "weights": "none", "analyse_on": ["few"],
+                               "layers": ["features.1"]}
+    with caplog.at_level(logging.WARNING, logger="convdp.config"):
+        validate_config(config)
+    warned = [r.getMessage() for r in caplog.records if "preprocess.pca" in r.getMessage()]
+    assert len(warned) == 1, caplog.text
+    assert "3 samples that data set 'few'" in warned[0] and "features.1" in warned[0]
+    assert "image mode" in warned[0]
