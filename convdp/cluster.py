@@ -328,15 +328,15 @@ def _fit_model(array, *, layer, mode, method, params, seed):
                     "dimension): marked too_few_samples", what, len(Xp), Xp.shape[1],
                     MIN_SAMPLES, MIN_SAMPLES_PER_DIM)
     if method == "dpgmm":
+        from convdp.dpgmm import OverflowInDtype
+
         # the estimator's own warnings (no convergence, float32 rounding) as the job's, naming
         # the layer: printed to stderr they reached the job's log only
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 est, record = fit_dpgmm(Xp, fit_params, seed)
-            except ValueError as exc:  # the estimator's words name no layer, nor the config
-                if "overflow" not in str(exc):
-                    raise
+            except OverflowInDtype as exc:  # the estimator's words name no layer, nor the config
                 raise ValueError(f"{what}: {exc} (in the config: dpgmm.dtype: float64, or "
                                  "preprocess.scale_max)") from exc
         said = [c for c in caught if issubclass(c.category, UserWarning | RuntimeWarning)]

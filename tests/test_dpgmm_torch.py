@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import BayesianGaussianMixture
 
-from convdp.dpgmm import TorchBayesianGaussianMixture
+from convdp.dpgmm import OverflowInDtype, TorchBayesianGaussianMixture
 
 K = 6
 
@@ -286,7 +286,7 @@ def test_float32_refuses_samples_whose_squares_overflow(covariance_type):
     """At 1e19 (diag) the fit returned NaN weights with a convergence warning only; "full"
     raised from inside a linear-algebra routine."""
     X = np.random.default_rng(0).normal(size=(200, 3)) * 1e19
-    with pytest.raises(ValueError, match=r"squares overflow float32.*dtype='float64'"):
+    with pytest.raises(OverflowInDtype, match=r"squares overflow float32.*dtype='float64'"):
         TorchBayesianGaussianMixture(n_components=3, covariance_type=covariance_type).fit(X)
     est = TorchBayesianGaussianMixture(n_components=3, covariance_type=covariance_type,
                                        dtype="float64").fit(X)

@@ -46,5 +46,6 @@ type, the lower bound), :mod:`.moves` (merge, delete and reorder moves), :mod:`.
 """
 
 from convdp.dpgmm.estimator import TorchBayesianGaussianMixture
+from convdp.dpgmm.validation import OverflowInDtype
 
-__all__ = ["TorchBayesianGaussianMixture"]
+__all__ = ["OverflowInDtype", "TorchBayesianGaussianMixture"]

@@ -23,6 +23,7 @@ from convdp.dpgmm.state import (
     new_fit_stats,
     to_numpy64,
 )
+from convdp.dpgmm.validation import OverflowInDtype
 from convdp.metrics import effective_number, is_saturated
 from convdp.training import synchronize
 
@@ -68,7 +69,7 @@ class _Fitting:
         Xc, shift, gram, absmax = self._centre(X, device, dtype)
         big = float(absmax.max())
         if big * big * n_samples > torch.finfo(dtype).max / 1e3:  # squares and their sums
-            raise ValueError(
+            raise OverflowInDtype(
                 f"samples as far as {big:.3g} from their mean: their squares overflow "
                 f"{str(dtype).replace('torch.', '')} (the statistics come out inf or NaN); "
                 "rescale the data or fit with dtype='float64'")

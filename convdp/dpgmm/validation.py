@@ -14,6 +14,11 @@ COV_TYPES = ("full", "diag")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+class OverflowInDtype(ValueError):
+    """Samples too far from their mean for the fit's dtype: their squares (and the sums of
+    the statistics) would overflow it, and the fit would come out inf or NaN."""
+
+
 class _Validation:
     """Mixin: parameters validated up front, inputs as scikit-learn validates them."""
 
