@@ -46,6 +46,9 @@ MIN_SAMPLES_PER_DIM = 10
 """A fit on fewer than this many samples per dimension (after preprocessing), or on fewer
 than :data:`MIN_SAMPLES`, is marked ``too_few_samples``: its count says little."""
 MIN_SAMPLES = 100
+REG_COVAR = 1e-6
+"""``reg_covar`` of a fit whose parameters do not give it (callers that skip the config's
+validation): the schema's default for ``dpgmm`` and ``baseline``, and scikit-learn's."""
 
 
 def make_dpgmm(params: dict, seed: int):
@@ -56,7 +59,7 @@ def make_dpgmm(params: dict, seed: int):
         weight_concentration_prior=params["concentration"],
         max_iter=params["max_iter"],
         tol=params["tol"],
-        reg_covar=params.get("reg_covar", 1e-6),
+        reg_covar=params.get("reg_covar", REG_COVAR),
         random_state=seed,
         init_params=params.get("init", "kmeans"),
         n_init=params.get("restarts", 1),
@@ -252,7 +255,7 @@ def _bic_fit(X, k, params, seed):
     if params["method"] == "gmm":
         est = GaussianMixture(
             k, covariance_type=params["covariance_type"], random_state=seed,
-            max_iter=params.get("max_iter", 100), reg_covar=params.get("reg_covar", 1e-6),
+            max_iter=params.get("max_iter", 100), reg_covar=params.get("reg_covar", REG_COVAR),
         ).fit(X)
         return est, float(est.bic(X))
     est = KMeans(k, n_init=3, random_state=seed).fit(X)
