@@ -225,22 +225,34 @@ def test_duplicate_entries(key, mutate):
     assert "more than once" in msg or "non-unique" in msg
 
 
-def test_pca_above_the_samples_of_image_mode_is_named(tmp_path, caplog):
-    """A few images give a layer a few samples in image mode: the validation warns, naming
-    preprocess.pca (the fit keeps what it can; see the fit's record)."""
+def _three_images_for(tmp_path, size, arch, layer):
+    """TINY with a data set ``few`` of three ``size``-px images analysed by a net ``net``
+    (``arch``, random weights) at ``layer``."""
     from PIL import Image
 
     paths = []
     for i in range(3):
-        Image.new("RGB", (20, 20), (40 * i, 0, 0)).save(tmp_path / f"{i}.png")
+        Image.new("RGB", (size + 4, size + 4), (40 * i, 0, 0)).save(tmp_path / f"{i}.png")
         paths.append(str(tmp_path / f"{i}.png"))
     config = copy.deepcopy(TINY)
-    config["datasets"]["few"] = {"kind": "images", "paths": paths, "size": 16}
-    config["models"]["net"] = {"arch": "resnet18", "weights": "none", "analyse_on": ["few"],
-                               "layers": ["layer1"]}
+    config["datasets"]["few"] = {"kind": "images", "paths": paths, "size": size}
+    config["models"]["net"] = {"arch": arch, "weights": "none", "analyse_on": ["few"],
+                               "layers": [layer]}
+    return config
+
+
+def _pca_warnings(config, caplog):
+    """The validation's warnings about ``preprocess.pca``."""
     with caplog.at_level(logging.WARNING, logger="convdp.config"):
         validate_config(config)
-    warned = [r.getMessage() for r in caplog.records if "preprocess.pca" in r.getMessage()]
+    return [r.getMessage() for r in caplog.records if "preprocess.pca" in r.getMessage()]
+
+
+def test_pca_above_the_samples_of_image_mode_is_named(tmp_path, caplog):
+    """A few images give a layer a few samples in image mode: the validation warns, naming
+    preprocess.pca (the fit keeps what it can; see the fit's record)."""
+    config = _three_images_for(tmp_path, 16, "resnet18", "layer1")
+    warned = _pca_warnings(config, caplog)
     assert len(warned) == 1, caplog.text
     assert "3 samples that data set 'few'" in warned[0] and "image mode" in warned[0]
 
@@ -249,20 +261,9 @@ def test_pca_check_reads_the_channels_of_a_map_the_net_computes_channels_last(tm
     """A Swin block's map is (N, H, W, C) in the net: the validation reads its channels and
     positions as the extraction stores them, so the PCA warning names the layer (it read
     the map's height, 8, as its channels, and no warning came)."""
-    from PIL import Image
-
-    paths = []
-    for i in range(3):
-        Image.new("RGB", (32, 32), (40 * i, 0, 0)).save(tmp_path / f"{i}.png")
-        paths.append(str(tmp_path / f"{i}.png"))
-    config = copy.deepcopy(TINY)
+    config = _three_images_for(tmp_path, 32, "swin_t", "features.1")
     config["preprocess"]["pca"] = 50  # above image mode's 3 samples, below the 96 channels
-    config["datasets"]["few"] = {"kind": "images", "paths": paths, "size": 32}
-    config["models"]["net"] = {"arch": "swin_t", "weights": "none", "analyse_on": ["few"],
-                               "layers": ["features.1"]}
-    with caplog.at_level(logging.WARNING, logger="convdp.config"):
-        validate_config(config)
-    warned = [r.getMessage() for r in caplog.records if "preprocess.pca" in r.getMessage()]
+    warned = _pca_warnings(config, caplog)
     assert len(warned) == 1, caplog.text
     assert "3 samples that data set 'few'" in warned[0] and "features.1" in warned[0]
     assert "image mode" in warned[0]
