@@ -211,7 +211,9 @@ def plot_atlas(rows: list[dict], images: np.ndarray, field: Field, map_shape: tu
     size = "whole image" if field.global_ else f"{field.size[0]}×{field.size[1]} px"
     more = (f"; the {len(rows)} largest of {clusters_kept} kept"
             if clusters_kept and clusters_kept > len(rows) else "")
-    fig.suptitle(f"{title}: receptive field {size}, stride {field.jump[0]}{more}\n"
+    down, across = field.jump
+    stride = f"{down}" if down == across else f"{down}×{across} px"
+    fig.suptitle(f"{title}: receptive field {size}, stride {stride}{more}\n"
                  "rows: clusters by weight (label-map colour, weight, share of images); "
                  "columns: most typical positions (image #, responsibility); grey checkers: "
                  "outside the image", fontsize=8)

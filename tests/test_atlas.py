@@ -98,6 +98,22 @@ def test_plot_atlas(tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 1000
 
 
+@pytest.mark.parametrize("jump, said", [((2, 2), "stride 2"), ((1, 2), "stride 1×2 px")])
+def test_the_atlas_title_gives_the_stride_of_both_axes(monkeypatch, jump, said):
+    """A layer strided (1, 2) was titled "stride 1": the columns' stride was dropped."""
+    from convdp import plotting
+
+    figures = []
+    monkeypatch.setattr(plotting, "save_figure", lambda fig, dest: figures.append(fig))
+    images = np.random.default_rng(0).integers(0, 255, (2, 8, 8, 3), dtype=np.uint8)
+    rows = [{"cluster": 0, "weight": 1.0, "image_share": 1.0, "exemplars": [(0, 5, 0.9)]}]
+    plot_atlas(rows, images, Field(jump, (-1, -1), (3, 3)), (8, 8 // jump[1]),
+               cluster_colours(np.array([1.0])), "t", "unused.png", 1)
+    title = figures[0]._suptitle.get_text().splitlines()[0]
+    assert title == f"t: receptive field 3×3 px, {said}"
+    plotting.pyplot().close(figures[0])
+
+
 def test_the_atlas_captions_sit_between_the_rows_crops(monkeypatch):
     """Each exemplar's caption (image #, responsibility) is drawn above its crop and below
     the crops of the row above (it touched their frames)."""

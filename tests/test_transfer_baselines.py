@@ -122,6 +122,18 @@ def test_logme_evidence_is_the_marginal_likelihood_and_the_fixed_point_its_maxim
     assert B.logme(g, yg.astype(int)) == pytest.approx((bestg + bestg0) / 2, abs=1e-5)
 
 
+def test_hscore_of_one_feature_is_the_share_of_its_variance_between_classes():
+    """A layer of one channel (a binary net's logit): np.cov gave a 0-d array and the
+    transfer scores' job failed in pinv with numpy's words; the H-score of one feature is
+    var(E[f | y]) / var(f)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 50)
+    f = rng.normal(size=(100, 1)) + 2.0 * y[:, None]
+    g = np.where(y == 0, f[y == 0].mean(), f[y == 1].mean())
+    assert B.hscore(f, y) == pytest.approx(np.var(g, ddof=1) / np.var(f[:, 0], ddof=1))
+    assert 0.4 < B.hscore(f, y) < 0.6  # class means ±1 about the mean, unit noise: half
+
+
 def test_logme_and_hscore_prefer_linearly_separable_labels():
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(3), 50)

@@ -133,11 +133,14 @@ def hscore(features: np.ndarray, labels: np.ndarray) -> float:
         return float("nan")
     f = np.asarray(features, np.float64)
     f = f - f.mean(0)
-    cov = np.cov(f, rowvar=False)
+    # (C, C) also for one feature (a binary net's single logit, a one-map layer), where
+    # np.cov gives a 0-d array that pinv refuses
+    cov = np.atleast_2d(np.cov(f, rowvar=False))
     g = np.zeros_like(f)
     for c in np.unique(labels):
         g[labels == c] = f[labels == c].mean(0)
-    return float(np.trace(np.linalg.pinv(cov, rcond=1e-10) @ np.cov(g, rowvar=False)))
+    between = np.atleast_2d(np.cov(g, rowvar=False))
+    return float(np.trace(np.linalg.pinv(cov, rcond=1e-10) @ between))
 
 
 def baseline_scores(source_array, target_array, pre, mode: str, pooled: np.ndarray,
