@@ -364,6 +364,16 @@ def test_the_rule_reads_cover_z_where_every_layer_has_it(tmp_path):
     assert (tmp_path / "t.png").stat().st_size > 10000
 
 
+def test_the_rule_falls_back_on_shift_z_where_a_cover_z_is_nan():
+    """A cover_z that could not be computed (NaN) failed its layer: with every cover_z NaN
+    and every shift_z within the tolerance the verdict was "retrain every layer"."""
+    scores = _scores([-0.3, -0.2, -0.4, -0.5])
+    for r in scores["layers"]:
+        r["cover_z"], r["cover"] = float("nan"), float("nan")
+    _, summary = T.verdict(scores, _retrain([0.90, 0.92, 0.91, 0.85, 0.60]), rule="level")
+    assert summary["rule_score"] == "shift_z" and summary["recommended_cut"] == 4
+
+
 def test_the_step_rule_freezes_while_each_layer_adds_little_shift():
     step = T.recommend_cut_by_step
     # a shift that comes in at the first layer and is carried up (rotated digits on the

@@ -90,12 +90,14 @@ model's own in the table, as ``control_<name>`` (with ``control_model``)."""
 def rule_score_of(rows: Sequence[dict]) -> str:
     """The score the ``level`` rule reads: ``cover_z`` (the shift once each side may weight
     the source's clusters as it likes, :func:`convdp.transfer.scores.coverage_shift`) where
-    every layer has it, else ``shift_z``. On the transfer benchmark's seeds 0, 1 and 2 the
+    every layer has a finite one, else ``shift_z`` (a NaN fails a layer: a ``cover_z`` that
+    could not be computed would have read as "retrain it"). On the transfer benchmark's seeds 0, 1 and 2 the
     ``cover_z`` rule's cut was within tolerance of the best for one more shifted target than
     the ``shift_z`` rule's (3 of 5 against 2 of 5 on each): a target whose low-level
     statistics change only in proportion (inverted contrast: the same edges, the other way
     round) keeps its first layer."""
-    return "cover_z" if rows and all("cover_z" in r for r in rows) else "shift_z"
+    usable = rows and all(np.isfinite(r.get("cover_z", np.nan)) for r in rows)
+    return "cover_z" if usable else "shift_z"
 
 
 RULES = ("step", "level")
