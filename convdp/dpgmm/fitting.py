@@ -144,7 +144,7 @@ class _Fitting:
 
         # --- restarts × truncation levels; the best lower bound is kept ------
         self.init_results_ = []
-        self._counting, self._scratch_bufs = True, {}
+        self._counting, self._scratch_bufs, self._flops_stats = True, {}, 0.0
         self._Xt = self._transposed(Xc)
         try:
             if self.init_sizes == "halving" and resp_init is None:
