@@ -574,7 +574,12 @@ def open_activations(store_path: str | Path, fingerprint: dict | None = None) ->
     ``fingerprint`` (from the extraction manifest) must match the store's, so a store left by
     another model or data set is never silently used.
     """
+    from convdp.storage import extract_again
+
     store_path = Path(store_path)
+    if not store_path.exists():
+        raise ValueError(f"{store_path} does not exist (an activation store deleted after its "
+                         f"extraction?); {extract_again(store_path)}")
     try:
         group = zarr.open_group(store_path, mode="r")
         attrs = dict(group.attrs)
@@ -592,13 +597,13 @@ def open_activations(store_path: str | Path, fingerprint: dict | None = None) ->
     if not attrs.get("complete"):
         raise ValueError(
             f"{store_path} is incomplete ({len(attrs.get('complete_chunks', []))} chunks written); "
-            "rerun extract_activations"
+            f"{extract_again(store_path)}"
         )
     if fingerprint is not None and {k: attrs.get("fingerprint", {}).get(k) for k in fingerprint} != fingerprint:
         raise ValueError(
             f"{store_path} was written for another model or data set "
             f"(its fingerprint {attrs.get('fingerprint')} differs from {fingerprint}); "
-            "rerun extract_activations"
+            f"{extract_again(store_path)}"
         )
     if attrs.get("fingerprint", {}).get("format", 1) >= 2:
         for name, missing, total in missing_chunks(group)[:1]:
@@ -606,8 +611,8 @@ def open_activations(store_path: str | Path, fingerprint: dict | None = None) ->
             part = f" (its {name} array)" if "/" in name else ""
             raise ValueError(
                 f"{store_path}: layer {name.rpartition('/')[2]!r} is damaged{part}: {missing} "
-                f"of its {total} chunk files are missing; delete the store and its manifest "
-                "and rerun extract_activations"
+                f"of its {total} chunk files are missing; delete the store and "
+                f"{extract_again(store_path)}"
             )
     return group
 

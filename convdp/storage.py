@@ -97,6 +97,37 @@ def store_kinds(config: dict) -> dict[tuple[str, str], str]:
     return out
 
 
+def activation_manifest(store: str | Path) -> Path:
+    """The workflow's record of an extraction (rule extract_activations' declared output), the
+    ``.json`` beside its store ``results/activations/{model}/{dataset}.zarr`` (the inverse of
+    :func:`convdp.pipeline.activation_store`)."""
+    return Path(store).with_suffix(".json")
+
+
+def extract_again(store: str | Path) -> str:
+    """How to extract a store again through the workflow: its manifest tells Snakemake the
+    extraction is done, whatever became of the store."""
+    return (f"run `snakemake --forcerun {activation_manifest(store)}` to extract it again "
+            "(and redo what reads it)")
+
+
+def warn_stores_gone(pairs, root: str | Path = "results/activations") -> list[Path]:
+    """Warn about each (model, data set) of ``pairs`` whose extraction manifest is there and
+    whose activation store is not (deleted to free the disk, say): the manifest is the
+    extraction's declared output, not the store (so that an extraction resumes from its
+    chunks), so Snakemake takes the extraction and the jobs that read the store as done, and
+    one of them that has to run again fails. Returns the manifests."""
+    gone = []
+    for model, dataset in pairs:
+        store = Path(root) / model / f"{dataset}.zarr"
+        if activation_manifest(store).exists() and not store.exists():
+            gone.append(activation_manifest(store))
+            log.warning("%s is gone but its manifest %s is not: the results made from it stand, "
+                        "and a job that has to read it again fails; %s", store,
+                        activation_manifest(store), extract_again(store))
+    return gone
+
+
 def sample_plan(config: dict, model: str, dataset: str) -> dict:
     """What a sample store of ``model`` over ``dataset`` keeps (:func:`convdp.sampled.position_index`):
     the fits' draw and, where the model has target data sets, the transfer scores' draws."""

@@ -38,7 +38,7 @@ rule fit_dpgmm:
         params=fit_params("dpgmm"),
         seed=config["seed"],
         context=fit_context,
-        upstream=upstream,
+        upstream=activation_upstream,
     script:
         "../scripts/fit.py"
 
@@ -63,7 +63,7 @@ use rule fit_dpgmm as fit_baseline with:
         params=fit_params("baseline"),
         seed=config["seed"],
         context=fit_context,
-        upstream=upstream,
+        upstream=activation_upstream,
 
 
 rule fit_dpgmm_model:
@@ -88,7 +88,7 @@ rule fit_dpgmm_model:
         method="dpgmm",
         params=fit_params("dpgmm"),
         seed=config["seed"],
-        upstream=upstream,
+        upstream=activation_upstream,
     script:
         "../scripts/fit_model.py"
 
@@ -109,7 +109,7 @@ use rule fit_dpgmm_model as fit_baseline_model with:
         method="baseline",
         params=fit_params("baseline"),
         seed=config["seed"],
-        upstream=upstream,
+        upstream=activation_upstream,
 
 
 rule label_dpgmm:

@@ -16,7 +16,7 @@ from convdp.config import (
 from convdp.control import control_name, controls
 from convdp.io import read_json
 from convdp.labelling import fit_key
-from convdp.storage import sample_plan, store_kinds
+from convdp.storage import sample_plan, store_kinds, warn_stores_gone
 
 # Files the config names are known by their content; the digests are kept here, so that a
 # file is read again only where its times moved (convdp/provenance.py).
@@ -37,6 +37,8 @@ MODES = config["modes"]
 # extract.store: "full" or "sample" for every (model, data set); auto is decided here, from the
 # full store's size projected on the meta device (convdp/storage.py)
 STORES = store_kinds(config)
+# an activation store deleted after its extraction: said before any job runs
+warn_stores_gone(STORES)
 FIGURES = {
     "clusters": "results/figures/clusters_per_layer.png",
     "nmi": "results/figures/nmi_per_layer.png",
@@ -195,30 +197,48 @@ def train_input(wildcards):
 
 # Provenance (convdp/provenance.py). A job that fails has its outputs deleted, and Snakemake
 # does not remake a missing intermediate file whose consumers look up to date: so every job
-# that reads a model or a data set store also carries, as a param, what that file is made
-# from, and a change reruns it (and the jobs it needs) whether or not the file still exists.
+# that reads a model, a data set store or an activation store also carries, as a param, what
+# that file is made from, and a change reruns it (and the jobs it needs) whether or not the
+# file still exists.
+
+
+def dataset_sources(dataset):
+    """What a data set's store is made from (by prepare_dataset): its config, the
+    fingerprint of its files (None for data sets that ship with a package or are verified
+    downloads) and the seed of its draws."""
+    spec = DATASETS[dataset]
+    return {"spec": spec, "files": provenance.dataset_fingerprint(spec), "seed": config["seed"]}
 
 
 def model_sources(model):
     """What a model's weights are made from: the keys training reads, the weights file's
-    content digest, the fingerprint of the training data's files."""
+    content digest, the sources of the training data."""
     spec = MODELS[model]
-    train_on = DATASETS[spec["train_on"]] if spec["weights"] == "train" else None
     return provenance.model_params(spec) | {
-        "train_on": train_on and provenance.dataset_fingerprint(train_on)
+        "train_on": dataset_sources(spec["train_on"]) if spec["weights"] == "train" else None
     }
 
 
 def _upstream(model, dataset):
-    return {
-        "model": model_sources(model),
-        "dataset": provenance.dataset_fingerprint(DATASETS[dataset]),
-    }
+    return {"model": model_sources(model), "dataset": dataset_sources(dataset)}
 
 
 def upstream(wildcards):
     """Param of the jobs that read {model}'s files and {dataset}'s store: their sources."""
     return _upstream(wildcards.model, wildcards.dataset)
+
+
+def activation_upstream(wildcards):
+    """:func:`upstream` of a job that also reads {model}'s activation store of {dataset}: the
+    extraction's settings too, and where a σ is chosen ``auto``, the sources of the data set
+    it is chosen on (by choose_smoothing)."""
+    m, d = wildcards.model, wildcards.dataset
+    owner = smoothing_owner(config, m)
+    chosen_on = (dataset_sources(source_of(owner))
+                 if "auto" in smoothing(config, m).values() else None)
+    return _upstream(m, d) | {
+        "extraction": _extract_settings(m, d) | {"smoothing_chosen_on": chosen_on}
+    }
 
 
 def source_upstream(wildcards):
@@ -351,14 +371,18 @@ def transfer_train(wildcards):
 def extract_settings(wildcards):
     """The extraction's config (without the store choice), the model's smoothed layers and,
     for a sample store, its plan."""
+    return _extract_settings(wildcards.model, wildcards.dataset)
+
+
+def _extract_settings(model, dataset):
     settings = {
         k: v
         for k, v in config["extract"].items()
         if k not in ("store", "auto_threshold_gb", "smooth")
     }
-    settings["smooth"] = smoothing(config, wildcards.model)
-    if STORES[(wildcards.model, wildcards.dataset)] == "sample":
-        settings["sample"] = sample_plan(config, wildcards.model, wildcards.dataset)
+    settings["smooth"] = smoothing(config, model)
+    if STORES[(model, dataset)] == "sample":
+        settings["sample"] = sample_plan(config, model, dataset)
     return settings
 
 

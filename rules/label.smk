@@ -30,6 +30,6 @@ rule label_activations:
         fit_keys=lambda wc: list(labelled_fits(wc.model, wc.dataset)),
         extract=extract_settings,
         predict_device=config["dpgmm"]["device"],
-        upstream=upstream,
+        upstream=activation_upstream,
     script:
         "../scripts/label_activations.py"

@@ -33,7 +33,7 @@ rule transfer_scores:
         },
         weight_threshold=config["dpgmm"]["weight_threshold"],
         seed=config["seed"],
-        upstream=upstream,
+        upstream=activation_upstream,
     script:
         "../scripts/transfer_scores.py"
 

@@ -203,6 +203,15 @@ def test_nan_or_inf_activations_name_the_layer(work, tmp_path, value):
     assert work.snap()
 
 
+def test_a_missing_activation_store_is_named_with_the_way_to_extract_it_again(tmp_path):
+    """It was zarr's "does not exist" under "not a readable activation store", with no word
+    of the manifest that makes Snakemake take the extraction as done."""
+    store = tmp_path / "results/activations/net/digits.zarr"
+    with pytest.raises(ValueError, match=rf"{store} does not exist .*; run `snakemake "
+                       rf"--forcerun {store.with_suffix('.json')}` to extract it again"):
+        open_activations(store)
+
+
 def test_float16_overflow_is_caught_at_extraction(work, tmp_path):
     weights, meta = make_model(tmp_path, "loud")
     state = torch.load(weights, weights_only=True)

@@ -8,6 +8,7 @@ whose planned jobs are compared, output by output (nothing else is planned).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -157,6 +158,71 @@ def test_failed_job_is_planned_again(work):
     assert out.returncode != 0
     assert "cannot read image inputs/shapes/blue/2.png" in out.stderr
     assert planned(work) == FED_BY_SHAPES
+
+
+FIT = "results/dpgmm/net/digits/relu1/position.npz"
+
+
+def planned_for(work, target):
+    out = run(work, "-n", target)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return set(re.findall(r"^\s+output: ([^,\s]+)", out.stdout, re.M))
+
+
+def failed(work, output):
+    """What Snakemake leaves of ``output`` after the job making it failed: neither the file
+    nor its record of the params it was made with (``.snakemake/metadata``), which a job
+    that failed loses too."""
+    path = work / output
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for record in (work / ".snakemake/metadata").iterdir():
+        try:
+            name = base64.urlsafe_b64decode(record.name).decode()
+        except ValueError:
+            continue
+        if name == output:
+            record.unlink()
+
+
+def _configure(work, change):
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    change(config)
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def test_a_packaged_data_set_changed_and_its_store_lost_is_planned_again(work):
+    """A failed prepare_dataset leaves no store and no record of its params: the jobs that
+    read it name its config, so a changed digits data set is made again with what reads it
+    (they named only the files of folder and image-list data sets: "Nothing to be done", and
+    every result kept the old data set's)."""
+    extraction, fit = "results/activations/net/digits.json", FIT
+    assert run(work, "--cores", "2", fit).returncode == 0
+    _configure(work, lambda c: c["datasets"]["digits"].update(classes=[0, 1, 3]))
+    failed(work, "results/data/digits.zarr")
+    assert {"results/data/digits.zarr", extraction, fit} <= planned_for(work, fit)
+
+
+def test_extraction_settings_changed_and_the_extraction_lost_rerun_the_fits(work):
+    """The fits name the extraction's settings: with the extraction's manifest gone (a job
+    that failed after extract.smooth was set) the fit is planned again with the extraction
+    (it was "Nothing to be done", the fit of the unsmoothed maps kept)."""
+    fit = FIT
+    assert run(work, "--cores", "2", fit).returncode == 0
+    _configure(work, lambda c: c["extract"].update(smooth={"relu1": 1.0}))
+    failed(work, "results/activations/net/digits.json")
+    assert {"results/activations/net/digits.json", fit} <= planned_for(work, fit)
+
+
+def test_a_deleted_activation_store_is_named_with_the_way_to_extract_it_again(work):
+    """Its manifest is the extraction's declared output: Snakemake plans nothing, and says
+    so before any job runs; a job that reads the store fails naming the same remedy."""
+    shutil.rmtree(work / "results/activations/trained/shapes.zarr")
+    out = run(work, "-n", *TARGETS)
+    assert out.returncode == 0, out.stderr[-3000:]
+    said = ("results/activations/trained/shapes.zarr is gone but its manifest "
+            "results/activations/trained/shapes.json is not")
+    assert said in out.stderr
+    assert "snakemake --forcerun results/activations/trained/shapes.json" in out.stderr
 
 
 def test_config_error_fails_before_any_job_and_keeps_results(work):
