@@ -207,7 +207,11 @@ def dataset_sources(dataset):
     fingerprint of its files (None for data sets that ship with a package or are verified
     downloads) and the seed of its draws."""
     spec = DATASETS[dataset]
-    return {"spec": spec, "files": provenance.dataset_fingerprint(spec), "seed": config["seed"]}
+    return {
+        "spec": spec,
+        "files": provenance.dataset_fingerprint(spec),
+        "seed": config["seed"],
+    }
 
 
 def model_sources(model):
@@ -215,7 +219,9 @@ def model_sources(model):
     content digest, the sources of the training data."""
     spec = MODELS[model]
     return provenance.model_params(spec) | {
-        "train_on": dataset_sources(spec["train_on"]) if spec["weights"] == "train" else None
+        "train_on": (
+            dataset_sources(spec["train_on"]) if spec["weights"] == "train" else None
+        )
     }
 
 
@@ -234,8 +240,11 @@ def activation_upstream(wildcards):
     it is chosen on (by choose_smoothing)."""
     m, d = wildcards.model, wildcards.dataset
     owner = smoothing_owner(config, m)
-    chosen_on = (dataset_sources(source_of(owner))
-                 if "auto" in smoothing(config, m).values() else None)
+    chosen_on = (
+        dataset_sources(source_of(owner))
+        if "auto" in smoothing(config, m).values()
+        else None
+    )
     return _upstream(m, d) | {
         "extraction": _extract_settings(m, d) | {"smoothing_chosen_on": chosen_on}
     }
