@@ -30,7 +30,7 @@ E-step, statistics, M-step, bound, moves) and ``efficiency``: the GEMM work of t
 this machine's own ``torch.mm`` on the E-step's block shape, measured right after each torch
 fit; the same rate for the sufficient statistics (``efficiency_statistics``, computed in the
 same passes) and for both together (``efficiency_estep_and_statistics``: what runs before
-2026-12-07 printed as ``efficiency``, benchmarks/RESULTS.md); each peer's seconds per EM
+3863998 printed as ``efficiency``, benchmarks/RESULTS.md); each peer's seconds per EM
 iteration and their ratio (``per iteration``: the speed-up apart from the iterations each
 fit runs); and the headline ``ratio: X.XX`` (median scikit-learn seconds / median torch
 seconds, planted data) with both fits' lower bound per sample and NMI.

@@ -212,7 +212,7 @@ def plot_atlas(rows: list[dict], images: np.ndarray, field: Field, map_shape: tu
     more = (f"; the {len(rows)} largest of {clusters_kept} kept"
             if clusters_kept and clusters_kept > len(rows) else "")
     down, across = field.jump
-    stride = f"{down}" if down == across else f"{down}×{across} px"
+    stride = f"{down} px" if down == across else f"{down}×{across} px"
     fig.suptitle(f"{title}: receptive field {size}, stride {stride}{more}\n"
                  "rows: clusters by weight (label-map colour, weight, share of images); "
                  "columns: most typical positions (image #, responsibility); grey checkers: "

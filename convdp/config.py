@@ -527,7 +527,7 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
     meta device (shapes only, nothing computed)."""
     import torch
 
-    from convdp.extract import feature_extractor
+    from convdp.extract import MapLayoutError, feature_extractor
     from convdp.models import layer_names
 
     spec = config["models"][name]
@@ -558,6 +558,9 @@ def _check_sizes(config: dict, name: str, net, channels: int, facts: dict) -> No
             # come out (N, C, H, W), as every check below reads them
             out = feature_extractor(net, nodes)(
                 torch.empty(1, channels, size, size, device=device))
+        except MapLayoutError as exc:  # the extraction would refuse it, after training
+            raise ConfigError(f"models.{name}.layers: {exc}; choose layers whose output is "
+                              "(N, C, H, W), (N, H, W, C) or (N, C)") from exc
         except Exception as exc:  # torch's RuntimeError, a model's own assert, …
             why = f"the forward pass fails: {(str(exc) or type(exc).__name__).splitlines()[0]}"
         else:

@@ -102,6 +102,10 @@ def feature_extractor(model: nn.Module, layers: Sequence[str],
     return SmoothedOutputs(extractor, smooth, model) if smooth else extractor
 
 
+class MapLayoutError(ValueError):
+    """A layer's map whose rows and columns are neither axes (2, 3) nor (1, 2) of its output."""
+
+
 class ChannelsFirst(nn.Module):
     """An extractor's outputs with the maps it returns channels-last (N, H, W, C) turned
     channels-first (N, C, H, W), as every later step reads a map. Where each output's rows
@@ -133,9 +137,9 @@ class ChannelsFirst(nn.Module):
             if axes is None or out[name].ndim != 4 or axes == (2, 3):
                 continue
             if axes != (1, 2):
-                raise ValueError(f"layer {name!r}: its map's rows and columns are axes {axes} of "
-                                 f"its output {tuple(out[name].shape)}, neither (N, C, H, W) "
-                                 "nor (N, H, W, C)")
+                raise MapLayoutError(
+                    f"layer {name!r}: its map's rows and columns are axes {axes} of its output "
+                    f"{tuple(out[name].shape)}, neither (N, C, H, W) nor (N, H, W, C)")
             out[name] = out[name].permute(0, 3, 1, 2)
         return out
 

@@ -1,5 +1,6 @@
 # Helpers shared by the rules: config validation, wildcard constraints, target lists.
 
+import functools
 import re
 from pathlib import Path
 
@@ -37,8 +38,10 @@ MODES = config["modes"]
 # extract.store: "full" or "sample" for every (model, data set); auto is decided here, from the
 # full store's size projected on the meta device (convdp/storage.py)
 STORES = store_kinds(config)
-# an activation store deleted after its extraction: said before any job runs
-warn_stores_gone(STORES)
+# an activation store deleted after its extraction: said before any job runs (once: a job's
+# own process, on a cluster, parses this file too)
+if workflow.is_main_process:
+    warn_stores_gone(STORES)
 FIGURES = {
     "clusters": "results/figures/clusters_per_layer.png",
     "nmi": "results/figures/nmi_per_layer.png",
@@ -202,18 +205,21 @@ def train_input(wildcards):
 # file still exists.
 
 
+@functools.cache  # the config is fixed for the process; every job reading the data set asks
 def dataset_sources(dataset):
-    """What a data set's store is made from (by prepare_dataset): its config, the
-    fingerprint of its files (None for data sets that ship with a package or are verified
-    downloads) and the seed of its draws."""
+    """What a data set's store is made from (by prepare_dataset): its config (its ``paths:``
+    by the files' fingerprint only: a param is kept whole in every output's record and shown
+    whole in a rerun's reason), the fingerprint of its files (None for data sets that ship
+    with a package or are verified downloads) and the seed of its draws."""
     spec = DATASETS[dataset]
     return {
-        "spec": spec,
+        "spec": {k: v for k, v in spec.items() if k != "paths"},
         "files": provenance.dataset_fingerprint(spec),
         "seed": config["seed"],
     }
 
 
+@functools.cache
 def model_sources(model):
     """What a model's weights are made from: the keys training reads, the weights file's
     content digest, the sources of the training data."""

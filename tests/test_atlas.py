@@ -98,7 +98,7 @@ def test_plot_atlas(tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("jump, said", [((2, 2), "stride 2"), ((1, 2), "stride 1×2 px")])
+@pytest.mark.parametrize("jump, said", [((2, 2), "stride 2 px"), ((1, 2), "stride 1×2 px")])
 def test_the_atlas_title_gives_the_stride_of_both_axes(monkeypatch, jump, said):
     """A layer strided (1, 2) was titled "stride 1": the columns' stride was dropped."""
     from convdp import plotting

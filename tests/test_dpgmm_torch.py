@@ -697,6 +697,24 @@ def test_fit_stats_profile_the_fit_and_count_its_gemm_work(covariance_type):
     assert est.fit_stats_ == st
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_a_fit_on_a_gpu_times_its_e_step_and_statistics_by_events(covariance_type):
+    """On a GPU each block's E-step part is timed by CUDA events (no wait per block): both
+    phases are counted, and together they are no more than the fit."""
+    import time
+
+    X, _ = _planted(0)
+    est = TorchBayesianGaussianMixture(n_components=8, covariance_type=covariance_type,
+                                       device="cuda", random_state=0)
+    t0 = time.perf_counter()
+    est.fit(X)
+    wall = time.perf_counter() - t0
+    st = est.fit_stats_
+    assert st["seconds_estep"] > 0 and st["seconds_statistics"] > 0
+    assert st["seconds_estep"] + st["seconds_statistics"] <= wall
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_diag_pass_over_shared_components_matches_the_pass_over_every_component(monkeypatch, dtype):
     """A "diag" E-step pass that normalises each group of identical components as one column

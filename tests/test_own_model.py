@@ -53,6 +53,18 @@ MODULE = textwrap.dedent('''
 
     def not_a_net():
         return "resnet"
+
+
+    class Sideways(Small):
+        """Small, its last map turned (N, H, C, W) before the head."""
+
+        def forward(self, x):
+            y = self.features(x).permute(0, 2, 1, 3)
+            return self.head(y.mean((1, 3)))
+
+
+    def sideways(num_classes=4):
+        return Sideways(num_classes)
 ''')
 
 
@@ -203,6 +215,17 @@ def test_config_checks_the_factory_and_its_layers(trained):
     gray["models"]["mine"]["arch"] = "mymodule:gray"
     with pytest.raises(ConfigError, match=r"data set 'tissue' has 3-channel images but the net takes 1"):
         validate_config(gray)
+
+
+def test_a_layer_whose_map_is_laid_out_otherwise_is_named_at_config_time(trained):
+    """A map of axes (N, H, C, W) is refused by the extraction; the config check read its
+    refusal as "images are too small for the model"."""
+    _, path = trained
+    config = own_config(path, layers=["permute"])
+    config["models"]["mine"]["arch"] = "mymodule:sideways"
+    with pytest.raises(ConfigError, match=r"models\.mine\.layers: layer 'permute': its map's "
+                       r"rows and columns are axes \(1, 3\)"):
+        validate_config(config)
 
 
 def test_the_code_digest_follows_the_module_file(mymodule, tmp_path):
