@@ -87,7 +87,8 @@ def make_dpgmm(params: dict, seed: int):
             dtype=params.get("dtype", "float32"), delete_below=params.get("delete_below", 0.01),
             merge=merge, max_components=None if cap is None else max(cap, common["n_components"]),
             grow_at=params.get("grow_at", 0.6), init_sizes="halving" if merge else "same",
-            device=params.get("device", "cpu"), **optional, **common,
+            device=params.get("device", "cpu"), kmeans_max_iter=params.get("kmeans_max_iter", 10),
+            **optional, **common,
         )
     raise ValueError(f"unknown dpgmm backend {backend!r}; choose sklearn or torch")
 

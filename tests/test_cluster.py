@@ -377,3 +377,27 @@ def test_the_early_moves_setting_reaches_the_fit():
     late = make_dpgmm({**dpgmm, "early_moves": 0}, 0).fit(X)
     assert late.early_moves == 0
     assert early.fit_stats_["early_moves_kept"] == 1 and late.fit_stats_["early_moves_kept"] == 0
+
+
+def test_the_kmeans_start_is_as_long_as_the_config_says():
+    """``dpgmm.kmeans_max_iter`` (default 10) reaches the torch estimator, and the fit's
+    start is scikit-learn's K-means stopped after that many iterations: a fit with
+    ``max_iter=0`` (the start only) is the fit from that K-means' labels."""
+    from sklearn.cluster import KMeans
+
+    from convdp.cluster import make_dpgmm
+    from convdp.config import load_config
+    from tests.test_dpgmm_torch import _random_covariance_mixture
+
+    X, _ = _random_covariance_mixture(3000, 8, 5, seed=1)
+    dpgmm = {**load_config("config.yaml")["dpgmm"], "n_components": 12,
+             "max_components": None, "restarts": 1, "max_iter": 0}
+    assert dpgmm["kmeans_max_iter"] == 10 and make_dpgmm(dpgmm, 0).kmeans_max_iter == 10
+    for cap in (2, 300):
+        params = {**dpgmm, "kmeans_max_iter": cap}
+        est = make_dpgmm(params, 0).fit(X)
+        km = KMeans(12, n_init=1, random_state=np.random.RandomState(0), max_iter=cap).fit(X)
+        assert (cap == 2) == (km.n_iter_ == 2)
+        given = make_dpgmm(params, 0).fit(X, resp_init=np.eye(12)[km.labels_])
+        np.testing.assert_allclose(est.weights_, given.weights_, rtol=1e-6)
+        np.testing.assert_allclose(est.means_, given.means_, rtol=1e-5, atol=1e-6)

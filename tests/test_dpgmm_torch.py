@@ -120,10 +120,12 @@ def test_parity_same_convergence_with_sklearn_criterion(small, covariance_type):
 
 
 @pytest.mark.parametrize("elkan", [True, False])
-def test_kmeans_start_has_scikit_learns_labels(monkeypatch, elkan):
+@pytest.mark.parametrize("max_iter", [300, 3])
+def test_kmeans_start_has_scikit_learns_labels(monkeypatch, elkan, max_iter):
     """The "kmeans" start (Elkan's iterations, or Lloyd's past ELKAN_MAX_BOUNDS) gives the
     labels of scikit-learn's own start (KMeans with its default Lloyd iterations), here on
-    overlapping clusters in 40 dimensions."""
+    overlapping clusters in 40 dimensions; with ``kmeans_max_iter`` (the workflow's shorter
+    start) those of KMeans stopped after as many iterations, before its labels settle."""
     from sklearn.cluster import KMeans
 
     from convdp.dpgmm import stats
@@ -132,33 +134,44 @@ def test_kmeans_start_has_scikit_learns_labels(monkeypatch, elkan):
         monkeypatch.setattr(stats, "ELKAN_MAX_BOUNDS", 0)
     rng = np.random.default_rng(5)
     X = rng.normal(scale=2.0, size=(6, 40))[rng.integers(0, 6, 3000)] + rng.normal(size=(3000, 40))
-    est = TorchBayesianGaussianMixture(n_components=K)
-    est.n_features_in_, est._K = X.shape[1], K
+    k = K if max_iter == 300 else 20  # more components than clusters: K-means runs long
+    est = TorchBayesianGaussianMixture(n_components=k, kmeans_max_iter=max_iter)
+    est.n_features_in_, est._K = X.shape[1], k
     kind, labels = est._initial_resp(X, np.random.RandomState(11), "cpu", torch.float64)
-    ref = KMeans(n_clusters=K, n_init=1, random_state=np.random.RandomState(11)).fit(X).labels_
+    ref = KMeans(n_clusters=k, n_init=1, random_state=np.random.RandomState(11),
+                 max_iter=max_iter).fit(X)
     assert kind == "labels"
-    np.testing.assert_array_equal(labels.numpy(), ref)
+    np.testing.assert_array_equal(labels.numpy(), ref.labels_)
+    if max_iter < 300:
+        settled = KMeans(n_clusters=k, n_init=1, random_state=np.random.RandomState(11)).fit(X)
+        assert ref.n_iter_ == max_iter < settled.n_iter_
+        assert (ref.labels_ != settled.labels_).any()
 
 
-@pytest.mark.parametrize("seed, tol", [(11, 1e-4), (7, 1e-4), (7, 0.01)])
-def test_kmeans_start_on_a_gpu_has_scikit_learns_labels(seed, tol):
+@pytest.mark.parametrize("seed, tol, max_iter", [(11, 1e-4, 300), (7, 1e-4, 300), (7, 0.01, 300),
+                                                (11, 1e-4, 3)])
+def test_kmeans_start_on_a_gpu_has_scikit_learns_labels(seed, tol, max_iter):
     """The GPU's K-means start (scikit-learn's k-means++ seeds, Lloyd's iterations in torch),
     run here on the CPU, gives the labels of scikit-learn's KMeans on overlapping clusters:
-    with its default tolerance, and with one so loose that both stop by the centres' shift
-    before the labels settle."""
+    with its default tolerance, with one so loose that both stop by the centres' shift
+    before the labels settle, and stopped after ``max_iter`` iterations (the workflow's
+    ``kmeans_max_iter``)."""
     from sklearn.cluster import KMeans
 
     from convdp.dpgmm import stats
 
     rng = np.random.default_rng(5)
     X = rng.normal(scale=2.0, size=(6, 40))[rng.integers(0, 6, 3000)] + rng.normal(size=(3000, 40))
-    ref = KMeans(n_clusters=K, n_init=1, random_state=np.random.RandomState(seed), tol=tol,
-                 algorithm="lloyd").fit(X)
-    if tol > 1e-4:
-        settled = KMeans(n_clusters=K, n_init=1, random_state=np.random.RandomState(seed),
+    k = K if max_iter == 300 else 20  # more components than clusters: K-means runs long
+    ref = KMeans(n_clusters=k, n_init=1, random_state=np.random.RandomState(seed), tol=tol,
+                 algorithm="lloyd", max_iter=max_iter).fit(X)
+    if tol > 1e-4 or max_iter < 300:
+        settled = KMeans(n_clusters=k, n_init=1, random_state=np.random.RandomState(seed),
                          algorithm="lloyd").fit(X)
-        assert ref.n_iter_ < settled.n_iter_  # stopped by the shift rule
-    labels = stats.kmeans_on_device(X, K, np.random.RandomState(seed), "cpu", tol=tol)
+        assert ref.n_iter_ < settled.n_iter_  # stopped by the shift rule or max_iter
+        assert max_iter == 300 or (ref.labels_ != settled.labels_).any()
+    labels = stats.kmeans_on_device(X, k, np.random.RandomState(seed), "cpu", tol=tol,
+                                    max_iter=max_iter)
     np.testing.assert_array_equal(labels.numpy(), ref.labels_)
 
 

@@ -55,6 +55,12 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         the same initialisation as scikit-learn. "kmeans" runs Elkan's exact
         acceleration of scikit-learn's default Lloyd iterations (up to
         ``ELKAN_MAX_BOUNDS`` samples x components): the same labels, faster.
+    kmeans_max_iter : int >= 1, default=300
+        Lloyd iterations of the "kmeans" start at most (scikit-learn's ``KMeans``
+        ``max_iter``): 300, scikit-learn's, gives its start. The K-means of a start with
+        more components than clusters spends most of its iterations moving the borders
+        between pieces of one cluster, which the EM moves again: the workflow's default
+        is 10 (benchmarks/RESULTS.md, "A shorter K-means start").
     weight_concentration_prior : float > 0 or None, default=None
         Concentration ``alpha`` of the Dirichlet process; None -> ``1 / K``.
     mean_precision_prior : float > 0 or None, default=None
@@ -262,6 +268,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         max_iter=100,
         n_init=1,
         init_params="kmeans",
+        kmeans_max_iter=300,
         weight_concentration_prior=None,
         mean_precision_prior=None,
         mean_prior=None,
@@ -290,6 +297,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         self.max_iter = max_iter
         self.n_init = n_init
         self.init_params = init_params
+        self.kmeans_max_iter = kmeans_max_iter
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior
         self.mean_prior = mean_prior

@@ -13,8 +13,9 @@ ELKAN_MAX_BOUNDS = 1 << 26
 (its lower bounds: 512 MB of float64); larger starts use Lloyd's."""
 
 
-def kmeans_on_device(X, K, random_state, device, tol=1e-4):
-    """scikit-learn's ``KMeans(K, n_init=1, random_state=random_state, tol=tol)`` labels,
+def kmeans_on_device(X, K, random_state, device, tol=1e-4, max_iter=300):
+    """scikit-learn's ``KMeans(K, n_init=1, random_state=random_state, tol=tol,
+    max_iter=max_iter)`` labels,
     (n,) int64 on ``device``: its k-means++ seeds (the same draws from ``random_state``, on
     the CPU), then Lloyd's iterations on ``device`` in float64 (:func:`lloyd`). X: (n, d)."""
     from sklearn.cluster import kmeans_plusplus
@@ -22,7 +23,7 @@ def kmeans_on_device(X, K, random_state, device, tol=1e-4):
     Xd = torch.as_tensor(np.asarray(X), dtype=torch.float64, device=device)
     Xd = Xd - Xd.mean(0)  # KMeans centres X before seeding
     centres, _ = kmeans_plusplus(Xd.cpu().numpy(), K, random_state=random_state)
-    return lloyd(Xd, torch.as_tensor(centres, device=Xd.device), tol=tol)
+    return lloyd(Xd, torch.as_tensor(centres, device=Xd.device), max_iter=max_iter, tol=tol)
 
 
 def lloyd(X, centres, max_iter=300, tol=1e-4):
@@ -162,7 +163,8 @@ class _Statistics:
         Xn = X.cpu().numpy() if isinstance(X, torch.Tensor) else X
         if self.init_params == "kmeans" and torch.device(device).type == "cuda":
             # on 16 CPU cores scikit-learn's K-means took most of a fit on the GPU
-            return ("labels", kmeans_on_device(Xn, K, random_state, device))
+            return ("labels", kmeans_on_device(Xn, K, random_state, device,
+                                               max_iter=self.kmeans_max_iter))
         if self.init_params == "kmeans":
             from sklearn.cluster import KMeans
 
@@ -172,7 +174,7 @@ class _Statistics:
             # hold n x K float64, so beyond ELKAN_MAX_BOUNDS elements it is Lloyd's.
             algorithm = "elkan" if n * K <= ELKAN_MAX_BOUNDS else "lloyd"
             labels = KMeans(n_clusters=K, n_init=1, random_state=random_state,
-                            algorithm=algorithm).fit(Xn).labels_
+                            algorithm=algorithm, max_iter=self.kmeans_max_iter).fit(Xn).labels_
             return ("labels", torch.as_tensor(labels, device=device, dtype=torch.int64))
         if self.init_params == "k-means++":
             from sklearn.cluster import kmeans_plusplus

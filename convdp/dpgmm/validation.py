@@ -42,6 +42,7 @@ class _Validation:
         _int("max_iter", 0)
         _int("chunk_size", 1)
         _int("n_init", 1)
+        _int("kmeans_max_iter", 1)
         if self.covariance_type in ("tied", "spherical"):
             raise NotImplementedError(
                 f"covariance_type={self.covariance_type!r} is not implemented in the torch "
