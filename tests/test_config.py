@@ -27,6 +27,7 @@ def test_default_config_is_valid_and_gets_defaults(config):
         (lambda c: c["dpgmm"].update(n_componets=3), r"dpgmm: .*'n_componets' was unexpected"),
         (lambda c: c["dpgmm"].update(concentration=-1), r"dpgmm\.concentration"),
         (lambda c: c["dpgmm"].update(early_moves=-1), r"dpgmm\.early_moves: -1 is less than the minimum of 0"),
+        (lambda c: c["dpgmm"].update(kmeans_max_iter=0), r"dpgmm\.kmeans_max_iter: 0 is less than the minimum of 1"),
         (lambda c: c.update(modes=["pixel"]), r"modes\.0: 'pixel' is not one of"),
         (lambda c: c["models"]["digitnet"].update(train_on="nope"), r"models\.digitnet\.train_on: unknown data set 'nope'"),
         (lambda c: c["models"]["digitnet"].update(analyse_on=["x"]), r"models\.digitnet\.analyse_on: unknown data set 'x'"),

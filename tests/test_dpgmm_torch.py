@@ -434,6 +434,7 @@ def test_explicit_priors_match_sklearn(small):
         (dict(covariance_type="tied"), NotImplementedError, "tied"),
         (dict(covariance_type="spherical"), NotImplementedError, "spherical"),
         (dict(n_init=0), ValueError, "n_init"),
+        (dict(kmeans_max_iter=0), ValueError, "kmeans_max_iter must be an integer >= 1"),
         (dict(max_components=2), ValueError, "max_components"),
         (dict(grow_at=1.5), ValueError, "grow_at"),
         (dict(merge="yes"), ValueError, "merge"),
