@@ -92,8 +92,25 @@ def _with_spread(record: dict) -> dict:
 
 
 def write_csv(df: pd.DataFrame, dest: str | Path) -> None:
+    """``df`` as CSV: floats to 6 significant digits, whole numbers exactly."""
     with atomic_path(dest, ".csv") as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+        _whole_numbers_exact(df).to_csv(tmp, index=False, float_format="%.6g")
+
+
+def _whole_numbers_exact(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with each float column that holds only whole numbers (below 2**53) as nullable
+    integers: a count missing in some rows (``effective_samples`` of a baseline fit) makes
+    its column float, and "%.6g" wrote 1,234,567 samples as 1.23457e+06."""
+    out = df.copy()
+    for name in out.columns:
+        col = out[name]
+        if not pd.api.types.is_float_dtype(col):
+            continue
+        values = col.dropna().to_numpy(dtype=float)
+        if len(values) and np.all(np.isfinite(values)) and np.all(values == np.round(values)) \
+                and np.abs(values).max() < 2.0**53:
+            out[name] = col.astype("Int64")
+    return out
 
 
 def _layer_order(df: pd.DataFrame) -> list[str]:

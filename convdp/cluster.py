@@ -68,10 +68,8 @@ def make_dpgmm(params: dict, seed: int):
     if backend == "sklearn":
         from sklearn.mixture import BayesianGaussianMixture
 
-        ignored = [k for k in ("delete_below", "merge", "max_components", "early_moves",
-                               "effective_samples") if params.get(k)]
-        if ignored:
-            log.warning("dpgmm.%s: torch backend only, ignored by sklearn", ", ".join(ignored))
+        # the torch-only keys are ignored here; the config check names those a config sets
+        # (convdp.config.TORCH_ONLY): their schema defaults are in every job's params
         return BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process", **common)
     if backend == "torch":
         from convdp.dpgmm import TorchBayesianGaussianMixture

@@ -464,7 +464,10 @@ def labelled_fits(model, dataset):
 
 def fits_use_gpu():
     """Whether the fits and the labelling pass ask for a GPU: dpgmm.device names CUDA (auto
-    counts where the submit host has CUDA)."""
+    counts where the submit host has CUDA) and the backend is torch's (scikit-learn's fits
+    run on the CPU)."""
+    if config["dpgmm"]["backend"] != "torch":
+        return False
     device = config["dpgmm"]["device"]
     if device == "auto":
         import torch

@@ -224,3 +224,23 @@ def test_the_label_maps_examples_are_of_different_classes():
     pick = example_picks(100, 4, two)
     assert len(set(pick)) == 4 and set(two[pick]) == {0, 1}
     assert list(example_picks(3, 4, np.array([0, 0, 1]))) == [0, 1, 2]
+
+
+def test_counts_past_a_million_are_written_exactly(tmp_path):
+    """A count that some rows lack (``effective_samples``: DPGMM rows only) makes its column
+    float; the CSV still gives 1,234,567 samples exactly (it read 1.23457e+06, i.e.
+    1,234,570: more effective samples than samples), and real numbers to 6 digits."""
+    import pandas as pd
+
+    from convdp.aggregate import write_csv
+
+    common = {"model": "m", "dataset": "d", "role": "source", "layer": "l", "layer_index": 0,
+              "mode": "position", "n_samples_fit": 1234567, "clusters_kept": 5}
+    write_json(tmp_path / "a.json", common | {"method": "dpgmm", "effective_samples": 1234567,
+                                               "lower_bound_per_sample": 12.3456789})
+    write_json(tmp_path / "b.json", common | {"method": "kmeans-bic"})
+    write_csv(summary_table([tmp_path / "a.json", tmp_path / "b.json"]), tmp_path / "s.csv")
+    back = pd.read_csv(tmp_path / "s.csv")
+    assert back["effective_samples"].tolist()[0] == 1234567 and back["effective_samples"].isna()[1]
+    assert (back["n_samples_fit"] == 1234567).all()
+    assert back["lower_bound_per_sample"].tolist()[0] == 12.3457

@@ -289,3 +289,27 @@ def test_models_and_data_sets_whose_figure_names_collide_are_refused(config):
     with pytest.raises(ConfigError, match=r"models\.net_x on 't' and models\.net on 'x_t' would "
                                           r"write the same figures \(transfer_net_x_t\.png\)"):
         validate_config(c)
+
+
+def test_torch_only_keys_a_config_sets_are_named_with_the_sklearn_backend(config, caplog):
+    """With ``backend: sklearn`` the config check names the torch-only keys the config sets
+    (config.yaml's merge, delete_below, max_components; a kmeans_max_iter added), once, and
+    not those the schema fills in; with torch, nothing."""
+    import logging
+
+    def warned(cfg):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="convdp.config"):
+            validate_config(cfg, check_layers=False)
+        return [r.getMessage() for r in caplog.records if "torch backend only" in r.getMessage()]
+
+    sk = copy.deepcopy(config)
+    sk["dpgmm"] |= {"backend": "sklearn", "kmeans_max_iter": 3}
+    said = warned(sk)
+    assert len(said) == 1 and said[0].startswith(
+        "dpgmm.merge, max_components, delete_below, kmeans_max_iter: torch backend only")
+    bare = copy.deepcopy(config)  # validate_config fills in defaults in place
+    bare["dpgmm"] = {k: v for k, v in bare["dpgmm"].items()
+                     if k not in ("merge", "max_components", "delete_below")} | {"backend": "sklearn"}
+    assert warned(bare) == []  # the schema's defaults (torch's) are no one's choice
+    assert warned(copy.deepcopy(config) | {"dpgmm": {**config["dpgmm"], "kmeans_max_iter": 3}}) == []

@@ -285,15 +285,18 @@ def test_dry_run_of_a_sample_store_has_a_labelling_pass_per_model_and_data_set(t
         assert f"label_{method}" not in counts
 
 
-def test_dpgmm_on_cuda_asks_a_gpu_for_the_dpgmm_fits_and_the_labelling_pass(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "sklearn"])
+def test_dpgmm_on_cuda_asks_a_gpu_for_the_dpgmm_fits_and_the_labelling_pass(tmp_path, backend):
+    """... with the torch backend: scikit-learn's fits run on the CPU, and ask for none."""
     out = snakemake(ROOT, tmp_path, "-n", "--configfile", str(ROOT / "config.yaml"), "--config",
-                    "extract={store: sample, device: cpu}", "dpgmm={device: cuda}")
+                    "extract={store: sample, device: cpu}", f"dpgmm={{device: cuda, backend: {backend}}}")
     assert out.returncode == 0, out.stderr
     gpus = {}
     for rule, gpu in re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: .*?gpu=(\d)",
                                 out.stdout, re.M):
         gpus.setdefault(rule, set()).add(gpu)
-    assert gpus["fit_dpgmm_model"] == gpus["label_activations"] == {"1"}
+    on_gpu = {"1"} if backend == "torch" else {"0"}
+    assert gpus["fit_dpgmm_model"] == gpus["label_activations"] == on_gpu
     assert gpus["fit_baseline_model"] == gpus["extract_activations"] == {"0"}
 
 
