@@ -47,6 +47,23 @@ def content_digest(path: str | os.PathLike) -> str:
     return content_digests(path.parent, [path.name])[path.name]
 
 
+def path_digests(paths: list[str | os.PathLike]) -> list[str]:
+    """:func:`content_digest` of each of ``paths``, with one :func:`content_digests` per
+    folder (per path, each call compared and rebuilt the folder's kept digests: 0.7 s a
+    fingerprint of 3,000 images in one folder)."""
+    out = ["missing"] * len(paths)
+    folders: dict[Path, list[tuple[int, str]]] = {}
+    for i, p in enumerate(paths):
+        path = Path(p)
+        if path.is_file():
+            folders.setdefault(path.parent, []).append((i, path.name))
+    for folder, items in folders.items():
+        digests = content_digests(folder, list(dict.fromkeys(name for _, name in items)))
+        for i, name in items:
+            out[i] = digests[name]
+    return out
+
+
 def content_digests(root: str | os.PathLike, names: list[str],
                     walked: bool = False) -> dict[str, str]:
     """``{name: sha256}`` of the files ``names`` (relative to ``root``), each read only where
@@ -212,7 +229,8 @@ def dataset_fingerprint(spec: dict) -> str | None:
     image folder's fingerprint; None for data sets that ship with a package or are verified
     downloads."""
     if spec["kind"] == "images":
-        return _digest(f"{p}\t{content_digest(p)}" for p in spec["paths"])
+        paths = spec["paths"]
+        return _digest(f"{p}\t{d}" for p, d in zip(paths, path_digests(paths), strict=True))
     if spec["kind"] == "folder":
         return folder_fingerprint(spec["path"])
     return None

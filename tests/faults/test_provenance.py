@@ -258,6 +258,29 @@ def test_the_kept_digests_are_read_once_per_process(tmp_path, monkeypatch):
     assert again == first and len(reads) == 1
 
 
+def test_an_images_data_set_asks_each_folder_for_its_digests_once(tmp_path, monkeypatch):
+    """The fingerprint of an ``images`` data set is each path's own digest in order (a path
+    named twice, a missing one, two folders), asked of each folder once: per path, each
+    call compared and rebuilt the folder's kept digests (3,000 paths: 0.7 s)."""
+    from convdp import provenance
+
+    monkeypatch.setattr(provenance, "CACHE_DIR", tmp_path / "digests")
+    monkeypatch.setattr(provenance, "_MEMORY", {})
+    paths = [tmp_path / folder / f"{i}.png" for folder in ("a", "b") for i in range(3)]
+    for i, path in enumerate(paths):
+        png(path, i)
+    named = [str(p) for p in paths] + [str(paths[0]), str(tmp_path / "a" / "gone.png")]
+    calls = []
+    digests = provenance.content_digests
+    monkeypatch.setattr(provenance, "content_digests",
+                        lambda root, names, **kw: calls.append(root) or digests(root, names, **kw))
+    got = provenance.dataset_fingerprint({"kind": "images", "paths": named})
+    assert sorted(map(str, calls)) == [str(tmp_path / "a"), str(tmp_path / "b")]
+    each = [provenance.content_digest(p) for p in named]
+    assert each[-1] == "missing" and len(set(each[:6])) == 6 and each[6] == each[0]
+    assert got == provenance._digest(f"{p}\t{d}" for p, d in zip(named, each, strict=True))
+
+
 def test_a_file_is_read_again_only_where_its_times_moved(tmp_path, monkeypatch):
     """The kept digest of a file serves while its size, modification and status-change
     times stay (a planted wrong digest is returned, so the file was not read); once its
