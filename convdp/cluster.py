@@ -536,10 +536,12 @@ INTERPRETER_MB = 1000
 
 def components_cap(config: dict) -> int:
     """The most mixture components any fit of ``config`` (validated) can hold: the DPGMM's
-    truncation after growth (``dpgmm.max_components``), the BIC baseline's largest K
-    (``baseline.k_limit``, 4 x ``k_max`` by default). The fit and label jobs' memory uses it."""
+    truncation after growth (``dpgmm.max_components``; scikit-learn's fit does not grow), the
+    BIC baseline's largest K (``baseline.k_limit``, 4 x ``k_max`` by default). The fit and
+    label jobs' memory uses it."""
     dp, bl = config["dpgmm"], config["baseline"]
-    return max(dp.get("max_components") or dp["n_components"], bl.get("k_limit") or 4 * bl["k_max"])
+    grown = dp.get("max_components") if dp.get("backend", "torch") == "torch" else None
+    return max(grown or dp["n_components"], bl.get("k_limit") or 4 * bl["k_max"])
 
 
 def label_memory_mb(shape, chunk: int, mode: str, n_components: int, parts: int) -> int:

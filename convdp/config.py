@@ -103,7 +103,6 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
     # schema's type (an unconvertible value is left for the schema to refuse, naming the key)
     schema_dict = yaml.safe_load(Path(schema).read_text())
     coerce_types(config, schema_dict)
-    given_dpgmm = set(config["dpgmm"]) if isinstance(config.get("dpgmm"), dict) else set()
     try:
         validate(config, str(schema), set_default=True)
     except WorkflowError as exc:
@@ -119,7 +118,7 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
     _check_figure_names(config["models"])
     _check_device(config["extract"]["device"])
     _check_device(config["dpgmm"]["device"], "dpgmm.device")
-    _check_torch_only(config["dpgmm"], given_dpgmm)
+    _check_torch_only(config["dpgmm"], schema_dict["properties"]["dpgmm"]["properties"])
     datasets = config["datasets"]
     defaults = {k: v.get("default") for k, v in
                 schema_dict["properties"]["datasets"]["additionalProperties"]["properties"].items()}
@@ -608,15 +607,17 @@ def _describe(value) -> str:
     return f"a {type(value).__name__}"
 
 
-TORCH_ONLY = ("merge", "max_components", "grow_at", "delete_below", "early_moves",
-              "kmeans_max_iter", "effective_samples", "dtype", "device")
-"""``dpgmm`` keys that only the torch backend reads."""
+TORCH_ONLY = ("merge", "max_components", "delete_below", "early_moves", "kmeans_max_iter",
+              "effective_samples", "dtype", "device")
+"""``dpgmm`` keys that only the torch backend reads (``grow_at`` marks scikit-learn's fits
+``saturated`` too)."""
 
 
-def _check_torch_only(dpgmm: dict, given: set) -> None:
-    """With ``backend: sklearn``, warn naming the torch-only keys the config sets (not those
-    the schema fills in: their defaults are the torch fit's)."""
-    ignored = [k for k in TORCH_ONLY if k in given]
+def _check_torch_only(dpgmm: dict, keys: dict) -> None:
+    """With ``backend: sklearn``, warn naming the torch-only keys set to other than the
+    schema's default (``keys``: the schema's ``dpgmm`` properties): the defaults are the torch
+    fit's, in every config, and a config validated twice has them all set."""
+    ignored = [k for k in TORCH_ONLY if dpgmm.get(k) != keys[k].get("default")]
     if dpgmm["backend"] == "sklearn" and ignored:
         log.warning("dpgmm.%s: torch backend only, ignored with dpgmm.backend: sklearn "
                     "(scikit-learn's own fit: no moves, a fixed truncation, its K-means start "

@@ -12,8 +12,9 @@ import time
 
 from convdp.cluster import fit_model
 
-#: The settings that made the count follow the truncation (no merges, no growth).
-FIXED_TRUNCATION = {"merge": False, "max_components": None, "restarts": 1}
+#: The settings that made the count follow the truncation (no merges, no growth; scikit-learn's
+#: K-means start).
+FIXED_TRUNCATION = {"merge": False, "max_components": None, "restarts": 1, "kmeans_max_iter": 300}
 
 
 def truncation_sweep(array, *, layer: str, mode: str, params: dict, truncations,

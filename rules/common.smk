@@ -1,6 +1,7 @@
 # Helpers shared by the rules: config validation, wildcard constraints, target lists.
 
 import functools
+import logging
 import re
 from pathlib import Path
 
@@ -28,6 +29,9 @@ for path in workflow.configfiles:
     read_config_file(path)
 # Validates against convdp/schema.yaml with snakemake.utils.validate (defaults filled in),
 # then checks data set references and layer names; errors name the key, before any job runs.
+# Its warnings are said once: a job's own process, on a cluster, parses this file too.
+if not workflow.is_main_process:
+    logging.getLogger("convdp.config").setLevel(logging.ERROR)
 validate_config(config)
 
 MODELS = config["models"]

@@ -242,5 +242,4 @@ def test_counts_past_a_million_are_written_exactly(tmp_path):
     write_csv(summary_table([tmp_path / "a.json", tmp_path / "b.json"]), tmp_path / "s.csv")
     back = pd.read_csv(tmp_path / "s.csv")
     assert back["effective_samples"].tolist()[0] == 1234567 and back["effective_samples"].isna()[1]
-    assert (back["n_samples_fit"] == 1234567).all()
     assert back["lower_bound_per_sample"].tolist()[0] == 12.3457

@@ -401,3 +401,18 @@ def test_the_kmeans_start_is_as_long_as_the_config_says():
         given = make_dpgmm(params, 0).fit(X, resp_init=np.eye(12)[km.labels_])
         np.testing.assert_allclose(est.weights_, given.weights_, rtol=1e-6)
         np.testing.assert_allclose(est.means_, given.means_, rtol=1e-5, atol=1e-6)
+
+
+def test_the_jobs_memory_counts_growth_only_where_the_fit_grows():
+    """The fit and label jobs' memory is sized for the most components a fit can hold: the
+    torch fit's truncation after growth (``max_components``), scikit-learn's own fit its
+    fixed ``n_components`` (it does not grow), or the BIC baseline's largest K."""
+    from convdp.cluster import components_cap
+
+    dpgmm = {"backend": "torch", "n_components": 40, "max_components": 320}
+    baseline = {"k_max": 8, "k_limit": None}
+    assert components_cap({"dpgmm": dpgmm, "baseline": baseline}) == 320
+    sk = {**dpgmm, "backend": "sklearn"}
+    assert components_cap({"dpgmm": sk, "baseline": baseline}) == 40
+    assert components_cap({"dpgmm": sk, "baseline": {"k_max": 8, "k_limit": 60}}) == 60
+    assert components_cap({"dpgmm": {**dpgmm, "max_components": None}, "baseline": baseline}) == 40

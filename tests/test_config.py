@@ -291,10 +291,12 @@ def test_models_and_data_sets_whose_figure_names_collide_are_refused(config):
         validate_config(c)
 
 
-def test_torch_only_keys_a_config_sets_are_named_with_the_sklearn_backend(config, caplog):
-    """With ``backend: sklearn`` the config check names the torch-only keys the config sets
-    (config.yaml's merge, delete_below, max_components; a kmeans_max_iter added), once, and
-    not those the schema fills in; with torch, nothing."""
+def test_torch_only_keys_set_off_their_default_are_named_with_the_sklearn_backend(config, caplog):
+    """With ``backend: sklearn`` the config check names, once, the torch-only keys set to
+    other than the schema's default (``merge: false``, a ``kmeans_max_iter``), not those at it
+    (config.yaml's merge, delete_below, max_components: the defaults are the torch fit's), nor
+    ``grow_at``, which marks scikit-learn's fits saturated too; the same for a config
+    validated twice (its defaults then set); with torch, nothing."""
     import logging
 
     def warned(cfg):
@@ -304,12 +306,11 @@ def test_torch_only_keys_a_config_sets_are_named_with_the_sklearn_backend(config
         return [r.getMessage() for r in caplog.records if "torch backend only" in r.getMessage()]
 
     sk = copy.deepcopy(config)
-    sk["dpgmm"] |= {"backend": "sklearn", "kmeans_max_iter": 3}
+    sk["dpgmm"] |= {"backend": "sklearn", "merge": False, "kmeans_max_iter": 3, "grow_at": 0.5}
     said = warned(sk)
-    assert len(said) == 1 and said[0].startswith(
-        "dpgmm.merge, max_components, delete_below, kmeans_max_iter: torch backend only")
-    bare = copy.deepcopy(config)  # validate_config fills in defaults in place
-    bare["dpgmm"] = {k: v for k, v in bare["dpgmm"].items()
-                     if k not in ("merge", "max_components", "delete_below")} | {"backend": "sklearn"}
-    assert warned(bare) == []  # the schema's defaults (torch's) are no one's choice
+    assert len(said) == 1 and said[0].startswith("dpgmm.merge, kmeans_max_iter: torch backend only")
+    assert warned(sk) == said  # validated twice
+    plain = copy.deepcopy(config)
+    plain["dpgmm"]["backend"] = "sklearn"
+    assert warned(plain) == []
     assert warned(copy.deepcopy(config) | {"dpgmm": {**config["dpgmm"], "kmeans_max_iter": 3}}) == []
