@@ -68,8 +68,8 @@ def make_dpgmm(params: dict, seed: int):
     if backend == "sklearn":
         from sklearn.mixture import BayesianGaussianMixture
 
-        # the torch-only keys are ignored here; the config check names those a config sets
-        # (convdp.config.TORCH_ONLY): their schema defaults are in every job's params
+        # the torch-only keys are ignored here; the config check names those set off their
+        # schema defaults (convdp.config.TORCH_ONLY), which are in every job's params
         return BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process", **common)
     if backend == "torch":
         from convdp.dpgmm import TorchBayesianGaussianMixture
