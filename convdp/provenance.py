@@ -41,16 +41,13 @@ _ANNOUNCE_BYTES = 1 << 30
 def content_digest(path: str | os.PathLike) -> str:
     """sha256 of one file (``missing`` where there is none), read again only where its
     size, modification or status-change time moved (see :func:`content_digests`)."""
-    path = Path(path)
-    if not path.is_file():
-        return "missing"
-    return content_digests(path.parent, [path.name])[path.name]
+    return path_digests([path])[0]
 
 
 def path_digests(paths: list[str | os.PathLike]) -> list[str]:
-    """:func:`content_digest` of each of ``paths``, with one :func:`content_digests` per
-    folder (per path, each call compared and rebuilt the folder's kept digests: 0.7 s a
-    fingerprint of 3,000 images in one folder)."""
+    """sha256 of each of ``paths`` (``missing`` where there is no file), with one
+    :func:`content_digests` per folder (per path, each call compared and rebuilt the folder's
+    kept digests: 0.7 s a fingerprint of 3,000 images in one folder)."""
     out = ["missing"] * len(paths)
     folders: dict[Path, list[tuple[int, str]]] = {}
     for i, p in enumerate(paths):
