@@ -167,6 +167,37 @@ def test_a_fit_of_the_other_mode_or_other_activations_is_refused(planted):
         T.layer_shift(src, bad, fit, "image")
 
 
+def test_a_target_cluster_no_scored_sample_falls_in_takes_its_source_cluster_colour():
+    """The target's label map recolours each of its own clusters to the source cluster most
+    of its samples fall in. One that none of the scored samples (transfer.max_samples)
+    falls in took its own id as a source cluster's: another cluster's colour."""
+    from convdp.cluster import fit_layer
+    from convdp.draws import score_draw
+
+    rng = np.random.default_rng(0)
+    n, h, w = 60, 8, 8
+    centres = np.array([[0, 0, 0, 0], [8, 0, 0, 0], [0, 8, 0, 0]], float)
+    acts = (centres[rng.integers(0, 3, (n, h, w))]
+            + rng.normal(0, 0.5, (n, h, w, 4))).astype(np.float32)
+    params = {"preprocess": {"max_samples": 2000, "pca": None},
+              "dpgmm": {**PARAMS["dpgmm"], "max_iter": 50}, "baseline": {}}
+    arrays, _ = fit_layer(acts, layer="l", mode="position", method="dpgmm", params=params,
+                          seed=0, progress=False)
+    src = arrays["labels"]
+    scored, _ = score_draw(n * h * w, "target", 0, 200)
+    seen = np.zeros(n * h * w, bool)
+    seen[scored] = True
+    unscored = ~seen.reshape(n, h, w)[0] & (src[0] == src[0, 0, 0])  # one source cluster's
+    r, q = np.unravel_index(np.flatnonzero(unscored)[:6], (h, w))
+    assert len(r) == 6
+    own = src.copy()
+    own[0, r, q] = src.max() + 1  # a small cluster of the target's own, never scored
+    _, maps = T.score_layer(acts, acts, _loaded(arrays), own, "position",
+                            pick=np.array([0, 30]), max_samples=200)
+    assert (maps["target"][0, r, q] == maps["source"][0, r, q]).all()
+    assert (maps["target"] == maps["source"]).all()  # every other cluster is the source's
+
+
 def test_js_divergence_and_rules():
     assert T.js_divergence([1, 2, 3], [2, 4, 6]) == pytest.approx(0.0, abs=1e-12)
     assert T.js_divergence([1, 0], [0, 1]) == pytest.approx(1.0)

@@ -72,6 +72,37 @@ def test_digitnet_costs_match_a_count_by_hand():
     assert big[2]["params_frozen"] == costs[2]["params_frozen"]
 
 
+def test_an_auxiliary_head_the_forward_never_runs_is_no_part_of_the_price():
+    """GoogLeNet and Inception v3 built without a weights name keep auxiliary heads that
+    run in training mode only and are never in the loss (the training reads ``.logits``):
+    no cut freezes or trains them, so they are neither "retrained" nor in the total (a
+    GoogLeNet frozen up to inception5b read "retrain 43.8% of the parameters", for its fc's
+    0.2%)."""
+    import torch
+    from torch import nn
+
+    from convdp.models import DigitNet
+
+    class WithAux(DigitNet):
+        def __init__(self):
+            super().__init__(num_classes=5, in_channels=1)
+            self.aux = nn.Linear(32 * 16 * 16, 1000)  # 8.2 M parameters, training only
+
+        def forward(self, x):
+            out = super().forward(x)
+            if self.training:
+                return out, self.aux(torch.flatten(self.pool1(self.relu1(self.conv1(x))), 1))
+            return out
+
+    plain = cut_costs(DigitNet(num_classes=5, in_channels=1), LAYERS, (1, 32, 32))
+    aux = cut_costs(WithAux(), LAYERS, (1, 32, 32))
+    for a, p in zip(aux, plain, strict=True):
+        for key in ("params_total", "params_frozen", "params_retrained",
+                    "params_retrained_share", "train_flops"):
+            assert a[key] == p[key], (a["cut"], key)
+    assert price(aux[3]) == "retrain 61.5% of the parameters, 12.9% of the training compute"
+
+
 def test_mmd_of_identical_and_shifted_samples():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4))
@@ -81,6 +112,25 @@ def test_mmd_of_identical_and_shifted_samples():
     near, far = B.mmd2(x, rng.normal(0.5, 1, (300, 4))), B.mmd2(x, rng.normal(2, 1, (300, 4)))
     assert 0.01 < near < far
     assert B.median_bandwidth(np.zeros((5, 2)), np.zeros((5, 2))) == 1.0
+
+
+def test_mmd_sees_a_shift_beside_a_background_shared_by_most_samples():
+    """Positions of a flat background are one vector after a ReLU. Where they are more than
+    about 71 % of the samples, more than half the pairs are at distance 0: the median
+    heuristic must take the distinct points' distances (it took 0, then the fallback
+    bandwidth 1, and the kernel saw no shift of the other samples: mmd2 -0.0003)."""
+    rng = np.random.default_rng(0)
+
+    def sample(shift):
+        x = np.zeros((1500, 16))
+        x[:375] = rng.normal(5 + shift, 2.0, (375, 16))  # 75 % background
+        return x
+
+    xs, same, shifted = sample(0.0), sample(0.0), sample(2.0)
+    assert B.median_bandwidth(xs, shifted) > 5  # the foreground's spread, not 1
+    assert abs(B.mmd2(xs, same)) < 0.001
+    assert B.mmd2(xs, shifted) > 0.003
+    assert B.median_bandwidth(np.zeros((10, 3)), np.zeros((10, 3))) == 1.0  # all one point
 
 
 def test_linear_cka_known_values():

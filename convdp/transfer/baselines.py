@@ -34,11 +34,15 @@ def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def median_bandwidth(x: np.ndarray, y: np.ndarray, max_points: int = 1000, seed: int = 0) -> float:
     """The median heuristic: the median Euclidean distance between distinct points of the
-    pooled sample (at most ``max_points`` of it, seeded)."""
+    pooled sample (at most ``max_points`` of it, seeded). Pairs of equal points (a flat
+    background's positions, all one vector after a ReLU) are left out: where they are more
+    than half the pairs the median of all pairs is 0, and the fallback of 1 (the
+    preprocessed features span about 10) made the kernel blind to every other difference."""
     z = np.concatenate([x, y]).astype(np.float64)
     if len(z) > max_points:
         z = z[np.random.default_rng(seed).choice(len(z), max_points, replace=False)]
     d = _sq_dists(z, z)[np.triu_indices(len(z), 1)]
+    d = d[d > 0]
     med = float(np.sqrt(np.median(d))) if len(d) else 0.0
     return med if med > 0 else 1.0
 

@@ -1,7 +1,9 @@
 """The price of each cut: parameters frozen and retrained, and the training compute saved.
 
-Counted from the net itself: the parameters from ``named_parameters`` (frozen at cut n as
-:func:`convdp.transfer.retrain.frozen_parameters` defines it), the compute by forward hooks on
+Counted from the net itself: the parameters from ``named_parameters`` that its class scores
+depend on (:func:`used_parameters`: an auxiliary head run in training mode only is left
+out), frozen at cut n as :func:`convdp.transfer.retrain.frozen_parameters` defines it, the
+compute by forward hooks on
 every ``Conv2d`` and ``Linear`` module during one forward pass of an image of the real input
 size. Conventions (per image):
 
@@ -64,6 +66,35 @@ def layer_flops(model, input_shape: Sequence[int]) -> list[dict]:
     return records
 
 
+def used_parameters(model, input_shape: Sequence[int]) -> set[str]:
+    """The names of the parameters the net's class scores depend on: those that get a
+    gradient in one evaluation-mode forward pass of a zero image of ``input_shape`` (C, H,
+    W). Left out: parameters the forward never reaches, such as GoogLeNet's and Inception
+    v3's auxiliary heads (run in training mode only, and never in the loss) or a head of
+    your own that the forward does not call; none of them is frozen or trained by a cut."""
+    import torch
+
+    from convdp.training import logits
+
+    params = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
+    if not params:
+        return set()
+    was_training = model.training
+    flags = {n: p.requires_grad for n, p in params}
+    try:
+        model.eval()
+        for _, p in params:
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            out = logits(model(torch.zeros(1, *input_shape)))
+            grads = torch.autograd.grad(out.sum(), [p for _, p in params], allow_unused=True)
+    finally:
+        for n, p in params:
+            p.requires_grad_(flags[n])
+        model.train(was_training)
+    return {n for (n, _), g in zip(params, grads, strict=True) if g is not None}
+
+
 def cut_costs(model, layers: Sequence[str], input_shape: Sequence[int]) -> list[dict]:
     """For each cut ``n = 0…L``: parameters frozen / retrained and the training compute.
 
@@ -75,7 +106,9 @@ def cut_costs(model, layers: Sequence[str], input_shape: Sequence[int]) -> list[
     from convdp.transfer.retrain import frozen_parameters
 
     frozen_sets = [set(names) for names in frozen_parameters(model, layers)]
-    sizes = {name: p.numel() for name, p in model.named_parameters()}
+    # the parameters the forward uses: an auxiliary head's are neither frozen nor trained
+    used = used_parameters(model, input_shape)
+    sizes = {name: p.numel() for name, p in model.named_parameters() if name in used}
     total = int(sum(sizes.values()))
     layers_flops = layer_flops(model, input_shape)
     forward = sum(r["flops"] for r in layers_flops)
@@ -96,7 +129,7 @@ def cut_costs(model, layers: Sequence[str], input_shape: Sequence[int]) -> list[
     base = train_flops(set())[0]
     out = []
     for cut, frozen in enumerate(frozen_sets):
-        n_frozen = int(sum(sizes[n] for n in frozen))
+        n_frozen = int(sum(sizes[n] for n in frozen if n in sizes))
         flops, frozen_fwd = train_flops(frozen)
         out.append({
             "cut": cut, "params_total": total, "params_frozen": n_frozen,

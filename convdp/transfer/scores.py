@@ -253,9 +253,15 @@ def score_layer(
             target_array, "get_orthogonal_selection") else target_array[pick])
         _, h, w, _ = block.shape
         maps["source"] = est.predict(pre.transform(to_samples(block, mode))).reshape(-1, h, w)
-        mapping = s["own_to_source"]
+        mapping = dict(s["own_to_source"])
+        own_pick = np.asarray(target_labels)[pick]
+        # a target cluster none of the scored samples falls in (a small one, a small
+        # transfer.max_samples): from these images' own samples, not its id read as a
+        # source cluster's
+        if set(np.unique(own_pick).tolist()) - set(mapping):
+            mapping = own_to_source(own_pick.ravel(), maps["source"].ravel()) | mapping
         lut = np.array([mapping.get(k, k) for k in range(int(target_labels.max()) + 1)])
-        maps["target"] = lut[target_labels[pick]]
+        maps["target"] = lut[own_pick]
     pooled = pooled_features(target_array)
     probe = (linear_probe(pooled, classes, probe_folds, seed)
              if classes is not None else (float("nan"), float("nan")))
