@@ -38,7 +38,8 @@ def main() -> None:
     config = validate_config(config, check_layers=False)
     # one start, and no second fit on half the samples (dpgmm.sample_check): this prints
     # only the count of each size's fit
-    pre, dp = config["preprocess"], config["dpgmm"] | {"restarts": 1, "sample_check": False}
+    pre, dp = config["preprocess"], config["dpgmm"] | {"restarts": 1, "sample_check": False,
+                                                       "seed_check": False}
     layers = args.layers.split(",")
     torch.manual_seed(0)
     net = build_model("vgg16", 1000, 3).eval()

@@ -42,7 +42,8 @@ COLUMNS = [
     "model", "control_of", "dataset", "role", "layer", "layer_index", "mode", "method",
     "clusters_kept", "clusters_kept_min", "clusters_kept_max",
     "clusters_effective", "clusters_effective_min", "clusters_effective_max",
-    "truncation", "saturated", "clusters_kept_half", "grows_with_samples", "clusters_at_floor",
+    "truncation", "saturated", "clusters_kept_half", "grows_with_samples",
+    "clusters_kept_seed", "elbo_per_sample_seed", "moves_with_seed", "clusters_at_floor",
     "restarts", "restarts_near_best", "clusters_used",
     "lower_bound_per_sample", "elbo_per_sample", "iterations", "converged",
     "components_emptied", "components_merged",
@@ -50,6 +51,16 @@ COLUMNS = [
     "n_channels", "n_dims", "dims_dropped",
     "nmi", "ari", "purity", "fit_seconds", "seconds",
 ]
+
+
+CHECK_MARKERS = [
+    # (count column, flag column, marker, legend of the check's fit, of its flag)
+    ("clusters_kept_half", "grows_with_samples", "v", "the same fit on half the samples",
+     "the count grows with the samples"),
+    ("clusters_kept_seed", "moves_with_seed", "D", "the same fit from another seed",
+     "the count moves with the seed"),
+]
+"""The check fits drawn beside each kept count in ``clusters_per_layer.png``."""
 
 
 def number_layers(df: pd.DataFrame) -> pd.DataFrame:
@@ -169,18 +180,19 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
             if len(sat):
                 ax.scatter([order.index(v) for v in sat["layer"]], sat[what], marker="x",
                            s=80, color="red", zorder=5, label="truncation bound the count")
-            half = sub[sub["clusters_kept_half"].notna()] if row == 0 else sub.iloc[:0]
-            for ds, grp in half.groupby("dataset", sort=False):
-                colour = palette[ds]
-                grows = grp["grows_with_samples"].map(_flag).to_numpy()
-                ax.scatter([order.index(v) for v in grp["layer"]], grp["clusters_kept_half"],
-                           marker="v", s=40, edgecolors=colour, zorder=4,
-                           facecolors=[colour if g else "none" for g in grows])
-            if len(half) and row == 0:  # one legend entry, whichever panel has them
-                ax.scatter([], [], marker="v", s=40, facecolors="none", edgecolors="dimgrey",
-                           label="the same fit on half the samples")
-                ax.scatter([], [], marker="v", s=40, color="dimgrey",
-                           label="... filled: the count grows with the samples")
+            for count, flag, marker, what_fit, what_flag in CHECK_MARKERS:
+                checked = sub[sub[count].notna()] if row == 0 else sub.iloc[:0]
+                for ds, grp in checked.groupby("dataset", sort=False):
+                    colour = palette[ds]
+                    flagged = grp[flag].map(_flag).to_numpy()
+                    ax.scatter([order.index(v) for v in grp["layer"]], grp[count],
+                               marker=marker, s=40, edgecolors=colour, zorder=4,
+                               facecolors=[colour if f else "none" for f in flagged])
+                if len(checked):  # one legend entry, whichever panel has them
+                    ax.scatter([], [], marker=marker, s=40, facecolors="none",
+                               edgecolors="dimgrey", label=what_fit)
+                    ax.scatter([], [], marker=marker, s=40, color="dimgrey",
+                               label=f"... filled: {what_flag}")
             ax.set_xticks(range(len(order)), order, rotation=30)
             ax.set_ylabel("clusters kept" if row == 0 else "effective number (exp entropy)")
             ax.set_ylim(bottom=0)
@@ -188,7 +200,7 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
                 ax.set_title(f"{mode} mode: {_model_title(df, model)}", fontsize=10)
     fig.suptitle("Clusters per layer; band: range over the restarts within 1 % of the best bound, "
                  "red x: saturated fit,\nv: the same fit on half the samples (filled: the count "
-                 "grows with the samples)")
+                 "grows with the samples), diamond: from another seed (filled: it moves)")
     order = ["dataset", *datasets, "method", *methods]
     _figure_legend(fig, axes[0], order, ncol=min(len(order) + 3, 12), fontsize=8)
     save_figure(fig, dest)

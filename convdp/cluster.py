@@ -99,8 +99,9 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
     truncation occupied), the truncation used, the effective number of clusters and, over
     the restarts (``restarts``) whose bound is within :func:`near_best` of the best, the
     spread of both counts; unless ``sample_check`` is off, the count the same settings keep
-    on half the samples (:func:`sample_check`); and how many kept clusters sit at the
-    ``reg_covar`` floor (:func:`clusters_at_floor`).
+    on half the samples (:func:`sample_check`); unless ``seed_check`` is off, the count one
+    start from another seed's draws keeps (:func:`seed_check`); and how many kept clusters
+    sit at the ``reg_covar`` floor (:func:`clusters_at_floor`).
     """
     est = make_dpgmm(params, seed)
     est.fit(X)
@@ -145,6 +146,8 @@ def fit_dpgmm(X: np.ndarray, params: dict, seed: int) -> tuple[object, dict]:
         }
     if params.get("sample_check", True):
         record |= sample_check(X, params, seed, record)
+    if params.get("seed_check", True):
+        record |= seed_check(X, params, seed, record)
     return est, record
 
 
@@ -186,7 +189,7 @@ def sample_check(X: np.ndarray, params: dict, seed: int, record: dict) -> dict:
     if n < 2 * max(params["n_components"], MIN_SAMPLES):
         return {"clusters_kept_half": None, "grows_with_samples": None}  # not checked
     half = np.sort(np.random.default_rng(seed).choice(n, n // 2, replace=False))
-    half_params = {**params, "sample_check": False}
+    half_params = {**params, "sample_check": False, "seed_check": False}
     effective = params.get("effective_samples")
     if effective is not None and effective < n:
         # a tempered fit's half weighs its samples as the fit did: half the evidence, so
@@ -197,6 +200,52 @@ def sample_check(X: np.ndarray, params: dict, seed: int, record: dict) -> dict:
     kept = record["clusters_kept"]
     grows = kept > SAMPLE_GROWTH * kept_half and kept >= kept_half + 2
     return {"clusters_kept_half": kept_half, "grows_with_samples": bool(grows)}
+
+
+SEED_SPREAD = 1.15
+"""A fit whose count and the count of one start from another seed's draws (:func:`seed_check`)
+differ by more than this factor (and by at least 2) is marked ``moves_with_seed``."""
+
+
+def other_seed(seed: int) -> int:
+    """The seed of :func:`seed_check`'s fit: derived from ``seed`` (as the estimator derives
+    its restarts' seeds), below 2**31."""
+    return int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0] >> 1)
+
+
+def seed_check(X: np.ndarray, params: dict, seed: int, record: dict) -> dict:
+    """Does the count hold from another seed's start? The restarts share one seed's k-means++
+    draws (so that truncations K and 2K share their starts), so their spread does not show
+    how much the draws themselves move the count; where the data are not a few Gaussian
+    clumps, a start from other draws can end at an equally good fit with other clusters.
+
+    One start from :func:`other_seed`'s draws on the same samples X (n, d), at the truncation
+    the fit kept (``record["truncation"]``), the other settings the same (with merge moves,
+    twice that truncation is tried after it while that raises the bound, as for every
+    start). Returns ``clusters_kept_seed``, ``elbo_per_sample_seed`` (torch; NaN for
+    scikit-learn) and ``moves_with_seed``: the two counts more than :data:`SEED_SPREAD`
+    times apart (and at least 2), where the other start's fit is as good a reading of the
+    data (its bound not below :func:`near_best` of the kept fit's; a start that ends below
+    it is a worse fit, not another reading).
+    """
+    one_start = {**params, "restarts": 1, "n_components": int(record["truncation"]),
+                 "sample_check": False, "seed_check": False}
+    _, other = fit_dpgmm(X, one_start, other_seed(seed))
+    other_bound = other.get("elbo_per_sample", float("nan"))
+    return {"clusters_kept_seed": other["clusters_kept"], "elbo_per_sample_seed": other_bound,
+            "moves_with_seed": count_moves(record["clusters_kept"], other["clusters_kept"],
+                                           record.get("elbo_per_sample"), other_bound)}
+
+
+def count_moves(kept: int, other: int, bound: float | None, other_bound: float) -> bool:
+    """:func:`seed_check`'s mark: counts ``kept`` and ``other`` more than :data:`SEED_SPREAD`
+    times apart and at least 2, the other fit's bound per sample not below
+    :func:`near_best` of ``bound`` (None or NaN, as scikit-learn's fits have no comparable
+    bound: the counts alone)."""
+    apart = max(kept, other) > SEED_SPREAD * min(kept, other) and abs(kept - other) >= 2
+    if bound is None or np.isnan(bound) or np.isnan(other_bound):
+        return bool(apart)
+    return bool(apart and other_bound >= bound - near_best(bound))
 
 
 def near_best(bound: float) -> float:
@@ -353,6 +402,11 @@ def _fit_model(array, *, layer, mode, method, params, seed):
                         "the DPGMM's reg_covar (%g), not the data's: the count can change with "
                         "that setting (dpgmm.reg_covar; marked clusters_at_floor)", what,
                         record["clusters_at_floor"], record["clusters_kept"], est.reg_covar)
+        if record.get("moves_with_seed"):
+            log.warning("%s: %d clusters kept, %d by a start from another seed's draws on "
+                        "the same samples, at as good a bound: the count moves with the seed "
+                        "(marked moves_with_seed; see dpgmm.seed_check)", what,
+                        record["clusters_kept"], record["clusters_kept_seed"])
         if record.get("grows_with_samples"):
             log.warning("%s: %d clusters kept on %d samples, %d on half of them: the count "
                         "grows with the samples (marked grows_with_samples; see "

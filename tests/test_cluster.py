@@ -326,6 +326,42 @@ def test_clusters_whose_variance_is_reg_covar_are_marked(caplog):
         assert "layer 'tiny' (image mode)" in caplog.text and "reg_covar (1e-06)" in caplog.text
 
 
+def test_a_count_is_checked_from_another_seeds_start():
+    """The seed check: one start from another seed's draws, at the truncation the fit kept,
+    on the same samples; its record is that fit's (as fitted directly). Separated blobs keep
+    their five clusters from any draws: not marked. Off, no columns."""
+    from convdp.cluster import fit_dpgmm, other_seed
+    from convdp.config import load_config
+
+    _, blobs = _rectified_and_blobs(2000, seed=2)
+    dp = {**load_config("config.yaml")["dpgmm"], "n_components": 20, "restarts": 2,
+          "sample_check": False}
+    _, rec = fit_dpgmm(blobs, dp, 0)
+    one_start = {**dp, "restarts": 1, "n_components": rec["truncation"], "seed_check": False}
+    _, direct = fit_dpgmm(blobs, one_start, other_seed(0))
+    assert rec["clusters_kept"] == rec["clusters_kept_seed"] == direct["clusters_kept"] == 5
+    assert rec["elbo_per_sample_seed"] == direct["elbo_per_sample"]
+    assert rec["moves_with_seed"] is False
+    assert other_seed(0) != 0 and 0 <= other_seed(2**31 - 1) < 2**31
+    _, rec = fit_dpgmm(blobs, {**dp, "seed_check": False}, 0)
+    assert not {"clusters_kept_seed", "elbo_per_sample_seed", "moves_with_seed"} & set(rec)
+
+
+@pytest.mark.parametrize("kept, other, bound, other_bound, marked", [
+    (31, 36, 2.0, 2.0, True),  # 16 % apart at one bound: the README's relu3 on the source
+    (31, 35, 2.0, 2.0, False),  # 13 %
+    (3, 4, 2.0, 2.0, False),  # one apart
+    (3, 5, None, float("nan"), True),  # scikit-learn's fits: the counts alone
+    (10, 20, 5.0, 4.0, False),  # the other start ended at a worse fit
+    (10, 20, 5.0, 4.96, True),  # within near_best (0.05 nat) of it
+    (20, 10, 5.0, 6.0, True),  # a better fit from the other draws
+])
+def test_the_seed_checks_mark(kept, other, bound, other_bound, marked):
+    from convdp.cluster import count_moves
+
+    assert count_moves(kept, other, bound, other_bound) is marked
+
+
 def test_too_few_samples_for_the_check_leave_it_empty_and_one_class_scores_nothing(caplog):
     """Below twice max(n_components, 100) samples the half-sample check does not run: its
     columns say nothing (not "does not grow"). Images of one class: NMI, ARI and purity
