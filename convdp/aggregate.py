@@ -57,7 +57,7 @@ CHECK_MARKERS = [
     # (count column, flag column, marker, legend of the check's fit, of its flag)
     ("clusters_kept_half", "grows_with_samples", "v", "the same fit on half the samples",
      "the count grows with the samples"),
-    ("clusters_kept_seed", "moves_with_seed", "D", "the same fit from another seed",
+    ("clusters_kept_seed", "moves_with_seed", "D", "one start from another seed's draws",
      "the count moves with the seed"),
 ]
 """The check fits drawn beside each kept count in ``clusters_per_layer.png``."""
@@ -200,7 +200,8 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
                 ax.set_title(f"{mode} mode: {_model_title(df, model)}", fontsize=10)
     fig.suptitle("Clusters per layer; band: range over the restarts within 1 % of the best bound, "
                  "red x: saturated fit,\nv: the same fit on half the samples (filled: the count "
-                 "grows with the samples), diamond: from another seed (filled: it moves)")
+                 "grows with the samples), diamond: one start from another seed (filled: the "
+                 "count moves)")
     order = ["dataset", *datasets, "method", *methods]
     _figure_legend(fig, axes[0], order, ncol=min(len(order) + 3, 12), fontsize=8)
     save_figure(fig, dest)
