@@ -36,8 +36,8 @@ def main() -> None:
     config = yaml.safe_load(open("config/paper.yaml"))
     config["models"]["vgg16"]["weights"] = "none"
     config = validate_config(config, check_layers=False)
-    # one start, and no second fit on half the samples (dpgmm.sample_check): this prints
-    # only the count of each size's fit
+    # one start, and no check fits (half the samples, dpgmm.sample_check; another seed,
+    # dpgmm.seed_check): this prints only the count of each size's fit
     pre, dp = config["preprocess"], config["dpgmm"] | {"restarts": 1, "sample_check": False,
                                                        "seed_check": False}
     layers = args.layers.split(",")
