@@ -25,8 +25,9 @@ def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
                   images: str | Path | None = None, ignore: Sequence[int] = ()) -> dict:
     """Read the masks of the stored data set's images (same relative names; ``images``:
     their folder, where each mask's size is checked against its image's) into ``out``
-    (``masks`` (N, H, W) int16, ``background``: :data:`convdp.masks.NO_BACKGROUND` for
-    None, masks without one; ``ignore``: the values no score counts)."""
+    (``masks`` (N, H, W) int16 or int32, ``background``: :data:`convdp.masks.NO_BACKGROUND`
+    for None, masks without one; ``ignore``: the values no score counts; ``colour``: the
+    labels are colours ``0xRRGGBB``)."""
     from convdp.data import open_dataset
     from convdp.masks import NO_BACKGROUND, check_background, load_masks
 
@@ -36,11 +37,11 @@ def prepare_masks(dataset: str | Path, folder: str | Path, size: int | None,
     if len(names) != group["images"].shape[0]:
         raise ValueError(f"{dataset}: {group['images'].shape[0]} images but {len(names)} file "
                          "names; masks need an image folder data set (kind folder)")
-    masks = load_masks(folder, names, size, shape, images)
-    check_background(masks, background, folder, ignore)
+    masks, colour = load_masks(folder, names, size, shape, images, return_colour=True)
+    check_background(masks, background, folder, ignore, colour)
     background = NO_BACKGROUND if background is None else background
     write_npz(out, masks=masks, background=np.int64(background), names=np.array(names),
-              ignore=np.asarray(ignore, np.int64))
+              ignore=np.asarray(ignore, np.int64), colour=np.bool_(colour))
     return {"images": len(names), "shape": list(shape)}
 
 
@@ -62,13 +63,14 @@ def mask_agreement(fit_npz: str | Path, masks_npz: str | Path, out_csv: str | Pa
     evenly where none is given or it cannot be traced, with a warning); write the
     per-cluster CSV and the record."""
     from convdp.aggregate import write_csv
-    from convdp.masks import agreement, part_names
+    from convdp.masks import agreement, colour_name, part_names
 
     with np.load(fit_npz) as z:
         labels, weights = z["labels"], z["weights"]
     with np.load(masks_npz) as z:
         masks, background = z["masks"], int(z["background"])
         ignore = z["ignore"] if "ignore" in z else ()  # stores from before mask_ignore
+        colour = bool(z["colour"]) if "colour" in z else False
     if labels.ndim != 3:
         raise ValueError(f"{fit_npz}: labels of shape {labels.shape} are not label maps "
                          "(position mode)")
@@ -78,8 +80,11 @@ def mask_agreement(fit_npz: str | Path, masks_npz: str | Path, out_csv: str | Pa
             field = layer_field(meta_json, layer, tuple(masks.shape[1:]))
         except ValueError as exc:
             log.warning("the label maps of %s are stretched over the images: %s", layer, exc)
+    names = part_names(folder) if folder else {}
+    if colour:  # a colour's name, where parts.json gives none
+        names = {int(v): names.get(int(v), colour_name(v)) for v in np.unique(masks)}
     record, table = agreement(labels, masks, weights, background, weight_threshold,
-                              part_names(folder) if folder else None, ignore, field)
+                              names, ignore, field)
     record |= dict(context)
     write_csv(table, out_csv)
     write_json(out_json, record)

@@ -424,6 +424,11 @@ def _check_dataset(name: str, spec: dict) -> dict:
         if not Path(spec["masks"]).is_dir():
             raise ConfigError(f"{key}.masks: mask folder {spec['masks']} does not exist or is "
                               "not a folder")
+        from convdp.masks import mask_value
+
+        # colours given as "#rrggbb" or "0xRRGGBB" (a string on snakemake's command line)
+        spec["mask_background"] = mask_value(spec.get("mask_background", 0))
+        spec["mask_ignore"] = [mask_value(v) for v in spec.get("mask_ignore", [])]
     classes = spec.get("classes")
     if classes is not None:
         if n_classes == 0:

@@ -3,7 +3,9 @@
 A data set of kind ``folder`` may declare ``masks: FOLDER``: integer mask images with the same
 relative names as the images (``images/a/1.png`` ↔ ``masks/a/1.png``; another extension with
 the same stem is accepted), one value per part, ``mask_background`` (default 0) for the
-background. Each is drawn on its image as shown (both EXIF orientations applied): the same width and
+background; or colour masks (8-bit RGB, one colour per part), whose label is the colour as
+``0xRRGGBB`` (black 0, so the default background; a white one is ``0xFFFFFF``) and whose
+parts are named ``#rrggbb`` in the tables. Each is drawn on its image as shown (both EXIF orientations applied): the same width and
 height. They are resized and cropped the way the images were (short side to ``size``, centre
 crop), with nearest-neighbour interpolation so that no new values appear. Masks are lossless
 images (:data:`MASK_EXTENSIONS`): JPEG's artefacts at part borders would be labels of their
@@ -54,7 +56,12 @@ _REFUSED = {
     ".gif": "a GIF's pixels are palette indices, which its writers renumber",
     ".apng": "an animated PNG holds several images",
 }
-#: The ``background`` stored for masks without one (``mask_background: null``): no int16
+#: Distinct colours a colour mask may hold: more are a photograph or a mask drawn with
+#: antialiasing, not one colour per part.
+MAX_COLOURS = 1024
+#: A grey (v, v, v) packed as a colour label ``0xRRGGBB``: ``v * GREY``.
+GREY = 0x010101
+#: The ``background`` stored for masks without one (``mask_background: null``): no int32
 #: pixel holds it, so every pixel is foreground.
 NO_BACKGROUND = 1 << 40
 
@@ -101,15 +108,26 @@ def _shown(path: Path) -> tuple[int, int, int]:
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """An integer mask image as (H, W) int64, as shown (its EXIF orientation applied, as
-    the images are read): one channel (8 or 16 bit, a palette's indices, or 1-bit: 0 / 1),
-    or grey saved as RGB / RGBA (three equal channels, opaque); colour masks, and 16-bit
-    colour (which Pillow reads by its top byte), are refused."""
-    return _read(path)[0]
+    """A mask image as (H, W) int64, as shown (its EXIF orientation applied, as the images
+    are read): one channel (8 or 16 bit, a palette's indices, or 1-bit: 0 / 1), grey saved
+    as RGB / RGBA (three equal channels, opaque) read as that grey, or colour (8-bit RGB or
+    opaque RGBA) read as each pixel's colour ``0xRRGGBB``; 16-bit colour (which Pillow reads
+    by its top byte), translucent colour and more than :data:`MAX_COLOURS` colours are
+    refused."""
+    arr, _, colour = _read(path)
+    return _unpack_grey(arr, colour)
 
 
-def _read(path: Path) -> tuple[np.ndarray, dict | None]:
-    """:func:`read_mask`, and for a palette image the colour of each index it uses."""
+def _unpack_grey(arr: np.ndarray, colour: bool | None) -> np.ndarray:
+    """A mask :func:`_read` gave as colour labels (``colour`` False: grey RGB) as its grey."""
+    return arr // GREY if colour is False else arr
+
+
+def _read(path: Path) -> tuple[np.ndarray, dict | None, bool | None]:
+    """:func:`read_mask`'s labels, for a palette image the colour of each index it uses, and
+    whether the mask is RGB (None: one channel; False: RGB of three equal channels; True:
+    colour): an RGB mask's labels are its colours ``0xRRGGBB``, so that the masks of one
+    folder read alike whether or not a file holds a colour (:func:`load_masks`)."""
     from PIL import Image, ImageOps
 
     from convdp.datasets.images import declared_bits, extra_images, tiff_sample_layout
@@ -141,15 +159,24 @@ def _read(path: Path) -> tuple[np.ndarray, dict | None]:
                          "16-bit greyscale (one channel)")
     if arr.dtype == np.bool_:  # mode "1": a binary mask
         arr = arr.astype(np.uint8)
-    if arr.ndim == 3 and arr.shape[2] in (3, 4) and np.issubdtype(arr.dtype, np.integer):
-        grey = (arr[..., 0] == arr[..., 1]).all() and (arr[..., 0] == arr[..., 2]).all()
-        opaque = arr.shape[2] == 3 or (arr[..., 3] == np.iinfo(arr.dtype).max).all()
-        if grey and opaque:
-            arr = arr[..., 0]
+    colour = None
+    if arr.ndim == 3 and arr.shape[2] in (3, 4) and arr.dtype == np.uint8:
+        if arr.shape[2] == 4 and not (arr[..., 3] == 255).all():
+            raise ValueError(f"mask {path} is translucent RGBA: a colour mask gives each part "
+                             "one opaque colour; save it as RGB")
+        rgb = arr[..., :3].astype(np.int64)
+        colour = bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 0] != rgb[..., 2]).any())
+        arr = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        n = np.unique(arr).size
+        if n > MAX_COLOURS:
+            raise ValueError(f"mask {path} holds {n} colours: a colour mask gives each part "
+                             f"one colour (a photograph, or a mask drawn with antialiasing? "
+                             f"at most {MAX_COLOURS})")
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"mask {path} is not a single-channel integer image "
-                         f"(shape {arr.shape}, {arr.dtype}); write one integer label per pixel")
-    return arr.astype(np.int64), palette
+        raise ValueError(f"mask {path} is not a label image (shape {arr.shape}, {arr.dtype}): "
+                         "write one integer label per pixel (one channel), or one 8-bit RGB "
+                         "colour per part")
+    return arr.astype(np.int64), palette, colour
 
 
 def resize_mask(mask: np.ndarray, size: int | None) -> np.ndarray:
@@ -172,21 +199,30 @@ def resize_mask(mask: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def load_masks(folder: str | Path, names: Sequence[str], size: int | None,
-               shape: tuple[int, int], images: str | Path | None = None) -> np.ndarray:
-    """The masks of the images ``names`` (in that order), as (N, H, W) int16, checked to have
-    the images' ``shape``; with ``images`` (their folder), each mask also checked to have
-    its image's own size before both are resized. Every mask is read before a refusal, which
-    names all the masks that fail (up to ten, and how many). Palette masks must give each
+               shape: tuple[int, int], images: str | Path | None = None,
+               return_colour: bool = False) -> np.ndarray | tuple[np.ndarray, bool]:
+    """The masks of the images ``names`` (in that order), as (N, H, W) int16 (int32 where the
+    labels need it: colour masks, 16-bit labels), checked to have the images' ``shape``;
+    with ``images`` (their folder), each mask also checked to have its image's own size
+    before both are resized. Every mask is read before a refusal, which names all the masks
+    that fail (up to ten, and how many). Where any mask is colour, every RGB mask's labels
+    are its colours ``0xRRGGBB`` (grey ones too) and single-channel masks beside them are
+    refused; otherwise grey RGB masks are read as their grey. Palette masks must give each
     index one colour in every file; values that never fill a 3 × 3 block (compression
-    artefacts) and image orientations the sizes cannot confirm are warned of."""
+    artefacts) and image orientations the sizes cannot confirm are warned of.
+    ``return_colour``: also return whether the labels are colours."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"mask folder {folder} does not exist or is not a folder")
-    out = np.empty((len(names), *shape), np.int16)
+    out = np.empty((len(names), *shape), np.int32)
     problems: list[Exception] = []
     palettes: dict[int, dict[tuple, str]] = {}  # index -> {colour: first file}
-    filled: set[int] = set()
-    counts: dict[int, int] = {}
+    # per kind of mask (None: one channel, False / True: grey / colour RGB), the values
+    # that fill a 3 × 3 block, the pixels of each value, the masks and the first file
+    filled: dict[bool | None, set[int]] = {}
+    counts: dict[bool | None, dict[int, int]] = {}
+    kinds: dict[bool | None, list[int]] = {}
+    first: dict[bool | None, Path] = {}
     unconfirmed = []
     taken: dict[Path, str] = {}  # mask file -> the first image it was found for
     for i, name in enumerate(names):
@@ -195,23 +231,30 @@ def load_masks(folder: str | Path, names: Sequence[str], size: int | None,
             if taken.setdefault(path, name) != name:  # a.jpg and a.png found a.png by stem
                 raise ValueError(f"images {taken[path]!r} and {name!r} both take mask {path}: "
                                  "give each image its own mask, named as the image")
-            mask, palette = _read(path)
+            mask, palette, colour = _read(path)
             if images is not None and not _check_drawn_on(path, mask.shape, Path(images) / name):
                 unconfirmed.append(name)
-            for index, colour in (palette or {}).items():
-                palettes.setdefault(index, {}).setdefault(colour, path.name)
-            filled |= _filled_values(mask)
+            for index, rgb in (palette or {}).items():
+                palettes.setdefault(index, {}).setdefault(rgb, path.name)
+            filled.setdefault(colour, set()).update(_filled_values(mask))
+            kind_counts = counts.setdefault(colour, {})
             for v, c in zip(*np.unique(mask, return_counts=True), strict=True):
-                counts[int(v)] = counts.get(int(v), 0) + int(c)
+                kind_counts[int(v)] = kind_counts.get(int(v), 0) + int(c)
             mask = resize_mask(mask, size)
             if mask.shape != tuple(shape):
                 raise ValueError(f"mask {path} is {mask.shape[1]}×{mask.shape[0]} once resized, "
                                  f"its image {shape[1]}×{shape[0]}")
-            if mask.min() < -32768 or mask.max() > 32767:
-                raise ValueError(f"mask {path} has labels outside the int16 range")
+            if mask.min() < -(2**31) or mask.max() >= 2**31:
+                raise ValueError(f"mask {path} has labels outside the int32 range")
             out[i] = mask
+            kinds.setdefault(colour, []).append(i)
+            first.setdefault(colour, path)
         except (OSError, ValueError) as exc:
             problems.append(exc)
+    if True in first and None in first:
+        problems.append(ValueError(
+            f"mask {first[True]} is a colour mask and {first[None]} a one-channel label image: "
+            "the masks of a folder are all colour (RGB, one colour per part) or all labels"))
     if len(problems) == 1:
         raise problems[0]
     if problems:
@@ -219,15 +262,47 @@ def load_masks(folder: str | Path, names: Sequence[str], size: int | None,
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise ValueError(f"{len(problems)} of the {len(names)} masks in {folder} cannot be "
                          f"used:\n  {listed}{more}")
+    colour = True in kinds
+    if not colour and False in kinds:  # grey RGB among labels: read as its grey
+        out[kinds[False]] //= GREY
+        filled[False] = {v // GREY for v in filled[False]}
+        counts[False] = {v // GREY: c for v, c in counts[False].items()}
     _check_palettes(palettes, folder)
-    _warn_unfilled(counts, filled, folder)
+    merged: dict[int, int] = {}
+    for kind_counts in counts.values():
+        for v, c in kind_counts.items():
+            merged[v] = merged.get(v, 0) + c
+    _warn_unfilled(merged, set().union(*filled.values()), folder, colour)
     if unconfirmed:
         log.warning("%d image(s) of %s (e.g. %s) carry an EXIF orientation (a flip, a half turn, "
                     "or a quarter turn of a square image) that their masks' sizes cannot "
                     "confirm: masks are read as the images are shown; a mask drawn on the "
                     "stored pixels would not match its image", len(unconfirmed),
                     images, unconfirmed[0])
-    return out
+    if len(out) and -(2**15) <= out.min() and out.max() < 2**15:
+        out = out.astype(np.int16)
+    return (out, colour) if return_colour else out
+
+
+def mask_value(value: int | str | None) -> int | None:
+    """A configured mask value (``mask_background``, ``mask_ignore``) as a label: an integer
+    as it is, a colour ``"#rrggbb"`` or ``"0xRRGGBB"`` (the schema checks the form) as
+    ``0xRRGGBB``."""
+    if isinstance(value, str):
+        return int(value[1:] if value.startswith("#") else value, 16)
+    return value
+
+
+def colour_name(value: int) -> str:
+    """A colour mask's label ``0xRRGGBB`` as ``#rrggbb``."""
+    return f"#{int(value):06x}"
+
+
+def shown_values(values, colour: bool = False) -> str:
+    """The first ten of the masks' ``values`` for a message (colours as ``#rrggbb``)."""
+    values = list(values)
+    shown = [colour_name(v) if colour else str(v) for v in values[:10]]
+    return ", ".join(shown) + (", …" if len(values) > 10 else "")
 
 
 def _filled_values(mask: np.ndarray) -> set[int]:
@@ -256,7 +331,8 @@ def _check_palettes(palettes: dict[int, dict[tuple, str]], folder: Path) -> None
                          "save the masks as greyscale label images, or with one fixed palette")
 
 
-def _warn_unfilled(counts: dict[int, int], filled: set[int], folder: Path) -> None:
+def _warn_unfilled(counts: dict[int, int], filled: set[int], folder: Path,
+                   colour: bool = False) -> None:
     """Warn of values that never fill a 3 × 3 block in any mask: the artefacts of lossy
     compression at the parts' borders (a JPEG saved again as PNG), or parts one or two
     pixels thin."""
@@ -266,9 +342,9 @@ def _warn_unfilled(counts: dict[int, int], filled: set[int], folder: Path) -> No
     share = sum(counts[v] for v in thin) / max(sum(counts.values()), 1)
     log.warning("%d value(s) of the masks in %s never fill a 3×3 block of pixels (%s; %.2g%% of "
                 "the pixels): lossy compression's artefacts at the parts' borders (a JPEG saved "
-                "again as PNG) are labels of their own and lower every score; re-draw or "
+                "again as PNG, a colour mask drawn with antialiasing) are labels of their own and lower every score; re-draw or "
                 "export the masks losslessly unless these are parts one or two pixels thin",
-                len(thin), folder, ", ".join(map(str, thin[:8])) + (", …" if len(thin) > 8 else ""),
+                len(thin), folder, shown_values(thin, colour),
                 100 * share)
 
 
@@ -288,18 +364,22 @@ def _check_drawn_on(path: Path, shape: tuple[int, int], image: Path) -> bool:
 
 
 def check_background(masks: np.ndarray, background: int | None, folder: str | Path,
-                     ignore: Sequence[int] = ()) -> None:
+                     ignore: Sequence[int] = (), colour: bool = False) -> None:
     """Refuse a background value that no mask holds (every pixel would count as a part), or
     that every pixel holds (no part to score) (``None``: the masks have no background, said
     so); warn where it covers few pixels and another value most of them, and where the masks
     hold one part (beside the background, if any, and the values ``ignore``): no foreground
-    score then."""
+    score then. ``colour``: the masks' labels are colours ``0xRRGGBB``, shown as such."""
     values, counts = np.unique(masks, return_counts=True)
-    shown = ", ".join(map(str, values[:10])) + (", …" if len(values) > 10 else "")
+    shown = shown_values(values, colour)
+    name = colour_name if colour else str
     if background is not None and background not in values:
-        raise ValueError(f"mask_background {background} is in none of the {len(masks)} masks "
-                         f"of {folder} (their values: {shown}); set the data set's "
-                         "mask_background to the value of their background, or to null "
+        what = (f" {colour_name(background)}" if colour and 0 <= background < 1 << 24 else "")
+        how = ("the colour of their background as 0xRRGGBB (white: 0xFFFFFF)" if colour
+               else "the value of their background")
+        raise ValueError(f"mask_background {background}{what} is in none of the {len(masks)} "
+                         f"masks of {folder} (their {'colours' if colour else 'values'}: "
+                         f"{shown}); set the data set's mask_background to {how}, or to null "
                          "where every pixel is a part's")
     if background is not None and len(values) == 1:
         raise ValueError(f"every pixel of the {len(masks)} masks of {folder} is the background "
@@ -309,18 +389,18 @@ def check_background(masks: np.ndarray, background: int | None, folder: str | Pa
     if len(parts) == 1:
         beside = (f"beside the background {background}" if background is not None
                   else "and no background (mask_background: null)")
-        log.warning("the masks of %s hold one part (value %d) %s: the foreground NMI, ARI and "
+        log.warning("the masks of %s hold one part (value %s) %s: the foreground NMI, ARI and "
                     "purity need two parts and are left empty; mean_best_iou scores the "
-                    "clusters against the part", folder, parts[0], beside)
+                    "clusters against the part", folder, name(parts[0]), beside)
     if background is None:
         return
     share = counts / counts.sum()
     own, top = float(share[values == background][0]), int(np.argmax(share))
     if own < 0.1 and share[top] > 0.5 and values[top] != background:
-        log.warning("mask_background %d covers %.1f%% of the pixels of the masks of %s and value "
-                    "%d covers %.1f%%: is %d the background? (a palette that numbers its "
-                    "colours by use puts the background anywhere)", background, 100 * own,
-                    folder, values[top], 100 * share[top], values[top])
+        log.warning("mask_background %s covers %.1f%% of the pixels of the masks of %s and value "
+                    "%s covers %.1f%%: is %s the background? (a palette that numbers its "
+                    "colours by use puts the background anywhere)", name(background), 100 * own,
+                    folder, name(values[top]), 100 * share[top], name(values[top]))
 
 
 def part_names(folder: str | Path) -> dict[int, str]:

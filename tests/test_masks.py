@@ -138,10 +138,9 @@ def test_load_masks_same_names_and_geometry(tmp_path):
     assert (resize_mask(mask, 10) == out[0]).all()
     with pytest.raises(FileNotFoundError, match="no mask for image"):
         load_masks(tmp_path, ["a/y.png"], 10, (10, 10))
-    colour = np.zeros((4, 4, 3), np.uint8)
-    colour[0, 0] = (255, 0, 0)
-    Image.fromarray(colour).save(tmp_path / "a" / "c.png")
-    with pytest.raises(ValueError, match=r"mask .*c\.png is not a single-channel"):
+    two = np.zeros((4, 4, 2), np.uint8)  # grey and alpha: no label image
+    Image.fromarray(two, "LA").save(tmp_path / "a" / "c.png")
+    with pytest.raises(ValueError, match=r"mask .*c\.png is not a label image"):
         load_masks(tmp_path, ["a/c.png"], None, (4, 4))
     # grey saved as RGB, and a 1-bit mask, are read as the labels they hold
     grey = np.repeat(mask[:, :, None], 3, axis=2)
@@ -149,6 +148,71 @@ def test_load_masks_same_names_and_geometry(tmp_path):
     assert (load_masks(tmp_path, ["a/g.png"], None, (20, 30))[0] == mask).all()
     Image.fromarray(mask > 0).convert("1").save(tmp_path / "a" / "b.png")
     assert (load_masks(tmp_path, ["a/b.png"], None, (20, 30))[0] == (mask > 0)).all()
+
+
+def test_colour_masks_are_read_one_label_per_colour(tmp_path):
+    """Colour masks (one RGB colour per part: ADE20K's, CamVid's, most drawing tools') were
+    refused; each colour is now a label 0xRRGGBB, black 0. A black-and-white mask among them
+    is colour too (white 0xFFFFFF, not 255); one-channel labels beside them, a photograph,
+    a translucent mask are refused, naming the files."""
+    red, sky = 0xFF0000, 0x0080FF
+    m = np.full((20, 30, 3), 255, np.uint8)  # a white background
+    m[:, 10:20] = (255, 0, 0)
+    m[5:15, 20:] = (0, 128, 255)
+    Image.fromarray(m).save(tmp_path / "a.png")
+    bw = np.zeros((20, 30, 3), np.uint8)
+    bw[:, 15:] = 255
+    Image.fromarray(bw).save(tmp_path / "b.png")
+    masks, colour = load_masks(tmp_path, ["a.jpg", "b.jpg"], 10, (10, 10), return_colour=True)
+    assert colour and masks.dtype == np.int32
+    assert set(np.unique(masks[0])) == {red, sky, 0xFFFFFF} and (masks[0][:, 5:7] == red).all()
+    assert set(np.unique(masks[1])) == {0, 0xFFFFFF}
+    check_background(masks, 0xFFFFFF, tmp_path, colour=True)
+    with pytest.raises(ValueError, match=r"mask_background 7 #000007 is in none of the 1 masks .*"
+                                         r"\(their colours: #0080ff, #ff0000, #ffffff\).*0xRRGGBB"):
+        check_background(masks[:1], 7, tmp_path, colour=True)
+    # without a colour mask, grey RGB is read as its grey, as before
+    masks, colour = load_masks(tmp_path, ["b.png"], None, (20, 30), return_colour=True)
+    assert not colour and masks.dtype == np.int16 and set(np.unique(masks)) == {0, 255}
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "c.png")
+    with pytest.raises(ValueError, match=r"a\.png is a colour mask and .*c\.png a one-channel"):
+        load_masks(tmp_path, ["a.png", "b.png", "c.png"], None, (20, 30))
+    photo = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    with pytest.raises(ValueError, match=r"p\.png holds 1600 colours: .*\(a photograph"):
+        load_masks(tmp_path, ["p.png"], None, (40, 40))
+    Image.fromarray(np.dstack([m, np.full((20, 30), 128, np.uint8)])).save(tmp_path / "t.png")
+    with pytest.raises(ValueError, match=r"t\.png is translucent RGBA"):
+        load_masks(tmp_path, ["t.png"], None, (20, 30))
+
+
+def test_colour_masks_through_the_job_functions(tmp_path):
+    """From an image folder to the per-cluster table: the colour masks' labels reach the
+    scores, the background set as white, and each part is named by its colour."""
+    from convdp.atlas_jobs import mask_agreement, prepare_masks
+    from convdp.io import write_npz
+    from convdp.pipeline import prepare_dataset
+
+    colours = np.array([[255, 255, 255], [200, 0, 0], [0, 0, 200]], np.uint8)
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    parts = np.zeros((4, 16, 16), int)
+    for i in range(4):
+        parts[i, 2:14, 2 + i : 8 + i] = 1
+        parts[i, 2:14, 8 + i :] = 2
+        Image.fromarray(colours[parts[i]]).save(tmp_path / "masks" / f"{i}.png")
+        Image.fromarray((80 * parts[i]).astype(np.uint8)).save(tmp_path / "images" / f"{i}.png")
+    prepare_dataset({"kind": "folder", "path": str(tmp_path / "images"), "size": None},
+                    tmp_path / "d.zarr")
+    prepare_masks(tmp_path / "d.zarr", tmp_path / "masks", None, 0xFFFFFF, tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as z:
+        assert bool(z["colour"]) and set(np.unique(z["masks"])) == {0xFFFFFF, 0xC80000, 0xC8}
+    write_npz(tmp_path / "fit.npz", labels=parts, weights=np.full(3, 1 / 3))
+    record = mask_agreement(tmp_path / "fit.npz", tmp_path / "m.npz", tmp_path / "t.csv",
+                            tmp_path / "r.json", context={})
+    assert record["parts"] == 2 and record["ari"] == pytest.approx(1.0)
+    table = pd.read_csv(tmp_path / "t.csv").set_index("cluster")
+    assert table["best_label_name"].to_dict() == {0: "#ffffff", 1: "#c80000", 2: "#0000c8"}
 
 
 def test_mask_lookup_takes_names_literally_and_refuses_doubtful_files(tmp_path):
@@ -292,13 +356,25 @@ def test_config_checks_the_mask_folder(tmp_path):
     def config(**ds):
         return {"datasets": {"p": ds},
                 "models": {"m": {"arch": "digitnet", "weights": "none", "analyse_on": ["p"],
-                                 "layers": ["relu1"]}}}
+                                 "layers": ["relu1"], "in_channels": 3}}}
 
     with pytest.raises(ConfigError, match="mask folder .* does not exist"):
         validate_config(config(kind="folder", path=str(tmp_path / "img"),
                                masks=str(tmp_path / "nope")), check_layers=False)
     with pytest.raises(ConfigError, match="only an image folder"):
         validate_config(config(kind="digits", masks=str(tmp_path)), check_layers=False)
+    # a colour mask's background and ignored values as colours, here as snakemake's command
+    # line gives them (strings)
+    (tmp_path / "msk").mkdir()
+    cfg = config(kind="folder", path=str(tmp_path / "img"), masks=str(tmp_path / "msk"),
+                 mask_background="0xFFFFFF", mask_ignore=["#FF00ff", 3])
+    validate_config(cfg, check_layers=False)
+    assert cfg["datasets"]["p"]["mask_background"] == 0xFFFFFF
+    assert cfg["datasets"]["p"]["mask_ignore"] == [0xFF00FF, 3]
+    with pytest.raises(ConfigError, match=r"mask_background.*white"):
+        validate_config(config(kind="folder", path=str(tmp_path / "img"),
+                               masks=str(tmp_path / "msk"), mask_background="white"),
+                        check_layers=False)
 
 
 def _voronoi_masks(rng, n: int, size: int) -> np.ndarray:
