@@ -283,9 +283,13 @@ def fit_bic_baseline(X: np.ndarray, params: dict, seed: int) -> tuple[object, di
         step = max(1, (k_hi - k_lo + 1) // GROW_STEPS)
         candidates = sorted({*range(k_lo, k_hi + 1, step), k_hi})
     k, est = best
+    # k-means has no weights_: its clusters' shares of the samples (the mixing proportions
+    # its BIC reads, kmeans_bic), not k equal weights
+    weights = (est.weights_ if params["method"] == "gmm"
+               else np.bincount(est.labels_, minlength=k) / len(X))
     return est, {
         "clusters_kept": k,
-        "clusters_effective": effective_number(getattr(est, "weights_", np.ones(k))),
+        "clusters_effective": effective_number(weights),
         "lower_bound_per_sample": float(est.score(X)) if params["method"] == "gmm" else float("nan"),
         "iterations": int(getattr(est, "n_iter_", 0)),
         "converged": bool(getattr(est, "converged_", True)),
@@ -306,7 +310,7 @@ def _bic_fit(X, k, params, seed):
             max_iter=params.get("max_iter", 100), reg_covar=params.get("reg_covar", REG_COVAR),
         ).fit(X)
         return est, float(est.bic(X))
-    est = KMeans(k, n_init=3, random_state=seed).fit(X)
+    est = KMeans(k, n_init=3, random_state=seed, max_iter=params.get("max_iter", 300)).fit(X)
     return est, kmeans_bic(X, est.inertia_, np.bincount(est.labels_, minlength=k))
 
 

@@ -184,7 +184,16 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
         raise ConfigError(f"baseline.k_limit ({b['k_limit']}) is below baseline.k_max "
                           f"({b['k_max']}): the range grows from k_max up to k_limit; give "
                           "k_limit >= k_max, or null (4 x k_max)")
+    dp = config["dpgmm"]
+    most = max(dp["n_components"], dp.get("max_components") or 0, b.get("k_limit") or 4 * b["k_max"])
+    if most > LABEL_MAX:  # cluster ids are stored as int16: larger ones would wrap
+        raise ConfigError(f"dpgmm.n_components / max_components or baseline.k_limit (4 x k_max "
+                          f"when null) allow {most} clusters; labels hold at most {LABEL_MAX}")
     return config
+
+
+LABEL_MAX = 32767
+"""The largest cluster id the int16 labels (fits, label parts, the labelling pass) hold."""
 
 
 _NULLS = {"null", "Null", "NULL", "~", "none", "None"}

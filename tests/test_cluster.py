@@ -177,6 +177,37 @@ def test_the_gmm_baseline_takes_its_reg_covar_from_the_config():
     assert est.covariances_.max() < 1e-3
 
 
+def test_the_kmeans_baselines_effective_number_reads_its_cluster_sizes():
+    """k-means has no weights_: its effective number must come from the clusters' shares of the
+    samples (the mixing proportions its BIC reads), as the GMM's does, not be k itself."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 0.1, (900, 2)), rng.normal(5, 0.1, (50, 2)),
+                        rng.normal(-5, 0.1, (50, 2))])
+    from convdp.cluster import fit_bic_baseline
+    from convdp.metrics import effective_number
+
+    params = {"method": "kmeans", "covariance_type": "full", "k_min": 2, "k_max": 5}
+    est, rec = fit_bic_baseline(X, params, 0)
+    assert rec["clusters_kept"] == 3
+    shares = np.bincount(est.labels_, minlength=3) / len(X)
+    assert rec["clusters_effective"] == pytest.approx(effective_number(shares))  # about 1.48
+    assert rec["clusters_effective"] < 2
+    _, gmm = fit_bic_baseline(X, params | {"method": "gmm"}, 0)
+    assert rec["clusters_effective"] == pytest.approx(gmm["clusters_effective"], rel=0.01)
+
+
+def test_the_kmeans_baseline_takes_its_max_iter_from_the_config():
+    """``baseline.max_iter`` reaches k-means as it reaches the Gaussian mixture (k-means ran
+    scikit-learn's 300 iterations whatever the config said)."""
+    from convdp.cluster import fit_bic_baseline
+
+    X = np.random.default_rng(0).normal(size=(600, 4))
+    params = {"method": "kmeans", "covariance_type": "full", "k_min": 3, "k_max": 3,
+              "k_limit": 3, "max_iter": 2}
+    est, rec = fit_bic_baseline(X, params, 0)
+    assert est.max_iter == 2 and rec["iterations"] <= 2
+
+
 def test_pca_above_the_samples_is_clamped_and_a_small_fit_flagged(caplog):
     """Image mode on 12 images with preprocess.pca 16: the PCA keeps 11 components (with a
     warning naming the key; centred samples span 11 dimensions) and the fit is marked

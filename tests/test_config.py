@@ -314,3 +314,18 @@ def test_torch_only_keys_set_off_their_default_are_named_with_the_sklearn_backen
     plain["dpgmm"]["backend"] = "sklearn"
     assert warned(plain) == []
     assert warned(copy.deepcopy(config) | {"dpgmm": {**config["dpgmm"], "kmeans_max_iter": 3}}) == []
+
+
+def test_more_components_than_int16_labels_hold_are_refused():
+    """Labels are stored as int16 (fits, label parts, the labelling pass): a config whose fits
+    can hold more than 32767 components would wrap cluster ids to negative numbers."""
+    def config(**sections):
+        return {"datasets": {"d": {"kind": "digits", "classes": [0, 1, 2]}},
+                "models": {"m": {"arch": "digitnet", "weights": "train", "train_on": "d",
+                                 "analyse_on": ["d"], "layers": ["relu1"]}}, **sections}
+
+    validate_config(config(dpgmm={"max_components": 32767}), check_layers=False)
+    with pytest.raises(ConfigError, match="32767"):
+        validate_config(config(dpgmm={"max_components": 40000}), check_layers=False)
+    with pytest.raises(ConfigError, match="32767"):
+        validate_config(config(baseline={"k_max": 10000}), check_layers=False)  # k_limit 40000
