@@ -38,6 +38,8 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
+#: A data set's config keys of its part masks (read by prepare_masks alone).
+SPEC_KEYS = ("masks", "mask_background", "mask_ignore")
 #: Columns of the per-layer CSV (one row per cluster present in the label maps).
 CLUSTER_COLUMNS = ["cluster", "weight", "kept", "pixels", "foreground_share", "best_label",
                    "best_label_name", "iou"]

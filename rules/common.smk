@@ -18,6 +18,7 @@ from convdp.config import (
 from convdp.control import control_name, controls
 from convdp.io import read_json
 from convdp.labelling import fit_key
+from convdp.masks import SPEC_KEYS as MASK_SPEC_KEYS
 from convdp.storage import sample_plan, store_kinds, warn_stores_gone
 
 # Files the config names are known by their content; the digests are kept here, so that a
@@ -209,13 +210,20 @@ def train_input(wildcards):
 # file still exists.
 
 
+def image_spec(dataset):
+    """A data set's config less its part masks' keys (``convdp.masks.SPEC_KEYS``), which
+    prepare_masks alone reads: a new mask folder, background or ignored value re-scores the
+    label maps and stores, trains and fits nothing again."""
+    return {k: v for k, v in DATASETS[dataset].items() if k not in MASK_SPEC_KEYS}
+
+
 @functools.cache  # the config is fixed for the process; every job reading the data set asks
 def dataset_sources(dataset):
     """What a data set's store is made from (by prepare_dataset): its config (its ``paths:``
     by the files' fingerprint only: a param is kept whole in every output's record and shown
     whole in a rerun's reason), the fingerprint of its files (None for data sets that ship
     with a package or are verified downloads) and the seed of its draws."""
-    spec = DATASETS[dataset]
+    spec = image_spec(dataset)
     return {
         "spec": {k: v for k, v in spec.items() if k != "paths"},
         "files": provenance.dataset_fingerprint(spec),

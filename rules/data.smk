@@ -32,7 +32,7 @@ rule prepare_dataset:
         runtime=30,
     params:
         code=code_of("prepare_dataset.py"),
-        spec=lambda wc: DATASETS[wc.dataset],
+        spec=lambda wc: image_spec(wc.dataset),
         sources=lambda wc: provenance.dataset_fingerprint(DATASETS[wc.dataset]),
         data_root=config["data_root"],
         seed=config["seed"],

@@ -122,6 +122,18 @@ def test_image_added_to_a_folder_reruns_what_it_feeds(work):
     assert planned(work) == FED_BY_SHAPES
 
 
+def test_part_masks_set_or_changed_rerun_nothing_the_images_feed(work):
+    """A data set's mask keys are read by prepare_masks alone: setting or changing them
+    re-scores the label maps (rules/atlas.smk) and stored, trained and extracted nothing
+    again (every job reading the data set reran: 7 minutes of the parts config)."""
+    (work / "inputs/masks").mkdir()
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["datasets"]["shapes"] |= {"masks": "inputs/masks", "mask_background": "#ffffff",
+                                     "mask_ignore": [255]}
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    assert planned(work) == set()
+
+
 def test_image_replaced_by_one_of_the_same_size_and_time_reruns_and_a_touch_does_not(work):
     """Images are known by their content: another image of the same size with the old
     modification time put back (``touch -r``, an archive's fixed dates) reruns what it
