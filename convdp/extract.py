@@ -476,6 +476,8 @@ def extract_activations(
         fingerprint |= {"store": "sample", "sample": sample, "selection": sampled.SELECTION}
     if smooth:  # only when set: stores written before smoothing existed stay valid
         fingerprint["smooth"] = smooth
+    if compression != "none":  # likewise: a store of another codec is written anew
+        fingerprint["compression"] = compression
 
     n_chunks = -(-n // chunk_size)
     group = reusable_store(store_path, fingerprint)

@@ -89,7 +89,10 @@ def block_layers(model: nn.Module) -> list[str]:
             f"'blocks' finds a net's conv blocks by the steps that shrink its maps "
             f"(pooling, or the parts of a sequence of stages), and found {out or 'none'} in "
             "this one; list its layers by name instead (`convdp layers ARCH` prints them)")
-    return out
+    # in the net's order, as check_layers asks of a list given by name: a map pooled after
+    # the stages (a pre-activation ResNet's final BN + ReLU) was listed before them
+    positions = node_positions(nodes, out)
+    return [name for _, name in sorted(zip(positions, out, strict=True))]
 
 
 def _parts_by_size(modules: dict, nodes: Sequence[str], sizes: dict, skip: tuple):

@@ -35,6 +35,8 @@ class Preprocess:
                 "(a dead layer); there is nothing to cluster"
             )
         Xk = X[:, self.keep_]
+        if Xk.dtype == np.float16:  # scaled in float16, the PCA's input was rounded twice
+            Xk = Xk.astype(np.float32)
         if self.scale_max is not None:
             self.scale_ = float(self.scale_max) / float(np.abs(Xk).max())
         if self.pca is not None and self.pca < Xk.shape[1]:

@@ -58,6 +58,24 @@ def test_position_reshape_keeps_each_channel_vector(digitnet, tiny_images, tmp_p
                                rtol=1e-5, atol=1e-6)
 
 
+def test_another_compression_extracts_anew(tmp_path):
+    """``extract.compression`` changed: the store was kept, every chunk in the old codec."""
+    from convdp.models import DigitNet
+
+    torch.manual_seed(0)
+    net = DigitNet(num_classes=5, in_channels=1).eval()
+    images = np.random.default_rng(0).integers(0, 256, (20, 16, 16, 1), dtype=np.uint8)
+    kw = dict(mean=[0.5], std=[0.25], fingerprint={"m": 1}, progress=False, batch_size=4,
+              chunk_size=8)
+    path = tmp_path / "a.zarr"
+    first = extract_activations(net, images, ["relu1"], path, compression="none", **kw)
+    again = extract_activations(net, images, ["relu1"], path, compression="none", **kw)
+    assert again["chunks_resumed"] == first["n_chunks"]  # same settings: reused
+    info = extract_activations(net, images, ["relu1"], path, compression="zstd", **kw)
+    codecs = [type(c).__name__ for c in zarr.open_group(path)["relu1"].metadata.codecs]
+    assert info["chunks_resumed"] == 0 and "BloscCodec" in codecs, codecs
+
+
 def test_resume_keeps_complete_chunks_and_is_bit_identical(digitnet, tiny_images, tmp_path):
     run(digitnet, tiny_images, tmp_path / "clean.zarr")
     full = tmp_path / "resumed.zarr"

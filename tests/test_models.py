@@ -41,6 +41,38 @@ def test_block_layers_digitnet_and_resnet():
     assert block_layers(torchvision.models.resnet18()) == ["relu", "layer1", "layer2", "layer3", "layer4"]
 
 
+class _PreActResNet(nn.Module):
+    """Stages layer1..layer3, then a final BN + ReLU before the (functional) average pool:
+    the pre-activation ResNet's head (He et al. 2016; robustbench's PreActResNet)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.layer1 = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.layer2 = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU())
+        self.layer3 = nn.Sequential(nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU())
+        self.bn = nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        out = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+        out = nn.functional.avg_pool2d(nn.functional.relu(self.bn(out)), 8)
+        return self.fc(out.flatten(1))
+
+
+def test_blocks_after_the_stages_come_after_them():
+    """A map pooled after the stages (a pre-activation ResNet's final BN + ReLU) was listed
+    before them: ``layers: blocks`` in the net's order, as a list given by name must be."""
+    from convdp.layers import check_layers, layer_names, node_positions
+
+    net = _PreActResNet().eval()
+    blocks = block_layers(net)
+    assert set(blocks) == {"layer1", "layer2", "layer3", "relu"}
+    positions = node_positions(layer_names(net), blocks)
+    assert positions == sorted(positions), blocks  # was ['relu', 'layer1', 'layer2', 'layer3']
+    assert check_layers(net, "blocks") == check_layers(net, blocks)
+
+
 def test_block_layers_of_nets_that_shrink_by_strided_convolutions():
     """No pooling between MobileNet's blocks (one layer was found); GoogLeNet's stride-1 pool
     inside a branch is no step (branch nodes were found); fewer than two is an error."""
