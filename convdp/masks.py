@@ -5,8 +5,8 @@ relative names as the images (``images/a/1.png`` ↔ ``masks/a/1.png``; another 
 the same stem is accepted), one value per part, ``mask_background`` (default 0) for the
 background; or colour masks (8-bit RGB, one colour per part), whose label is the colour as
 ``0xRRGGBB`` (black 0, so the default background; a white one is ``0xFFFFFF``) and whose
-parts are named ``#rrggbb`` in the tables. Each is drawn on its image as shown (both EXIF orientations applied): the same width and
-height. They are resized and cropped the way the images were (short side to ``size``, centre
+parts are named ``#rrggbb`` in the tables. Each is drawn on its image as shown (both EXIF
+orientations applied): the same width and height. They are resized and cropped the way the images were (short side to ``size``, centre
 crop), with nearest-neighbour interpolation so that no new values appear. Masks are lossless
 images (:data:`MASK_EXTENSIONS`): JPEG's artefacts at part borders would be labels of their
 own.
@@ -376,7 +376,7 @@ def check_background(masks: np.ndarray, background: int | None, folder: str | Pa
     shown = shown_values(values, colour)
     name = colour_name if colour else str
     if background is not None and background not in values:
-        what = (f" {colour_name(background)}" if colour and 0 <= background < 1 << 24 else "")
+        what = (f" ({colour_name(background)})" if colour and 0 <= background < 1 << 24 else "")
         how = ("the colour of their background as 0xRRGGBB (white: 0xFFFFFF)" if colour
                else "the value of their background")
         raise ValueError(f"mask_background {background}{what} is in none of the {len(masks)} "

@@ -168,7 +168,7 @@ def test_colour_masks_are_read_one_label_per_colour(tmp_path):
     assert set(np.unique(masks[0])) == {red, sky, 0xFFFFFF} and (masks[0][:, 5:7] == red).all()
     assert set(np.unique(masks[1])) == {0, 0xFFFFFF}
     check_background(masks, 0xFFFFFF, tmp_path, colour=True)
-    with pytest.raises(ValueError, match=r"mask_background 7 #000007 is in none of the 1 masks .*"
+    with pytest.raises(ValueError, match=r"mask_background 7 \(#000007\) is in none of the 1 masks .*"
                                          r"\(their colours: #0080ff, #ff0000, #ffffff\).*0xRRGGBB"):
         check_background(masks[:1], 7, tmp_path, colour=True)
     # without a colour mask, grey RGB is read as its grey, as before
