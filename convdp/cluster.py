@@ -599,7 +599,8 @@ def components_cap(config: dict) -> int:
     label jobs' memory uses it."""
     dp, bl = config["dpgmm"], config["baseline"]
     grown = dp.get("max_components") if dp.get("backend", "torch") == "torch" else None
-    return max(grown or dp["n_components"], bl.get("k_limit") or 4 * bl["k_max"])
+    # a fit starts at n_components even above max_components (it only grows to the larger)
+    return max(dp["n_components"], grown or 0, bl.get("k_limit") or 4 * bl["k_max"])
 
 
 def label_memory_mb(shape, chunk: int, mode: str, n_components: int, parts: int) -> int:

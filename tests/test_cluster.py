@@ -493,3 +493,6 @@ def test_the_jobs_memory_counts_growth_only_where_the_fit_grows():
     assert components_cap({"dpgmm": sk, "baseline": baseline}) == 40
     assert components_cap({"dpgmm": sk, "baseline": {"k_max": 8, "k_limit": 60}}) == 60
     assert components_cap({"dpgmm": {**dpgmm, "max_components": None}, "baseline": baseline}) == 40
+    # a truncation above max_components: the fit holds n_components (the memory was sized
+    # for max_components)
+    assert components_cap({"dpgmm": {**dpgmm, "n_components": 500}, "baseline": baseline}) == 500
