@@ -190,12 +190,12 @@ def test_the_gmm_baseline_takes_its_reg_covar_from_the_config():
 def test_the_kmeans_baselines_effective_number_reads_its_cluster_sizes():
     """k-means has no weights_: its effective number must come from the clusters' shares of the
     samples (the mixing proportions its BIC reads), as the GMM's does, not be k itself."""
-    rng = np.random.default_rng(0)
-    X = np.concatenate([rng.normal(0, 0.1, (900, 2)), rng.normal(5, 0.1, (50, 2)),
-                        rng.normal(-5, 0.1, (50, 2))])
     from convdp.cluster import fit_bic_baseline
     from convdp.metrics import effective_number
 
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 0.1, (900, 2)), rng.normal(5, 0.1, (50, 2)),
+                        rng.normal(-5, 0.1, (50, 2))])
     params = {"method": "kmeans", "covariance_type": "full", "k_min": 2, "k_max": 5}
     est, rec = fit_bic_baseline(X, params, 0)
     assert rec["clusters_kept"] == 3
