@@ -851,3 +851,15 @@ def test_identical_components_are_grouped_by_value():
     assert (uniq, inverse) == (reference_uniq, reference_inverse)
     assert inverse[21] == inverse[20] == inverse[29] and inverse[23] != inverse[20] != inverse[26]
     assert len(uniq) == K - len(range(23, K, 3)) - 1 + 2
+
+
+def test_a_singular_covariance_prior_is_named():
+    """A feature that is the sum of two others makes the default covariance prior singular;
+    a float64 fit failed with "ill-defined empirical covariance … singleton or collapsed
+    samples", a cause it does not have (a helper's hunt)."""
+    rng = np.random.default_rng(0)
+    Z = np.concatenate([rng.normal(size=(100, 2)) + c for c in ([0, 0], [6, 0], [0, 6])])
+    X = np.c_[Z, Z[:, 0] + Z[:, 1]]
+    est = TorchBayesianGaussianMixture(n_components=3, dtype="float64", random_state=0)
+    with pytest.raises(ValueError, match=r"covariance prior .* is singular over the 3 features"):
+        est.fit(X)

@@ -348,7 +348,15 @@ class _Fitting:
         nk = torch.full((1,), 10 * torch.finfo(self._dtype).eps, **f64)
         xk = torch.zeros(1, D, **f64)
         eye = torch.eye(D, **f64) if self.covariance_type == "full" else torch.ones(D, **f64)
-        return self._lower_bound(self._m_step(nk, xk, (self.reg_covar * eye)[None]), 0.0)
+        try:
+            return self._lower_bound(self._m_step(nk, xk, (self.reg_covar * eye)[None]), 0.0)
+        except ValueError:  # its posterior is the prior: singular where the prior is
+            raise ValueError(
+                f"the covariance prior (by default the data's covariance) is singular over the "
+                f"{D} features: a feature that is a linear combination of others, or fewer "
+                "samples than features. An empty component's bound, by which fits of other "
+                "truncations compare, has no value then; reduce the features (preprocess.pca) "
+                "or give a covariance_prior") from None
 
     def _set_fitted(self, fit, n_samples):
         """Public attributes and the predict cache from the kept fit."""
