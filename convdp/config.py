@@ -377,6 +377,16 @@ def _check_kind_keys(name: str, spec: dict, defaults: dict) -> None:
                           "images (part is 'all')")
 
 
+def _mask_value(value: int | str | None) -> int | None:
+    """A configured mask value (``mask_background``, ``mask_ignore``) as a label: an integer
+    as it is, a colour ``"#rrggbb"`` or ``"0xRRGGBB"`` (the schema checks the form) as
+    ``0xRRGGBB``, the label of a colour mask (:mod:`convdp.masks`; not imported here: the
+    extraction's job code would then take in the masks' and the figures' modules)."""
+    if isinstance(value, str):
+        return int(value[1:] if value.startswith("#") else value, 16)
+    return value
+
+
 def _check_dataset(name: str, spec: dict) -> dict:
     """Check one data set's keys against what it is; return what the nets will see of it:
     ``channels``, image ``size`` (None where only the files know) and number of ``images``
@@ -433,11 +443,9 @@ def _check_dataset(name: str, spec: dict) -> dict:
         if not Path(spec["masks"]).is_dir():
             raise ConfigError(f"{key}.masks: mask folder {spec['masks']} does not exist or is "
                               "not a folder")
-        from convdp.masks import mask_value
-
         # colours given as "#rrggbb" or "0xRRGGBB" (a string on snakemake's command line)
-        spec["mask_background"] = mask_value(spec.get("mask_background", 0))
-        spec["mask_ignore"] = [mask_value(v) for v in spec.get("mask_ignore", [])]
+        spec["mask_background"] = _mask_value(spec.get("mask_background", 0))
+        spec["mask_ignore"] = [_mask_value(v) for v in spec.get("mask_ignore", [])]
     classes = spec.get("classes")
     if classes is not None:
         if n_classes == 0:

@@ -286,15 +286,6 @@ def load_masks(folder: str | Path, names: Sequence[str], size: int | None,
     return (out, colour) if return_colour else out
 
 
-def mask_value(value: int | str | None) -> int | None:
-    """A configured mask value (``mask_background``, ``mask_ignore``) as a label: an integer
-    as it is, a colour ``"#rrggbb"`` or ``"0xRRGGBB"`` (the schema checks the form) as
-    ``0xRRGGBB``."""
-    if isinstance(value, str):
-        return int(value[1:] if value.startswith("#") else value, 16)
-    return value
-
-
 def colour_name(value: int) -> str:
     """A colour mask's label ``0xRRGGBB`` as ``#rrggbb``."""
     return f"#{int(value):06x}"
