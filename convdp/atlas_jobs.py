@@ -63,7 +63,7 @@ def mask_agreement(fit_npz: str | Path, masks_npz: str | Path, out_csv: str | Pa
     evenly where none is given or it cannot be traced, with a warning); write the
     per-cluster CSV and the record."""
     from convdp.aggregate import write_csv
-    from convdp.masks import agreement, colour_name, part_names
+    from convdp.masks import agreement, part_names
 
     with np.load(fit_npz) as z:
         labels, weights = z["labels"], z["weights"]
@@ -80,11 +80,8 @@ def mask_agreement(fit_npz: str | Path, masks_npz: str | Path, out_csv: str | Pa
             field = layer_field(meta_json, layer, tuple(masks.shape[1:]))
         except ValueError as exc:
             log.warning("the label maps of %s are stretched over the images: %s", layer, exc)
-    names = part_names(folder) if folder else {}
-    if colour:  # a colour's name, where parts.json gives none
-        names = {int(v): names.get(int(v), colour_name(v)) for v in np.unique(masks)}
     record, table = agreement(labels, masks, weights, background, weight_threshold,
-                              names, ignore, field)
+                              part_names(folder) if folder else None, ignore, field, colour)
     record |= dict(context)
     write_csv(table, out_csv)
     write_json(out_json, record)

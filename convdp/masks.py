@@ -117,12 +117,7 @@ def read_mask(path: Path) -> np.ndarray:
     by its top byte), translucent colour and more than :data:`MAX_COLOURS` colours are
     refused."""
     arr, _, colour = _read(path)
-    return _unpack_grey(arr, colour)
-
-
-def _unpack_grey(arr: np.ndarray, colour: bool | None) -> np.ndarray:
-    """A mask :func:`_read` gave as colour labels (``colour`` False: grey RGB) as its grey."""
-    return arr // GREY if colour is False else arr
+    return arr // GREY if colour is False else arr  # grey RGB as its grey
 
 
 def _read(path: Path) -> tuple[np.ndarray, dict | None, bool | None]:
@@ -335,10 +330,10 @@ def _warn_unfilled(counts: dict[int, int], filled: set[int], folder: Path,
     share = sum(counts[v] for v in thin) / max(sum(counts.values()), 1)
     log.warning("%d value(s) of the masks in %s never fill a 3×3 block of pixels (%s; %.2g%% of "
                 "the pixels): lossy compression's artefacts at the parts' borders (a JPEG saved "
-                "again as PNG, a colour mask drawn with antialiasing) are labels of their own and lower every score; re-draw or "
-                "export the masks losslessly unless these are parts one or two pixels thin",
-                len(thin), folder, shown_values(thin, colour),
-                100 * share)
+                "again as PNG, a colour mask drawn with antialiasing) are labels of their own "
+                "and lower every score; re-draw or export the masks losslessly unless these are "
+                "parts one or two pixels thin",
+                len(thin), folder, shown_values(thin, colour), 100 * share)
 
 
 def _check_drawn_on(path: Path, shape: tuple[int, int], image: Path) -> bool:
@@ -436,13 +431,16 @@ def _contingency(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
               background: int = 0, weight_threshold: float = 0.01,
               names: dict[int, str] | None = None,
-              ignore: Sequence[int] = (), field=None) -> tuple[dict, pd.DataFrame]:
+              ignore: Sequence[int] = (), field=None,
+              colour: bool = False) -> tuple[dict, pd.DataFrame]:
     """Score label maps (N, h, w) against masks (N, H, W): the record (``nmi``, ``ari`` and
     ``purity`` on the foreground, NaN where it holds fewer than two parts; ``mean_best_iou``,
     each cluster's best IoU with a part weighted by its foreground pixels; counts) and one
     row per cluster present (:data:`CLUSTER_COLUMNS`: its best label of all, background
     included); pixels of the values ``ignore`` are in no score. ``field``: the layer's
-    receptive field, which places each position on the image (:func:`upsample`)."""
+    receptive field, which places each position on the image (:func:`upsample`).
+    ``names``: part names by label; others are named by their value, or with ``colour``
+    (colour masks' labels ``0xRRGGBB``) as ``#rrggbb``."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     up = upsample(np.asarray(labels), masks.shape[1:], field).ravel()
@@ -481,7 +479,8 @@ def agreement(labels: np.ndarray, masks: np.ndarray, weights: np.ndarray,
             "kept": bool(k < len(weights) and weights[k] > weight_threshold),
             "pixels": int(table[r].sum()),
             "foreground_share": float(fg_pixels[r] / max(table[r].sum(), 1)),
-            "best_label": label, "best_label_name": names.get(label, str(label)),
+            "best_label": label,
+            "best_label_name": names.get(label, colour_name(label) if colour else str(label)),
             "iou": float(iou[r, best[r]]),
         })
     df = pd.DataFrame(rows, columns=CLUSTER_COLUMNS).sort_values("weight", ascending=False)
