@@ -796,6 +796,23 @@ def test_load_images(tmp_path):
         load_images([tmp_path / "absent.png"])
 
 
+def test_images_kind_max_samples_reads_only_the_images_kept(tmp_path):
+    """kind images with max_samples: the images left out neither set the depth the kept ones
+    are scaled by nor stay in the data set's files (as for a folder, picked before reading)."""
+    paths = [tmp_path / "bright.png", tmp_path / "dim.png", tmp_path / "grey.png"]
+    _save(paths[0], np.full((4, 4), 65535, np.uint16))  # full 16-bit range
+    _save(paths[1], np.full((4, 4), 1000, np.uint16))  # 10-bit data
+    _save(paths[2], np.full((4, 4), 77, np.uint8))
+    spec = {"kind": "images", "paths": [str(p) for p in paths], "max_samples": 1}
+    for seed in range(6):
+        d = ds.load_dataset(spec, seed=seed)
+        assert len(d) == 1 and len(d.files) == 1
+        (name,) = d.files
+        alone = load_images([name])
+        np.testing.assert_array_equal(d.images, alone.images)
+        assert d.depth == alone.depth
+
+
 def test_load_histology():
     d = load_histology()
     assert d.images.shape == (1, 224, 224, 3) and d.images.dtype == np.uint8

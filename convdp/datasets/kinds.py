@@ -48,7 +48,14 @@ def load_dataset(spec: dict, data_root: str | os.PathLike = "data", seed: int = 
     if kind in ("images", "histology"):
         if classes is not None:
             raise ValueError(f"kind {kind!r} has no labels, so 'classes' cannot be used")
-        ds = load_images(spec["paths"], size, depth) if kind == "images" else load_histology(size)
+        if kind == "images":
+            # the cap picks the files before they are read, as for a folder: the images left
+            # out neither set the depth of the ones kept nor stay in ``files``
+            paths = spec["paths"]
+            paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+            keep = select_indices(None, len(paths), None, cap, seed)
+            return load_images([paths[i] for i in keep], size, depth)
+        ds = load_histology(size)
         keep = select_indices(None, len(ds.images), None, cap, seed)
         return Dataset(ds.images[keep], None, ds.class_names, ds.source, ds.files, ds.depth)
     raise ValueError(f"unknown data set kind {kind!r}")
