@@ -103,6 +103,65 @@ def test_an_auxiliary_head_the_forward_never_runs_is_no_part_of_the_price():
     assert price(aux[3]) == "retrain 61.5% of the parameters, 12.9% of the training compute"
 
 
+def test_a_trained_batchnorm_below_the_first_trained_conv_makes_it_pass_its_input_gradient():
+    """A cut at a convolution leaves its BatchNorm trained: its weight gradient needs the
+    gradient at its output, so the next convolution (trained) passes the gradient to its
+    input, as the docstring's convention says ("the input gradient when any trained layer
+    runs before it"). Only Conv2d / Linear were looked at, and the cut's training compute
+    read 36,912 FLOPs for 55,344: the price a third too low."""
+    import torch
+    from torch import nn
+
+    from convdp.transfer.cost import layer_flops
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+            self.bn1 = nn.BatchNorm2d(4)
+            self.relu1 = nn.ReLU()
+            self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+            self.relu2 = nn.ReLU()
+            self.gap = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            x = self.relu2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+            return self.fc(torch.flatten(self.gap(x), 1))
+
+    net = Net()
+    fwd = {r["module"]: r["flops"] for r in layer_flops(net, (1, 8, 8))}
+    assert set(fwd) == {"conv1", "conv2", "fc"}  # the FLOPs themselves: convolutions, linear
+    costs = cut_costs(net, ["conv1", "bn1"], (1, 8, 8))
+    # cut 1 (conv1 frozen, bn1 trained): conv2 and fc pay forward, weight and input gradients
+    assert costs[1]["train_flops"] == 3 * fwd["conv2"] + 3 * fwd["fc"]
+    assert costs[1]["frozen_forward_flops"] == fwd["conv1"]
+    # cut 2 (bn1 frozen too): the first trained convolution passes no input gradient
+    assert costs[2]["train_flops"] == 2 * fwd["conv2"] + 3 * fwd["fc"]
+    assert costs[0]["train_flops"] == 2 * fwd["conv1"] + 3 * fwd["conv2"] + 3 * fwd["fc"]
+
+
+def test_the_median_bandwidth_leaves_out_equal_non_zero_points():
+    """A flat background after a convolution's bias and a ReLU is one vector, not 0: the
+    expansion |a|² + |b|² - 2 a·b of two equal such vectors rounds to ~1e-13, which
+    ``d > 0`` kept as a distinct pair; with 75 % background (no PCA: a layer of no more
+    channels than ``preprocess.pca``, or ``pca: null``) the median was ~1e-7 and ``mmd2``
+    saw no shift (about a third of random background vectors round so)."""
+    rng = np.random.default_rng(0)
+    background = np.full(16, 0.1)  # equal pairs of it: a squared distance of 5.6e-17
+
+    def sample(shift):
+        x = np.tile(background, (1500, 1))
+        x[:375] = rng.normal(5 + shift, 2.0, (375, 16))  # 75 % background
+        return x
+
+    xs, same, shifted = sample(0.0), sample(0.0), sample(2.0)
+    assert B.median_bandwidth(xs, shifted) > 5  # the foreground's spread
+    assert abs(B.mmd2(xs, same)) < 0.001
+    assert B.mmd2(xs, shifted) > 0.003
+    assert B.median_bandwidth(np.tile(background, (10, 1)), np.tile(background, (10, 1))) == 1.0
+
+
 def test_mmd_of_identical_and_shifted_samples():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4))

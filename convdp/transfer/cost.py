@@ -29,12 +29,15 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def layer_flops(model, input_shape: Sequence[int]) -> list[dict]:
+def layer_flops(model, input_shape: Sequence[int], *, every_parameter: bool = False
+                ) -> list[dict]:
     """Forward FLOPs of every Conv2d / Linear module, in the order they run.
 
     ``input_shape`` is one image's ``(C, H, W)``; one forward pass of a zero image (in
     ``eval`` mode, no gradients) with hooks on those modules counts them. Returns
-    ``[{"module", "params" (names of its parameters), "flops"}]``.
+    ``[{"module", "params" (names of its parameters), "flops"}]``. ``every_parameter``: also
+    every other module without children that holds parameters (a BatchNorm, a LayerNorm), at
+    0 FLOPs, in its place: a trained one needs the gradient of every layer above it.
     """
     import torch
     from torch import nn
@@ -46,14 +49,19 @@ def layer_flops(model, input_shape: Sequence[int]) -> list[dict]:
             if isinstance(module, nn.Conv2d):
                 kh, kw = module.kernel_size
                 macs = (module.in_channels // module.groups) * kh * kw * output[0].numel()
-            else:  # per output element: a Linear may run at every position (ConvNeXt, Swin)
+            elif isinstance(module, nn.Linear):
+                # per output element: a Linear may run at every position (ConvNeXt, Swin)
                 macs = module.in_features * output[0].numel()
+            else:  # a normalisation's parameters: not counted (see the module's docstring)
+                macs = 0
             records.append({"module": name, "flops": 2 * int(macs),
                             "params": [f"{name}.{p}" for p, _ in module.named_parameters()]})
         return count
 
     handles = [m.register_forward_hook(hook(name)) for name, m in model.named_modules()
-               if isinstance(m, nn.Conv2d | nn.Linear)]
+               if isinstance(m, nn.Conv2d | nn.Linear)
+               or every_parameter and not any(True for _ in m.children())
+               and any(True for _ in m.parameters(recurse=False))]
     was_training = model.training
     try:
         model.eval()
@@ -110,7 +118,9 @@ def cut_costs(model, layers: Sequence[str], input_shape: Sequence[int]) -> list[
     used = used_parameters(model, input_shape)
     sizes = {name: p.numel() for name, p in model.named_parameters() if name in used}
     total = int(sum(sizes.values()))
-    layers_flops = layer_flops(model, input_shape)
+    # every module with parameters, in the order they run: a trained BatchNorm between the
+    # cut and the first trained convolution makes that convolution pass its input gradient
+    layers_flops = layer_flops(model, input_shape, every_parameter=True)
     forward = sum(r["flops"] for r in layers_flops)
 
     def train_flops(frozen: set[str]) -> tuple[int, int]:
