@@ -47,14 +47,20 @@ def label_map_rows(
     """Draw label maps beside their input image, one row of ``axes`` (a 2-D grid) per row.
 
     Each row is ``(image, ylabel, maps)``: the input (H, W, C) goes in column 0 (grey when it
-    has one channel) with ``ylabel``, then one RGB map (h, w, 3) per column (None leaves the
-    cell empty). Column 0's top is titled ``input``, every tick is removed, and the columns
-    that no row's maps reach are switched off. The layers' titles are the caller's.
+    has one channel, on the fixed range of its dtype, 0-255 or 0-1, as an RGB input is drawn:
+    not stretched to its own minimum and maximum) with ``ylabel``, then one RGB map (h, w, 3)
+    per column (None leaves the cell empty). Column 0's top is titled ``input``, every tick is
+    removed, and the columns that no row's maps reach are switched off. The layers' titles are
+    the caller's.
     """
     width = 1 + max(len(maps) for _, _, maps in rows)
     for r, (img, ylabel, maps) in enumerate(rows):
         grey = img.shape[-1] == 1
-        axes[r, 0].imshow(img[..., 0] if grey else img, cmap="gray" if grey else None)
+        if grey:  # imshow would stretch a single channel to its own min and max
+            top = 255 if np.issubdtype(img.dtype, np.integer) else 1.0
+            axes[r, 0].imshow(img[..., 0], cmap="gray", vmin=0, vmax=top)
+        else:
+            axes[r, 0].imshow(img)
         axes[r, 0].set_ylabel(ylabel, fontsize=7)
         for c, rgb in enumerate(maps, start=1):
             if rgb is not None:
