@@ -163,6 +163,7 @@ def code_digest(arch: str) -> str | None:
     file, or every ``.py`` file of the package it is in — found without importing it, so that
     an edit retrains or rebuilds the net. None for other architectures, or where the module
     is not found (the config check says so)."""
+    import importlib.machinery
     import importlib.util
 
     if ":" not in arch or arch.startswith("timm:"):
@@ -177,12 +178,22 @@ def code_digest(arch: str) -> str | None:
             if candidate.is_file():
                 spec = importlib.util.spec_from_file_location(top, candidate)
                 break
-    if spec is None or not spec.origin or not Path(spec.origin).is_file():
+        else:
+            if Path(top).is_dir():  # a namespace package (a folder without __init__.py)
+                spec = importlib.machinery.ModuleSpec(top, None, is_package=True)
+                spec.submodule_search_locations = [top]
+    if spec is None:
         return None
-    if spec.submodule_search_locations:
+    if spec.submodule_search_locations is not None:
+        # a package, or a namespace package (no __init__.py: no origin, its code is in its
+        # folders all the same)
         files = sorted(f for d in spec.submodule_search_locations for f in Path(d).rglob("*.py"))
-    else:
+    elif spec.origin and Path(spec.origin).is_file():
         files = [Path(spec.origin)]
+    else:
+        return None
+    if not files:
+        return None
     h = hashlib.sha256()
     for f in files:
         h.update(f"{f.name}\t".encode())

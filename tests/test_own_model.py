@@ -241,6 +241,36 @@ def test_the_code_digest_follows_the_module_file(mymodule, tmp_path):
     assert code_digest("no_such_module_xyz:build") is None
 
 
+@pytest.mark.parametrize("on_path", [True, False], ids=["on-pythonpath", "beside-the-config"])
+def test_the_code_digest_follows_a_namespace_package(tmp_path, monkeypatch, on_path):
+    """A net in a folder without ``__init__.py`` (``arch: "nets.mine:build"``) imports as a
+    namespace package; its code had no digest (no origin file), so an edit of the net's code
+    retrained and re-extracted nothing: the results stayed those of the old code."""
+    from convdp.provenance import code_digest, model_params
+
+    root = tmp_path / "proj"
+    (root / "nsnets_xyz").mkdir(parents=True)
+    module = root / "nsnets_xyz" / "mine.py"
+    module.write_text(MODULE)
+    if on_path:
+        monkeypatch.syspath_prepend(str(root))
+    else:
+        monkeypatch.chdir(root)
+    spec = {"arch": "nsnets_xyz.mine:build", "weights": "train", "train": {"epochs": 1}}
+    code_digest.cache_clear()
+    try:
+        assert build_model(spec["arch"], 4, None) is not None  # it imports and builds
+        before = model_params(spec).get("code")
+        assert before is not None
+        module.write_text(MODULE.replace("nn.ReLU()", "nn.Tanh()"))
+        code_digest.cache_clear()
+        assert model_params(spec)["code"] != before
+    finally:
+        code_digest.cache_clear()
+        for name in [n for n in sys.modules if n.split(".")[0] == "nsnets_xyz"]:
+            del sys.modules[name]
+
+
 def test_timm_architecture(tmp_path):
     pytest.importorskip("timm")
     net = build_model("timm:resnet18", 10)
