@@ -41,13 +41,13 @@ def median_bandwidth(x: np.ndarray, y: np.ndarray, max_points: int = 1000, seed:
     z = np.concatenate([x, y]).astype(np.float64)
     if len(z) > max_points:
         z = z[np.random.default_rng(seed).choice(len(z), max_points, replace=False)]
-    # equal points by their values, not by a distance of 0: the expansion |a|² + |b|² - 2 a·b
-    # of two equal non-zero vectors (a background after a conv's bias) rounds to ~1e-13, not
-    # 0, and a median of those made the bandwidth ~1e-7 and the kernel blind
+    # equal points by a distance at rounding level, not of 0: the expansion |a|² + |b|² - 2 a·b
+    # of two equal non-zero vectors (a background after a conv's bias) rounds to ~1e-16 of
+    # |a|² + |b|², not 0, and a median of those made the bandwidth ~1e-7 and the kernel blind
     iu = np.triu_indices(len(z), 1)
-    inv = np.unique(z, axis=0, return_inverse=True)[1].ravel()
-    d = _sq_dists(z, z)[iu][inv[iu[0]] != inv[iu[1]]]
-    d = d[d > 0]
+    norms = (z * z).sum(1)
+    d = _sq_dists(z, z)[iu]
+    d = d[d > 1e-12 * (norms[iu[0]] + norms[iu[1]])]
     med = float(np.sqrt(np.median(d))) if len(d) else 0.0
     return med if med > 0 else 1.0
 
