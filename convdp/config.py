@@ -107,6 +107,8 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
         validate(config, str(schema), set_default=True)
     except WorkflowError as exc:
         raise ConfigError(_schema_message(exc)) from None
+    _check_finite(config)
+    _check_names(config)
     from convdp.control import expand_controls
 
     try:  # control: random adds the model NAME_random (convdp.control)
@@ -136,16 +138,11 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
                     f"modes: image mode clusters one vector per image and data set {ds!r} "
                     f"({key}.analyse_on) has {n_images}: leave image out of modes, or give the "
                     "data set more images")
-        if spec["weights"] == "train":
-            if "train_on" not in spec:
-                raise ConfigError(f"{key}.train_on is required when weights is 'train'")
+        if spec["weights"] == "train" and "train_on" not in spec:
+            raise ConfigError(f"{key}.train_on is required when weights is 'train'")
+        if "train_on" in spec:  # the source, for a net trained here or not (README)
             if spec["train_on"] not in datasets:
                 raise ConfigError(f"{key}.train_on: unknown data set {spec['train_on']!r}; defined: {sorted(datasets)}")
-            if "num_classes" in spec and not spec.get("control_of"):
-                raise ConfigError(
-                    f"{key}.num_classes: a net trained here has one output per class of its "
-                    f"training data ({spec['train_on']!r}), whatever this says: remove it, and "
-                    f"choose the classes with datasets.{spec['train_on']}.classes")
             if spec["train_on"] in spec["analyse_on"][1:]:
                 # the first of analyse_on is the source: the training data as a target would
                 # be scored and retrained on as a new data set
@@ -153,6 +150,12 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
                     f"{key}.analyse_on: the data set the net is trained on "
                     f"({spec['train_on']!r}) must come first (it is the source; the others are "
                     f"the targets): {[spec['train_on']] + [d for d in spec['analyse_on'] if d != spec['train_on']]}")
+        if spec["weights"] == "train":
+            if "num_classes" in spec and not spec.get("control_of"):
+                raise ConfigError(
+                    f"{key}.num_classes: a net trained here has one output per class of its "
+                    f"training data ({spec['train_on']!r}), whatever this says: remove it, and "
+                    f"choose the classes with datasets.{spec['train_on']}.classes")
         else:
             from convdp.provenance import weights_file
 
@@ -237,7 +240,9 @@ def coerce_types(value, schema: dict):
         return value
     if "null" in types and value in _NULLS:
         return None
-    if "string" in types and not _refused_string(value, schema):
+    # a string the enum or const does not list is no string the schema takes (extract.smooth:
+    # a number or "auto", so a --config "2" is the number)
+    if "string" in _types(schema, consts=False)[0] and not _refused_string(value, schema):
         return value
     if "boolean" in types and value in _TRUE | _FALSE:
         return value in _TRUE
@@ -267,19 +272,48 @@ def _alternatives(schema: dict) -> list[dict]:
     return [schema] + [s for k in ("oneOf", "anyOf") for s in schema.get(k, [])]
 
 
-def _types(schema: dict) -> tuple[set[str], list]:
-    """The JSON types ``schema`` allows (over oneOf/anyOf alternatives), and its enum/const
-    values."""
-    types, consts = set(), []
+def _types(schema: dict, consts: bool = True) -> tuple[set[str], list]:
+    """The JSON types ``schema`` allows (over oneOf/anyOf alternatives; with ``consts``, the
+    types of its enum/const values too), and its enum/const values."""
+    types, values = set(), []
     for s in _alternatives(schema):
         t = s.get("type", [])
         types |= {t} if isinstance(t, str) else set(t)
-        consts += list(s.get("enum", [])) + ([s["const"]] if "const" in s else [])
-    for c in consts:
+        values += list(s.get("enum", [])) + ([s["const"]] if "const" in s else [])
+    for c in values if consts else []:
         types.add("null" if c is None else "boolean" if isinstance(c, bool) else
                   "integer" if isinstance(c, int) else "number" if isinstance(c, float) else
                   "string" if isinstance(c, str) else "other")
-    return types, consts
+    return types, values
+
+
+def _check_finite(value, key: str = "") -> None:
+    """No number is NaN or infinite: YAML's ``.nan`` / ``.inf`` (and JSON's ``NaN``) come in
+    as floats, and NaN passes every ``minimum`` / ``maximum`` of the schema (it compares
+    false): ``dpgmm.weight_threshold: .nan`` kept no cluster in any fit, without a word. A
+    string from ``--config`` is refused alike (:func:`coerce_types`)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{key}.{i}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"invalid config at {key or '(top level)'}: {value!r} is not a "
+                          "finite number")
+
+
+def _check_names(config: dict) -> None:
+    """Model and data set names are path components (``results/activations/{model}/
+    {dataset}.json``, ``results/dpgmm/{model}/{dataset}/...``): a ``/`` in one makes two
+    pairs one file (model ``net`` on ``x/d`` and model ``net/x`` on ``d``), so one pair's
+    results would be read as the other's."""
+    for section in ("datasets", "models"):
+        for name in config[section]:
+            if not isinstance(name, str) or not name or "/" in name:
+                raise ConfigError(f"{section}.{name}: {name!r} is not a valid name: names "
+                                  "become folder and file names, so give a non-empty one "
+                                  "without '/'")
 
 
 def _check_duplicates(config: dict) -> None:

@@ -329,3 +329,59 @@ def test_more_components_than_int16_labels_hold_are_refused():
         validate_config(config(dpgmm={"max_components": 40000}), check_layers=False)
     with pytest.raises(ConfigError, match="32767"):
         validate_config(config(baseline={"k_max": 10000}), check_layers=False)  # k_limit 40000
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("dpgmm", "weight_threshold", float("nan")),  # every fit kept 0 clusters
+    ("dpgmm", "concentration", float("nan")),
+    ("dpgmm", "tol", float("inf")),
+    ("preprocess", "scale_max", float("inf")),
+    ("transfer", "step_tolerance", float("nan")),
+])
+def test_numbers_that_are_not_finite_are_refused_naming_the_key(config, section, key, value):
+    """YAML's ``.nan`` and ``.inf`` (JSON's ``NaN``) are floats, and NaN passes every
+    ``minimum`` / ``maximum`` of the schema: ``dpgmm.weight_threshold: .nan`` was accepted and
+    every fit then kept no cluster (``weights > nan`` is false), without a word. Refused,
+    naming the key, as the same value from ``--config`` is."""
+    loaded = yaml.safe_load(f"{key}: {'.nan' if value != value else '.inf'}\n")
+    assert loaded[key] != loaded[key] or loaded[key] == value  # what YAML reads
+    config[section][key] = loaded[key]
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}: (nan|inf) is not a finite number"):
+        validate_config(config, check_layers=False)
+
+
+@pytest.mark.parametrize("weights", ["none", "train"])
+def test_train_on_must_come_first_whatever_the_weights(config, weights):
+    """``train_on`` is the source (README: ``train_on`` (the source)), and the source is the
+    first of ``analyse_on``: with ``weights: train`` a training set listed later was refused,
+    with other weights it was silently ignored (the source then the other data set, the
+    transfer scored the wrong way round), and even an unknown data set passed."""
+    net = config["models"]["digitnet"]
+    net |= {"weights": weights, "control": None, "train_on": "digits_target"}
+    with pytest.raises(ConfigError, match=r"models\.digitnet\.analyse_on: the data set the net is "
+                                          r"trained on \('digits_target'\) must come first"):
+        validate_config(copy.deepcopy(config), check_layers=False)
+    net["train_on"] = "nope"
+    with pytest.raises(ConfigError, match=r"models\.digitnet\.train_on: unknown data set 'nope'"):
+        validate_config(copy.deepcopy(config), check_layers=False)
+    net["train_on"] = "digits_source"  # the source: passes
+    validate_config(copy.deepcopy(config), check_layers=False)
+
+
+def test_names_with_a_slash_are_refused(config):
+    """Names are path components: model ``digitnet`` on data set ``x/digits_source`` and model
+    ``digitnet/x`` on ``digits_source`` both wrote results/activations/digitnet/x/
+    digits_source.json (and every fit below it), so one pair's results were the other's."""
+    config["datasets"]["x/digits_source"] = copy.deepcopy(config["datasets"]["digits_source"])
+    config["models"]["digitnet"]["analyse_on"].append("x/digits_source")
+    config["models"]["digitnet/x"] = {"arch": "digitnet", "weights": "none",
+                                      "analyse_on": ["digits_source"], "layers": ["relu1"]}
+    pairs = [(m, d) for m, spec in config["models"].items() for d in spec["analyse_on"]]
+    assert len({f"results/activations/{m}/{d}.json" for m, d in pairs}) < len(pairs)
+    with pytest.raises(ConfigError, match=r"datasets\.x/digits_source: 'x/digits_source' is not "
+                                          r"a valid name"):
+        validate_config(copy.deepcopy(config), check_layers=False)
+    del config["datasets"]["x/digits_source"]
+    config["models"]["digitnet"]["analyse_on"].pop()
+    with pytest.raises(ConfigError, match=r"models\.digitnet/x: 'digitnet/x' is not a valid name"):
+        validate_config(config, check_layers=False)

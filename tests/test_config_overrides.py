@@ -143,12 +143,17 @@ def overridden(*entries, check_layers=False):
      "models.vgg16.train.lr", 0.01),
     ("models={vgg16: {normalize: null}}", "models.vgg16.normalize", None),
     ("datasets={histology: {size: 64, max_samples: 1}}", "datasets.histology.size", 64),
+    # a number or "auto": the const "auto" made any string pass as one, so "2" was refused
+    ("extract={smooth: {features.22: 2}}", "extract.smooth.features.22", 2.0),
+    ("extract={smooth: {features.22: auto}}", "extract.smooth.features.22", "auto"),
 ])
 def test_override_takes_the_schema_type(entry, path, value):
     config = overridden(entry)
     keys = path.split(".")
     if keys[0] == "label_jobs" and len(keys) > 1:
         keys = ["label_jobs", ".".join(keys[1:])]
+    if keys[:2] == ["extract", "smooth"] and len(keys) > 2:
+        keys = ["extract", "smooth", ".".join(keys[2:])]
     for key in keys:
         config = config[key]
     assert config == value and type(config) is type(value)
