@@ -116,15 +116,18 @@ def read_mask(path: Path) -> np.ndarray:
     opaque RGBA) read as each pixel's colour ``0xRRGGBB``; 16-bit colour (which Pillow reads
     by its top byte), translucent colour and more than :data:`MAX_COLOURS` colours are
     refused."""
-    arr, _, colour = _read(path)
+    arr, _, colour, _ = _read(path)
     return arr // GREY if colour is False else arr  # grey RGB as its grey
 
 
-def _read(path: Path) -> tuple[np.ndarray, dict | None, bool | None]:
-    """:func:`read_mask`'s labels, for a palette image the colour of each index it uses, and
+def _read(path: Path) -> tuple[np.ndarray, dict | None, bool | None, dict[int, int]]:
+    """:func:`read_mask`'s labels, for a palette image the colour of each index it uses,
     whether the mask is RGB (None: one channel; False: RGB of three equal channels; True:
     colour): an RGB mask's labels are its colours ``0xRRGGBB``, so that the masks of one
-    folder read alike whether or not a file holds a colour (:func:`load_masks`)."""
+    folder read alike whether or not a file holds a colour (:func:`load_masks`); and the
+    labels drawn in a grey other than their value (label → grey: a palette's index whose
+    colour is a grey, a 1-bit mask's white, read as 1), which a grey mask beside it would
+    read as that grey."""
     from PIL import Image, ImageOps
 
     from convdp.datasets.images import declared_bits, extra_images, tiff_sample_layout
@@ -154,8 +157,11 @@ def _read(path: Path) -> tuple[np.ndarray, dict | None, bool | None]:
         raise ValueError(f"mask {path} is 16-bit {im.mode}: Pillow reads 16-bit colour by its "
                          "top byte, which would turn small labels into 0; save masks as "
                          "16-bit greyscale (one channel)")
+    drawn = {int(v): rgb[0] for v, rgb in (palette or {}).items()
+             if rgb[0] == rgb[1] == rgb[2] and rgb[0] != v}
     if arr.dtype == np.bool_:  # mode "1": a binary mask
         arr = arr.astype(np.uint8)
+        drawn = {1: 255} if arr.any() else {}  # its white, read as 1
     colour = None
     if arr.ndim == 3 and arr.shape[2] in (3, 4) and arr.dtype == np.uint8:
         if arr.shape[2] == 4 and not (arr[..., 3] == 255).all():
@@ -173,7 +179,7 @@ def _read(path: Path) -> tuple[np.ndarray, dict | None, bool | None]:
         raise ValueError(f"mask {path} is not a label image (shape {arr.shape}, {arr.dtype}): "
                          "write one integer label per pixel (one channel), or one 8-bit RGB "
                          "colour per part")
-    return arr.astype(np.int64), palette, colour
+    return arr.astype(np.int64), palette, colour, drawn
 
 
 def resize_mask(mask: np.ndarray, size: int | None) -> np.ndarray:
@@ -205,7 +211,9 @@ def load_masks(folder: str | Path, names: Sequence[str], size: int | None,
     that fail (up to ten, and how many). Where any mask is colour, every RGB mask's labels
     are its colours ``0xRRGGBB`` (grey ones too) and single-channel masks beside them are
     refused; otherwise grey RGB masks are read as their grey. Palette masks must give each
-    index one colour in every file; values that never fill a 3 × 3 block (compression
+    index one colour, and each colour one index, in every file; a palette or 1-bit mask that
+    reads a grey as another label (1-bit white as 1) beside a grey mask holding that grey is
+    refused (one part would be two labels); values that never fill a 3 × 3 block (compression
     artefacts) and image orientations the sizes cannot confirm are warned of.
     ``return_colour``: also return whether the labels are colours."""
     folder = Path(folder)
@@ -222,21 +230,31 @@ def load_masks(folder: str | Path, names: Sequence[str], size: int | None,
     first: dict[bool | None, Path] = {}
     unconfirmed = []
     taken: dict[Path, str] = {}  # mask file -> the first image it was found for
+    # one-channel / grey masks read by their grey, and the palette / 1-bit masks that read a
+    # grey as another label: grey -> (the label, the file), grey -> the first file holding it
+    drawn: dict[int, tuple[int, Path]] = {}
+    greys: dict[int, Path] = {}
     for i, name in enumerate(names):
         try:
             path = mask_file(folder, name)
             if taken.setdefault(path, name) != name:  # a.jpg and a.png found a.png by stem
                 raise ValueError(f"images {taken[path]!r} and {name!r} both take mask {path}: "
                                  "give each image its own mask, named as the image")
-            mask, palette, colour = _read(path)
+            mask, palette, colour, renamed = _read(path)
             if images is not None and not _check_drawn_on(path, mask.shape, Path(images) / name):
                 unconfirmed.append(name)
             for index, rgb in (palette or {}).items():
                 palettes.setdefault(index, {}).setdefault(rgb, path.name)
+            values, value_counts = np.unique(mask, return_counts=True)
+            if palette is None and not renamed and colour is not True:
+                for v in (values // GREY if colour is False else values).tolist():
+                    greys.setdefault(v, path)
+            for label, grey in renamed.items():
+                drawn.setdefault(grey, (label, path))
             filled.setdefault(colour, set()).update(_filled_values(mask))
             kind_counts = counts.setdefault(colour, {})
-            for v, c in zip(*np.unique(mask, return_counts=True), strict=True):
-                kind_counts[int(v)] = kind_counts.get(int(v), 0) + int(c)
+            for v, c in zip(values.tolist(), value_counts.tolist(), strict=True):
+                kind_counts[v] = kind_counts.get(v, 0) + c
             mask = resize_mask(mask, size)
             if mask.shape != tuple(shape):
                 raise ValueError(f"mask {path} is {mask.shape[1]}×{mask.shape[0]} once resized, "
@@ -252,6 +270,14 @@ def load_masks(folder: str | Path, names: Sequence[str], size: int | None,
         problems.append(ValueError(
             f"mask {first[True]} is a colour mask and {first[None]} a one-channel label image: "
             "the masks of a folder are all colour (RGB, one colour per part) or all labels"))
+    clash = [(g, *drawn[g]) for g in sorted(drawn) if g in greys and drawn[g][0] not in greys]
+    if clash and True not in first:  # (colour masks beside one-channel ones are refused above)
+        grey, label, path = clash[0]
+        problems.append(ValueError(
+            f"mask {path} reads the grey {grey} as label {label} (a palette's index, or a 1-bit "
+            f"mask's white), and {greys[grey]} holds {grey} itself: the same part would be two "
+            "labels; save the masks of a folder alike (all palette, all 1-bit or all grey "
+            "values)"))
     if len(problems) == 1:
         raise problems[0]
     if problems:
@@ -311,6 +337,17 @@ def _check_palettes(palettes: dict[int, dict[tuple, str]], folder: Path) -> None
     a writer that renumbers its palette (a quantiser, an optimiser) made them, and an index
     is then no label."""
     mixed = {index: colours for index, colours in palettes.items() if len(colours) > 1}
+    indices: dict[tuple, dict[int, str]] = {}  # colour -> {index: first file}
+    for index, colours in sorted(palettes.items()):
+        for colour, file in colours.items():
+            indices.setdefault(colour, {}).setdefault(index, file)
+    split = {colour: where for colour, where in indices.items() if len(where) > 1}
+    if split and not mixed:  # one colour, two labels: a writer that renumbered, leaving gaps
+        colour, where = min(split.items(), key=lambda cw: min(cw[1]))
+        shown = "; ".join(f"index {index} in {file}" for index, file in list(where.items())[:3])
+        raise ValueError(f"the palette masks of {folder} give the colour {colour} different "
+                         f"indices ({shown}): one part would be several labels; save the masks "
+                         "as greyscale label images, or with one fixed palette")
     if mixed:
         index, colours = min(mixed.items())
         shown = "; ".join(f"{colour} in {file}" for colour, file in list(colours.items())[:3])
@@ -355,7 +392,8 @@ def check_background(masks: np.ndarray, background: int | None, folder: str | Pa
                      ignore: Sequence[int] = (), colour: bool = False) -> None:
     """Refuse a background value that no mask holds (every pixel would count as a part), or
     that every pixel holds (no part to score) (``None``: the masks have no background, said
-    so); warn where it covers few pixels and another value most of them, and where the masks
+    so), and an ``ignore`` value that no mask holds (it would leave out nothing); warn where
+    the background covers few pixels and another value most of them, and where the masks
     hold one part (beside the background, if any, and the values ``ignore``): no foreground
     score then. ``colour``: the masks' labels are colours ``0xRRGGBB``, shown as such."""
     values, counts = np.unique(masks, return_counts=True)
@@ -369,6 +407,16 @@ def check_background(masks: np.ndarray, background: int | None, folder: str | Pa
                          f"masks of {folder} (their {'colours' if colour else 'values'}: "
                          f"{shown}); set the data set's mask_background to {how}, or to null "
                          "where every pixel is a part's")
+    absent = [v for v in ignore if v not in values]
+    if absent:  # a colour for labels that are no colours, a palette's colour for its index
+        v = int(absent[0])
+        what = colour_name(v) if colour else (f"{v} ({colour_name(v)})" if 255 < v < 1 << 24
+                                              else str(v))
+        raise ValueError(f"mask_ignore {what} is in none of "
+                         f"the {len(masks)} masks of {folder} (their "
+                         f"{'colours' if colour else 'values'}: {shown}), so no pixel would be "
+                         "left out; give the value the masks are read as (a palette mask's "
+                         "index, a grey mask's grey, a colour mask's colour), or remove it")
     if background is not None and len(values) == 1:
         raise ValueError(f"every pixel of the {len(masks)} masks of {folder} is the background "
                          f"{background}: no part to score (16-bit colour read by its top byte, "

@@ -662,3 +662,77 @@ def test_mask_orientation_is_applied_and_unconfirmed_image_orientations_warned_o
     with caplog.at_level("WARNING", logger="convdp.masks"):
         load_masks(tmp_path / "msk", ["a.png"], None, mask.shape, tmp_path / "img")
     assert "1 image(s) of" in caplog.text and "EXIF orientation" in caplog.text
+
+
+def test_masks_that_read_one_picture_two_ways_are_refused(tmp_path):
+    """A 1-bit mask's white is read as 1 and a grey palette's index as the index, but an 8-bit
+    grey mask of the same picture reads its grey: beside each other the same part was two
+    labels (label maps that follow the parts exactly scored ARI 0.2). Refused, naming both
+    files; the mixes that read alike stay accepted."""
+    mask = _parts()
+    Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8)).save(tmp_path / "grey.png")
+    Image.fromarray(mask > 0).convert("1").save(tmp_path / "bits.png")
+    with pytest.raises(ValueError, match=r"bits\.png reads the grey 255 as label 1 .*grey\.png "
+                                         r"holds 255 itself"):
+        load_masks(tmp_path, ["grey.png", "bits.png"], None, mask.shape)
+    grey = (mask * 100).astype(np.uint8)  # parts 100 and 200
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    im = Image.fromarray(mask, "P")  # the same picture, a palette of its three greys
+    im.putpalette([0, 0, 0, 100, 100, 100, 200, 200, 200])
+    im.save(tmp_path / "p.png")
+    with pytest.raises(ValueError, match=r"p\.png reads the grey 100 as label 1 .*g\.png holds "
+                                         r"100 itself"):
+        load_masks(tmp_path, ["g.png", "p.png"], None, mask.shape)
+    # alike: 1-bit beside labels 0 / 1 / 2, a colour palette's indices beside those indices
+    Image.fromarray(mask).save(tmp_path / "labels.png")
+    assert load_masks(tmp_path, ["labels.png", "bits.png"], None, mask.shape).max() == 2
+    im.putpalette([0, 0, 0, 200, 0, 0, 0, 200, 0])
+    im.save(tmp_path / "voc.png")
+    out = load_masks(tmp_path, ["labels.png", "voc.png"], None, mask.shape)
+    assert (out == mask).all()
+
+
+def test_a_colour_with_two_palette_indices_is_refused(tmp_path):
+    """Palette masks written with a palette of their own, an index left unused: red was index
+    1 in one file and 3 in another, so one part was two labels, though no index had two
+    colours."""
+    mask = _parts()
+    black, red, green, blue = (0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    for name, palette, index in (("a.png", [black, red, green], [0, 1, 2]),
+                                 ("b.png", [black, blue, green, red], [0, 3, 2])):
+        im = Image.fromarray(np.array(index, np.uint8)[mask], "P")
+        im.putpalette([c for colour in palette for c in colour])
+        im.save(tmp_path / name)
+    assert (load_masks(tmp_path, ["a.png"], None, mask.shape)[0] == mask).all()
+    with pytest.raises(ValueError, match=r"give the colour \(255, 0, 0\) different indices "
+                                         r"\(index 1 in a\.png; index 3 in b\.png\)"):
+        load_masks(tmp_path, ["a.png", "b.png"], None, mask.shape)
+
+
+def test_an_ignored_value_no_mask_holds_is_refused(tmp_path):
+    """``mask_ignore: ["#ffffff"]`` for grey masks saved as RGB (read as their grey, 255), or
+    a palette's colour for a palette mask (read as its index), matched no pixel: the band
+    meant to be left out was scored as a part, without a word."""
+    from convdp.atlas_jobs import prepare_masks
+    from convdp.config import _mask_value
+    from convdp.pipeline import prepare_dataset
+
+    mask = _parts()
+    mask[:, 10:12] = 255  # the unlabelled band
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(np.repeat(mask[:, :, None], 3, axis=2)).save(tmp_path / "masks" / "a.png")
+    Image.fromarray(mask).save(tmp_path / "images" / "a.png")
+    prepare_dataset({"kind": "folder", "path": str(tmp_path / "images"), "size": None},
+                    tmp_path / "d.zarr")
+    with pytest.raises(ValueError, match=r"mask_ignore 16777215 \(#ffffff\) is in none of the 1 "
+                                         r"masks .*\(their values: 0, 1, 2, 255\)"):
+        prepare_masks(tmp_path / "d.zarr", tmp_path / "masks", None, 0, tmp_path / "m.npz",
+                      ignore=[_mask_value("#ffffff")])
+    prepare_masks(tmp_path / "d.zarr", tmp_path / "masks", None, 0, tmp_path / "m.npz",
+                  ignore=[255])
+    with np.load(tmp_path / "m.npz") as z:
+        assert z["ignore"].tolist() == [255]
+    masks = mask[None].astype(np.int64)
+    with pytest.raises(ValueError, match=r"mask_ignore #e0e0c0 is in none of the 1 masks"):
+        check_background(masks, 0, tmp_path, ignore=[0xE0E0C0], colour=True)
