@@ -173,6 +173,13 @@ rule merge_dpgmm:
     params:
         code=code_of("merge.py"),
         context=fit_context,
+        # what the fit's model is made from, as fit_{method}_model names it: a fit_*_model
+        # job that fails or is killed loses its outputs (its record keeps the new params),
+        # and the merge, their only reader, must name them for the model to be fitted again
+        # (else "Nothing to be done", the fit made with the old settings kept)
+        params=fit_params("dpgmm"),
+        seed=config["seed"],
+        upstream=activation_upstream,
     script:
         "../scripts/merge.py"
 
@@ -185,3 +192,5 @@ use rule merge_dpgmm as merge_baseline with:
         json="results/baseline/{model}/{dataset}/{layer}/{mode}.json",
     log:
         "logs/merge_baseline/{model}/{dataset}/{layer}/{mode}.log",
+    params:
+        params=fit_params("baseline"),

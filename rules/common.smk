@@ -256,7 +256,10 @@ def activation_upstream(wildcards):
     """:func:`upstream` of a job that also reads {model}'s activation store of {dataset}: the
     extraction's settings too, and where a σ is chosen ``auto``, the sources of the data set
     it is chosen on (by choose_smoothing)."""
-    m, d = wildcards.model, wildcards.dataset
+    return _activation_upstream(wildcards.model, wildcards.dataset)
+
+
+def _activation_upstream(m, d):
     owner = smoothing_owner(config, m)
     chosen_on = (
         dataset_sources(source_of(owner))
@@ -382,10 +385,54 @@ def transfer_seeds():
 
 def transfer_train(wildcards):
     """The model's training settings, with the transfer section's lr and batch size."""
+    return _transfer_train(wildcards.model)
+
+
+def _transfer_train(model):
     t = config["transfer"]
-    return MODELS[wildcards.model].get("train", {}) | {
+    return MODELS[model].get("train", {}) | {
         "lr": t["lr"],
         "batch_size": t["batch_size"],
+    }
+
+
+def transfer_score_settings():
+    """The transfer section's keys transfer_scores reads."""
+    t = config["transfer"]
+    return {k: t[k] for k in ("mode", "max_samples", "probe_folds", "n_examples")}
+
+
+def verdict_sources(wildcards):
+    """Param of transfer_verdict: what its scores and retraining, and its control's, are made
+    from (the params of transfer_scores and transfer_retrain). One of those jobs that fails or
+    is killed loses its output (its record keeps the new params), and the verdict, its only
+    reader, must name them for it to run again (else "Nothing to be done", the verdict of the
+    old scores or retraining kept)."""
+    t, d = config["transfer"], wildcards.dataset
+    pair = [wildcards.model]
+    cname = control_name(wildcards.model)
+    if CONTROLS.get(cname) == wildcards.model:
+        pair.append(cname)
+    return {
+        "scores": transfer_score_settings()
+        | {
+            "weight_threshold": config["dpgmm"]["weight_threshold"],
+            "seed": config["seed"],
+        },
+        "retrain": {
+            "retrain": t["retrain"],
+            "epochs": t["epochs"],
+            "seeds": transfer_seeds(),
+        },
+        "models": {
+            m: {
+                "layers": MODELS[m]["layers"],
+                "source": source_of(m),
+                "train": _transfer_train(m),
+                "upstream": _activation_upstream(m, d),
+            }
+            for m in pair
+        },
     }
 
 

@@ -27,10 +27,7 @@ rule transfer_scores:
         code=code_of("transfer_scores.py"),
         layers=lambda wc: MODELS[wc.model]["layers"],
         source=lambda wc: source_of(wc.model),
-        settings={
-            k: config["transfer"][k]
-            for k in ("mode", "max_samples", "probe_folds", "n_examples")
-        },
+        settings=transfer_score_settings(),
         weight_threshold=config["dpgmm"]["weight_threshold"],
         seed=config["seed"],
         upstream=activation_upstream,
@@ -102,6 +99,7 @@ rule transfer_verdict:
         step_tolerance=config["transfer"]["step_tolerance"],
         shift_tolerance=config["transfer"]["shift_tolerance"],
         accuracy_tolerance=config["transfer"]["accuracy_tolerance"],
+        made_from=verdict_sources,
     script:
         "../scripts/transfer_verdict.py"
 

@@ -321,3 +321,53 @@ def test_a_file_is_read_again_only_where_its_times_moved(tmp_path, monkeypatch):
     assert set(json.loads(kept.read_text())) == {"0.png", "1.png"}
     (folder / "broken.png").symlink_to(folder / "nowhere.png")  # the reader skips it
     assert provenance.folder_fingerprint.__wrapped__(folder).startswith("3 images, sha256:")
+
+
+# Small fits: the two tests below run fits and the transfer from the fixture's activations.
+SMALL_FITS = {"preprocess": {"pca": 4, "max_samples": 500},
+              "dpgmm": {"n_components": 4, "max_iter": 20, "restarts": 1,
+                        "sample_check": False, "seed_check": False}}
+
+
+def test_a_split_fit_whose_model_fit_failed_is_planned_again(work):
+    """label_jobs > 1: fit_dpgmm_model fits the model that the label jobs and merge_dpgmm
+    read. One that fails after a setting changed (here at once, more components than samples;
+    on a cluster out of memory or time, or killed) loses its outputs, and its record keeps the
+    new params: the merge, their only reader, named no fit setting, so the next run said
+    "Nothing to be done" and kept the fit made with the old settings."""
+    model = FIT.replace(".npz", ".model.npz")
+    _configure(work, lambda c: c.update(label_jobs=2, **SMALL_FITS))
+    assert run(work, "--cores", "2", FIT).returncode == 0
+    assert planned_for(work, FIT) == set()
+    _configure(work, lambda c: c["dpgmm"].update(n_components=501))  # more than the samples
+    out = run(work, "--cores", "1", FIT)
+    assert out.returncode != 0 and "fewer than the 501 mixture components" in out.stderr
+    assert not (work / model).exists() and (work / FIT).exists()  # the old fit stays
+    assert {model, FIT} <= planned_for(work, FIT)
+
+
+def test_a_transfer_verdict_whose_retraining_failed_is_planned_again(work):
+    """The verdict is the only reader of its retraining and its scores: a transfer_retrain
+    that fails after its settings changed (here at once, a held-out share that leaves no
+    image to train on; on a cluster out of time after transfer.epochs grew, or killed) loses
+    its output, and its record keeps the new params: the verdict named none of them, so the
+    next run said "Nothing to be done" and kept the verdict of the old retraining."""
+    verdict, retrain = "results/transfer/net/digits_t.csv", "results/transfer/net/digits_t/retrain.json"
+
+    def target(c):
+        c["datasets"]["digits_t"] = {"kind": "digits", "classes": [3, 4], "size": 16,
+                                     "max_samples": 40}
+        c["models"]["net"]["analyse_on"] = ["digits", "digits_t"]
+        c["transfer"] = {"max_samples": 500, "probe_folds": 2, "epochs": 1, "repeats": 1,
+                         "n_examples": 1}
+        c.update(SMALL_FITS)
+
+    _configure(work, target)
+    assert run(work, "--cores", "2", verdict).returncode == 0
+    assert planned_for(work, verdict) == set()
+    # the model's training settings reach the retraining alone (the net is loaded from a file)
+    _configure(work, lambda c: c["models"]["net"].update(train={"val_fraction": 0.99}))
+    out = run(work, "--cores", "1", verdict)
+    assert out.returncode != 0 and "Error in rule transfer_retrain" in out.stderr
+    assert not (work / retrain).exists() and (work / verdict).exists()  # the old verdict stays
+    assert {retrain, verdict} <= planned_for(work, verdict)
