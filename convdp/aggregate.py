@@ -128,6 +128,13 @@ def _layer_order(df: pd.DataFrame) -> list[str]:
     return df.sort_values("layer_index")["layer"].drop_duplicates().tolist()
 
 
+def _at_positions(df: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """``df`` with ``layer position``: each row's layer's index in ``order``, the x a line is
+    drawn at. (Given the layer names, seaborn placed them in the order it first met them: a
+    data set without the first layer put its second one at the first tick.)"""
+    return df.assign(**{"layer position": df["layer"].map({v: i for i, v in enumerate(order)})})
+
+
 def _palette(levels) -> dict:
     """{level: colour}, the same in every panel of a figure: seaborn's default colours, or
     husl's beyond ten levels (the default ones would repeat)."""
@@ -169,9 +176,9 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
         order = _layer_order(sub)
         for row, what in enumerate(("clusters_kept", "clusters_effective")):
             ax = axes[row, col]
-            sns.lineplot(sub, x="layer", y=what, hue="dataset", style="method", markers=True,
-                         ax=ax, sort=False, legend=row == 0, palette=palette,
-                         style_order=methods)
+            sns.lineplot(_at_positions(sub, order), x="layer position", y=what, hue="dataset",
+                         style="method", markers=True, ax=ax, legend=row == 0,
+                         palette=palette, style_order=methods)
             for _, grp in sub.groupby(["dataset", "method"], sort=False):
                 x = [order.index(v) for v in grp["layer"]]
                 ax.fill_between(x, grp[f"{what}_min"], grp[f"{what}_max"], alpha=0.15,
@@ -194,6 +201,7 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
                     ax.scatter([], [], marker=marker, s=40, color="dimgrey",
                                label=f"... filled: {what_flag}")
             ax.set_xticks(range(len(order)), order, rotation=30)
+            ax.set_xlabel("layer")
             ax.set_ylabel("clusters kept" if row == 0 else "effective number (exp entropy)")
             ax.set_ylim(bottom=0)
             if row == 0:
@@ -219,9 +227,11 @@ def plot_nmi_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
             ax.set_axis_off()
             continue
         part = sub[sub["model"] == model]
-        sns.lineplot(part, x="layer", y="nmi", hue="dataset", style="method", markers=True,
-                     ax=ax, sort=False)
-        ax.set_xticks(range(len(_layer_order(part))), _layer_order(part), rotation=30)
+        order = _layer_order(part)
+        sns.lineplot(_at_positions(part, order), x="layer position", y="nmi", hue="dataset",
+                     style="method", markers=True, ax=ax)
+        ax.set_xticks(range(len(order)), order, rotation=30)
+        ax.set_xlabel("layer")
         ax.set_ylim(0, 1)
         ax.set_ylabel("NMI with classes (image mode)")
         ax.set_title(_model_title(df, model), fontsize=10)

@@ -243,3 +243,35 @@ def test_counts_past_a_million_are_written_exactly(tmp_path):
     back = pd.read_csv(tmp_path / "s.csv")
     assert back["effective_samples"].tolist()[0] == 1234567 and back["effective_samples"].isna()[1]
     assert back["lower_bound_per_sample"].tolist()[0] == 12.3457
+
+
+def test_a_point_sits_at_its_layers_tick_when_a_data_set_lacks_a_layer(tmp_path, monkeypatch):
+    """The source has no fit of the first layer, the target has all three: seaborn placed the
+    layer names in the order it met them (the source's l2, l3, then l1), so the source's l2
+    was drawn above the tick "l1" and the target's l1 above "l3"."""
+    from convdp import aggregate
+
+    rows = []
+    for ds, role, layers in (("src", "source", ("l2", "l3")), ("tgt", "target", ("l1", "l2", "l3"))):
+        for layer in layers:
+            i = int(layer[1])
+            for mode in ("position", "image"):
+                rows.append({"model": "m", "dataset": ds, "role": role, "layer": layer,
+                             "layer_index": i, "mode": mode, "clusters_kept": 10 * i,
+                             "nmi": 0.1 * i if mode == "image" else None})
+    df = _records(tmp_path, rows)
+    figures = []
+    monkeypatch.setattr(aggregate, "save_figure", lambda fig, dest: figures.append(fig))
+    aggregate.plot_nmi_per_layer(df, "unused.png")
+    aggregate.plot_clusters_per_layer(df, "unused.png")
+    for fig, ax, y in ((figures[0], figures[0].axes[0], 0.1),
+                       (figures[1], figures[1].axes[0], 10)):
+        bottom = fig.axes[-1] if fig is figures[1] else ax  # shared x: labels on the bottom row
+        name_at = {round(t.get_position()[0]): t.get_text() for t in bottom.get_xticklabels()}
+        assert sorted(name_at.values()) == ["l1", "l2", "l3"]
+        points = [(round(px), py) for line in ax.get_lines() if len(line.get_xdata()) > 1
+                  for px, py in zip(line.get_xdata(), line.get_ydata(), strict=True)]
+        assert len(points) == 5
+        for px, py in points:  # layer lk's value is k * y: drawn above the tick "lk"
+            assert py == pytest.approx(y * int(name_at[px][1])), (name_at[px], py)
+        aggregate.plt.close(fig)

@@ -658,3 +658,42 @@ def test_coverage_ignores_the_mix_of_the_source_clusters_not_new_clusters():
             assert abs(cover["cover_z"]) < 0.1, cover
         else:
             assert cover["cover_z"] < -3, cover
+
+
+def _transfer_figure(monkeypatch, scores):
+    from convdp.transfer import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, dest: figures.append(fig))
+    df, summary = T.verdict(scores, _retrain([0.90, 0.92, 0.91, 0.85, 0.60]), rule="level",
+                            shift_tolerance=1.0)
+    plots.plot_transfer(df, summary, "unused.png")
+    return figures[0]
+
+
+def test_the_cluster_usage_bars_of_a_target_using_more_clusters_are_not_cut_off(monkeypatch):
+    """The y limit came from the source's bars alone: a target using 12 of the source's
+    clusters where the source uses 5 was drawn as a bar cut off at 6.75."""
+    scores = _scores([0.1, -0.4, -1.5, -3.0])
+    for r, used in zip(scores["layers"], [4, 9, 12, 3], strict=True):
+        r["source_clusters_used"], r["target_clusters_used"] = 5, used
+    fig = _transfer_figure(monkeypatch, scores)
+    ax = next(a for a in fig.axes if a.get_title().startswith("How the target uses"))
+    top = ax.get_ylim()[1]
+    assert max(p.get_height() for p in ax.patches) == 12
+    assert all(p.get_height() <= top for p in ax.patches), top
+
+
+def test_the_source_likelihood_is_not_called_held_out_where_it_is_in_sample(monkeypatch):
+    """Where too few held-out source samples were left the scores fall back on the fitted
+    ones (``source_reference`` in-sample): the legend still said "held-out"."""
+    scores = _scores([0.1, -0.4, -1.5, -3.0])
+    for r in scores["layers"][2:]:
+        r["source_reference"] = "in-sample"
+    fig = _transfer_figure(monkeypatch, scores)
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert not any(t.startswith("held-out") for t in texts), texts
+    assert any("relu3, relu4" in t for t in texts), texts
+    scores = _scores([0.1, -0.4, -1.5, -3.0])
+    fig = _transfer_figure(monkeypatch, scores)
+    assert "held-out s" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from convdp.plotting import PALETTE, label_map_rows, placeholder, pyplot, save_figure
 
@@ -36,7 +37,11 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
     x = np.arange(1, len(layers) + 1)
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     ax = axes[0, 0]
-    ax.plot(x, df["source_ll"], "o-", label=f"held-out {summary['source']}")
+    ref = df["source_reference"] if "source_reference" in df else pd.Series(["held-out"] * len(df))
+    in_sample = [layer for layer, r in zip(layers, ref, strict=True) if r == "in-sample"]
+    ax.plot(x, df["source_ll"], "o-", label=(
+        f"held-out {summary['source']}" if not in_sample else
+        f"{summary['source']} (the fitted samples at {', '.join(in_sample)}: too few held out)"))
     ax.plot(x, df["target_ll"], "s-", label=summary["dataset"])
     ax.set_ylabel("mean log-likelihood per sample")
     ax.set_title("Under the DPGMM fitted on the source")
@@ -81,7 +86,11 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
     ax.bar(x + w / 2, df["target_clusters_used"], w, alpha=0.35, color="tab:orange",
            label="source clusters used by the target")
     ax.set_ylabel("clusters holding > weight threshold")
-    ax.set_ylim(0, 1.35 * max(float(df["source_clusters_used"].max()), 1.0))
+    # room above the taller of both sides' bars (the target can use more of the source's
+    # clusters than the source does: a limit from the source's alone cut its bars off)
+    ax.set_ylim(0, 1.35 * max(float(np.nanmax(df[["source_clusters_used",
+                                                  "target_clusters_used"]].to_numpy(float))),
+                              1.0))
     ax2 = ax.twinx()
     ax2.plot(x, df["usage_js"], "o-", color="tab:purple", label="JS divergence of cluster usage")
     ax2.set_ylim(0, max(0.1, 1.2 * float(np.nanmax(df["usage_js"]))))
