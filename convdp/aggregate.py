@@ -174,25 +174,25 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
     for col, (model, mode) in enumerate(panels):
         sub = df[(df["model"] == model) & (df["mode"] == mode)]
         order = _layer_order(sub)
+        sub = _at_positions(sub, order)  # the x of every line, band and marker
         for row, what in enumerate(("clusters_kept", "clusters_effective")):
             ax = axes[row, col]
-            sns.lineplot(_at_positions(sub, order), x="layer position", y=what, hue="dataset",
+            sns.lineplot(sub, x="layer position", y=what, hue="dataset",
                          style="method", markers=True, ax=ax, legend=row == 0,
                          palette=palette, style_order=methods)
             for _, grp in sub.groupby(["dataset", "method"], sort=False):
-                x = [order.index(v) for v in grp["layer"]]
-                ax.fill_between(x, grp[f"{what}_min"], grp[f"{what}_max"], alpha=0.15,
+                ax.fill_between(grp["layer position"], grp[f"{what}_min"], grp[f"{what}_max"], alpha=0.15,
                                 color="grey", linewidth=0)
             sat = sub[sub["saturated"].astype(bool)]
             if len(sat):
-                ax.scatter([order.index(v) for v in sat["layer"]], sat[what], marker="x",
+                ax.scatter(sat["layer position"], sat[what], marker="x",
                            s=80, color="red", zorder=5, label="truncation bound the count")
             for count, flag, marker, what_fit, what_flag in CHECK_MARKERS:
                 checked = sub[sub[count].notna()] if row == 0 else sub.iloc[:0]
                 for ds, grp in checked.groupby("dataset", sort=False):
                     colour = palette[ds]
                     flagged = grp[flag].map(_flag).to_numpy()
-                    ax.scatter([order.index(v) for v in grp["layer"]], grp[count],
+                    ax.scatter(grp["layer position"], grp[count],
                                marker=marker, s=40, edgecolors=colour, zorder=4,
                                facecolors=[colour if f else "none" for f in flagged])
                 if len(checked):  # one legend entry, whichever panel has them

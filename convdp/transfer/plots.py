@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from convdp.plotting import PALETTE, label_map_rows, placeholder, pyplot, save_figure
 
@@ -37,7 +36,7 @@ def plot_transfer(df, summary: dict, dest: str | Path) -> None:
     x = np.arange(1, len(layers) + 1)
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     ax = axes[0, 0]
-    ref = df["source_reference"] if "source_reference" in df else pd.Series(["held-out"] * len(df))
+    ref = df.get("source_reference", ["held-out"] * len(df))
     in_sample = [layer for layer, r in zip(layers, ref, strict=True) if r == "in-sample"]
     ax.plot(x, df["source_ll"], "o-", label=(
         f"held-out {summary['source']}" if not in_sample else
