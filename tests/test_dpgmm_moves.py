@@ -144,6 +144,23 @@ def test_state_round_trip_predicts_the_same():
                                                  if k != "shift"})
 
 
+def test_state_keeps_the_settings_the_fit_ran_with():
+    """Parameters changed after the fit (set_params, no refit) change neither the fitted
+    model's predictions nor the state it saves: the rebuilt model used to take the new
+    reg_covar / estep_reg_covar and score every sample differently (0.02 nats here)."""
+    X, _ = planted(4, 3, 300, seed=1)
+    est = TorchBayesianGaussianMixture(n_components=6, random_state=0, reg_covar=1e-2).fit(X)
+    scores = est.score_samples(X)
+    est.set_params(reg_covar=1e-6, estep_reg_covar=False)
+    np.testing.assert_array_equal(est.score_samples(X), scores)
+    state = est.get_state()
+    assert (float(state["reg_covar"]), bool(state["estep_reg_covar"])) == (1e-2, True)
+    again = TorchBayesianGaussianMixture.from_state(state)
+    np.testing.assert_array_equal(again.score_samples(X), scores)
+    np.testing.assert_array_equal(
+        TorchBayesianGaussianMixture.from_state(again.get_state()).score_samples(X), scores)
+
+
 def test_halving_restarts_start_from_fewer_components():
     """init_sizes='halving' (the workflow's, with merges): restart r starts from K / 2^r
     components with that truncation, grown while saturated, then twice the best fit's

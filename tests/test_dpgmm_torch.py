@@ -404,6 +404,30 @@ def test_fit_predict_and_api(small):
     assert TorchBayesianGaussianMixture(device="auto").fit(X[:60]).means_.shape[1] == 5
 
 
+def test_a_failed_refit_leaves_the_fitted_model_as_it_was(small):
+    """A refit that raises (here a mean_prior of the wrong shape, checked once the new
+    data's shift is computed) keeps the previous fit whole: its predictions agree with its
+    attributes. It used to keep ``means_`` but predict with the new data's shift (scores off
+    by thousands of nats, most labels changed)."""
+    X, _ = small
+    tm = TorchBayesianGaussianMixture(n_components=K, random_state=0, max_iter=20).fit(X)
+    labels, scores, means = tm.predict(X), tm.score_samples(X), tm.means_.copy()
+    with pytest.raises(ValueError, match="mean_prior should have shape"):
+        tm.set_params(mean_prior=np.zeros(2)).fit(X + 100.0)
+    np.testing.assert_array_equal(tm.means_, means)
+    np.testing.assert_array_equal(tm.score_samples(X), scores)
+    np.testing.assert_array_equal(tm.predict(X), labels)
+    with pytest.raises(ValueError, match="mean_prior should have shape"):
+        tm.fit_predict(X + 100.0)
+    np.testing.assert_array_equal(tm.score_samples(X), scores)
+    # a first fit that fails leaves the estimator unfitted
+    fresh = TorchBayesianGaussianMixture(n_components=K, mean_prior=np.zeros(2))
+    with pytest.raises(ValueError, match="mean_prior should have shape"):
+        fresh.fit(X)
+    with pytest.raises(NotFittedError):
+        fresh.predict(X)
+
+
 def test_explicit_priors_match_sklearn(small):
     X, resp = small
     d = X.shape[1]

@@ -335,15 +335,36 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         -------
         self
         """
-        with self._threads():
+        with self._threads(), self._unchanged_on_error():
             self._fit(X, resp_init)
         return self
 
     def fit_predict(self, X, y=None, resp_init=None):
         """Fit, then return the labels of X, shape (N,) (as ``fit(X).predict(X)``)."""
         with self._threads():
-            Xc = self._fit(X, resp_init)
+            with self._unchanged_on_error():
+                Xc = self._fit(X, resp_init)
             return self._predict_centred(Xc).cpu().numpy()
+
+    @contextlib.contextmanager
+    def _unchanged_on_error(self):
+        """A fit that raises leaves the estimator as it was before it (as scikit-learn's
+        estimators, which check their parameters before touching the fitted ones).
+
+        ``_fit`` overwrites the centring shift, the dtype, the truncation and the E-step's
+        cached quantities as it goes, while the public attributes (``means_``, ...) change
+        only at its end: a refit that failed (a ``mean_prior`` of the wrong shape, a
+        covariance that is not positive definite mid-EM) left a model whose ``predict`` /
+        ``score_samples`` used the old state with the new data's shift (scores off by
+        thousands of nats, most labels changed) while ``means_`` still showed the old fit.
+        Every attribute is reassigned, never mutated in place, so a shallow copy restores."""
+        before = dict(self.__dict__)
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
 
     def predict(self, X):
         """Most probable component of each sample, int64 array of shape (N,)."""
@@ -404,12 +425,17 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         check_is_fitted(self, "means_")
         np64 = to_numpy64
         st = self._state
+        # the settings the fit ran with (and its E-step cached), not the parameters as they
+        # are now: a set_params after the fit does not change this model's predictions, and
+        # must not change those of the one rebuilt from its state
+        covariance_type, reg_covar, estep_reg_covar = getattr(
+            self, "_fitted_settings", (self.covariance_type, self.reg_covar, self.estep_reg_covar))
         return {
-            "covariance_type": np.array(self.covariance_type),
+            "covariance_type": np.array(covariance_type),
             "dtype": np.array(str(self._dtype).removeprefix("torch.")),
             "chunk_size": np.int64(self.chunk_size),
-            "reg_covar": np.float64(self.reg_covar),
-            "estep_reg_covar": np.bool_(self.estep_reg_covar),
+            "reg_covar": np.float64(reg_covar),
+            "estep_reg_covar": np.bool_(estep_reg_covar),
             "shift": np64(self._shift),
             **{name: np64(getattr(st, name)) for name in STATE_FIELDS},
         }
@@ -438,6 +464,7 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         })
         est._state = st
         est._set_attributes(st)
+        est._fitted_settings = (est.covariance_type, est.reg_covar, est.estep_reg_covar)
         est._perm, est._deleted = None, None
         est.fit_stats_ = new_fit_stats()
         est._prepare_estep(st)

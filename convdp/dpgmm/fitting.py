@@ -367,6 +367,9 @@ class _Fitting:
         self.weight_concentration_prior_ = fit["priors"].concentration
         self._state = state
         self._set_attributes(state)
+        # what the cached E-step quantities (predict's) depend on, for get_state
+        self._fitted_settings = (self.covariance_type, float(self.reg_covar),
+                                 bool(self.estep_reg_covar))
         self.n_iter_ = fit["n_iter"]
         self.converged_ = fit["converged"]
         self.lower_bound_ = fit["lower_bound"]
