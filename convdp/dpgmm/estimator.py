@@ -54,7 +54,10 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         ``rs = check_random_state(random_state)``), so the same ``random_state`` gives
         the same initialisation as scikit-learn. "kmeans" runs Elkan's exact
         acceleration of scikit-learn's default Lloyd iterations (up to
-        ``ELKAN_MAX_BOUNDS`` samples x components): the same labels, faster.
+        ``ELKAN_MAX_BOUNDS`` samples x components): the same labels, faster, but where
+        a sample lies at exactly equal distances from two centres (data on an integer
+        grid), which each algorithm may break its own way: scikit-learn's fit can then
+        start, and end, elsewhere.
     kmeans_max_iter : int >= 1, default=300
         Lloyd iterations of the "kmeans" start at most (scikit-learn's ``KMeans``
         ``max_iter``): 300, scikit-learn's, gives its start. The K-means of a start with

@@ -170,7 +170,8 @@ class _Statistics:
 
             # Elkan's exact acceleration of Lloyd's iterations: the same labels as
             # scikit-learn's default (lloyd) on every data set compared, in half the time
-            # on the paper's 512-dimensional setting (benchmarks/RESULTS.md); its bounds
+            # on the paper's 512-dimensional setting (benchmarks/RESULTS.md; exact distance
+            # ties, as on integer-grid data, may be broken otherwise); its bounds
             # hold n x K float64, so beyond ELKAN_MAX_BOUNDS elements it is Lloyd's.
             algorithm = "elkan" if n * K <= ELKAN_MAX_BOUNDS else "lloyd"
             labels = KMeans(n_clusters=K, n_init=1, random_state=random_state,
