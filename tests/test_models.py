@@ -283,6 +283,28 @@ def test_truncated_checkpoint_is_named(tmp_path):
         load_state_dict(tmp_path / "m.pt")
 
 
+def test_a_damaged_checkpoint_is_refused_not_loaded_with_a_wrong_weight(tmp_path):
+    """torch.load does not check a zip checkpoint's CRC-32s: one flipped byte in a tensor's
+    record loaded as a wrong weight of conv1 without a word."""
+    net = DigitNet()
+    save_state_dict(net, tmp_path / "m.pt")
+    data = bytearray((tmp_path / "m.pt").read_bytes())
+    data[data.find(b"data/0") + 200] ^= 0xFF  # inside conv1.weight's bytes
+    (tmp_path / "m.pt").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"m\.pt is damaged: its record \S+/data/0 does not"):
+        load_state_dict(tmp_path / "m.pt")
+
+
+def test_a_truncated_legacy_checkpoint_is_called_truncated(tmp_path):
+    """A checkpoint in torch's old (non-zip) format cut short was refused as one that 'would
+    need arbitrary unpickling'."""
+    torch.save(DigitNet().state_dict(), tmp_path / "m.pt", _use_new_zipfile_serialization=False)
+    data = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "m.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"m\.pt is truncated \(unexpected EOF"):
+        load_state_dict(tmp_path / "m.pt")
+
+
 def test_text_and_git_lfs_pointers_are_named(tmp_path):
     (tmp_path / "notes.pt").write_text("hello world\n")  # pickle read it as a KeyError: 101
     with pytest.raises(ValueError, match=r"notes\.pt is not a file torch.save wrote"):
