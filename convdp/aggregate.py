@@ -183,7 +183,7 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
             for _, grp in sub.groupby(["dataset", "method"], sort=False):
                 ax.fill_between(grp["layer position"], grp[f"{what}_min"], grp[f"{what}_max"], alpha=0.15,
                                 color="grey", linewidth=0)
-            sat = sub[sub["saturated"].astype(bool)]
+            sat = sub[sub["saturated"].map(_flag)]
             if len(sat):
                 ax.scatter(sat["layer position"], sat[what], marker="x",
                            s=80, color="red", zorder=5, label="truncation bound the count")
@@ -330,7 +330,7 @@ def plot_model_comparison(df: pd.DataFrame, dest: str | Path) -> None:
                      palette=palette, style_order=styles,
                      dashes={"model's own": "", "random (control)": (4, 2)},
                      markers=True, ax=ax)
-        sat = sub[sub["saturated"].astype(bool)]
+        sat = sub[sub["saturated"].map(_flag)]
         if len(sat):
             ax.scatter(sat["relative depth"], sat[what], marker="x", s=80, color="red", zorder=5)
         ax.set_title(f"{what.replace('_', ' ')} ({mode} mode)", fontsize=9)

@@ -244,10 +244,13 @@ def extract(
     models.check_layers(net, layers, model_name)
     group = data_mod.open_dataset(dataset)
     images = group["images"]
-    if meta.get("input_size") and images.shape[1] != meta["input_size"]:
+    # both sides: a data set of one non-square size (``size: null``) whose height is the
+    # net's input size passed a check of the height alone
+    if meta.get("input_size") and tuple(images.shape[1:3]) != (meta["input_size"],) * 2:
         raise ValueError(
             f"{dataset}: images are {images.shape[1]}×{images.shape[2]} but model {model_name!r} "
-            f"expects {meta['input_size']}; set the data set's size to {meta['input_size']}"
+            f"expects {meta['input_size']}×{meta['input_size']}; set the data set's size to "
+            f"{meta['input_size']}"
         )
     if images.shape[-1] != meta["in_channels"]:
         raise ValueError(

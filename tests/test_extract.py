@@ -400,3 +400,22 @@ def test_a_map_the_net_computes_channels_last_is_stored_as_it_is(tmp_path):
     out = feature_extractor(net, ["block.2"])(x)
     assert out["block.2"].shape == (3, 6, 10, 12)  # channels-first, as every map is read
     assert trace_fields(net, ["block.2"], (10, 12), 1)["block.2"].size == (3, 3)
+
+
+def test_images_of_another_width_than_the_nets_input_size_are_refused(tmp_path):
+    """A data set stored at one non-square size (``size: null``) whose height is the net's
+    ``input_size`` passed a check of the height alone: 16×24 images were extracted for a net
+    that expects 16×16."""
+    from convdp.data import write_dataset
+    from convdp.datasets.base import Dataset
+    from convdp.pipeline import extract, prepare_model
+
+    images = np.random.default_rng(0).integers(0, 255, (4, 16, 24, 1), dtype=np.uint8)
+    write_dataset(tmp_path / "d.zarr", Dataset(images=images, labels=None, class_names=[],
+                                               source="x"))
+    prepare_model({"arch": "digitnet", "weights": "none", "input_size": 16, "layers": ["relu1"],
+                   "analyse_on": ["d"]}, tmp_path / "m.pt", tmp_path / "m.json")
+    with pytest.raises(ValueError, match=r"images are 16×24 but model 'model' expects 16×16"):
+        extract(tmp_path / "m.pt", tmp_path / "m.json", tmp_path / "d.zarr", ["relu1"],
+                tmp_path / "a.json", device="cpu", progress=False)
+    assert not (tmp_path / "a.json").exists()
