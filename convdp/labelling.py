@@ -77,12 +77,28 @@ def label_pass(
     # net's output can differ in its last bits between batch sizes); manifests from before
     # it was recorded: the configured one
     batch_size = info.get("batch_size", batch_size)
+    # and the extraction's dtype: the fits were made on the stored samples, and a float16
+    # store's activations labelled as float32 (a config changed since) give other labels
+    stored = {spec["dtype"] for spec in info["layers"].values() if "dtype" in spec}
+    if len(stored) == 1:
+        dtype = stored.pop()
     if info.get("chunk_size", chunk_size) != chunk_size:
         raise ValueError(f"{manifest}: extracted in chunks of {info['chunk_size']} images, "
                          f"but extract.chunk_size is {chunk_size}; rerun the extraction")
     meta = read_json(meta_path)
-    images = data_mod.open_dataset(dataset)["images"]
+    data_group = data_mod.open_dataset(dataset)
+    images = data_group["images"]
     n = images.shape[0]
+    # the net and the images the extraction ran: the fits were made on its samples, and a
+    # net retrained (or a data set rebuilt) since would label other activations than theirs
+    now = {"model_sha256": (file_hash(weights), weights),
+           "dataset_checksum": (data_group.attrs.get("checksum"), dataset)}
+    changed = [str(path) for k, (value, path) in now.items()
+               if k in info["fingerprint"] and info["fingerprint"][k] != value]
+    if changed:
+        raise ValueError(f"{manifest}: the extraction read other contents of "
+                         f"{' and '.join(changed)} than they hold now; rerun the extraction "
+                         "and the fits")
     predictors, shapes = {}, {}
     for key, path in sorted(fits.items()):
         _, layer, mode = key.split("/")
@@ -186,9 +202,17 @@ def merge_labelled(
     arrays and record a fit on the full store writes (timings aside)."""
     from convdp.cluster import merge_labels
     from convdp.datasets.store import read_labels
+    from convdp.download import file_hash
     from convdp.fitted import load_npz
 
     t0 = time.perf_counter()
+    # the labels of this very model: the pass records the hash of each .model.npz it labelled
+    # with, and a model refitted since (the pass not rerun) would be joined to another's labels
+    made_with = read_json(labels_manifest)["fingerprint"].get("fits", {}).get(key)
+    if made_with is not None and made_with != file_hash(model_npz):
+        raise ValueError(f"{labels_manifest}: the labels {key!r} were made with another "
+                         f"{model_npz} than the one there now (refitted since); rerun the "
+                         "labelling pass")
     model, record = load_npz(model_npz), read_json(model_json)
     labels, predict_seconds = open_labels(labels_manifest, key)
     arrays, record = merge_labels(model, record, [(0, len(labels), labels.ravel())],

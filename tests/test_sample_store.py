@@ -314,3 +314,94 @@ def test_the_dpgmm_device_reaches_the_estimator_and_the_rebuilt_predictor():
     pre = Preprocess(None, None, 0).fit(X, "x")
     _, rebuilt = load_predictor(model_arrays(est, pre), device="cpu")
     assert np.array_equal(rebuilt.predict(X), est.predict(X))
+
+
+def test_the_labelling_pass_labels_the_activations_in_the_extractions_dtype(tmp_path):
+    """A float16 sample store labelled with extract.dtype float32 (the config changed since
+    the extraction) computed the labels from float32 activations, while the fit saw the
+    stored float16 ones: 19 of 15,360 labels differed from the full store's, without a word.
+    The pass takes the extraction's dtype, as it takes its batch size."""
+    from convdp.cluster import label_images
+    from convdp.labelling import label_pass, open_labels
+
+    weights, meta = make_model(tmp_path)
+    data = make_digits(tmp_path / "data.zarr", n=60)
+    plan = {"modes": ["position"], "max_samples": 500, "seed": 0, "transfer": None}
+    kw = dict(device="cpu", batch_size=16, chunk_size=25, progress=False, dtype="float16")
+    pipeline.extract(weights, meta, data, ["relu1"], tmp_path / "full.json", **kw)
+    pipeline.extract(weights, meta, data, ["relu1"], tmp_path / "sample.json", sample=plan, **kw)
+    params = {"preprocess": {"max_samples": 500, "pca": None, "scale_max": None},
+              "dpgmm": {"backend": "sklearn", "n_components": 30, "covariance_type": "full",
+                        "concentration": 1.0, "max_iter": 200, "tol": 1e-3,
+                        "weight_threshold": 0.01, "sample_check": False, "seed_check": False}}
+    model_npz = tmp_path / "position.model.npz"
+    pipeline.fit_model(tmp_path / "sample.json", "relu1", "position", "dpgmm", params,
+                       model_npz, tmp_path / "position.model.json")
+    with np.load(model_npz) as z:
+        model = dict(z)
+    full = label_images(pipeline.open_layer(tmp_path / "full.json", "relu1"), model,
+                        mode="position")
+    out = tmp_path / "labels.json"
+    record = label_pass(weights, meta, data, tmp_path / "sample.json",
+                        {"dpgmm/relu1/position": model_npz}, out, device="cpu", batch_size=16,
+                        chunk_size=25, dtype="float32", progress=False)
+    assert record["fingerprint"]["dtype"] == "float16"
+    labels, _ = open_labels(out, "dpgmm/relu1/position")
+    assert np.array_equal(labels.ravel(), full)
+
+
+def test_labels_of_a_model_refitted_since_the_labelling_pass_are_refused(tmp_path):
+    """merge_labelled joined the pass's labels to whatever .model.npz is there: a 2-means
+    model's labels were written beside a 5-means model refitted since (clusters_kept 5,
+    clusters_used 2, the centres of one fit and the labels of the other), without a word.
+    The pass records each model's hash; another model there now is refused."""
+    from convdp.labelling import label_pass, merge_labelled
+
+    weights, meta = make_model(tmp_path)
+    data = make_digits(tmp_path / "data.zarr", n=60)
+    plan = {"modes": ["image"], "max_samples": 500, "seed": 0, "transfer": None}
+    pipeline.extract(weights, meta, data, ["relu1"], tmp_path / "sample.json", sample=plan,
+                     device="cpu", batch_size=16, chunk_size=25, progress=False)
+
+    def fit(k):
+        params = {"preprocess": {"max_samples": 500, "pca": None, "scale_max": None},
+                  "baseline": {"method": "kmeans", "k_min": k, "k_max": k, "k_limit": k,
+                               "covariance_type": "full"}}
+        pipeline.fit_model(tmp_path / "sample.json", "relu1", "image", "baseline", params,
+                           model, model_json)
+
+    model, model_json = tmp_path / "image.model.npz", tmp_path / "image.model.json"
+    key, labels = "baseline/relu1/image", tmp_path / "labels.json"
+    fit(2)
+    label_pass(weights, meta, data, tmp_path / "sample.json", {key: model}, labels,
+               device="cpu", batch_size=16, chunk_size=25, progress=False)
+    args = (model, model_json, labels, key, data, tmp_path / "image.npz", tmp_path / "image.json")
+    assert merge_labelled(*args)["clusters_used"] == 2  # the model it labelled with: joined
+    fit(5)
+    with pytest.raises(ValueError, match=r"labels 'baseline/relu1/image' were made with another "
+                                         r".*image\.model\.npz.*rerun the labelling pass"):
+        merge_labelled(*args)
+
+
+def test_the_labelling_pass_refuses_a_net_changed_since_the_extraction(tmp_path):
+    """The pass runs the net again: with weights other than the extraction's (retrained since)
+    it labelled their activations, not the stored ones the fit was made on, without a word."""
+    from convdp.labelling import label_pass
+
+    weights, meta = make_model(tmp_path)
+    data = make_digits(tmp_path / "data.zarr", n=30)
+    plan = {"modes": ["image"], "max_samples": 500, "seed": 0, "transfer": None}
+    pipeline.extract(weights, meta, data, ["relu1"], tmp_path / "sample.json", sample=plan,
+                     device="cpu", batch_size=16, chunk_size=25, progress=False)
+    params = {"preprocess": {"max_samples": 500, "pca": None, "scale_max": None},
+              "baseline": {"method": "kmeans", "k_min": 2, "k_max": 2, "k_limit": 2,
+                           "covariance_type": "full"}}
+    model = tmp_path / "image.model.npz"
+    pipeline.fit_model(tmp_path / "sample.json", "relu1", "image", "baseline", params, model,
+                       tmp_path / "image.model.json")
+    make_model(tmp_path, seed=1)  # the same paths, other weights
+    with pytest.raises(ValueError, match=r"sample\.json: the extraction read other contents of "
+                                         r".*net\.pt than they hold now; rerun the extraction"):
+        label_pass(weights, meta, data, tmp_path / "sample.json", {"baseline/relu1/image": model},
+                   tmp_path / "labels.json", device="cpu", batch_size=16, chunk_size=25,
+                   progress=False)
