@@ -511,8 +511,9 @@ def merge_labels(
     seconds : the record's ``seconds`` (the whole fit and labelling); default ``fit_seconds``
     names : what each part is called in errors (its file)
 
-    Returns the fit's arrays (``labels`` first, then the model's arrays without the
-    ``predict_*`` ones) and its record, as :func:`fit_layer` does.
+    Returns the fit's arrays (``labels`` first, then every array of the model, its
+    ``predict_*`` ones too: the atlas and the transfer scores rebuild the predictor from
+    them) and its record, as :func:`fit_layer` does.
     """
     mode, (h, w) = record["mode"], record["grid"]
     per_image = h * w if mode == "position" else 1
