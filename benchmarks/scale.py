@@ -17,7 +17,7 @@ not hide the per-image costs; both stores fit the same samples.
 
     python benchmarks/scale.py                 # N = 16, 4N = 64, CPU
     python benchmarks/scale.py --n 64          # N = 64, 4N = 256
-    python benchmarks/scale.py --device cuda   # the net (and the DPGMM) on a GPU
+    python benchmarks/scale.py --device cuda   # the net on a GPU (the DPGMM: --fit-device cuda)
 """
 
 from __future__ import annotations
