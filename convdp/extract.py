@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2  # 2: every chunk is written (write_empty_chunks), so missing ones show
 
 
+#: The dtypes of stored activations (``extract.dtype``).
+DTYPES = ("float32", "float16")
+
 #: Codecs for activation chunks, by the name used in the config (``extract.compression``).
 COMPRESSIONS = ("none", "lz4", "zstd")
 
@@ -112,7 +115,8 @@ class ChannelsFirst(nn.Module):
     and columns sit is traced on the first batch of each input size, which that trace
     computes (:func:`convdp.receptive.run_with_axes`: no extra forward pass); an output whose
     map sits elsewhere is refused, naming the layer, and one the tracing cannot follow is
-    taken as channels-first."""
+    taken as channels-first, with a warning naming the layer (a channels-last map read so
+    would be stored with its axes mixed up: (N, H, W, C) as (N, W, C, H))."""
 
     def __init__(self, extractor: torch.fx.GraphModule):
         super().__init__()
@@ -128,6 +132,13 @@ class ChannelsFirst(nn.Module):
         else:
             try:
                 out, self._axes[key] = run_with_axes(self.extractor, x)
+                lost = [name for name, axes in self._axes[key].items()
+                        if axes is None and out[name].ndim == 4]
+                if lost:
+                    log.warning("layer(s) %s: where the rows and columns of their maps sit could "
+                                "not be traced (a reshape that splits them, say); they are read "
+                                "as (N, C, H, W), which a map the net computes channels-last "
+                                "is not", lost)
             except Exception as exc:  # noqa: BLE001 - the tracer's failure is no net's failure
                 log.warning("the layout of the maps could not be traced (%s: %s); they are read "
                             "as (N, C, H, W)", type(exc).__name__, exc)
@@ -173,23 +184,66 @@ def _aliases(graph_module: torch.fx.GraphModule, node: torch.fx.Node) -> list[to
         for user in todo.pop().users:
             if user in found:
                 continue
-            alias = (
-                (user.op == "call_module"
-                 and isinstance(graph_module.get_submodule(user.target), _ALIAS_MODULES))
-                or (user.op == "call_method" and user.target in _ALIAS_METHODS)
-                or (user.op == "call_function" and user.target in _ALIAS_FUNCTIONS)
-            )
-            if alias:
+            if _is_alias(graph_module, user):
                 found.append(user)
                 todo.append(user)
     return found
 
 
+def _is_alias(graph_module: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
+    """Whether ``node``'s output may share its (first) input's memory (:func:`_aliases`)."""
+    return ((node.op == "call_module"
+             and isinstance(graph_module.get_submodule(node.target), _ALIAS_MODULES))
+            or (node.op == "call_method" and node.target in _ALIAS_METHODS)
+            or (node.op == "call_function" and node.target in _ALIAS_FUNCTIONS))
+
+
+def _read_after_in_place(graph_module: torch.fx.GraphModule, captured: torch.fx.Node) -> bool:
+    """Whether a node reads the memory of ``captured`` (through any alias of the tensor it
+    shares memory with) after an op has written it in place. Switching that op out of place
+    (:func:`_out_of_place`) would hand such a reader the values before the write, not the
+    net's: ``skip = x; x = relu_inplace(x); return conv(x) + skip`` would add the unrectified
+    ``x``, so a later layer would differ from the net's own, and only when ``x`` is extracted."""
+    root = captured
+    while _is_alias(graph_module, root) and root.args and isinstance(root.args[0], torch.fx.Node):
+        root = root.args[0]
+    group = _aliases(graph_module, root)
+    order = {node: i for i, node in enumerate(graph_module.graph.nodes)}
+    writes = [order[user] for alias in group for user in alias.users
+              if _in_place(graph_module, user, alias)]
+    return bool(writes) and any(order[reader] > min(writes) for alias in group
+                                for reader in alias.users if reader.op != "output")
+
+
+def _in_place(graph_module: torch.fx.GraphModule, user: torch.fx.Node,
+              source: torch.fx.Node) -> bool:
+    """Whether ``user`` would overwrite ``source``, its input (what :func:`_out_of_place`
+    switches)."""
+    if user.op == "call_module":
+        return getattr(graph_module.get_submodule(user.target), "inplace", None) is True
+    if user.op == "call_function":
+        name = getattr(user.target, "__name__", "")
+        return (user.kwargs.get("inplace") is True
+                or (user.target in _OUT_OF_PLACE and user.args[0] is source)
+                or (name.endswith("_") and not name.startswith("_") and hasattr(torch, name[:-1])))
+    return (user.op == "call_method" and user.target.endswith("_")
+            and not user.target.startswith("_") and user.args[0] is source)
+
+
 def _protect_outputs(graph_module: torch.fx.GraphModule) -> None:
     """Switch the in-place ops that take a returned node, or a view or pass-through of it
-    (:func:`_aliases`), as input to their out-of-place form; then :func:`_guard_outputs`."""
+    (:func:`_aliases`), as input to their out-of-place form; where the net reads that memory
+    again after such an op (:func:`_read_after_in_place`), return a copy of the node made
+    where it is computed instead and leave the net's ops as they are; then
+    :func:`_guard_outputs`."""
     output = next(node for node in graph_module.graph.nodes if node.op == "output")
-    for captured in output.all_input_nodes:
+    for captured in list(output.all_input_nodes):
+        if _read_after_in_place(graph_module, captured):
+            with graph_module.graph.inserting_after(captured):
+                copied = graph_module.graph.call_method("clone", (captured,))
+            output.args = (torch.fx.node.map_arg(
+                output.args[0], lambda node, c=captured, k=copied: k if node is c else node),)
+            continue
         for alias in _aliases(graph_module, captured):
             for user in list(alias.users):
                 _out_of_place(graph_module, user, alias)
@@ -456,6 +510,8 @@ def extract_activations(
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
     codec = compressor(compression)
+    if dtype not in DTYPES:  # an integer dtype would store the activations truncated
+        raise ValueError(f"unknown activation dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     device = torch.device(device)
     keep_freed_memory()  # each batch's outputs in the last one's memory (convdp.allocator)
     smooth = {name: float(sigma) for name, sigma in (smooth or {}).items()}

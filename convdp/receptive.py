@@ -480,12 +480,14 @@ def run_with_axes(gm: fx.GraphModule, x: torch.Tensor) -> tuple[dict, dict]:
     """The extractor ``gm``'s outputs on ``x`` (unsmoothed, as the net makes them: ``gm(x)``),
     and where the rows and columns of each output's map sit among its axes: (2, 3) for
     (N, C, H, W), (1, 2) for channels-last (N, H, W, C); None for an (N, C) output or one
-    whose path the tracer does not follow. One forward pass, run node by node."""
+    whose path the tracer does not follow; outputs that do not depend on the image (a Swin's
+    relative position bias: no map) are left out. One forward pass, run node by node."""
     from convdp.extract import output_nodes
 
     tracer = _Tracer(gm, tuple(x.shape[2:]))
     out = dict(tracer.run(x))  # fx hands back the graph's own (immutable) dict
-    return out, {name: tracer.axes.get(node.name) for name, node in output_nodes(gm).items()}
+    return out, {name: tracer.axes.get(node.name) for name, node in output_nodes(gm).items()
+                 if node.name in tracer.dependent}
 
 
 def trace_fields(model: nn.Module, layers: Sequence[str], size: int | tuple[int, int] = 64,

@@ -211,7 +211,10 @@ class SigmaChooser:
                         "the smoothing sigma is chosen from those alone", name,
                         int(self.valid.sum()), h, w)
         self.sigmas = [s for s in SIGMA_GRID if s <= min(h, w) / 8]
-        self.edge_fit = (max(s for s in self.sigmas if s <= min(h, w) / 16), self.sigmas[-1])
+        # two σ's: at 4096 positions a side a sixteenth of the map is the grid's last σ too
+        # (the edge term's slope was then 0 / 0)
+        self.edge_fit = (max(s for s in self.sigmas[:-1] if s <= min(h, w) / 16),
+                         self.sigmas[-1])
         self._sum = self._sq = None
         self._removed = torch.zeros(len(self.sigmas), dtype=torch.float64)
         self._count = 0

@@ -278,6 +278,21 @@ def test_layers_out_of_the_nets_order_are_refused(config):
         validate_config(config)
 
 
+def test_two_names_of_one_graph_node_are_named_as_such():
+    """A stage and its last node (or a name twice) are one node: the message was to list them
+    "from the input towards the output" in the order they were listed in."""
+    import torchvision
+
+    from convdp.layers import check_layers
+
+    net = torchvision.models.resnet18()
+    with pytest.raises(ValueError, match=r"layers 'layer1' and 'layer1.1.relu_1' of r18 are the "
+                                         r"same graph node \('layer1.1.relu_1'"):
+        check_layers(net, ["layer1", "layer1.1.relu_1"], "r18")
+    with pytest.raises(ValueError, match=r"layers 'relu' and 'relu' of r18 are the same"):
+        check_layers(net, ["relu", "layer1", "relu"], "r18")
+
+
 def test_models_and_data_sets_whose_figure_names_collide_are_refused(config):
     """``net`` on ``x_t`` and ``net_x`` on ``t`` both name transfer_net_x_t.png."""
     c = copy.deepcopy(config)

@@ -321,6 +321,81 @@ def test_an_in_place_op_convdp_does_not_foresee_is_an_error_not_a_wrong_layer():
         feature_extractor(net, ["conv1", "conv2"])(torch.randn(2, 1, 8, 8))
 
 
+class _SkipOfRectified(nn.Module):
+    """An in-place ReLU on a map the net also keeps for a skip connection: the sum adds the
+    rectified map (the skip shares the ReLU's memory)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        skip = x
+        x = self.act(x)
+        return self.conv2(x) + skip
+
+
+def test_a_layer_read_again_after_an_in_place_op_leaves_the_later_layers_the_nets():
+    """Asked for with conv1, ``add`` was conv2(relu(conv1)) + conv1 (the ReLU made out of
+    place, the skip unrectified), 1.49 away from the net's own output; asked for alone, the
+    net's. conv1 is now returned as computed and the net runs as it is."""
+    from convdp.extract import feature_extractor
+
+    torch.manual_seed(0)
+    net = _SkipOfRectified().eval()
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        conv1 = net.conv1(x)
+        want = net(x)
+        out = feature_extractor(net, ["conv1", "add"])(x)
+    torch.testing.assert_close(out["add"], want)
+    assert (out["conv1"] < 0).any(), "conv1: negative values must survive"
+    torch.testing.assert_close(out["conv1"], conv1)
+    assert net.act.inplace is True
+
+
+class _Windows(nn.Module):
+    """A conv, then its map channels-last cut into 2 x 2 windows and put back (a Swin's window
+    partition written out in views and permutes, which the layout tracing does not follow)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.mix = nn.Linear(3, 3)
+
+    def forward(self, x):
+        x = self.conv(x).permute(0, 2, 3, 1)
+        n, h, w, c = x.shape
+        win = x.view(n, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, 4, c)
+        win = self.mix(win)
+        return win.view(n, h // 2, w // 2, 2, 2, c).permute(0, 1, 3, 2, 4, 5).reshape(n, h, w, c)
+
+
+def test_a_map_whose_layout_is_not_traced_is_named_in_a_warning(caplog):
+    """The windows' (N, H, W, C) = (2, 8, 6, 3) map was read as (N, C, H, W) without a word:
+    stored as 2 images of 6 x 3 positions of 8 channels (the rows). A Swin's relative position
+    bias (no map of the image) is no such layer."""
+    import torchvision
+
+    from convdp.extract import feature_extractor
+
+    torch.manual_seed(0)
+    with caplog.at_level("WARNING", logger="convdp.extract"), torch.no_grad():
+        out = feature_extractor(_Windows().eval(), ["conv", "reshape_1"])(torch.randn(2, 1, 8, 6))
+    assert tuple(out["reshape_1"].shape) == (2, 8, 6, 3)
+    assert "['reshape_1']: where the rows and columns" in caplog.text
+    assert "'conv'" not in caplog.text
+    caplog.clear()
+    net = torchvision.models.swin_t().eval()
+    layers = ["features.1.0.attn._get_relative_position_bias", "features.1"]
+    with caplog.at_level("WARNING", logger="convdp.extract"), torch.no_grad():
+        feature_extractor(net, layers)(torch.randn(1, 3, 56, 56))
+    assert "could not be traced" not in caplog.text
+
+
 @pytest.mark.parametrize("compression", ["lz4", "zstd"])
 def test_compressed_stores_hold_the_same_values(digitnet, tiny_images, tmp_path, compression):
     run(digitnet, tiny_images, tmp_path / "plain.zarr")
@@ -335,6 +410,15 @@ def test_unknown_compression_is_named(digitnet, tiny_images, tmp_path):
     with pytest.raises(ValueError, match="unknown compression 'gzip'; choose one of none, lz4, zstd"):
         run(digitnet, tiny_images, tmp_path / "g.zarr", compression="gzip")
     assert not (tmp_path / "g.zarr").exists()
+
+
+def test_an_integer_dtype_is_refused_not_truncated(digitnet, tiny_images, tmp_path):
+    """dtype int16 stored relu1's activations cut to whole numbers: 2.718 as 2, and 82 % of
+    the positive ones as 0."""
+    with pytest.raises(ValueError, match="unknown activation dtype 'int16'; choose one of "
+                                         "float32, float16"):
+        run(digitnet, tiny_images, tmp_path / "i.zarr", dtype="int16")
+    assert not (tmp_path / "i.zarr").exists()
 
 
 def test_a_sample_store_of_an_older_selection_is_extracted_anew(digitnet, tiny_images, tmp_path):

@@ -330,6 +330,8 @@ def test_auto_sigma_needs_maps_it_can_read_an_edge_term_from():
     with pytest.raises(ValueError, match=r"layer 'relu1' has output shape \(4, 6, 16, 17\)"):
         SigmaChooser("relu1", (16, 16)).add(torch.zeros(4, 6, 16, 17))
     assert SigmaChooser("conv1", (1024, 2048)).edge_fit == (64.0, 128.0)
+    # the largest maps auto takes: two σ's for the edge term (it was 256 and 256: 0 / 0)
+    assert SigmaChooser("conv1", (4096, 4096)).edge_fit == (192.0, 256.0)
     with pytest.raises(ValueError, match=r"'conv1' has 4100 x 4100 positions.*16 to 4096"):
         SigmaChooser("conv1", (4100, 4100))
 
