@@ -594,6 +594,7 @@ def transfer_scores(
             open_layer(source_manifest, layer), open_layer(target_manifest, layer),
             source_fits[layer], own, mode, pick=pick, classes=classes, max_samples=max_samples,
             probe_folds=probe_folds, weight_threshold=weight_threshold, seed=seed)
+        # source_, target_ (label maps) and weights_ (the source's, for their colours)
         maps |= {f"{side}_{layer}": m for side, m in layer_maps.items()}
         src_json, tgt_json = (read_json(Path(fits[layer]).with_suffix(".json"))
                               for fits in (source_fits, target_fits))

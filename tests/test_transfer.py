@@ -196,6 +196,32 @@ def test_a_target_cluster_no_scored_sample_falls_in_takes_its_source_cluster_col
                             pick=np.array([0, 30]), max_samples=200)
     assert (maps["target"][0, r, q] == maps["source"][0, r, q]).all()
     assert (maps["target"] == maps["source"]).all()  # every other cluster is the source's
+    # the source fit's weights travel with the maps: the figure colours its clusters by them
+    np.testing.assert_array_equal(maps["weights"], arrays["weights"])
+
+
+def test_transfer_label_maps_colour_a_cluster_as_the_label_maps_and_atlas_do(monkeypatch):
+    """The transfer figure coloured source cluster k with PALETTE[k % 18]; the label maps and
+    the atlas of the same fit colour it by weight (cluster_colours). Cluster 5, the largest,
+    was green there and blue in the label maps, and clusters 0 and 18 were both blue."""
+    from convdp.plotting import cluster_colours
+    from convdp.transfer import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, dest: figures.append(fig))
+    weights = np.full(25, 0.01)
+    weights[[5, 0, 18]] = 0.5, 0.2, 0.15
+    labels = np.zeros((1, 4, 4), np.int64)
+    labels[0, :2], labels[0, 3] = 5, 18
+    maps = {"images": np.zeros((1, 8, 8, 3), np.uint8), "source_l": labels,
+            "target_l": labels, "weights_l": weights}
+    plots.plot_transfer_label_maps(maps, ["l"], "unused.png")
+    drawn = [np.asarray(im.get_array()) for ax in figures[0].get_axes()
+             for im in ax.get_images() if im.get_array().shape[:2] == (4, 4)]
+    assert len(drawn) == 2  # the source's row and the target's
+    for rgb in drawn:
+        np.testing.assert_allclose(rgb, cluster_colours(weights)[labels[0]])
+    assert not np.allclose(drawn[0][2, 0], drawn[0][3, 0])  # clusters 0 and 18: two colours
 
 
 def test_js_divergence_and_rules():

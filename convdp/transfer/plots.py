@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from convdp.plotting import PALETTE, label_map_rows, placeholder, pyplot, save_figure
+from convdp.plotting import (
+    PALETTE,
+    cluster_colours,
+    label_map_rows,
+    placeholder,
+    pyplot,
+    save_figure,
+)
 
 
 def plot_verdict(df, summary: dict, maps: dict, figure: str | Path, label_maps: str | Path) -> None:
@@ -151,19 +158,27 @@ def plot_transfer_label_maps(maps: dict, layers: Sequence[str], dest: str | Path
     (optional) and per layer ``source_{layer}`` (the source
     DPGMM's labels of the target images) and ``target_{layer}`` (the target fit's own
     labels, recoloured: each target cluster takes the colour of the source cluster most of
-    its samples fall in), both (n, h, w). A label ``k`` takes colour ``k % len(PALETTE)``
-    of :data:`convdp.plotting.PALETTE` (the label maps here show source cluster ids, not
-    weights: clusters ``k`` and ``k + 18`` share a colour).
+    its samples fall in), both (n, h, w), and ``weights_{layer}`` (the source fit's cluster
+    weights). A source cluster takes the colour :func:`convdp.plotting.cluster_colours` gives
+    it, the one it has in the source's label maps and cluster atlas (coloured by id modulo
+    the palette, it had another colour here than there, and clusters ``k`` and ``k + 18``
+    shared one); maps saved without ``weights_{layer}`` fall back to ``k % len(PALETTE)``.
     """
     images = maps["images"]
     palette = np.asarray(PALETTE)
+
+    def colours(layer, labels):
+        if f"weights_{layer}" in maps:
+            return cluster_colours(maps[f"weights_{layer}"])[labels]
+        return palette[labels % len(palette)]
+
     ncols = 1 + len(layers)
     fig, axes = pyplot().subplots(2 * len(images), ncols, figsize=(1.7 * ncols, 1.7 * 2 * len(images)),
                                   squeeze=False)
     rows = []
     for i, img in enumerate(images):
         for side, label in (("source", "source fit"), ("target", "target's fit")):
-            coloured = [palette[maps[f"{side}_{layer}"][i] % len(palette)]
+            coloured = [colours(layer, maps[f"{side}_{layer}"][i])
                         if f"{side}_{layer}" in maps else None for layer in layers]
             index = int(maps["examples"][i]) if "examples" in maps else i
             rows.append((img, f"image {index}\n{label}", coloured))

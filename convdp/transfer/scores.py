@@ -241,7 +241,9 @@ def score_layer(
     position mode the maps are ``source`` (the source
     DPGMM's labels of the target images ``pick``) and ``target`` (the target fit's own
     ``target_labels`` of them, each cluster renumbered to the source cluster most of its
-    samples fall in), both (n, h, w); in image mode there are none.
+    samples fall in), both (n, h, w), and ``weights``, the source fit's (K,) cluster weights
+    (the figure colours the source's clusters by them, as the label maps and the atlas of
+    that fit do: :func:`convdp.plotting.cluster_colours`); in image mode there are none.
     """
     fit = source_fit if isinstance(source_fit, tuple) else load_fit(source_fit)
     s = layer_shift(source_array, target_array, fit, mode, max_samples=max_samples, seed=seed,
@@ -262,6 +264,7 @@ def score_layer(
             mapping = own_to_source(own_pick.ravel(), maps["source"].ravel()) | mapping
         lut = np.array([mapping.get(k, k) for k in range(int(target_labels.max()) + 1)])
         maps["target"] = lut[own_pick]
+        maps["weights"] = np.asarray(fit[0]["weights"], np.float64)
     pooled = pooled_features(target_array)
     probe = (linear_probe(pooled, classes, probe_folds, seed)
              if classes is not None else (float("nan"), float("nan")))
