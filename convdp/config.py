@@ -117,7 +117,7 @@ def validate_config(config: dict, schema: str | Path = SCHEMA, check_layers: boo
         raise ConfigError(str(exc)) from None
     _check_duplicates(config)
     _check_digit_parts(config["datasets"])
-    _check_figure_names(config["models"])
+    _check_figure_names(config["models"], config["transfer"]["benchmark"])
     _check_device(config["extract"]["device"])
     _check_device(config["dpgmm"]["device"], "dpgmm.device")
     _check_torch_only(config["dpgmm"], schema_dict["properties"]["dpgmm"]["properties"])
@@ -307,13 +307,18 @@ def _check_names(config: dict) -> None:
     """Model and data set names are path components (``results/activations/{model}/
     {dataset}.json``, ``results/dpgmm/{model}/{dataset}/...``): a ``/`` in one makes two
     pairs one file (model ``net`` on ``x/d`` and model ``net/x`` on ``d``), so one pair's
-    results would be read as the other's."""
+    results would be read as the other's. ``.`` and ``..`` are no folder of their own: every
+    model on a data set ``..`` wrote ``results/dpgmm/{model}/../{layer}/...``, the one file
+    ``results/dpgmm/{layer}/...``, each model's fits over the others'. Snakemake reads
+    ``{...}`` in a file name as a wildcard (a data set ``t{1}`` failed the DAG with
+    "Wildcards in input files cannot be determined from output files: '1'")."""
     for section in ("datasets", "models"):
         for name in config[section]:
-            if not isinstance(name, str) or not name or "/" in name:
+            if (not isinstance(name, str) or name in ("", ".", "..")
+                    or any(ch in name for ch in "/{}")):
                 raise ConfigError(f"{section}.{name}: {name!r} is not a valid name: names "
                                   "become folder and file names, so give a non-empty one "
-                                  "without '/'")
+                                  "without '/', '{' or '}', other than '.' and '..'")
 
 
 def _check_duplicates(config: dict) -> None:
@@ -351,18 +356,31 @@ def _check_digit_parts(datasets: dict) -> None:
                     "heldout_fraction (or classes that do not overlap)")
 
 
-def _check_figure_names(models: dict) -> None:
-    """The transfer figures are named ``transfer_{model}_{dataset}.png``: two pairs whose
-    names join to the same (models ``net`` and ``net_x`` on data sets ``x_t`` and ``t``) would
-    write one file."""
-    seen: dict[str, tuple[str, str]] = {}
+def _check_figure_names(models: dict, benchmark: bool = False) -> None:
+    """The transfer figures of a model and target data set are named
+    ``transfer_{model}_{dataset}.png`` and ``transfer_label_maps_{model}_{dataset}.png``, and
+    (``benchmark``, two targets or more) ``transfer_benchmark_{model}.png``: two whose names
+    join to the same (models ``net`` and ``net_x`` on data sets ``x_t`` and ``t``; model
+    ``label_maps_net``'s figure and ``net``'s label maps; model ``benchmark`` on data set
+    ``net`` and ``net``'s benchmark) would write one file, which Snakemake refused only as
+    two ambiguous jobs, naming no key."""
+    seen: dict[str, str] = {}
+
+    def claim(figure: str, owner: str) -> None:
+        other = seen.setdefault(figure, owner)
+        if other != owner:
+            raise ConfigError(f"{owner} and {other} would write the same figures ({figure}): "
+                              "rename a model or data set")
+
     for model, spec in models.items():
-        for ds in spec["analyse_on"]:
-            other = seen.setdefault(f"{model}_{ds}", (model, ds))
-            if other != (model, ds):
-                raise ConfigError(
-                    f"models.{model} on {ds!r} and models.{other[0]} on {other[1]!r} would write "
-                    f"the same figures (transfer_{model}_{ds}.png): rename a model or data set")
+        if spec.get("control_of"):  # a random-weights control's scores go into its model's
+            continue
+        targets = spec["analyse_on"][1:]  # the first is the source: no verdict of its own
+        for ds in targets:
+            for figure in (f"transfer_{model}_{ds}.png", f"transfer_label_maps_{model}_{ds}.png"):
+                claim(figure, f"models.{model} on {ds!r}")
+        if benchmark and len(targets) >= 2:
+            claim(f"transfer_benchmark_{model}.png", f"models.{model}'s transfer benchmark")
 
 
 def _check_device(device: str, key: str = "extract.device") -> None:
@@ -708,11 +726,19 @@ def _check_layer_keys(mapping, where: str, config: dict) -> None:
         return
     layers = {name: spec["layers"] for name, spec in config["models"].items()}
     bare = {layer for names in layers.values() for layer in names}
-    scoped = {f"{m}.{layer}" for m, names in layers.items() for layer in names}
+    scoped: dict[str, list[tuple[str, str]]] = {}
+    for m, names in layers.items():
+        for layer in names:
+            scoped.setdefault(f"{m}.{layer}", []).append((m, layer))
     for key in mapping:
         if key in bare and key in scoped:
             raise ConfigError(f"{where}.{key}: {key!r} is both a layer name and a "
                               "model.layer; rename the model")
+        # model net's layer v1.relu1 and model net.v1's relu1: the key held for both
+        if len(scoped.get(key, ())) > 1:
+            named = " and ".join(f"layer {layer!r} of model {m!r}" for m, layer in scoped[key])
+            raise ConfigError(f"{where}.{key}: {key!r} reads as {named}, and would hold for "
+                              "each; rename a model")
         if key not in bare and key not in scoped:
             listing = "; ".join(f"{m}: {', '.join(names)}" for m, names in layers.items())
             raise ConfigError(f"{where}.{key}: {key!r} is not a layer of any model (write a "

@@ -1,6 +1,7 @@
 """A wrong config fails before any job runs, with a message naming the key."""
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -184,6 +185,21 @@ def test_a_module_layer_sits_at_its_last_node():
         layer_positions(net, ["layer9"])
 
 
+def test_a_module_and_its_last_node_listed_together_are_named_as_one_map():
+    """ResNet's layer1 stands for its last node layer1.1.relu_1: the two were refused as out
+    of the net's order, the "order to use" shown the same as the list given."""
+    import torchvision
+
+    from convdp.layers import check_layers
+
+    net = torchvision.models.resnet18()
+    for layers in (["layer1", "layer1.1.relu_1"], ["relu", "layer1.1.relu_1", "layer1"]):
+        with pytest.raises(ValueError, match=r"layers 'layer1(\.1\.relu_1)?' and 'layer1(\.1\."
+                                             r"relu_1)?' of r are the same graph node"):
+            check_layers(net, layers, "r")
+    assert check_layers(net, ["layer1.0", "layer1"], "r") == ["layer1.0", "layer1"]
+
+
 @pytest.fixture
 def rgb_folder_config(config, tmp_path):
     """The default config with one net not trained here (digitnet, random weights) on a folder
@@ -306,6 +322,57 @@ def test_models_and_data_sets_whose_figure_names_collide_are_refused(config):
         validate_config(c)
 
 
+@pytest.mark.parametrize("where", ["extract.smooth", "label_jobs"])
+def test_a_model_layer_key_read_by_two_models_is_refused(config, where):
+    """``net.v1.relu1`` is model net's layer v1.relu1 (a wrapped net's) and model net.v1's
+    relu1: extract.smooth {net.v1.relu1: 2} smoothed both, one of them unasked."""
+    from convdp.config import smoothing
+
+    net = {"arch": "digitnet", "weights": "none", "analyse_on": ["digits_source"]}
+    config["models"] = {"net": net | {"layers": ["v1.relu1"]},
+                        "net.v1": net | {"layers": ["relu1"]}}
+    if where == "label_jobs":
+        config["label_jobs"] = {"net.v1.relu1": 2}
+    else:
+        config["extract"]["smooth"] = {"net.v1.relu1": 2}
+    with pytest.raises(ConfigError, match=rf"{re.escape(where)}\.net\.v1\.relu1: 'net\.v1\."
+                                          r"relu1' reads as layer 'v1\.relu1' of model 'net' and "
+                                          r"layer 'relu1' of model 'net\.v1'.*rename a model"):
+        validate_config(copy.deepcopy(config), check_layers=False)
+    # one model of the two: the key is that model's layer alone
+    del config["models"]["net"]
+    validate_config(config, check_layers=False)
+    assert smoothing(config, "net.v1") == ({"relu1": 2.0} if where != "label_jobs" else {})
+
+
+def test_a_models_label_maps_figure_named_like_anothers_figure_is_refused(config):
+    """Model ``label_maps_digitnet``'s figure on digits_target and digitnet's label maps there
+    are both transfer_label_maps_digitnet_digits_target.png: Snakemake refused the run as two
+    ambiguous transfer_verdict jobs, naming no key of the config."""
+    c = copy.deepcopy(config)
+    c["models"]["label_maps_digitnet"] = copy.deepcopy(c["models"]["digitnet"])
+    with pytest.raises(ConfigError, match=r"models\.digitnet on 'digits_target' would write the "
+                                          r"same figures \(transfer_label_maps_digitnet_"
+                                          r"digits_target\.png\)"):
+        validate_config(c, check_layers=False)
+
+
+def test_a_figure_named_like_a_transfer_benchmarks_is_refused(config):
+    """Model ``benchmark`` on data set ``digitnet`` and digitnet's transfer benchmark both name
+    transfer_benchmark_digitnet.png (with transfer.benchmark, which needs two targets)."""
+    c = copy.deepcopy(config)
+    c["datasets"]["digitnet"] = copy.deepcopy(c["datasets"]["digits_target"])
+    c["models"]["digitnet"]["analyse_on"].append("digitnet")
+    c["models"]["benchmark"] = copy.deepcopy(c["models"]["digitnet"]) | {
+        "analyse_on": ["digits_source", "digitnet"]}
+    validate_config(copy.deepcopy(c), check_layers=False)
+    c["transfer"] = {"benchmark": True}
+    with pytest.raises(ConfigError, match=r"models\.benchmark on 'digitnet' and models\.digitnet's "
+                                          r"transfer benchmark would write the same figures "
+                                          r"\(transfer_benchmark_digitnet\.png\)"):
+        validate_config(c, check_layers=False)
+
+
 def test_torch_only_keys_set_off_their_default_are_named_with_the_sklearn_backend(config, caplog):
     """With ``backend: sklearn`` the config check names, once, the torch-only keys set to
     other than the schema's default (``merge: false``, a ``kmeans_max_iter``), not those at it
@@ -399,4 +466,31 @@ def test_names_with_a_slash_are_refused(config):
     del config["datasets"]["x/digits_source"]
     config["models"]["digitnet"]["analyse_on"].pop()
     with pytest.raises(ConfigError, match=r"models\.digitnet/x: 'digitnet/x' is not a valid name"):
+        validate_config(config, check_layers=False)
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_dot_names_are_refused(config, name):
+    """Two models on a data set ``..`` wrote results/dpgmm/{model}/../relu1/position.npz, the
+    one file results/dpgmm/relu1/position.npz: each model's fits over the other's."""
+    import posixpath
+
+    config["datasets"][name] = config["datasets"].pop("digits_target")
+    config["models"]["digitnet"]["analyse_on"] = ["digits_source", name]
+    config["models"]["other"] = copy.deepcopy(config["models"]["digitnet"])
+    paths = {posixpath.normpath(f"results/dpgmm/{m}/{name}/relu1/position.npz")
+             for m in ("digitnet", "other")}
+    assert len(paths) == (1 if name == ".." else 2)
+    with pytest.raises(ConfigError, match=rf"datasets\.{re.escape(name)}: '{re.escape(name)}' "
+                                          r"is not a valid name.*other than '\.' and '\.\.'"):
+        validate_config(config, check_layers=False)
+
+
+def test_names_with_braces_are_refused(config):
+    """Snakemake reads {1} in a target as a wildcard: a data set t{1} failed the DAG with
+    "Wildcards in input files cannot be determined from output files: '1'", naming no key."""
+    config["datasets"]["t{1}"] = config["datasets"].pop("digits_target")
+    config["models"]["digitnet"]["analyse_on"] = ["digits_source", "t{1}"]
+    with pytest.raises(ConfigError, match=r"datasets\.t\{1\}: 't\{1\}' is not a valid name: "
+                                          r".*without '/', '\{' or '\}'"):
         validate_config(config, check_layers=False)

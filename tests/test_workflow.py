@@ -76,6 +76,23 @@ def test_unknown_layer_fails_listing_layers(repo_root, tmp_path):
     assert "['fc7'] not found in digitnet; its layers are: conv1, relu1" in out.stderr + out.stdout
 
 
+def test_two_models_whose_figures_share_a_name_fail_naming_them(repo_root, tmp_path):
+    """Model label_maps_digitnet's transfer figure on digits_target is digitnet's label-map
+    figure there (transfer_label_maps_digitnet_digits_target.png): the run failed building
+    the DAG with Snakemake's AmbiguousRuleException, naming no key of the config."""
+    import yaml
+
+    config = yaml.safe_load(TINY.read_text())
+    config["models"]["label_maps_digitnet"] = dict(config["models"]["digitnet"])
+    path = tmp_path / "collide.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = snakemake(repo_root, tmp_path, "-n", "--configfile", str(path))
+    assert out.returncode != 0
+    assert ("models.label_maps_digitnet on 'digits_target' and models.digitnet on "
+            "'digits_target' would write the same figures "
+            "(transfer_label_maps_digitnet_digits_target.png)") in out.stderr + out.stdout
+
+
 @pytest.mark.slow
 def test_tiny_run_produces_every_output(repo_root, tiny_run):
     tmp_path = tiny_run
