@@ -148,11 +148,11 @@ def train_classifier(
     """Train ``model`` on (N, H, W, C) uint8 images with labels 0…K-1; return metrics.
 
     A seeded, stratified ``val_fraction`` of the images is held out and the accuracy on it is
-    returned as ``val_accuracy``. ``trainable`` (parameter-name prefixes) restricts which
-    parameters are updated; the others stay frozen. A BatchNorm whose parameters are all
-    frozen, or named in ``frozen_modules`` (one without parameters), stays in eval mode: it
-    keeps the running statistics it came with. Labels of fewer than two classes, or a
-    class with a single image, are refused with a ValueError naming ``data_name``.
+    returned as ``val_accuracy``. ``trainable`` (parameter names, or module prefixes of
+    them) restricts which parameters are updated; the others stay frozen. A BatchNorm whose
+    parameters are all frozen, or named in ``frozen_modules`` (one without parameters),
+    stays in eval mode: it keeps the running statistics it came with. Labels of fewer than
+    two classes, or a class with a single image, are refused with a ValueError naming ``data_name``.
     """
     from sklearn.model_selection import train_test_split
     from tqdm import tqdm
@@ -177,7 +177,9 @@ def train_classifier(
     check_outputs(model, x[idx_train[:2]].to(dev), int(np.max(labels)) + 1, data_name)
     params = []
     for name, p in model.named_parameters():
-        keep = trainable is None or any(name.startswith(t) for t in trainable)
+        # a name or a module prefix of it ("fc" for fc.weight), never part of a word: a frozen
+        # pos_embed_extra beside a trainable pos_embed was trained
+        keep = trainable is None or any(name == t or name.startswith(t + ".") for t in trainable)
         p.requires_grad_(keep)
         if keep:
             params.append(p)

@@ -242,6 +242,32 @@ def test_training_takes_googlenets_main_scores_and_refuses_its_aux_heads_as_laye
         check_layers(net, ["aux1"], "g")
 
 
+class _Prefixed(nn.Module):
+    """Two parameters whose names share a prefix: ``emb`` and ``emb_extra``."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Parameter(torch.zeros(3, 1, 1))
+        self.emb_extra = nn.Parameter(torch.zeros(3, 1, 1))
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc((x + self.emb + self.emb_extra).mean((2, 3)))
+
+
+def test_training_keeps_frozen_a_parameter_whose_name_starts_with_a_trainable_ones():
+    """``trainable`` names parameters or module prefixes of them: a frozen ``emb_extra`` was
+    trained because its name starts with the trainable ``emb``."""
+    from convdp.training import train_classifier
+
+    net = _Prefixed()
+    images = np.random.default_rng(0).integers(0, 255, (8, 8, 8, 3), dtype=np.uint8)
+    train_classifier(net, images, np.array([0, 1] * 4), mean=[0.5] * 3, std=[0.25] * 3,
+                     epochs=2, batch_size=4, progress=False, trainable=["emb", "fc"])
+    assert torch.count_nonzero(net.emb_extra) == 0
+    assert torch.count_nonzero(net.emb) > 0
+
+
 def test_state_dict_round_trip(tmp_path):
     net = DigitNet(num_classes=3)
     save_state_dict(net, tmp_path / "m.pt")
