@@ -512,14 +512,19 @@ def _check_dataset(name: str, spec: dict) -> dict:
                 raise ConfigError(f"{key}.classes: no class folder {unknown[0]!r} in {folder}; "
                                   f"have {have}")
             # folders named by numbers: 2 is the index of the third folder in sorted order
-            # ("10" of 0, 1, 10, 2), "2" the folder's name
-            twin = [c for c in classes if not isinstance(c, str) and str(c) in have
-                    and c < len(have) and have[c] != str(c)]
+            # ("10" of 0, 1, 10, 2), "2" the folder's name; zero-padded names too: YAML reads
+            # an unquoted 01 as 1, the index of "02" of 01, 02, 03
+            def number(n: str) -> int | None:
+                return int(n) if n.isascii() and n.isdigit() else None
+
+            twin = [(c, named) for c in classes if not isinstance(c, str) and c < len(have)
+                    and number(have[c]) != c
+                    for named in [n for n in have if number(n) == c][:1]]
             if twin:
-                c = twin[0]
+                c, named = twin[0]
                 raise ConfigError(f"{key}.classes: {c} is the index of class folder "
-                                  f"{have[c]!r}, not of the folder named {str(c)!r}; write "
-                                  f"'{c}' (quoted) for the folder's name")
+                                  f"{have[c]!r}, not of the folder named {named!r}; write "
+                                  f"'{named}' (quoted) for the folder's name")
         bad = sorted(c for c in set(classes) if not isinstance(c, str) and c >= n_classes)
         if bad:
             raise ConfigError(f"{key}.classes: unknown class(es) {bad}; {what} has classes "

@@ -639,6 +639,25 @@ def test_select_indices():
         select_indices(labels, 100, max_samples=0)
 
 
+def test_select_indices_keeps_a_rare_class(caplog):
+    """A class whose share of the cap rounds to 0 (3 of 903 images, cap 50: 0.17) was left
+    out without a word, and a net trained on the pick had a class fewer; it now keeps one
+    image while the cap allows one per class, and a cap below the class count says which
+    classes it leaves out."""
+    labels = np.repeat(np.arange(10), [100] * 9 + [3]).astype(np.int64)
+    idx = select_indices(labels, len(labels), max_samples=50, seed=0)
+    counts = np.bincount(labels[idx], minlength=10)
+    assert len(idx) == 50 and counts[9] == 1 and counts.min() >= 1
+    idx = select_indices(labels, len(labels), classes=[0, 9], max_samples=10, seed=0)
+    assert np.bincount(labels[idx], minlength=10)[[0, 9]].tolist() == [9, 1]
+    # shares that do not round to 0 are picked as before
+    even = np.repeat(np.arange(3), [50, 30, 20]).astype(np.int64)
+    assert np.bincount(even[select_indices(even, 100, max_samples=7)]).tolist() == [4, 2, 1]
+    with caplog.at_level(logging.WARNING):
+        idx = select_indices(labels, len(labels), max_samples=5, seed=0)
+    assert len(idx) == 5 and "below the 10 classes: classes [5, 6, 7, 8, 9]" in caplog.text
+
+
 # --------------------------------------------------------------------------------------
 # Image folders and single images
 # --------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ subset and seeded cap that all loaders share."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,7 +110,10 @@ def select_indices(
 
     ``classes`` keeps the images whose label is in it (needs labels). ``max_samples`` caps
     the count: a seeded, class-stratified pick when there are labels (each class keeps its
-    share, largest remainders get the leftover slots), a seeded uniform pick otherwise.
+    share, largest remainders get the leftover slots, and every class at least one image
+    where ``max_samples`` allows: a rare class's share rounded to 0 left it out of the data
+    set without a word, and a net trained on it had a class fewer), a seeded uniform pick
+    otherwise. A cap below the number of classes leaves classes out, with a warning.
     """
     idx = np.arange(n)
     if classes is not None:
@@ -132,6 +138,14 @@ def select_indices(
     remainder = counts * max_samples % len(idx)
     leftover = max_samples - int(quota.sum())
     quota[np.argsort(-remainder, kind="stable")[:leftover]] += 1
+    if max_samples >= len(values):
+        # a class whose share rounds to 0 takes one image from the class with the most
+        for k in np.flatnonzero(quota == 0):
+            quota[np.argmax(quota)] -= 1
+            quota[k] = 1
+    else:
+        log.warning("max_samples %d is below the %d classes: classes %s are left out",
+                    max_samples, len(values), values[quota == 0].tolist())
     picked = [
         rng.choice(idx[inverse == k], size=int(q), replace=False)
         for k, q in enumerate(quota)

@@ -63,6 +63,20 @@ def test_classes_by_folder_name(tmp_path):
                                             "classes": [0, 2]}),
           "datasets.n.classes: 2 is the index of class folder '10', not of the folder named "
           "'2'; write '2' (quoted)")
+    # zero-padded numbers: YAML reads an unquoted 01 as 1, the index of folder '02'
+    padded = tmp_path / "padded"
+    for name in ("01", "02", "03", "04"):
+        (padded / name).mkdir(parents=True)
+    fails(lambda c: c["datasets"].update(n={"kind": "folder", "path": str(padded),
+                                            "classes": yaml.safe_load("[01, 03]")}),
+          "datasets.n.classes: 1 is the index of class folder '02', not of the folder named "
+          "'01'; write '01' (quoted)")
+    from_zero = tmp_path / "from_zero"
+    for name in ("00", "01", "02"):
+        (from_zero / name).mkdir(parents=True)
+    config = copy.deepcopy(TINY)
+    config["datasets"]["z"] = {"kind": "folder", "path": str(from_zero), "classes": [0, 2]}
+    assert validate_config(config)["datasets"]["z"]["classes"] == [0, 2]  # index = number
     fails(lambda c: c["datasets"]["digits_target"].update(classes=["5"]),
           "datasets.digits_target.classes: class names ('5') are for image folders; digits has "
           "classes 0-9")
