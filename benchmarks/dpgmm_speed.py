@@ -30,13 +30,14 @@ seconds, lower bound per sample, NMI (to the planted labels, or to scikit-learn'
 real data), iterations; then the medians, the torch fit's time per phase (initialisation,
 E-step, statistics, M-step, bound, moves) and ``efficiency``: the GEMM work of the E-step
 (the log-probabilities and responsibilities of the EM iterations) per second of it, against
-this machine's own ``torch.mm`` on the E-step's block shape, measured right after each torch
-fit; the same rate for the sufficient statistics (``efficiency_statistics``, computed in the
-same passes) and for both together (``efficiency_estep_and_statistics``: what runs before
-3863998 printed as ``efficiency``, benchmarks/RESULTS.md); each peer's seconds per EM
-iteration and their ratio (``per iteration``: the speed-up apart from the iterations each
-fit runs); and the headline ``ratio: X.XX`` (median scikit-learn seconds / median torch
-seconds, planted data) with both fits' lower bound per sample and NMI.
+this machine's own ``torch.mm`` on the E-step's product shape (on a CPU a row slice of a
+block), measured right after each torch fit; the same rate for the sufficient statistics
+(``efficiency_statistics``, computed in the same passes) and for both together
+(``efficiency_estep_and_statistics``: what runs before 3863998 printed as ``efficiency``,
+benchmarks/RESULTS.md); each peer's seconds per EM iteration and their ratio
+(``per iteration``: the speed-up apart from the iterations each fit runs); and the headline
+``ratio: X.XX`` (median scikit-learn seconds / median torch seconds, planted data) with both
+fits' lower bound per sample and NMI.
 
 ``--data FILE`` fits a mixture of your own instead (and only that): an ``.npz`` with ``X``
 (n, d) and, optionally, the true labels ``y`` (n,), or an ``.npy`` of ``X``; the same peers,
@@ -189,20 +190,27 @@ def gemm_gflops(rows, inner, cols, repeats=30, b_transposed=False, device="cpu")
 
 
 def estep_shape(est, n, d, K, cov):
-    """The E-step's product for a fit of ``est``'s settings: ``(rows, inner, cols)`` of a block,
-    ``[x, 1]`` (D + 1) by ``[P_k | -mu_k P_k]`` (K D) for "full", ``[x, x^2]`` (2 D) by K
-    (stored K by 2 D) for "diag"."""
+    """The E-step's product for a fit of ``est``'s settings with all K components:
+    ``(rows, inner, cols)``, ``[x, 1]`` (D + 1) by ``[P_k | -mu_k P_k]`` (K D) for "full",
+    ``[x, x^2]`` (2 D) by K (stored K by 2 D) for "diag". On a CPU a "full" block's product
+    runs on row slices of at most ``_slice_elems`` elements (``_weighted_log_prob``), so the
+    reference is timed on a slice: on the block (1,310 rows at the planted fit's D 64, K 50)
+    it was timed on a shape that no product of the fit had (655 rows there)."""
     est._K = K
     rows = min(est._block_rows(), n)
-    return (rows, d + 1, K * d) if cov == "full" else (rows, 2 * d, K)
+    if cov != "full":
+        return (rows, 2 * d, K)
+    if est._device.type == "cpu":
+        rows = min(rows, max(16, est._slice_elems // (K * d)))
+    return (rows, d + 1, K * d)
 
 
 def profile(results, cov="full"):
     """The torch fit's time per phase (the repeat of median time), and the E-step's achieved
-    GEMM rate against this machine's ``torch.mm`` on the E-step's block shape, measured right
-    after each repeat (``peak``, so that a slow or fast spell of the machine falls on both):
-    ``efficiency``, the median over the repeats, their range beside it; the same for the
-    statistics and for the two together."""
+    GEMM rate against this machine's ``torch.mm`` on the E-step's product shape (see
+    :func:`estep_shape`), measured right after each repeat (``peak``, so that a slow or fast
+    spell of the machine falls on both): ``efficiency``, the median over the repeats, their
+    range beside it; the same for the statistics and for the two together."""
     result = sorted(results, key=lambda r: r["sec"])[len(results) // 2]
     st = result["stats"]
     phases = ["init", "estep", "statistics", "mstep", "bound", "moves"]
@@ -229,13 +237,23 @@ def profile(results, cov="full"):
               f"{' and '.join(parts)}: {np.median(achieved):.2f} GFLOP/s of GEMM work)")
 
 
+def em_iterations(result):
+    """The EM iterations a fit of :func:`run_fit` ran: torch's ``fit_stats_["em_iterations"]``
+    (those of the kept path, of rejected moves and of rejected refined merges, whose seconds
+    its fit time holds; ``n_iter_`` leaves the last out, as they do not count towards
+    ``max_iter``: 4 of the planted fit's 39, of a 2,000-sample fit's 18), else ``n_iter_``
+    (scikit-learn's: every iteration it ran)."""
+    return result["stats"].get("em_iterations", result["n_iter"])
+
+
 def per_iteration(runs):
-    """Each peer's fit seconds per EM iteration (median over the repeats; torch's seconds
-    include its moves, its iterations those of the kept path and of rejected deletions), and
-    scikit-learn's against torch's: the speed-up without the difference in iterations, which
-    the moves make (fewer where they leave a poor optimum, more where they buy a better one)."""
-    med = {key: (float(np.median([r["sec"] / max(r["n_iter"], 1) for r in rs])),
-                 int(np.median([r["n_iter"] for r in rs]))) for key, rs in runs.items()}
+    """Each peer's fit seconds per EM iteration run (median over the repeats; torch's seconds
+    include its moves, its iterations those of the kept path and of every move tried, see
+    :func:`em_iterations`), and scikit-learn's against torch's: the speed-up without the
+    difference in iterations, which the moves make (fewer where they leave a poor optimum,
+    more where they buy a better one)."""
+    med = {key: (float(np.median([r["sec"] / max(em_iterations(r), 1) for r in runs[key]])),
+                 int(np.median([em_iterations(r) for r in runs[key]]))) for key in ("sk", "torch")}
     (sk, sk_it), (tm, tm_it) = med["sk"], med["torch"]
     print(f"  per iteration: scikit-learn {sk:.3f} s ({sk_it} iterations), torch {tm:.3f} s "
           f"({tm_it} iterations): {sk / tm:.2f}x")

@@ -78,13 +78,19 @@ def prepare(folder: Path, n: int, device: str) -> tuple[Path, Path, Path]:
 
 
 def bare_forward(weights: Path, meta: Path, data: Path, batch: int, device: str) -> float:
-    """Seconds per image of VGG16's own forward pass (outputs discarded)."""
+    """Seconds per image of VGG16's own forward pass (outputs discarded), with freed memory
+    kept for reuse as the workers' extraction and labelling pass run (``convdp.allocator``:
+    a process-wide setting, which this process had not made: under glibc's defaults VGG16's
+    forward pass is slower, 1.19x in ``convdp.allocator``'s measurement and 1.05-1.08x on a
+    2-core AMD EPYC at one thread, and every stage's ``x forward`` came out that much low)."""
     import torch
 
+    from convdp.allocator import keep_freed_memory
     from convdp.data import open_dataset
     from convdp.io import read_json
     from convdp.models import load_model, to_input
 
+    keep_freed_memory()
     m = read_json(meta)
     net = load_model(m, weights).to(device)
     images = np.asarray(open_dataset(data)["images"][:])

@@ -222,7 +222,9 @@ class TorchBayesianGaussianMixture(_Fitting, _EStep, _Statistics, _Validation, B
         (floating-point operations of the E-step's and the statistics' matrix products, in
         every pass of the fit: initialisation, EM iterations, moves), ``gemm_flops_estep``
         and ``gemm_flops_statistics`` (those of the EM iterations' E-steps and statistics
-        alone, the work of ``seconds_estep`` and ``seconds_statistics``).
+        alone, the work of ``seconds_estep`` and ``seconds_statistics``); ``em_iterations``,
+        every EM iteration the fit ran (those of the seconds above): ``n_iter_`` and those
+        of rejected refined merges, which do not count towards ``max_iter``.
 
     All arrays are numpy float64.
     """

@@ -405,6 +405,7 @@ class _Fitting:
             t2 = self._clock()
             lower_bound = self._lower_bound(state, ent)
             stats = self.fit_stats_
+            stats["em_iterations"] += 1
             stats["seconds_mstep"] += t2 - t1
             stats["seconds_bound"] += time.perf_counter() - t2
             lower_bounds.append(lower_bound)

@@ -202,7 +202,8 @@ def new_fit_stats() -> dict:
     return {"scatter_skipped": 0, "mahalanobis_shared": 0,
             "gemm_flops": 0.0, "gemm_flops_estep": 0.0, "gemm_flops_statistics": 0.0,
             "seconds_init": 0.0, "seconds_estep": 0.0, "seconds_statistics": 0.0,
-            "seconds_mstep": 0.0, "seconds_bound": 0.0, "seconds_moves": 0.0}
+            "seconds_mstep": 0.0, "seconds_bound": 0.0, "seconds_moves": 0.0,
+            "em_iterations": 0}
 
 
 def expected_weights(st: State) -> np.ndarray:
