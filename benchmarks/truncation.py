@@ -56,7 +56,8 @@ def main(argv=None) -> int:
           f"restarts={new['dpgmm']['restarts']}, delete_below={new['dpgmm']['delete_below']}")
     head = ("layer, mode | old: kept at " + "/".join(map(str, old_k))
             + " | new: kept, effective, truncation used, saturated, bound/sample at "
-            + "/".join(map(str, new_k)) + " | 40 vs 80: kept, bound change")
+            + "/".join(map(str, new_k))
+            + f" | {new_k[0]} vs {new_k[-1]} (the first and last of --new): kept, bound change")
     print(head)
     failures = 0
     torch.set_num_threads(1)
