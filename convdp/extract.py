@@ -81,8 +81,10 @@ def feature_extractor(model: nn.Module, layers: Sequence[str],
 
     Ops that would overwrite a returned output in place (an ``nn.ReLU(inplace=True)`` right
     after a captured convolution, ``out += identity`` on a captured batch norm, ``x.relu_()``)
-    are made to work out of place; every other in-place op is left alone, so the forward
-    pass costs what the net's own does. Maps a net computes channels-last (N, H, W, C) — a
+    are made to work out of place, or, where the net reads that memory again after the op
+    (a skip connection kept before an in-place ReLU), the output is copied where it is
+    computed; every other in-place op is left alone, so the forward pass costs what the
+    net's own does but for those copies. Maps a net computes channels-last (N, H, W, C) — a
     Swin or ConvNeXt block's — are returned channels-first like every other
     (:class:`ChannelsFirst`; ``channels_first=False``: the bare graph module, outputs as the
     net makes them). ``smooth`` maps some of ``layers`` to a Gaussian's σ in positions: those
@@ -132,8 +134,8 @@ class ChannelsFirst(nn.Module):
         else:
             try:
                 out, self._axes[key] = run_with_axes(self.extractor, x)
-                lost = [name for name, axes in self._axes[key].items()
-                        if axes is None and out[name].ndim == 4]
+                lost = [name for name, axes in self._axes[key].items() if axes is None
+                        and isinstance(out[name], torch.Tensor) and out[name].ndim == 4]
                 if lost:
                     log.warning("layer(s) %s: where the rows and columns of their maps sit could "
                                 "not be traced (a reshape that splits them, say); they are read "
@@ -203,16 +205,22 @@ def _read_after_in_place(graph_module: torch.fx.GraphModule, captured: torch.fx.
     shares memory with) after an op has written it in place. Switching that op out of place
     (:func:`_out_of_place`) would hand such a reader the values before the write, not the
     net's: ``skip = x; x = relu_inplace(x); return conv(x) + skip`` would add the unrectified
-    ``x``, so a later layer would differ from the net's own, and only when ``x`` is extracted."""
+    ``x``, so a later layer would differ from the net's own, and only when ``x`` is extracted.
+    Readers of the write's own output (and its views: an in-place dropout's) read the written
+    values either way and do not count."""
     root = captured
     while _is_alias(graph_module, root) and root.args and isinstance(root.args[0], torch.fx.Node):
         root = root.args[0]
     group = _aliases(graph_module, root)
     order = {node: i for i, node in enumerate(graph_module.graph.nodes)}
-    writes = [order[user] for alias in group for user in alias.users
-              if _in_place(graph_module, user, alias)]
-    return bool(writes) and any(order[reader] > min(writes) for alias in group
-                                for reader in alias.users if reader.op != "output")
+    writers = [user for alias in group for user in alias.users
+               if _in_place(graph_module, user, alias)]
+    if not writers:
+        return False
+    written = {node for w in writers for node in (w, *_aliases(graph_module, w))}
+    first = min(order[w] for w in writers)
+    return any(order[reader] > first for alias in group if alias not in written
+               for reader in alias.users if reader.op != "output")
 
 
 def _in_place(graph_module: torch.fx.GraphModule, user: torch.fx.Node,
@@ -253,14 +261,15 @@ def _protect_outputs(graph_module: torch.fx.GraphModule) -> None:
 
 def _out_of_place(graph_module: torch.fx.GraphModule, user: torch.fx.Node,
                   source: torch.fx.Node) -> None:
-    """Make ``user`` work out of place if it would overwrite ``source``, its input."""
-    if user.op == "call_module":
-        module = graph_module.get_submodule(user.target)
-        if getattr(module, "inplace", None) is True:  # a copy: the user's net stays as is
-            module = copy.copy(module)
-            module.inplace = False
-            user.target = user.target.replace(".", "_") + "_out_of_place"
-            graph_module.add_submodule(user.target, module)
+    """Make ``user`` work out of place if it would overwrite ``source``, its input
+    (:func:`_in_place`)."""
+    if not _in_place(graph_module, user, source):
+        return
+    if user.op == "call_module":  # a copy of the module: the user's net stays as is
+        module = copy.copy(graph_module.get_submodule(user.target))
+        module.inplace = False
+        user.target = user.target.replace(".", "_") + "_out_of_place"
+        graph_module.add_submodule(user.target, module)
     elif user.op == "call_function":
         if user.kwargs.get("inplace") is True:
             user.kwargs = {**user.kwargs, "inplace": False}
@@ -269,8 +278,7 @@ def _out_of_place(graph_module: torch.fx.GraphModule, user: torch.fx.Node,
         name = getattr(user.target, "__name__", "")
         if name.endswith("_") and not name.startswith("_") and hasattr(torch, name[:-1]):
             user.target = getattr(torch, name[:-1])
-    elif (user.op == "call_method" and user.target.endswith("_")
-          and not user.target.startswith("_") and user.args[0] is source):
+    else:
         user.target = user.target[:-1]
 
 

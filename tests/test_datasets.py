@@ -624,7 +624,8 @@ def test_select_indices():
     assert np.bincount(labels[idx]).tolist() == [5, 3, 2]
     assert (np.diff(idx) > 0).all()
     idx = select_indices(labels, 100, max_samples=7, seed=0)  # remainders: 3.5, 2.1, 1.4
-    assert np.bincount(labels[idx], minlength=3).tolist() == [4, 2, 1]
+    # [4, 2, 1] by the largest remainders, then two images a class at least
+    assert np.bincount(labels[idx], minlength=3).tolist() == [3, 2, 2]
     np.testing.assert_array_equal(
         select_indices(labels, 100, max_samples=7, seed=3),
         select_indices(labels, 100, max_samples=7, seed=3),
@@ -641,21 +642,24 @@ def test_select_indices():
 
 def test_select_indices_keeps_a_rare_class(caplog):
     """A class whose share of the cap rounds to 0 (3 of 903 images, cap 50: 0.17) was left
-    out without a word, and a net trained on the pick had a class fewer; it now keeps one
-    image while the cap allows one per class, and a cap below the class count says which
-    classes it leaves out."""
+    out without a word, and a net trained on the pick had a class fewer; it now keeps two
+    images (training, its stratified split and the linear probe need two a class) while the
+    cap allows two per class, and a smaller cap says which classes keep fewer."""
     labels = np.repeat(np.arange(10), [100] * 9 + [3]).astype(np.int64)
     idx = select_indices(labels, len(labels), max_samples=50, seed=0)
     counts = np.bincount(labels[idx], minlength=10)
-    assert len(idx) == 50 and counts[9] == 1 and counts.min() >= 1
+    assert len(idx) == 50 and counts[9] == 2 and counts.min() >= 2
     idx = select_indices(labels, len(labels), classes=[0, 9], max_samples=10, seed=0)
-    assert np.bincount(labels[idx], minlength=10)[[0, 9]].tolist() == [9, 1]
-    # shares that do not round to 0 are picked as before
+    assert np.bincount(labels[idx], minlength=10)[[0, 9]].tolist() == [8, 2]
+    # a class of one image keeps it
+    one = np.repeat(np.arange(3), [60, 39, 1]).astype(np.int64)
+    assert np.bincount(one[select_indices(one, 100, max_samples=10)]).tolist() == [5, 4, 1]
+    # shares of two or more are picked as before
     even = np.repeat(np.arange(3), [50, 30, 20]).astype(np.int64)
-    assert np.bincount(even[select_indices(even, 100, max_samples=7)]).tolist() == [4, 2, 1]
+    assert np.bincount(even[select_indices(even, 100, max_samples=10)]).tolist() == [5, 3, 2]
     with caplog.at_level(logging.WARNING):
         idx = select_indices(labels, len(labels), max_samples=5, seed=0)
-    assert len(idx) == 5 and "below the 10 classes: classes [5, 6, 7, 8, 9]" in caplog.text
+    assert len(idx) == 5 and "cannot give each of the 10 classes two images" in caplog.text
 
 
 # --------------------------------------------------------------------------------------

@@ -321,6 +321,21 @@ def test_a_damaged_checkpoint_is_refused_not_loaded_with_a_wrong_weight(tmp_path
         load_state_dict(tmp_path / "m.pt")
 
 
+def test_a_checkpoint_saved_without_checksums_loads(tmp_path):
+    """torch can save without CRC-32s (stored as 0): such a file is no damaged one."""
+    from torch.utils.serialization import config as serialization
+
+    net = DigitNet()
+    before = serialization.save.compute_crc32
+    serialization.save.compute_crc32 = False
+    try:
+        torch.save(net.state_dict(), tmp_path / "m.pt")
+    finally:
+        serialization.save.compute_crc32 = before
+    state = load_state_dict(tmp_path / "m.pt")
+    assert torch.equal(state["conv1.weight"], net.conv1.weight)
+
+
 def test_a_truncated_legacy_checkpoint_is_called_truncated(tmp_path):
     """A checkpoint in torch's old (non-zip) format cut short was refused as one that 'would
     need arbitrary unpickling'."""

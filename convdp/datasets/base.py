@@ -110,10 +110,10 @@ def select_indices(
 
     ``classes`` keeps the images whose label is in it (needs labels). ``max_samples`` caps
     the count: a seeded, class-stratified pick when there are labels (each class keeps its
-    share, largest remainders get the leftover slots, and every class at least one image
-    where ``max_samples`` allows: a rare class's share rounded to 0 left it out of the data
-    set without a word, and a net trained on it had a class fewer), a seeded uniform pick
-    otherwise. A cap below the number of classes leaves classes out, with a warning.
+    share, largest remainders get the leftover slots, and every class two images at least,
+    one where it has one, where ``max_samples`` allows: a rare class's share rounded to 0 left
+    it out of the data set without a word, and a net trained on it had a class fewer), a
+    seeded uniform pick otherwise. A cap too small for that gives a warning.
     """
     idx = np.arange(n)
     if classes is not None:
@@ -138,14 +138,19 @@ def select_indices(
     remainder = counts * max_samples % len(idx)
     leftover = max_samples - int(quota.sum())
     quota[np.argsort(-remainder, kind="stable")[:leftover]] += 1
-    if max_samples >= len(values):
-        # a class whose share rounds to 0 takes one image from the class with the most
-        for k in np.flatnonzero(quota == 0):
-            quota[np.argmax(quota)] -= 1
-            quota[k] = 1
+    # every class two images at least (one where it has one) where the cap allows: a rare
+    # class's share rounded to 0 left it out without a word (a net trained on the set had a
+    # class fewer), and training, its stratified split and the linear probe need two a class
+    floor = np.minimum(2, counts)
+    if max_samples >= int(floor.sum()):
+        for k in np.flatnonzero(quota < floor):
+            for _ in range(int(floor[k] - quota[k])):  # from the largest, which stays above
+                quota[np.argmax(quota)] -= 1
+            quota[k] = floor[k]
     else:
-        log.warning("max_samples %d is below the %d classes: classes %s are left out",
-                    max_samples, len(values), values[quota == 0].tolist())
+        log.warning("max_samples %d cannot give each of the %d classes two images: classes "
+                    "%s keep fewer (or none)", max_samples, len(values),
+                    values[quota < floor].tolist())
     picked = [
         rng.choice(idx[inverse == k], size=int(q), replace=False)
         for k, q in enumerate(quota)
