@@ -181,8 +181,8 @@ def plot_clusters_per_layer(df: pd.DataFrame, dest: str | Path) -> None:
                          style="method", markers=True, ax=ax, legend=row == 0,
                          palette=palette, style_order=methods)
             for _, grp in sub.groupby(["dataset", "method"], sort=False):
-                ax.fill_between(grp["layer position"], grp[f"{what}_min"], grp[f"{what}_max"], alpha=0.15,
-                                color="grey", linewidth=0)
+                ax.fill_between(grp["layer position"], grp[f"{what}_min"], grp[f"{what}_max"],
+                                alpha=0.15, color="grey", linewidth=0)
             sat = sub[sub["saturated"].map(_flag)]
             if len(sat):
                 ax.scatter(sat["layer position"], sat[what], marker="x",

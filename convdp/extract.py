@@ -230,12 +230,21 @@ def _in_place(graph_module: torch.fx.GraphModule, user: torch.fx.Node,
     if user.op == "call_module":
         return getattr(graph_module.get_submodule(user.target), "inplace", None) is True
     if user.op == "call_function":
-        name = getattr(user.target, "__name__", "")
         return (user.kwargs.get("inplace") is True
-                or (user.target in _OUT_OF_PLACE and user.args[0] is source)
-                or (name.endswith("_") and not name.startswith("_") and hasattr(torch, name[:-1])))
+                or _out_of_place_function(user, source) is not None)
     return (user.op == "call_method" and user.target.endswith("_")
             and not user.target.startswith("_") and user.args[0] is source)
+
+
+def _out_of_place_function(user: torch.fx.Node, source: torch.fx.Node):
+    """The out-of-place twin of ``user``'s function where it writes ``source`` in place
+    (``operator.iadd`` on it: ``operator.add``; ``torch.relu_``: ``torch.relu``), else None."""
+    if user.target in _OUT_OF_PLACE and user.args[0] is source:
+        return _OUT_OF_PLACE[user.target]
+    name = getattr(user.target, "__name__", "")
+    if name.endswith("_") and not name.startswith("_") and hasattr(torch, name[:-1]):
+        return getattr(torch, name[:-1])
+    return None
 
 
 def _protect_outputs(graph_module: torch.fx.GraphModule) -> None:
@@ -273,11 +282,7 @@ def _out_of_place(graph_module: torch.fx.GraphModule, user: torch.fx.Node,
     elif user.op == "call_function":
         if user.kwargs.get("inplace") is True:
             user.kwargs = {**user.kwargs, "inplace": False}
-        if user.target in _OUT_OF_PLACE and user.args[0] is source:
-            user.target = _OUT_OF_PLACE[user.target]
-        name = getattr(user.target, "__name__", "")
-        if name.endswith("_") and not name.startswith("_") and hasattr(torch, name[:-1]):
-            user.target = getattr(torch, name[:-1])
+        user.target = _out_of_place_function(user, source) or user.target
     else:
         user.target = user.target[:-1]
 

@@ -166,11 +166,22 @@ def label_pass(
     return out
 
 
-def open_labels(manifest: str | Path, key: str) -> np.ndarray:
-    """The labels of fit ``key`` from the label store behind ``manifest``, checked complete."""
+def open_labels(manifest: str | Path, key: str,
+                model_npz: str | Path | None = None) -> np.ndarray:
+    """The labels of fit ``key`` from the label store behind ``manifest``, checked complete
+    and, given ``model_npz``, made with that very model file (the pass records the hash of
+    each ``.model.npz`` it labelled with: a model refitted since, the pass not rerun, would be
+    joined to another's labels)."""
     import zarr
 
+    from convdp.download import file_hash
+
     info = read_json(manifest)
+    made_with = info["fingerprint"].get("fits", {}).get(key)
+    if model_npz is not None and made_with is not None and made_with != file_hash(model_npz):
+        raise ValueError(f"{manifest}: the labels {key!r} were made with another "
+                         f"{model_npz} than the one there now (refitted since); rerun the "
+                         "labelling pass")
     store = Path(manifest).parent / info["store"]
     group = zarr.open_group(store, mode="r")
     if not group.attrs.get("complete") or group.attrs.get("fingerprint") != info["fingerprint"]:
@@ -202,19 +213,11 @@ def merge_labelled(
     arrays and record a fit on the full store writes (timings aside)."""
     from convdp.cluster import merge_labels
     from convdp.datasets.store import read_labels
-    from convdp.download import file_hash
     from convdp.fitted import load_npz
 
     t0 = time.perf_counter()
-    # the labels of this very model: the pass records the hash of each .model.npz it labelled
-    # with, and a model refitted since (the pass not rerun) would be joined to another's labels
-    made_with = read_json(labels_manifest)["fingerprint"].get("fits", {}).get(key)
-    if made_with is not None and made_with != file_hash(model_npz):
-        raise ValueError(f"{labels_manifest}: the labels {key!r} were made with another "
-                         f"{model_npz} than the one there now (refitted since); rerun the "
-                         "labelling pass")
+    labels, predict_seconds = open_labels(labels_manifest, key, model_npz)
     model, record = load_npz(model_npz), read_json(model_json)
-    labels, predict_seconds = open_labels(labels_manifest, key)
     arrays, record = merge_labels(model, record, [(0, len(labels), labels.ravel())],
                                   class_labels=read_labels(dataset),
                                   seconds=record["fit_seconds"] + predict_seconds,

@@ -168,14 +168,14 @@ def check_layers(model: nn.Module, requested: list[str] | str, model_name: str =
     if not requested:
         raise ValueError(f"no layers chosen for {model_name}")
     positions = node_positions(names, requested)
-    same = [(requested[i], requested[j]) for i in range(len(requested))
-            for j in range(i + 1, len(requested)) if positions[i] == positions[j]]
+    same = [(i, j) for i in range(len(requested)) for j in range(i + 1, len(requested))
+            if positions[i] == positions[j]]
     if same:  # the order's message would name the list as given, and one of them be dropped
-        first, second = same[0]
+        i, j = same[0]
         raise ValueError(
-            f"layers {first!r} and {second!r} of {model_name} are the same graph node "
-            f"({names[int(positions[requested.index(first)])]!r}: a module that is not a node "
-            "stands for its last node); list it once")
+            f"layers {requested[i]!r} and {requested[j]!r} of {model_name} are the same graph "
+            f"node ({names[int(positions[i])]!r}: a module that is not a node stands for its "
+            "last node); list it once")
     if any(b <= a for a, b in zip(positions, positions[1:], strict=False)):
         ordered = [r for _, r in sorted(zip(positions, requested, strict=True))]
         raise ValueError(f"the layers of {model_name} must be listed from the input towards "

@@ -152,7 +152,8 @@ def train_classifier(
     them) restricts which parameters are updated; the others stay frozen. A BatchNorm whose
     parameters are all frozen, or named in ``frozen_modules`` (one without parameters),
     stays in eval mode: it keeps the running statistics it came with. Labels of fewer than
-    two classes, or a class with a single image, are refused with a ValueError naming ``data_name``.
+    two classes, or a class with a single image, are refused with a ValueError naming
+    ``data_name``.
     """
     from sklearn.model_selection import train_test_split
     from tqdm import tqdm

@@ -166,11 +166,13 @@ def plot_transfer_label_maps(maps: dict, layers: Sequence[str], dest: str | Path
     """
     images = maps["images"]
     palette = np.asarray(PALETTE)
+    # each layer's colour of every source cluster id, once
+    colours = {layer: cluster_colours(maps[f"weights_{layer}"]) if f"weights_{layer}" in maps
+               else None for layer in layers}
 
-    def colours(layer, labels):
-        if f"weights_{layer}" in maps:
-            return cluster_colours(maps[f"weights_{layer}"])[labels]
-        return palette[labels % len(palette)]
+    def coloured_map(layer, labels):
+        table = colours[layer]
+        return table[labels] if table is not None else palette[labels % len(palette)]
 
     ncols = 1 + len(layers)
     fig, axes = pyplot().subplots(2 * len(images), ncols, figsize=(1.7 * ncols, 1.7 * 2 * len(images)),
@@ -178,7 +180,7 @@ def plot_transfer_label_maps(maps: dict, layers: Sequence[str], dest: str | Path
     rows = []
     for i, img in enumerate(images):
         for side, label in (("source", "source fit"), ("target", "target's fit")):
-            coloured = [colours(layer, maps[f"{side}_{layer}"][i])
+            coloured = [coloured_map(layer, maps[f"{side}_{layer}"][i])
                         if f"{side}_{layer}" in maps else None for layer in layers]
             index = int(maps["examples"][i]) if "examples" in maps else i
             rows.append((img, f"image {index}\n{label}", coloured))
